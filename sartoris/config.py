@@ -1,0 +1,498 @@
+"""sartoris.toml -> frozen dataclasses; every check on the file happens here, with messages naming the key.
+
+The file is found by find_config(), read by load_config() and turned into a Config by parse_config(), which is
+pure so tests need no files. Paths in the file are relative to the file's folder; ``{slot}`` in remote_root,
+publish_url, fetch_url and checkout_root is left in place and substituted by the Config accessors.
+Every problem is a ConfigError with one line: ``<file>: [section] key must be ..., not ...``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import subprocess
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from sartoris.errors import ConfigError
+from sartoris.inventory import is_user_name
+from sartoris.policy import FailureBudget
+
+CONFIG_NAME = "sartoris.toml"
+GIT_TIMEOUT = 5.0
+DEFAULT_MAX_FAILURES = FailureBudget(percent=5.0)
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_KEYS: dict[str, tuple[str, ...]] = {
+    "deploy": (
+        "name",
+        "checkout_root",
+        "slot_prefix",
+        "remote_root",
+        "publish_url",
+        "fetch_url",
+        "hosts",
+        "hooks_dir",
+        "keep_releases",
+    ),
+    "fanout": (
+        "concurrency",
+        "fetch_concurrency",
+        "connect_timeout",
+        "command_timeout",
+        "max_failures",
+        "retries",
+    ),
+    "ssh": ("user", "port", "identity_files", "known_hosts", "keepalive_interval", "accept_new_host_keys"),
+    "depool": ("command", "pool_command", "timeout", "max_depooled"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeploySettings:
+    """[deploy]: what is deployed and where; path values are absolute, {slot} still in place."""
+
+    name: str
+    checkout_root: Path
+    remote_root: str
+    publish_url: str
+    hooks_dir: Path
+    slot_prefix: str = "php-slot"
+    fetch_url: str | None = None
+    hosts: tuple[str, ...] = ()
+    keep_releases: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutSettings:
+    """[fanout]: how many hosts at once, how long to wait, how many failures to tolerate."""
+
+    concurrency: int = 100
+    fetch_concurrency: int = 32
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    max_failures: FailureBudget = DEFAULT_MAX_FAILURES
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SshSettings:
+    """[ssh]: how to log in; None means leave it to ~/.ssh/config, the agent and OpenSSH's defaults."""
+
+    user: str | None = None
+    port: int = 22
+    identity_files: tuple[Path, ...] = ()
+    known_hosts: Path = DEFAULT_KNOWN_HOSTS
+    keepalive_interval: float = 15.0
+    accept_new_host_keys: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DepoolSettings:
+    """[depool]: argv templates ({host} substituted per argument) run on the deploy host, and their bounds."""
+
+    command: tuple[str, ...] | None = None
+    pool_command: tuple[str, ...] | None = None
+    timeout: float = 30.0
+    max_depooled: FailureBudget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated sartoris.toml and the per-slot names and locations derived from it."""
+
+    path: Path
+    deploy: DeploySettings
+    fanout: FanoutSettings = FanoutSettings()
+    ssh: SshSettings = SshSettings()
+    depool: DepoolSettings = DepoolSettings()
+
+    @property
+    def base_dir(self) -> Path:
+        """The config file's folder, against which relative paths in it are read."""
+        return self.path.parent
+
+    @property
+    def hosts_dir(self) -> Path:
+        """The folder of host group files beside the config file."""
+        return self.base_dir / "hosts"
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder for the deploy lock and history beside the config file."""
+        return self.base_dir / ".sartoris"
+
+    def slot_name(self, slot: int) -> str:
+        """The slot's folder name, e.g. php-slot0."""
+        if slot < 0:
+            raise ValueError(f"a slot is a number >= 0, not {slot}")
+        return f"{self.deploy.slot_prefix}{slot}"
+
+    def slot_of(self, folder_name: str) -> int | None:
+        """The slot a folder name stands for (php-slot3 -> 3), or None if it is not a slot folder."""
+        prefix = self.deploy.slot_prefix
+        number = folder_name[len(prefix) :]
+        if folder_name.startswith(prefix) and number.isascii() and number.isdigit():
+            return int(number)
+        return None
+
+    def checkout_path(self, slot: int) -> Path:
+        """The deploy host's working copy of the slot."""
+        root = str(self.deploy.checkout_root).replace("{slot}", str(slot))
+        return Path(root) / self.slot_name(slot)
+
+    def remote_slot_path(self, slot: int) -> str:
+        """The slot's working copy on an app server, as a POSIX path string."""
+        root = self.deploy.remote_root.replace("{slot}", str(slot))
+        return str(PurePosixPath(root) / self.slot_name(slot))
+
+    def publish_url(self, slot: int) -> str:
+        """Where sync pushes the slot's release: a URL as written, or an absolute local path."""
+        return _resolve_url(self.deploy.publish_url.replace("{slot}", str(slot)), self.base_dir)
+
+    def fetch_url(self, slot: int) -> str:
+        """What app servers fetch the slot's release from; publish_url when not set."""
+        template = self.deploy.fetch_url if self.deploy.fetch_url is not None else self.deploy.publish_url
+        return _resolve_url(template.replace("{slot}", str(slot)), self.base_dir)
+
+
+def expand_command(template: tuple[str, ...], host: str) -> tuple[str, ...]:
+    """Put the host into each already-split argument; never re-split, so a host can never become a command."""
+    return tuple(argument.replace("{host}", host) for argument in template)
+
+
+def find_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) -> Path:
+    """Locate sartoris.toml: --config, $SARTORIS_CONFIG, git config sartoris.config, then cwd and up."""
+    if explicit is not None:
+        return _must_exist(cwd / explicit, "--config")
+    if environ.get("SARTORIS_CONFIG"):
+        return _must_exist(cwd / environ["SARTORIS_CONFIG"], "$SARTORIS_CONFIG")
+    configured = _git_config_path(cwd, environ)
+    if configured is not None:
+        return _must_exist(configured, "git config sartoris.config")
+    for folder in (cwd, *cwd.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder / CONFIG_NAME
+    raise ConfigError(
+        f"no {CONFIG_NAME} found: no --config, no $SARTORIS_CONFIG, no git config sartoris.config, "
+        f"and none in {cwd} or above"
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file at path; relative paths in it are taken from its folder."""
+    path = path.absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Turn the file's text into a Config; path names the file in errors and anchors relative paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid TOML: {message}") from None
+    for section, table in data.items():
+        if section not in _KEYS:
+            if isinstance(table, dict):
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            raise ConfigError(
+                f"{path}: unknown key {section} (keys go in [deploy], [fanout], [ssh], [depool])"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}]), not {_kind(table)}")
+        for key in table:
+            if key not in _KEYS[section]:
+                raise ConfigError(f"{path}: unknown key [{section}] {key}")
+    base = path.parent
+    return Config(
+        path=path,
+        deploy=_deploy(_Section(path, "deploy", data.get("deploy", {})), base),
+        fanout=_fanout(_Section(path, "fanout", data.get("fanout", {}))),
+        ssh=_ssh(_Section(path, "ssh", data.get("ssh", {})), base),
+        depool=_depool(_Section(path, "depool", data.get("depool", {}))),
+    )
+
+
+def _deploy(section: _Section, base: Path) -> DeploySettings:
+    """Read [deploy]."""
+    return DeploySettings(
+        name=section.string("name", check=_tag_safe),
+        checkout_root=_local_path(section.string("checkout_root", ".", check=_slot_template), base),
+        slot_prefix=section.string("slot_prefix", "php-slot", check=_tag_safe),
+        remote_root=section.string("remote_root", check=_remote_root),
+        publish_url=section.string("publish_url", check=_url),
+        fetch_url=section.optional_string("fetch_url", check=_url),
+        hosts=section.strings("hosts"),
+        hooks_dir=_local_path(section.string("hooks_dir", "hooks", check=_non_empty), base),
+        keep_releases=section.integer("keep_releases", 3, minimum=1),
+    )
+
+
+def _fanout(section: _Section) -> FanoutSettings:
+    """Read [fanout]."""
+    return FanoutSettings(
+        concurrency=section.integer("concurrency", 100, minimum=1),
+        fetch_concurrency=section.integer("fetch_concurrency", 32, minimum=1),
+        connect_timeout=section.seconds("connect_timeout", 10.0),
+        command_timeout=section.seconds("command_timeout", 300.0),
+        max_failures=section.budget("max_failures", "5%"),
+        retries=section.integer("retries", 2, minimum=0),
+    )
+
+
+def _ssh(section: _Section, base: Path) -> SshSettings:
+    """Read [ssh]."""
+    return SshSettings(
+        user=section.optional_string("user", check=_user),
+        port=section.integer("port", 22, minimum=1, maximum=65535),
+        identity_files=tuple(_local_path(file, base) for file in section.strings("identity_files")),
+        known_hosts=_local_path(section.string("known_hosts", "~/.ssh/known_hosts", check=_non_empty), base),
+        keepalive_interval=section.seconds("keepalive_interval", 15.0, zero_ok=True),
+        accept_new_host_keys=section.boolean("accept_new_host_keys", False),
+    )
+
+
+def _depool(section: _Section) -> DepoolSettings:
+    """Read [depool]."""
+    return DepoolSettings(
+        command=section.command("command"),
+        pool_command=section.command("pool_command"),
+        timeout=section.seconds("timeout", 30.0),
+        max_depooled=section.optional_budget("max_depooled"),
+    )
+
+
+_REQUIRED = object()
+_Check = Callable[[str], str | None]  # returns what is wrong with a value ("must ..."), or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """One table of the file, read key by key with type checks and messages naming the key."""
+
+    path: Path
+    name: str
+    table: Mapping[str, object]
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        """The one-line error for a key of this section."""
+        return ConfigError(f"{self.path}: [{self.name}] {key} {problem}")
+
+    def wrong_type(self, key: str, expected: str, value: object) -> ConfigError:
+        """The error for a value of the wrong TOML type."""
+        return self.fail(key, f"must be {expected}, not {_kind(value)}")
+
+    def value(self, key: str, default: object = _REQUIRED) -> object:
+        """The key's value, else its default; a missing key without a default is an error."""
+        if key in self.table:
+            return self.table[key]
+        if default is _REQUIRED:
+            raise ConfigError(f"{self.path}: missing required key [{self.name}] {key}")
+        return default
+
+    def string(self, key: str, default: object = _REQUIRED, check: _Check | None = None) -> str:
+        """A string without control characters that passes check."""
+        value = self.value(key, default)
+        if not isinstance(value, str):
+            raise self.wrong_type(key, "a string", value)
+        problem = "must not contain control characters" if _CONTROL.search(value) else None
+        problem = problem or (check(value) if check is not None else None)
+        if problem is not None:
+            raise self.fail(key, f"{problem}, not {value!r}")
+        return value
+
+    def optional_string(self, key: str, check: _Check | None = None) -> str | None:
+        """A string as string() checks it, or None when the key is absent."""
+        return self.string(key, check=check) if key in self.table else None
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        """An array of non-empty strings; empty when absent."""
+        values = self.value(key, [])
+        if not isinstance(values, list):
+            raise self.wrong_type(key, "an array of strings", values)
+        for value in values:
+            if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+                shown = repr(value) if isinstance(value, str) else _kind(value)
+                raise self.fail(key, f"must be an array of non-empty strings, not one holding {shown}")
+        return tuple(values)
+
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        """An integer (never a boolean) within [minimum, maximum]."""
+        value = self.value(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.wrong_type(key, "an integer", value)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise self.fail(key, f"must be {bound}, not {value}")
+        return value
+
+    def seconds(self, key: str, default: float, zero_ok: bool = False) -> float:
+        """A finite number of seconds, > 0 (or >= 0 when zero_ok); integers are accepted, booleans are not."""
+        value = self.value(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.wrong_type(key, "a number of seconds", value)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise self.fail(key, f"must be a number of seconds {'>= 0' if zero_ok else '> 0'}, not {value}")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        """true or false."""
+        value = self.value(key, default)
+        if not isinstance(value, bool):
+            raise self.wrong_type(key, "true or false", value)
+        return value
+
+    def budget(self, key: str, default: object = _REQUIRED) -> FailureBudget:
+        """A host count (3) or a percentage ("5%"), read by FailureBudget.parse."""
+        value = self.value(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise self.wrong_type(key, 'a number of hosts or a percentage string like "5%"', value)
+        try:
+            return FailureBudget.parse(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def optional_budget(self, key: str) -> FailureBudget | None:
+        """A budget as budget() reads it, or None when the key is absent."""
+        return self.budget(key) if key in self.table else None
+
+    def command(self, key: str) -> tuple[str, ...] | None:
+        """A command line split like a shell would (no shell runs it), or None when absent."""
+        text = self.optional_string(key)
+        if text is None:
+            return None
+        try:
+            argv = tuple(shlex.split(text))
+        except ValueError as exc:
+            raise self.fail(key, f"cannot be split into arguments ({exc}): {text!r}") from None
+        if not argv:
+            raise self.fail(key, f"must not be empty, not {text!r}")
+        if not any("{host}" in argument for argument in argv):
+            raise self.fail(key, f"must contain {{host}}, not {text!r}")
+        return argv
+
+
+def _kind(value: object) -> str:
+    """The TOML name of a value's type, for 'must be X, not Y' messages."""
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+    )
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a date/time")
+
+
+def _tag_safe(value: str) -> str | None:
+    """Why value cannot go into a git tag or folder name, if it cannot."""
+    if not _NAME.fullmatch(value):
+        return "must be letters, digits, '.', '_' or '-', starting with a letter or digit"
+    if ".." in value or value.endswith((".", ".lock")):
+        return "must not contain '..' or end with '.' or '.lock' (git refuses such tag names)"
+    return None
+
+
+def _non_empty(value: str) -> str | None:
+    """Why value is empty, if it is."""
+    return "must not be empty" if not value.strip() else None
+
+
+def _slot_template(value: str) -> str | None:
+    """Why value is empty or has a placeholder other than {slot}, if it does."""
+    if not value.strip():
+        return "must not be empty"
+    unknown = [found for found in _PLACEHOLDER.findall(value) if found != "{slot}"]
+    return f"must use no placeholder but {{slot}} (found {unknown[0]})" if unknown else None
+
+
+def _remote_root(value: str) -> str | None:
+    """Why value is not an absolute POSIX path template, if it is not."""
+    if not value.startswith("/"):
+        return "must be an absolute path (starting with '/')"
+    return _slot_template(value)
+
+
+def _url(value: str) -> str | None:
+    """Why value cannot be given to git as a repository location, if it cannot."""
+    if value.startswith("-"):
+        return "must not start with '-' (git would read it as an option)"
+    return _slot_template(value)
+
+
+def _user(value: str) -> str | None:
+    """Why value is not a login name, if it is not."""
+    return None if is_user_name(value) else "must be a login name (letters, digits, '.', '_', '-')"
+
+
+def _is_url(location: str) -> bool:
+    """True for what git reads as a URL: scheme://... or scp-like [user@]host:path (a ':' before any '/')."""
+    if _URL_SCHEME.match(location):
+        return True
+    colon, slash = location.find(":"), location.find("/")
+    return colon > 0 and (slash < 0 or colon < slash)
+
+
+def _resolve_url(location: str, base: Path) -> str:
+    """A URL as written; a local path with ~ expanded and made absolute against base."""
+    return location if _is_url(location) else str(_local_path(location, base))
+
+
+def _local_path(value: str, base: Path) -> Path:
+    """A deploy-host path with ~ expanded, relative to base when not absolute."""
+    return base / Path(value).expanduser()
+
+
+def _must_exist(path: Path, origin: str) -> Path:
+    """The path when it is a file, else a ConfigError saying where the name came from."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (from {origin})")
+    return path
+
+
+def _git_config_path(cwd: Path, environ: Mapping[str, str]) -> Path | None:
+    """sartoris.config from git config in cwd, relative to the work tree's top; None when git has none."""
+    value = _git(["config", "--get", "sartoris.config"], cwd, environ)
+    if not value:
+        return None
+    configured = Path(value).expanduser()
+    if configured.is_absolute():
+        return configured
+    top = _git(["rev-parse", "--show-toplevel"], cwd, environ)
+    return (Path(top) if top else cwd) / configured
+
+
+def _git(args: list[str], cwd: Path, environ: Mapping[str, str]) -> str | None:
+    """One line of output from a git command in cwd, or None if git is missing, fails or hangs."""
+    try:
+        completed = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=dict(environ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    output = completed.stdout.strip()
+    return output if completed.returncode == 0 and output else None

@@ -1,0 +1,195 @@
+"""hosts/ group files -> Host records: dsh-style lines, numeric ranges, user@ and :port.
+
+A group file holds one host per line as ``[user@]name[:port]``; ``#`` starts a comment; blank lines are
+ignored; ``mw[1001-1003]`` and ``web[01-10]`` expand (zero padding kept, several ranges multiply). IPv6
+addresses are written in brackets: ``[::1]`` or ``deploy@[2001:db8::5]:2222``. Anything else is refused
+with the file and line, because a host name ends up as an argument on a remote connection: a line that
+is not strictly a host (spaces, quotes, ``;``, a leading ``-``) must never get through.
+
+Parsing is pure; only resolve_hosts() reads files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sartoris.errors import InventoryError
+
+MAX_EXPANSION = 100_000
+
+_RANGE = re.compile(r"\[(?P<low>[0-9]{1,18})-(?P<high>[0-9]{1,18})\]")
+_SPEC = re.compile(
+    r"(?:(?P<user>[^@]+)@)?"
+    r"(?:\[(?P<ipv6>[^\[\]]+)\]|(?P<name>[^:@\[\]]+))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+# re.ASCII: with IGNORECASE alone, [a-z] would also match the Kelvin sign and the long s.
+_USER = re.compile(r"[a-z_][a-z0-9._-]{0,31}", re.IGNORECASE | re.ASCII)
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE | re.ASCII)
+_NUMERIC = re.compile(r"[0-9.]+")
+_IPV6 = re.compile(r"[0-9a-f:.]+(?:%[a-z0-9_.-]+)?", re.IGNORECASE | re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One target host: the label an operator wrote (used in JSON and logs) and what to connect to."""
+
+    label: str
+    name: str
+    user: str | None = None
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a record that could not have come from a valid hosts line."""
+        if not self.name or not self.label:
+            raise ValueError("a host needs a name and a label")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ValueError(f"a host port must be 1..65535, not {self.port}")
+
+    @property
+    def key(self) -> tuple[str | None, str, int | None]:
+        """What makes two lines the same host: user, name (case-insensitive) and port."""
+        return (self.user, self.name.lower(), self.port)
+
+    def __str__(self) -> str:
+        """The label, as written in the group file."""
+        return self.label
+
+
+def is_user_name(text: str) -> bool:
+    """True for a plausible login name (letters, digits, '.', '_', '-'; not starting with a digit or '-')."""
+    return _USER.fullmatch(text) is not None
+
+
+def is_host_name(text: str) -> bool:
+    """True for an RFC 1123 host name (underscores allowed) or IPv4 address; all-numeric must be IPv4."""
+    if _NUMERIC.fullmatch(text):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            return False
+        return True
+    return len(text) <= 253 and all(_LABEL.fullmatch(label) for label in text.split("."))
+
+
+def is_ipv6_address(text: str) -> bool:
+    """True for an IPv6 address (as written inside brackets), with at most a plain zone id like %eth0."""
+    if _IPV6.fullmatch(text) is None:  # ipaddress accepts any characters in a zone id
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def expand_ranges(pattern: str) -> list[str]:
+    """Expand each ``[low-high]`` in pattern (zero padding kept, several as a product); ValueError if bad."""
+    matches = list(_RANGE.finditer(pattern))
+    if not matches:
+        return [pattern]
+    choices: list[list[str]] = []
+    total = 1
+    for match in matches:
+        low_text, high_text = match["low"], match["high"]
+        low, high = int(low_text), int(high_text)
+        if low > high:
+            raise ValueError(f"reversed range [{low_text}-{high_text}]")
+        width = len(low_text) if low_text.startswith("0") and len(low_text) > 1 else 0
+        total *= high - low + 1
+        if total > MAX_EXPANSION:
+            raise ValueError(f"expands to more than {MAX_EXPANSION} hosts")
+        choices.append([str(number).zfill(width) for number in range(low, high + 1)])
+    literals = _RANGE.split(pattern)[::3]  # split() interleaves the two captured groups of each range
+    hosts = []
+    for combination in itertools.product(*choices):
+        parts = [literals[0]]
+        for value, literal in zip(combination, literals[1:], strict=True):
+            parts += [value, literal]
+        hosts.append("".join(parts))
+    return hosts
+
+
+def parse_host(spec: str) -> Host:
+    """Parse one ``[user@]name[:port]`` (no ranges, no comment); ValueError if it is not strictly a host."""
+    match = _SPEC.fullmatch(spec)
+    if match is None or not (
+        (match["user"] is None or is_user_name(match["user"]))
+        and (match["ipv6"] is None or is_ipv6_address(match["ipv6"]))
+        and (match["name"] is None or is_host_name(match["name"]))
+        and (match["port"] is None or 1 <= int(match["port"]) <= 65535)
+    ):
+        raise ValueError(f"not a host: {spec!r}")
+    port = int(match["port"]) if match["port"] is not None else None
+    return Host(label=spec, name=match["ipv6"] or match["name"], user=match["user"], port=port)
+
+
+def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
+    """Parse a group file's text; raise InventoryError naming ``source:line`` for the first bad line."""
+    hosts: list[Host] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            specs = expand_ranges(line)
+        except ValueError as exc:
+            raise InventoryError(f"{source}:{number}: {exc}: {line!r}") from None
+        try:
+            hosts += [parse_host(spec) for spec in specs]
+        except ValueError:
+            raise InventoryError(f"{source}:{number}: not a host: {line!r}") from None
+    return tuple(hosts)
+
+
+def dedupe(hosts: Sequence[Host]) -> tuple[Host, ...]:
+    """Drop repeated hosts (same user, name and port), keeping the first occurrence and the order."""
+    seen: set[tuple[str | None, str, int | None]] = set()
+    unique: list[Host] = []
+    for host in hosts:
+        if host.key not in seen:
+            seen.add(host.key)
+            unique.append(host)
+    return tuple(unique)
+
+
+def resolve_hosts(selectors: Sequence[str], hosts_dir: Path, cwd: Path) -> tuple[Host, ...]:
+    """Read each selector as a group in hosts_dir, else as a path from cwd; dedupe; refuse an empty result."""
+    hosts: list[Host] = []
+    for selector in selectors:
+        path = _find_group(selector, hosts_dir, cwd)
+        source = _display(path, cwd)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InventoryError(f"{source}: not a UTF-8 text file") from None
+        except OSError as exc:
+            raise InventoryError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        hosts += parse_hosts(text, source)
+    unique = dedupe(hosts)
+    if not unique:
+        named = ", ".join(repr(selector) for selector in selectors) or "no groups given"
+        raise InventoryError(f"no hosts to target ({named})")
+    return unique
+
+
+def _find_group(selector: str, hosts_dir: Path, cwd: Path) -> Path:
+    """The file a selector names: hosts_dir/<selector> if it exists, else the path from cwd."""
+    if selector.strip():
+        for candidate in (hosts_dir / selector, cwd / selector):
+            if candidate.is_file():
+                return candidate
+    raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir})")
+
+
+def _display(path: Path, cwd: Path) -> str:
+    """The path as an operator would type it: relative to cwd when below it, else as is."""
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,117 @@
+"""Pure decisions: how many failed hosts a run tolerates, abort or go on, who is depooled, when to retry.
+
+Nothing here does I/O; the deploy use cases call these with the results they collected.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sartoris.results import HostResult
+
+_COUNT = re.compile(r"[0-9]{1,9}")
+_PERCENT = re.compile(r"(?P<number>[0-9]{1,3}(?:\.[0-9]{1,6})?)%")
+
+
+@dataclass(frozen=True, slots=True)
+class FailureBudget:
+    """How many failed hosts a run tolerates: an absolute count or a percentage of the targeted hosts."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    def __post_init__(self) -> None:
+        """Hold exactly one of count or percent, each in its range, so every budget can be evaluated."""
+        if (self.count is None) == (self.percent is None):
+            raise ValueError("a failure budget needs exactly one of count or percent")
+        if self.count is not None and (isinstance(self.count, bool) or self.count < 0):
+            raise ValueError(f"a failure budget count must be a whole number >= 0, not {self.count!r}")
+        if self.percent is not None and not 0.0 <= self.percent <= 100.0:
+            raise ValueError(f"a failure budget percentage must be from 0% to 100%, not {self.percent!r}")
+
+    @classmethod
+    def parse(cls, value: int | str) -> FailureBudget:
+        """Read 3, "3", "5%" or "2.5%"; a ValueError's message starts "must be" so callers prefix the key."""
+        expected = 'must be a number of hosts (like 3) or a percentage from 0% to 100% (like "5%")'
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"{expected}, not {value!r}")
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError(f"{expected}, not {value!r}")
+            return cls(count=value)
+        text = value.strip()
+        if _COUNT.fullmatch(text):
+            return cls(count=int(text))
+        match = _PERCENT.fullmatch(text)
+        if match is None or float(match["number"]) > 100.0:
+            raise ValueError(f"{expected}, not {value!r}")
+        return cls(percent=float(match["number"]))
+
+    def allowed(self, targeted: int) -> int:
+        """The number of failed hosts tolerated out of `targeted`; a percentage rounds down."""
+        if targeted < 0:
+            raise ValueError(f"targeted hosts must be >= 0, not {targeted}")
+        if self.count is not None:
+            return self.count
+        assert self.percent is not None  # __post_init__ guarantees one of the two
+        # Fraction(str(...)) keeps "0.29%" exact; float arithmetic would floor 29.0 down to 28.
+        return math.floor(Fraction(str(self.percent)) * targeted / 100)
+
+    def exceeded(self, failed: int, targeted: int) -> bool:
+        """True when MORE hosts failed than the budget allows; exactly at the budget goes on."""
+        return failed > self.allowed(targeted)
+
+    def __str__(self) -> str:
+        """The budget as an operator writes it: "3" or "5%"."""
+        if self.count is not None:
+            return str(self.count)
+        assert self.percent is not None
+        percent = float(self.percent)  # an int passed as percent has no is_integer() before Python 3.12
+        return f"{int(percent) if percent.is_integer() else percent}%"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDecision:
+    """After the fetch phase: abort the whole run, or depool the failed hosts and switch the rest."""
+
+    abort: bool
+    depool: tuple[str, ...]
+    proceed: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.abort and self.proceed:
+            raise ValueError("an aborted run switches no host")
+
+
+def decide_after_fetch(results: Sequence[HostResult], budget: FailureBudget) -> FetchDecision:
+    """More failures than the budget: abort with nobody depooled; otherwise depool exactly the failed hosts."""
+    failed = tuple(r.host for r in results if not r.ok)
+    if budget.exceeded(len(failed), len(results)):
+        return FetchDecision(abort=True, depool=(), proceed=())
+    return FetchDecision(abort=False, depool=failed, proceed=tuple(r.host for r in results if r.ok))
+
+
+# git's wording when the transport to the publish server broke, as opposed to a bad ref or a broken repo.
+_TRANSIENT_FETCH = re.compile(
+    r"connection reset|early eof|the remote end hung up|could not read from remote repository"
+    r"|unable to connect|connection refused|connection timed out|operation timed out|unexpected disconnect"
+    r"|rpc failed|read error|broken pipe|temporary failure|service unavailable|http 50[234]",
+    re.IGNORECASE,
+)
+RETRY_BASE_SECONDS = 0.5
+RETRY_CAP_SECONDS = 8.0
+
+
+def is_transient_fetch_error(stderr: str) -> bool:
+    """True when git's stderr says the network or the server failed (worth retrying), not the request."""
+    return bool(_TRANSIENT_FETCH.search(stderr))
+
+
+def retry_delay(attempt: int, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)], so retries spread out."""
+    return rng.uniform(0.0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt))

@@ -1,0 +1,155 @@
+"""The deploy host's side of git: the slot's working copy, its release tags, and the publish target.
+
+The only module that imports GitPython. A release is tagged here, then pushed with every submodule
+commit it pins (under refs/sartoris/submodules/), so app servers fetch everything from the publish
+target and never contact a submodule's upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import git
+
+from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError
+from sartoris.remote import SubmoduleSpec, submodule_ref
+
+_GITLINK_MODE = "160000"
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A tagged commit of a slot and the submodule commits it pins."""
+
+    tag: str
+    commit: str
+    submodules: tuple[SubmoduleSpec, ...]
+
+
+class SlotCheckout:
+    """The slot's working copy on the deploy host (`<checkout_root>/<slot_prefix>N`)."""
+
+    def __init__(self, path: Path, git_timeout: float) -> None:
+        try:
+            self._repo = git.Repo(path)
+        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+            raise RefusedError(f"{path}: not a git working copy (the slot has no checkout)") from None
+        self.path = path
+        self._timeout = git_timeout
+
+    def head_commit(self) -> str:
+        try:
+            return self._repo.head.commit.hexsha
+        except ValueError:
+            raise RefusedError(f"{self.path}: the working copy has no commit yet") from None
+
+    def ensure_clean(self) -> None:
+        """Refuse a working copy with uncommitted changes (submodules included): tagging it would hide them."""
+        if self._repo.is_dirty(index=True, working_tree=True, untracked_files=False, submodules=True):
+            raise DirtyCheckoutError(f"{self.path}: uncommitted changes; commit or stash them before a sync")
+
+    def next_tag(self, name: str, slot: int, now: datetime) -> str:
+        """A unique, sortable tag name: `<name>-slot<N>-<YYYYMMDD>-<HHMMSS>[-k]` (UTC)."""
+        base = f"{name}-slot{slot}-{now:%Y%m%d-%H%M%S}"
+        existing = {t.name for t in self._repo.tags}
+        candidate, k = base, 1
+        while candidate in existing:
+            k += 1
+            candidate = f"{base}-{k}"
+        return candidate
+
+    def tag_release(self, tag: str, message: str) -> Release:
+        """Create the annotated tag at HEAD and describe what it pins."""
+        commit = self.head_commit()
+        with self._repo.git.custom_environment(**_tagger_env(self._repo)):
+            self._git("tag", "--annotate", "--message", message, tag, commit)
+        return Release(tag=tag, commit=commit, submodules=self.submodules_at(commit))
+
+    def delete_tag(self, tag: str) -> None:
+        """Undo tag_release when publishing failed, so a failed sync leaves nothing behind."""
+        self._git("tag", "--delete", tag)
+
+    def submodules_at(self, commit: str) -> tuple[SubmoduleSpec, ...]:
+        """The submodules recorded by `commit`: gitlinks in its tree, named by its .gitmodules."""
+        gitlinks: dict[str, str] = {}
+        for entry in self._git("ls-tree", "-r", "-z", commit).split("\0"):
+            if entry.startswith(_GITLINK_MODE + " "):
+                meta, path = entry.split("\t", 1)
+                gitlinks[path] = meta.split()[2]
+        if not gitlinks:
+            return ()
+        names = self._submodule_names(commit)
+        return tuple(
+            SubmoduleSpec(name=names.get(path, path), path=path, commit=sha) for path, sha in sorted(gitlinks.items())
+        )
+
+    def _submodule_names(self, commit: str) -> dict[str, str]:
+        try:
+            listing = self._git("config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$")
+        except git.GitCommandError:
+            return {}
+        names: dict[str, str] = {}
+        for record in filter(None, listing.split("\0")):
+            key, _, path = record.partition("\n")
+            names[path] = key[len("submodule.") : -len(".path")]
+        return names
+
+    def publish(self, release: Release, url: str) -> None:
+        """Push the tag and every pinned submodule commit to `url` (a missing local path becomes a bare repo)."""
+        _ensure_local_bare_repo(url)
+        try:
+            self._git("push", "--quiet", url, f"refs/tags/{release.tag}:refs/tags/{release.tag}")
+            for module in release.submodules:
+                self._push_submodule(module, url)
+        except git.GitCommandError as exc:
+            raise PublishError(f"push to {url} failed: {_git_error(exc)}") from None
+
+    def _push_submodule(self, module: SubmoduleSpec, url: str) -> None:
+        path = self.path / module.path
+        try:
+            sub = git.Repo(path)
+        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+            raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
+        ref = submodule_ref(module.commit)
+        sub.git.push("--quiet", url, f"{module.commit}:{ref}", env=_GIT_ENV, kill_after_timeout=self._timeout)
+
+    def _git(self, *args: str) -> str:
+        return str(self._repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=self._timeout))
+
+
+def _ensure_local_bare_repo(url: str) -> None:
+    if _URL_SCHEME.match(url) and not url.startswith("file://"):
+        return
+    if ":" in url.split("/", 1)[0]:  # scp-like user@host:path
+        return
+    path = Path(url.removeprefix("file://"))
+    if path.exists():
+        return
+    try:
+        git.Repo.init(path, bare=True, mkdir=True)
+    except (OSError, git.GitCommandError) as exc:
+        raise PublishError(f"cannot create the publish repository {path}: {exc}") from None
+
+
+def _tagger_env(repo: git.Repo) -> dict[str, str]:
+    """Who tags: git's own identity when configured, else the local user at this host."""
+    reader = repo.config_reader()
+    if reader.has_option("user", "name") and reader.has_option("user", "email"):
+        return {}
+    user = os.environ.get("USER") or "sartoris"
+    host = os.uname().nodename
+    return {"GIT_COMMITTER_NAME": user, "GIT_COMMITTER_EMAIL": f"{user}@{host}"}
+
+
+def _git_error(exc: git.GitCommandError) -> str:
+    lines = [line.strip() for line in str(exc.stderr or exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "fatal:" in line or "error:" in line:
+            return line.split("stderr: ")[-1].strip("' ")
+    return lines[-1] if lines else "git failed"

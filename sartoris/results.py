@@ -1,0 +1,166 @@
+"""What a run produced, host by host: frozen records that check their own invariants.
+
+A host that fails is a HostResult with ok=False and the phase it failed in, never an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Phase(enum.StrEnum):
+    """How far a host got; for a failed host, the phase that failed."""
+
+    CONNECT = "connect"
+    FETCH = "fetch"
+    CHECKOUT = "checkout"
+    SUBMODULES = "submodules"
+    DONE = "done"
+
+
+class Outcome(enum.StrEnum):
+    """The verdict on a whole sync or rollback."""
+
+    OK = "ok"
+    PARTIAL = "partial"
+    ABORTED = "aborted"
+
+
+class HostState(enum.StrEnum):
+    """Where a host's slot stands compared with the last deploy."""
+
+    CURRENT = "current"
+    BEHIND = "behind"
+    MISSING = "missing"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    """One host's outcome in one phase of a run."""
+
+    host: str
+    ok: bool
+    phase: Phase
+    error: str | None = None
+    seconds: float = 0.0
+    depooled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ok == bool(self.error):
+            raise ValueError(f"{self.host}: ok={self.ok} contradicts error={self.error!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "phase": self.phase.value,
+            "error": self.error,
+            "depooled": self.depooled,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """A finished sync or rollback: the release and every targeted host's final result."""
+
+    slot: int
+    tag: str
+    commit: str
+    outcome: Outcome
+    hosts: tuple[HostResult, ...]
+    seconds: float = 0.0
+    depool_errors: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        failed = sum(not r.ok for r in self.hosts)
+        if self.outcome is Outcome.OK and failed:
+            raise ValueError("an ok sync cannot have failed hosts")
+        if self.outcome is Outcome.PARTIAL and not failed:
+            raise ValueError("a partial sync needs at least one failed host")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "targeted": len(self.hosts),
+            "ok": sum(r.ok for r in self.hosts),
+            "failed": sum(not r.ok for r in self.hosts),
+            "depooled": sum(r.depooled for r in self.hosts),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "tag": self.tag,
+            "commit": self.commit,
+            "outcome": self.outcome.value,
+            "counts": self.counts,
+            "hosts": [r.as_json() for r in self.hosts],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """One host's answer to the census."""
+
+    host: str
+    state: HostState
+    commit: str | None = None
+    depooled: bool = False
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "state": self.state.value,
+            "commit": self.commit,
+            "depooled": self.depooled,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """The census of a slot across the targeted hosts, against the last tag deployed from here."""
+
+    slot: int
+    tag: str | None
+    commit: str | None
+    hosts: tuple[HostStatus, ...]
+    lock: dict[str, Any] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        states = Counter(h.state for h in self.hosts)
+        counts = {state.value: states.get(state, 0) for state in HostState}
+        counts["depooled"] = sum(h.depooled for h in self.hosts)
+        return counts
+
+    @property
+    def all_current(self) -> bool:
+        return all(h.state is HostState.CURRENT for h in self.hosts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "tag": self.tag,
+            "commit": self.commit,
+            "lock": self.lock,
+            "counts": self.counts,
+            "hosts": [h.as_json() for h in self.hosts],
+        }
+
+
+def group_by_error(results: Iterable[HostResult]) -> list[tuple[str, list[str]]]:
+    """Failed hosts grouped by identical (phase, error), biggest group first, as dshbak would."""
+    groups: dict[str, list[str]] = {}
+    for result in results:
+        if not result.ok:
+            groups.setdefault(f"{result.phase.value}: {result.error}", []).append(result.host)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))

@@ -1,0 +1,179 @@
+"""The asyncssh edge: connect to one host, run one command with a bound on time and output.
+
+The only module that imports asyncssh. Every asyncssh or OS error is translated here into a
+HostError with a short, stable message (so the summary can group hosts by identical error).
+Connection options, keys and known_hosts are loaded once per run, not once per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+
+from sartoris.config import SshSettings
+from sartoris.errors import ConfigError, HostError
+from sartoris.inventory import Host
+
+# A host that prints without end cannot exhaust the controller: keep this much of each stream.
+OUTPUT_LIMIT = 64 * 1024
+_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A remote command that ran to its end."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def error_line(self) -> str:
+        """The most telling line of a failure: git's last `fatal:`/`error:` line, else the last stderr line."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        for line in reversed(lines):
+            if line.startswith(("fatal:", "error:")):
+                return line
+        return lines[-1] if lines else f"exit status {self.exit_status}"
+
+
+@dataclass(slots=True)
+class _Capture:
+    """Output gathered so far; survives a timeout so the caller still sees how far the command got."""
+
+    stdout: list[str] = field(default_factory=list)
+    stdout_size: int = 0
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LIMIT // _CHUNK + 1))
+
+
+class CommandTimeout(HostError):
+    """The remote command outlived command_timeout; `stdout` holds what it printed before."""
+
+    def __init__(self, message: str, stdout: str) -> None:
+        super().__init__(message)
+        self.stdout = stdout
+
+
+class Session:
+    """One authenticated SSH connection to one host, reused for every phase of a run."""
+
+    def __init__(self, host: Host, connection: asyncssh.SSHClientConnection) -> None:
+        self.host = host
+        self._connection = connection
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        """Run `command` to its end within `timeout` seconds; output beyond OUTPUT_LIMIT is dropped."""
+        capture = _Capture()
+        try:
+            async with asyncio.timeout(timeout):
+                process = await self._connection.create_process(command, stdin=asyncssh.DEVNULL)
+                try:
+                    await asyncio.gather(
+                        _read_head(process.stdout, capture), _read_tail(process.stderr, capture)
+                    )
+                    await process.wait_closed()
+                finally:
+                    process.close()
+        except TimeoutError:
+            raise CommandTimeout(f"timed out after {timeout:g}s", "".join(capture.stdout)) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise HostError(_describe(exc)) from exc
+        status = process.exit_status
+        if status is None:
+            signal = process.exit_signal[0] if process.exit_signal else "unknown"
+            status = 255
+            capture.stderr.append(f"\nkilled by signal {signal}")
+        return CommandResult(status, "".join(capture.stdout), "".join(capture.stderr))
+
+    def close(self) -> None:
+        self._connection.close()
+
+    async def wait_closed(self) -> None:
+        await self._connection.wait_closed()
+
+
+async def _read_head(stream: asyncssh.SSHReader[str], capture: _Capture) -> None:
+    while chunk := await stream.read(_CHUNK):
+        if capture.stdout_size < OUTPUT_LIMIT:
+            capture.stdout.append(chunk[: OUTPUT_LIMIT - capture.stdout_size])
+            capture.stdout_size += len(chunk)
+
+
+async def _read_tail(stream: asyncssh.SSHReader[str], capture: _Capture) -> None:
+    while chunk := await stream.read(_CHUNK):
+        capture.stderr.append(chunk)
+
+
+class Connector:
+    """Opens sessions to hosts with the run's SSH settings; keys and known_hosts are read once."""
+
+    def __init__(self, settings: SshSettings, connect_timeout: float) -> None:
+        self._settings = settings
+        self._connect_timeout = connect_timeout
+        self._default_user = settings.user or getpass.getuser()
+        self._options = _client_options(settings, connect_timeout)
+
+    async def connect(self, host: Host) -> Session:
+        """An authenticated session to `host`, or HostError saying why not (bounded by connect_timeout)."""
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                connection = await asyncssh.connect(
+                    host.name,
+                    host.port or self._settings.port,
+                    username=host.user or self._default_user,
+                    options=self._options,
+                )
+        except TimeoutError:
+            raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise HostError(_describe(exc)) from exc
+        return Session(host, connection)
+
+
+def _client_options(settings: SshSettings, connect_timeout: float) -> asyncssh.SSHClientConnectionOptions:
+    try:
+        known_hosts = asyncssh.read_known_hosts(str(settings.known_hosts))
+    except (OSError, asyncssh.Error, ValueError) as exc:
+        raise ConfigError(f"cannot read known_hosts {settings.known_hosts}: {exc}") from exc
+    kwargs: dict[str, Any] = {}
+    if settings.identity_files:
+        try:
+            kwargs["client_keys"] = asyncssh.load_keypairs([str(p) for p in settings.identity_files])
+        except (OSError, asyncssh.Error, ValueError) as exc:
+            raise ConfigError(f"cannot read identity file: {exc}") from exc
+    return asyncssh.SSHClientConnectionOptions(
+        known_hosts=known_hosts,
+        connect_timeout=connect_timeout,
+        login_timeout=connect_timeout,
+        keepalive_interval=settings.keepalive_interval,
+        keepalive_count_max=3,
+        compression_algs=None,
+        **kwargs,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, stable description of a connection failure (stable so hosts group by identical error)."""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return f"host key not verifiable: {exc.reason}"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "authentication failed: permission denied"
+    if isinstance(exc, asyncssh.ConnectionLost):
+        return f"connection lost: {exc.reason}"
+    if isinstance(exc, asyncssh.DisconnectError):
+        return f"disconnected: {exc.reason}"
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return f"could not open a session: {exc.reason}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc) or type(exc).__name__

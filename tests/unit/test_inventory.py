@@ -1,0 +1,291 @@
+"""Tests for sartoris.inventory: dsh-style group files, ranges, and group-or-path resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sartoris.errors import InventoryError
+from sartoris.inventory import MAX_EXPANSION, Host, expand_ranges, parse_host, parse_hosts, resolve_hosts
+
+
+def labels(hosts: tuple[Host, ...]) -> list[str]:
+    """The labels of hosts, in order."""
+    return [host.label for host in hosts]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        pytest.param("mw1001", ["mw1001"], id="no-range"),
+        pytest.param(
+            "mw[1001-1003].eqiad.wmnet",
+            ["mw1001.eqiad.wmnet", "mw1002.eqiad.wmnet", "mw1003.eqiad.wmnet"],
+            id="middle",
+        ),
+        pytest.param("127.0.1.[1-3]", ["127.0.1.1", "127.0.1.2", "127.0.1.3"], id="ipv4-tail"),
+        pytest.param("web[08-11]", ["web08", "web09", "web10", "web11"], id="zero-padding"),
+        pytest.param("web[001-002]", ["web001", "web002"], id="wide-padding"),
+        pytest.param("web[8-10]", ["web8", "web9", "web10"], id="no-padding"),
+        pytest.param("web[5-5]", ["web5"], id="single"),
+        pytest.param("r[1-2]n[1-2]", ["r1n1", "r1n2", "r2n1", "r2n2"], id="product"),
+        pytest.param("[1-2]a", ["1a", "2a"], id="leading-range"),
+        pytest.param("[::1]", ["[::1]"], id="ipv6-brackets-untouched"),
+    ],
+)
+def test_expand_ranges(pattern: str, expected: list[str]) -> None:
+    """Numeric ranges expand in order, keep zero padding, and multiply when there are several."""
+    assert expand_ranges(pattern) == expected
+
+
+def test_expand_reversed_range_is_refused() -> None:
+    """A range whose low end is above its high end is an error rather than nothing."""
+    with pytest.raises(ValueError, match=r"reversed range \[10-1\]"):
+        expand_ranges("web[10-1]")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param("h[1-100001]", id="single-range"),
+        pytest.param("h[1-1000]x[1-1000]", id="product"),
+        pytest.param("h[0-999999999999999999]", id="enormous"),
+    ],
+)
+def test_expand_huge_is_refused(pattern: str) -> None:
+    """An expansion over the limit is refused before any host is generated."""
+    with pytest.raises(ValueError, match=f"more than {MAX_EXPANSION}"):
+        expand_ranges(pattern)
+
+
+def test_expand_exactly_the_limit_is_allowed() -> None:
+    """An expansion of exactly the limit is fine."""
+    assert len(expand_ranges(f"h[1-{MAX_EXPANSION}]")) == MAX_EXPANSION
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param("mw1001", Host("mw1001", "mw1001"), id="name"),
+        pytest.param("mw1001.eqiad.wmnet", Host("mw1001.eqiad.wmnet", "mw1001.eqiad.wmnet"), id="fqdn"),
+        pytest.param("deploy@mw1", Host("deploy@mw1", "mw1", user="deploy"), id="user"),
+        pytest.param("mw1:2222", Host("mw1:2222", "mw1", port=2222), id="port"),
+        pytest.param(
+            "deploy@mw1:2222", Host("deploy@mw1:2222", "mw1", user="deploy", port=2222), id="user-port"
+        ),
+        pytest.param("10.0.0.1", Host("10.0.0.1", "10.0.0.1"), id="ipv4"),
+        pytest.param("a@10.0.0.1:22", Host("a@10.0.0.1:22", "10.0.0.1", user="a", port=22), id="ipv4-all"),
+        pytest.param("[::1]", Host("[::1]", "::1"), id="ipv6"),
+        pytest.param("[::1]:2222", Host("[::1]:2222", "::1", port=2222), id="ipv6-port"),
+        pytest.param(
+            "u@[2001:db8::5]:22", Host("u@[2001:db8::5]:22", "2001:db8::5", user="u", port=22), id="ipv6-all"
+        ),
+        pytest.param("[fe80::1%eth0]", Host("[fe80::1%eth0]", "fe80::1%eth0"), id="ipv6-zone"),
+        pytest.param("_srv.example", Host("_srv.example", "_srv.example"), id="underscore"),
+        pytest.param("Web-01.Example", Host("Web-01.Example", "Web-01.Example"), id="mixed-case"),
+        pytest.param("host:65535", Host("host:65535", "host", port=65535), id="max-port"),
+        pytest.param("Deploy_1.x-y@h", Host("Deploy_1.x-y@h", "h", user="Deploy_1.x-y"), id="user-charset"),
+    ],
+)
+def test_parse_host(spec: str, expected: Host) -> None:
+    """A [user@]name[:port] spec splits into label, name, user and port."""
+    assert parse_host(spec) == expected
+
+
+BAD_SPECS = [
+    pytest.param("host; rm -rf /", id="semicolon"),
+    pytest.param("-oProxyCommand=x", id="leading-dash"),
+    pytest.param("a b", id="space"),
+    pytest.param("$(reboot)", id="command-substitution"),
+    pytest.param("`reboot`", id="backticks"),
+    pytest.param("host:0", id="port-zero"),
+    pytest.param("host:70000", id="port-too-big"),
+    pytest.param("host:", id="port-empty"),
+    pytest.param("host:22x", id="port-garbage"),
+    pytest.param("us er@h", id="space-in-user"),
+    pytest.param("@h", id="empty-user"),
+    pytest.param("-u@h", id="user-leading-dash"),
+    pytest.param("1user@h", id="user-leading-digit"),
+    pytest.param("a@b@c", id="two-ats"),
+    pytest.param("'host'", id="single-quotes"),
+    pytest.param('"host"', id="double-quotes"),
+    pytest.param("host|cat", id="pipe"),
+    pytest.param("host&", id="ampersand"),
+    pytest.param("host>x", id="redirect"),
+    pytest.param("h\\x", id="backslash"),
+    pytest.param("web-", id="label-trailing-dash"),
+    pytest.param("a..b", id="empty-label"),
+    pytest.param(".a", id="leading-dot"),
+    pytest.param("a" * 64, id="label-too-long"),
+    pytest.param("999.1.1.1", id="bad-ipv4"),
+    pytest.param("1234", id="all-digits"),
+    pytest.param("::1", id="ipv6-unbracketed"),
+    pytest.param("[::1", id="ipv6-unclosed"),
+    pytest.param("[nothost]", id="bracketed-name"),
+    pytest.param("[::1%eth0 x]", id="ipv6-zone-space"),
+    pytest.param("[::1%$(x)]", id="ipv6-zone-shell"),
+    pytest.param("h\u212a", id="kelvin-sign"),
+    pytest.param("h\u00e9", id="non-ascii"),
+    pytest.param(":22", id="empty-name"),
+    pytest.param("web[1-3]", id="unexpanded-range"),
+]
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS)
+def test_parse_host_refuses(spec: str) -> None:
+    """Anything that is not strictly a host, user or port is refused."""
+    with pytest.raises(ValueError, match="not a host"):
+        parse_host(spec)
+
+
+@pytest.mark.parametrize("spec", [p for p in BAD_SPECS if p.id != "unexpanded-range"])
+def test_bad_line_names_file_and_line(spec: str) -> None:
+    """A bad line is an InventoryError naming file:line and quoting the line."""
+    text = f"# mediawiki\nmw1\n{spec}\nmw2\n"
+    with pytest.raises(InventoryError) as caught:
+        parse_hosts(text, "hosts/app")
+    assert str(caught.value) == f"hosts/app:3: not a host: {spec!r}"
+
+
+def test_parse_hosts_comments_and_blanks() -> None:
+    """Comments (whole-line or trailing) and blank lines are skipped; order is kept."""
+    text = "# app servers\n\n   \nmw1  # the first\n\tmw2\n#mw3\nmw4#tight\n"
+    assert labels(parse_hosts(text, "hosts/app")) == ["mw1", "mw2", "mw4"]
+
+
+def test_parse_hosts_expands_ranges_with_user_and_port() -> None:
+    """A range inside a user@name:port line expands into one host per number."""
+    hosts = parse_hosts("deploy@web[01-02]:2222\n", "hosts/app")
+    assert hosts == (
+        Host("deploy@web01:2222", "web01", user="deploy", port=2222),
+        Host("deploy@web02:2222", "web02", user="deploy", port=2222),
+    )
+
+
+def test_parse_hosts_empty_text() -> None:
+    """A file with only comments holds no hosts (resolve_hosts decides whether that is an error)."""
+    assert parse_hosts("# nothing yet\n\n", "hosts/empty") == ()
+
+
+def test_parse_hosts_crlf() -> None:
+    """Windows line endings are read as ordinary line ends."""
+    assert labels(parse_hosts("mw1\r\nmw2\r\n", "hosts/app")) == ["mw1", "mw2"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        pytest.param("web[10-1]", "hosts/app:2: reversed range [10-1]: 'web[10-1]'", id="reversed"),
+        pytest.param(
+            "h[1-1000]x[1-1000]",
+            f"hosts/app:2: expands to more than {MAX_EXPANSION} hosts: 'h[1-1000]x[1-1000]'",
+            id="huge",
+        ),
+        pytest.param("web[1-3];x", "hosts/app:2: not a host: 'web[1-3];x'", id="bad-after-expansion"),
+        pytest.param("mw1 mw2", "hosts/app:2: not a host: 'mw1 mw2'", id="two-on-a-line"),
+    ],
+)
+def test_range_errors_name_file_and_line(line: str, message: str) -> None:
+    """Range problems are InventoryErrors with file:line, on one line."""
+    with pytest.raises(InventoryError) as caught:
+        parse_hosts(f"mw1\n{line}\n", "hosts/app")
+    assert str(caught.value) == message
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    """A config folder with hosts/app, hosts/db and a loose file elsewhere."""
+    hosts_dir = tmp_path / "deploy" / "hosts"
+    hosts_dir.mkdir(parents=True)
+    (hosts_dir / "app").write_text("mw[1-3]\n")
+    (hosts_dir / "db").write_text("db1\nmw2  # also a db\ndeploy@mw2\nmw2:22\nMW1\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "canary").write_text("canary1\n")
+    return tmp_path
+
+
+def test_resolve_group(fleet: Path) -> None:
+    """A selector naming a file in hosts_dir reads that group."""
+    hosts = resolve_hosts(["app"], fleet / "deploy" / "hosts", fleet)
+    assert labels(hosts) == ["mw1", "mw2", "mw3"]
+
+
+def test_resolve_path_relative_to_cwd(fleet: Path) -> None:
+    """A selector that is not a group is read as a file path from cwd."""
+    hosts = resolve_hosts(["elsewhere/canary"], fleet / "deploy" / "hosts", fleet)
+    assert labels(hosts) == ["canary1"]
+
+
+def test_resolve_absolute_path(fleet: Path) -> None:
+    """An absolute path works whatever cwd is."""
+    hosts = resolve_hosts([str(fleet / "elsewhere" / "canary")], fleet / "deploy" / "hosts", Path("/"))
+    assert labels(hosts) == ["canary1"]
+
+
+def test_resolve_group_wins_over_path(fleet: Path) -> None:
+    """When both a group and a file in cwd carry the name, the group is used."""
+    (fleet / "app").write_text("not-the-group\n")
+    hosts = resolve_hosts(["app"], fleet / "deploy" / "hosts", fleet)
+    assert labels(hosts) == ["mw1", "mw2", "mw3"]
+
+
+def test_resolve_dedupes_across_and_within_files(fleet: Path) -> None:
+    """Repeated hosts are dropped, first wins; a different user or port is a different host."""
+    hosts = resolve_hosts(["app", "db", "app"], fleet / "deploy" / "hosts", fleet)
+    assert labels(hosts) == ["mw1", "mw2", "mw3", "db1", "deploy@mw2", "mw2:22"]
+
+
+def test_resolve_unknown_group(fleet: Path) -> None:
+    """A selector that is neither a group nor a file says where it looked."""
+    hosts_dir = fleet / "deploy" / "hosts"
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts(["nope"], hosts_dir, fleet)
+    assert str(caught.value) == f"no host group or file named 'nope' (looked in {hosts_dir})"
+
+
+def test_resolve_directory_is_not_a_group(fleet: Path) -> None:
+    """A folder is not a hosts file."""
+    with pytest.raises(InventoryError, match="no host group or file named 'elsewhere'"):
+        resolve_hosts(["elsewhere"], fleet / "deploy" / "hosts", fleet)
+
+
+def test_resolve_empty_result(fleet: Path) -> None:
+    """Selecting only empty groups is an error, not a deploy to nobody."""
+    (fleet / "deploy" / "hosts" / "empty").write_text("# nobody yet\n")
+    with pytest.raises(InventoryError, match="no hosts to target"):
+        resolve_hosts(["empty"], fleet / "deploy" / "hosts", fleet)
+
+
+def test_resolve_no_selectors(fleet: Path) -> None:
+    """No selectors at all is an error too."""
+    with pytest.raises(InventoryError, match="no hosts to target"):
+        resolve_hosts([], fleet / "deploy" / "hosts", fleet)
+
+
+def test_resolve_error_names_file_relative_to_cwd(fleet: Path) -> None:
+    """A bad line in a group is reported with the path as seen from cwd."""
+    (fleet / "deploy" / "hosts" / "bad").write_text("mw1\nhost; rm -rf /\n")
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts(["bad"], fleet / "deploy" / "hosts", fleet / "deploy")
+    assert str(caught.value) == "hosts/bad:2: not a host: 'host; rm -rf /'"
+
+
+def test_resolve_binary_file(fleet: Path) -> None:
+    """A file that is not UTF-8 text is an InventoryError, not a traceback."""
+    (fleet / "deploy" / "hosts" / "bin").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InventoryError, match="not a UTF-8 text file"):
+        resolve_hosts(["bin"], fleet / "deploy" / "hosts", fleet)
+
+
+def test_host_invariants() -> None:
+    """A Host cannot be built with an empty name or a port out of range."""
+    with pytest.raises(ValueError):
+        Host("x", "")
+    with pytest.raises(ValueError):
+        Host("x:0", "x", port=0)
+
+
+def test_host_str_is_label() -> None:
+    """str(host) is the label as written in the group file."""
+    assert str(parse_host("deploy@mw1:2222")) == "deploy@mw1:2222"

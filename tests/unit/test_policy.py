@@ -1,0 +1,135 @@
+"""Tests for sartoris.policy: the failure budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from sartoris.policy import FailureBudget
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(0, FailureBudget(count=0), id="int-zero"),
+        pytest.param(3, FailureBudget(count=3), id="int"),
+        pytest.param("3", FailureBudget(count=3), id="str-int"),
+        pytest.param(" 3 ", FailureBudget(count=3), id="str-int-spaces"),
+        pytest.param("5%", FailureBudget(percent=5.0), id="percent"),
+        pytest.param("0%", FailureBudget(percent=0.0), id="percent-zero"),
+        pytest.param("100%", FailureBudget(percent=100.0), id="percent-hundred"),
+        pytest.param("2.5%", FailureBudget(percent=2.5), id="percent-fraction"),
+    ],
+)
+def test_parse_accepts(value: int | str, expected: FailureBudget) -> None:
+    """Counts and percentages parse into the matching budget."""
+    assert FailureBudget.parse(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(True, id="bool-true"),
+        pytest.param(False, id="bool-false"),
+        pytest.param(-1, id="negative-int"),
+        pytest.param("-1", id="negative-str"),
+        pytest.param("x%", id="percent-garbage"),
+        pytest.param("101%", id="over-hundred"),
+        pytest.param("100.5%", id="just-over-hundred"),
+        pytest.param("abc", id="garbage"),
+        pytest.param("", id="empty"),
+        pytest.param("5 %", id="space-before-percent"),
+        pytest.param("%", id="percent-only"),
+        pytest.param("1e2%", id="exponent"),
+        pytest.param("nan%", id="nan"),
+        pytest.param(2.5, id="float"),
+    ],
+)
+def test_parse_rejects(value: object) -> None:
+    """Booleans, negatives, over 100% and garbage are a ValueError whose message starts with 'must be'."""
+    with pytest.raises(ValueError, match=r"^must be .*, not ") as caught:
+        FailureBudget.parse(value)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("budget", "targeted", "allowed"),
+    [
+        pytest.param(FailureBudget(count=3), 100, 3, id="count"),
+        pytest.param(FailureBudget(count=3), 0, 3, id="count-zero-targeted"),
+        pytest.param(FailureBudget(count=0), 10, 0, id="count-zero"),
+        pytest.param(FailureBudget(percent=5.0), 100, 5, id="percent-exact"),
+        pytest.param(FailureBudget(percent=5.0), 39, 1, id="percent-floors"),
+        pytest.param(FailureBudget(percent=5.0), 19, 0, id="percent-floors-to-zero"),
+        pytest.param(FailureBudget(percent=5.0), 0, 0, id="percent-zero-targeted"),
+        pytest.param(FailureBudget(percent=2.5), 40, 1, id="fractional-percent"),
+        pytest.param(FailureBudget(percent=0.29), 10000, 29, id="no-float-rounding-loss"),
+        pytest.param(FailureBudget(percent=0.0), 500, 0, id="zero-percent"),
+        pytest.param(FailureBudget(percent=100.0), 7, 7, id="hundred-percent"),
+    ],
+)
+def test_allowed(budget: FailureBudget, targeted: int, allowed: int) -> None:
+    """allowed() is the count, or the percentage of targeted hosts rounded down."""
+    assert budget.allowed(targeted) == allowed
+
+
+@pytest.mark.parametrize(
+    ("budget", "failed", "targeted", "exceeded"),
+    [
+        pytest.param(FailureBudget(count=3), 3, 100, False, id="count-at-budget"),
+        pytest.param(FailureBudget(count=3), 4, 100, True, id="count-one-more"),
+        pytest.param(FailureBudget(count=0), 0, 10, False, id="zero-budget-no-failure"),
+        pytest.param(FailureBudget(count=0), 1, 10, True, id="zero-budget-one-failure"),
+        pytest.param(FailureBudget(percent=5.0), 5, 100, False, id="percent-at-budget"),
+        pytest.param(FailureBudget(percent=5.0), 6, 100, True, id="percent-one-more"),
+        pytest.param(FailureBudget(percent=5.0), 1, 19, True, id="percent-floor-makes-zero"),
+        pytest.param(FailureBudget(percent=5.0), 0, 0, False, id="nothing-targeted"),
+        pytest.param(FailureBudget(percent=100.0), 7, 7, False, id="all-failed-within-hundred"),
+    ],
+)
+def test_exceeded(budget: FailureBudget, failed: int, targeted: int, exceeded: bool) -> None:
+    """Only MORE failures than allowed exceed the budget; exactly at the budget goes on."""
+    assert budget.exceeded(failed, targeted) is exceeded
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        pytest.param("3", "3", id="count"),
+        pytest.param("5%", "5%", id="percent"),
+        pytest.param("2.5%", "2.5%", id="fraction"),
+        pytest.param("0%", "0%", id="zero-percent"),
+        pytest.param("100.0%", "100%", id="trailing-zero"),
+    ],
+)
+def test_str_round_trips(text: str, shown: str) -> None:
+    """str() writes the budget as an operator would, and parses back to the same budget."""
+    budget = FailureBudget.parse(text)
+    assert str(budget) == shown
+    assert FailureBudget.parse(str(budget)) == budget
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({}, id="neither"),
+        pytest.param({"count": 1, "percent": 1.0}, id="both"),
+        pytest.param({"count": -1}, id="negative-count"),
+        pytest.param({"percent": 100.5}, id="over-hundred"),
+        pytest.param({"percent": -0.5}, id="negative-percent"),
+    ],
+)
+def test_construction_checks_invariants(kwargs: dict[str, float]) -> None:
+    """A budget holds exactly one of count or percent, each within range."""
+    with pytest.raises(ValueError):
+        FailureBudget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_negative_targeted_is_refused() -> None:
+    """A negative number of targeted hosts is a programming error, not a budget."""
+    with pytest.raises(ValueError):
+        FailureBudget(count=1).allowed(-1)
+
+
+def test_str_of_integer_percent() -> None:
+    """A percentage given as an int prints without a decimal point."""
+    assert str(FailureBudget(percent=5)) == "5%"

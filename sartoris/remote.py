@@ -88,17 +88,19 @@ def switch_command(release: RemoteRelease) -> str:
     ]
     if release.submodules:
         # Submodule commits were fetched into the slot's own repository, so each submodule clones
-        # from there: no host ever contacts a submodule's upstream.
-        url_overrides = [
-            arg for s in release.submodules for arg in ("-c", f"submodule.{s.name}.url={slot}/.git")
-        ]
+        # from there: no host ever contacts a submodule's upstream. The URL is written to the slot's
+        # config (not passed with -c) so `git submodule status` on the host tells the truth too.
+        lines.append(_mark(Phase.SUBMODULES))
         lines += [
-            _mark(Phase.SUBMODULES),
-            shell_words(
-                "git", "-c", "protocol.file.allow=always", *url_overrides,
-                "submodule", "--quiet", "update", "--init", "--force", "--", *(s.path for s in release.submodules),
-            ) + " || exit",
+            shell_words("git", "config", f"submodule.{s.name}.url", f"{slot}/.git") + " || exit"
+            for s in release.submodules
         ]
+        lines.append(
+            shell_words(
+                "git", "-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--force",
+                "--", *(s.path for s in release.submodules),
+            ) + " || exit"
+        )
     lines.append(_mark(Phase.DONE))
     return _script(lines)
 

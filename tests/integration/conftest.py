@@ -1,0 +1,145 @@
+"""The integration suite's world: one real sshd fleet for the session, and a fresh deploy setup per test.
+
+Each test deploys to its own slot number, so tests share the fleet without seeing each other's trees.
+The fleet is stopped (by PID) when the session ends, whether tests passed or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet import Fleet
+from sample_repo import git, make_checkout
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET_NET = "127.20"  # apart from `make fleet` (127.10), the demo (127.11) and test_fleet (127.30)
+FLEET_SIZE = 50
+FAULTS = {"refused": 1, "tarpit": 1, "auth": 1, "hostkey": 1}
+_slots = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    """50 healthy sshd hosts plus one host of each connect-phase fault."""
+    if os.geteuid() != 0:
+        pytest.fail("the integration suite starts sshd in mount namespaces and needs root")
+    workdir = Path(tempfile.mkdtemp(prefix="sartoris-it-", dir="/tmp"))  # not under $HOME: the fleet covers it
+    try:
+        started = Fleet.start(workdir / "fleet", FLEET_SIZE, net=FLEET_NET, faults=FAULTS)
+        try:
+            yield started
+        finally:
+            started.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class Run:
+    """A finished `sartoris` command."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Deployment:
+    """One test's deploy host: a slot working copy with submodules, its sartoris.toml, and the fleet."""
+
+    fleet: Fleet
+    slot: int
+    root: Path
+    config: Path
+    pool_log: Path
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / f"php-slot{self.slot}"
+
+    def sartoris(self, *args: str, timeout: float = 300) -> Run:
+        """Run the real command line, as an operator would."""
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "sartoris.py"), "--config", str(self.config), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def group(self, name: str, hosts: list[str]) -> str:
+        self.fleet.write_group(self.root / "hosts" / name, hosts)
+        return name
+
+    def host_slot(self, address: str) -> Path:
+        return self.fleet.host_root(address) / f"php-slot{self.slot}"
+
+    def host_head(self, address: str) -> str | None:
+        """The commit a host's slot has checked out, read from its disk (not through sartoris)."""
+        slot = self.host_slot(address)
+        if not (slot / ".git").exists():
+            return None
+        done = subprocess.run(["git", "-C", str(slot), "rev-parse", "--verify", "-q", "HEAD"],
+                              capture_output=True, text=True, check=False)
+        return done.stdout.strip() or None
+
+    def head(self) -> str:
+        return git(self.checkout, "rev-parse", "HEAD")
+
+    def pool_changes(self) -> list[str]:
+        return self.pool_log.read_text().splitlines() if self.pool_log.exists() else []
+
+
+def write_config(root: Path, fleet: Fleet, pool_log: Path, **fanout: object) -> Path:
+    settings = {"concurrency": 100, "connect_timeout": 3, "command_timeout": 60, "max_failures": 0, **fanout}
+    fanout_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    confctl = ROOT / "scripts" / "fake-confctl"
+    config = root / "sartoris.toml"
+    config.write_text(f"""\
+[deploy]
+name = "it"
+checkout_root = "."
+remote_root = "{fleet.remote_root}"
+publish_url = "publish/php-slot{{slot}}.git"
+hosts = ["fleet"]
+
+[fanout]
+{fanout_lines}
+
+[ssh]
+user = "{fleet.user}"
+port = {fleet.port}
+identity_files = ["{fleet.identity_file}"]
+known_hosts = "{fleet.known_hosts}"
+
+[depool]
+command = "{confctl} {pool_log} depool {{host}}"
+pool_command = "{confctl} {pool_log} pool {{host}}"
+timeout = 10
+""")
+    return config
+
+
+@pytest.fixture
+def deployment(fleet: Fleet, tmp_path: Path) -> Deployment:
+    """A deploy host with a fresh slot (its own number) holding a sample app with two submodules."""
+    slot = next(_slots)
+    root = tmp_path / "deploy"
+    make_checkout(root, slot, files=60, submodules=2, submodule_files=5)
+    (root / "hosts").mkdir()
+    fleet.write_group(root / "hosts" / "fleet", fleet.hosts)
+    pool_log = tmp_path / "pool.log"
+    return Deployment(fleet, slot, root, write_config(root, fleet, pool_log), pool_log)

@@ -1,0 +1,235 @@
+"""`sartoris sync` and `sartoris status` against the real sshd fleet: the pipeline end to end."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import Deployment, write_config
+from sample_repo import UNREACHABLE_UPSTREAM, commit_change, git
+
+pytestmark = pytest.mark.integration
+
+
+def submodule_heads(deployment: Deployment, address: str) -> dict[str, str]:
+    """Each submodule's checked-out commit on a host, read from its disk."""
+    slot = deployment.host_slot(address)
+    heads = {}
+    for name in ("Ext0", "Ext1"):
+        done = subprocess.run(["git", "-C", str(slot / "extensions" / name), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True)
+        heads[name] = done.stdout.strip()
+    return heads
+
+
+def pinned_submodules(deployment: Deployment) -> dict[str, str]:
+    return {name: git(deployment.checkout, "rev-parse", f"HEAD:extensions/{name}") for name in ("Ext0", "Ext1")}
+
+
+def test_first_deploy_bootstraps_every_host_with_submodules(deployment: Deployment) -> None:
+    """A first sync creates the slot on every host, checked out at the tag, submodules at the pinned commits."""
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "-m", "first", "--json")
+    assert run.code == 0, run.stderr
+    report = run.json()
+    assert report["outcome"] == "ok"
+    assert report["commit"] == deployment.head()
+    assert report["counts"] == {"targeted": 50, "ok": 50, "failed": 0, "depooled": 0}
+    assert {h["phase"] for h in report["hosts"]} == {"done"}
+    pinned = pinned_submodules(deployment)
+    for host in deployment.fleet.hosts:
+        assert deployment.host_head(host) == report["commit"]
+        assert submodule_heads(deployment, host) == pinned
+    gitmodules = (deployment.host_slot(deployment.fleet.hosts[0]) / ".gitmodules").read_text()
+    assert UNREACHABLE_UPSTREAM in gitmodules  # so the submodules above came from the deploy host
+    tag = git(deployment.checkout, "describe", "--exact-match", "HEAD")
+    assert tag == report["tag"] and tag.startswith(f"it-slot{deployment.slot}-")
+
+
+def test_second_deploy_moves_every_host(deployment: Deployment) -> None:
+    """A second sync after a change inside a submodule moves every host and that submodule to the new commits."""
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot)).code == 0
+    first = deployment.head()
+    second = commit_change(deployment.checkout, "extensions/Ext1/fix.php", "<?php // fixed\n", "fix")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["commit"] == second != first
+    pinned = pinned_submodules(deployment)
+    for host in deployment.fleet.hosts:
+        assert deployment.host_head(host) == second
+        assert submodule_heads(deployment, host) == pinned
+        assert (deployment.host_slot(host) / "extensions/Ext1/fix.php").read_text() == "<?php // fixed\n"
+
+
+def test_status_reports_every_host_current_after_a_sync(deployment: Deployment) -> None:
+    """status agrees with the sync: every host current at the deployed commit, exit 0."""
+    sync = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
+    assert sync.code == 0, sync.stderr
+    run = deployment.sartoris("status", "--slot", str(deployment.slot), "--json")
+    assert run.code == 0, run.stderr
+    status = run.json()
+    assert status["tag"] == sync.json()["tag"]
+    assert status["counts"] == {"current": 50, "behind": 0, "missing": 0, "unreachable": 0, "depooled": 0}
+    assert {h["commit"] for h in status["hosts"]} == {sync.json()["commit"]}
+
+
+def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deployment) -> None:
+    """A host left behind, a host never deployed and the fault hosts each get their own state; exit 5."""
+    fleet = deployment.fleet
+    old_hosts, fresh_host = fleet.hosts[:3], fleet.hosts[3]
+    deployment.group("old", old_hosts)
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "old").code == 0
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    deployment.group("new", old_hosts[:2])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "new").code == 0
+    faulty = [h for hosts in fleet.faults.values() for h in hosts]
+    deployment.group("census", [*old_hosts, fresh_host, *faulty])
+    run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "census", "--json")
+    assert run.code == 5
+    states = {h["host"]: h["state"] for h in run.json()["hosts"]}
+    assert states[old_hosts[0]] == states[old_hosts[1]] == "current"
+    assert states[old_hosts[2]] == "behind"
+    assert states[fresh_host] == "missing"
+    assert {states[h] for h in faulty} == {"unreachable"}
+
+
+def _mixed_targets(deployment: Deployment) -> tuple[list[str], list[str]]:
+    faulty = [h for hosts in deployment.fleet.faults.values() for h in hosts]
+    good = deployment.fleet.hosts
+    deployment.group("mixed", [*good, *faulty])
+    return good, faulty
+
+
+def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deployment) -> None:
+    """Refused, tarpit, auth and host-key failures over the budget: exit 3, nobody switched, nobody depooled."""
+    good, faulty = _mixed_targets(deployment)
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "10").code == 5
+    before = {h: deployment.host_head(h) for h in good}
+    depooled_before = len(deployment.pool_changes())
+    commit_change(deployment.checkout, "index.php", "<?php echo 'must not reach anyone';\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "3", "--json")
+    assert run.code == 3, run.stderr
+    report = run.json()
+    assert report["outcome"] == "aborted"
+    assert report["counts"] == {"targeted": 54, "ok": 50, "failed": 4, "depooled": 0}
+    assert {h: deployment.host_head(h) for h in good} == before
+    assert len(deployment.pool_changes()) == depooled_before
+    failures = {h["host"]: h for h in report["hosts"] if not h["ok"]}
+    assert set(failures) == set(faulty)
+    assert {h["phase"] for h in failures.values()} == {"connect"}
+    by_kind = {kind: failures[hosts[0]]["error"] for kind, hosts in deployment.fleet.faults.items()}
+    assert by_kind["refused"] == "connection refused"
+    assert "timed out" in by_kind["tarpit"]
+    assert "authentication failed" in by_kind["auth"]
+    assert "host key not verifiable" in by_kind["hostkey"]
+
+
+def test_failures_within_budget_are_depooled_once_and_the_rest_switched(deployment: Deployment) -> None:
+    """Four fetch failures within a budget of 4: exit 5, each failed host depooled exactly once, the rest switched."""
+    good, faulty = _mixed_targets(deployment)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4", "--json")
+    assert run.code == 5, run.stderr
+    report = run.json()
+    assert report["outcome"] == "partial"
+    assert report["counts"] == {"targeted": 54, "ok": 50, "failed": 4, "depooled": 4}
+    assert sorted(deployment.pool_changes()) == sorted(f"depool {h}" for h in faulty)
+    assert all(deployment.host_head(h) == report["commit"] for h in good)
+    assert {h["host"] for h in report["hosts"] if h["depooled"]} == set(faulty)
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "mixed", "--json").json()
+    assert status["counts"]["depooled"] == 4 and status["counts"]["current"] == 50
+
+
+def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment: Deployment) -> None:
+    """A host whose checkout fails (stale index.lock) fails in the checkout phase, is depooled, others proceed."""
+    fleet = deployment.fleet
+    deployment.group("some", fleet.hosts[:5])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some").code == 0
+    old = deployment.head()
+    (deployment.host_slot(fleet.hosts[0]) / ".git" / "index.lock").write_text("")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some", "--max-failures", "1", "--json")
+    assert run.code == 5, run.stderr
+    report = run.json()
+    broken = next(h for h in report["hosts"] if h["host"] == fleet.hosts[0])
+    assert broken["phase"] == "checkout" and "index.lock" in broken["error"] and broken["depooled"]
+    assert deployment.host_head(fleet.hosts[0]) == old
+    assert all(deployment.host_head(h) == report["commit"] for h in fleet.hosts[1:5])
+    assert deployment.pool_changes() == [f"depool {fleet.hosts[0]}"]
+
+
+def test_human_summary_groups_failed_hosts_by_error(deployment: Deployment) -> None:
+    """Without --json the summary gives the counts, then one line per distinct error with its hosts."""
+    _mixed_targets(deployment)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4")
+    assert run.code == 5
+    assert "54 targeted, 50 ok, 4 failed, 4 depooled" in run.stdout
+    assert "[1] connect: connection refused" in run.stdout
+
+
+def test_dirty_checkout_is_refused_before_anything_is_tagged(deployment: Deployment) -> None:
+    """Uncommitted changes in the slot's working copy: exit 4, no tag, no host touched."""
+    (deployment.checkout / "index.php").write_text("<?php // uncommitted\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert run.code == 4
+    assert run.stderr.strip().count("\n") == 0 and "uncommitted changes" in run.stderr
+    assert git(deployment.checkout, "tag") == ""
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
+def test_sync_while_the_slot_is_locked_is_refused(deployment: Deployment) -> None:
+    """A sync while another run holds the slot's lock exits 4 and touches nothing."""
+    lock = deployment.root / ".sartoris" / "locks" / f"slot{deployment.slot}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text('{"user": "alice", "host": "deploy1", "pid": 1, "since": "now", "command": "sync"}')
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert run.code == 4
+    assert "alice@deploy1" in run.stderr
+    assert git(deployment.checkout, "tag") == ""
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        pytest.param("badkey", (), "unknown key", id="misspelt-config-key"),
+        pytest.param("badhost", (), "not a host", id="hostile-hosts-line"),
+        pytest.param(None, ("--max-failures", "lots"), "--max-failures", id="bad-max-failures"),
+        pytest.param(None, ("--concurrency", "0"), "--concurrency", id="bad-concurrency"),
+        pytest.param(None, ("--hosts", "nosuchgroup"), "nosuchgroup", id="unknown-group"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_runs_nothing(
+    deployment: Deployment, setup: str | None, args: tuple[str, ...], message: str
+) -> None:
+    """Bad config, hosts file or options: exit 2, one line on stderr, no traceback, no tag, no host touched."""
+    if setup == "badkey":
+        text = deployment.config.read_text().replace("concurrency = 100", "concurency = 100")
+        deployment.config.write_text(text)
+    if setup == "badhost":
+        marker = deployment.root / "pwned"
+        deployment.group("fleet", [deployment.fleet.hosts[0], f"host; touch {marker}"])
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), *args)
+    assert run.code == 2
+    assert run.stderr.count("\n") == 1 and message in run.stderr and "Traceback" not in run.stderr
+    assert git(deployment.checkout, "tag") == ""
+    assert deployment.host_head(deployment.fleet.hosts[0]) is None
+    assert not (deployment.root / "pwned").exists()
+
+
+def test_unreachable_publish_target_reaches_no_host(deployment: Deployment) -> None:
+    """A publish_url that rejects the push: exit 4, the tag is removed again, no host asked to fetch."""
+    text = deployment.config.read_text().replace('publish_url = "publish/php-slot{slot}.git"',
+                                                 'publish_url = "ssh://nobody@127.0.0.1:1/nowhere.git"')
+    deployment.config.write_text(text)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert run.code == 4, run.stderr
+    assert "push to" in run.stderr
+    assert git(deployment.checkout, "tag") == ""
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
+def test_config_written_for_another_fanout_still_syncs(deployment: Deployment) -> None:
+    """A low concurrency and fetch_concurrency still reaches every host (bounded, not stalled)."""
+    write_config(deployment.root, deployment.fleet, deployment.pool_log, concurrency=3, fetch_concurrency=1)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["counts"]["ok"] == 50

@@ -7,13 +7,15 @@ N ?= 50
 FLEET_DIR ?= /tmp/sartoris-fleet
 FLEET_NET ?= 127.10
 
-.PHONY: help deps system-deps test unit integration demo fleet fleet-stop lint clean
+.PHONY: help deps system-deps test unit integration demo fleet fleet-stop lint bench zipapp clean
 
 help:
 	@echo "make demo        deploy a sample app to a local fleet of $(N) real sshd hosts, then show status"
 	@echo "make test        unit + integration tests (starts and stops its own fleet)"
 	@echo "make fleet N=..  start a local fleet in $(FLEET_DIR); make fleet-stop stops it"
 	@echo "make lint        ruff + mypy --strict"
+	@echo "make bench       Sartoris against its peers on the local fleet; writes BENCHMARKS.md"
+	@echo "make zipapp      dist/sartoris.pyz: one file holding Sartoris and its dependencies"
 
 system-deps:
 	@PYTHON=$(PYTHON) scripts/install-system-deps.sh
@@ -48,5 +50,18 @@ lint: deps
 	$(BIN)/ruff check sartoris tests scripts
 	$(BIN)/mypy sartoris
 
+# The benchmark's peers (parallel-ssh, Ansible) live in their own venv: never dependencies of Sartoris.
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml scripts/bench-requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -e . -r scripts/bench-requirements.txt
+	@touch $@
+
+bench: system-deps $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+zipapp: deps
+	PYTHON=$(PYTHON) scripts/build-zipapp.sh
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build dist *.egg-info

@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 
-from fleet import Fleet
+from fleet import Fleet, FleetError
 from sample_repo import git, make_checkout
 
 ROOT = Path(__file__).resolve().parents[2]
-FLEET_NET = "127.20"  # apart from `make fleet` (127.10), the demo (127.11) and test_fleet (127.30)
+# Apart from `make fleet` (127.10), the demo (127.11), test_fleet (127.30/31) and the benchmark (127.40);
+# a second test session on this machine moves up to the next free net instead of failing.
+FLEET_NETS = [f"127.{n}" for n in range(20, 30)]
 FLEET_SIZE = 50
 FAULTS = {"refused": 1, "tarpit": 1, "auth": 1, "hostkey": 1}
 _slots = itertools.count(1)
@@ -37,13 +39,23 @@ def fleet() -> Iterator[Fleet]:
         pytest.fail("the integration suite starts sshd in mount namespaces and needs root")
     workdir = Path(tempfile.mkdtemp(prefix="sartoris-it-", dir="/tmp"))  # not under $HOME: the fleet covers it
     try:
-        started = Fleet.start(workdir / "fleet", FLEET_SIZE, net=FLEET_NET, faults=FAULTS)
+        started = _start_on_a_free_net(workdir / "fleet")
         try:
             yield started
         finally:
             started.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_on_a_free_net(directory: Path) -> Fleet:
+    for net in FLEET_NETS:
+        try:
+            return Fleet.start(directory, FLEET_SIZE, net=net, faults=FAULTS)
+        except FleetError as exc:
+            if "already in use" not in str(exc):
+                raise
+    raise RuntimeError(f"every test fleet net ({FLEET_NETS[0]}-{FLEET_NETS[-1]}) is taken")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The command line: parse, load config and inventory, call one use case, render, map to an exit code.
 
-The only module that imports Typer/click. Heavy modules (asyncssh, GitPython) are imported inside the
-commands that need them, so `--help` and `--version` stay fast. Every error is one line on stderr.
+The only module that imports Typer. Heavy modules (asyncssh, GitPython) are imported inside the commands
+that need them, so `--help` and `--version` stay fast. Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from sartoris import __version__
-from sartoris.errors import SartorisError, UsageError
+from sartoris.errors import InterruptedRun, SartorisError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
+_OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
 
 app = typer.Typer(
     name="sartoris",
@@ -27,6 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+slots_app = typer.Typer(help="Slots, their deployed tags and version links.", rich_markup_mode=None)
+app.add_typer(slots_app, name="slots")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,9 @@ class _Globals:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"sartoris {__version__}")
+        from sartoris.version import version_string
+
+        typer.echo(version_string())
         raise typer.Exit(0)
 
 
@@ -49,13 +53,13 @@ def _main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More events on stderr.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+                                          help="Print the version and the commit it was built from.")] = False,
 ) -> None:
-    from sartoris import log
-
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(EXIT_USAGE)
+    from sartoris import log
+
     verbosity = -1 if quiet else verbose
     log.configure(verbosity)
     ctx.obj = _Globals(config=config, verbosity=verbosity)
@@ -64,45 +68,117 @@ def _main(
 SlotOption = Annotated[int | None, typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder).")]
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+MessageOption = Annotated[str, typer.Option("--message", "-m", help="Why (recorded in the tag, lock and history).")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Break a stale lock (its process is gone).")]
+ConcurrencyOption = Annotated[int | None, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")]
+MaxFailuresOption = Annotated[str | None, typer.Option("--max-failures", help="N hosts or N% that may fail to fetch.")]
+
+
+@app.command()
+def start(
+    ctx: typer.Context,
+    slot: SlotOption = None,
+    no_remote: Annotated[bool, typer.Option("--no-remote", help="Skip fetching upstream (emergency live hack).")] = False,
+    message: MessageOption = "",
+    force: ForceOption = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Take the slot's deploy lock and record where the checkout is (abort returns there).
+
+    Example: sartoris start --slot 0 -m "security fix"
+    """
+    from sartoris import lifecycle
+
+    config = _load_config(ctx)
+    report = lifecycle.start(config, _slot(config, slot), message, no_remote=no_remote, force=force)
+    _emit(report.as_json(), report.detail, json_output)
+    return EXIT_OK
 
 
 @app.command()
 def sync(
     ctx: typer.Context,
     slot: SlotOption = None,
-    message: Annotated[str, typer.Option("--message", "-m", help="Why this deploy (goes into the tag).")] = "",
+    message: MessageOption = "",
     hosts: HostsOption = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")] = None,
-    max_failures: Annotated[str | None, typer.Option("--max-failures", help="N hosts or N% that may fail.")] = None,
+    concurrency: ConcurrencyOption = None,
+    max_failures: MaxFailuresOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                               help="Re-deploy the current tag to hosts not on it.")] = False,
+    force: ForceOption = False,
     json_output: JsonOption = False,
 ) -> int:
-    """Tag the slot's working copy, publish it, fetch it on every host, then switch them (or abort)."""
-    from sartoris import deploy, policy, render
+    """Tag the slot's working copy, publish it, fetch it on every host, then switch them (or abort).
+
+    Example: sartoris sync --slot 0 -m "1.20wmf1 branch cut" --max-failures 2%
+    """
+    from sartoris import deploy, render
 
     config = _load_config(ctx)
-    slot_number = _slot(config, slot)
-    targets = _targets(config, hosts)
-    budget = config.fanout.max_failures
-    if max_failures is not None:
-        try:
-            budget = policy.FailureBudget.parse(max_failures)
-        except ValueError as exc:
-            raise UsageError(f"--max-failures: {exc}") from None
-    request = deploy.SyncRequest(
-        slot=slot_number,
-        targets=targets,
-        message=message or f"sync by {os.environ.get('USER', 'unknown')}",
-        concurrency=concurrency or config.fanout.concurrency,
-        budget=budget,
-    )
+    request = _request(config, slot, hosts, message, concurrency, max_failures, force, "sync")
     if dry_run:
         plan = deploy.plan_sync(config, request)
         _emit(plan.as_json(), plan.describe(), json_output)
         return EXIT_OK
-    report = deploy.sync(config, request)
-    _emit(report.as_json(), render.sync_summary(report), json_output)
-    return {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}[report.outcome.value]
+    return _run_report(lambda: deploy.sync(config, request, retry_failed=retry_failed), "sync", json_output,
+                       render.sync_summary)
+
+
+@app.command()
+def finish(
+    ctx: typer.Context,
+    slot: SlotOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Finish a deploy someone else started.")] = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Release the slot's deploy lock and run the finish hook (announce)."""
+    from sartoris import lifecycle
+
+    config = _load_config(ctx)
+    report = lifecycle.finish(config, _slot(config, slot), force=force)
+    _emit(report.as_json(), report.detail, json_output)
+    return EXIT_OK
+
+
+@app.command()
+def abort(
+    ctx: typer.Context,
+    slot: SlotOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Abort a deploy someone else started.")] = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Before any sync: put the checkout and submodules back where start found them and release the lock."""
+    from sartoris import lifecycle
+
+    config = _load_config(ctx)
+    report = lifecycle.abort(config, _slot(config, slot), force=force)
+    _emit(report.as_json(), report.detail, json_output)
+    return EXIT_OK
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    slot: SlotOption = None,
+    to: Annotated[str | None, typer.Option("--to", help="Tag to switch to (default: the previous deploy).")] = None,
+    hosts: HostsOption = None,
+    concurrency: ConcurrencyOption = None,
+    max_failures: MaxFailuresOption = None,
+    message: MessageOption = "",
+    force: ForceOption = False,
+    json_output: JsonOption = False,
+) -> int:
+    """Switch the hosts back to the previous (or given) deployed tag; nothing is fetched where it is present.
+
+    Example: sartoris rollback --slot 0 --to mediawiki-slot0-20261126-101500
+    """
+    from sartoris import deploy, render
+
+    config = _load_config(ctx)
+    request = _request(config, slot, hosts, message, concurrency, max_failures, force, "rollback")
+    return _run_report(lambda: deploy.rollback(config, request, to), "rollback", json_output,
+                       render.sync_summary)
 
 
 @app.command()
@@ -113,18 +189,161 @@ def status(
     json_output: JsonOption = False,
 ) -> int:
     """Ask every host which commit its slot is on and compare with the last deploy from here."""
-    from sartoris import deploy, render
+    from sartoris import census, render
 
     config = _load_config(ctx)
-    report = deploy.status(config, _slot(config, slot), _targets(config, hosts), config.fanout.concurrency)
+    report = census.status(config, _slot(config, slot), _targets(config, hosts), config.fanout.concurrency)
     _emit(report.as_json(), render.status_summary(report), json_output)
     return EXIT_OK if report.all_current else EXIT_PARTIAL
+
+
+@app.command()
+def depool(
+    ctx: typer.Context,
+    hosts: Annotated[list[str], typer.Argument(help="Hosts as written in the hosts files.")],
+    message: MessageOption = "",
+    json_output: JsonOption = False,
+) -> int:
+    """Run the configured depool command for each host and remember it is out of the pool."""
+    return _pool(ctx, hosts, True, message, json_output)
+
+
+@app.command()
+def pool(
+    ctx: typer.Context,
+    hosts: Annotated[list[str] | None, typer.Argument(help="Hosts as written in the hosts files.")] = None,
+    caught_up: Annotated[bool, typer.Option("--caught-up",
+                                            help="Re-pool every depooled host now on the slot's current tag.")] = False,
+    slot: SlotOption = None,
+    message: MessageOption = "",
+    json_output: JsonOption = False,
+) -> int:
+    """Run the configured pool command for each host and remember it is back in the pool."""
+    if caught_up:
+        from sartoris import pool as pooling
+
+        config = _load_config(ctx)
+        report = pooling.pool_caught_up(config, _slot(config, slot), _targets(config, None))
+        _emit(report.as_json(), report.describe(), json_output)
+        return EXIT_OK if not report.failed else EXIT_PARTIAL
+    if not hosts:
+        raise UsageError("pool: name the hosts, or pass --caught-up")
+    return _pool(ctx, hosts, False, message, json_output)
+
+
+def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json_output: bool) -> int:
+    from sartoris import pool as pooling
+    from sartoris.inventory import parse_host
+
+    config = _load_config(ctx)
+    parsed = []
+    for spec in hosts:
+        try:
+            parsed.append(parse_host(spec))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    report = pooling.change_pool(config, parsed, depool=depool, message=message)
+    _emit(report.as_json(), report.describe(), json_output)
+    return EXIT_OK if not report.failed else EXIT_PARTIAL
+
+
+@app.command("log")
+def history_log(
+    ctx: typer.Context,
+    tag: Annotated[str | None, typer.Argument(help="Show one deploy's per-host outcomes.")] = None,
+    slot: SlotOption = None,
+    count: Annotated[int, typer.Option("-n", min=1, help="How many entries.")] = 20,
+    json_output: JsonOption = False,
+) -> int:
+    """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
+    from sartoris import render
+    from sartoris.state import History
+
+    config = _load_config(ctx)
+    history = History(config.state_dir)
+    if tag is not None:
+        entry = history.entry_for_tag(tag)
+        if entry is None:
+            raise UsageError(f"no deploy of tag {tag!r} in the history")
+        _emit(entry.as_json(with_hosts=True), render.log_entry(entry), json_output)
+        return EXIT_OK
+    entries = history.entries(slot, count)
+    _emit({"entries": [e.as_json() for e in entries]}, render.log_table(entries), json_output)
+    return EXIT_OK
+
+
+@slots_app.callback(invoke_without_command=True)
+def slots(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List slots: working copy, last deployed tag, and the version links pointing at each."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sartoris import render
+    from sartoris.slots import list_slots
+    from sartoris.state import History
+
+    config = _load_config(ctx)
+    history = History(config.state_dir)
+    infos = list_slots(config, {})
+    last = {info.slot: release.tag for info in infos if (release := history.last_deployed(info.slot))}
+    infos = list_slots(config, last)
+    _emit({"slots": [i.as_json() for i in infos]}, render.slots_table(infos), json_output)
+    raise typer.Exit(EXIT_OK)
+
+
+@slots_app.command("link")
+def slots_link(
+    ctx: typer.Context,
+    slot: Annotated[int, typer.Argument(min=0, help="Slot number.")],
+    name: Annotated[str, typer.Argument(help="Version link name, e.g. php-1.20wmf1.")],
+) -> int:
+    """Create or move the version link NAME -> <slot_prefix>N atomically.
+
+    Example: sartoris slots link 0 php-1.20wmf1
+    """
+    from sartoris.slots import link_slot
+
+    config = _load_config(ctx)
+    link = link_slot(config, slot, name)
+    typer.echo(f"{link.name} -> {config.slot_name(slot)}")
+    return EXIT_OK
+
+
+def _request(config: Any, slot: int | None, hosts: list[str] | None, message: str, concurrency: int | None,
+             max_failures: str | None, force: bool, action: str) -> Any:
+    from sartoris import deploy, policy
+
+    budget = config.fanout.max_failures
+    if max_failures is not None:
+        try:
+            budget = policy.FailureBudget.parse(max_failures)
+        except ValueError as exc:
+            raise UsageError(f"--max-failures {exc}") from None
+    return deploy.SyncRequest(
+        slot=_slot(config, slot),
+        targets=_targets(config, hosts),
+        message=message or f"{action} by {os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}",
+        concurrency=concurrency or config.fanout.concurrency,
+        budget=budget,
+        force=force,
+    )
+
+
+def _run_report(run: Any, action: str, as_json: bool, summary: Any) -> int:
+    """Run a sync/rollback, print its report (also when interrupted), return the contract's exit code."""
+    try:
+        report = run()
+    except InterruptedRun as exc:
+        _emit(exc.report.as_json(), summary(exc.report, action), as_json)  # type: ignore[attr-defined]
+        raise
+    _emit(report.as_json(), summary(report, action), as_json)
+    return _OUTCOME_EXIT[report.outcome.value]
 
 
 def _load_config(ctx: typer.Context) -> Any:
     from sartoris.config import find_config, load_config
 
-    globals_: _Globals = ctx.obj
+    root = ctx.find_root()
+    globals_: _Globals = root.obj
     return load_config(find_config(globals_.config, Path.cwd(), os.environ))
 
 
@@ -144,10 +363,7 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
 
 
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(document) + "\n")
-    else:
-        sys.stdout.write(text + "\n")
+    sys.stdout.write((json.dumps(document) if as_json else text) + "\n")
     sys.stdout.flush()
 
 

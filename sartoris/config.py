@@ -41,7 +41,9 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "fetch_url",
         "hosts",
         "hooks_dir",
+        "hook_timeout",
         "keep_releases",
+        "canaries",
     ),
     "fanout": (
         "concurrency",
@@ -69,6 +71,8 @@ class DeploySettings:
     fetch_url: str | None = None
     hosts: tuple[str, ...] = ()
     keep_releases: int = 3
+    hook_timeout: float = 120.0
+    canaries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +244,8 @@ def _deploy(section: _Section, base: Path) -> DeploySettings:
         hosts=section.strings("hosts"),
         hooks_dir=_local_path(section.string("hooks_dir", "hooks", check=_non_empty), base),
         keep_releases=section.integer("keep_releases", 3, minimum=1),
+        hook_timeout=section.seconds("hook_timeout", 120.0),
+        canaries=section.strings("canaries"),
     )
 
 

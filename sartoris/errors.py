@@ -8,7 +8,8 @@
     │   ├── LockHeldError         exit 4  another run holds the slot's deploy lock
     │   ├── DirtyCheckoutError    exit 4  the slot's working copy has uncommitted changes
     │   └── PublishError          exit 4  the tag could not be pushed to publish_url; no host was touched
-    └── HostError                 —       one host failed; caught per host, becomes a HostResult
+    ├── HostError                 —       one host failed; caught per host, becomes a HostResult
+    └── InterruptedRun            exit 130 Ctrl-C; carries the report of what finished
 
 A host that fails is never an exception: it is a HostResult with ok=False (see sartoris.results).
 Third-party exceptions (asyncssh, git) are translated at the module that imports the library.
@@ -57,3 +58,13 @@ class PublishError(RefusedError):
 
 class HostError(SartorisError):
     """One host failed (connect, command, timeout). Caught per host and turned into a HostResult; never escapes a run."""
+
+
+class InterruptedRun(SartorisError):
+    """Ctrl-C: what finished was recorded and no host is between trees; carries the partial report."""
+
+    exit_code = 130
+
+    def __init__(self, report: object) -> None:
+        super().__init__("interrupted: the hosts that finished are recorded; none is left half switched")
+        self.report = report

@@ -77,23 +77,54 @@ class FailureBudget:
 
 @dataclass(frozen=True, slots=True)
 class FetchDecision:
-    """After the fetch phase: abort the whole run, or depool the failed hosts and switch the rest."""
+    """After the fetch phase: abort the whole run (and why), or depool the failed hosts and switch the rest."""
 
     abort: bool
     depool: tuple[str, ...]
     proceed: tuple[str, ...]
+    reason: str | None = None
 
     def __post_init__(self) -> None:
-        if self.abort and self.proceed:
-            raise ValueError("an aborted run switches no host")
+        if self.abort and (self.proceed or self.depool):
+            raise ValueError("an aborted run switches no host and depools nobody")
+        if self.abort != (self.reason is not None):
+            raise ValueError("an abort, and only an abort, carries a reason")
 
 
-def decide_after_fetch(results: Sequence[HostResult], budget: FailureBudget) -> FetchDecision:
-    """More failures than the budget: abort with nobody depooled; otherwise depool exactly the failed hosts."""
+def decide_after_fetch(
+    results: Sequence[HostResult],
+    budget: FailureBudget,
+    *,
+    depool_cap: FailureBudget | None = None,
+    already_depooled: frozenset[str] = frozenset(),
+) -> FetchDecision:
+    """Abort past the failure budget, or when depooling the failed would take out more than depool_cap of the
+    targeted hosts (counting those already out); otherwise depool exactly the failed hosts, switch the rest."""
     failed = tuple(r.host for r in results if not r.ok)
-    if budget.exceeded(len(failed), len(results)):
-        return FetchDecision(abort=True, depool=(), proceed=())
+    targeted = len(results)
+    if budget.exceeded(len(failed), targeted):
+        reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than max_failures ({budget})"
+        return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
+    out_after = already_depooled.intersection(r.host for r in results).union(failed)
+    if depool_cap is not None and depool_cap.exceeded(len(out_after), targeted):
+        reason = f"depooling {len(failed)} more would leave {len(out_after)} of {targeted} hosts out of the pool, more than max_depooled ({depool_cap})"
+        return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     return FetchDecision(abort=False, depool=failed, proceed=tuple(r.host for r in results if r.ok))
+
+
+def within_depool_cap(
+    candidates: Sequence[str], already_depooled: frozenset[str], cap: FailureBudget | None, targeted: Sequence[str]
+) -> tuple[str, ...]:
+    """The candidates that may be depooled without the pool losing more than `cap` of the targeted hosts."""
+    if cap is None:
+        return tuple(candidates)
+    out = set(already_depooled.intersection(targeted))
+    chosen = []
+    for host in candidates:
+        if host in out or not cap.exceeded(len(out) + 1, len(targeted)):
+            chosen.append(host)
+            out.add(host)
+    return tuple(chosen)
 
 
 # git's wording when the transport to the publish server broke, as opposed to a bad ref or a broken repo.

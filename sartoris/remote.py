@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sartoris.results import Phase
 
 PHASE_MARK = "sartoris-phase:"
+ALREADY_PRESENT = "sartoris-fetch:present"
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 
 # Never prompt, never page, English messages (retry decisions read git's stderr).
@@ -60,17 +61,22 @@ def _mark(phase: Phase) -> str:
 
 
 def fetch_command(release: RemoteRelease) -> str:
-    """Create the slot's repository if the host has none (no checkout), then fetch the tag and submodule commits."""
+    """Create the slot's repository if the host has none (no checkout), then fetch the tag and submodule
+    commits, unless every commit is already there (a rollback or a retry fetches nothing)."""
     slot = release.slot_path
     refspecs = [f"+refs/tags/{release.tag}:refs/tags/{release.tag}"]
     refspecs += [f"+{submodule_ref(s.commit)}:{submodule_ref(s.commit)}" for s in release.submodules]
+    present = " && ".join(
+        shell_words("git", "-C", slot, "cat-file", "-e", f"{commit}^{{commit}}") + " 2>/dev/null"
+        for commit in (release.commit, *(s.commit for s in release.submodules))
+    )
+    fetch = shell_words(
+        "git", "-C", slot, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", release.fetch_url, *refspecs
+    )
     return _script(
         [
             f"[ -d {shlex.quote(slot + '/.git')} ] || {shell_words('git', 'init', '--quiet', slot)} || exit",
-            shell_words(
-                "git", "-C", slot, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                release.fetch_url, *refspecs,
-            ),
+            f"if {present}; then {shell_words('echo', ALREADY_PRESENT)}; else {fetch}; fi",
         ]
     )
 
@@ -82,8 +88,7 @@ def switch_command(release: RemoteRelease) -> str:
         shell_words("cd", slot) + " || exit",
         _mark(Phase.CHECKOUT),
         shell_words(
-            "git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach",
-            f"refs/tags/{release.tag}",
+            "git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach", release.commit,
         ) + " || exit",
     ]
     if release.submodules:

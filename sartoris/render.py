@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from sartoris.results import HostState, StatusReport, SyncReport, group_by_error
+from sartoris.slots import SlotInfo
+from sartoris.state import Entry
 
 _SHOWN_PER_GROUP = 12
 
@@ -24,8 +27,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed,"
         f" {counts['depooled']} depooled",
     ]
-    if report.outcome.value == "aborted":
-        lines.append("  aborted: too many hosts failed to fetch; no host was switched, nobody was depooled")
+    if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
+        lines.append("  aborted: no host was switched, nobody was depooled")
     for error, hosts in group_by_error(report.hosts):
         lines.append(f"  [{len(hosts)}] {error}")
         lines.append(f"      {host_list(hosts)}")
@@ -51,3 +54,47 @@ def status_summary(report: StatusReport) -> str:
             lines.append(f"  [{len(hosts)}] {state.value}: {detail}")
             lines.append(f"      {host_list(hosts)}")
     return "\n".join(lines)
+
+
+def log_table(entries: Sequence[Entry]) -> str:
+    """History, newest first, one line per entry."""
+    if not entries:
+        return "no history yet"
+    lines = []
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.started))
+        counts = e.report.get("counts") or {}
+        hosts = f" {counts.get('ok', 0)}/{counts.get('targeted', 0)} ok" if counts else ""
+        slot = f"slot {e.slot} " if e.slot is not None else ""
+        what = e.tag or e.commit[:12] or ""
+        lines.append(f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}"
+                     + (f"  {e.message}" if e.message else ""))
+    return "\n".join(lines)
+
+
+def log_entry(entry: Entry) -> str:
+    """One deploy with its per-host outcomes grouped as in the sync summary."""
+    lines = [log_table([entry]), f"  {entry.seconds:.1f}s, commit {entry.commit}"]
+    failed: dict[str, list[str]] = {}
+    ok = []
+    for host in entry.report.get("hosts", []):
+        if host.get("ok"):
+            ok.append(host["host"])
+        else:
+            failed.setdefault(f"{host.get('phase')}: {host.get('error')}", []).append(host["host"])
+    if ok:
+        lines.append(f"  [{len(ok)}] ok")
+        lines.append(f"      {host_list(ok)}")
+    for error, hosts in sorted(failed.items(), key=lambda item: -len(item[1])):
+        lines.append(f"  [{len(hosts)}] {error}")
+        lines.append(f"      {host_list(hosts)}")
+    return "\n".join(lines)
+
+
+def slots_table(infos: Sequence[SlotInfo]) -> str:
+    if not infos:
+        return "no slots under checkout_root"
+    return "\n".join(
+        f"slot {i.slot}  {i.path}  {i.tag or '(never deployed)'}" + (f"  <- {', '.join(i.links)}" if i.links else "")
+        for i in infos
+    )

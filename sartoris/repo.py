@@ -71,6 +71,51 @@ class SlotCheckout:
             self._git("tag", "--annotate", "--message", message, tag, commit)
         return Release(tag=tag, commit=commit, submodules=self.submodules_at(commit))
 
+    def tag_commit(self, tag: str) -> str:
+        """The commit a release tag points at; RefusedError when the working copy has no such tag."""
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}").strip()
+        except git.GitCommandError:
+            raise RefusedError(f"{self.path}: no tag {tag!r}") from None
+
+    def release_of(self, tag: str) -> Release:
+        """The release an existing tag describes (for rollback and retries)."""
+        commit = self.tag_commit(tag)
+        return Release(tag=tag, commit=commit, submodules=self.submodules_at(commit))
+
+    def branch(self) -> str | None:
+        """The checked-out branch, or None on a detached HEAD."""
+        try:
+            return self._repo.active_branch.name
+        except TypeError:
+            return None
+
+    def fetch_upstream(self) -> None:
+        """`git fetch` the slot's upstream (and submodules' on demand) before a deploy starts."""
+        try:
+            self._git("fetch", "--quiet", "--recurse-submodules=on-demand")
+        except git.GitCommandError as exc:
+            raise RefusedError(f"{self.path}: git fetch failed: {_git_error(exc)}") from None
+
+    def restore(self, commit: str) -> None:
+        """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`."""
+        try:
+            self._git("reset", "--quiet", "--hard", commit)
+            if self.submodules_at(commit):
+                self._git("-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--force")
+        except git.GitCommandError as exc:
+            raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}") from None
+
+    def submodule_heads(self) -> dict[str, str]:
+        """Each initialised submodule's checked-out commit, by path."""
+        heads = {}
+        for module in self.submodules_at(self.head_commit()):
+            try:
+                heads[module.path] = git.Repo(self.path / module.path).head.commit.hexsha
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError, ValueError):
+                continue
+        return heads
+
     def delete_tag(self, tag: str) -> None:
         """Undo tag_release when publishing failed, so a failed sync leaves nothing behind."""
         self._git("tag", "--delete", tag)

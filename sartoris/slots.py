@@ -1,25 +1,23 @@
-"""Which slot the operator means: `--slot`, else the slot of the current folder (through version links)."""
+"""Slots on the deploy host: which one the operator means, what each holds, and the version links
+(`php-1.20wmf1 -> php-slot0`) that name them."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sartoris.config import Config
 from sartoris.errors import UsageError
 
-
-def slot_of_name(name: str, prefix: str) -> int | None:
-    """3 for `php-slot3`, None for anything else."""
-    match = re.fullmatch(re.escape(prefix) + r"(\d+)", name)
-    return int(match.group(1)) if match else None
+_LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 def infer_slot(config: Config, cwd: Path) -> int:
     """The slot whose working copy (or a version link to it) holds `cwd`; the only slot when there is one."""
     root = config.deploy.checkout_root
-    prefix = config.deploy.slot_prefix
     logical = Path(os.environ.get("PWD", cwd))
     for folder in (logical, cwd.resolve()):
         try:
@@ -30,17 +28,62 @@ def infer_slot(config: Config, cwd: Path) -> int:
             continue
         entry = root / first[0]
         target = Path(os.readlink(entry)).name if entry.is_symlink() else entry.name
-        slot = slot_of_name(target, prefix)
+        slot = config.slot_of(target)
         if slot is not None:
             return slot
-    existing = sorted(s for p in _children(root) if (s := slot_of_name(p.name, prefix)) is not None)
+    existing = sorted(slot for slot, _ in _slot_folders(config))
     if len(existing) == 1:
         return existing[0]
     raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
 
 
-def _children(root: Path) -> list[Path]:
+def _slot_folders(config: Config) -> list[tuple[int, Path]]:
+    root = config.deploy.checkout_root
     try:
-        return [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+        entries = sorted(root.iterdir())
     except OSError:
         return []
+    return [(slot, p) for p in entries
+            if p.is_dir() and not p.is_symlink() and (slot := config.slot_of(p.name)) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """One slot's working copy on the deploy host, its last deployed tag and the version links naming it."""
+
+    slot: int
+    path: Path
+    tag: str | None
+    links: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"slot": self.slot, "path": str(self.path), "tag": self.tag, "links": list(self.links)}
+
+
+def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
+    """Every slot folder under checkout_root with the links in checkout_root that point at it."""
+    root = config.deploy.checkout_root
+    links: dict[str, list[str]] = {}
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.is_symlink():
+            links.setdefault(Path(os.readlink(entry)).name, []).append(entry.name)
+    return [SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
+            for slot, path in _slot_folders(config)]
+
+
+def link_slot(config: Config, slot: int, name: str) -> Path:
+    """Create or move `name -> <slot_prefix>N` in checkout_root atomically (a new link renamed over the old)."""
+    if not _LINK_NAME.match(name) or config.slot_of(name) is not None:
+        raise UsageError(f"version link name {name!r} must be a plain name like php-1.20wmf1, not a slot name")
+    root = config.deploy.checkout_root
+    target = config.slot_name(slot)
+    if not (root / target).is_dir():
+        raise UsageError(f"slot {slot} has no working copy at {root / target}")
+    link = root / name
+    if link.exists() and not link.is_symlink():
+        raise UsageError(f"{link} exists and is not a version link; refusing to replace it")
+    temporary = root / f".{name}.sartoris-new"
+    temporary.unlink(missing_ok=True)
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+    return link

@@ -1,7 +1,9 @@
 """What the deploy host remembers: the per-slot deploy lock, deploy history and hosts' pool state.
 
-The lock is a file created with O_EXCL (atomic on local filesystems); history and pool state live in one
-sqlite3 database per deploy config, under `<config folder>/.sartoris/`.
+The lock is a file created with O_EXCL (atomic on local filesystems) holding who took it and why; a
+`start` lock lives until finish/abort, a run's own lock only while that process lives (so a lock whose
+process is gone from this host is stale). History and pool state live in one sqlite3 database per deploy
+config, under `<config folder>/.sartoris/`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sartoris.errors import LockHeldError
+from sartoris.errors import LockHeldError, RefusedError
 from sartoris.results import SyncReport
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deploys (
     id INTEGER PRIMARY KEY,
-    slot INTEGER NOT NULL,
+    slot INTEGER,
     action TEXT NOT NULL,
     tag TEXT NOT NULL,
     commit_sha TEXT NOT NULL,
@@ -35,20 +37,50 @@ CREATE TABLE IF NOT EXISTS deploys (
     seconds REAL NOT NULL,
     report TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS deploys_by_slot ON deploys (slot, id);
 CREATE TABLE IF NOT EXISTS pool (
     host TEXT PRIMARY KEY,
     depooled INTEGER NOT NULL,
     changed REAL NOT NULL
 );
 """
+_SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
 
 
 @dataclass(frozen=True, slots=True)
 class DeployedRelease:
-    """The last release that reached hosts in a slot."""
+    """A release that reached hosts in a slot."""
 
     tag: str
     commit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of history: a sync, rollback, abort, start, finish, or pool change."""
+
+    id: int
+    slot: int | None
+    action: str
+    tag: str
+    commit: str
+    outcome: str
+    message: str
+    user: str
+    started: float
+    seconds: float
+    report: dict[str, Any]
+
+    def as_json(self, with_hosts: bool = False) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "id": self.id, "slot": self.slot, "action": self.action, "tag": self.tag or None,
+            "commit": self.commit or None, "outcome": self.outcome, "message": self.message, "user": self.user,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "seconds": round(self.seconds, 3), "counts": self.report.get("counts"),
+        }
+        if with_hosts:
+            document["hosts"] = self.report.get("hosts", [])
+        return document
 
 
 class History:
@@ -67,25 +99,52 @@ class History:
 
     def record(self, action: str, report: SyncReport, message: str, started: float) -> None:
         """Keep one run: who, when, what, how it ended, and every host's result."""
+        self._insert(report.slot, action, report.tag, report.commit, report.outcome.value, message, started,
+                     report.seconds, report.as_json())
+
+    def record_event(self, action: str, slot: int | None, message: str, detail: dict[str, Any] | None = None,
+                     tag: str = "", commit: str = "", outcome: str = "ok") -> None:
+        """Keep a lifecycle or pool event (start, finish, abort, depool, pool)."""
+        self._insert(slot, action, tag, commit, outcome, message, time.time(), 0.0, detail or {})
+
+    def _insert(self, slot: int | None, action: str, tag: str, commit: str, outcome: str, message: str,
+                started: float, seconds: float, report: dict[str, Any]) -> None:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    report.slot, action, report.tag, report.commit, report.outcome.value, message,
-                    getpass.getuser(), started, report.seconds, json.dumps(report.as_json()),
-                ),
+                (slot, action, tag, commit, outcome, message, getpass.getuser(), started, seconds, json.dumps(report)),
             )
+
+    def deployed(self, slot: int) -> list[DeployedRelease]:
+        """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT tag, commit_sha FROM deploys WHERE slot = ? AND action IN ('sync', 'rollback')"
+                f" AND outcome IN {_SWITCHED} ORDER BY id DESC",
+                (slot,),
+            ).fetchall()
+        return [DeployedRelease(tag=row[0], commit=row[1]) for row in rows]
 
     def last_deployed(self, slot: int) -> DeployedRelease | None:
         """The newest release of `slot` that switched hosts (ok or partial), or None."""
+        releases = self.deployed(slot)
+        return releases[0] if releases else None
+
+    def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
+        """History, newest first; every slot when `slot` is None."""
+        query = "SELECT * FROM deploys" + (" WHERE slot = ?" if slot is not None else "") + " ORDER BY id DESC LIMIT ?"
+        args: tuple[Any, ...] = (slot, limit) if slot is not None else (limit,)
+        with self._connect() as db:
+            return [_entry(row) for row in db.execute(query, args).fetchall()]
+
+    def entry_for_tag(self, tag: str) -> Entry | None:
+        """The newest sync or rollback of `tag`."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT tag, commit_sha FROM deploys WHERE slot = ? AND outcome IN ('ok', 'partial')"
-                " ORDER BY id DESC LIMIT 1",
-                (slot,),
+                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT 1", (tag,)
             ).fetchone()
-        return DeployedRelease(tag=row[0], commit=row[1]) if row else None
+        return _entry(row) if row else None
 
     def set_depooled(self, hosts: Iterable[str], depooled: bool) -> None:
         now = time.time()
@@ -101,6 +160,23 @@ class History:
             return frozenset(row[0] for row in db.execute("SELECT host FROM pool WHERE depooled = 1"))
 
 
+def _entry(row: tuple[Any, ...]) -> Entry:
+    return Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], json.loads(row[10]))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class SlotLock:
     """The slot's deploy lock: one holder at a time, created atomically, describing who holds it."""
 
@@ -109,7 +185,7 @@ class SlotLock:
         self.path = state_dir / "locks" / f"slot{slot}.lock"
 
     def holder(self) -> dict[str, Any] | None:
-        """Who holds the lock (user, host, pid, since, command, message), or None when it is free."""
+        """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
         try:
             return dict(json.loads(self.path.read_text()))
         except FileNotFoundError:
@@ -117,8 +193,22 @@ class SlotLock:
         except (OSError, ValueError):
             return {"user": "?", "host": "?", "pid": None, "since": None, "command": "?", "message": "unreadable lock"}
 
-    def acquire(self, command: str, message: str = "") -> None:
-        """Take the lock or raise LockHeldError naming the holder; never waits."""
+    def is_stale(self, holder: dict[str, Any]) -> bool:
+        """A run's lock (not a start's) taken on this host by a process that no longer exists."""
+        pid = holder.get("pid")
+        return (
+            holder.get("command") != "start"
+            and holder.get("host") == socket.gethostname()
+            and isinstance(pid, int)
+            and not _pid_alive(pid)
+        )
+
+    def is_ours(self, holder: dict[str, Any]) -> bool:
+        """Taken by this user on this host (a start lock that this operator's sync may run under)."""
+        return holder.get("user") == getpass.getuser() and holder.get("host") == socket.gethostname()
+
+    def acquire(self, command: str, message: str = "", *, force: bool = False, **extra: Any) -> None:
+        """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "user": getpass.getuser(),
@@ -127,24 +217,49 @@ class SlotLock:
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": command,
             "message": message,
+            **extra,
         }
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            held = self.holder() or {}
-            raise LockHeldError(
-                f"slot {self.slot} is locked by {held.get('user')}@{held.get('host')} (pid {held.get('pid')})"
-                f" since {held.get('since')}: {held.get('command')}"
-            ) from None
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                held = self.holder() or {}
+                if force and self.is_stale(held):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise LockHeldError(self.describe(held)) from None
+            with os.fdopen(fd, "w") as handle:
+                json.dump(record, handle)
+            return
+        raise LockHeldError(f"slot {self.slot}: lock taken by another run while breaking a stale one")
+
+    def describe(self, held: dict[str, Any]) -> str:
+        text = (
+            f"slot {self.slot} is locked by {held.get('user')}@{held.get('host')} (pid {held.get('pid')})"
+            f" since {held.get('since')}: {held.get('command')}"
+        )
+        if held.get("message"):
+            text += f" ({held['message']})"
+        if self.is_stale(held):
+            text += "; that process is gone: the lock is stale, pass --force to break it"
+        return text
+
+    def update(self, **fields: Any) -> None:
+        """Add fields to the held lock (e.g. the tag a started deploy synced), replacing the file atomically."""
+        held = self.holder()
+        if held is None:
+            raise RefusedError(f"slot {self.slot} is not locked")
+        held.update(fields)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(held))
+        os.replace(temporary, self.path)
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
 
     @contextmanager
-    def held(self, command: str, message: str = "") -> Iterator[None]:
-        self.acquire(command, message)
+    def held(self, command: str, message: str = "", *, force: bool = False) -> Iterator[None]:
+        self.acquire(command, message, force=force)
         try:
             yield
         finally:

@@ -1,0 +1,71 @@
+"""Ask every host which commit its slot has checked out: `sartoris status`, and the census behind
+`sync --retry-failed` and `pool --caught-up`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sartoris.config import Config
+from sartoris.errors import HostError
+from sartoris.fanout import fan_out
+from sartoris.inventory import Host
+from sartoris.remote import parse_head, status_command
+from sartoris.results import HostState, HostStatus, StatusReport
+from sartoris.state import History, SlotLock
+from sartoris.transport import Connector
+
+
+def status(config: Config, slot: int, targets: Sequence[Host], concurrency: int) -> StatusReport:
+    """The census of `slot` on `targets`, compared with the last release deployed from here."""
+    history = History(config.state_dir)
+    last = history.last_deployed(slot)
+    hosts = asyncio.run(
+        census(config, slot, targets, last.commit if last else None, history.depooled_hosts(), concurrency)
+    )
+    return StatusReport(
+        slot=slot,
+        tag=last.tag if last else None,
+        commit=last.commit if last else None,
+        hosts=tuple(hosts),
+        lock=SlotLock(config.state_dir, slot).holder(),
+    )
+
+
+async def census(
+    config: Config,
+    slot: int,
+    targets: Sequence[Host],
+    expected: str | None,
+    depooled: frozenset[str],
+    concurrency: int,
+) -> list[HostStatus]:
+    """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
+    connector = Connector(config.ssh, config.fanout.connect_timeout)
+    command = status_command(config.remote_slot_path(slot))
+    timeout = config.fanout.command_timeout
+
+    async def ask(host: Host) -> HostStatus:
+        pooled_out = host.label in depooled
+        try:
+            session = await connector.connect(host)
+        except HostError as exc:
+            return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=str(exc))
+        try:
+            result = await session.run(command, timeout=timeout)
+        except HostError as exc:
+            return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=str(exc))
+        finally:
+            session.close()
+        if not result.ok:
+            return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=result.error_line())
+        head = parse_head(result.stdout)
+        if head is None:
+            state = HostState.MISSING
+        elif head == expected:
+            state = HostState.CURRENT
+        else:
+            state = HostState.BEHIND
+        return HostStatus(host.label, state, commit=head, depooled=pooled_out)
+
+    return await fan_out(targets, ask, limit=concurrency)

@@ -1,0 +1,93 @@
+"""Bracketing a deploy: `start` takes the slot's lock and remembers the checkout, `finish` releases it,
+`abort` puts the checkout back where start found it (only before any sync) and releases it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sartoris.config import Config
+from sartoris.errors import RefusedError
+from sartoris.hook_calls import post_hook
+from sartoris.hooks import HookPhase
+from sartoris.repo import SlotCheckout
+from sartoris.state import History, SlotLock
+
+log = structlog.get_logger("sartoris")
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleReport:
+    """What start, finish or abort did, for the terminal and --json."""
+
+    action: str
+    slot: int
+    lock: dict[str, Any] | None
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"action": self.action, "slot": self.slot, "lock": self.lock, "detail": self.detail}
+
+
+def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bool) -> LifecycleReport:
+    """Take the slot's lock for a deploy, record HEAD and submodule commits, fetch upstream (unless --no-remote)."""
+    checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
+    checkout.ensure_clean()
+    lock = SlotLock(config.state_dir, slot)
+    head = checkout.head_commit()
+    lock.acquire("start", message, force=force, head=head, branch=checkout.branch(),
+                 submodules=checkout.submodule_heads(), no_remote=no_remote)
+    try:
+        if not no_remote:
+            checkout.fetch_upstream()
+    except BaseException:
+        lock.release()
+        raise
+    History(config.state_dir).record_event("start", slot, message, {"head": head}, commit=head)
+    detail = f"slot {slot} locked at {head[:12]}" + (" (no remote fetch: live hack)" if no_remote else "")
+    return LifecycleReport("start", slot, lock.holder(), detail)
+
+
+def _started_lock(config: Config, slot: int, action: str, force: bool) -> tuple[SlotLock, dict[str, Any]]:
+    lock = SlotLock(config.state_dir, slot)
+    held = lock.holder()
+    if held is None or held.get("command") != "start":
+        raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
+    if not lock.is_ours(held) and not force:
+        raise RefusedError(lock.describe(held) + f"; pass --force to {action} someone else's deploy")
+    return lock, held
+
+
+def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
+    """Release the lock of a started deploy and run the finish hook (announce)."""
+    lock, held = _started_lock(config, slot, "finish", force)
+    synced = held.get("synced")
+    lock.release()
+    History(config.state_dir).record_event("finish", slot, held.get("message", ""), {"synced": synced},
+                                           tag=synced or "")
+    post_hook(config, HookPhase.FINISH, "finish", slot, synced, "ok")
+    return LifecycleReport("finish", slot, None, f"slot {slot} released" + (f"; deployed {synced}" if synced else ""))
+
+
+def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
+    """Before any sync: restore the checkout and submodules to where start found them, release the lock."""
+    lock, held = _started_lock(config, slot, "abort", force)
+    if held.get("synced"):
+        raise RefusedError(
+            f"slot {slot}: {held['synced']} was already synced in this deploy; roll back with"
+            " `sartoris rollback`, then `sartoris finish`"
+        )
+    head = held.get("head")
+    if not isinstance(head, str):
+        raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
+    checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
+    if held.get("branch") and checkout.branch() != held["branch"]:
+        raise RefusedError(f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
+                           " switch back before aborting")
+    checkout.restore(head)
+    lock.release()
+    History(config.state_dir).record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
+    post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted")
+    return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")

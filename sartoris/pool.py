@@ -1,0 +1,121 @@
+"""Taking hosts out of the load balancer's pool and back: the operator's commands, run on the deploy host.
+
+The command template was split like a shell at config load; `{host}` is substituted into single
+arguments and the result is exec'd directly, so no shell ever sees a host name. Each change is
+remembered (status shows `depooled`) and recorded in the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sartoris.config import Config, expand_command
+from sartoris.errors import ConfigError
+from sartoris.fanout import fan_out
+from sartoris.inventory import Host
+from sartoris.results import HostState
+from sartoris.state import History
+
+log = structlog.get_logger("sartoris")
+
+_POOL_CONCURRENCY = 16
+
+
+async def run_pool_command(template: tuple[str, ...], host: str, timeout: float) -> str | None:
+    """Run the command for `host`; None on success, else a one-line reason (a failure is data, not fatal)."""
+    argv = expand_command(template, host)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as exc:
+        return f"{argv[0]}: {exc.strerror or exc}"
+    try:
+        async with asyncio.timeout(timeout):
+            _, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return f"{argv[0]} timed out after {timeout:g}s"
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()
+        return f"{argv[0]} exited {process.returncode}" + (f": {tail[-1]}" if tail else "")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReport:
+    """Which hosts a depool/pool changed, and why the others were not."""
+
+    action: str
+    changed: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"action": self.action, "changed": list(self.changed),
+                "failed": [{"host": host, "error": error} for host, error in self.failed]}
+
+    def describe(self) -> str:
+        lines = [f"{self.action}: {len(self.changed)} changed, {len(self.failed)} failed"]
+        lines += [f"  {host}: {error}" for host, error in self.failed]
+        if self.changed:
+            lines.append("  " + ", ".join(self.changed))
+        return "\n".join(lines)
+
+
+def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message: str = "") -> PoolReport:
+    """`sartoris depool|pool HOST...`: run the command per host, remember and record the change."""
+    action = "depool" if depool else "pool"
+    if (config.depool.command if depool else config.depool.pool_command) is None:
+        key = "command" if depool else "pool_command"
+        raise ConfigError(f"{config.path}: [depool] {key} is not set, so Sartoris cannot {action} hosts")
+    history = History(config.state_dir)
+    report = asyncio.run(apply_pool_change(config, history, hosts, depool=depool))
+    history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+    return report
+
+
+async def apply_pool_change(config: Config, history: History, hosts: Sequence[Host], *, depool: bool) -> PoolReport:
+    """Run the configured depool/pool command once per host (bounded), remember the hosts it worked for.
+    Without a configured command nothing runs and the hosts are reported as not changed."""
+    action = "depool" if depool else "pool"
+    template = config.depool.command if depool else config.depool.pool_command
+    if not hosts:
+        return PoolReport(action, (), ())
+    if template is None:
+        log.warning(f"{action}_not_configured", hosts=[h.label for h in hosts])
+        return PoolReport(action, (), tuple((h.label, "no [depool] command configured") for h in hosts))
+
+    async def one(host: Host) -> tuple[str, str | None]:
+        return host.label, await run_pool_command(template, host.name, config.depool.timeout)
+
+    outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)
+    changed = tuple(label for label, error in outcomes if error is None)
+    failed = tuple((label, error) for label, error in outcomes if error is not None)
+    history.set_depooled(changed, depool)
+    for label in changed:
+        log.info(f"host_{action}ed", host=label)
+    for label, error in failed:
+        log.error(f"{action}_failed", host=label, error=error)
+    return PoolReport(action, changed, failed)
+
+
+def pool_caught_up(config: Config, slot: int, targets: Sequence[Host]) -> PoolReport:
+    """Re-pool every depooled host (among `targets`) whose slot is now on the slot's current release."""
+    from sartoris.census import census
+
+    history = History(config.state_dir)
+    depooled = history.depooled_hosts()
+    last = history.last_deployed(slot)
+    candidates = [h for h in targets if h.label in depooled]
+    if last is None or not candidates:
+        return PoolReport("pool", (), ())
+    statuses = asyncio.run(census(config, slot, candidates, last.commit, depooled, config.fanout.concurrency))
+    current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
+    log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current))
+    return change_pool(config, current, depool=False, message=f"caught up with {last.tag}")

@@ -1,0 +1,242 @@
+"""Roll one release out to a set of hosts: fetch everywhere, decide, depool the failed, switch the rest.
+
+Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once, for the
+fetch, and reused for the switch. On Ctrl-C (the run's task cancelled): during the fetch nothing is
+switched; during the switch no new host is started and the ones in flight finish (each is bounded by
+command_timeout), so no host is left between its old and new tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from sartoris.config import Config
+from sartoris.errors import HostError
+from sartoris.fanout import fan_out
+from sartoris.inventory import Host
+from sartoris.policy import FailureBudget, decide_after_fetch, is_transient_fetch_error, retry_delay, within_depool_cap
+from sartoris.pool import apply_pool_change
+from sartoris.remote import RemoteRelease, fetch_command, last_phase, switch_command
+from sartoris.results import HostResult, Outcome, Phase
+from sartoris.state import History
+from sartoris.transport import CommandTimeout, Connector, Session
+
+log = structlog.get_logger("sartoris")
+
+_CLOSE_TIMEOUT = 5.0
+INTERRUPTED = "interrupted before this host was switched"
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutResult:
+    """Every targeted host's final result, the verdict, and why a run was aborted."""
+
+    outcome: Outcome
+    hosts: tuple[HostResult, ...]
+    abort_reason: str | None = None
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A host after the fetch phase: its result, and its open session when it succeeded."""
+
+    host: Host
+    result: HostResult
+    session: Session | None
+
+
+async def roll_out(
+    config: Config,
+    release: RemoteRelease,
+    targets: Sequence[Host],
+    *,
+    concurrency: int,
+    budget: FailureBudget,
+    history: History,
+) -> RolloutResult:
+    """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
+    connector = Connector(config.ssh, config.fanout.connect_timeout)
+    fetcher = _Fetcher(config, connector, fetch_command(release))
+    done: dict[str, _Fetched] = {}
+
+    def keep(fetched: _Fetched) -> None:
+        done[fetched.host.label] = fetched
+
+    try:
+        await fan_out(targets, fetcher.fetch, limit=concurrency, on_result=keep)
+    except asyncio.CancelledError:
+        await _close_all(done.values())
+        log.warning("interrupted", phase="fetch")
+        return RolloutResult(Outcome.ABORTED, _interrupted_fetch(targets, done), "interrupted", interrupted=True)
+    fetched = [done[h.label] for h in targets]
+    try:
+        return await _decide_and_switch(config, release, fetched, concurrency, budget, history)
+    finally:
+        await _close_all(fetched)
+
+
+async def _decide_and_switch(
+    config: Config,
+    release: RemoteRelease,
+    fetched: list[_Fetched],
+    concurrency: int,
+    budget: FailureBudget,
+    history: History,
+) -> RolloutResult:
+    labels = [f.host.label for f in fetched]
+    already_out = history.depooled_hosts()
+    decision = decide_after_fetch(
+        [f.result for f in fetched], budget, depool_cap=config.depool.max_depooled, already_depooled=already_out
+    )
+    log.info("fetch_done", ok=len(decision.proceed), failed=len([f for f in fetched if not f.result.ok]),
+             abort=decision.abort)
+    if decision.abort:
+        log.error("rollout_aborted", reason=decision.reason)
+        return RolloutResult(Outcome.ABORTED, tuple(f.result for f in fetched), decision.reason)
+    by_label = {f.host.label: f for f in fetched}
+    depooled = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
+    switched, interrupted = await _switch_all(
+        [f for f in fetched if f.session is not None], switch_command(release), config.fanout.command_timeout, concurrency
+    )
+    failed_switch = [r.host for r in switched.values() if not r.ok and r.error != INTERRUPTED]
+    allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
+    if len(allowed) < len(failed_switch):
+        log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
+    depooled |= await depool_hosts(config, history, [by_label[label].host for label in allowed])
+    finals = tuple(_with_depooled(switched.get(f.host.label, f.result), depooled) for f in fetched)
+    outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
+    return RolloutResult(outcome, finals, "interrupted" if interrupted else None, interrupted=interrupted)
+
+
+async def _switch_all(
+    ready: list[_Fetched], command: str, timeout: float, concurrency: int
+) -> tuple[dict[str, HostResult], bool]:
+    """Switch every ready host; on cancellation let the switches in flight finish and start no more."""
+    stop = asyncio.Event()
+    results: dict[str, HostResult] = {}
+
+    async def switch_one(item: _Fetched) -> HostResult:
+        if stop.is_set():
+            result = HostResult(item.host.label, False, Phase.CHECKOUT, INTERRUPTED, item.result.seconds)
+        else:
+            result = await _switch_host(item, command, timeout)
+        results[item.host.label] = result
+        return result
+
+    task = asyncio.ensure_future(fan_out(ready, switch_one, limit=concurrency))
+    try:
+        await asyncio.shield(task)
+        return results, False
+    except asyncio.CancelledError:
+        stop.set()
+        log.warning("interrupted", phase="switch", in_flight=len(ready) - len(results))
+        await task  # bounded: each switch in flight ends within command_timeout
+        return results, True
+
+
+class _Fetcher:
+    """The fetch phase for one host: connect, then fetch with bounded, jittered retries on network errors."""
+
+    def __init__(self, config: Config, connector: Connector, command: str) -> None:
+        self._connector = connector
+        self._command = command
+        self._timeout = config.fanout.command_timeout
+        self._retries = config.fanout.retries
+        self._fetch_slots = asyncio.Semaphore(config.fanout.fetch_concurrency)
+        self._random = random.Random()
+
+    async def fetch(self, host: Host) -> _Fetched:
+        begin = time.monotonic()
+        try:
+            session = await self._connector.connect(host)
+        except HostError as exc:
+            return _failed_fetch(host, Phase.CONNECT, str(exc), begin)
+        deadline = begin + self._timeout
+        attempt = 0
+        while True:
+            try:
+                async with self._fetch_slots:
+                    result = await session.run(self._command, timeout=max(deadline - time.monotonic(), 0.1))
+            except HostError as exc:
+                session.close()
+                return _failed_fetch(host, Phase.FETCH, str(exc), begin)
+            except asyncio.CancelledError:
+                session.close()
+                raise
+            if result.ok:
+                seconds = time.monotonic() - begin
+                log.debug("host_fetched", host=host.label, seconds=round(seconds, 3))
+                return _Fetched(host, HostResult(host.label, True, Phase.FETCH, seconds=seconds), session)
+            delay = retry_delay(attempt, self._random)
+            if attempt < self._retries and is_transient_fetch_error(result.stderr) and time.monotonic() + delay < deadline:
+                log.info("fetch_retry", host=host.label, attempt=attempt + 1, error=result.error_line())
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            session.close()
+            return _failed_fetch(host, Phase.FETCH, result.error_line(), begin)
+
+
+def _failed_fetch(host: Host, phase: Phase, error: str, begin: float) -> _Fetched:
+    log.warning("host_failed", host=host.label, phase=phase.value, error=error)
+    return _Fetched(host, HostResult(host.label, False, phase, error, time.monotonic() - begin), None)
+
+
+async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResult:
+    assert item.session is not None
+    label, begin = item.host.label, time.monotonic()
+
+    def failed(phase: Phase, error: str) -> HostResult:
+        log.warning("host_failed", host=label, phase=phase.value, error=error)
+        return HostResult(label, False, phase, error, item.result.seconds + time.monotonic() - begin)
+
+    try:
+        result = await item.session.run(command, timeout=timeout)
+    except CommandTimeout as exc:
+        return failed(last_phase(exc.stdout, Phase.CHECKOUT), str(exc))
+    except HostError as exc:
+        return failed(Phase.CHECKOUT, str(exc))
+    if not result.ok:
+        return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line())
+    seconds = item.result.seconds + time.monotonic() - begin
+    log.debug("host_switched", host=label, seconds=round(seconds, 3))
+    return HostResult(label, True, Phase.DONE, seconds=seconds)
+
+
+async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) -> set[str]:
+    """Depool each host once; the labels it worked for (a failing depool command is reported, not fatal)."""
+    report = await apply_pool_change(config, history, hosts, depool=True)
+    return set(report.changed)
+
+
+def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
+    flag = result.host in depooled
+    if result.depooled == flag:
+        return result
+    return HostResult(result.host, result.ok, result.phase, result.error, result.seconds, flag)
+
+
+def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tuple[HostResult, ...]:
+    results = []
+    for host in targets:
+        fetched = done.get(host.label)
+        if fetched is not None:
+            results.append(fetched.result)
+        else:
+            results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch"))
+    return tuple(results)
+
+
+async def _close_all(fetched: Iterable[_Fetched]) -> None:
+    sessions = [f.session for f in fetched if f.session is not None]
+    for session in sessions:
+        session.close()
+    if sessions:
+        await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=_CLOSE_TIMEOUT)

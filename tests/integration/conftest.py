@@ -84,13 +84,19 @@ class Deployment:
     def checkout(self) -> Path:
         return self.root / f"php-slot{self.slot}"
 
-    def sartoris(self, *args: str, timeout: float = 300) -> Run:
-        """Run the real command line, as an operator would."""
+    def sartoris(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> Run:
+        """Run the real command line, as an operator would (from `cwd` without --config when given)."""
+        config = [] if cwd is not None else ["--config", str(self.config)]
+        env = {**os.environ, "PWD": str(cwd)} if cwd is not None else None
         done = subprocess.run(
-            [sys.executable, str(ROOT / "sartoris.py"), "--config", str(self.config), *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [sys.executable, str(ROOT / "sartoris.py"), *config, *args],
+            capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env,
         )
         return Run(done.returncode, done.stdout, done.stderr)
+
+    def configure(self, **settings: object) -> None:
+        """Rewrite sartoris.toml with other settings (deploy=..., depool=..., fanout keys)."""
+        write_config(self.root, self.fleet, self.pool_log, **settings)
 
     def group(self, name: str, hosts: list[str]) -> str:
         self.fleet.write_group(self.root / "hosts" / name, hosts)
@@ -115,33 +121,27 @@ class Deployment:
         return self.pool_log.read_text().splitlines() if self.pool_log.exists() else []
 
 
-def write_config(root: Path, fleet: Fleet, pool_log: Path, **fanout: object) -> Path:
-    settings = {"concurrency": 100, "connect_timeout": 3, "command_timeout": 60, "max_failures": 0, **fanout}
-    fanout_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+def _toml_lines(settings: dict[str, object]) -> str:
+    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+
+
+def write_config(
+    root: Path, fleet: Fleet, pool_log: Path, *, deploy: dict[str, object] | None = None,
+    depool: dict[str, object] | None = None, **fanout: object,
+) -> Path:
+    """The test deploy host's sartoris.toml: the fleet, a fake pool controller logging to pool_log."""
     confctl = ROOT / "scripts" / "fake-confctl"
+    sections = {
+        "deploy": {"name": "it", "checkout_root": ".", "remote_root": str(fleet.remote_root),
+                   "publish_url": "publish/php-slot{slot}.git", "hosts": ["fleet"], **(deploy or {})},
+        "fanout": {"concurrency": 100, "connect_timeout": 3, "command_timeout": 60, "max_failures": 0, **fanout},
+        "ssh": {"user": fleet.user, "port": fleet.port, "identity_files": [str(fleet.identity_file)],
+                "known_hosts": str(fleet.known_hosts)},
+        "depool": {"command": f"{confctl} {pool_log} depool {{host}}",
+                   "pool_command": f"{confctl} {pool_log} pool {{host}}", "timeout": 10, **(depool or {})},
+    }
     config = root / "sartoris.toml"
-    config.write_text(f"""\
-[deploy]
-name = "it"
-checkout_root = "."
-remote_root = "{fleet.remote_root}"
-publish_url = "publish/php-slot{{slot}}.git"
-hosts = ["fleet"]
-
-[fanout]
-{fanout_lines}
-
-[ssh]
-user = "{fleet.user}"
-port = {fleet.port}
-identity_files = ["{fleet.identity_file}"]
-known_hosts = "{fleet.known_hosts}"
-
-[depool]
-command = "{confctl} {pool_log} depool {{host}}"
-pool_command = "{confctl} {pool_log} pool {{host}}"
-timeout = 10
-""")
+    config.write_text("\n\n".join(f"[{name}]\n{_toml_lines(values)}" for name, values in sections.items()) + "\n")
     return config
 
 

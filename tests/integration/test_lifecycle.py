@@ -1,0 +1,288 @@
+"""The deploy lifecycle on the real fleet: lock, start/finish/abort, rollback, slots, hooks, pool state,
+canaries, retries, dry runs and history."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Deployment
+from sample_repo import commit_change, git
+
+pytestmark = pytest.mark.integration
+
+
+def write_hook(deployment: Deployment, name: str, body: str) -> Path:
+    """An executable hook in the deploy's hooks/ folder."""
+    hook = deployment.root / "hooks" / name
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\n" + body)
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+    return hook
+
+
+def env_recording_hook(deployment: Deployment, name: str) -> Path:
+    """A hook that writes its SARTORIS_* environment as JSON to <name>.env.json beside the deploy."""
+    record = deployment.root.parent / f"{name}.env.json"
+    write_hook(deployment, name, f"""exec {sys.executable} -c 'import json, os; json.dump({{k: v for k, v in os.environ.items() if k.startswith("SARTORIS_")}}, open("{record}", "w"))'\n""")
+    return record
+
+
+def lock_file(deployment: Deployment) -> Path:
+    return deployment.root / ".sartoris" / "locks" / f"slot{deployment.slot}.lock"
+
+
+def test_overlapping_syncs_one_is_refused(deployment: Deployment) -> None:
+    """A sync while another sync holds the slot (its pre-sync hook still running) exits 4 and touches nothing."""
+    write_hook(deployment, "pre-sync", "sleep 4\n")
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), "sync", "--slot",
+         str(deployment.slot)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not lock_file(deployment).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = deployment.sartoris("sync", "--slot", str(deployment.slot))
+        assert second.code == 4
+        assert "is locked by" in second.stderr and "sync" in second.stderr
+    finally:
+        assert first.wait(timeout=120) == 0
+    assert not lock_file(deployment).exists()
+    assert len(git(deployment.checkout, "tag").split()) == 1
+
+
+def test_start_sync_finish_keeps_the_lock_until_finish(deployment: Deployment) -> None:
+    """start takes the lock, sync runs under it and keeps it, finish releases it and runs the finish hook."""
+    record = env_recording_hook(deployment, "finish")
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "-m", "train").code == 0
+    held = json.loads(lock_file(deployment).read_text())
+    assert held["command"] == "start" and held["message"] == "train" and held["head"] == deployment.head()
+    sync = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
+    assert sync.code == 0, sync.stderr
+    assert json.loads(lock_file(deployment).read_text())["synced"] == sync.json()["tag"]
+    assert deployment.sartoris("finish", "--slot", str(deployment.slot)).code == 0
+    assert not lock_file(deployment).exists()
+    env = json.loads(record.read_text())
+    assert env["SARTORIS_ACTION"] == "finish" and env["SARTORIS_TAG"] == sync.json()["tag"]
+    assert deployment.sartoris("finish", "--slot", str(deployment.slot)).code == 4
+
+
+def test_start_then_abort_restores_checkout_and_submodules(deployment: Deployment) -> None:
+    """abort after commits (in a submodule too) puts HEAD and submodules back where start found them."""
+    head = deployment.head()
+    sub_before = git(deployment.checkout / "extensions" / "Ext0", "rev-parse", "HEAD")
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0
+    commit_change(deployment.checkout, "extensions/Ext0/hack.php", "<?php // hack\n", "hack")
+    assert deployment.head() != head
+    run = deployment.sartoris("abort", "--slot", str(deployment.slot))
+    assert run.code == 0, run.stderr
+    assert deployment.head() == head
+    assert git(deployment.checkout / "extensions" / "Ext0", "rev-parse", "HEAD") == sub_before
+    assert git(deployment.checkout, "status", "--porcelain") == ""
+    assert not lock_file(deployment).exists()
+
+
+def test_abort_after_a_sync_is_refused(deployment: Deployment) -> None:
+    """Once a started deploy has synced, abort refuses (exit 4) and points to rollback; the lock stays."""
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot)).code == 0
+    run = deployment.sartoris("abort", "--slot", str(deployment.slot))
+    assert run.code == 4 and "rollback" in run.stderr
+    assert lock_file(deployment).exists()
+
+
+def test_stale_lock_is_reported_and_broken_with_force(deployment: Deployment) -> None:
+    """A sync lock left by a dead process on this host is called stale; --force breaks it and the sync runs."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock_file(deployment).parent.mkdir(parents=True)
+    lock_file(deployment).write_text(json.dumps({
+        "user": "root", "host": socket.gethostname(), "pid": dead.pid, "since": "2026-01-01T00:00:00Z",
+        "command": "sync", "message": "killed"}))
+    refused = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert refused.code == 4 and "stale" in refused.stderr and "--force" in refused.stderr
+    forced = deployment.sartoris("sync", "--slot", str(deployment.slot), "--force")
+    assert forced.code == 0, forced.stderr
+    assert not lock_file(deployment).exists()
+
+
+def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None:
+    """rollback returns every host to the previous deploy; with fetch_url broken it still works: no fetch."""
+    first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json").json()
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    second = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json").json()
+    assert first["commit"] != second["commit"]
+    deployment.configure(deploy={"fetch_url": "/nonexistent/php-slot{slot}.git"})
+    began = time.monotonic()
+    run = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--json")
+    seconds = time.monotonic() - began
+    assert run.code == 0, run.stderr
+    assert run.json()["tag"] == first["tag"]
+    assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
+    print(f"rollback of {len(deployment.fleet.hosts)} hosts took {seconds:.2f}s")
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--json").json()
+    assert status["tag"] == first["tag"] and status["counts"]["current"] == 50
+
+
+def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
+    """rollback --to TAG switches hosts to that tag."""
+    first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json").json()
+    commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
+    deployment.sartoris("sync", "--slot", str(deployment.slot))
+    commit_change(deployment.checkout, "index.php", "<?php echo 'three';\n")
+    deployment.sartoris("sync", "--slot", str(deployment.slot))
+    run = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", first["tag"], "--json")
+    assert run.code == 0, run.stderr
+    assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
+    assert deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag").code == 4
+
+
+def test_version_link_names_the_slot(deployment: Deployment) -> None:
+    """`slots link` makes php-X -> php-slotN; commands run inside the link infer the slot; `slots` lists it."""
+    run = deployment.sartoris("slots", "link", str(deployment.slot), "php-1.20wmf1")
+    assert run.code == 0, run.stderr
+    link = deployment.root / "php-1.20wmf1"
+    assert os.readlink(link) == f"php-slot{deployment.slot}"
+    dry = deployment.sartoris("sync", "--dry-run", "--json", cwd=link)
+    assert dry.code == 0, dry.stderr
+    assert dry.json()["slot"] == deployment.slot
+    listing = deployment.sartoris("slots", "--json").json()
+    entry = next(s for s in listing["slots"] if s["slot"] == deployment.slot)
+    assert entry["links"] == ["php-1.20wmf1"]
+    assert deployment.sartoris("slots", "link", str(deployment.slot), "../escape").code == 2
+
+
+def test_hooks_get_their_environment_and_post_sync_the_outcome(deployment: Deployment) -> None:
+    """pre-sync and post-sync run with SARTORIS_* set; post-sync knows the outcome and the failed hosts."""
+    pre = env_recording_hook(deployment, "pre-sync")
+    post = env_recording_hook(deployment, "post-sync")
+    faulty = deployment.fleet.faults["refused"][0]
+    deployment.group("with-fault", [*deployment.fleet.hosts[:3], faulty])
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "with-fault",
+                              "--max-failures", "1", "--json")
+    assert run.code == 5
+    tag = run.json()["tag"]
+    pre_env, post_env = json.loads(pre.read_text()), json.loads(post.read_text())
+    assert pre_env["SARTORIS_PHASE"] == "pre-sync" and pre_env["SARTORIS_TAG"] == tag
+    assert pre_env["SARTORIS_SLOT"] == str(deployment.slot) and pre_env["SARTORIS_PREFIX"] == f"php-slot{deployment.slot}"
+    assert post_env["SARTORIS_ACTION"] == "sync" and post_env["SARTORIS_OUTCOME"] == "partial"
+    assert post_env["SARTORIS_FAILED_HOSTS"] == faulty
+
+
+def test_post_sync_hears_of_an_abort(deployment: Deployment) -> None:
+    """An aborted sync runs post-sync with SARTORIS_OUTCOME=aborted, never ok."""
+    post = env_recording_hook(deployment, "post-sync")
+    faulty = deployment.fleet.faults["refused"][0]
+    deployment.group("with-fault", [deployment.fleet.hosts[0], faulty])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "with-fault").code == 3
+    assert json.loads(post.read_text())["SARTORIS_OUTCOME"] == "aborted"
+
+
+def test_failing_pre_sync_hook_stops_everything(deployment: Deployment) -> None:
+    """A pre-sync hook that fails: exit 4 naming the hook, no tag, no host touched, lock released."""
+    write_hook(deployment, "pre-sync", "echo 'varnish said no' >&2\nexit 3\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert run.code == 4
+    assert "pre-sync" in run.stderr and "varnish said no" in run.stderr
+    assert git(deployment.checkout, "tag") == ""
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+    assert not lock_file(deployment).exists()
+
+
+def test_depool_pool_and_caught_up(deployment: Deployment) -> None:
+    """depool records the host out (status shows it); pool --caught-up re-pools it once it is current."""
+    host = deployment.fleet.hosts[0]
+    assert deployment.sartoris("depool", host).code == 0
+    assert deployment.pool_changes() == [f"depool {host}"]
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--json").json()
+    assert next(h for h in status["hosts"] if h["host"] == host)["depooled"] is True
+    deployment.group("one", [host])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "one").code == 0
+    run = deployment.sartoris("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["changed"] == [host]
+    assert deployment.pool_changes() == [f"depool {host}", f"pool {host}"]
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "one", "--json").json()
+    assert status["counts"]["depooled"] == 0
+
+
+def test_max_depooled_cap_aborts_instead_of_draining_the_pool(deployment: Deployment) -> None:
+    """Four failures within max_failures but over max_depooled (2): exit 3, nobody depooled or switched."""
+    faulty = [h for hosts in deployment.fleet.faults.values() for h in hosts]
+    deployment.group("mixed", [*deployment.fleet.hosts[:6], *faulty])
+    deployment.configure(depool={"max_depooled": 2})
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4",
+                              "--json")
+    assert run.code == 3
+    assert "max_depooled" in run.stderr
+    assert deployment.pool_changes() == []
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts[:6])
+
+
+def test_a_failing_canary_stops_the_rest_of_the_fleet(deployment: Deployment) -> None:
+    """Canaries go first; a canary failure aborts (exit 3) before any other host fetches or switches."""
+    canary_good, canary_bad = deployment.fleet.hosts[0], deployment.fleet.faults["auth"][0]
+    deployment.group("canary", [canary_good, canary_bad])
+    deployment.group("all", [canary_good, canary_bad, *deployment.fleet.hosts[1:10]])
+    deployment.configure(deploy={"canaries": ["canary"]}, max_failures=5)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert run.code == 3, run.stderr
+    report = run.json()
+    assert report["outcome"] == "aborted"
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts[1:10])
+    skipped = [h for h in report["hosts"] if h["error"] == "not attempted: a canary failed"]
+    assert len(skipped) == 9
+
+
+def test_retry_failed_converges(deployment: Deployment) -> None:
+    """After a partial sync, --retry-failed re-deploys the same tag to just the stragglers; status all current."""
+    hosts = deployment.fleet.hosts[:6]
+    deployment.group("six", hosts)
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six").code == 0
+    index_lock = deployment.host_slot(hosts[0]) / ".git" / "index.lock"
+    index_lock.write_text("")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
+    partial = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--max-failures", "1",
+                                  "--json").json()
+    assert partial["outcome"] == "partial"
+    index_lock.unlink()
+    retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")
+    assert retry.code == 0, retry.stderr
+    assert retry.json()["tag"] == partial["tag"]
+    assert [h["host"] for h in retry.json()["hosts"]] == [hosts[0]]
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "six", "--json").json()
+    assert status["counts"]["current"] == 6
+
+
+def test_dry_run_changes_nothing(deployment: Deployment) -> None:
+    """--dry-run prints the plan (tag, hosts, commands) and creates no tag, lock, publish repo or host tree."""
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--dry-run", "--json")
+    assert run.code == 0, run.stderr
+    plan = run.json()
+    assert plan["outcome"] == "planned" and len(plan["hosts"]) == 50
+    assert "git" in plan["commands"]["fetch"] and "checkout" in plan["commands"]["switch"]
+    assert git(deployment.checkout, "tag") == ""
+    assert not (deployment.root / "publish").exists()
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
+def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> None:
+    """log lists syncs and pool changes newest first; log TAG shows that deploy's per-host results."""
+    sync = deployment.sartoris("sync", "--slot", str(deployment.slot), "-m", "for the log", "--json").json()
+    deployment.sartoris("depool", deployment.fleet.hosts[1])
+    entries = deployment.sartoris("log", "--json").json()["entries"]
+    assert [e["action"] for e in entries[:2]] == ["depool", "sync"]
+    assert entries[1]["tag"] == sync["tag"] and entries[1]["message"] == "for the log"
+    assert entries[1]["counts"]["ok"] == 50
+    one = deployment.sartoris("log", sync["tag"], "--json").json()
+    assert len(one["hosts"]) == 50 and all(h["ok"] for h in one["hosts"])
+    text = deployment.sartoris("log", sync["tag"]).stdout
+    assert "[50] ok" in text

@@ -48,12 +48,22 @@ def _version(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def _main(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", help="sartoris.toml to use (else $SARTORIS_CONFIG, "
-                                                "git config sartoris.config, or the nearest sartoris.toml).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="sartoris.toml to use (else $SARTORIS_CONFIG, "
+            "git config sartoris.config, or the nearest sartoris.toml).",
+        ),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More events on stderr.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and the commit it was built from.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and the commit it was built from."
+        ),
+    ] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
@@ -65,7 +75,9 @@ def _main(
     ctx.obj = _Globals(config=config, verbosity=verbosity)
 
 
-SlotOption = Annotated[int | None, typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder).")]
+SlotOption = Annotated[
+    int | None, typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder).")
+]
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 MessageOption = Annotated[str, typer.Option("--message", "-m", help="Why (recorded in the tag, lock and history).")]
@@ -78,7 +90,9 @@ MaxFailuresOption = Annotated[str | None, typer.Option("--max-failures", help="N
 def start(
     ctx: typer.Context,
     slot: SlotOption = None,
-    no_remote: Annotated[bool, typer.Option("--no-remote", help="Skip fetching upstream (emergency live hack).")] = False,
+    no_remote: Annotated[
+        bool, typer.Option("--no-remote", help="Skip fetching upstream (emergency live hack).")
+    ] = False,
     message: MessageOption = "",
     force: ForceOption = False,
     json_output: JsonOption = False,
@@ -104,8 +118,9 @@ def sync(
     concurrency: ConcurrencyOption = None,
     max_failures: MaxFailuresOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed",
-                                               help="Re-deploy the current tag to hosts not on it.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Re-deploy the current tag to hosts not on it.")
+    ] = False,
     force: ForceOption = False,
     json_output: JsonOption = False,
 ) -> int:
@@ -121,8 +136,9 @@ def sync(
         plan = deploy.plan_sync(config, request)
         _emit(plan.as_json(), plan.describe(), json_output)
         return EXIT_OK
-    return _run_report(lambda: deploy.sync(config, request, retry_failed=retry_failed), "sync", json_output,
-                       render.sync_summary)
+    return _run_report(
+        lambda: deploy.sync(config, request, retry_failed=retry_failed), "sync", json_output, render.sync_summary
+    )
 
 
 @app.command()
@@ -177,8 +193,7 @@ def rollback(
 
     config = _load_config(ctx)
     request = _request(config, slot, hosts, message, concurrency, max_failures, force, "rollback")
-    return _run_report(lambda: deploy.rollback(config, request, to), "rollback", json_output,
-                       render.sync_summary)
+    return _run_report(lambda: deploy.rollback(config, request, to), "rollback", json_output, render.sync_summary)
 
 
 @app.command()
@@ -212,8 +227,9 @@ def depool(
 def pool(
     ctx: typer.Context,
     hosts: Annotated[list[str] | None, typer.Argument(help="Hosts as written in the hosts files.")] = None,
-    caught_up: Annotated[bool, typer.Option("--caught-up",
-                                            help="Re-pool every depooled host now on the slot's current tag.")] = False,
+    caught_up: Annotated[
+        bool, typer.Option("--caught-up", help="Re-pool every depooled host now on the slot's current tag.")
+    ] = False,
     slot: SlotOption = None,
     message: MessageOption = "",
     json_output: JsonOption = False,
@@ -308,8 +324,16 @@ def slots_link(
     return EXIT_OK
 
 
-def _request(config: Any, slot: int | None, hosts: list[str] | None, message: str, concurrency: int | None,
-             max_failures: str | None, force: bool, action: str) -> Any:
+def _request(
+    config: Any,
+    slot: int | None,
+    hosts: list[str] | None,
+    message: str,
+    concurrency: int | None,
+    max_failures: str | None,
+    force: bool,
+    action: str,
+) -> Any:
     from sartoris import deploy, policy
 
     budget = config.fanout.max_failures

@@ -71,7 +71,7 @@ def sync(config: Config, request: SyncRequest, *, retry_failed: bool = False) ->
         else:
             checkout.ensure_clean()
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
-            pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag)
+            pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag, request.message)
             release = _tag_and_publish(config, request.slot, checkout, tag, request.message)
             targets = request.targets
         report = _roll_out_and_record(
@@ -91,7 +91,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None) -> SyncReport
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
-        pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag)
+        pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         checkout.publish(release, config.publish_url(request.slot))  # a no-op when it is already there
         return _roll_out_and_record(
             config, request, release, request.targets, history, "rollback", started, canaries=False
@@ -148,13 +148,17 @@ def _roll_out_and_record(
     canary_hosts = _canaries(config, targets) if canaries else ()
     result = asyncio.run(_deploy(config, request, release, targets, canary_hosts, history))
     report = SyncReport(
-        slot=request.slot, tag=release.tag, commit=release.commit, outcome=result.outcome, hosts=result.hosts,
+        slot=request.slot,
+        tag=release.tag,
+        commit=release.commit,
+        outcome=result.outcome,
+        hosts=result.hosts,
         seconds=time.time() - started,
     )
     history.record(action, report, request.message, started)
     post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
     failed = tuple(r.host for r in report.hosts if not r.ok)
-    post_hook(config, post, action, request.slot, release.tag, report.outcome.value, failed)
+    post_hook(config, post, action, request.slot, release.tag, report.outcome.value, failed, request.message)
     if result.interrupted:
         raise InterruptedRun(report)
     return report
@@ -174,19 +178,21 @@ async def _deploy(
     canary = None
     if canary_hosts:
         log.info("canaries", hosts=[h.label for h in canary_hosts])
-        canary = await roll_out(config, remote, canary_hosts, concurrency=request.concurrency,
-                                budget=CANARY_BUDGET, history=history)
+        canary = await roll_out(
+            config, remote, canary_hosts, concurrency=request.concurrency, budget=CANARY_BUDGET, history=history
+        )
         if canary.outcome is not Outcome.OK or canary.interrupted:
             skipped = tuple(HostResult(h.label, False, Phase.FETCH, CANARY_SKIPPED) for h in rest)
             log.error("canary_failed", failed=[r.host for r in canary.hosts if not r.ok])
-            return RolloutResult(Outcome.ABORTED, _in_order(targets, canary.hosts + skipped), "a canary failed",
-                                 canary.interrupted)
-    main = await roll_out(config, remote, rest, concurrency=request.concurrency, budget=request.budget,
-                          history=history)
+            return RolloutResult(
+                Outcome.ABORTED, _in_order(targets, canary.hosts + skipped), "a canary failed", canary.interrupted
+            )
+    main = await roll_out(config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history)
     if canary is None:
         return main
-    return RolloutResult(main.outcome, _in_order(targets, canary.hosts + main.hosts), main.abort_reason,
-                         main.interrupted)
+    return RolloutResult(
+        main.outcome, _in_order(targets, canary.hosts + main.hosts), main.abort_reason, main.interrupted
+    )
 
 
 def _in_order(targets: Sequence[Host], results: Sequence[HostResult]) -> tuple[HostResult, ...]:
@@ -209,6 +215,7 @@ def _remote_release(config: Config, slot: int, release: Release) -> RemoteReleas
         tag=release.tag,
         commit=release.commit,
         submodules=release.submodules,
+        keep_trees=config.deploy.keep_releases,
     )
 
 
@@ -228,8 +235,13 @@ class SyncPlan:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "slot": self.slot, "tag": self.tag, "commit": self.commit, "outcome": "planned",
-            "publish_url": self.publish_url, "max_failures": self.budget, "hosts": list(self.hosts),
+            "slot": self.slot,
+            "tag": self.tag,
+            "commit": self.commit,
+            "outcome": "planned",
+            "publish_url": self.publish_url,
+            "max_failures": self.budget,
+            "hosts": list(self.hosts),
             "canaries": list(self.canaries),
             "commands": {"fetch": self.fetch_command, "switch": self.switch_command},
         }
@@ -241,8 +253,12 @@ class SyncPlan:
         ]
         if self.canaries:
             lines.append(f"  canaries first: {', '.join(self.canaries)}")
-        lines += ["  fetch on each host:", *("    " + line for line in self.fetch_command.splitlines()),
-                  "  then switch on each host:", *("    " + line for line in self.switch_command.splitlines())]
+        lines += [
+            "  fetch on each host:",
+            *("    " + line for line in self.fetch_command.splitlines()),
+            "  then switch on each host:",
+            *("    " + line for line in self.switch_command.splitlines()),
+        ]
         return "\n".join(lines)
 
 
@@ -254,8 +270,13 @@ def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
     tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
     remote = _remote_release(config, request.slot, Release(tag, commit, checkout.submodules_at(commit)))
     return SyncPlan(
-        slot=request.slot, tag=tag, commit=commit, publish_url=config.publish_url(request.slot),
+        slot=request.slot,
+        tag=tag,
+        commit=commit,
+        publish_url=config.publish_url(request.slot),
         hosts=tuple(h.label for h in request.targets),
         canaries=tuple(h.label for h in _canaries(config, request.targets)),
-        fetch_command=fetch_command(remote), switch_command=switch_command(remote), budget=str(request.budget),
+        fetch_command=fetch_command(remote),
+        switch_command=switch_command(remote),
+        budget=str(request.budget),
     )

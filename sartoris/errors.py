@@ -57,7 +57,7 @@ class PublishError(RefusedError):
 
 
 class HostError(SartorisError):
-    """One host failed (connect, command, timeout). Caught per host and turned into a HostResult; never escapes a run."""
+    """One host failed (connect, command, timeout): caught per host, turned into a HostResult, never escapes."""
 
 
 class InterruptedRun(SartorisError):

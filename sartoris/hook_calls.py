@@ -13,26 +13,53 @@ log = structlog.get_logger("sartoris")
 
 
 def _run(config: Config, context: HookContext) -> HookResult:
-    result = run_hook(config.deploy.hooks_dir, context, timeout=config.deploy.hook_timeout,
-                      cwd=config.checkout_path(context.slot))
+    result = run_hook(
+        config.deploy.hooks_dir, context, timeout=config.deploy.hook_timeout, cwd=config.checkout_path(context.slot)
+    )
     if result.ran:
         log.info("hook_ran", hook=context.phase.value, ok=result.ok, seconds=round(result.seconds, 3))
     return result
 
 
-def pre_hook(config: Config, phase: HookPhase, action: str, slot: int, tag: str | None) -> None:
+def pre_hook(config: Config, phase: HookPhase, action: str, slot: int, tag: str | None, message: str = "") -> None:
     """Run a pre-* hook; its failure stops the run before anything changed (exit 4)."""
-    context = HookContext(action=action, phase=phase, slot=slot, prefix=config.slot_name(slot), tag=tag)
+    context = HookContext(
+        action=action,
+        phase=phase,
+        slot=slot,
+        prefix=config.slot_name(slot),
+        tag=tag,
+        name=config.deploy.name,
+        message=message,
+    )
     result = _run(config, context)
     if not result.ok:
         raise RefusedError(f"{result.error}; nothing was changed")
 
 
-def post_hook(config: Config, phase: HookPhase, action: str, slot: int, tag: str | None, outcome: str,
-              failed: tuple[str, ...] = ()) -> None:
+def post_hook(
+    config: Config,
+    phase: HookPhase,
+    action: str,
+    slot: int,
+    tag: str | None,
+    outcome: str | None,
+    failed: tuple[str, ...] = (),
+    message: str = "",
+) -> None:
     """Run a post-* or finish/abort hook with the outcome; a failure is reported, the outcome stands."""
-    context = HookContext(action=action, phase=phase, slot=slot, prefix=config.slot_name(slot), tag=tag,
-                          outcome=outcome, failed_hosts=failed)
+    context = HookContext(
+        action=action,
+        phase=phase,
+        slot=slot,
+        prefix=config.slot_name(slot),
+        tag=tag,
+        outcome=outcome,
+        failed_hosts=failed,
+        name=config.deploy.name,
+        message=message,
+    )
     result = _run(config, context)
     if not result.ok:
         log.error("hook_failed", hook=phase.value, error=result.error)
+        log.debug("hook_output", hook=phase.value, tail=result.output_tail)

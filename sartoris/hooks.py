@@ -46,6 +46,9 @@ DEFAULT_TIMEOUT = 120.0
 KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hook that timed out."""
 
+KILL_WAIT = 5.0
+"""Seconds to wait for the kernel to finish off a SIGKILLed group before giving up on seeing it gone."""
+
 DRAIN_GRACE = 1.0
 """Seconds to keep reading output after the hook exits, if something it left running still holds the pipe."""
 
@@ -91,9 +94,7 @@ class HookContext:
             raise ValueError(f"unknown outcome {self.outcome!r}; expected one of {sorted(_OUTCOMES)}")
         for host in self.failed_hosts:
             if not host or any(character.isspace() for character in host):
-                raise ValueError(
-                    f"failed host {host!r} would break the space-separated SARTORIS_FAILED_HOSTS"
-                )
+                raise ValueError(f"failed host {host!r} would break the space-separated SARTORIS_FAILED_HOSTS")
         if any("\0" in value for value in self.environment().values()):
             raise ValueError("hook context values cannot contain NUL characters")
 
@@ -159,9 +160,7 @@ def run_hook(
     phase = context.phase
     path = hook_path(hooks_dir, phase).absolute()
     if not os.path.lexists(path):
-        return HookResult(
-            phase, ran=False, ok=True, exit_status=None, seconds=0.0, output_tail="", error=None
-        )
+        return HookResult(phase, ran=False, ok=True, exit_status=None, seconds=0.0, output_tail="", error=None)
     problem = _unrunnable(path, phase)
     if problem is not None:
         return _not_started(phase, problem)
@@ -191,17 +190,19 @@ def _execute(
         hint = " (no #! line?)" if exc.errno == errno.ENOEXEC else ""
         return _not_started(phase, f"{phase} hook {path} could not start: {exc.strerror or exc}{hint}")
     with process:
-        output, timed_out = _collect(process, started + timeout)
+        try:
+            output, timed_out = _collect(process, started + timeout)
+        except BaseException:  # Ctrl-C or a bug here: never leave the hook running unwatched
+            _kill_group(process, kill_grace)
+            raise
         if timed_out:
             _kill_group(process, kill_grace)
-            output += _drain(process, time.monotonic() + DRAIN_GRACE)
+            _drain(process, output, time.monotonic() + DRAIN_GRACE)
     tail = _tail(output).decode("utf-8", errors="replace")
     seconds = time.monotonic() - started
     if timed_out:
         error: str | None = f"{phase} hook timed out after {timeout:g}s"
-        return HookResult(
-            phase, ran=True, ok=False, exit_status=None, seconds=seconds, output_tail=tail, error=error
-        )
+        return HookResult(phase, ran=True, ok=False, exit_status=None, seconds=seconds, output_tail=tail, error=error)
     status = process.returncode
     error = None if status == 0 else _exit_error(phase, status, tail)
     return HookResult(
@@ -244,12 +245,8 @@ def _collect(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytearr
             wait = 0.05 if exited_at is not None else min(deadline - now, 0.05)
             if not selector.select(timeout=wait):
                 continue
-            chunk = os.read(fd, OUTPUT_LIMIT)
-            if not chunk:
+            if not _read_into(fd, output):
                 break
-            output += chunk
-            if len(output) > 2 * OUTPUT_LIMIT:
-                del output[:-OUTPUT_LIMIT]
     try:
         process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -261,15 +258,40 @@ def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
     """Stop the hook and everything it started: SIGTERM to its process group, SIGKILL after `grace`."""
     group = process.pid  # start_new_session made the hook its own group leader
     _signal_group(group, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        process.poll()  # reap the leader so the group can empty
-        if not _signal_group(group, 0):
-            break
-        time.sleep(0.02)
-    else:
+    if not _wait_group(process, time.monotonic() + grace):
         _signal_group(group, signal.SIGKILL)
+        _wait_group(process, time.monotonic() + KILL_WAIT)
     process.wait()
+
+
+def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait until no process of the hook's group is running; False if some still are at the deadline."""
+    while True:
+        process.poll()  # reap the leader so it stops counting
+        if not _group_running(process.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _group_running(group: int) -> bool:
+    """True while a process of `group` still runs; zombies waiting for a slow init to reap them do not count."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return _signal_group(group, 0)  # no /proc: unreaped zombies count too, costing at most the grace
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _signal_group(group: int, signum: int) -> bool:
@@ -283,21 +305,24 @@ def _signal_group(group: int, signum: int) -> bool:
     return True
 
 
-def _drain(process: subprocess.Popen[bytes], deadline: float) -> bytes:
-    """What a killed hook wrote last, read until the pipe closes or a short deadline passes."""
+def _drain(process: subprocess.Popen[bytes], output: bytearray, deadline: float) -> None:
+    """Add what a killed hook wrote last, read until the pipe closes or a short deadline passes."""
     assert process.stdout is not None
     fd = process.stdout.fileno()
-    output = bytearray()
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while (remaining := deadline - time.monotonic()) > 0 and selector.select(timeout=remaining):
-            chunk = os.read(fd, OUTPUT_LIMIT)
-            if not chunk:
+            if not _read_into(fd, output):
                 break
-            output += chunk
-            if len(output) > 2 * OUTPUT_LIMIT:
-                del output[:-OUTPUT_LIMIT]
-    return bytes(output)
+
+
+def _read_into(fd: int, output: bytearray) -> bool:
+    """Append one read from `fd`, trimming to a bounded tail now and then; False at end of file."""
+    chunk = os.read(fd, OUTPUT_LIMIT)
+    output += chunk
+    if len(output) > 2 * OUTPUT_LIMIT:
+        del output[:-OUTPUT_LIMIT]
+    return bool(chunk)
 
 
 def _tail(output: bytes | bytearray) -> bytes:

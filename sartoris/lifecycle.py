@@ -37,8 +37,15 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     checkout.ensure_clean()
     lock = SlotLock(config.state_dir, slot)
     head = checkout.head_commit()
-    lock.acquire("start", message, force=force, head=head, branch=checkout.branch(),
-                 submodules=checkout.submodule_heads(), no_remote=no_remote)
+    lock.acquire(
+        "start",
+        message,
+        force=force,
+        head=head,
+        branch=checkout.branch(),
+        submodules=checkout.submodule_heads(),
+        no_remote=no_remote,
+    )
     try:
         if not no_remote:
             checkout.fetch_upstream()
@@ -65,9 +72,12 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     lock, held = _started_lock(config, slot, "finish", force)
     synced = held.get("synced")
     lock.release()
-    History(config.state_dir).record_event("finish", slot, held.get("message", ""), {"synced": synced},
-                                           tag=synced or "")
-    post_hook(config, HookPhase.FINISH, "finish", slot, synced, "ok")
+    history = History(config.state_dir)
+    last = history.entry_for_tag(synced) if synced else None
+    outcome = last.outcome if last else None
+    failed = tuple(h["host"] for h in last.report.get("hosts", []) if not h.get("ok")) if last else ()
+    history.record_event("finish", slot, held.get("message", ""), {"synced": synced}, tag=synced or "")
+    post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""))
     return LifecycleReport("finish", slot, None, f"slot {slot} released" + (f"; deployed {synced}" if synced else ""))
 
 
@@ -84,10 +94,12 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
     checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
     if held.get("branch") and checkout.branch() != held["branch"]:
-        raise RefusedError(f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
-                           " switch back before aborting")
+        raise RefusedError(
+            f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
+            " switch back before aborting"
+        )
     checkout.restore(head)
     lock.release()
     History(config.state_dir).record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
-    post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted")
+    post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")

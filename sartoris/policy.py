@@ -107,7 +107,10 @@ def decide_after_fetch(
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     out_after = already_depooled.intersection(r.host for r in results).union(failed)
     if depool_cap is not None and depool_cap.exceeded(len(out_after), targeted):
-        reason = f"depooling {len(failed)} more would leave {len(out_after)} of {targeted} hosts out of the pool, more than max_depooled ({depool_cap})"
+        reason = (
+            f"depooling {len(failed)} more would leave {len(out_after)} of {targeted} hosts out of the pool,"
+            f" more than max_depooled ({depool_cap})"
+        )
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     return FetchDecision(abort=False, depool=failed, proceed=tuple(r.host for r in results if r.ok))
 

@@ -57,8 +57,11 @@ class PoolReport:
     failed: tuple[tuple[str, str], ...]
 
     def as_json(self) -> dict[str, Any]:
-        return {"action": self.action, "changed": list(self.changed),
-                "failed": [{"host": host, "error": error} for host, error in self.failed]}
+        return {
+            "action": self.action,
+            "changed": list(self.changed),
+            "failed": [{"host": host, "error": error} for host, error in self.failed],
+        }
 
     def describe(self) -> str:
         lines = [f"{self.action}: {len(self.changed)} changed, {len(self.failed)} failed"]

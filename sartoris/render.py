@@ -24,8 +24,7 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     lines = [
         f"{action} slot {report.slot}: {report.tag} ({report.commit[:12]}) {report.outcome.value}"
         f" in {report.seconds:.1f}s",
-        f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed,"
-        f" {counts['depooled']} depooled",
+        f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled",
     ]
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         lines.append("  aborted: no host was switched, nobody was depooled")
@@ -43,7 +42,9 @@ def status_summary(report: StatusReport) -> str:
         "  " + ", ".join(f"{counts[s.value]} {s.value}" for s in HostState) + f", {counts['depooled']} depooled",
     ]
     if report.lock:
-        lines.append(f"  locked by {report.lock.get('user')}@{report.lock.get('host')} since {report.lock.get('since')}")
+        lines.append(
+            f"  locked by {report.lock.get('user')}@{report.lock.get('host')} since {report.lock.get('since')}"
+        )
     for state in (HostState.BEHIND, HostState.MISSING, HostState.UNREACHABLE):
         groups: dict[str, list[str]] = {}
         for host in report.hosts:
@@ -67,8 +68,10 @@ def log_table(entries: Sequence[Entry]) -> str:
         hosts = f" {counts.get('ok', 0)}/{counts.get('targeted', 0)} ok" if counts else ""
         slot = f"slot {e.slot} " if e.slot is not None else ""
         what = e.tag or e.commit[:12] or ""
-        lines.append(f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}"
-                     + (f"  {e.message}" if e.message else ""))
+        lines.append(
+            f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}"
+            + (f"  {e.message}" if e.message else "")
+        )
     return "\n".join(lines)
 
 

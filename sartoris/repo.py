@@ -136,7 +136,9 @@ class SlotCheckout:
 
     def _submodule_names(self, commit: str) -> dict[str, str]:
         try:
-            listing = self._git("config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$")
+            listing = self._git(
+                "config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"
+            )
         except git.GitCommandError:
             return {}
         names: dict[str, str] = {}

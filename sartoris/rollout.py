@@ -22,7 +22,7 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.policy import FailureBudget, decide_after_fetch, is_transient_fetch_error, retry_delay, within_depool_cap
 from sartoris.pool import apply_pool_change
-from sartoris.remote import RemoteRelease, fetch_command, last_phase, switch_command
+from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
 from sartoris.transport import CommandTimeout, Connector, Session
@@ -63,7 +63,7 @@ async def roll_out(
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
     connector = Connector(config.ssh, config.fanout.connect_timeout)
-    fetcher = _Fetcher(config, connector, fetch_command(release))
+    fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
 
     def keep(fetched: _Fetched) -> None:
@@ -95,15 +95,22 @@ async def _decide_and_switch(
     decision = decide_after_fetch(
         [f.result for f in fetched], budget, depool_cap=config.depool.max_depooled, already_depooled=already_out
     )
-    log.info("fetch_done", ok=len(decision.proceed), failed=len([f for f in fetched if not f.result.ok]),
-             abort=decision.abort)
+    log.info(
+        "fetch_done",
+        ok=len(decision.proceed),
+        failed=len([f for f in fetched if not f.result.ok]),
+        abort=decision.abort,
+    )
     if decision.abort:
         log.error("rollout_aborted", reason=decision.reason)
         return RolloutResult(Outcome.ABORTED, tuple(f.result for f in fetched), decision.reason)
     by_label = {f.host.label: f for f in fetched}
     depooled = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
     switched, interrupted = await _switch_all(
-        [f for f in fetched if f.session is not None], switch_command(release), config.fanout.command_timeout, concurrency
+        [f for f in fetched if f.session is not None],
+        bounded(switch_command(release), config.fanout.command_timeout),
+        config.fanout.command_timeout,
+        concurrency,
     )
     failed_switch = [r.host for r in switched.values() if not r.ok and r.error != INTERRUPTED]
     allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
@@ -175,7 +182,11 @@ class _Fetcher:
                 log.debug("host_fetched", host=host.label, seconds=round(seconds, 3))
                 return _Fetched(host, HostResult(host.label, True, Phase.FETCH, seconds=seconds), session)
             delay = retry_delay(attempt, self._random)
-            if attempt < self._retries and is_transient_fetch_error(result.stderr) and time.monotonic() + delay < deadline:
+            if (
+                attempt < self._retries
+                and is_transient_fetch_error(result.stderr)
+                and time.monotonic() + delay < deadline
+            ):
                 log.info("fetch_retry", host=host.label, attempt=attempt + 1, error=result.error_line())
                 attempt += 1
                 await asyncio.sleep(delay)

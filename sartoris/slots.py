@@ -43,8 +43,9 @@ def _slot_folders(config: Config) -> list[tuple[int, Path]]:
         entries = sorted(root.iterdir())
     except OSError:
         return []
-    return [(slot, p) for p in entries
-            if p.is_dir() and not p.is_symlink() and (slot := config.slot_of(p.name)) is not None]
+    return [
+        (slot, p) for p in entries if p.is_dir() and not p.is_symlink() and (slot := config.slot_of(p.name)) is not None
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,10 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
         if entry.is_symlink():
             links.setdefault(Path(os.readlink(entry)).name, []).append(entry.name)
-    return [SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
-            for slot, path in _slot_folders(config)]
+    return [
+        SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
+        for slot, path in _slot_folders(config)
+    ]
 
 
 def link_slot(config: Config, slot: int, name: str) -> Path:

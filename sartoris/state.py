@@ -73,10 +73,17 @@ class Entry:
 
     def as_json(self, with_hosts: bool = False) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "id": self.id, "slot": self.slot, "action": self.action, "tag": self.tag or None,
-            "commit": self.commit or None, "outcome": self.outcome, "message": self.message, "user": self.user,
+            "id": self.id,
+            "slot": self.slot,
+            "action": self.action,
+            "tag": self.tag or None,
+            "commit": self.commit or None,
+            "outcome": self.outcome,
+            "message": self.message,
+            "user": self.user,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "seconds": round(self.seconds, 3), "counts": self.report.get("counts"),
+            "seconds": round(self.seconds, 3),
+            "counts": self.report.get("counts"),
         }
         if with_hosts:
             document["hosts"] = self.report.get("hosts", [])
@@ -99,16 +106,43 @@ class History:
 
     def record(self, action: str, report: SyncReport, message: str, started: float) -> None:
         """Keep one run: who, when, what, how it ended, and every host's result."""
-        self._insert(report.slot, action, report.tag, report.commit, report.outcome.value, message, started,
-                     report.seconds, report.as_json())
+        self._insert(
+            report.slot,
+            action,
+            report.tag,
+            report.commit,
+            report.outcome.value,
+            message,
+            started,
+            report.seconds,
+            report.as_json(),
+        )
 
-    def record_event(self, action: str, slot: int | None, message: str, detail: dict[str, Any] | None = None,
-                     tag: str = "", commit: str = "", outcome: str = "ok") -> None:
+    def record_event(
+        self,
+        action: str,
+        slot: int | None,
+        message: str,
+        detail: dict[str, Any] | None = None,
+        tag: str = "",
+        commit: str = "",
+        outcome: str = "ok",
+    ) -> None:
         """Keep a lifecycle or pool event (start, finish, abort, depool, pool)."""
         self._insert(slot, action, tag, commit, outcome, message, time.time(), 0.0, detail or {})
 
-    def _insert(self, slot: int | None, action: str, tag: str, commit: str, outcome: str, message: str,
-                started: float, seconds: float, report: dict[str, Any]) -> None:
+    def _insert(
+        self,
+        slot: int | None,
+        action: str,
+        tag: str,
+        commit: str,
+        outcome: str,
+        message: str,
+        started: float,
+        seconds: float,
+        report: dict[str, Any],
+    ) -> None:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
@@ -142,7 +176,8 @@ class History:
         """The newest sync or rollback of `tag`."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT 1", (tag,)
+                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT 1",
+                (tag,),
             ).fetchone()
         return _entry(row) if row else None
 

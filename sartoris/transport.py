@@ -76,9 +76,7 @@ class Session:
             async with asyncio.timeout(timeout):
                 process = await self._connection.create_process(command, stdin=asyncssh.DEVNULL)
                 try:
-                    await asyncio.gather(
-                        _read_head(process.stdout, capture), _read_tail(process.stderr, capture)
-                    )
+                    await asyncio.gather(_read_head(process.stdout, capture), _read_tail(process.stderr, capture))
                     await process.wait_closed()
                 finally:
                     process.close()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fleet import Fleet, FleetError
 from sample_repo import git, make_checkout
 
@@ -90,7 +89,12 @@ class Deployment:
         env = {**os.environ, "PWD": str(cwd)} if cwd is not None else None
         done = subprocess.run(
             [sys.executable, str(ROOT / "sartoris.py"), *config, *args],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=cwd,
+            env=env,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 
@@ -110,8 +114,9 @@ class Deployment:
         slot = self.host_slot(address)
         if not (slot / ".git").exists():
             return None
-        done = subprocess.run(["git", "-C", str(slot), "rev-parse", "--verify", "-q", "HEAD"],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(slot), "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, check=False
+        )
         return done.stdout.strip() or None
 
     def head(self) -> str:
@@ -126,19 +131,38 @@ def _toml_lines(settings: dict[str, object]) -> str:
 
 
 def write_config(
-    root: Path, fleet: Fleet, pool_log: Path, *, deploy: dict[str, object] | None = None,
-    depool: dict[str, object] | None = None, **fanout: object,
+    root: Path,
+    fleet: Fleet,
+    pool_log: Path,
+    *,
+    deploy: dict[str, object] | None = None,
+    depool: dict[str, object] | None = None,
+    **fanout: object,
 ) -> Path:
     """The test deploy host's sartoris.toml: the fleet, a fake pool controller logging to pool_log."""
     confctl = ROOT / "scripts" / "fake-confctl"
     sections = {
-        "deploy": {"name": "it", "checkout_root": ".", "remote_root": str(fleet.remote_root),
-                   "publish_url": "publish/php-slot{slot}.git", "hosts": ["fleet"], **(deploy or {})},
-        "fanout": {"concurrency": 100, "connect_timeout": 3, "command_timeout": 60, "max_failures": 0, **fanout},
-        "ssh": {"user": fleet.user, "port": fleet.port, "identity_files": [str(fleet.identity_file)],
-                "known_hosts": str(fleet.known_hosts)},
-        "depool": {"command": f"{confctl} {pool_log} depool {{host}}",
-                   "pool_command": f"{confctl} {pool_log} pool {{host}}", "timeout": 10, **(depool or {})},
+        "deploy": {
+            "name": "it",
+            "checkout_root": ".",
+            "remote_root": str(fleet.remote_root),
+            "publish_url": "publish/php-slot{slot}.git",
+            "hosts": ["fleet"],
+            **(deploy or {}),
+        },
+        "fanout": {"concurrency": 100, "connect_timeout": 4, "command_timeout": 60, "max_failures": 0, **fanout},
+        "ssh": {
+            "user": fleet.user,
+            "port": fleet.port,
+            "identity_files": [str(fleet.identity_file)],
+            "known_hosts": str(fleet.known_hosts),
+        },
+        "depool": {
+            "command": f"{confctl} {pool_log} depool {{host}}",
+            "pool_command": f"{confctl} {pool_log} pool {{host}}",
+            "timeout": 10,
+            **(depool or {}),
+        },
     }
     config = root / "sartoris.toml"
     config.write_text("\n\n".join(f"[{name}]\n{_toml_lines(values)}" for name, values in sections.items()) + "\n")

@@ -31,7 +31,12 @@ def write_hook(deployment: Deployment, name: str, body: str) -> Path:
 def env_recording_hook(deployment: Deployment, name: str) -> Path:
     """A hook that writes its SARTORIS_* environment as JSON to <name>.env.json beside the deploy."""
     record = deployment.root.parent / f"{name}.env.json"
-    write_hook(deployment, name, f"""exec {sys.executable} -c 'import json, os; json.dump({{k: v for k, v in os.environ.items() if k.startswith("SARTORIS_")}}, open("{record}", "w"))'\n""")
+    write_hook(
+        deployment,
+        name,
+        f"exec {sys.executable} -c 'import json, os; json.dump("
+        f'{{k: v for k, v in os.environ.items() if k.startswith("SARTORIS_")}}, open("{record}", "w"))\'\n',
+    )
     return record
 
 
@@ -43,8 +48,18 @@ def test_overlapping_syncs_one_is_refused(deployment: Deployment) -> None:
     """A sync while another sync holds the slot (its pre-sync hook still running) exits 4 and touches nothing."""
     write_hook(deployment, "pre-sync", "sleep 4\n")
     first = subprocess.Popen(
-        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), "sync", "--slot",
-         str(deployment.slot)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "sartoris.py"),
+            "--config",
+            str(deployment.config),
+            "sync",
+            "--slot",
+            str(deployment.slot),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20
@@ -104,9 +119,18 @@ def test_stale_lock_is_reported_and_broken_with_force(deployment: Deployment) ->
     dead = subprocess.Popen(["true"])
     dead.wait()
     lock_file(deployment).parent.mkdir(parents=True)
-    lock_file(deployment).write_text(json.dumps({
-        "user": "root", "host": socket.gethostname(), "pid": dead.pid, "since": "2026-01-01T00:00:00Z",
-        "command": "sync", "message": "killed"}))
+    lock_file(deployment).write_text(
+        json.dumps(
+            {
+                "user": "root",
+                "host": socket.gethostname(),
+                "pid": dead.pid,
+                "since": "2026-01-01T00:00:00Z",
+                "command": "sync",
+                "message": "killed",
+            }
+        )
+    )
     refused = deployment.sartoris("sync", "--slot", str(deployment.slot))
     assert refused.code == 4 and "stale" in refused.stderr and "--force" in refused.stderr
     forced = deployment.sartoris("sync", "--slot", str(deployment.slot), "--force")
@@ -166,13 +190,16 @@ def test_hooks_get_their_environment_and_post_sync_the_outcome(deployment: Deplo
     post = env_recording_hook(deployment, "post-sync")
     faulty = deployment.fleet.faults["refused"][0]
     deployment.group("with-fault", [*deployment.fleet.hosts[:3], faulty])
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "with-fault",
-                              "--max-failures", "1", "--json")
+    run = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "with-fault", "--max-failures", "1", "--json"
+    )
     assert run.code == 5
     tag = run.json()["tag"]
     pre_env, post_env = json.loads(pre.read_text()), json.loads(post.read_text())
     assert pre_env["SARTORIS_PHASE"] == "pre-sync" and pre_env["SARTORIS_TAG"] == tag
-    assert pre_env["SARTORIS_SLOT"] == str(deployment.slot) and pre_env["SARTORIS_PREFIX"] == f"php-slot{deployment.slot}"
+    assert (
+        pre_env["SARTORIS_SLOT"] == str(deployment.slot) and pre_env["SARTORIS_PREFIX"] == f"php-slot{deployment.slot}"
+    )
     assert post_env["SARTORIS_ACTION"] == "sync" and post_env["SARTORIS_OUTCOME"] == "partial"
     assert post_env["SARTORIS_FAILED_HOSTS"] == faulty
 
@@ -219,8 +246,9 @@ def test_max_depooled_cap_aborts_instead_of_draining_the_pool(deployment: Deploy
     faulty = [h for hosts in deployment.fleet.faults.values() for h in hosts]
     deployment.group("mixed", [*deployment.fleet.hosts[:6], *faulty])
     deployment.configure(depool={"max_depooled": 2})
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4",
-                              "--json")
+    run = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4", "--json"
+    )
     assert run.code == 3
     assert "max_depooled" in run.stderr
     assert deployment.pool_changes() == []
@@ -250,8 +278,9 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
     index_lock = deployment.host_slot(hosts[0]) / ".git" / "index.lock"
     index_lock.write_text("")
     commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
-    partial = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--max-failures", "1",
-                                  "--json").json()
+    partial = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "six", "--max-failures", "1", "--json"
+    ).json()
     assert partial["outcome"] == "partial"
     index_lock.unlink()
     retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")

@@ -16,8 +16,12 @@ def submodule_heads(deployment: Deployment, address: str) -> dict[str, str]:
     slot = deployment.host_slot(address)
     heads = {}
     for name in ("Ext0", "Ext1"):
-        done = subprocess.run(["git", "-C", str(slot / "extensions" / name), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            ["git", "-C", str(slot / "extensions" / name), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         heads[name] = done.stdout.strip()
     return heads
 
@@ -103,11 +107,16 @@ def _mixed_targets(deployment: Deployment) -> tuple[list[str], list[str]]:
 def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deployment) -> None:
     """Refused, tarpit, auth and host-key failures over the budget: exit 3, nobody switched, nobody depooled."""
     good, faulty = _mixed_targets(deployment)
-    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "10").code == 5
+    assert (
+        deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "10").code
+        == 5
+    )
     before = {h: deployment.host_head(h) for h in good}
     depooled_before = len(deployment.pool_changes())
     commit_change(deployment.checkout, "index.php", "<?php echo 'must not reach anyone';\n")
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "3", "--json")
+    run = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "3", "--json"
+    )
     assert run.code == 3, run.stderr
     report = run.json()
     assert report["outcome"] == "aborted"
@@ -127,7 +136,9 @@ def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deploym
 def test_failures_within_budget_are_depooled_once_and_the_rest_switched(deployment: Deployment) -> None:
     """Four fetch failures within a budget of 4: exit 5, each failed host depooled exactly once, the rest switched."""
     good, faulty = _mixed_targets(deployment)
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4", "--json")
+    run = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "4", "--json"
+    )
     assert run.code == 5, run.stderr
     report = run.json()
     assert report["outcome"] == "partial"
@@ -147,7 +158,9 @@ def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment:
     old = deployment.head()
     (deployment.host_slot(fleet.hosts[0]) / ".git" / "index.lock").write_text("")
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some", "--max-failures", "1", "--json")
+    run = deployment.sartoris(
+        "sync", "--slot", str(deployment.slot), "--hosts", "some", "--max-failures", "1", "--json"
+    )
     assert run.code == 5, run.stderr
     report = run.json()
     broken = next(h for h in report["hosts"] if h["host"] == fleet.hosts[0])
@@ -217,8 +230,9 @@ def test_bad_input_exits_2_with_one_line_and_runs_nothing(
 
 def test_unreachable_publish_target_reaches_no_host(deployment: Deployment) -> None:
     """A publish_url that rejects the push: exit 4, the tag is removed again, no host asked to fetch."""
-    text = deployment.config.read_text().replace('publish_url = "publish/php-slot{slot}.git"',
-                                                 'publish_url = "ssh://nobody@127.0.0.1:1/nowhere.git"')
+    text = deployment.config.read_text().replace(
+        'publish_url = "publish/php-slot{slot}.git"', 'publish_url = "ssh://nobody@127.0.0.1:1/nowhere.git"'
+    )
     deployment.config.write_text(text)
     run = deployment.sartoris("sync", "--slot", str(deployment.slot))
     assert run.code == 4, run.stderr

@@ -1,0 +1,199 @@
+"""The host-side scripts (sartoris.remote): quoting, and their behaviour run locally with sh and real git.
+
+Running the exact text Sartoris sends over SSH, in a temporary folder, checks the tree-and-link layout
+without a fleet: first deploy, incremental deploy, rollback to a kept tree, pruning, refusals.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from sample_repo import commit_change, git, make_checkout
+
+from sartoris.remote import (
+    ALREADY_PRESENT,
+    RemoteRelease,
+    SubmoduleSpec,
+    bounded,
+    fetch_command,
+    last_phase,
+    parse_head,
+    shell_words,
+    status_command,
+    submodule_ref,
+    switch_command,
+)
+from sartoris.results import Phase
+
+
+def run_sh(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("$(touch {mark})", id="command-substitution"),
+        pytest.param("`touch {mark}`", id="backticks"),
+        pytest.param("x; touch {mark}", id="semicolon"),
+        pytest.param("x' ; touch {mark} ; '", id="quote-break"),
+        pytest.param("x\ntouch {mark}", id="newline"),
+    ],
+)
+def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
+    """A hostile tag, path, URL or submodule name reaches git as data: the payload's mark never appears."""
+    mark = tmp_path / "pwned"
+    payload = value.format(mark=mark)
+    release = RemoteRelease(
+        slot_path=str(tmp_path / "root" / payload),
+        fetch_url=payload,
+        tag=payload,
+        commit="a" * 40,
+        submodules=(SubmoduleSpec(payload, payload, "b" * 40),),
+    )
+    for script in (fetch_command(release), switch_command(release), status_command(release.slot_path)):
+        run_sh(script)
+    run_sh(shell_words("echo", payload))
+    assert not mark.exists()
+
+
+def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
+    """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline."""
+    done = run_sh(bounded("sleep 5; echo late", 3.0))
+    assert done.returncode == 124 and "late" not in done.stdout
+    assert run_sh(bounded("echo on time", 10.0)).stdout.strip() == "on time"
+
+
+def test_last_phase_and_parse_head() -> None:
+    """The last phase marker wins; a status answer is a 40-hex commit or nothing."""
+    assert last_phase("sartoris-phase:checkout\nnoise\nsartoris-phase:submodules\n", Phase.CHECKOUT) is Phase.SUBMODULES
+    assert last_phase("", Phase.CHECKOUT) is Phase.CHECKOUT
+    assert parse_head("c" * 40 + "\n") == "c" * 40
+    assert parse_head("fatal: nope") is None
+
+
+class Host:
+    """One app server's remote_root on local disk, driven with the exact scripts sent over SSH."""
+
+    def __init__(self, root: Path, publish: Path, checkout: Path, keep: int = 2) -> None:
+        self.root, self.publish, self.checkout, self.keep = root, publish, checkout, keep
+        self.slot = root / "php-slot0"
+
+    def release(self) -> RemoteRelease:
+        commit = git(self.checkout, "rev-parse", "HEAD")
+        tag = f"t-{commit[:8]}"
+        if not git(self.checkout, "tag", "--list", tag):
+            git(self.checkout, "tag", tag)
+        git(self.checkout, "push", "--quiet", str(self.publish), f"refs/tags/{tag}:refs/tags/{tag}")
+        modules = []
+        for name in ("Ext0", "Ext1"):
+            sha = git(self.checkout, "rev-parse", f"HEAD:extensions/{name}")
+            git(
+                self.checkout / "extensions" / name, "push", "--quiet", str(self.publish), f"{sha}:{submodule_ref(sha)}"
+            )
+            modules.append(SubmoduleSpec(name, f"extensions/{name}", sha))
+        return RemoteRelease(str(self.slot), str(self.publish), tag, commit, tuple(modules), keep_trees=self.keep)
+
+    def deploy(self, release: RemoteRelease) -> subprocess.CompletedProcess[str]:
+        fetched = run_sh(fetch_command(release))
+        assert fetched.returncode == 0, fetched.stderr
+        return run_sh(switch_command(release))
+
+    def head(self) -> str:
+        return run_sh(status_command(str(self.slot))).stdout.strip()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    checkout = make_checkout(tmp_path / "deploy", 0, files=20, submodules=2, submodule_files=3)
+    publish = tmp_path / "publish.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(publish))
+    (tmp_path / "host").mkdir()
+    return Host(tmp_path / "host", publish, checkout)
+
+
+def test_first_deploy_links_the_slot_to_a_complete_tree(host: Host) -> None:
+    """A host with nothing gets a store, a tree at the commit with submodules, and the slot as a link to it."""
+    release = host.release()
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    assert host.slot.is_symlink()
+    assert host.head() == release.commit
+    for module in release.submodules:
+        assert git(host.slot / module.path, "rev-parse", "HEAD") == module.commit
+    assert last_phase(done.stdout, Phase.CHECKOUT) is Phase.DONE
+
+
+def test_incremental_deploy_leaves_the_old_tree_untouched(host: Host) -> None:
+    """A second release is built beside the live tree; the old tree keeps its content (hard links not written)."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    old_tree = host.slot.resolve()
+    commit_change(host.checkout, "extensions/Ext1/fix.php", "<?php // new\n", "fix")
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n", "two")
+    second = host.release()
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    assert host.head() == second.commit
+    assert (host.slot / "index.php").read_text() == "<?php echo 'two';\n"
+    assert (old_tree / "index.php").read_text() == "<?php\necho 'release 1';\n"
+    assert not (old_tree / "extensions/Ext1/fix.php").exists()
+    assert git(old_tree, "rev-parse", "HEAD") == first.commit
+    assert git(host.slot / "extensions/Ext1", "rev-parse", "HEAD") == second.submodules[1].commit
+
+
+def test_rollback_reuses_the_kept_tree_and_fetches_nothing(host: Host) -> None:
+    """Going back to a kept release finds its objects present (no fetch) and just swaps the link."""
+    first = host.release()
+    host.deploy(first)
+    first_tree = host.slot.resolve()
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    host.deploy(host.release())
+    fetched = run_sh(fetch_command(first))
+    assert ALREADY_PRESENT in fetched.stdout
+    done = run_sh(switch_command(first))
+    assert done.returncode == 0, done.stderr
+    assert host.slot.resolve() == first_tree and host.head() == first.commit
+    assert "sartoris-phase:submodules" not in done.stdout
+
+
+def test_old_trees_are_pruned_to_keep(host: Host) -> None:
+    """With keep_trees=2, only the live tree and the two newest others remain."""
+    for n in range(5):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    trees = sorted(p.name for p in (host.root / ".sartoris" / "php-slot0" / "trees").iterdir())
+    assert len(trees) == 3
+    assert host.slot.resolve().name in trees
+
+
+def test_a_failed_switch_leaves_the_live_tree_and_link_alone(host: Host) -> None:
+    """A checkout that fails (stale index.lock) reports the checkout phase; the slot still shows the old release."""
+    first = host.release()
+    host.deploy(first)
+    (host.slot / ".git" / "index.lock").write_text("")
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    done = host.deploy(host.release())
+    assert done.returncode != 0
+    assert "index.lock" in done.stderr
+    assert last_phase(done.stdout, Phase.CHECKOUT) is Phase.CHECKOUT
+    assert host.head() == first.commit
+
+
+def test_a_slot_that_is_a_plain_directory_is_refused(host: Host) -> None:
+    """A slot path that is a real directory (not Sartoris's link) is never replaced: the switch fails clearly."""
+    host.slot.mkdir()
+    (host.slot / "precious").write_text("keep me")
+    done = host.deploy(host.release())
+    assert done.returncode != 0 and "not managed by sartoris" in done.stderr
+    assert (host.slot / "precious").read_text() == "keep me"
+
+
+def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
+    """No slot: the status script succeeds and prints no commit (the census calls that `missing`)."""
+    done = run_sh(status_command(str(host.slot)))
+    assert done.returncode == 0 and done.stdout == ""
+    assert not os.path.exists(host.slot)

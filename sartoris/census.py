@@ -10,18 +10,21 @@ from sartoris.config import Config
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
+from sartoris.progress import Progress
 from sartoris.remote import parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.state import History, SlotLock
-from sartoris.transport import Connector
+from sartoris.transport import Connector, ensure_open_files
 
 
-def status(config: Config, slot: int, targets: Sequence[Host], concurrency: int) -> StatusReport:
+def status(
+    config: Config, slot: int, targets: Sequence[Host], concurrency: int, progress: Progress | None = None
+) -> StatusReport:
     """The census of `slot` on `targets`, compared with the last release deployed from here."""
     history = History(config.state_dir)
     last = history.last_deployed(slot)
     hosts = asyncio.run(
-        census(config, slot, targets, last.commit if last else None, history.depooled_hosts(), concurrency)
+        census(config, slot, targets, last.commit if last else None, history.depooled_hosts(), concurrency, progress)
     )
     return StatusReport(
         slot=slot,
@@ -39,13 +42,23 @@ async def census(
     expected: str | None,
     depooled: frozenset[str],
     concurrency: int,
+    progress: Progress | None = None,
 ) -> list[HostStatus]:
     """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
+    ensure_open_files(concurrency)
     connector = Connector(config.ssh, config.fanout.connect_timeout)
     command = status_command(config.remote_slot_path(slot))
     timeout = config.fanout.command_timeout
 
+    progress = progress or Progress()
+
     async def ask(host: Host) -> HostStatus:
+        progress.started(host.label)
+        answer = await _ask(host)
+        progress.finished(host.label, answer.state is not HostState.UNREACHABLE)
+        return answer
+
+    async def _ask(host: Host) -> HostStatus:
         pooled_out = host.label in depooled
         try:
             session = await connector.connect(host)
@@ -68,4 +81,8 @@ async def census(
             state = HostState.BEHIND
         return HostStatus(host.label, state, commit=head, depooled=pooled_out)
 
-    return await fan_out(targets, ask, limit=concurrency)
+    progress.phase("status", len(targets))
+    try:
+        return await fan_out(targets, ask, limit=concurrency)
+    finally:
+        progress.end()

@@ -36,6 +36,12 @@ class _Globals:
     config: Path | None
     verbosity: int
 
+    def progress(self) -> Any:
+        """Live progress on a terminal, plain lines otherwise, none with --quiet."""
+        from sartoris.progress import for_terminal
+
+        return for_terminal(quiet=self.verbosity < 0)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -64,14 +70,22 @@ def _main(
             "--version", callback=_version, is_eager=True, help="Print the version and the commit it was built from."
         ),
     ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Events on stderr as 'console' (readable) or 'json' (one per line).")
+    ] = "console",
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Also write every event (per host, with stderr tails) here.")
+    ] = None,
 ) -> None:
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(EXIT_USAGE)
     from sartoris import log
 
+    if log_format not in ("console", "json"):
+        raise UsageError(f"--log-format must be console or json, not {log_format!r}")
     verbosity = -1 if quiet else verbose
-    log.configure(verbosity)
+    log.configure(verbosity, json_lines=log_format == "json", log_file=log_file)
     ctx.obj = _Globals(config=config, verbosity=verbosity)
 
 
@@ -136,8 +150,12 @@ def sync(
         plan = deploy.plan_sync(config, request)
         _emit(plan.as_json(), plan.describe(), json_output)
         return EXIT_OK
+    progress = ctx.find_root().obj.progress()
     return _run_report(
-        lambda: deploy.sync(config, request, retry_failed=retry_failed), "sync", json_output, render.sync_summary
+        lambda: deploy.sync(config, request, retry_failed=retry_failed, progress=progress),
+        "sync",
+        json_output,
+        render.sync_summary,
     )
 
 
@@ -193,7 +211,10 @@ def rollback(
 
     config = _load_config(ctx)
     request = _request(config, slot, hosts, message, concurrency, max_failures, force, "rollback")
-    return _run_report(lambda: deploy.rollback(config, request, to), "rollback", json_output, render.sync_summary)
+    progress = ctx.find_root().obj.progress()
+    return _run_report(
+        lambda: deploy.rollback(config, request, to, progress), "rollback", json_output, render.sync_summary
+    )
 
 
 @app.command()
@@ -207,7 +228,8 @@ def status(
     from sartoris import census, render
 
     config = _load_config(ctx)
-    report = census.status(config, _slot(config, slot), _targets(config, hosts), config.fanout.concurrency)
+    progress = ctx.find_root().obj.progress()
+    report = census.status(config, _slot(config, slot), _targets(config, hosts), config.fanout.concurrency, progress)
     _emit(report.as_json(), render.status_summary(report), json_output)
     return EXIT_OK if report.all_current else EXIT_PARTIAL
 

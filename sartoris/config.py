@@ -214,9 +214,7 @@ def parse_config(text: str, path: Path) -> Config:
         if section not in _KEYS:
             if isinstance(table, dict):
                 raise ConfigError(f"{path}: unknown section [{section}]")
-            raise ConfigError(
-                f"{path}: unknown key {section} (keys go in [deploy], [fanout], [ssh], [depool])"
-            )
+            raise ConfigError(f"{path}: unknown key {section} (keys go in [deploy], [fanout], [ssh], [depool])")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}]), not {_kind(table)}")
         for key in table:

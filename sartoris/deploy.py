@@ -23,6 +23,7 @@ from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import Host, resolve_hosts
 from sartoris.policy import FailureBudget
+from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import HostResult, HostState, Outcome, Phase, SyncReport
@@ -59,7 +60,9 @@ def _run_lock(config: Config, slot: int, command: str, message: str, force: bool
         yield None
 
 
-def sync(config: Config, request: SyncRequest, *, retry_failed: bool = False) -> SyncReport:
+def sync(
+    config: Config, request: SyncRequest, *, retry_failed: bool = False, progress: Progress | None = None
+) -> SyncReport:
     """Tag and publish a new release and roll it out; or, with retry_failed, re-roll the current release
     to the hosts that are not on it."""
     history = History(config.state_dir)
@@ -67,7 +70,7 @@ def sync(config: Config, request: SyncRequest, *, retry_failed: bool = False) ->
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         if retry_failed:
-            release, targets = _retry_plan(config, request, checkout, history)
+            release, targets = _retry_plan(config, request, checkout, history, progress)
         else:
             checkout.ensure_clean()
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
@@ -75,14 +78,14 @@ def sync(config: Config, request: SyncRequest, *, retry_failed: bool = False) ->
             release = _tag_and_publish(config, request.slot, checkout, tag, request.message)
             targets = request.targets
         report = _roll_out_and_record(
-            config, request, release, targets, history, "sync", started, canaries=not retry_failed
+            config, request, release, targets, history, "sync", started, canaries=not retry_failed, progress=progress
         )
         if started_lock is not None and report.outcome is not Outcome.ABORTED:
             started_lock.update(synced=report.tag)
         return report
 
 
-def rollback(config: Config, request: SyncRequest, to: str | None) -> SyncReport:
+def rollback(config: Config, request: SyncRequest, to: str | None, progress: Progress | None = None) -> SyncReport:
     """Switch the hosts back to the previous deployed release of the slot (or tag `to`); no fetch where the
     commits are already on the host."""
     history = History(config.state_dir)
@@ -94,7 +97,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None) -> SyncReport
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         checkout.publish(release, config.publish_url(request.slot))  # a no-op when it is already there
         return _roll_out_and_record(
-            config, request, release, request.targets, history, "rollback", started, canaries=False
+            config, request, release, request.targets, history, "rollback", started, canaries=False, progress=progress
         )
 
 
@@ -120,14 +123,16 @@ def _tag_and_publish(config: Config, slot: int, checkout: SlotCheckout, tag: str
 
 
 def _retry_plan(
-    config: Config, request: SyncRequest, checkout: SlotCheckout, history: History
+    config: Config, request: SyncRequest, checkout: SlotCheckout, history: History, progress: Progress | None
 ) -> tuple[Release, tuple[Host, ...]]:
     """The slot's current release and the targeted hosts not on it (a census finds them)."""
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
     statuses = asyncio.run(
-        census(config, request.slot, request.targets, last.commit, history.depooled_hosts(), request.concurrency)
+        census(
+            config, request.slot, request.targets, last.commit, history.depooled_hosts(), request.concurrency, progress
+        )
     )
     stragglers = tuple(h for h, s in zip(request.targets, statuses, strict=True) if s.state is not HostState.CURRENT)
     log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(request.targets) - len(stragglers))
@@ -144,9 +149,10 @@ def _roll_out_and_record(
     started: float,
     *,
     canaries: bool,
+    progress: Progress | None,
 ) -> SyncReport:
     canary_hosts = _canaries(config, targets) if canaries else ()
-    result = asyncio.run(_deploy(config, request, release, targets, canary_hosts, history))
+    result = asyncio.run(_deploy(config, request, release, targets, canary_hosts, history, progress or Progress()))
     report = SyncReport(
         slot=request.slot,
         tag=release.tag,
@@ -154,6 +160,7 @@ def _roll_out_and_record(
         outcome=result.outcome,
         hosts=result.hosts,
         seconds=time.time() - started,
+        reason=result.abort_reason,
     )
     history.record(action, report, request.message, started)
     post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
@@ -171,6 +178,7 @@ async def _deploy(
     targets: Sequence[Host],
     canary_hosts: tuple[Host, ...],
     history: History,
+    progress: Progress,
 ) -> RolloutResult:
     """Canaries first (any failure stops the run), then the rest of the targets."""
     remote = _remote_release(config, request.slot, release)
@@ -179,7 +187,13 @@ async def _deploy(
     if canary_hosts:
         log.info("canaries", hosts=[h.label for h in canary_hosts])
         canary = await roll_out(
-            config, remote, canary_hosts, concurrency=request.concurrency, budget=CANARY_BUDGET, history=history
+            config,
+            remote,
+            canary_hosts,
+            concurrency=request.concurrency,
+            budget=CANARY_BUDGET,
+            history=history,
+            progress=progress,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
             skipped = tuple(HostResult(h.label, False, Phase.FETCH, CANARY_SKIPPED) for h in rest)
@@ -187,7 +201,9 @@ async def _deploy(
             return RolloutResult(
                 Outcome.ABORTED, _in_order(targets, canary.hosts + skipped), "a canary failed", canary.interrupted
             )
-    main = await roll_out(config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history)
+    main = await roll_out(
+        config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history, progress=progress
+    )
     if canary is None:
         return main
     return RolloutResult(

@@ -1,37 +1,65 @@
-"""The one structlog configuration: events to stderr, readable on a terminal, plain key=value elsewhere."""
+"""The one structlog configuration: events to stderr (readable on a terminal, key=value or JSON lines
+elsewhere), and optionally every event, debug included, to a log file as JSON lines."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 
-def configure(verbosity: int = 0, json_lines: bool = False) -> None:
-    """Route every event to stderr (stdout is kept for --json); -v shows per-host successes too."""
-    level = logging.DEBUG if verbosity > 0 else logging.INFO
-    if verbosity < 0:
-        level = logging.WARNING
-    renderer: structlog.typing.Processor
+class _Outputs:
+    """Where a rendered event goes: stderr at the chosen level, the log file at every level."""
+
+    def __init__(self, stderr_level: int, log_file: TextIO | None) -> None:
+        self.stderr_level = stderr_level
+        self.log_file = log_file
+
+    def to_file(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+        """Write the full event to the log file, then drop it from stderr when below stderr's level."""
+        if self.log_file is not None:
+            self.log_file.write(json.dumps(event, default=str) + "\n")
+            self.log_file.flush()
+        if logging.getLevelNamesMapping().get(str(event.get("level", "info")).upper(), 20) < self.stderr_level:
+            raise structlog.DropEvent
+        return event
+
+
+def _clear_live_line(_logger: WrappedLogger, _method: str, event: str) -> str:
+    """On a terminal, erase a live progress line before an event is printed over it."""
+    return "\r\033[K" + event
+
+
+def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | None = None) -> None:
+    """Route events to stderr (stdout is kept for --json); -v shows per-host events, -q only warnings."""
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handle = open(log_file, "a", encoding="utf-8") if log_file is not None else None  # noqa: SIM115 - lives with the process
+    outputs = _Outputs(level, handle)
+    on_terminal = sys.stderr.isatty()
+    renderer: Any
     if json_lines:
         renderer = structlog.processors.JSONRenderer()
+    elif on_terminal:
+        renderer = structlog.dev.ConsoleRenderer(colors="NO_COLOR" not in os.environ, pad_event_to=0)
     else:
-        on_terminal = sys.stderr.isatty()
-        colors = on_terminal and "NO_COLOR" not in os.environ
-        renderer = (
-            structlog.dev.ConsoleRenderer(colors=colors, pad_event_to=0)
-            if on_terminal
-            else structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"])
-        )
+        renderer = structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"])
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        outputs.to_file,
+        renderer,
+    ]
+    if on_terminal and not json_lines:
+        processors.append(_clear_live_line)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if handle else level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -75,7 +75,7 @@ class SyncReport:
     outcome: Outcome
     hosts: tuple[HostResult, ...]
     seconds: float = 0.0
-    depool_errors: tuple[str, ...] = field(default=())
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -102,6 +102,7 @@ class SyncReport:
             "counts": self.counts,
             "hosts": [r.as_json() for r in self.hosts],
             "seconds": round(self.seconds, 3),
+            "reason": self.reason,
         }
 
 

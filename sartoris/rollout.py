@@ -22,14 +22,16 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.policy import FailureBudget, decide_after_fetch, is_transient_fetch_error, retry_delay, within_depool_cap
 from sartoris.pool import apply_pool_change
+from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandTimeout, Connector, Session
+from sartoris.transport import CommandTimeout, Connector, Session, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
 _CLOSE_TIMEOUT = 5.0
+_TAIL = 2000  # characters of a failed host's stderr kept in the log
 INTERRUPTED = "interrupted before this host was switched"
 
 
@@ -60,24 +62,35 @@ async def roll_out(
     concurrency: int,
     budget: FailureBudget,
     history: History,
+    progress: Progress | None = None,
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
+    progress = progress or Progress()
+    ensure_open_files(len(targets) + concurrency)  # sessions stay open from the fetch to the switch
     connector = Connector(config.ssh, config.fanout.connect_timeout)
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
 
     def keep(fetched: _Fetched) -> None:
         done[fetched.host.label] = fetched
+        progress.finished(fetched.host.label, fetched.result.ok)
 
+    async def fetch(host: Host) -> _Fetched:
+        progress.started(host.label)
+        return await fetcher.fetch(host)
+
+    progress.phase("fetch", len(targets))
     try:
-        await fan_out(targets, fetcher.fetch, limit=concurrency, on_result=keep)
+        await fan_out(targets, fetch, limit=concurrency, on_result=keep)
     except asyncio.CancelledError:
+        progress.end()
         await _close_all(done.values())
         log.warning("interrupted", phase="fetch")
         return RolloutResult(Outcome.ABORTED, _interrupted_fetch(targets, done), "interrupted", interrupted=True)
+    progress.end()
     fetched = [done[h.label] for h in targets]
     try:
-        return await _decide_and_switch(config, release, fetched, concurrency, budget, history)
+        return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
     finally:
         await _close_all(fetched)
 
@@ -89,6 +102,7 @@ async def _decide_and_switch(
     concurrency: int,
     budget: FailureBudget,
     history: History,
+    progress: Progress,
 ) -> RolloutResult:
     labels = [f.host.label for f in fetched]
     already_out = history.depooled_hosts()
@@ -111,6 +125,7 @@ async def _decide_and_switch(
         bounded(switch_command(release), config.fanout.command_timeout),
         config.fanout.command_timeout,
         concurrency,
+        progress,
     )
     failed_switch = [r.host for r in switched.values() if not r.ok and r.error != INTERRUPTED]
     allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
@@ -123,7 +138,7 @@ async def _decide_and_switch(
 
 
 async def _switch_all(
-    ready: list[_Fetched], command: str, timeout: float, concurrency: int
+    ready: list[_Fetched], command: str, timeout: float, concurrency: int, progress: Progress
 ) -> tuple[dict[str, HostResult], bool]:
     """Switch every ready host; on cancellation let the switches in flight finish and start no more."""
     stop = asyncio.Event()
@@ -133,10 +148,13 @@ async def _switch_all(
         if stop.is_set():
             result = HostResult(item.host.label, False, Phase.CHECKOUT, INTERRUPTED, item.result.seconds)
         else:
+            progress.started(item.host.label)
             result = await _switch_host(item, command, timeout)
         results[item.host.label] = result
+        progress.finished(item.host.label, result.ok)
         return result
 
+    progress.phase("switch", len(ready))
     task = asyncio.ensure_future(fan_out(ready, switch_one, limit=concurrency))
     try:
         await asyncio.shield(task)
@@ -146,6 +164,8 @@ async def _switch_all(
         log.warning("interrupted", phase="switch", in_flight=len(ready) - len(results))
         await task  # bounded: each switch in flight ends within command_timeout
         return results, True
+    finally:
+        progress.end()
 
 
 class _Fetcher:
@@ -192,11 +212,11 @@ class _Fetcher:
                 await asyncio.sleep(delay)
                 continue
             session.close()
-            return _failed_fetch(host, Phase.FETCH, result.error_line(), begin)
+            return _failed_fetch(host, Phase.FETCH, result.error_line(), begin, result.stderr)
 
 
-def _failed_fetch(host: Host, phase: Phase, error: str, begin: float) -> _Fetched:
-    log.warning("host_failed", host=host.label, phase=phase.value, error=error)
+def _failed_fetch(host: Host, phase: Phase, error: str, begin: float, stderr: str = "") -> _Fetched:
+    log.debug("host_failed", host=host.label, phase=phase.value, error=error, stderr_tail=stderr[-_TAIL:])
     return _Fetched(host, HostResult(host.label, False, phase, error, time.monotonic() - begin), None)
 
 
@@ -204,8 +224,8 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
-    def failed(phase: Phase, error: str) -> HostResult:
-        log.warning("host_failed", host=label, phase=phase.value, error=error)
+    def failed(phase: Phase, error: str, stderr: str = "") -> HostResult:
+        log.debug("host_failed", host=label, phase=phase.value, error=error, stderr_tail=stderr[-_TAIL:])
         return HostResult(label, False, phase, error, item.result.seconds + time.monotonic() - begin)
 
     try:
@@ -215,7 +235,7 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
     except HostError as exc:
         return failed(Phase.CHECKOUT, str(exc))
     if not result.ok:
-        return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line())
+        return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line(), result.stderr)
     seconds = item.result.seconds + time.monotonic() - begin
     log.debug("host_switched", host=label, seconds=round(seconds, 3))
     return HostResult(label, True, Phase.DONE, seconds=seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import resource
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import asyncssh
 
 from sartoris.config import SshSettings
-from sartoris.errors import ConfigError, HostError
+from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
 
 # A host that prints without end cannot exhaust the controller: keep this much of each stream.
@@ -111,36 +112,84 @@ async def _read_tail(stream: asyncssh.SSHReader[str], capture: _Capture) -> None
 
 
 class Connector:
-    """Opens sessions to hosts with the run's SSH settings; keys and known_hosts are read once."""
+    """Opens sessions to hosts with the run's SSH settings; keys and known_hosts are read once.
+
+    Host keys are always verified. With `accept_new_host_keys`, a host that known_hosts does not
+    mention at all is trusted on first use and its key appended; a host whose key changed still fails.
+    """
 
     def __init__(self, settings: SshSettings, connect_timeout: float) -> None:
         self._settings = settings
         self._connect_timeout = connect_timeout
         self._default_user = settings.user or getpass.getuser()
-        self._options = _client_options(settings, connect_timeout)
+        self._known_hosts = _read_known_hosts(settings)
+        self._options = _client_options(settings, self._known_hosts, connect_timeout)
 
     async def connect(self, host: Host) -> Session:
         """An authenticated session to `host`, or HostError saying why not (bounded by connect_timeout)."""
+        port = host.port or self._settings.port
+        trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 connection = await asyncssh.connect(
                     host.name,
-                    host.port or self._settings.port,
+                    port,
                     username=host.user or self._default_user,
                     options=self._options,
+                    **({"known_hosts": None} if trust_new else {}),
                 )
         except TimeoutError:
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc
+        if trust_new:
+            self._remember(host.name, port, connection)
         return Session(host, connection)
 
+    def _is_known(self, name: str, port: int) -> bool:
+        host_keys, ca_keys, revoked, *_ = self._known_hosts.match(name, "", port)
+        return bool(host_keys or ca_keys or revoked)
 
-def _client_options(settings: SshSettings, connect_timeout: float) -> asyncssh.SSHClientConnectionOptions:
+    def _remember(self, name: str, port: int, connection: asyncssh.SSHClientConnection) -> None:
+        """Append a first-seen host's key to known_hosts (the opt-in trust on first use)."""
+        key = connection.get_server_host_key()
+        if key is None:
+            return
+        pattern = name if port == 22 else f"[{name}]:{port}"
+        line = f"{pattern} {key.export_public_key().decode().split(chr(10))[0].strip()}\n"
+        with open(self._settings.known_hosts, "a", encoding="ascii") as handle:
+            handle.write(line)
+        self._known_hosts.load(line)
+
+
+def ensure_open_files(connections: int) -> None:
+    """Raise the soft open-files limit to what `connections` sockets need, or refuse with how to fix it."""
+    needed = connections + 256  # pipes for subprocesses, sqlite, logs, the interpreter's own files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise RefusedError(
+            f"this run may hold {connections} SSH connections but the open-files limit is {hard};"
+            f" raise it (ulimit -Hn {needed}) or target fewer hosts"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
+
+
+def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
+    path = settings.known_hosts
+    if settings.accept_new_host_keys and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o644)
     try:
-        known_hosts = asyncssh.read_known_hosts(str(settings.known_hosts))
+        return asyncssh.read_known_hosts(str(path))
     except (OSError, asyncssh.Error, ValueError) as exc:
-        raise ConfigError(f"cannot read known_hosts {settings.known_hosts}: {exc}") from exc
+        raise ConfigError(f"cannot read known_hosts {path}: {exc}") from exc
+
+
+def _client_options(
+    settings: SshSettings, known_hosts: asyncssh.SSHKnownHosts, connect_timeout: float
+) -> asyncssh.SSHClientConnectionOptions:
     kwargs: dict[str, Any] = {}
     if settings.identity_files:
         try:

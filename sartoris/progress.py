@@ -1,0 +1,115 @@
+"""Progress of a fan-out on stderr: a live line on a terminal, plain lines elsewhere, nothing when quiet.
+
+On a terminal one line per phase is redrawn at most ten times a second: hosts done / failed / running out
+of N, elapsed time, and the slowest hosts still running. Without a terminal (cron, CI, pipes) a plain line
+is printed at each tenth of the way and at the end of a phase, with no control characters, so a 5,000-host
+run writes a few dozen lines, not thousands.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+_REDRAW_EVERY = 0.1
+_SLOWEST_SHOWN = 3
+
+
+class Progress:
+    """Counts hosts through a phase; renders nothing (the quiet and the --json-only case)."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.began = time.monotonic()
+        self._running: dict[str, float] = {}
+
+    def phase(self, name: str, total: int) -> None:
+        """A new phase over `total` hosts begins."""
+        self.name, self.total, self.done, self.failed = name, total, 0, 0
+        self.began = time.monotonic()
+        self._running.clear()
+        self._render(force=True)
+
+    def started(self, host: str) -> None:
+        self._running[host] = time.monotonic()
+        self._render()
+
+    def finished(self, host: str, ok: bool) -> None:
+        self._running.pop(host, None)
+        self.done += 1
+        self.failed += not ok
+        self._render(force=self.done == self.total)
+
+    def end(self) -> None:
+        """The phase is over (also when it was cut short)."""
+        self._render(force=True, final=True)
+
+    def slowest(self) -> list[tuple[str, float]]:
+        now = time.monotonic()
+        oldest = sorted(self._running.items(), key=lambda item: item[1])[:_SLOWEST_SHOWN]
+        return [(host, now - since) for host, since in oldest]
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.began
+        text = (
+            f"{self.name}: {self.done}/{self.total} done, {self.failed} failed, {len(self._running)} running,"
+            f" {elapsed:.1f}s"
+        )
+        slowest = self.slowest()
+        if slowest and self.done < self.total:
+            text += "; slowest: " + ", ".join(f"{host} {age:.1f}s" for host, age in slowest)
+        return text
+
+    def _render(self, force: bool = False, final: bool = False) -> None:
+        """Subclasses draw; the base class stays silent."""
+
+
+class LineProgress(Progress):
+    """Plain lines for logs and pipes: one at each tenth of the phase and one at its end."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        super().__init__()
+        self._stream = stream
+        self._next_step = 0
+
+    def phase(self, name: str, total: int) -> None:
+        self._next_step = 1
+        super().phase(name, total)
+
+    def _render(self, force: bool = False, final: bool = False) -> None:
+        if final:
+            self._stream.write(self.line() + "\n")
+            self._stream.flush()
+            return
+        if self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total:
+            self._next_step = self.done * 10 // self.total + 1
+            self._stream.write(self.line() + "\n")
+            self._stream.flush()
+
+
+class LiveProgress(Progress):
+    """A terminal line redrawn in place (carriage return + erase), throttled to ten redraws a second."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        super().__init__()
+        self._stream = stream
+        self._drawn = 0.0
+
+    def _render(self, force: bool = False, final: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < _REDRAW_EVERY:
+            return
+        self._drawn = now
+        self._stream.write("\r\033[K" + self.line() + ("\n" if final else ""))
+        self._stream.flush()
+
+
+def for_terminal(quiet: bool, stream: TextIO = sys.stderr) -> Progress:
+    """The right progress for where stderr goes."""
+    if quiet:
+        return Progress()
+    return LiveProgress(stream) if stream.isatty() else LineProgress(stream)

@@ -1,0 +1,53 @@
+"""SSH as operators have it: host keys always verified, trust on first use only when asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Deployment
+
+pytestmark = pytest.mark.integration
+
+
+def known_hosts_without(deployment: Deployment, address: str, path: Path) -> Path:
+    """A copy of the fleet's known_hosts with no line for `address`."""
+    lines = deployment.fleet.known_hosts.read_text().splitlines()
+    path.write_text("".join(f"{line}\n" for line in lines if not line.startswith(f"[{address}]:")))
+    return path
+
+
+def test_unknown_host_key_fails_that_host(deployment: Deployment, tmp_path: Path) -> None:
+    """A host missing from known_hosts fails to connect (no silent trust on first use); others switch."""
+    stranger = deployment.fleet.hosts[0]
+    known = known_hosts_without(deployment, stranger, tmp_path / "known_hosts")
+    text = deployment.config.read_text().replace(str(deployment.fleet.known_hosts), str(known))
+    deployment.config.write_text(text)
+    deployment.group("two", deployment.fleet.hosts[:2])
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two", "--max-failures", "1",
+                              "--json")
+    assert run.code == 5, run.stderr
+    failed = next(h for h in run.json()["hosts"] if h["host"] == stranger)
+    assert failed["phase"] == "connect" and "host key not verifiable" in failed["error"]
+    assert f"[{stranger}]:" not in known.read_text()
+
+
+def test_accept_new_host_keys_trusts_first_use_but_never_a_changed_key(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """With accept_new_host_keys, an unknown host is trusted and recorded; a changed key still fails."""
+    stranger = deployment.fleet.hosts[0]
+    changed = deployment.fleet.faults["hostkey"][0]
+    known = known_hosts_without(deployment, stranger, tmp_path / "known_hosts")
+    text = deployment.config.read_text().replace(str(deployment.fleet.known_hosts), str(known))
+    deployment.config.write_text(text.replace("[ssh]\n", "[ssh]\naccept_new_host_keys = true\n"))
+    deployment.group("mixed", [stranger, changed])
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "1",
+                              "--json")
+    assert run.code == 5, run.stderr
+    results = {h["host"]: h for h in run.json()["hosts"]}
+    assert results[stranger]["ok"]
+    assert "host key not verifiable" in results[changed]["error"]
+    recorded = [line for line in known.read_text().splitlines() if line.startswith(f"[{stranger}]:")]
+    assert len(recorded) == 1 and "ssh-ed25519" in recorded[0]
+    assert known.read_text().count(f"[{changed}]:") == 1  # the changed key was not replaced or added again

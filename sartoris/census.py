@@ -86,3 +86,4 @@ async def census(
         return await fan_out(targets, ask, limit=concurrency)
     finally:
         progress.end()
+        await connector.close()

@@ -53,7 +53,16 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "max_failures",
         "retries",
     ),
-    "ssh": ("user", "port", "identity_files", "known_hosts", "keepalive_interval", "accept_new_host_keys"),
+    "ssh": (
+        "user",
+        "port",
+        "identity_files",
+        "known_hosts",
+        "keepalive_interval",
+        "accept_new_host_keys",
+        "jump_host",
+        "config_file",
+    ),
     "depool": ("command", "pool_command", "timeout", "max_depooled"),
 }
 
@@ -92,11 +101,13 @@ class SshSettings:
     """[ssh]: how to log in; None means leave it to ~/.ssh/config, the agent and OpenSSH's defaults."""
 
     user: str | None = None
-    port: int = 22
+    port: int | None = None  # None: ~/.ssh/config's Port for that host, else 22
     identity_files: tuple[Path, ...] = ()
     known_hosts: Path = DEFAULT_KNOWN_HOSTS
     keepalive_interval: float = 15.0
     accept_new_host_keys: bool = False
+    jump_host: str | None = None  # [user@]host[:port] of a bastion every connection goes through
+    config_file: Path | None = None  # an OpenSSH client config to honour instead of ~/.ssh/config
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +274,13 @@ def _ssh(section: _Section, base: Path) -> SshSettings:
     """Read [ssh]."""
     return SshSettings(
         user=section.optional_string("user", check=_user),
-        port=section.integer("port", 22, minimum=1, maximum=65535),
+        port=None if section.value("port", None) is None else section.integer("port", 22, minimum=1, maximum=65535),
         identity_files=tuple(_local_path(file, base) for file in section.strings("identity_files")),
         known_hosts=_local_path(section.string("known_hosts", "~/.ssh/known_hosts", check=_non_empty), base),
         keepalive_interval=section.seconds("keepalive_interval", 15.0, zero_ok=True),
         accept_new_host_keys=section.boolean("accept_new_host_keys", False),
+        jump_host=section.optional_string("jump_host", check=_jump_host),
+        config_file=_optional_path(section.optional_string("config_file"), base),
     )
 
 
@@ -438,6 +451,21 @@ def _url(value: str) -> str | None:
     if value.startswith("-"):
         return "must not start with '-' (git would read it as an option)"
     return _slot_template(value)
+
+
+def _jump_host(value: str) -> str | None:
+    """A bastion as [user@]host[:port], the same shape as a hosts file line."""
+    from sartoris.inventory import parse_host
+
+    try:
+        parse_host(value)
+    except ValueError:
+        return "must be [user@]host[:port]"
+    return None
+
+
+def _optional_path(value: str | None, base: Path) -> Path | None:
+    return None if value is None else _local_path(value, base)
 
 
 def _user(value: str) -> str | None:

@@ -85,6 +85,7 @@ async def roll_out(
     except asyncio.CancelledError:
         progress.end()
         await _close_all(done.values())
+        await connector.close()
         log.warning("interrupted", phase="fetch")
         return RolloutResult(Outcome.ABORTED, _interrupted_fetch(targets, done), "interrupted", interrupted=True)
     progress.end()
@@ -93,6 +94,7 @@ async def roll_out(
         return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
     finally:
         await _close_all(fetched)
+        await connector.close()
 
 
 async def _decide_and_switch(

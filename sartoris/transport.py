@@ -8,10 +8,11 @@ Connection options, keys and known_hosts are loaded once per run, not once per h
 from __future__ import annotations
 
 import asyncio
-import getpass
+import os
 import resource
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -121,30 +122,64 @@ class Connector:
     def __init__(self, settings: SshSettings, connect_timeout: float) -> None:
         self._settings = settings
         self._connect_timeout = connect_timeout
-        self._default_user = settings.user or getpass.getuser()
         self._known_hosts = _read_known_hosts(settings)
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
+        self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._ssh_config = _ssh_config_files(settings)
 
     async def connect(self, host: Host) -> Session:
         """An authenticated session to `host`, or HostError saying why not (bounded by connect_timeout)."""
         port = host.port or self._settings.port
-        trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port)
+        trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port or 22)
+        kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
+        if port is not None:
+            kwargs["port"] = port
+        user = host.user or self._settings.user
+        if user is not None:
+            kwargs["username"] = user
+        if trust_new:
+            kwargs["known_hosts"] = None
         try:
             async with asyncio.timeout(self._connect_timeout):
-                connection = await asyncssh.connect(
-                    host.name,
-                    port,
-                    username=host.user or self._default_user,
-                    options=self._options,
-                    **({"known_hosts": None} if trust_new else {}),
-                )
+                if self._settings.jump_host is not None:
+                    kwargs["tunnel"] = await self._jump_connection()
+                connection = await asyncssh.connect(host.name, **kwargs)
         except TimeoutError:
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc
         if trust_new:
-            self._remember(host.name, port, connection)
+            self._remember(host.name, port or 22, connection)
         return Session(host, connection)
+
+    async def _jump_connection(self) -> asyncssh.SSHClientConnection:
+        """One connection to the bastion, opened on first use and shared by every host (one channel each)."""
+        if self._jump is None or (self._jump.done() and self._jump.exception() is not None):
+            self._jump = asyncio.ensure_future(self._open_jump())
+        try:
+            return await asyncio.shield(self._jump)
+        except HostError as exc:
+            raise HostError(f"jump host {self._settings.jump_host}: {exc}") from exc
+
+    async def _open_jump(self) -> asyncssh.SSHClientConnection:
+        from sartoris.inventory import parse_host
+
+        assert self._settings.jump_host is not None
+        bastion = parse_host(self._settings.jump_host)
+        kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
+        if bastion.port or self._settings.port:
+            kwargs["port"] = bastion.port or self._settings.port
+        if bastion.user or self._settings.user:
+            kwargs["username"] = bastion.user or self._settings.user
+        try:
+            return await asyncssh.connect(bastion.name, **kwargs)
+        except (asyncssh.Error, OSError) as exc:
+            raise HostError(_describe(exc)) from exc
+
+    async def close(self) -> None:
+        """Close the shared bastion connection, if one was opened."""
+        if self._jump is not None and self._jump.done() and self._jump.exception() is None:
+            self._jump.result().close()
 
     def _is_known(self, name: str, port: int) -> bool:
         host_keys, ca_keys, revoked, *_ = self._known_hosts.match(name, "", port)
@@ -176,6 +211,14 @@ def ensure_open_files(connections: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
 
 
+def _ssh_config_files(settings: SshSettings) -> list[str]:
+    """The OpenSSH client config to honour: [ssh] config_file, else ~/.ssh/config when readable."""
+    if settings.config_file is not None:
+        return [str(settings.config_file)]
+    default = Path("~/.ssh/config").expanduser()
+    return [str(default)] if os.access(default, os.R_OK) else []
+
+
 def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
     path = settings.known_hosts
     if settings.accept_new_host_keys and not path.exists():
@@ -197,6 +240,7 @@ def _client_options(
         except (OSError, asyncssh.Error, ValueError) as exc:
             raise ConfigError(f"cannot read identity file: {exc}") from exc
     return asyncssh.SSHClientConnectionOptions(
+        config=[],  # loaded per host in Connector (Host blocks match the host being connected)
         known_hosts=known_hosts,
         connect_timeout=connect_timeout,
         login_timeout=connect_timeout,

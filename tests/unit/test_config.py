@@ -83,11 +83,12 @@ def test_fanout_defaults() -> None:
 
 
 def test_ssh_defaults() -> None:
-    """[ssh] leaves user and keys to OpenSSH, port 22, ~/.ssh/known_hosts, keepalive 15 s, strict keys."""
+    """[ssh] leaves user, port and keys to OpenSSH (~/.ssh/config), ~/.ssh/known_hosts, keepalive 15 s, strict keys."""
     ssh = parse().ssh
     assert ssh == SshSettings()
     assert ssh.user is None
-    assert ssh.port == 22
+    assert ssh.port is None
+    assert ssh.jump_host is None and ssh.config_file is None
     assert ssh.identity_files == ()
     assert ssh.known_hosts == Path("~/.ssh/known_hosts").expanduser()
     assert ssh.keepalive_interval == 15.0
@@ -288,27 +289,16 @@ def test_top_level_key_is_unknown() -> None:
 
 def test_section_that_is_not_a_table() -> None:
     """A known section given as a plain value is a type error."""
-    assert (
-        error_of("fanout = 3\n" + MINIMAL)
-        == f"{CONFIG_PATH}: fanout must be a table ([fanout]), not an integer"
-    )
+    assert error_of("fanout = 3\n" + MINIMAL) == f"{CONFIG_PATH}: fanout must be a table ([fanout]), not an integer"
 
 
 @pytest.mark.parametrize(
     ("section", "line", "message"),
     [
-        pytest.param(
-            "fanout", "concurrency = true", "concurrency must be an integer, not a boolean", id="bool-int"
-        ),
-        pytest.param(
-            "fanout", 'concurrency = "3"', "concurrency must be an integer, not a string", id="str-int"
-        ),
-        pytest.param(
-            "fanout", "concurrency = 2.5", "concurrency must be an integer, not a float", id="float-int"
-        ),
-        pytest.param(
-            "fanout", "retries = false", "retries must be an integer, not a boolean", id="bool-retries"
-        ),
+        pytest.param("fanout", "concurrency = true", "concurrency must be an integer, not a boolean", id="bool-int"),
+        pytest.param("fanout", 'concurrency = "3"', "concurrency must be an integer, not a string", id="str-int"),
+        pytest.param("fanout", "concurrency = 2.5", "concurrency must be an integer, not a float", id="float-int"),
+        pytest.param("fanout", "retries = false", "retries must be an integer, not a boolean", id="bool-retries"),
         pytest.param(
             "fanout",
             "connect_timeout = true",
@@ -363,9 +353,7 @@ def test_section_that_is_not_a_table() -> None:
             'max_failures must be a number of hosts or a percentage string like "5%", not a float',
             id="float-budget",
         ),
-        pytest.param(
-            "depool", "timeout = {}", "timeout must be a number of seconds, not a table", id="table-float"
-        ),
+        pytest.param("depool", "timeout = {}", "timeout must be a number of seconds, not a table", id="table-float"),
     ],
 )
 def test_wrong_types(section: str, line: str, message: str) -> None:
@@ -416,73 +404,41 @@ def test_toml_syntax_error_multiline_string() -> None:
         pytest.param("deploy", 'name = "a/b"', "name must be letters, digits", id="name-slash"),
         pytest.param("deploy", 'name = "a..b"', "name must not contain '..'", id="name-dotdot"),
         pytest.param("deploy", 'name = "a.lock"', "name must not contain '..' or end with", id="name-lock"),
-        pytest.param(
-            "deploy", 'name = "a\\nb"', "name must not contain control characters", id="name-newline"
-        ),
+        pytest.param("deploy", 'name = "a\\nb"', "name must not contain control characters", id="name-newline"),
         pytest.param("deploy", 'slot_prefix = "php slot"', "slot_prefix must be letters", id="prefix-space"),
         pytest.param("deploy", 'slot_prefix = "../x"', "slot_prefix must be letters", id="prefix-dots"),
-        pytest.param(
-            "deploy", 'remote_root = "srv/x"', "remote_root must be an absolute path", id="remote-relative"
-        ),
+        pytest.param("deploy", 'remote_root = "srv/x"', "remote_root must be an absolute path", id="remote-relative"),
         pytest.param(
             "deploy",
             'remote_root = "/srv/{slt}"',
             "remote_root must use no placeholder but {slot}",
             id="typo",
         ),
-        pytest.param(
-            "deploy", 'publish_url = "-oProxyCommand=x:y"', "publish_url must not start with '-'", id="dash"
-        ),
+        pytest.param("deploy", 'publish_url = "-oProxyCommand=x:y"', "publish_url must not start with '-'", id="dash"),
         pytest.param("deploy", 'publish_url = ""', "publish_url must not be empty", id="publish-empty"),
         pytest.param("deploy", 'fetch_url = "-u"', "fetch_url must not start with '-'", id="fetch-dash"),
         pytest.param("deploy", 'checkout_root = ""', "checkout_root must not be empty", id="checkout-empty"),
         pytest.param("deploy", 'hooks_dir = ""', "hooks_dir must not be empty", id="hooks-empty"),
-        pytest.param(
-            "deploy", "keep_releases = 0", "keep_releases must be at least 1, not 0", id="keep-zero"
-        ),
-        pytest.param(
-            "deploy", 'hosts = ["app", ""]', "hosts must be an array of non-empty strings", id="hosts-empty"
-        ),
-        pytest.param(
-            "fanout", "concurrency = 0", "concurrency must be at least 1, not 0", id="concurrency-zero"
-        ),
-        pytest.param(
-            "fanout", "fetch_concurrency = -1", "fetch_concurrency must be at least 1", id="fetch-neg"
-        ),
-        pytest.param(
-            "fanout", "connect_timeout = 0", "connect_timeout must be a number of seconds > 0", id="t-zero"
-        ),
-        pytest.param(
-            "fanout", "command_timeout = -1.5", "command_timeout must be a number of seconds > 0", id="t-neg"
-        ),
-        pytest.param(
-            "fanout", "command_timeout = inf", "command_timeout must be a number of seconds > 0", id="inf"
-        ),
-        pytest.param(
-            "fanout", "command_timeout = nan", "command_timeout must be a number of seconds > 0", id="nan"
-        ),
+        pytest.param("deploy", "keep_releases = 0", "keep_releases must be at least 1, not 0", id="keep-zero"),
+        pytest.param("deploy", 'hosts = ["app", ""]', "hosts must be an array of non-empty strings", id="hosts-empty"),
+        pytest.param("fanout", "concurrency = 0", "concurrency must be at least 1, not 0", id="concurrency-zero"),
+        pytest.param("fanout", "fetch_concurrency = -1", "fetch_concurrency must be at least 1", id="fetch-neg"),
+        pytest.param("fanout", "connect_timeout = 0", "connect_timeout must be a number of seconds > 0", id="t-zero"),
+        pytest.param("fanout", "command_timeout = -1.5", "command_timeout must be a number of seconds > 0", id="t-neg"),
+        pytest.param("fanout", "command_timeout = inf", "command_timeout must be a number of seconds > 0", id="inf"),
+        pytest.param("fanout", "command_timeout = nan", "command_timeout must be a number of seconds > 0", id="nan"),
         pytest.param("fanout", "retries = -1", "retries must be at least 0, not -1", id="retries-neg"),
-        pytest.param(
-            "fanout", 'max_failures = "101%"', "max_failures must be a number of hosts", id="budget-101"
-        ),
-        pytest.param(
-            "fanout", 'max_failures = "abc"', "max_failures must be a number of hosts", id="budget-abc"
-        ),
-        pytest.param(
-            "fanout", "max_failures = -1", "max_failures must be a number of hosts", id="budget-neg"
-        ),
+        pytest.param("fanout", 'max_failures = "101%"', "max_failures must be a number of hosts", id="budget-101"),
+        pytest.param("fanout", 'max_failures = "abc"', "max_failures must be a number of hosts", id="budget-abc"),
+        pytest.param("fanout", "max_failures = -1", "max_failures must be a number of hosts", id="budget-neg"),
         pytest.param("ssh", "port = 0", "port must be from 1 to 65535, not 0", id="port-zero"),
         pytest.param("ssh", "port = 65536", "port must be from 1 to 65535, not 65536", id="port-big"),
         pytest.param("ssh", 'user = "de ploy"', "user must be a login name", id="user-space"),
         pytest.param("ssh", 'user = "-oProxyCommand=x"', "user must be a login name", id="user-dash"),
-        pytest.param(
-            "ssh", "keepalive_interval = -1", "keepalive_interval must be a number of seconds >= 0", id="ka"
-        ),
+        pytest.param("ssh", "keepalive_interval = -1", "keepalive_interval must be a number of seconds >= 0", id="ka"),
         pytest.param("ssh", 'known_hosts = ""', "known_hosts must not be empty", id="known-hosts-empty"),
         pytest.param("depool", "timeout = 0", "timeout must be a number of seconds > 0", id="depool-timeout"),
-        pytest.param(
-            "depool", 'command = "confctl \'name={host}"', "command cannot be split", id="unbalanced-quote"
-        ),
+        pytest.param("depool", 'command = "confctl \'name={host}"', "command cannot be split", id="unbalanced-quote"),
         pytest.param("depool", 'command = "   "', "command must not be empty", id="blank-command"),
         pytest.param("depool", 'command = "confctl depool"', "command must contain {host}", id="no-host"),
         pytest.param("depool", 'pool_command = "x"', "pool_command must contain {host}", id="pool-no-host"),
@@ -610,9 +566,7 @@ def test_find_walks_up(tree: Path) -> None:
         pytest.param(None, "missing.toml", "$SARTORIS_CONFIG", id="environment"),
     ],
 )
-def test_find_named_but_missing(
-    tmp_path: Path, explicit: Path | None, variable: str | None, origin: str
-) -> None:
+def test_find_named_but_missing(tmp_path: Path, explicit: Path | None, variable: str | None, origin: str) -> None:
     """A config named explicitly that does not exist is an error saying where the name came from."""
     environ = no_git_environ() | ({"SARTORIS_CONFIG": variable} if variable else {})
     with pytest.raises(ConfigError) as caught:
@@ -645,9 +599,7 @@ def git_repo(folder: Path, value: str | None) -> Path:
     environ = no_git_environ()
     subprocess.run(["git", "init", "-q", str(folder)], check=True, env=environ)
     if value is not None:
-        subprocess.run(
-            ["git", "-C", str(folder), "config", "sartoris.config", value], check=True, env=environ
-        )
+        subprocess.run(["git", "-C", str(folder), "config", "sartoris.config", value], check=True, env=environ)
     return folder
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import structlog
+
 from sartoris.config import Config
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
@@ -15,6 +17,8 @@ from sartoris.remote import parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.state import History, SlotLock
 from sartoris.transport import Connector, ensure_open_files
+
+log = structlog.get_logger("sartoris")
 
 
 def status(
@@ -55,6 +59,7 @@ async def census(
     async def ask(host: Host) -> HostStatus:
         progress.started(host.label)
         answer = await _ask(host)
+        log.debug("host_status", host=host.label, state=answer.state.value, commit=answer.commit, error=answer.error)
         progress.finished(host.label, answer.state is not HostState.UNREACHABLE)
         return answer
 

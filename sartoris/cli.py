@@ -23,7 +23,7 @@ _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED
 app = typer.Typer(
     name="sartoris",
     help="Git-based deploys to large fleets over SSH: tag, publish, fetch everywhere, switch, depool the failures.",
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -307,6 +307,39 @@ def history_log(
         return EXIT_OK
     entries = history.entries(slot, count)
     _emit({"entries": [e.as_json() for e in entries]}, render.log_table(entries), json_output)
+    return EXIT_OK
+
+
+@app.command()
+def hosts(
+    ctx: typer.Context,
+    hosts: HostsOption = None,
+    json_output: JsonOption = False,
+) -> int:
+    """Print the resolved inventory: ranges expanded, duplicates dropped, one host per line.
+
+    Example: sartoris hosts --hosts mediawiki-installation --hosts canaries
+    """
+    config = _load_config(ctx)
+    targets = _targets(config, hosts)
+    document = {"hosts": [{"host": h.label, "name": h.name, "user": h.user, "port": h.port} for h in targets]}
+    _emit(document, "\n".join(h.label for h in targets), json_output)
+    return EXIT_OK
+
+
+@app.command("config")
+def show_config(ctx: typer.Context, json_output: JsonOption = False) -> int:
+    """Print the effective configuration and where each value came from (the file, or the default).
+
+    Example: sartoris --config /srv/deploy/sartoris.toml config
+    """
+    from sartoris import effective
+    from sartoris.config import load_config, locate_config
+
+    path, found_by = locate_config(ctx.find_root().obj.config, Path.cwd(), os.environ)
+    settings = effective.effective_settings(load_config(path))
+    document = {"path": str(path), "found_by": found_by, "settings": [s.as_json() for s in settings]}
+    _emit(document, effective.render(settings, f"{found_by}: {path}"), json_output)
     return EXIT_OK
 
 

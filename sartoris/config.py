@@ -31,7 +31,7 @@ _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-_KEYS: dict[str, tuple[str, ...]] = {
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "deploy": (
         "name",
         "checkout_root",
@@ -186,16 +186,21 @@ def expand_command(template: tuple[str, ...], host: str) -> tuple[str, ...]:
 
 def find_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) -> Path:
     """Locate sartoris.toml: --config, $SARTORIS_CONFIG, git config sartoris.config, then cwd and up."""
+    return locate_config(explicit, cwd, environ)[0]
+
+
+def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """find_config, also saying which rule found the file (for `sartoris config`)."""
     if explicit is not None:
-        return _must_exist(cwd / explicit, "--config")
+        return _must_exist(cwd / explicit, "--config"), "--config"
     if environ.get("SARTORIS_CONFIG"):
-        return _must_exist(cwd / environ["SARTORIS_CONFIG"], "$SARTORIS_CONFIG")
+        return _must_exist(cwd / environ["SARTORIS_CONFIG"], "$SARTORIS_CONFIG"), "$SARTORIS_CONFIG"
     configured = _git_config_path(cwd, environ)
     if configured is not None:
-        return _must_exist(configured, "git config sartoris.config")
+        return _must_exist(configured, "git config sartoris.config"), "git config sartoris.config"
     for folder in (cwd, *cwd.parents):
         if (folder / CONFIG_NAME).is_file():
-            return folder / CONFIG_NAME
+            return folder / CONFIG_NAME, f"nearest {CONFIG_NAME} from {cwd}"
     raise ConfigError(
         f"no {CONFIG_NAME} found: no --config, no $SARTORIS_CONFIG, no git config sartoris.config, "
         f"and none in {cwd} or above"
@@ -222,14 +227,14 @@ def parse_config(text: str, path: Path) -> Config:
         message = " ".join(str(exc).split())
         raise ConfigError(f"{path}: not valid TOML: {message}") from None
     for section, table in data.items():
-        if section not in _KEYS:
+        if section not in KNOWN_KEYS:
             if isinstance(table, dict):
                 raise ConfigError(f"{path}: unknown section [{section}]")
             raise ConfigError(f"{path}: unknown key {section} (keys go in [deploy], [fanout], [ssh], [depool])")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}]), not {_kind(table)}")
         for key in table:
-            if key not in _KEYS[section]:
+            if key not in KNOWN_KEYS[section]:
                 raise ConfigError(f"{path}: unknown key [{section}] {key}")
     base = path.parent
     return Config(

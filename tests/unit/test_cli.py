@@ -1,0 +1,162 @@
+"""The command line's surface without a fleet: help, version, errors, config/hosts listings, output modes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sartoris.progress import LineProgress, LiveProgress
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sartoris(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "sartoris.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A minimal sartoris.toml with a hosts group whose one host refuses connections (127.0.0.1:1)."""
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "web").write_text("# web\n127.0.0.1:1\nweb[01-03].example:2222\n")
+    (tmp_path / "sartoris.toml").write_text(
+        '[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "publish/php-slot{slot}.git"\n'
+        'hosts = ["web"]\n\n[fanout]\nconnect_timeout = 2\n\n[ssh]\nknown_hosts = "known_hosts"\n'
+    )
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "php-slot0").mkdir()
+    return tmp_path
+
+
+def test_version_names_the_commit() -> None:
+    """--version prints the version and the commit it was built from."""
+    done = sartoris("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("sartoris 0.") and "(git " in done.stdout
+
+
+def test_no_command_shows_help_and_exits_2() -> None:
+    """`sartoris` alone prints the help and exits 2 (usage)."""
+    done = sartoris()
+    assert done.returncode == 2 and "Commands:" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("sync", "--slot", "-1"), id="negative-slot"),
+        pytest.param(("sync", "--concurrency", "0"), id="zero-concurrency"),
+        pytest.param(("status", "--bogus"), id="unknown-option"),
+        pytest.param(("--log-format", "xml", "status"), id="bad-log-format"),
+    ],
+)
+def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...], project: Path) -> None:
+    """Bad options: exit 2 with exactly one line on stderr and no traceback."""
+    done = sartoris(*args, cwd=project)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("sartoris: ")
+
+
+@pytest.mark.parametrize("command", ["start", "sync", "rollback", "status", "hosts", "config", "pool"])
+def test_every_main_command_has_help(command: str) -> None:
+    """Each command answers --help; the deploy ones carry an example."""
+    done = sartoris(command, "--help")
+    assert done.returncode == 0 and "Usage:" in done.stdout
+    if command in ("start", "sync", "rollback", "hosts", "config"):
+        assert "Example" in done.stdout
+
+
+def test_hosts_prints_the_resolved_inventory(project: Path) -> None:
+    """`hosts` expands ranges and keeps labels as written."""
+    done = sartoris("hosts", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    labels = [h["host"] for h in json.loads(done.stdout)["hosts"]]
+    assert labels == ["127.0.0.1:1", "web01.example:2222", "web02.example:2222", "web03.example:2222"]
+
+
+def test_config_shows_values_and_where_they_came_from(project: Path) -> None:
+    """`config --json` lists every key with its effective value and whether the file or the default set it."""
+    done = sartoris("config", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    settings = {(s["section"], s["key"]): s for s in document["settings"]}
+    assert settings[("deploy", "name")]["value"] == "app"
+    assert settings[("deploy", "name")]["source"].endswith("sartoris.toml")
+    assert settings[("fanout", "concurrency")] == {
+        "section": "fanout",
+        "key": "concurrency",
+        "value": 100,
+        "source": "default",
+    }
+    assert settings[("fanout", "max_failures")]["value"] == "5%"
+    assert document["found_by"].startswith("nearest sartoris.toml")
+
+
+def test_completion_script_generates() -> None:
+    """Typer's shell completion script is available for bash."""
+    done = sartoris("--show-completion", "bash")
+    assert done.returncode == 0 and "_sartoris_completion" in done.stdout
+
+
+def test_piped_output_has_no_control_characters_and_json_logs_parse(project: Path) -> None:
+    """Without a terminal, stderr carries plain lines (no ANSI); with --log-format json every line parses."""
+    (project / "hosts" / "one").write_text("127.0.0.1:1\n")
+    plain = sartoris("status", "--slot", "0", "--hosts", "one", cwd=project)
+    assert plain.returncode == 5
+    assert "\x1b[" not in plain.stderr and "\r" not in plain.stderr
+    assert "status: 1/1 done" in plain.stderr
+    logged = sartoris("--log-format", "json", "-v", "status", "--slot", "0", "--hosts", "one", "--json", cwd=project)
+    events = [json.loads(line) for line in logged.stderr.splitlines() if line.startswith("{")]
+    assert events and all("event" in e and "level" in e for e in events)
+    assert json.loads(logged.stdout)["hosts"][0]["state"] == "unreachable"
+
+
+def test_log_file_keeps_every_event(project: Path, tmp_path: Path) -> None:
+    """--log-file gets debug events (per host) as JSON lines even when stderr is quiet."""
+    (project / "hosts" / "one").write_text("127.0.0.1:1\n")
+    log_file = tmp_path / "run.log"
+    done = sartoris("--log-file", str(log_file), "-q", "status", "--slot", "0", "--hosts", "one", cwd=project)
+    assert done.returncode == 5
+    assert done.stderr == ""
+    assert [json.loads(line) for line in log_file.read_text().splitlines()]
+
+
+def test_line_progress_writes_a_line_per_tenth_without_escapes(tmp_path: Path) -> None:
+    """LineProgress prints about ten plain lines for a phase, whatever its size."""
+    out = (tmp_path / "progress").open("w+")
+    progress = LineProgress(out)
+    progress.phase("fetch", 1000)
+    for n in range(1000):
+        progress.started(f"h{n}")
+        progress.finished(f"h{n}", ok=n % 100 != 0)
+    progress.end()
+    out.seek(0)
+    lines = out.read().splitlines()
+    assert 9 <= len(lines) <= 12
+    assert lines[-1].startswith("fetch: 1000/1000 done, 10 failed")
+    assert not any("\x1b" in line or "\r" in line for line in lines)
+
+
+def test_live_progress_redraws_in_place(tmp_path: Path) -> None:
+    """LiveProgress redraws one line with carriage return + erase and ends the phase with a newline."""
+    out = (tmp_path / "progress").open("w+", newline="")
+    progress = LiveProgress(out)
+    progress.phase("switch", 2)
+    progress.started("a")
+    progress.finished("a", ok=True)
+    progress.end()
+    out.seek(0)
+    text = out.read()
+    assert text.startswith("\r\x1b[K") and text.endswith("\n")
+    assert "switch: 1/2 done" in text

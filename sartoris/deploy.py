@@ -29,6 +29,7 @@ from sartoris.repo import Release, SlotCheckout
 from sartoris.results import HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
 from sartoris.state import History, SlotLock
+from sartoris.transport import Connector
 
 log = structlog.get_logger("sartoris")
 
@@ -69,6 +70,7 @@ def sync(
     with _run_lock(config, request.slot, "sync", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
+        _preflight(config, request.targets)
         if retry_failed:
             release, targets = _retry_plan(config, request, checkout, history, progress)
         else:
@@ -92,6 +94,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     with _run_lock(config, request.slot, "rollback", request.message, request.force):
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
+        _preflight(config, request.targets)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
@@ -99,6 +102,13 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         return _roll_out_and_record(
             config, request, release, request.targets, history, "rollback", started, canaries=False, progress=progress
         )
+
+
+def _preflight(config: Config, targets: Sequence[Host]) -> None:
+    """Read everything a run needs before anything changes: keys, known_hosts, ssh config, canary groups,
+    so a bad setting is a one-line error (exit 2) with no tag made and no host touched."""
+    Connector(config.ssh, config.fanout.connect_timeout)
+    _canaries(config, targets)
 
 
 def _previous_tag(history: History, slot: int) -> str:

@@ -187,11 +187,13 @@ class _Fetcher:
             session = await self._connector.connect(host)
         except HostError as exc:
             return _failed_fetch(host, Phase.CONNECT, str(exc), begin)
-        deadline = begin + self._timeout
+        deadline: float | None = None  # command_timeout counts from the first fetch, not the queue for a slot
         attempt = 0
         while True:
             try:
                 async with self._fetch_slots:
+                    if deadline is None:
+                        deadline = time.monotonic() + self._timeout
                     result = await session.run(self._command, timeout=max(deadline - time.monotonic(), 0.1))
             except HostError as exc:
                 session.close()

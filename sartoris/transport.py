@@ -126,6 +126,7 @@ class Connector:
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._ssh_config = _ssh_config_files(settings)
+        _check_ssh_config(self._ssh_config)
 
     async def connect(self, host: Host) -> Session:
         """An authenticated session to `host`, or HostError saying why not (bounded by connect_timeout)."""
@@ -146,7 +147,7 @@ class Connector:
                 connection = await asyncssh.connect(host.name, **kwargs)
         except TimeoutError:
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
-        except (asyncssh.Error, OSError) as exc:
+        except (asyncssh.Error, OSError, ValueError) as exc:  # ValueError: an ssh_config value for this host
             raise HostError(_describe(exc)) from exc
         if trust_new:
             self._remember(host.name, port or 22, connection)
@@ -217,6 +218,15 @@ def _ssh_config_files(settings: SshSettings) -> list[str]:
         return [str(settings.config_file)]
     default = Path("~/.ssh/config").expanduser()
     return [str(default)] if os.access(default, os.R_OK) else []
+
+
+def _check_ssh_config(files: list[str]) -> None:
+    """Parse the OpenSSH client config once up front, so a malformed file is a config error, not N failures."""
+    for file in files:
+        try:
+            asyncssh.SSHClientConnectionOptions(config=[file], host="sartoris-config-check.invalid")
+        except (OSError, ValueError, asyncssh.Error) as exc:
+            raise ConfigError(f"{file}: {exc}") from None
 
 
 def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:

@@ -167,12 +167,7 @@ def finish(
     json_output: JsonOption = False,
 ) -> int:
     """Release the slot's deploy lock and run the finish hook (announce)."""
-    from sartoris import lifecycle
-
-    config = _load_config(ctx)
-    report = lifecycle.finish(config, _slot(config, slot), force=force)
-    _emit(report.as_json(), report.detail, json_output)
-    return EXIT_OK
+    return _bracket(ctx, "finish", slot, force, json_output)
 
 
 @app.command()
@@ -183,10 +178,16 @@ def abort(
     json_output: JsonOption = False,
 ) -> int:
     """Before any sync: put the checkout and submodules back where start found them and release the lock."""
+    return _bracket(ctx, "abort", slot, force, json_output)
+
+
+def _bracket(ctx: typer.Context, action: str, slot: int | None, force: bool, json_output: bool) -> int:
+    """finish or abort a started deploy."""
     from sartoris import lifecycle
 
     config = _load_config(ctx)
-    report = lifecycle.abort(config, _slot(config, slot), force=force)
+    close = lifecycle.finish if action == "finish" else lifecycle.abort
+    report = close(config, _slot(config, slot), force=force)
     _emit(report.as_json(), report.detail, json_output)
     return EXIT_OK
 

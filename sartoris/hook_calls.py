@@ -3,6 +3,8 @@ changed (exit 4); a failing post, finish or abort hook is reported and the run's
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from sartoris.config import Config
@@ -21,18 +23,15 @@ def _run(config: Config, context: HookContext) -> HookResult:
     return result
 
 
+def _context(config: Config, phase: HookPhase, action: str, slot: int, tag: str | None, **extra: Any) -> HookContext:
+    return HookContext(
+        action=action, phase=phase, slot=slot, prefix=config.slot_name(slot), tag=tag, name=config.deploy.name, **extra
+    )
+
+
 def pre_hook(config: Config, phase: HookPhase, action: str, slot: int, tag: str | None, message: str = "") -> None:
     """Run a pre-* hook; its failure stops the run before anything changed (exit 4)."""
-    context = HookContext(
-        action=action,
-        phase=phase,
-        slot=slot,
-        prefix=config.slot_name(slot),
-        tag=tag,
-        name=config.deploy.name,
-        message=message,
-    )
-    result = _run(config, context)
+    result = _run(config, _context(config, phase, action, slot, tag, message=message))
     if not result.ok:
         raise RefusedError(f"{result.error}; nothing was changed")
 
@@ -48,17 +47,7 @@ def post_hook(
     message: str = "",
 ) -> None:
     """Run a post-* or finish/abort hook with the outcome; a failure is reported, the outcome stands."""
-    context = HookContext(
-        action=action,
-        phase=phase,
-        slot=slot,
-        prefix=config.slot_name(slot),
-        tag=tag,
-        outcome=outcome,
-        failed_hosts=failed,
-        name=config.deploy.name,
-        message=message,
-    )
+    context = _context(config, phase, action, slot, tag, outcome=outcome, failed_hosts=failed, message=message)
     result = _run(config, context)
     if not result.ok:
         log.error("hook_failed", hook=phase.value, error=result.error)

@@ -19,6 +19,15 @@ def host_list(hosts: Sequence[str]) -> str:
     return f"{shown}, … and {more} more" if more > 0 else shown
 
 
+def grouped(groups: dict[str, list[str]]) -> list[str]:
+    """`[count] what` then its hosts, biggest group first (as dshbak does)."""
+    lines = []
+    for what, hosts in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        lines.append(f"  [{len(hosts)}] {what}")
+        lines.append(f"      {host_list(hosts)}")
+    return lines
+
+
 def sync_summary(report: SyncReport, action: str = "sync") -> str:
     counts = report.counts
     lines = [
@@ -28,9 +37,7 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     ]
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         lines.append("  aborted: no host was switched, nobody was depooled")
-    for error, hosts in group_by_error(report.hosts):
-        lines.append(f"  [{len(hosts)}] {error}")
-        lines.append(f"      {host_list(hosts)}")
+    lines += grouped(dict(group_by_error(report.hosts)))
     return "\n".join(lines)
 
 
@@ -45,15 +52,12 @@ def status_summary(report: StatusReport) -> str:
         lines.append(
             f"  locked by {report.lock.get('user')}@{report.lock.get('host')} since {report.lock.get('since')}"
         )
-    for state in (HostState.BEHIND, HostState.MISSING, HostState.UNREACHABLE):
-        groups: dict[str, list[str]] = {}
-        for host in report.hosts:
-            if host.state is state:
-                detail = host.error or (host.commit[:12] if host.commit else "no checkout")
-                groups.setdefault(detail, []).append(host.host)
-        for detail, hosts in sorted(groups.items(), key=lambda item: -len(item[1])):
-            lines.append(f"  [{len(hosts)}] {state.value}: {detail}")
-            lines.append(f"      {host_list(hosts)}")
+    groups: dict[str, list[str]] = {}
+    for host in report.hosts:
+        if host.state is not HostState.CURRENT:
+            detail = host.error or (host.commit[:12] if host.commit else "no checkout")
+            groups.setdefault(f"{host.state.value}: {detail}", []).append(host.host)
+    lines += grouped(groups)
     return "\n".join(lines)
 
 
@@ -78,19 +82,11 @@ def log_table(entries: Sequence[Entry]) -> str:
 def log_entry(entry: Entry) -> str:
     """One deploy with its per-host outcomes grouped as in the sync summary."""
     lines = [log_table([entry]), f"  {entry.seconds:.1f}s, commit {entry.commit}"]
-    failed: dict[str, list[str]] = {}
-    ok = []
+    groups: dict[str, list[str]] = {}
     for host in entry.report.get("hosts", []):
-        if host.get("ok"):
-            ok.append(host["host"])
-        else:
-            failed.setdefault(f"{host.get('phase')}: {host.get('error')}", []).append(host["host"])
-    if ok:
-        lines.append(f"  [{len(ok)}] ok")
-        lines.append(f"      {host_list(ok)}")
-    for error, hosts in sorted(failed.items(), key=lambda item: -len(item[1])):
-        lines.append(f"  [{len(hosts)}] {error}")
-        lines.append(f"      {host_list(hosts)}")
+        what = "ok" if host.get("ok") else f"{host.get('phase')}: {host.get('error')}"
+        groups.setdefault(what, []).append(host["host"])
+    lines += grouped(groups)
     return "\n".join(lines)
 
 

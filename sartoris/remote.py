@@ -30,6 +30,7 @@ from sartoris.results import Phase
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
+TIMEOUT_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -90,9 +91,14 @@ def submodule_ref(commit: str) -> str:
 
 
 def bounded(script: str, seconds: float) -> str:
-    """Run `script` under the host's own deadline, a little before the controller's (see module docstring)."""
+    """Run `script` under the host's own deadline, a little before the controller's (see module docstring);
+    when it fires, say so on stderr (timeout itself exits 124, or 137 after the KILL, silently)."""
     limit = max(seconds - _REMOTE_MARGIN, 1.0)
-    return shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-c", script)
+    said = shell_words("echo", f"{TIMEOUT_MARK} timed out after {limit:g}s (stopped on the host)")
+    return (
+        shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-c", script)
+        + f"; rc=$?; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then {said} >&2; fi; exit $rc"
+    )
 
 
 def _script(lines: Iterable[str]) -> str:
@@ -237,9 +243,11 @@ def _prune_lines(release: RemoteRelease) -> str:
 
 
 def status_command(slot_path: str) -> str:
-    """Print the commit the slot's live tree has checked out, or nothing when the slot has none."""
-    head = shell_words("git", "-C", slot_path, "rev-parse", "--quiet", "--verify", "HEAD^{commit}")
-    return _script([f"if [ -d {shlex.quote(slot_path + '/.git')} ]; then {head} || true; fi"])
+    """Print the commit the slot's live tree has checked out; nothing when there is no slot at all. A slot
+    that exists but cannot be read (a dangling link, a corrupt repository) fails, with git's reason."""
+    q = shlex.quote(slot_path)
+    head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
+    return _script([f"if [ -e {q} ] || [ -L {q} ]; then {head}; fi"])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

@@ -23,6 +23,7 @@ from sartoris.inventory import Host
 
 # A host that prints without end cannot exhaust the controller: keep this much of each stream.
 OUTPUT_LIMIT = 64 * 1024
+ERROR_LINE_LIMIT = 300  # one host's error in summaries, JSON and history
 _CHUNK = 16 * 1024
 
 
@@ -39,12 +40,14 @@ class CommandResult:
         return self.exit_status == 0
 
     def error_line(self) -> str:
-        """The most telling line of a failure: git's last `fatal:`/`error:` line, else the last stderr line."""
+        """The most telling line of a failure, at most ERROR_LINE_LIMIT characters: Sartoris's own word
+        (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
+        consequences like `unpack-objects failed`), else the last stderr line."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        for line in reversed(lines):
-            if line.startswith(("fatal:", "error:")):
-                return line
-        return lines[-1] if lines else f"exit status {self.exit_status}"
+        chosen = next((line for line in lines if line.startswith("sartoris:")), None)
+        chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+        chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
+        return chosen if len(chosen) <= ERROR_LINE_LIMIT else chosen[: ERROR_LINE_LIMIT - 1] + "…"
 
 
 @dataclass(slots=True)

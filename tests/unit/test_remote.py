@@ -64,6 +64,7 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline."""
     done = run_sh(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
+    assert "sartoris: timed out after 1s (stopped on the host)" in done.stderr
     assert run_sh(bounded("echo on time", 10.0)).stdout.strip() == "on time"
 
 
@@ -197,3 +198,11 @@ def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
     done = run_sh(status_command(str(host.slot)))
     assert done.returncode == 0 and done.stdout == ""
     assert not os.path.exists(host.slot)
+
+
+def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> None:
+    """A slot link whose tree is gone is not `missing`: the status script fails and says why."""
+    host.slot.symlink_to(".sartoris/php-slot0/trees/" + "d" * 40)
+    done = run_sh(status_command(str(host.slot)))
+    assert done.returncode != 0 and done.stdout == ""
+    assert "cannot change to" in done.stderr or "No such file" in done.stderr

@@ -1,0 +1,231 @@
+"""Fault injection for the integration suite: hooks that make one host's git hang or crawl, a private fleet
+for tests that kill hosts or mount things, and readers of a host's slot straight from its disk.
+
+git runs hooks from a repository's own hooks/ folder, so a fault is planted on one host without touching the
+fleet script: a `post-checkout` hook in the live tree's .git is copied into the next tree the switch builds
+(`cp -al`) and runs during its `git checkout`; a `reference-transaction` hook in the slot's store.git runs while
+a fetch updates refs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import ROOT, Deployment, write_config
+from fleet import Fleet, FleetError
+from sample_repo import make_checkout
+
+# Slots of the deployments on a private fleet (a fleet of its own, so any number is free; high to stand out).
+_own_slots = itertools.count(100)
+
+
+# --- a private fleet ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def own_fleet(nets: Sequence[str], count: int = 8) -> Iterator[Fleet]:
+    """A small fleet on the first free net of `nets`, for tests that kill sshd or mount over a deploy root;
+    always stopped after (by PID) and its folder removed."""
+    workdir = Path(tempfile.mkdtemp(prefix="sartoris-faults-", dir="/tmp"))
+    try:
+        started = _start_on_a_free_net(workdir / "fleet", nets, count)
+        try:
+            yield started
+        finally:
+            started.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_on_a_free_net(directory: Path, nets: Sequence[str], count: int) -> Fleet:
+    for net in nets:
+        try:
+            return Fleet.start(directory, count, net=net)
+        except FleetError as exc:
+            if "already in use" not in str(exc):
+                raise
+    raise RuntimeError(f"every private fleet net ({', '.join(nets)}) is taken")
+
+
+def deployment_on(fleet: Fleet, tmp_path: Path) -> Deployment:
+    """The `deployment` fixture's setup, on another fleet: a sample app with two submodules, every host targeted."""
+    slot = next(_own_slots)
+    root = tmp_path / "deploy"
+    make_checkout(root, slot, files=60, submodules=2, submodule_files=5)
+    fleet.write_group(root / "hosts" / "fleet", fleet.hosts)
+    pool_log = tmp_path / "pool.log"
+    return Deployment(fleet, slot, root, write_config(root, fleet, pool_log), pool_log)
+
+
+def sshd_pid(fleet: Fleet, address: str) -> int:
+    """The PID of a host's sshd: its mount namespace is the host's view of the disk."""
+    return next(p.pid for p in fleet.processes if p.kind == "sshd" and p.addresses == (address,))
+
+
+def in_host_namespace(fleet: Fleet, address: str, *argv: str) -> None:
+    """Run a command (mount, umount) inside a host's mount namespace."""
+    subprocess.run(
+        ["nsenter", "-t", str(sshd_pid(fleet, address)), "-m", "--", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+# --- hooks ----------------------------------------------------------------------------------------------------
+
+
+def write_script(path: Path, body: str) -> Path:
+    """An executable /bin/sh script at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def store(deployment: Deployment, address: str) -> Path:
+    """A host's object store for the slot (bare), on disk."""
+    return deployment.fleet.host_root(address) / ".sartoris" / f"php-slot{deployment.slot}" / "store.git"
+
+
+def trees(deployment: Deployment, address: str) -> Path:
+    return deployment.fleet.host_root(address) / ".sartoris" / f"php-slot{deployment.slot}" / "trees"
+
+
+def live_tree(deployment: Deployment, address: str) -> Path:
+    """The tree the host's slot link points at, on disk."""
+    return deployment.host_slot(address).resolve()
+
+
+def hang_switch(deployment: Deployment, address: str, seconds: float, marker: Path | None = None) -> Path:
+    """A post-checkout hook in the host's live tree: the next switch's `git checkout` runs it, touching `marker`
+    (when given) and then sleeping."""
+    touch = f"touch {shlex.quote(str(marker))}\n" if marker else ""
+    return write_script(
+        live_tree(deployment, address) / ".git" / "hooks" / "post-checkout", f"{touch}sleep {seconds}\n"
+    )
+
+
+def remove_switch_hooks(deployment: Deployment, address: str) -> None:
+    """Remove the post-checkout hook from every tree of the host's slot (a switch copies it into the new tree)."""
+    for hook in trees(deployment, address).glob("*/.git/hooks/post-checkout"):
+        hook.unlink()
+
+
+def slow_fetch(deployment: Deployment, address: str, seconds: float, marker: Path | None = None) -> Path:
+    """A reference-transaction hook in the host's store: each ref update of a fetch touches `marker` (when given)
+    and waits `seconds` once."""
+    touch = f"touch {shlex.quote(str(marker))}; " if marker else ""
+    return write_script(
+        store(deployment, address) / "hooks" / "reference-transaction",
+        f'cat >/dev/null\n[ "$1" = prepared ] && {{ {touch}sleep {seconds}; }}\nexit 0\n',
+    )
+
+
+def processes_with(text: str) -> list[int]:
+    """PIDs of processes on this machine whose command line contains `text` (hosts' processes run here too)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def slot_processes(deployment: Deployment) -> list[int]:
+    """Processes still working on this deployment's slot on any host of the fleet (the hosts run on this machine):
+    remote scripts name the slot's state folder on their command lines."""
+    return processes_with(f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/")
+
+
+# --- reading a host's slot from its disk ----------------------------------------------------------------------
+
+
+def link_target(deployment: Deployment, address: str) -> str | None:
+    """Where the slot link points (relative, as the host wrote it), or None when the slot is not a link."""
+    slot = deployment.host_slot(address)
+    return os.readlink(slot) if slot.is_symlink() else None
+
+
+def tree_commit(deployment: Deployment, commit: str) -> str:
+    """The link target a host's slot has when it is on `commit`."""
+    return f".sartoris/php-slot{deployment.slot}/trees/{commit}"
+
+
+def is_clean(deployment: Deployment, address: str) -> bool:
+    """The host's slot is a tree with nothing modified, added or deleted (untracked files and submodules included).
+
+    Asked as the host sees its disk (a tree borrows its objects from the store by its path on the host): in a
+    mount namespace of our own where remote_root is that host's root, so it works for a dead host too.
+    """
+    fleet = deployment.fleet
+    root, on_disk = shlex.quote(str(fleet.remote_root)), shlex.quote(str(fleet.host_root(address)))
+    slot = shlex.quote(f"{fleet.remote_root}/php-slot{deployment.slot}")
+    script = f"mount --bind {on_disk} {root} && git -C {slot} status --porcelain --ignore-submodules=none"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return done.returncode == 0 and done.stdout == ""
+
+
+def store_tags(deployment: Deployment, address: str) -> set[str]:
+    """The tags a host's store holds (empty when it has no store)."""
+    if not store(deployment, address).is_dir():
+        return set()
+    done = subprocess.run(
+        ["git", "--git-dir", str(store(deployment, address)), "for-each-ref", "--format=%(refname)", "refs/tags"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return set(done.stdout.split())
+
+
+# --- running the controller in the background -----------------------------------------------------------------
+
+
+def start_sartoris(deployment: Deployment, *args: str, **popen: object) -> subprocess.Popen[str]:
+    """The real command line as a background process (stdout/stderr piped unless given)."""
+    options: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), *args], **options
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
+    """Poll until `condition()` holds; the seconds it took. Fails the test with `what` at the deadline."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - began
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill a background controller that is still running (a failed test must not leave it behind)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)

@@ -1,0 +1,545 @@
+"""The fault matrix on real hosts: a host whose git hangs or crawls, whose sshd dies mid-sync, whose deploy root is
+full or read-only, whose slot holds a stale lock, a corrupt store or a folder Sartoris does not own.
+
+For each: the right phase and a clear error on that host, the failure budget and depool rules applied, the other
+hosts switched, the wall time bounded by the timeouts, and `status` telling the truth about the broken host.
+(Connect faults and a rejecting publish target are covered in test_sync.py.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Deployment
+from faults import (
+    deployment_on,
+    hang_switch,
+    in_host_namespace,
+    is_clean,
+    link_target,
+    live_tree,
+    own_fleet,
+    processes_with,
+    slow_fetch,
+    sshd_pid,
+    start_sartoris,
+    stop,
+    store,
+    store_tags,
+    tree_commit,
+    wait_for,
+)
+from fleet import Fleet
+from sample_repo import commit_change, git
+
+pytestmark = pytest.mark.integration
+
+COMMAND_TIMEOUT = 8
+CONNECT_TIMEOUT = 3
+# What a run costs beyond the timeouts on this (shared, loaded) machine: tagging, publishing, connecting,
+# depooling, recording. Generous, yet far below the 300 s hangs the tests plant.
+OVERHEAD = 25
+HANG = 297  # seconds a hung hook sleeps; an odd number, so its processes can be told apart from others'
+OWN_NETS = ("127.50", "127.51")  # nets no other suite uses
+
+
+def _short(deployment: Deployment, **fanout: object) -> None:
+    deployment.configure(command_timeout=COMMAND_TIMEOUT, connect_timeout=CONNECT_TIMEOUT, **fanout)
+
+
+def _first_sync(deployment: Deployment, group: str) -> str:
+    """Deploy the current commit to the group; the commit."""
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", group, "--json")
+    assert run.code == 0, run.stderr
+    return str(run.json()["commit"])
+
+
+def _timed_sync(deployment: Deployment, *args: str) -> tuple[int, dict[str, object], str, float]:
+    began = time.monotonic()
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json", *args)
+    seconds = time.monotonic() - began
+    assert run.stdout, run.stderr
+    return run.code, run.json(), run.stderr, seconds
+
+
+def _host(report: dict[str, object], address: str) -> dict[str, object]:
+    return next(h for h in report["hosts"] if h["host"] == address)  # type: ignore[attr-defined]
+
+
+def _status(deployment: Deployment, group: str) -> tuple[int, dict[str, dict[str, object]]]:
+    run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", group, "--json")
+    assert run.code in (0, 5), run.stderr
+    return run.code, {h["host"]: h for h in run.json()["hosts"]}
+
+
+def _on(deployment: Deployment, address: str, commit: str) -> bool:
+    """The host's slot links to the tree of `commit`, which is checked out at it and clean."""
+    return (
+        link_target(deployment, address) == tree_commit(deployment, commit)
+        and deployment.host_head(address) == commit
+        and is_clean(deployment, address)
+    )
+
+
+def _mentions_timeout(error: object) -> bool:
+    """An error that tells the operator the host ran out of time (not a bare exit status)."""
+    return any(word in str(error).lower() for word in ("timed out", "timeout"))
+
+
+# --- a host's git hangs or crawls ----------------------------------------------------------------------------
+
+
+def test_a_hung_checkout_costs_one_command_timeout_and_depools_only_that_host(deployment: Deployment) -> None:
+    """A host whose `git checkout` hangs fails in the checkout phase after command_timeout (not the hang), is
+    depooled and stays whole on its old tree; the others switch; status says it is behind and depooled."""
+    hosts = deployment.fleet.hosts[:5]
+    deployment.group("five", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "five")
+    hang_switch(deployment, hosts[0], HANG)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, seconds = _timed_sync(deployment, "--hosts", "five", "--max-failures", "1")
+    assert code == 5, stderr
+    assert seconds < COMMAND_TIMEOUT + OVERHEAD, f"a {HANG}s hang cost the run {seconds:.0f}s"
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "checkout" and not broken["ok"] and broken["depooled"]
+    assert report["counts"] == {"targeted": 5, "ok": 4, "failed": 1, "depooled": 1}
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+    assert _on(deployment, hosts[0], old)
+    assert all(_on(deployment, h, new) for h in hosts[1:])
+    # The host gave up by itself (remote timeout): nothing of that switch is left running there.
+    wait_for(lambda: not processes_with(f"sleep {HANG}"), 10, "the hung hook to be killed on the host")
+    status_code, status = _status(deployment, "five")
+    assert status_code == 5
+    assert status[hosts[0]]["state"] == "behind" and status[hosts[0]]["commit"] == old
+    assert status[hosts[0]]["depooled"] is True
+    assert all(status[h]["state"] == "current" for h in hosts[1:])
+    assert _mentions_timeout(broken["error"]), broken["error"]
+
+
+def test_a_slow_fetch_within_the_timeout_still_succeeds(deployment: Deployment) -> None:
+    """A host whose fetch takes seconds (but less than command_timeout) is waited for and switched like the rest."""
+    hosts = deployment.fleet.hosts[5:9]
+    deployment.group("four", hosts)
+    _short(deployment)
+    _first_sync(deployment, "four")
+    slow_fetch(deployment, hosts[0], 3)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "four")
+    assert code == 0, stderr
+    assert report["outcome"] == "ok"
+    assert float(_host(report, hosts[0])["seconds"]) >= 3
+    assert all(_on(deployment, h, new) for h in hosts)
+    assert deployment.pool_changes() == []
+
+
+@pytest.mark.parametrize(
+    ("budget", "code", "outcome"),
+    [
+        pytest.param("1", 5, "partial", id="within-budget-depooled"),
+        pytest.param("0", 3, "aborted", id="over-budget-aborts"),
+    ],
+)
+def test_a_hung_fetch_fails_that_host_in_the_fetch_phase(
+    deployment: Deployment, budget: str, code: int, outcome: str
+) -> None:
+    """A host whose fetch hangs fails in the fetch phase after command_timeout. Within the budget it is depooled
+    and the rest switch; over it the run aborts with nobody switched or depooled. Either way, once the hang is
+    gone, --retry-failed (or a new sync) brings the host to the release."""
+    hosts = deployment.fleet.hosts[9:13]
+    deployment.group("four", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "four")
+    hook = slow_fetch(deployment, hosts[0], HANG)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    got, report, stderr, seconds = _timed_sync(deployment, "--hosts", "four", "--max-failures", budget)
+    assert got == code, stderr
+    assert seconds < COMMAND_TIMEOUT + OVERHEAD, f"a {HANG}s fetch hang cost the run {seconds:.0f}s"
+    assert report["outcome"] == outcome
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "fetch"
+    assert _on(deployment, hosts[0], old)
+    if outcome == "partial":
+        assert broken["depooled"] and deployment.pool_changes() == [f"depool {hosts[0]}"]
+        assert all(_on(deployment, h, new) for h in hosts[1:])
+    else:
+        assert deployment.pool_changes() == []
+        assert all(_on(deployment, h, old) for h in hosts)
+    wait_for(lambda: not processes_with(f"sleep {HANG}"), 10, "the hung fetch to be killed on the host")
+    hook.unlink()
+    again = ("--retry-failed",) if outcome == "partial" else ()
+    code2, report2, stderr2, _ = _timed_sync(deployment, "--hosts", "four", *again)
+    assert code2 == 0, (stderr2, report2)
+    assert all(_on(deployment, h, new) for h in hosts)
+    assert _mentions_timeout(broken["error"]), broken["error"]
+
+
+# --- a stale lock, a corrupt store, a folder that is not ours ------------------------------------------------
+
+
+def test_a_stale_index_lock_fails_the_host_and_retry_failed_converges(deployment: Deployment) -> None:
+    """A stale index.lock in a host's live tree fails its checkout (named in the error); status shows it behind and
+    depooled; once removed, --retry-failed moves just that host and `pool --caught-up` puts it back."""
+    hosts = deployment.fleet.hosts[13:17]
+    deployment.group("four", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "four")
+    index_lock = live_tree(deployment, hosts[0]) / ".git" / "index.lock"
+    index_lock.write_text("")
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--max-failures", "1")
+    assert code == 5, stderr
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "checkout" and "index.lock" in str(broken["error"]) and broken["depooled"]
+    assert link_target(deployment, hosts[0]) == tree_commit(deployment, old)
+    status_code, status = _status(deployment, "four")
+    assert status_code == 5 and status[hosts[0]]["state"] == "behind" and status[hosts[0]]["depooled"] is True
+    index_lock.unlink()
+    code, retry, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--retry-failed")
+    assert code == 0, stderr
+    assert retry["tag"] == report["tag"] and [h["host"] for h in retry["hosts"]] == [hosts[0]]
+    assert all(_on(deployment, h, new) for h in hosts)
+    pooled = deployment.sartoris("pool", "--caught-up", "--slot", str(deployment.slot))
+    assert pooled.code == 0, pooled.stderr
+    status_code, status = _status(deployment, "four")
+    assert status_code == 0 and status[hosts[0]]["state"] == "current"
+    assert f"pool {hosts[0]}" in deployment.pool_changes()
+
+
+def _garbage_head(deployment: Deployment, address: str) -> None:
+    (store(deployment, address) / "HEAD").write_text("this is not a ref\n\0\0garbage\n")
+
+
+def _no_objects(deployment: Deployment, address: str) -> None:
+    shutil.rmtree(store(deployment, address) / "objects")
+
+
+def _garbage_live_head(deployment: Deployment, address: str) -> None:
+    (live_tree(deployment, address) / ".git" / "HEAD").write_text("garbage\n")
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(_garbage_head, id="store-HEAD-garbage"),
+        pytest.param(_no_objects, id="store-objects-deleted"),
+        pytest.param(_garbage_live_head, id="live-tree-HEAD-garbage"),
+    ],
+)
+def test_a_corrupt_repository_fails_only_that_host_and_status_says_so(
+    deployment: Deployment, corrupt: Callable[[Deployment, str], None]
+) -> None:
+    """A host whose slot store or live tree is corrupt fails with a clear git error (no traceback), is depooled,
+    its slot link is left where it was; the others switch; status neither calls that host current nor passes its
+    broken slot off as a slot never deployed."""
+    hosts = deployment.fleet.hosts[17:21]
+    deployment.group("four", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "four")
+    corrupt(deployment, hosts[0])
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--max-failures", "1")
+    assert code == 5, stderr
+    assert "Traceback" not in stderr
+    broken = _host(report, hosts[0])
+    assert not broken["ok"] and broken["depooled"] and broken["phase"] in ("fetch", "checkout")
+    assert str(broken["error"]).strip() and "\n" not in str(broken["error"])
+    assert link_target(deployment, hosts[0]) == tree_commit(deployment, old)
+    assert all(_on(deployment, h, new) for h in hosts[1:])
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+    _, status = _status(deployment, "four")
+    assert status[hosts[0]]["state"] != "current" and status[hosts[0]]["depooled"] is True
+    assert all(status[h]["state"] == "current" for h in hosts[1:])
+    # The host has a slot; if its commit cannot be read, status must say so rather than call it never deployed.
+    assert status[hosts[0]]["state"] != "missing" or status[hosts[0]]["error"], status[hosts[0]]
+
+
+def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, tmp_path: Path) -> None:
+    """A host whose slot path is a real folder (here someone's own git checkout) fails in the checkout phase with
+    an error saying the slot is not managed by sartoris; the folder and its files are untouched; status reports
+    the commit that folder really has."""
+    hosts = deployment.fleet.hosts[21:24]
+    deployment.group("three", hosts)
+    _short(deployment)
+    foreign = deployment.host_slot(hosts[0])
+    foreign.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(deployment.checkout, foreign, symlinks=True)
+    precious = foreign / "precious.txt"
+    precious.write_text("an operator's hand-made fix\n")
+    foreign_head = git(foreign, "rev-parse", "HEAD")
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three", "--max-failures", "1")
+    assert code == 5, stderr
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "checkout" and broken["depooled"]
+    assert "not managed by sartoris" in str(broken["error"])
+    assert foreign.is_dir() and not foreign.is_symlink()
+    assert precious.read_text() == "an operator's hand-made fix\n"
+    assert git(foreign, "rev-parse", "HEAD") == foreign_head
+    assert all(_on(deployment, h, new) for h in hosts[1:])
+    _, status = _status(deployment, "three")
+    assert status[hosts[0]]["state"] == "behind" and status[hosts[0]]["commit"] == foreign_head
+
+
+# --- a private fleet: hosts that die, deploy roots that fill up or turn read-only -------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_fleet() -> Iterator[Fleet]:
+    """Twelve hosts on a net of their own: these tests kill sshd and mount over deploy roots."""
+    with own_fleet(OWN_NETS, 12) as fleet:
+        yield fleet
+
+
+def test_a_host_whose_sshd_dies_mid_sync_fails_and_the_others_switch(private_fleet: Fleet, tmp_path: Path) -> None:
+    """A host whose sshd (and its connection) dies between its fetch and its switch fails in the checkout phase with
+    a connection error, is depooled and stays on its old tree; the others switch; status calls it unreachable."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    slow, victim, other = private_fleet.hosts[0:3]
+    deployment.group("trio", [slow, victim, other])
+    deployment.configure(command_timeout=14, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "trio")
+    slow_fetch(deployment, slow, 6)  # holds the run in the fetch phase after the victim has fetched
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    before = store_tags(deployment, victim)
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
+    )
+    try:
+        wait_for(lambda: store_tags(deployment, victim) - before != set(), 60, "the victim to fetch the new tag")
+        time.sleep(1)  # let its fetch command return to the controller
+        assert process.poll() is None, "the run ended before the slow host finished fetching"
+        private_fleet.kill_host(victim)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        stop(process)
+    assert process.returncode == 5, stderr
+    report = json.loads(stdout)
+    broken = _host(report, victim)
+    assert broken["phase"] == "checkout" and not broken["ok"] and broken["depooled"]
+    assert any(word in str(broken["error"]).lower() for word in ("connection", "closed", "lost", "disconnect"))
+    assert deployment.pool_changes() == [f"depool {victim}"]
+    assert _on(deployment, victim, old)
+    assert _on(deployment, slow, new) and _on(deployment, other, new)
+    _, status = _status(deployment, "trio")
+    assert status[victim]["state"] == "unreachable" and status[victim]["depooled"] is True
+    assert status[slow]["state"] == status[other]["state"] == "current"
+
+
+def test_a_full_deploy_root_on_a_new_host_fails_in_the_fetch_phase(private_fleet: Fleet, tmp_path: Path) -> None:
+    """A first deploy to a host whose deploy root is a 64 KiB filesystem fails there in the fetch phase, saying the
+    disk is full; the other hosts get the release."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    full, other = private_fleet.hosts[3:5]
+    deployment.group("pair", [full, other])
+    _short(deployment)
+    root = str(private_fleet.remote_root)
+    in_host_namespace(private_fleet, full, "mount", "-t", "tmpfs", "-o", "size=64k", "sartoris-full", root)
+    try:
+        code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
+        assert code == 5, stderr
+        broken = _host(report, full)
+        assert broken["phase"] == "fetch" and broken["depooled"]
+        assert _on(deployment, other, str(report["commit"]))
+        _, status = _status(deployment, "pair")
+        assert status[full]["state"] == "missing" and status[full]["depooled"] is True
+        assert "space" in str(broken["error"]).lower(), broken["error"]
+    finally:
+        in_host_namespace(private_fleet, full, "umount", root)
+
+
+def test_a_deploy_root_that_fills_up_keeps_the_host_on_its_old_tree(private_fleet: Fleet, tmp_path: Path) -> None:
+    """A host whose deploy root is full (its trees intact, no byte free) fails the fetch of the next release saying
+    the disk is full, is depooled, keeps serving its old tree whole; status calls it behind."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    full, other = private_fleet.hosts[5:7]
+    deployment.group("pair", [full, other])
+    _short(deployment)
+    old = _first_sync(deployment, "pair")
+    root = str(private_fleet.remote_root)
+    on_disk = str(private_fleet.host_root(full))
+    fill = (
+        f"mount -t tmpfs -o size=48m sartoris-full {root} && cp -a {on_disk}/. {root}/"
+        f" && {{ dd if=/dev/zero of={root}/filler bs=4k 2>/dev/null; true; }}"
+    )
+    in_host_namespace(private_fleet, full, "sh", "-c", fill)
+    try:
+        new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+        code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
+        assert code == 5, stderr
+        broken = _host(report, full)
+        assert broken["phase"] == "fetch" and broken["depooled"]
+        assert _on(deployment, other, new)
+        _, status = _status(deployment, "pair")
+        assert status[full]["state"] == "behind" and status[full]["commit"] == old
+        # inside the host's view: still linked to the old tree, and that tree is whole
+        slot = f"php-slot{deployment.slot}"
+        check = f"cd {root} && readlink {slot} && GIT_OPTIONAL_LOCKS=0 git -C {slot} status --porcelain"
+        seen = subprocess.run(
+            ["nsenter", "-t", str(sshd_pid(private_fleet, full)), "-m", "--", "sh", "-c", check],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert seen == tree_commit(deployment, old) + "\n", seen
+        assert "space" in str(broken["error"]).lower(), broken["error"]
+    finally:
+        in_host_namespace(private_fleet, full, "umount", root)
+
+
+def test_a_read_only_deploy_root_fails_the_fetch_and_keeps_the_old_tree(private_fleet: Fleet, tmp_path: Path) -> None:
+    """A host whose deploy root turned read-only fails the next sync in the fetch phase with the filesystem's error,
+    is depooled and keeps its old tree; the others switch; status calls it behind."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    frozen, other = private_fleet.hosts[7:9]
+    deployment.group("pair", [frozen, other])
+    _short(deployment)
+    old = _first_sync(deployment, "pair")
+    root = str(private_fleet.remote_root)
+    in_host_namespace(private_fleet, frozen, "mount", "-o", "remount,bind,ro", root)
+    try:
+        new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+        code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
+        assert code == 5, stderr
+        broken = _host(report, frozen)
+        assert broken["phase"] == "fetch" and broken["depooled"]
+        assert _on(deployment, frozen, old) and _on(deployment, other, new)
+        _, status = _status(deployment, "pair")
+        assert status[frozen]["state"] == "behind" and status[frozen]["commit"] == old
+        assert "read-only" in str(broken["error"]).lower(), broken["error"]
+    finally:
+        in_host_namespace(private_fleet, frozen, "mount", "-o", "remount,bind,rw", root)
+
+
+def _in_host(fleet: Fleet, address: str, script: str) -> subprocess.CompletedProcess[str]:
+    """A shell script run as the host sees its disk (inside its mount namespace)."""
+    return subprocess.run(
+        ["nsenter", "-t", str(sshd_pid(fleet, address)), "-m", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_a_disk_that_fills_up_during_the_switch_leaves_the_host_on_its_old_tree(
+    private_fleet: Fleet, tmp_path: Path
+) -> None:
+    """A host whose disk fills up after its fetch fails in the switch (checkout phase) and still serves its old
+    tree, whole and clean, through the slot link; the others switch; status calls it behind."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    slow, full, other = private_fleet.hosts[9:12]
+    deployment.group("trio", [slow, full, other])
+    deployment.configure(command_timeout=14, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "trio")
+    slow_fetch(deployment, slow, 6)  # holds the run between the full host's fetch and its switch
+    root = str(private_fleet.remote_root)
+    slot = f"php-slot{deployment.slot}"
+    tags = f"git --git-dir {root}/.sartoris/{slot}/store.git for-each-ref --format='%(refname)' refs/tags"
+    assert (
+        _in_host(
+            private_fleet,
+            full,
+            f"mount -t tmpfs -o size=48m sartoris-full {root} && cp -a {private_fleet.host_root(full)}/. {root}/",
+        ).returncode
+        == 0
+    )
+    try:
+        before = _in_host(private_fleet, full, tags).stdout
+        new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+        process = start_sartoris(
+            deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
+        )
+        try:
+            wait_for(lambda: _in_host(private_fleet, full, tags).stdout != before, 60, "the full host's fetch")
+            _in_host(private_fleet, full, f"dd if=/dev/zero of={root}/filler bs=4k 2>/dev/null; true")
+            assert process.poll() is None, "the run ended before the slow host finished fetching"
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            stop(process)
+        assert process.returncode == 5, stderr
+        report = json.loads(stdout)
+        broken = _host(report, full)
+        assert broken["phase"] in ("checkout", "submodules") and broken["depooled"]
+        assert _on(deployment, slow, new) and _on(deployment, other, new)
+        seen = _in_host(
+            private_fleet,
+            full,
+            f"cd {root} && readlink {slot} && GIT_OPTIONAL_LOCKS=0 git -C {slot} status --porcelain",
+        )
+        assert seen.returncode == 0 and seen.stdout == tree_commit(deployment, old) + "\n", seen
+        _, status = _status(deployment, "trio")
+        assert status[full]["state"] == "behind" and status[full]["commit"] == old
+        assert "space" in str(broken["error"]).lower(), broken["error"]
+    finally:
+        _in_host(private_fleet, full, f"umount {root}")
+
+
+def _family(pid: int) -> list[int]:
+    """A process and all its descendants (an sshd and the sessions it forked)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    family, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        family.append(current)
+        queue += children.get(current, [])
+    return family
+
+
+def test_keepalives_detect_a_host_that_went_silent(private_fleet: Fleet, tmp_path: Path) -> None:
+    """A host that stops answering after its fetch (frozen, its TCP connection still open) is given up by the
+    keep-alives within a few intervals, long before command_timeout: it fails, is depooled, the others switch."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    slow, silent, other = private_fleet.hosts[0], private_fleet.hosts[2], private_fleet.hosts[3]
+    deployment.group("trio", [slow, silent, other])
+    command_timeout = 60
+    deployment.configure(command_timeout=command_timeout, connect_timeout=CONNECT_TIMEOUT)
+    deployment.config.write_text(deployment.config.read_text().replace("[ssh]\n", "[ssh]\nkeepalive_interval = 1\n"))
+    old = _first_sync(deployment, "trio")
+    slow_fetch(deployment, slow, 6)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    before = store_tags(deployment, silent)
+    frozen: list[int] = []
+    began = time.monotonic()
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
+    )
+    try:
+        wait_for(lambda: store_tags(deployment, silent) - before != set(), 60, "the silent host to fetch")
+        time.sleep(1)
+        frozen = _family(sshd_pid(private_fleet, silent))
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        stdout, stderr = process.communicate(timeout=command_timeout + 60)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        stop(process)
+    seconds = time.monotonic() - began
+    assert process.returncode == 5, stderr
+    report = json.loads(stdout)
+    broken = _host(report, silent)
+    assert not broken["ok"] and broken["phase"] == "checkout" and broken["depooled"]
+    assert _on(deployment, slow, new) and _on(deployment, other, new)
+    assert _on(deployment, silent, old)
+    assert seconds < command_timeout, f"a silent host held the run {seconds:.0f}s (keep-alives every 1s)"
+    assert not _mentions_timeout(broken["error"]), broken["error"]

@@ -1,0 +1,223 @@
+"""Interrupting a run on the real fleet: Ctrl-C (SIGINT) during the fetch or the switch, and the controller killed
+outright. Every host ends on its old tree or its new one, never between; the lock, the history and the next run
+behave as the contract says (exit 130, stale lock refused until --force, --retry-failed converges)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Deployment
+from faults import (
+    hang_switch,
+    is_clean,
+    link_target,
+    processes_with,
+    remove_switch_hooks,
+    slot_processes,
+    slow_fetch,
+    start_sartoris,
+    stop,
+    tree_commit,
+    wait_for,
+)
+from sample_repo import commit_change, git
+
+pytestmark = pytest.mark.integration
+
+CONNECT_TIMEOUT = 3
+PROMPT = 10  # seconds within which Ctrl-C must end the run (generous: this machine is shared and loaded)
+
+
+def _lock(deployment: Deployment) -> Path:
+    return deployment.root / ".sartoris" / "locks" / f"slot{deployment.slot}.lock"
+
+
+def _first_sync(deployment: Deployment, group: str) -> str:
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", group, "--json")
+    assert run.code == 0, run.stderr
+    return str(run.json()["commit"])
+
+
+def _where(deployment: Deployment, address: str, old: str, new: str) -> str:
+    """ "old" or "new" when the host's slot is wholly on that release (link, HEAD and a clean tree), else what it is."""
+    target = link_target(deployment, address)
+    for name, commit in (("old", old), ("new", new)):
+        if target == tree_commit(deployment, commit):
+            head = deployment.host_head(address)
+            clean = is_clean(deployment, address)
+            return name if head == commit and clean else f"{name} link, HEAD {head}, clean={clean}"
+    return f"link {target!r}"
+
+
+def _settle(deployment: Deployment) -> None:
+    """Wait until no host is still running a script on this slot (what the controller left running ends by itself)."""
+    wait_for(lambda: not slot_processes(deployment), 60, "the hosts' scripts on the slot to end", interval=0.5)
+
+
+def _status(deployment: Deployment, group: str) -> tuple[int, dict[str, object]]:
+    run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", group, "--json")
+    assert run.code in (0, 5), run.stderr
+    return run.code, run.json()
+
+
+def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGINT while the hosts fetch: exit 130 within seconds, the JSON report printed (aborted), every host still
+    wholly on its old tree, the slot's lock released, and the run in the history as aborted."""
+    hosts = deployment.fleet.hosts[26:32]
+    deployment.group("six", hosts)
+    deployment.configure(command_timeout=20, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "six")
+    fetching = tmp_path / "fetching"
+    fetching.mkdir()
+    for host in hosts:
+        slow_fetch(deployment, host, 15, marker=fetching / host)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--json")
+    try:
+        wait_for(lambda: any(fetching.iterdir()), 60, "a host to be in the middle of its fetch")
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        stop(process)
+    assert process.returncode == 130, stderr
+    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
+    assert "Traceback" not in stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "aborted" and report["commit"] == new
+    assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
+    assert not _lock(deployment).exists()
+    history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")
+    assert history.code == 0, history.stderr
+    last = history.json()["entries"][0]
+    assert last["action"] == "sync" and last["outcome"] == "aborted" and last["tag"] == report["tag"]
+    assert deployment.pool_changes() == []
+    _settle(deployment)  # the hosts' fetches end by themselves; still nobody switched
+    assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
+
+
+def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converges(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGINT while hosts switch (two at a time): exit 130; the switches in flight finish, no new one starts; every
+    host is wholly on the old or the new tree, as its line in the report says; then --retry-failed converges."""
+    hosts = deployment.fleet.hosts[32:38]
+    deployment.group("six", hosts)
+    deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "six")
+    switching = tmp_path / "switching"
+    switching.mkdir()
+    for host in hosts:
+        hang_switch(deployment, host, 3, marker=switching / host)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
+    )
+    try:
+        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        stop(process)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    report = json.loads(stdout)
+    _settle(deployment)
+    where = {h: _where(deployment, h, old, new) for h in hosts}
+    assert set(where.values()) <= {"old", "new"}, where
+    assert where == {h["host"]: "new" if h["ok"] else "old" for h in report["hosts"]}, (where, report["hosts"])
+    assert "old" in where.values(), "Ctrl-C came too late to stop any host from starting its switch"
+    assert "new" in where.values(), "the switches in flight at Ctrl-C were not let finish"
+    assert not _lock(deployment).exists()
+    for host in hosts:
+        remove_switch_hooks(deployment, host)
+    retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")
+    assert retry.code == 0, retry.stderr
+    assert retry.json()["tag"] == report["tag"]
+    assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "new" for h in hosts}
+    code, status = _status(deployment, "six")
+    assert code == 0 and status["counts"]["current"] == 6  # type: ignore[index]
+
+
+def test_a_killed_controller_leaves_a_stale_lock_that_force_breaks(deployment: Deployment, tmp_path: Path) -> None:
+    """SIGKILL to the controller mid-switch: every host is still wholly old or new; the next sync is refused (exit 4,
+    stale lock, --force named) and changes nothing; status meanwhile reports each host's real commit, its exit
+    code agreeing; `sync --force` then converges and releases the lock."""
+    hosts = deployment.fleet.hosts[38:44]
+    deployment.group("six", hosts)
+    deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "six")
+    switching = tmp_path / "switching"
+    switching.mkdir()
+    for host in hosts:
+        hang_switch(deployment, host, 3, marker=switching / host)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
+    )
+    try:
+        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
+        time.sleep(1)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        stop(process)
+    assert _lock(deployment).exists()
+    _settle(deployment)
+    where = {h: _where(deployment, h, old, new) for h in hosts}
+    assert set(where.values()) <= {"old", "new"}, where
+    tags = git(deployment.checkout, "tag")
+    refused = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six")
+    assert refused.code == 4, refused.stderr
+    assert "stale" in refused.stderr and "--force" in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0
+    assert git(deployment.checkout, "tag") == tags
+    assert {h: _where(deployment, h, old, new) for h in hosts} == where
+    code, status = _status(deployment, "six")
+    reported = {h["host"]: h for h in status["hosts"]}  # type: ignore[attr-defined]
+    assert {h: reported[h]["commit"] for h in hosts} == {h: deployment.host_head(h) for h in hosts}
+    assert code == (0 if all(r["state"] == "current" for r in reported.values()) else 5)
+    assert status["lock"] is not None  # status shows the stale lock
+    for host in hosts:
+        remove_switch_hooks(deployment, host)
+    forced = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--force", "--json")
+    assert forced.code == 0, forced.stderr
+    assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "new" for h in hosts}
+    assert not _lock(deployment).exists()
+    code, status = _status(deployment, "six")
+    assert code == 0 and status["counts"]["current"] == 6 and status["lock"] is None  # type: ignore[index]
+
+
+def test_ctrl_c_before_any_host_is_touched_exits_130_and_releases_the_lock(deployment: Deployment) -> None:
+    """SIGINT while a pre-sync hook runs (before tagging): exit 130, no tag left behind, no host touched, lock gone."""
+    hook = deployment.root / "hooks" / "pre-sync"
+    hook.parent.mkdir(exist_ok=True)
+    started = deployment.root.parent / "pre-sync-started"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 31\n")
+    hook.chmod(0o755)
+    hosts = deployment.fleet.hosts[44:46]
+    deployment.group("pair", hosts)
+    process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair")
+    try:
+        wait_for(started.exists, 60, "the pre-sync hook to start")
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        stop(process)
+    assert process.returncode == 130, stderr
+    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
+    assert "Traceback" not in stderr
+    assert git(deployment.checkout, "tag") == ""
+    assert all(deployment.host_head(h) is None for h in hosts)
+    assert not _lock(deployment).exists()
+    wait_for(lambda: not processes_with("sleep 31"), 10, "the interrupted pre-sync hook to be stopped")

@@ -7,7 +7,7 @@ N ?= 50
 FLEET_DIR ?= /tmp/sartoris-fleet
 FLEET_NET ?= 127.10
 
-.PHONY: help deps system-deps test unit integration demo fleet fleet-stop lint bench zipapp clean
+.PHONY: help deps system-deps test unit integration demo fleet fleet-stop lint bench load zipapp clean
 
 help:
 	@echo "make demo        deploy a sample app to a local fleet of $(N) real sshd hosts, then show status"
@@ -15,6 +15,7 @@ help:
 	@echo "make fleet N=..  start a local fleet in $(FLEET_DIR); make fleet-stop stops it"
 	@echo "make lint        ruff + mypy --strict"
 	@echo "make bench       Sartoris against its peers on the local fleet; writes BENCHMARKS.md"
+	@echo "make load        one sync against 500 hosts, 5% faulty: exactly those depooled, peak memory"
 	@echo "make zipapp      dist/sartoris.pyz: one file holding Sartoris and its dependencies"
 
 system-deps:
@@ -59,6 +60,9 @@ $(BENCH_VENV)/.installed: pyproject.toml scripts/bench-requirements.txt
 
 bench: system-deps $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+load: deps
+	$(BIN)/python scripts/load_run.py $(LOAD_ARGS)
 
 zipapp: deps
 	PYTHON=$(PYTHON) scripts/build-zipapp.sh

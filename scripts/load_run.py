@@ -34,7 +34,8 @@ def run_sync(config: Path, *args: str) -> tuple[int, dict[str, object], float, i
     """The real CLI as a child: exit code, JSON report, wall seconds, peak RSS in KiB (from wait4)."""
     began = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(config), "-q", "sync", "--slot", "0", "--json", *args],
+        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(config), "-q", "sync", "--slot", "0", "--json",
+         *args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     out = child.stdout.read() if child.stdout else ""
@@ -80,7 +81,7 @@ def main() -> int:
                           .replace('max_failures = "5%"', 'max_failures = "6%"'))
         faulty = [h for hosts in fleet.faults.values() for h in hosts]
         fleet.write_group(deploy / "hosts" / "fleet", [*fleet.hosts, *faulty])
-        code, first, _, _ = run_sync(config)  # the first deploy: every good host gets a tree
+        code, _, _, _ = run_sync(config)  # the first deploy: every good host gets a tree
         assert code == 5, f"first sync exited {code}"
         hung = fleet.hosts[:faulty_each]  # a fifth kind of fault: the switch hangs on these
         for host in hung:
@@ -105,7 +106,8 @@ def main() -> int:
             f"- connect_timeout {CONNECT_TIMEOUT}s, command_timeout {COMMAND_TIMEOUT}s, concurrency 100, "
             f"max_failures 6%.",
             f"- Result: exit {code}, {counts}; depooled exactly the faulty hosts: {depooled == expected}.",
-            f"- Wall time {wall:.1f}s (bound by the timeouts: < {bound}s); controller peak RSS {rss_kib / 1024:.1f} MiB "
+            f"- Wall time {wall:.1f}s (bound by the timeouts: < {bound}s);"
+            f" controller peak RSS {rss_kib / 1024:.1f} MiB "
             f"({rss_kib / args.hosts:.0f} KiB per host).",
             f"- Verdict: {'PASS' if ok else 'FAIL'}.",
         ]

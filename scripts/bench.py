@@ -36,6 +36,7 @@ from types import FrameType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_checks import objects_bytes, verify_slots  # noqa: E402
 from bench_measure import HostMeter, kill_running, run_tool  # noqa: E402
 from bench_report import Profile, Sample, render, summarise_profile  # noqa: E402
 from bench_tools import (  # noqa: E402
@@ -51,11 +52,9 @@ from bench_tools import (  # noqa: E402
     clear_roots,
     deploy_spec,
     new_deploy_checkout,
-    objects_bytes,
     prepare,
     remove_trees,
     sartoris_argv,
-    verify_slots,
 )
 from fleet import Fleet  # noqa: E402
 from sample_repo import commit_change, git  # noqa: E402
@@ -378,11 +377,16 @@ METHOD = [
 
 
 def other_cpu(samples: Sequence[Sample]) -> str:
-    machine = sum(s.machine_cpu for s in samples)
-    ours = sum(s.cpu + s.host_cpu for s in samples)
-    if machine <= 0:
-        return "-"
-    return f"{max(machine - ours, 0):.0f} s of {machine:.0f} s busy CPU ({max(machine - ours, 0) / machine:.0%})"
+    """How much of the machine's busy CPU during the measurements went to neither the tool nor the fleet, by size:
+    the bench's own sampling, kernel threads, and anything else running (a contended run shows here)."""
+    parts = []
+    for hosts in sorted({s.hosts for s in samples}):
+        group = [s for s in samples if s.hosts == hosts]
+        machine = sum(s.machine_cpu for s in group)
+        other = max(machine - sum(s.cpu + s.host_cpu for s in group), 0.0)
+        if machine > 0:
+            parts.append(f"{hosts} hosts {other:.0f} s of {machine:.0f} s ({other / machine:.0%})")
+    return "; ".join(parts) or "-"
 
 
 def write_report(output: Path, meta: dict[str, object], samples: list[Sample], profiles: list[Profile]) -> None:
@@ -424,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = json.loads(args.report_only.read_text())
         profile_source = json.loads(args.profiles_from.read_text()) if args.profiles_from else saved
         profiles = [Profile(**p) for p in profile_source.get("profiles", [])]
+        if args.profiles_from:
+            saved["meta"]["profile_note"] = profile_source["meta"].get("profile_note", "") + (
+                f" Profiled by `{profile_source['meta']['command']}` on {profile_source['meta']['date']}.")
         write_report(args.output, saved["meta"], [Sample(**s) for s in saved["samples"]], profiles)
         return 0
     for name in (signal.SIGTERM, signal.SIGHUP):

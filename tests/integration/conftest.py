@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,19 @@ def fleet() -> Iterator[Fleet]:
     """50 healthy sshd hosts plus one host of each connect-phase fault."""
     if os.geteuid() != 0:
         pytest.fail("the integration suite starts sshd in mount namespaces and needs root")
-    workdir = Path(tempfile.mkdtemp(prefix="sartoris-it-", dir="/tmp"))  # not under $HOME: the fleet covers it
+    with fleet_on_a_free_net(FLEET_NETS, FLEET_SIZE, faults=FAULTS) as started:
+        yield started
+
+
+@contextmanager
+def fleet_on_a_free_net(
+    nets: Sequence[str], count: int, *, faults: Mapping[str, int] | None = None, prefix: str = "sartoris-it-"
+) -> Iterator[Fleet]:
+    """A fleet on the first free net of `nets` (another session may hold one), in a /tmp folder (not under
+    $HOME: the fleet covers it); always stopped by PID afterwards and its folder removed, pass or fail."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     try:
-        started = _start_on_a_free_net(workdir / "fleet")
+        started = _start_on_a_free_net(workdir / "fleet", nets, count, faults or {})
         try:
             yield started
         finally:
@@ -47,14 +58,14 @@ def fleet() -> Iterator[Fleet]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_on_a_free_net(directory: Path) -> Fleet:
-    for net in FLEET_NETS:
+def _start_on_a_free_net(directory: Path, nets: Sequence[str], count: int, faults: Mapping[str, int]) -> Fleet:
+    for net in nets:
         try:
-            return Fleet.start(directory, FLEET_SIZE, net=net, faults=FAULTS)
+            return Fleet.start(directory, count, net=net, faults=faults)
         except FleetError as exc:
             if "already in use" not in str(exc):
                 raise
-    raise RuntimeError(f"every test fleet net ({FLEET_NETS[0]}-{FLEET_NETS[-1]}) is taken")
+    raise RuntimeError(f"every fleet net ({', '.join(nets)}) is taken")
 
 
 @dataclass

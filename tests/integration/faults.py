@@ -12,19 +12,17 @@ from __future__ import annotations
 import itertools
 import os
 import shlex
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from conftest import ROOT, Deployment, write_config
-from fleet import Fleet, FleetError
+from conftest import ROOT, Deployment, fleet_on_a_free_net, write_config
+from fleet import Fleet
 from sample_repo import make_checkout
 
 # Slots of the deployments on a private fleet (a fleet of its own, so any number is free; high to stand out).
@@ -34,29 +32,10 @@ _own_slots = itertools.count(100)
 # --- a private fleet ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def own_fleet(nets: Sequence[str], count: int = 8) -> Iterator[Fleet]:
+def own_fleet(nets: Sequence[str], count: int = 8) -> AbstractContextManager[Fleet]:
     """A small fleet on the first free net of `nets`, for tests that kill sshd or mount over a deploy root;
     always stopped after (by PID) and its folder removed."""
-    workdir = Path(tempfile.mkdtemp(prefix="sartoris-faults-", dir="/tmp"))
-    try:
-        started = _start_on_a_free_net(workdir / "fleet", nets, count)
-        try:
-            yield started
-        finally:
-            started.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _start_on_a_free_net(directory: Path, nets: Sequence[str], count: int) -> Fleet:
-    for net in nets:
-        try:
-            return Fleet.start(directory, count, net=net)
-        except FleetError as exc:
-            if "already in use" not in str(exc):
-                raise
-    raise RuntimeError(f"every private fleet net ({', '.join(nets)}) is taken")
+    return fleet_on_a_free_net(nets, count, prefix="sartoris-faults-")
 
 
 def deployment_on(fleet: Fleet, tmp_path: Path) -> Deployment:

@@ -12,10 +12,11 @@ server only ever sees the old tree or the new one:
     <remote_root>/.sartoris/php-slot0/store.git                       objects: tags, submodule commits
     <remote_root>/.sartoris/php-slot0/trees/<commit>                  kept trees: instant rollback
 
-A new tree starts as a hard-link copy of the live one (git replaces files rather than writing into them,
-so the live tree is never touched) and only what changed is checked out; submodules whose commit did not
-change are not touched at all. The switch script prints phase markers so a failure (or a timeout, whose
-partial output we keep) is attributed to the step that was running.
+A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live
+one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
+changed is checked out; submodules whose commit did not change are not touched at all. The switch script
+prints phase markers so a failure (or a timeout, whose partial output we keep) is attributed to the step
+that was running.
 """
 
 from __future__ import annotations
@@ -130,20 +131,46 @@ def fetch_command(release: RemoteRelease) -> str:
         release.fetch_url,
         *refspecs,
     )
+    # A new release's tag is not on the host yet, so a shell test (no process) sends it straight to the fetch;
+    # only a known tag (rollback, retry) is checked object by object (a packed ref just fetches, harmlessly).
+    tag_ref = posixpath.join(store, "refs", "tags", release.tag)
     return _script(
         [
             f"[ -d {shlex.quote(store)} ] || {shell_words('git', 'init', '--quiet', '--bare', store)} || exit",
-            f"if {present}; then {shell_words('echo', ALREADY_PRESENT)}; else {fetch}; fi",
+            f"if [ -f {shlex.quote(tag_ref)} ] && {present}; then {shell_words('echo', ALREADY_PRESENT)};"
+            f" else {fetch}; fi",
         ]
     )
 
 
 def switch_command(release: RemoteRelease) -> str:
-    """Build (or reuse) the tree for the release beside the live one, then swap the slot link to it."""
+    """Build (or reuse) the tree for the release beside the live one, then swap the slot link to it.
+
+    The new tree starts from a tree the prune would delete anyway (only what changed since is checked out),
+    else from a hard-link copy of the live tree, else from an empty clone of the store. Every step that has
+    nothing to do is skipped by a shell test, not a process: a host pays for the git work and little else.
+    """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
+    checkout = shell_words(
+        "git",
+        "-C",
+        building,
+        # cp -al changed every file's ctime (link(2) does); mtime, size and inode still match the index,
+        # so trusting ctime would make git re-read every file of the tree.
+        "-c",
+        "core.trustctime=false",
+        "-c",
+        "advice.detachedHead=false",
+        "checkout",
+        "--quiet",
+        "--force",
+        "--detach",
+        release.commit,
+    )
+    clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
         _mark(Phase.CHECKOUT),
@@ -152,44 +179,49 @@ def switch_command(release: RemoteRelease) -> str:
         " exit 2; fi",
         f"live=$(readlink {q(release.slot_name)})",
         f'if [ "$live" != {q(link_target)} ] && ! {_tree_ready(tree, release.commit)}; then',
-        f"  rm -rf {q(building)} || exit",
-        f"  mkdir -p {q(release.trees)} || exit",
-        f'  if [ -n "$live" ] && [ -d "$live/.git" ]; then cp -al "$live" {q(building)} || exit;'
-        f" else {shell_words('git', 'clone', '--quiet', '--shared', '--no-checkout', release.store, building)}"
-        " || exit; fi",
-        "  "
-        + shell_words(
-            "git",
-            "-C",
-            building,
-            # cp -al changed every file's ctime (link(2) does); mtime, size and inode still match the index,
-            # so trusting ctime would make git re-read every file of the tree.
-            "-c",
-            "core.trustctime=false",
-            "-c",
-            "advice.detachedHead=false",
-            "checkout",
-            "--quiet",
-            "--force",
-            "--detach",
-            release.commit,
-        )
-        + " || exit",
+        f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
+        f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
+        "  " + _retired_tree(release),
+        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {checkout} 2>/dev/null; then :;',
+        f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
+        f'    if [ -n "$live" ] && [ -d "$live/.git" ]; then cp -al "$live" {q(building)} || exit;'
+        f" else {clone} || exit; fi",
+        f"    {checkout} || exit",
+        "  fi",
     ]
     if release.submodules:
         lines.append("  " + _mark(Phase.SUBMODULES))
         lines += ["  " + line for line in _submodule_lines(release, building)]
+    index = posixpath.join(building, ".git", "index")
     lines += [
-        f"  rm -rf {q(tree)} && mv {q(building)} {q(tree)} || exit",
-        "fi",
+        # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the
+        # fresh index a second ahead saves the next deploy from hashing the whole tree again; the tree's own
+        # mtime orders the prune (newest kept).
+        f"  touch -c -d '1 second' {q(building)} {q(index)} || exit",
+        f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || exit",
+        f"  mv {q(building)} {q(tree)} || exit",
+        f"else touch -c {q(tree)}; fi",
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not.
         f"ln -sfn {q(link_target)} {q(release.slot_name + '.sartoris-new')}"
         f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)} || exit",
-        f"touch {q(tree)}",
         _prune_lines(release),
         _mark(Phase.DONE),
     ]
     return _script(lines)
+
+
+def _retired_tree(release: RemoteRelease) -> str:
+    """Set `retired` to a tree the prune after this switch would remove (never the live one), or to nothing.
+    It mirrors `_prune_lines`: newest first, the live tree counts as kept; `ls` runs only when there are more
+    trees than are kept."""
+    q = shlex.quote
+    keep = release.keep_trees
+    return (
+        f"retired=; set -- {q(release.trees)}/*; if [ $# -gt {keep} ]; then"
+        f" retired=$(ls -1t {q(release.trees)} | {{ n=0; while read -r t; do"
+        f' case "$t" in *[!0-9a-f]*|{q(release.commit)}) continue;; esac; n=$((n+1));'
+        f' [ $n -gt {keep} ] && [ "$t" != "${{live##*/}}" ] && {{ echo "$t"; break; }}; done; }}); fi'
+    )
 
 
 def _tree_ready(tree: str, commit: str) -> str:
@@ -201,50 +233,81 @@ def _tree_ready(tree: str, commit: str) -> str:
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
     """Bring each submodule whose pinned commit changed to it, from the slot's own object store.
 
-    A submodule's HEAD file is read with the shell's `read` (no process), so an unchanged submodule
-    costs nothing; changed ones are updated in one `git submodule update`.
+    A submodule's HEAD file is read with the shell's `read` (no process), so an unchanged submodule costs
+    nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new one is first
+    cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree can move.
+    That is what `git submodule update --init` does, without its dozen helper processes per submodule.
     """
     q = shlex.quote
-    lines = ["changed="]
+    lines = []
     for module in release.submodules:
-        head = posixpath.join(building, ".git", "modules", module.name, "HEAD")
-        set_url = shell_words("git", "-C", building, "config", f"submodule.{module.name}.url", release.store)
+        gitdir = posixpath.join(building, ".git", "modules", module.name)
+        work = posixpath.join(building, module.path)
+        head = posixpath.join(gitdir, "HEAD")
+        ref = submodule_ref(module.commit)
+        checkout = shell_words(
+            "git", "-C", work, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
+            "checkout", "--quiet", "--force", "--detach", module.commit,
+        )
+        fetch = shell_words("git", "-C", work, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
+        if not _is_safe_module_name(module.name):
+            lines.append(_submodule_update_line(release, building, module))
+            continue
+        clone = shell_words(
+            "git", "clone", "--quiet", "--shared", "--no-checkout", f"--separate-git-dir={gitdir}",
+            "--", release.store, work,
+        )
+        gitfile = "gitdir: " + posixpath.relpath(gitdir, work)
+        parent = posixpath.dirname(gitdir)
+        registration = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
         lines.append(
-            f'h=; [ -f {q(head)} ] && read -r h < {q(head)}; [ "$h" = {q(module.commit)} ] ||'
-            f" {{ changed=1; {set_url} || exit; }}"
+            f'h=; [ -f {q(head)} ] && read -r h < {q(head)}; if [ "$h" != {q(module.commit)} ]; then'
+            f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
+            f" printf '%s\\n' {q(gitfile)} > {q(posixpath.join(work, '.git'))} || exit;"
+            f" printf %s {q(registration)} >> {q(posixpath.join(building, '.git', 'config'))} || exit; fi;"
+            # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
+            f" {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit; fi"
         )
-    paths = [module.path for module in release.submodules]
-    lines.append(
-        '[ -z "$changed" ] || '
-        + shell_words(
-            "git",
-            "-C",
-            building,
-            "-c",
-            "protocol.file.allow=always",
-            "-c",
-            "core.trustctime=false",
-            "submodule",
-            "--quiet",
-            "update",
-            "--init",
-            "--force",
-            "--",
-            *paths,
-        )
-        + " || exit"
-    )
     return lines
+
+
+def _is_safe_module_name(name: str) -> bool:
+    """Git's own rule for submodule names (no empty name, no `..` component): `.git/modules/<name>` stays put.
+    Names that break it are left to `git submodule update`, which refuses them."""
+    return bool(name) and ".." not in name.replace("\\", "/").split("/") and "\n" not in name
+
+
+def _config_escape(value: str) -> str:
+    """A value as a double-quoted git config string (also right for a subsection name)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _submodule_update_line(release: RemoteRelease, building: str, module: SubmoduleSpec) -> str:
+    """`git submodule update` for one submodule whose HEAD moved (git then judges the module's name itself)."""
+    q = shlex.quote
+    head = posixpath.join(building, ".git", "modules", module.name, "HEAD")
+    set_url = shell_words("git", "-C", building, "config", f"submodule.{module.name}.url", release.store)
+    update = shell_words(
+        "git", "-C", building, "-c", "protocol.file.allow=always", "-c", "core.trustctime=false",
+        "submodule", "--quiet", "update", "--init", "--force", "--", module.path,
+    )
+    return (
+        f'h=; [ -f {q(head)} ] && read -r h < {q(head)};'
+        f' [ "$h" = {q(module.commit)} ] || {{ {set_url} && {update}; }} || exit'
+    )
 
 
 def _prune_lines(release: RemoteRelease) -> str:
     """Keep the live tree and the `keep_trees` newest others; remove older ones and abandoned builds.
-    Tree names are commit ids, so `ls` output splits safely; the subshell keeps the cwd."""
+    Counting the trees is a shell glob, so `ls` runs only when there is something to remove. Tree names are
+    commit ids, so `ls` output splits safely; the subshell keeps the cwd."""
+    trees = shlex.quote(release.trees)
     return (
-        f"(cd {shlex.quote(release.trees)} && n=0 && for t in $(ls -1t); do"
+        f"set -- {trees}/*; if [ $# -gt {release.keep_trees + 1} ]; then"
+        f" (cd {trees} && n=0 && for t in $(ls -1t); do"
         ' case "$t" in *.building) rm -rf "$t"; continue;; esac;'
         f' [ "$t" = {shlex.quote(release.commit)} ] && continue;'
-        f' n=$((n+1)); [ $n -gt {release.keep_trees} ] && rm -rf "$t"; done); true'
+        f' n=$((n+1)); [ $n -gt {release.keep_trees} ] && rm -rf "$t"; done); fi; true'
     )
 
 

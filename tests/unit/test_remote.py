@@ -206,3 +206,44 @@ def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> No
     done = run_sh(status_command(str(host.slot)))
     assert done.returncode != 0 and done.stdout == ""
     assert "cannot change to" in done.stderr or "No such file" in done.stderr
+
+
+def test_a_retired_tree_is_recycled_and_every_kept_tree_keeps_its_own_content(host: Host) -> None:
+    """Past keep_trees, the next tree is built in the tree the prune would delete (same directory, renamed), and
+    no kept tree, live or not, sees a byte of another release: each is clean at its own commit, submodules too."""
+    trees = host.root / ".sartoris" / "php-slot0" / "trees"
+    releases, inodes = [], {}
+    for n in range(4):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        if n == 2:
+            commit_change(host.checkout, "extensions/Ext1/fix.php", "<?php // fix\n", "fix")
+        release = host.release()
+        done = host.deploy(release)
+        assert done.returncode == 0, done.stderr
+        releases.append(release)
+        inodes[release.commit] = (trees / release.commit).stat().st_ino
+    assert inodes[releases[3].commit] == inodes[releases[0].commit]  # release 0's tree, recycled
+    assert sorted(p.name for p in trees.iterdir()) == sorted(r.commit for r in releases[1:])
+    for n, release in enumerate(releases[1:], start=1):
+        tree = trees / release.commit
+        assert (tree / "index.php").read_text() == f"<?php echo {n};\n"
+        assert git(tree, "status", "--porcelain", "--ignore-submodules=none") == ""
+        for module in release.submodules:
+            assert git(tree / module.path, "rev-parse", "HEAD") == module.commit
+    assert host.head() == releases[3].commit
+
+
+def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:
+    """A submodule's `.git` file and registration are what `git submodule` would write: `git submodule status`
+    in the tree lists each module at its pinned commit, and still does after the tree is renamed."""
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    tree = host.slot.resolve()
+    moved = tree.with_name("moved")
+    tree.rename(moved)
+    for module in release.submodules:
+        assert (moved / module.path / ".git").read_text().startswith("gitdir: ../../.git/modules/")
+        assert git(moved / module.path, "rev-parse", "HEAD") == module.commit
+    listed = {line.split()[1]: line.split()[0] for line in git(moved, "submodule", "status").splitlines()}
+    # `-<sha>` would be an uninitialised module, `+<sha>` one at another commit
+    assert listed == {module.path: module.commit for module in release.submodules}

@@ -75,9 +75,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="above N hosts, deploy only with Sartoris, the best peer of the smaller sizes and the "
                              "floor "
                              "(0: every tool at every size)")
-    parser.add_argument("--peer-commands", choices=("sartoris", "naive"), default="sartoris",
-                        help="host scripts the deploy peers run: Sartoris's own (sartoris.remote, the default: the "
-                             "peers differ from Sartoris only in transport) or the naive ones the floor runs")
+    parser.add_argument("--peer-commands", choices=("naive", "sartoris"), default="naive",
+                        help="host scripts the deploy peers run: the naive ones the floor runs (the default: fetch; "
+                             "checkout; submodule update --init, what the issue's peers do) or Sartoris's own "
+                             "(sartoris.remote: the peers then differ from Sartoris only in transport)")
     parser.add_argument("--files", type=int, default=1700, help="files in the app's core (%(default)s)")
     parser.add_argument("--submodule-files", type=int, default=100, help="files per submodule, 3 of them")
     parser.add_argument("--profile-size", type=int, default=200, help="hosts for the py-spy profile (0: none)")
@@ -364,11 +365,12 @@ METHOD = [
     "- Deploy: every tool gets a fresh slot number (the hosts' copies are deleted after each tool's pair of "
     "runs), so each first deploy is really first and each incremental deploy follows exactly one first deploy of "
     "the same tool. Peers publish like Sartoris (annotated tag; push the tag and each submodule commit under "
-    "refs/sartoris/submodules/<sha> to a bare repository) and run Sartoris's own host scripts "
-    "(`sartoris.remote.fetch_command` / `switch_command`) in a fetch pass over every host, then a switch pass. "
-    "The OpenSSH pipeline uses curve25519 (its faster key exchange in the census). The floor runs the naive "
-    "commands (init if needed, fetch tag + submodule refs; checkout; `submodule update --init --force`) in N "
-    "local folders through `xargs -P`, no SSH; publishing is included in every tool's time.",
+    "refs/sartoris/submodules/<sha> to a bare repository) and, in a fetch pass over every host then a switch "
+    "pass, run the git work an operator would script and the floor runs: init if needed and fetch the tag + "
+    "submodule refs; checkout in place; `submodule update --init` (with `--peer-commands sartoris` they run "
+    "Sartoris's own host scripts instead, and differ from it only in transport). The OpenSSH pipeline uses "
+    "curve25519 (its faster key exchange in the census). The floor runs the same naive commands in N local "
+    "folders through `xargs -P`, no SSH; publishing is included in every tool's time.",
     "- Objects per host: bytes of `.git/objects` plus each submodule's objects in a host's slot after the first "
     "deploy; fetched per host: how much they grew during the incremental deploy (median of 3 hosts).",
     "- Ratios: `÷ best peer` and `÷ floor` divide a tool's median wall time by the best peer's (the fastest "

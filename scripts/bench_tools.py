@@ -3,8 +3,10 @@ for each tool, the command line that does the job and the check that it really d
 
 Census tools run `git -C <slot> rev-parse HEAD` on every host. Deploy tools publish a release and bring every
 host's slot to it: Sartoris with `sartoris sync`; the peers publish the way Sartoris does (tag, push the tag and
-every submodule commit under refs/sartoris/submodules/) and run Sartoris's own host commands (sartoris.remote)
-in a fetch pass then a switch pass; the local floor runs the naive commands in N local folders, no SSH.
+every submodule commit under refs/sartoris/submodules/) and run, in a fetch pass then a switch pass, the naive
+git commands an operator would script (fetch; checkout; `submodule update --init`) — or, with
+--peer-commands sartoris, Sartoris's own host scripts; the local floor runs the naive commands in N local
+folders, no SSH.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class World:
     timeout: float
     files: int
     submodule_files: int
-    peer_commands: str = "sartoris"  # the host scripts the peers run: Sartoris's own, or the naive ones
+    peer_commands: str = "naive"  # the host scripts the peers run: the naive ones the floor runs, or Sartoris's
     census_commit: str = ""
     _listeners: dict[str, int] = field(default_factory=dict)
 
@@ -404,7 +406,8 @@ def naive_fetch(slot: Path, url: Path, release: Release) -> str:
 
 
 def naive_switch(slot: Path, release: Release) -> str:
-    """The naive switch: checkout, then `submodule update --init` from the slot's own objects."""
+    """The naive switch the issue names: checkout, then `submodule update --init` (no --force: a submodule
+    already at its commit is left alone) from the slot's own objects."""
     lines = [
         "export LC_ALL=C GIT_TERMINAL_PROMPT=0",
         shell(["cd", str(slot)]) + " || exit",
@@ -414,7 +417,7 @@ def naive_switch(slot: Path, release: Release) -> str:
     lines += [shell(["git", "config", f"submodule.{s.name}.url", f"{slot}/.git"]) + " || exit"
               for s in release.submodules]
     lines.append(shell(["git", "-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init",
-                        "--force", "--", *(s.path for s in release.submodules)]) + " || exit")
+                        "--", *(s.path for s in release.submodules)]) + " || exit")
     return "\n".join(lines)
 
 

@@ -35,6 +35,9 @@ TIMEOUT_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write sta
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
+# Repositories made on hosts get no template (sample hooks, description): files nobody reads, written per tree.
+_NO_TEMPLATE = "--template="
+
 # Never prompt, never page, English messages (retry decisions read git's stderr).
 _PREAMBLE = "export LC_ALL=C GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'"
 
@@ -134,9 +137,10 @@ def fetch_command(release: RemoteRelease) -> str:
     # A new release's tag is not on the host yet, so a shell test (no process) sends it straight to the fetch;
     # only a known tag (rollback, retry) is checked object by object (a packed ref just fetches, harmlessly).
     tag_ref = posixpath.join(store, "refs", "tags", release.tag)
+    init = shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, store)
     return _script(
         [
-            f"[ -d {shlex.quote(store)} ] || {shell_words('git', 'init', '--quiet', '--bare', store)} || exit",
+            f"[ -d {shlex.quote(store)} ] || {init} || exit",
             f"if [ -f {shlex.quote(tag_ref)} ] && {present}; then {shell_words('echo', ALREADY_PRESENT)};"
             f" else {fetch}; fi",
         ]
@@ -170,7 +174,7 @@ def switch_command(release: RemoteRelease) -> str:
         "--detach",
         release.commit,
     )
-    clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", release.store, building)
+    clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
         _mark(Phase.CHECKOUT),
@@ -254,7 +258,7 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
             lines.append(_submodule_update_line(release, building, module))
             continue
         clone = shell_words(
-            "git", "clone", "--quiet", "--shared", "--no-checkout", f"--separate-git-dir={gitdir}",
+            "git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, f"--separate-git-dir={gitdir}",
             "--", release.store, work,
         )
         gitfile = "gitdir: " + posixpath.relpath(gitdir, work)

@@ -137,7 +137,8 @@ def fetch_command(release: RemoteRelease) -> str:
     # A new release's tag is not on the host yet, so a shell test (no process) sends it straight to the fetch;
     # only a known tag (rollback, retry) is checked object by object (a packed ref just fetches, harmlessly).
     tag_ref = posixpath.join(store, "refs", "tags", release.tag)
-    init = shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, store)
+    object_format = "sha256" if len(release.commit) == 64 else "sha1"  # the store must hash like the release
+    init = shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, f"--object-format={object_format}", store)
     return _script(
         [
             f"[ -d {shlex.quote(store)} ] || {init} || exit",
@@ -333,9 +334,9 @@ def last_phase(stdout: str, default: Phase) -> Phase:
 
 
 def parse_head(stdout: str) -> str | None:
-    """The 40-hex commit a status script printed, or None."""
+    """The commit a status script printed (40 hex digits, or 64 in a SHA-256 repository), or None."""
     for line in stdout.split():
         word = line.strip()
-        if len(word) == 40 and all(c in "0123456789abcdef" for c in word):
+        if len(word) in (40, 64) and all(c in "0123456789abcdef" for c in word):
             return word
     return None

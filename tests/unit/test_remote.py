@@ -74,6 +74,8 @@ def test_last_phase_and_parse_head() -> None:
     assert last_phase("", Phase.CHECKOUT) is Phase.CHECKOUT
     assert parse_head("c" * 40 + "\n") == "c" * 40
     assert parse_head("fatal: nope") is None
+    assert parse_head("e" * 64 + "\n") == "e" * 64  # a SHA-256 repository
+    assert parse_head("c" * 41) is None
 
 
 class Host:
@@ -247,3 +249,27 @@ def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host
     listed = {line.split()[1]: line.split()[0] for line in git(moved, "submodule", "status").splitlines()}
     # `-<sha>` would be an uninitialised module, `+<sha>` one at another commit
     assert listed == {module.path: module.commit for module in release.submodules}
+
+
+def test_a_sha256_repository_deploys_and_reports_its_commit(tmp_path: Path) -> None:
+    """A release from a SHA-256 repository gets a SHA-256 store on the host; status reads its 64-hex commit."""
+    checkout = tmp_path / "app"
+    git(tmp_path, "init", "--quiet", "--object-format=sha256", str(checkout))
+    (checkout / "index.php").write_text("<?php echo 'sha256';\n")
+    git(checkout, "add", "index.php")
+    git(checkout, "commit", "--quiet", "--message", "one")
+    git(checkout, "tag", "t1")
+    publish = tmp_path / "publish.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--object-format=sha256", str(publish))
+    git(checkout, "push", "--quiet", str(publish), "refs/tags/t1:refs/tags/t1")
+    commit = git(checkout, "rev-parse", "HEAD")
+    assert len(commit) == 64
+    slot = tmp_path / "host" / "php-slot0"
+    slot.parent.mkdir()
+    release = RemoteRelease(str(slot), str(publish), "t1", commit)
+    fetched = run_sh(fetch_command(release))
+    assert fetched.returncode == 0, fetched.stderr
+    switched = run_sh(switch_command(release))
+    assert switched.returncode == 0, switched.stderr
+    assert parse_head(run_sh(status_command(str(slot))).stdout) == commit
+    assert (slot / "index.php").read_text() == "<?php echo 'sha256';\n"

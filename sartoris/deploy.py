@@ -70,7 +70,7 @@ def sync(
     with _run_lock(config, request.slot, "sync", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        _preflight(config, request.targets)
+        connector = _preflight(config, request.targets)
         if retry_failed:
             release, targets = _retry_plan(config, request, checkout, history, progress)
         else:
@@ -80,7 +80,8 @@ def sync(
             release = _tag_and_publish(config, request.slot, checkout, tag, request.message)
             targets = request.targets
         report = _roll_out_and_record(
-            config, request, release, targets, history, "sync", started, canaries=not retry_failed, progress=progress
+            config, request, release, targets, history, "sync", started,
+            canaries=not retry_failed, connector=connector, progress=progress,
         )
         if started_lock is not None and report.outcome is not Outcome.ABORTED:
             started_lock.update(synced=report.tag)
@@ -94,21 +95,24 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     with _run_lock(config, request.slot, "rollback", request.message, request.force):
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        _preflight(config, request.targets)
+        connector = _preflight(config, request.targets)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         checkout.publish(release, config.publish_url(request.slot))  # a no-op when it is already there
         return _roll_out_and_record(
-            config, request, release, request.targets, history, "rollback", started, canaries=False, progress=progress
+            config, request, release, request.targets, history, "rollback", started,
+            canaries=False, connector=connector, progress=progress,
         )
 
 
-def _preflight(config: Config, targets: Sequence[Host]) -> None:
+def _preflight(config: Config, targets: Sequence[Host]) -> Connector:
     """Read everything a run needs before anything changes: keys, known_hosts, ssh config, canary groups,
-    so a bad setting is a one-line error (exit 2) with no tag made and no host touched."""
-    Connector(config.ssh, config.fanout.connect_timeout)
+    so a bad setting is a one-line error (exit 2) with no tag made and no host touched. The connector that
+    read them serves the whole run."""
+    connector = Connector(config.ssh, config.fanout.connect_timeout)
     _canaries(config, targets)
+    return connector
 
 
 def _previous_tag(history: History, slot: int) -> str:
@@ -159,10 +163,13 @@ def _roll_out_and_record(
     started: float,
     *,
     canaries: bool,
+    connector: Connector,
     progress: Progress | None,
 ) -> SyncReport:
     canary_hosts = _canaries(config, targets) if canaries else ()
-    result = asyncio.run(_deploy(config, request, release, targets, canary_hosts, history, progress or Progress()))
+    result = asyncio.run(
+        _deploy(config, request, release, targets, canary_hosts, history, connector, progress or Progress())
+    )
     report = SyncReport(
         slot=request.slot,
         tag=release.tag,
@@ -188,6 +195,7 @@ async def _deploy(
     targets: Sequence[Host],
     canary_hosts: tuple[Host, ...],
     history: History,
+    connector: Connector,
     progress: Progress,
 ) -> RolloutResult:
     """Canaries first (any failure stops the run), then the rest of the targets."""
@@ -203,6 +211,7 @@ async def _deploy(
             concurrency=request.concurrency,
             budget=CANARY_BUDGET,
             history=history,
+            connector=connector,
             progress=progress,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
@@ -212,7 +221,8 @@ async def _deploy(
                 Outcome.ABORTED, _in_order(targets, canary.hosts + skipped), "a canary failed", canary.interrupted
             )
     main = await roll_out(
-        config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history, progress=progress
+        config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
+        connector=connector, progress=progress,
     )
     if canary is None:
         return main

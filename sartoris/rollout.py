@@ -62,12 +62,12 @@ async def roll_out(
     concurrency: int,
     budget: FailureBudget,
     history: History,
+    connector: Connector,
     progress: Progress | None = None,
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
     progress = progress or Progress()
     ensure_open_files(len(targets) + concurrency)  # sessions stay open from the fetch to the switch
-    connector = Connector(config.ssh, config.fanout.connect_timeout)
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
 

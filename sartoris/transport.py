@@ -181,9 +181,12 @@ class Connector:
             raise HostError(_describe(exc)) from exc
 
     async def close(self) -> None:
-        """Close the shared bastion connection, if one was opened."""
-        if self._jump is not None and self._jump.done() and self._jump.exception() is None:
+        """Close the shared bastion connection, if one was opened (a later connect opens a new one)."""
+        if self._jump is not None and not self._jump.done():
+            self._jump.cancel()
+        elif self._jump is not None and not self._jump.cancelled() and self._jump.exception() is None:
             self._jump.result().close()
+        self._jump = None
 
     def _is_known(self, name: str, port: int) -> bool:
         host_keys, ca_keys, revoked, *_ = self._known_hosts.match(name, "", port)

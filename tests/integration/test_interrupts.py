@@ -64,6 +64,32 @@ def _status(deployment: Deployment, group: str) -> tuple[int, dict[str, object]]
     return run.code, run.json()
 
 
+def _signal_mid_switch(
+    deployment: Deployment, tmp_path: Path, hosts: list[str], signum: signal.Signals
+) -> tuple[str, str, int, str, str]:
+    """Deploy once, then sync a new commit two hosts at a time with every host's checkout held for 3 s, and send
+    `signum` to the controller one second into the first switch. Returns old and new commits, exit code, output."""
+    deployment.group("six", hosts)
+    deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
+    old = _first_sync(deployment, "six")
+    switching = tmp_path / "switching"
+    switching.mkdir()
+    for host in hosts:
+        hang_switch(deployment, host, 3, marker=switching / host)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
+    )
+    try:
+        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
+        time.sleep(1)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        stop(process)
+    return old, new, process.returncode, stdout, stderr
+
+
 def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -109,25 +135,8 @@ def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converg
     """SIGINT while hosts switch (two at a time): exit 130; the switches in flight finish, no new one starts; every
     host is wholly on the old or the new tree, as its line in the report says; then --retry-failed converges."""
     hosts = deployment.fleet.hosts[32:38]
-    deployment.group("six", hosts)
-    deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
-    old = _first_sync(deployment, "six")
-    switching = tmp_path / "switching"
-    switching.mkdir()
-    for host in hosts:
-        hang_switch(deployment, host, 3, marker=switching / host)
-    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    process = start_sartoris(
-        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
-    )
-    try:
-        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
-        time.sleep(1)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        stop(process)
-    assert process.returncode == 130, stderr
+    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGINT)
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     report = json.loads(stdout)
     _settle(deployment)
@@ -152,24 +161,8 @@ def test_a_killed_controller_leaves_a_stale_lock_that_force_breaks(deployment: D
     stale lock, --force named) and changes nothing; status meanwhile reports each host's real commit, its exit
     code agreeing; `sync --force` then converges and releases the lock."""
     hosts = deployment.fleet.hosts[38:44]
-    deployment.group("six", hosts)
-    deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
-    old = _first_sync(deployment, "six")
-    switching = tmp_path / "switching"
-    switching.mkdir()
-    for host in hosts:
-        hang_switch(deployment, host, 3, marker=switching / host)
-    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    process = start_sartoris(
-        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
-    )
-    try:
-        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
-        time.sleep(1)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
-    finally:
-        stop(process)
+    old, new, code, _stdout, _stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     assert _lock(deployment).exists()
     _settle(deployment)
     where = {h: _where(deployment, h, old, new) for h in hosts}

@@ -75,10 +75,14 @@ def test_ssh_config_aliases_user_and_port_are_honoured(deployment: Deployment, t
     [pytest.param("good", True, id="through-a-bastion"), pytest.param("refused", False, id="bastion-down")],
 )
 def test_jump_host_carries_every_connection(deployment: Deployment, bastion_kind: str, expect_ok: bool) -> None:
-    """[ssh] jump_host: every host is reached through the bastion (host keys still checked); a dead bastion
-    fails every host in the connect phase, naming the jump host."""
+    """[ssh] jump_host: every host is reached through the bastion (host keys still checked), the canary's roll-out
+    and then the rest's (the run's one connector reopens the bastion); a dead bastion fails every host in the
+    connect phase, naming the jump host."""
     fleet = deployment.fleet
     bastion = fleet.hosts[-1] if bastion_kind == "good" else fleet.faults["refused"][0]
+    if expect_ok:
+        deployment.group("canary", fleet.hosts[:1])
+        deployment.configure(deploy={"canaries": ["canary"]})
     deployment.config.write_text(
         deployment.config.read_text().replace("[ssh]\n", f'[ssh]\njump_host = "{bastion}:{fleet.port}"\n')
     )

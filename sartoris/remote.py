@@ -47,8 +47,9 @@ class SubmoduleSpec:
     """A submodule recorded by the release: its .gitmodules name, path and the commit the tag pins."""
 
     name: str
-    path: str
+    path: str  # from the slot's root, also for a submodule inside a submodule
     commit: str
+    parent: str = ""  # the path of the submodule whose .gitmodules names this one; "" for the slot's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +246,10 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
     """
     q = shlex.quote
     lines = []
-    for module in release.submodules:
-        gitdir = posixpath.join(building, ".git", "modules", module.name)
+    gitdirs = {"": posixpath.join(building, ".git")}  # a repository's path in the tree -> its git dir
+    for module in release.submodules:  # parents come before the submodules inside them
+        gitdir = posixpath.join(gitdirs[module.parent], "modules", module.name)
+        gitdirs[module.path] = gitdir
         work = posixpath.join(building, module.path)
         head = posixpath.join(gitdir, "HEAD")
         ref = submodule_ref(module.commit)
@@ -256,7 +259,8 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
         )
         fetch = shell_words("git", "-C", work, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
         if not _is_safe_module_name(module.name):
-            lines.append(_submodule_update_line(release, building, module))
+            nested = bool(module.parent)
+            lines.append(_refused_module_line(module) if nested else _submodule_update_line(release, building, module))
             continue
         clone = shell_words(
             "git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, f"--separate-git-dir={gitdir}",
@@ -269,7 +273,7 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
             f'h=; [ -f {q(head)} ] && read -r h < {q(head)}; if [ "$h" != {q(module.commit)} ]; then'
             f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
             f" printf '%s\\n' {q(gitfile)} > {q(posixpath.join(work, '.git'))} || exit;"
-            f" printf %s {q(registration)} >> {q(posixpath.join(building, '.git', 'config'))} || exit; fi;"
+            f" printf %s {q(registration)} >> {q(posixpath.join(gitdirs[module.parent], 'config'))} || exit; fi;"
             # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
             f" {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit; fi"
         )
@@ -280,6 +284,11 @@ def _is_safe_module_name(name: str) -> bool:
     """Git's own rule for submodule names (no empty name, no `..` component): `.git/modules/<name>` stays put.
     Names that break it are left to `git submodule update`, which refuses them."""
     return bool(name) and ".." not in name.replace("\\", "/").split("/") and "\n" not in name
+
+
+def _refused_module_line(module: SubmoduleSpec) -> str:
+    """A submodule inside a submodule whose name git would refuse: the host fails, saying which."""
+    return shell_words("echo", f"{TIMEOUT_MARK} submodule {module.path}: unsafe name {module.name!r}") + " >&2; exit 1"
 
 
 def _config_escape(value: str) -> str:

@@ -102,7 +102,10 @@ class SlotCheckout:
         try:
             self._git("reset", "--quiet", "--hard", commit)
             if self.submodules_at(commit):
-                self._git("-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--force")
+                self._git(
+                    "-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--force",
+                    "--recursive",
+                )
         except git.GitCommandError as exc:
             raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}") from None
 
@@ -121,31 +124,9 @@ class SlotCheckout:
         self._git("tag", "--delete", tag)
 
     def submodules_at(self, commit: str) -> tuple[SubmoduleSpec, ...]:
-        """The submodules recorded by `commit`: gitlinks in its tree, named by its .gitmodules."""
-        gitlinks: dict[str, str] = {}
-        for entry in self._git("ls-tree", "-r", "-z", commit).split("\0"):
-            if entry.startswith(_GITLINK_MODE + " "):
-                meta, path = entry.split("\t", 1)
-                gitlinks[path] = meta.split()[2]
-        if not gitlinks:
-            return ()
-        names = self._submodule_names(commit)
-        return tuple(
-            SubmoduleSpec(name=names.get(path, path), path=path, commit=sha) for path, sha in sorted(gitlinks.items())
-        )
-
-    def _submodule_names(self, commit: str) -> dict[str, str]:
-        try:
-            listing = self._git(
-                "config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"
-            )
-        except git.GitCommandError:
-            return {}
-        names: dict[str, str] = {}
-        for record in filter(None, listing.split("\0")):
-            key, _, path = record.partition("\n")
-            names[path] = key[len("submodule.") : -len(".path")]
-        return names
+        """The submodules recorded by `commit`: gitlinks in its tree, named by its .gitmodules, then, after each,
+        the submodules its own commit records (read from its repository here; an uninitialised one has none)."""
+        return tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
 
     def publish(self, release: Release, url: str) -> None:
         """Push the tag and every pinned submodule commit to `url` (a missing local path becomes a bare repo)."""
@@ -168,6 +149,50 @@ class SlotCheckout:
 
     def _git(self, *args: str) -> str:
         return str(self._repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=self._timeout))
+
+
+def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> list[SubmoduleSpec]:
+    """The gitlinks of `commit` in `repo` as specs whose paths start at the slot's root (`within` is the path of
+    `repo` there), each followed by its own submodules, depth first."""
+    try:
+        listing = repo.git.execute(["git", "ls-tree", "-r", "-z", commit], env=_GIT_ENV, kill_after_timeout=timeout)
+    except git.GitCommandError:
+        return []  # a submodule whose repository here lacks the commit: publishing it will say so
+    gitlinks: dict[str, str] = {}
+    for entry in str(listing).split("\0"):
+        if entry.startswith(_GITLINK_MODE + " "):
+            meta, path = entry.split("\t", 1)
+            gitlinks[path] = meta.split()[2]
+    if not gitlinks:
+        return []
+    names = _submodule_names(repo, commit, timeout)
+    specs: list[SubmoduleSpec] = []
+    for path, sha in sorted(gitlinks.items()):
+        full = f"{within}/{path}" if within else path
+        specs.append(SubmoduleSpec(name=names.get(path, path), path=full, commit=sha, parent=within))
+        try:
+            nested = git.Repo(Path(repo.working_tree_dir or ".") / path)
+        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+            continue
+        specs += _submodules_of(nested, sha, within=full, timeout=timeout)
+    return specs
+
+
+def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, str]:
+    """Path -> name from the .gitmodules of `commit`."""
+    try:
+        listing = repo.git.execute(
+            ["git", "config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
+            env=_GIT_ENV,
+            kill_after_timeout=timeout,
+        )
+    except git.GitCommandError:
+        return {}
+    names: dict[str, str] = {}
+    for record in filter(None, str(listing).split("\0")):
+        key, _, path = record.partition("\n")
+        names[path] = key[len("submodule.") : -len(".path")]
+    return names
 
 
 def _ensure_local_bare_repo(url: str) -> None:

@@ -183,14 +183,15 @@ def switch_command(release: RemoteRelease) -> str:
         f"if [ -e {q(release.slot_name)} ] && [ ! -L {q(release.slot_name)} ]; then"
         f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
         " exit 2; fi",
-        f"live=$(readlink {q(release.slot_name)})",
-        f'if [ "$live" != {q(link_target)} ] && ! {_tree_ready(tree, release.commit)}; then',
+        # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
+        f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(tree, release.commit)}; then",
         f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
         f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {checkout} 2>/dev/null; then :;',
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
-        f'    if [ -n "$live" ] && [ -d "$live/.git" ]; then cp -al "$live" {q(building)} || exit;'
+        f"    if [ -d {q(release.slot_name + '/.git')} ];"
+        f" then cp -al {q(release.slot_name + '/.')} {q(building)} || exit;"
         f" else {clone} || exit; fi",
         f"    {checkout} || exit",
         "  fi",
@@ -226,7 +227,8 @@ def _retired_tree(release: RemoteRelease) -> str:
         f"retired=; set -- {q(release.trees)}/*; if [ $# -gt {keep} ]; then"
         f" retired=$(ls -1t {q(release.trees)} | {{ n=0; while read -r t; do"
         f' case "$t" in *[!0-9a-f]*|{q(release.commit)}) continue;; esac; n=$((n+1));'
-        f' [ $n -gt {keep} ] && [ "$t" != "${{live##*/}}" ] && {{ echo "$t"; break; }}; done; }}); fi'
+        f' [ $n -gt {keep} ] && ! [ {q(release.trees)}/"$t" -ef {q(release.slot_path)} ] && {{ echo "$t"; break; }};'
+        " done; }); fi"
     )
 
 

@@ -72,6 +72,28 @@ def make_checkout(
     return checkout
 
 
+def add_submodule(repo: Path, upstream: Path, name: str, path: str) -> None:
+    """Add `upstream` as submodule `name` at `path` of `repo` and commit; .gitmodules records an unreachable URL."""
+    git(repo, "submodule", "--quiet", "add", "--name", name, str(upstream), path)
+    git(repo, "config", "--file", ".gitmodules", f"submodule.{name}.url", f"{UNREACHABLE_UPSTREAM}/{name}.git")
+    git(repo, "add", ".gitmodules")
+    git(repo, "commit", "--quiet", "--message", f"add {name}")
+
+
+def add_nested_submodules(checkout: Path, upstreams: Path) -> tuple[str, str]:
+    """Give the app extensions/Skin, which has its own submodule lib/Icons; both initialised here (the deploy host
+    reaches the upstreams). Returns the two submodules' paths in the app."""
+    icons = make_upstream(upstreams / "Icons", 3, "Icons")
+    skin = make_upstream(upstreams / "Skin", 3, "Skin")
+    add_submodule(skin, icons, "Icons", "lib/Icons")
+    add_submodule(checkout, skin, "Skin", "extensions/Skin")
+    nested = checkout / "extensions/Skin"
+    git(nested, "submodule", "--quiet", "init")
+    git(nested, "config", "submodule.Icons.url", str(icons))
+    git(nested, "submodule", "--quiet", "update")
+    return "extensions/Skin", "extensions/Skin/lib/Icons"
+
+
 def commit_change(checkout: Path, relative: str, content: str, message: str = "change") -> str:
     """Change one file (inside a submodule too: its commit is then recorded in the superproject); the new HEAD."""
     path = checkout / relative

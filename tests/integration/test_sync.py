@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import Deployment, write_config
-from sample_repo import UNREACHABLE_UPSTREAM, commit_change, git
+from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +64,22 @@ def test_second_deploy_moves_every_host(deployment: Deployment) -> None:
         assert deployment.host_head(host) == second
         assert submodule_heads(deployment, host) == pinned
         assert (deployment.host_slot(host) / "extensions/Ext1/fix.php").read_text() == "<?php // fixed\n"
+
+
+def test_a_submodule_inside_a_submodule_reaches_every_host(deployment: Deployment, tmp_path: Path) -> None:
+    """A nested submodule (extensions/Skin/lib/Icons, its upstream unreachable from hosts) is published with the
+    release and checked out at its pinned commit on the hosts, served from the deploy host's publish target."""
+    hosts = deployment.fleet.hosts[:2]
+    deployment.group("pair", hosts)
+    skin, icons = add_nested_submodules(deployment.checkout, tmp_path / "upstream")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
+    assert run.code == 0, run.stderr
+    pinned = git(deployment.checkout / skin, "rev-parse", "HEAD:lib/Icons")
+    for host in hosts:
+        slot = deployment.host_slot(host)
+        assert git(slot / icons, "rev-parse", "HEAD") == pinned
+        assert (slot / icons / "includes/dir00/file0000.php").exists()
+        assert UNREACHABLE_UPSTREAM in (slot / skin / ".gitmodules").read_text()
 
 
 def test_status_reports_every_host_current_after_a_sync(deployment: Deployment) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sample_repo import UNREACHABLE_UPSTREAM, git, make_checkout, make_upstream
+from sample_repo import add_nested_submodules, git, make_checkout
 
 from sartoris.remote import RemoteRelease, fetch_command, status_command, switch_command
 from sartoris.repo import SlotCheckout
@@ -16,25 +16,10 @@ def run_sh(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
 
 
-def _add(repo: Path, upstream: Path, name: str, path: str) -> None:
-    """Add `upstream` as a submodule of `repo` whose recorded URL no host can reach."""
-    git(repo, "submodule", "--quiet", "add", "--name", name, str(upstream), path)
-    git(repo, "config", "--file", ".gitmodules", f"submodule.{name}.url", f"{UNREACHABLE_UPSTREAM}/{name}.git")
-    git(repo, "add", ".gitmodules")
-    git(repo, "commit", "--quiet", "--message", f"add {name}")
-
-
 def _nested_app(tmp_path: Path) -> Path:
     """The app with extensions/Skin, which itself has lib/Icons."""
     checkout = make_checkout(tmp_path / "deploy", 0, files=10, submodules=0)
-    icons = make_upstream(tmp_path / "upstream" / "Icons", 3, "Icons")
-    skin = make_upstream(tmp_path / "upstream" / "Skin", 3, "Skin")
-    _add(skin, icons, "Icons", "lib/Icons")
-    _add(checkout, skin, "Skin", "extensions/Skin")
-    nested = checkout / "extensions/Skin"  # the deploy host can reach the upstreams: point Icons at its own
-    git(nested, "submodule", "--quiet", "init")
-    git(nested, "config", "submodule.Icons.url", str(icons))
-    git(nested, "submodule", "--quiet", "update")
+    add_nested_submodules(checkout, tmp_path / "upstream")
     return checkout
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Deployment, write_config
+from faults import store, write_script
 from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git
 
 pytestmark = pytest.mark.integration
@@ -264,3 +265,32 @@ def test_config_written_for_another_fanout_still_syncs(deployment: Deployment) -
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
     assert run.code == 0, run.stderr
     assert run.json()["counts"]["ok"] == 50
+
+
+def test_fetch_concurrency_caps_fetches_at_once_while_connections_run_wider(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """With concurrency 6 and fetch_concurrency 2, the hosts' fetches (each held 1 s by a hook in its store,
+    logging when it starts and ends) never overlap more than 2 at a time, and do reach 2 (the cap, not a queue)."""
+    hosts = deployment.fleet.hosts[44:50]
+    deployment.group("six", hosts)
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six").code == 0
+    log = tmp_path / "fetches.log"
+    for host in hosts:
+        write_script(
+            store(deployment, host) / "hooks" / "reference-transaction",
+            f'cat >/dev/null\n[ "$1" = prepared ] || exit 0\necho "+ $(date +%s.%N)" >> {log}\n'
+            f'sleep 1\necho "- $(date +%s.%N)" >> {log}\n',
+        )
+    deployment.configure(concurrency=6, fetch_concurrency=2)
+    commit_change(deployment.checkout, "index.php", "<?php echo 'capped';\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--json")
+    assert run.code == 0, run.stderr
+    lines = (line.split() for line in log.read_text().splitlines())
+    events = sorted((float(stamp), sign == "+", sign) for sign, stamp in lines)  # at a tie, an end comes first
+    assert [sign for _, _, sign in events].count("+") == 6
+    running, peak = 0, 0
+    for _, _, sign in events:
+        running += 1 if sign == "+" else -1
+        peak = max(peak, running)
+    assert peak == 2

@@ -336,14 +336,14 @@ def test_a_host_whose_sshd_dies_mid_sync_fails_and_the_others_switch(private_fle
 
 
 def test_a_full_deploy_root_on_a_new_host_fails_in_the_fetch_phase(private_fleet: Fleet, tmp_path: Path) -> None:
-    """A first deploy to a host whose deploy root is a 64 KiB filesystem fails there in the fetch phase, saying the
-    disk is full; the other hosts get the release."""
+    """A first deploy to a host whose deploy root is a 12 KiB filesystem (room for an empty store, not for the
+    release's objects) fails there in the fetch phase, saying the disk is full; the other hosts get the release."""
     deployment = deployment_on(private_fleet, tmp_path)
     full, other = private_fleet.hosts[3:5]
     deployment.group("pair", [full, other])
     _short(deployment)
     root = str(private_fleet.remote_root)
-    in_host_namespace(private_fleet, full, "mount", "-t", "tmpfs", "-o", "size=64k", "sartoris-full", root)
+    in_host_namespace(private_fleet, full, "mount", "-t", "tmpfs", "-o", "size=12k", "sartoris-full", root)
     try:
         code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
         assert code == 5, stderr

@@ -466,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     except SartorisError as exc:
         print(f"sartoris: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a bug or an unforeseen OS condition: still one line; SARTORIS_DEBUG=1 re-raises
+        if os.environ.get("SARTORIS_DEBUG"):
+            raise
+        print(f"sartoris: unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else EXIT_OK
 
 

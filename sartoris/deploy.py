@@ -18,7 +18,7 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, RefusedError
+from sartoris.errors import InterruptedRun, RefusedError, StateError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import Host, resolve_hosts
@@ -179,7 +179,10 @@ def _roll_out_and_record(
         seconds=time.time() - started,
         reason=result.abort_reason,
     )
-    history.record(action, report, request.message, started)
+    try:
+        history.record(action, report, request.message, started)
+    except StateError as exc:  # the hosts are where the report says: say the record is missing, do not crash
+        log.error("history_not_recorded", error=str(exc), tag=release.tag, outcome=report.outcome.value)
     post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
     failed = tuple(r.host for r in report.hosts if not r.ok)
     post_hook(config, post, action, request.slot, release.tag, report.outcome.value, failed, request.message)

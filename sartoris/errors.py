@@ -56,6 +56,11 @@ class PublishError(RefusedError):
     """Pushing the release to publish_url failed, so no host was asked to fetch."""
 
 
+class StateError(SartorisError):
+    """The deploy host's own state (history database, lock folder) cannot be read or written: full or read-only
+    disk, permissions."""
+
+
 class HostError(SartorisError):
     """One host failed (connect, command, timeout): caught per host, turned into a HostResult, never escapes."""
 

@@ -67,8 +67,11 @@ class SlotCheckout:
     def tag_release(self, tag: str, message: str) -> Release:
         """Create the annotated tag at HEAD and describe what it pins."""
         commit = self.head_commit()
-        with self._repo.git.custom_environment(**_tagger_env(self._repo)):
-            self._git("tag", "--annotate", "--message", message, tag, commit)
+        try:
+            with self._repo.git.custom_environment(**_tagger_env(self._repo)):
+                self._git("tag", "--annotate", "--message", message, tag, commit)
+        except git.GitCommandError as exc:  # a full or read-only disk on the deploy host, a locked ref
+            raise RefusedError(f"{self.path}: could not tag {tag}: {_git_error(exc)}") from None
         return Release(tag=tag, commit=commit, submodules=self.submodules_at(commit))
 
     def tag_commit(self, tag: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sartoris.errors import LockHeldError, RefusedError
+from sartoris.errors import LockHeldError, RefusedError, StateError
 from sartoris.results import SyncReport
 
 _SCHEMA = """
@@ -94,15 +94,21 @@ class History:
     """Deploy records and pool state in `<state_dir>/history.sqlite3`."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self._path = state_dir / "history.sqlite3"
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self._path, timeout=10)) as db, db:
-            yield db
+        try:
+            with closing(sqlite3.connect(self._path, timeout=10)) as db, db:
+                yield db
+        except sqlite3.Error as exc:
+            raise StateError(f"history {self._path}: {exc}") from None
 
     def record(self, action: str, report: SyncReport, message: str, started: float) -> None:
         """Keep one run: who, when, what, how it ended, and every host's result."""

@@ -32,12 +32,14 @@ class _CycleCollector:
     """asyncssh leaves every finished channel and connection behind as reference cycles, about 24 KB a host,
     which Python's own collector reaches late: the import-time objects delay its full passes. At 500 hosts that
     was 12 MB of peak memory. So the objects alive before the first connection are frozen (never scanned
-    again), and the cycles are collected every `every` finished commands, each pass walking only what the run
-    made (about a millisecond)."""
+    again), and the cycles are collected as commands finish: a pass walks every open connection, so passes
+    come once per `max(64, open sessions)` commands, which keeps the total linear in the fleet (a `sync`
+    holds every host's session from fetch to switch)."""
 
     def __init__(self, every: int = 64) -> None:
         self._every = every
-        self._finished = 0
+        self._since = 0
+        self._open = 0
         self._frozen = False
 
     def freeze_imports(self) -> None:
@@ -46,9 +48,16 @@ class _CycleCollector:
             gc.freeze()
             self._frozen = True
 
+    def session_opened(self) -> None:
+        self._open += 1
+
+    def session_closed(self) -> None:
+        self._open -= 1
+
     def command_finished(self) -> None:
-        self._finished += 1
-        if self._finished % self._every == 0:
+        self._since += 1
+        if self._since >= max(self._every, self._open):
+            self._since = 0
             gc.collect()
 
 
@@ -101,6 +110,8 @@ class Session:
     def __init__(self, host: Host, connection: asyncssh.SSHClientConnection) -> None:
         self.host = host
         self._connection = connection
+        self._closed = False
+        _cycles.session_opened()
 
     async def run(self, command: str, timeout: float) -> CommandResult:
         """Run `command` to its end within `timeout` seconds; output beyond OUTPUT_LIMIT is dropped."""
@@ -127,6 +138,9 @@ class Session:
         return CommandResult(status, "".join(capture.stdout), "".join(capture.stderr))
 
     def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _cycles.session_closed()
         self._connection.close()
 
     async def wait_closed(self) -> None:

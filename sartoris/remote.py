@@ -160,22 +160,7 @@ def switch_command(release: RemoteRelease) -> str:
     tree = posixpath.join(release.trees, release.commit)
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
-    checkout = shell_words(
-        "git",
-        "-C",
-        building,
-        # cp -al changed every file's ctime (link(2) does); mtime, size and inode still match the index,
-        # so trusting ctime would make git re-read every file of the tree.
-        "-c",
-        "core.trustctime=false",
-        "-c",
-        "advice.detachedHead=false",
-        "checkout",
-        "--quiet",
-        "--force",
-        "--detach",
-        release.commit,
-    )
+    checkout = _checkout_command(building, release.commit)
     clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
@@ -217,6 +202,21 @@ def switch_command(release: RemoteRelease) -> str:
     return _script(lines)
 
 
+def _checkout_command(repo: str, commit: str) -> str:
+    """`git checkout` of `commit` in the work tree `repo` (a slot tree or a submodule in it), detached, quiet.
+    cp -al changed every file's ctime (link(2) does); mtime, size and inode still match the index, so trusting
+    ctime would make git re-read every file of the tree."""
+    return shell_words(
+        "git", "-C", repo, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
+        "checkout", "--quiet", "--force", "--detach", commit,
+    )
+
+
+def _read_head(head: str) -> str:
+    """Shell that sets `h` to the first line of the HEAD file `head` (empty when there is none): no process."""
+    return f"h=; [ -f {shlex.quote(head)} ] && read -r h < {shlex.quote(head)};"
+
+
 def _retired_tree(release: RemoteRelease) -> str:
     """Set `retired` to a tree the prune after this switch would remove (never the live one), or to nothing.
     It mirrors `_prune_lines`: newest first, the live tree counts as kept; `ls` runs only when there are more
@@ -235,7 +235,7 @@ def _retired_tree(release: RemoteRelease) -> str:
 def _tree_ready(tree: str, commit: str) -> str:
     """A kept tree already at `commit` (rollback): reuse it as is."""
     head = posixpath.join(tree, ".git", "HEAD")
-    return f'{{ [ -f {shlex.quote(head)} ] && read -r h < {shlex.quote(head)} && [ "$h" = {shlex.quote(commit)} ]; }}'
+    return f'{{ {_read_head(head)} [ "$h" = {shlex.quote(commit)} ]; }}'
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
@@ -254,16 +254,13 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
         gitdirs[module.path] = gitdir
         work = posixpath.join(building, module.path)
         head = posixpath.join(gitdir, "HEAD")
-        ref = submodule_ref(module.commit)
-        checkout = shell_words(
-            "git", "-C", work, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
-            "checkout", "--quiet", "--force", "--detach", module.commit,
-        )
-        fetch = shell_words("git", "-C", work, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
         if not _is_safe_module_name(module.name):
-            nested = bool(module.parent)
-            lines.append(_refused_module_line(module) if nested else _submodule_update_line(release, building, module))
+            refused = _refused_module_line(module) if module.parent else None
+            lines.append(refused or _submodule_update_line(release, building, module, head))
             continue
+        ref = submodule_ref(module.commit)
+        checkout = _checkout_command(work, module.commit)
+        fetch = shell_words("git", "-C", work, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
         clone = shell_words(
             "git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, f"--separate-git-dir={gitdir}",
             "--", release.store, work,
@@ -272,7 +269,7 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
         parent = posixpath.dirname(gitdir)
         registration = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
         lines.append(
-            f'h=; [ -f {q(head)} ] && read -r h < {q(head)}; if [ "$h" != {q(module.commit)} ]; then'
+            f'{_read_head(head)} if [ "$h" != {q(module.commit)} ]; then'
             f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
             f" printf '%s\\n' {q(gitfile)} > {q(posixpath.join(work, '.git'))} || exit;"
             f" printf %s {q(registration)} >> {q(posixpath.join(gitdirs[module.parent], 'config'))} || exit; fi;"
@@ -298,19 +295,15 @@ def _config_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _submodule_update_line(release: RemoteRelease, building: str, module: SubmoduleSpec) -> str:
-    """`git submodule update` for one submodule whose HEAD moved (git then judges the module's name itself)."""
-    q = shlex.quote
-    head = posixpath.join(building, ".git", "modules", module.name, "HEAD")
+def _submodule_update_line(release: RemoteRelease, building: str, module: SubmoduleSpec, head: str) -> str:
+    """`git submodule update` for one submodule whose HEAD (file `head`) moved (git then judges the module's
+    name itself)."""
     set_url = shell_words("git", "-C", building, "config", f"submodule.{module.name}.url", release.store)
     update = shell_words(
         "git", "-C", building, "-c", "protocol.file.allow=always", "-c", "core.trustctime=false",
         "submodule", "--quiet", "update", "--init", "--force", "--", module.path,
     )
-    return (
-        f'h=; [ -f {q(head)} ] && read -r h < {q(head)};'
-        f' [ "$h" = {q(module.commit)} ] || {{ {set_url} && {update}; }} || exit'
-    )
+    return f'{_read_head(head)} [ "$h" = {shlex.quote(module.commit)} ] || {{ {set_url} && {update}; }} || exit'
 
 
 def _prune_lines(release: RemoteRelease) -> str:

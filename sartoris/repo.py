@@ -148,21 +148,26 @@ class SlotCheckout:
         except (git.NoSuchPathError, git.InvalidGitRepositoryError):
             raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
         ref = submodule_ref(module.commit)
-        sub.git.push("--quiet", url, f"{module.commit}:{ref}", env=_GIT_ENV, kill_after_timeout=self._timeout)
+        _run_git(sub, self._timeout, "push", "--quiet", url, f"{module.commit}:{ref}")
 
     def _git(self, *args: str) -> str:
-        return str(self._repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=self._timeout))
+        return _run_git(self._repo, self._timeout, *args)
+
+
+def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
+    """`git ARGS` in `repo`: never prompting, English messages, killed after `timeout` seconds."""
+    return str(repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout))
 
 
 def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> list[SubmoduleSpec]:
     """The gitlinks of `commit` in `repo` as specs whose paths start at the slot's root (`within` is the path of
     `repo` there), each followed by its own submodules, depth first."""
     try:
-        listing = repo.git.execute(["git", "ls-tree", "-r", "-z", commit], env=_GIT_ENV, kill_after_timeout=timeout)
+        listing = _run_git(repo, timeout, "ls-tree", "-r", "-z", commit)
     except git.GitCommandError:
         return []  # a submodule whose repository here lacks the commit: publishing it will say so
     gitlinks: dict[str, str] = {}
-    for entry in str(listing).split("\0"):
+    for entry in listing.split("\0"):
         if entry.startswith(_GITLINK_MODE + " "):
             meta, path = entry.split("\t", 1)
             gitlinks[path] = meta.split()[2]
@@ -184,15 +189,14 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
 def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, str]:
     """Path -> name from the .gitmodules of `commit`."""
     try:
-        listing = repo.git.execute(
-            ["git", "config", "--null", "--blob", f"{commit}:.gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
-            env=_GIT_ENV,
-            kill_after_timeout=timeout,
+        listing = _run_git(
+            repo, timeout, "config", "--null", "--blob", f"{commit}:.gitmodules",
+            "--get-regexp", r"^submodule\..*\.path$",
         )
     except git.GitCommandError:
         return {}
     names: dict[str, str] = {}
-    for record in filter(None, str(listing).split("\0")):
+    for record in filter(None, listing.split("\0")):
         key, _, path = record.partition("\n")
         names[path] = key[len("submodule.") : -len(".path")]
     return names

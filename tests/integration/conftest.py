@@ -94,9 +94,10 @@ class Deployment:
     def checkout(self) -> Path:
         return self.root / f"php-slot{self.slot}"
 
-    def sartoris(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> Run:
-        """Run the real command line, as an operator would (from `cwd` without --config when given)."""
-        config = [] if cwd is not None else ["--config", str(self.config)]
+    def sartoris(self, *args: str, timeout: float = 300, cwd: Path | None = None, with_config: bool = False) -> Run:
+        """Run the real command line, as an operator would: from `cwd` without --config when given (unless
+        `with_config`, for a run that must find its config yet work in another folder)."""
+        config = [] if cwd is not None and not with_config else ["--config", str(self.config)]
         env = {**os.environ, "PWD": str(cwd)} if cwd is not None else None
         done = subprocess.run(
             [sys.executable, str(ROOT / "sartoris.py"), *config, *args],

@@ -203,6 +203,26 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
     return time.monotonic() - began
 
 
+def act_mid_run(
+    process: subprocess.Popen[str],
+    ready: Callable[[], bool],
+    what: str,
+    act: Callable[[], object],
+    timeout: float = 60,
+) -> tuple[str, str, float]:
+    """While the background controller `process` runs: wait (up to 60 s) until `ready()`, call `act()` (a signal,
+    a killed host, a full disk), then collect its output within `timeout` seconds. Returns stdout, stderr and the
+    seconds from `act` to the end. The process is stopped whatever happens, so a failing test leaves none."""
+    try:
+        wait_for(ready, 60, what)
+        acted = time.monotonic()
+        act()
+        stdout, stderr = process.communicate(timeout=timeout)
+        return stdout, stderr, time.monotonic() - acted
+    finally:
+        stop(process)
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     """Kill a background controller that is still running (a failed test must not leave it behind)."""
     if process.poll() is None:

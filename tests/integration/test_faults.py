@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment
 from faults import (
+    act_mid_run,
     deployment_on,
     hang_switch,
     in_host_namespace,
@@ -32,7 +33,6 @@ from faults import (
     slow_fetch,
     sshd_pid,
     start_sartoris,
-    stop,
     store,
     store_tags,
     tree_commit,
@@ -314,14 +314,19 @@ def test_a_host_whose_sshd_dies_mid_sync_fails_and_the_others_switch(private_fle
     process = start_sartoris(
         deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
     )
-    try:
-        wait_for(lambda: store_tags(deployment, victim) - before != set(), 60, "the victim to fetch the new tag")
+
+    def kill_the_victim() -> None:
         time.sleep(1)  # let its fetch command return to the controller
         assert process.poll() is None, "the run ended before the slow host finished fetching"
         private_fleet.kill_host(victim)
-        stdout, stderr = process.communicate(timeout=120)
-    finally:
-        stop(process)
+
+    stdout, stderr, _ = act_mid_run(
+        process,
+        lambda: store_tags(deployment, victim) - before != set(),
+        "the victim to fetch the new tag",
+        kill_the_victim,
+        timeout=120,
+    )
     assert process.returncode == 5, stderr
     report = json.loads(stdout)
     broken = _host(report, victim)
@@ -460,13 +465,18 @@ def test_a_disk_that_fills_up_during_the_switch_leaves_the_host_on_its_old_tree(
         process = start_sartoris(
             deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
         )
-        try:
-            wait_for(lambda: _in_host(private_fleet, full, tags).stdout != before, 60, "the full host's fetch")
+
+        def fill_the_disk() -> None:
             _in_host(private_fleet, full, f"dd if=/dev/zero of={root}/filler bs=4k 2>/dev/null; true")
             assert process.poll() is None, "the run ended before the slow host finished fetching"
-            stdout, stderr = process.communicate(timeout=120)
-        finally:
-            stop(process)
+
+        stdout, stderr, _ = act_mid_run(
+            process,
+            lambda: _in_host(private_fleet, full, tags).stdout != before,
+            "the full host's fetch",
+            fill_the_disk,
+            timeout=120,
+        )
         assert process.returncode == 5, stderr
         report = json.loads(stdout)
         broken = _host(report, full)
@@ -524,18 +534,25 @@ def test_keepalives_detect_a_host_that_went_silent(private_fleet: Fleet, tmp_pat
     process = start_sartoris(
         deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
     )
-    try:
-        wait_for(lambda: store_tags(deployment, silent) - before != set(), 60, "the silent host to fetch")
+
+    def freeze_the_silent_host() -> None:
         time.sleep(1)
-        frozen = _family(sshd_pid(private_fleet, silent))
+        frozen.extend(_family(sshd_pid(private_fleet, silent)))
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
-        stdout, stderr = process.communicate(timeout=command_timeout + 60)
+
+    try:
+        stdout, stderr, _ = act_mid_run(
+            process,
+            lambda: store_tags(deployment, silent) - before != set(),
+            "the silent host to fetch",
+            freeze_the_silent_host,
+            timeout=command_timeout + 60,
+        )
     finally:
         for pid in frozen:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        stop(process)
     seconds = time.monotonic() - began
     assert process.returncode == 5, stderr
     report = json.loads(stdout)

@@ -25,18 +25,10 @@ pytestmark = pytest.mark.integration
 MARK = "pwned"
 
 
-def _sartoris(deployment: Deployment, cwd: Path, *args: str, timeout: float = 300) -> Run:
+def _sartoris(deployment: Deployment, cwd: Path, *args: str) -> Run:
     """The real command line with --config, run from `cwd` (so a relative payload on this side lands there)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-    )
-    return Run(done.returncode, done.stdout, done.stderr)
+    return deployment.sartoris(*args, cwd=cwd, with_config=True)
 
 
 def _marks(deployment: Deployment, tmp_path: Path, hosts: list[str]) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment
 from faults import (
+    act_mid_run,
     hang_switch,
     is_clean,
     link_target,
@@ -20,7 +21,6 @@ from faults import (
     slot_processes,
     slow_fetch,
     start_sartoris,
-    stop,
     tree_commit,
     wait_for,
 )
@@ -80,13 +80,14 @@ def _signal_mid_switch(
     process = start_sartoris(
         deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
     )
-    try:
-        wait_for(lambda: any(switching.iterdir()), 60, "a host to be in the middle of its switch")
+
+    def signal_after_a_second() -> None:
         time.sleep(1)
         process.send_signal(signum)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        stop(process)
+
+    stdout, stderr, _ = act_mid_run(
+        process, lambda: any(switching.iterdir()), "a host to be in the middle of its switch", signal_after_a_second
+    )
     return old, new, process.returncode, stdout, stderr
 
 
@@ -105,14 +106,12 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
         slow_fetch(deployment, host, 15, marker=fetching / host)
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--json")
-    try:
-        wait_for(lambda: any(fetching.iterdir()), 60, "a host to be in the middle of its fetch")
-        interrupted = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-        took = time.monotonic() - interrupted
-    finally:
-        stop(process)
+    stdout, stderr, took = act_mid_run(
+        process,
+        lambda: any(fetching.iterdir()),
+        "a host to be in the middle of its fetch",
+        lambda: process.send_signal(signal.SIGINT),
+    )
     assert process.returncode == 130, stderr
     assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
     assert "Traceback" not in stderr
@@ -199,14 +198,9 @@ def test_ctrl_c_before_any_host_is_touched_exits_130_and_releases_the_lock(deplo
     hosts = deployment.fleet.hosts[44:46]
     deployment.group("pair", hosts)
     process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair")
-    try:
-        wait_for(started.exists, 60, "the pre-sync hook to start")
-        interrupted = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-        took = time.monotonic() - interrupted
-    finally:
-        stop(process)
+    _, stderr, took = act_mid_run(
+        process, started.exists, "the pre-sync hook to start", lambda: process.send_signal(signal.SIGINT)
+    )
     assert process.returncode == 130, stderr
     assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
     assert "Traceback" not in stderr

@@ -70,7 +70,7 @@ def sync(
     with _run_lock(config, request.slot, "sync", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        connector = _preflight(config, request.targets)
+        connector, canary_hosts = _preflight(config, request.targets)
         if retry_failed:
             release, targets = _retry_plan(config, request, checkout, history, progress)
         else:
@@ -81,7 +81,7 @@ def sync(
             targets = request.targets
         report = _roll_out_and_record(
             config, request, release, targets, history, "sync", started,
-            canaries=not retry_failed, connector=connector, progress=progress,
+            canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
         )
         if started_lock is not None and report.outcome is not Outcome.ABORTED:
             started_lock.update(synced=report.tag)
@@ -95,24 +95,22 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     with _run_lock(config, request.slot, "rollback", request.message, request.force):
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        connector = _preflight(config, request.targets)
+        connector, _ = _preflight(config, request.targets)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         checkout.publish(release, config.publish_url(request.slot))  # a no-op when it is already there
         return _roll_out_and_record(
             config, request, release, request.targets, history, "rollback", started,
-            canaries=False, connector=connector, progress=progress,
+            canary_hosts=(), connector=connector, progress=progress,
         )
 
 
-def _preflight(config: Config, targets: Sequence[Host]) -> Connector:
+def _preflight(config: Config, targets: Sequence[Host]) -> tuple[Connector, tuple[Host, ...]]:
     """Read everything a run needs before anything changes: keys, known_hosts, ssh config, canary groups,
     so a bad setting is a one-line error (exit 2) with no tag made and no host touched. The connector that
-    read them serves the whole run."""
-    connector = Connector(config.ssh, config.fanout.connect_timeout)
-    _canaries(config, targets)
-    return connector
+    read them, and the targeted canaries, serve the whole run."""
+    return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, targets)
 
 
 def _previous_tag(history: History, slot: int) -> str:
@@ -162,11 +160,10 @@ def _roll_out_and_record(
     action: str,
     started: float,
     *,
-    canaries: bool,
+    canary_hosts: tuple[Host, ...],
     connector: Connector,
     progress: Progress | None,
 ) -> SyncReport:
-    canary_hosts = _canaries(config, targets) if canaries else ()
     result = asyncio.run(
         _deploy(config, request, release, targets, canary_hosts, history, connector, progress or Progress())
     )

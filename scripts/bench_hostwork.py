@@ -24,8 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from bench_tools import Release, Submodule, naive_fetch, naive_switch, publish_script  # noqa: E402
-from sample_repo import commit_change, git, make_checkout  # noqa: E402
+from bench_tools import Release, checkout_release, naive_fetch, naive_switch, publish_script  # noqa: E402
+from sample_repo import commit_change, make_checkout  # noqa: E402
 
 from sartoris.remote import RemoteRelease, SubmoduleSpec, bounded, fetch_command, switch_command  # noqa: E402
 
@@ -43,18 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def publish(checkout: Path, url: Path, tag: str) -> Release:
     """Tag HEAD and publish it like Sartoris; the release as the scripts need it."""
     subprocess.run(["sh", "-c", publish_script(checkout, url, tag)], check=True, timeout=300)
-    commit = git(checkout, "rev-parse", "HEAD")
-    names = {}
-    listing = git(checkout, "config", "--file", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$")
-    for line in listing.splitlines():
-        key, path = line.split()
-        names[path] = key[len("submodule.") : -len(".path")]
-    modules = []
-    for entry in git(checkout, "ls-tree", "-r", "-z", commit).split("\0"):
-        if entry.startswith("160000 "):
-            meta, path = entry.split("\t", 1)
-            modules.append(Submodule(names[path], path, meta.split()[2]))
-    return Release(tag, commit, tuple(modules))
+    return checkout_release(checkout, tag)
 
 
 def timed(scripts: Sequence[str]) -> tuple[float, float]:

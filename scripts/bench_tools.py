@@ -206,9 +206,13 @@ def new_deploy_checkout(world: World, slot: int) -> Path:
 
 
 def peer_release(world: World, slot: int, phase: str) -> Release:
-    """The release the peers publish for a slot's phase: their tag, the checkout's HEAD, its submodule commits
-    (read with plain git: GitPython would leave `git cat-file` processes running in the work folder)."""
-    checkout = world.checkout(slot)
+    """The release the peers publish for a slot's phase: their tag on the slot checkout's HEAD."""
+    return checkout_release(world.checkout(slot), f"bench-s{slot}-{phase}")
+
+
+def checkout_release(checkout: Path, tag: str) -> Release:
+    """`tag` on the checkout's HEAD with the submodule commits it pins (read with plain git: GitPython would
+    leave `git cat-file` processes running in the work folder)."""
     commit = git(checkout, "rev-parse", "HEAD")
     gitlinks = {}
     for entry in git(checkout, "ls-tree", "-r", "-z", commit).split("\0"):
@@ -222,7 +226,7 @@ def peer_release(world: World, slot: int, phase: str) -> Release:
         key, _, path = record.partition("\n")
         names[path] = key[len("submodule.") : -len(".path")]
     modules = tuple(Submodule(names.get(path, path), path, sha) for path, sha in sorted(gitlinks.items()))
-    return Release(f"bench-s{slot}-{phase}", commit, modules)
+    return Release(tag, commit, modules)
 
 
 def clear_roots(roots: Sequence[Path]) -> None:

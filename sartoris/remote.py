@@ -31,7 +31,7 @@ from sartoris.results import Phase
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
-TIMEOUT_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
+OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -99,7 +99,7 @@ def bounded(script: str, seconds: float) -> str:
     """Run `script` under the host's own deadline, a little before the controller's (see module docstring);
     when it fires, say so on stderr (timeout itself exits 124, or 137 after the KILL, silently)."""
     limit = max(seconds - _REMOTE_MARGIN, 1.0)
-    said = shell_words("echo", f"{TIMEOUT_MARK} timed out after {limit:g}s (stopped on the host)")
+    said = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
     return (
         shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-c", script)
         + f"; rc=$?; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then {said} >&2; fi; exit $rc"
@@ -287,7 +287,7 @@ def _is_safe_module_name(name: str) -> bool:
 
 def _refused_module_line(module: SubmoduleSpec) -> str:
     """A submodule inside a submodule whose name git would refuse: the host fails, saying which."""
-    return shell_words("echo", f"{TIMEOUT_MARK} submodule {module.path}: unsafe name {module.name!r}") + " >&2; exit 1"
+    return shell_words("echo", f"{OWN_LINE_MARK} submodule {module.path}: unsafe name {module.name!r}") + " >&2; exit 1"
 
 
 def _config_escape(value: str) -> str:

@@ -21,6 +21,7 @@ import asyncssh
 from sartoris.config import SshSettings
 from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
+from sartoris.remote import OWN_LINE_MARK
 
 # A host that prints without end cannot exhaust the controller: keep this much of each stream.
 OUTPUT_LIMIT = 64 * 1024
@@ -81,7 +82,7 @@ class CommandResult:
         (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
         consequences like `unpack-objects failed`), else the last stderr line."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        chosen = next((line for line in lines if line.startswith("sartoris:")), None)
+        chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
         return chosen if len(chosen) <= ERROR_LINE_LIMIT else chosen[: ERROR_LINE_LIMIT - 1] + "…"

@@ -128,6 +128,8 @@ def fetch_command(release: RemoteRelease) -> str:
         "git",
         "--git-dir",
         store,
+        "-c",
+        "maintenance.auto=false",  # asked for below, only when due
         "fetch",
         "--quiet",
         "--no-tags",
@@ -144,8 +146,25 @@ def fetch_command(release: RemoteRelease) -> str:
         [
             f"[ -d {shlex.quote(store)} ] || {init} || exit",
             f"if [ -f {shlex.quote(tag_ref)} ] && {present}; then {shell_words('echo', ALREADY_PRESENT)};"
-            f" else {fetch}; fi",
+            f" else {fetch} || exit; {_housekeeping_when_due(store)}; fi",
         ]
+    )
+
+
+# git's own `gc --auto` thresholds (gc.auto 6700 loose objects, sampled as 27 in objects/17; gc.autoPackLimit 50)
+_LOOSE_IN_SAMPLE_DIR = 27
+_PACKS = 50
+
+
+def _housekeeping_when_due(store: str) -> str:
+    """`git gc --auto` on the store, started only when git's own thresholds say it has work: the same counts it
+    makes, done with shell globs. After every fetch, git would start a process just to find it has none.
+    A failed housekeeping leaves the fetch good, as in git."""
+    sample, packs = posixpath.join(store, "objects", "17"), posixpath.join(store, "objects", "pack")
+    gc = shell_words("git", "--git-dir", store, "gc", "--auto", "--quiet")
+    return (
+        f"set -- {shlex.quote(sample)}/*; n=$#; set -- {shlex.quote(packs)}/*.pack;"
+        f" if [ $n -gt {_LOOSE_IN_SAMPLE_DIR} ] || [ $# -gt {_PACKS} ]; then {gc} || true; fi"
     )
 
 
@@ -176,7 +195,7 @@ def switch_command(release: RemoteRelease) -> str:
         f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {checkout} 2>/dev/null; then :;',
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"    if [ -d {q(release.slot_name + '/.git')} ];"
-        f" then cp -al {q(release.slot_name + '/.')} {q(building)} || exit;"
+        f" then {_hard_link_copy(release.slot_name + '/.', building)} || exit;"
         f" else {clone} || exit; fi",
         f"    {checkout} || exit",
         "  fi",
@@ -204,12 +223,19 @@ def switch_command(release: RemoteRelease) -> str:
 
 def _checkout_command(repo: str, commit: str) -> str:
     """`git checkout` of `commit` in the work tree `repo` (a slot tree or a submodule in it), detached, quiet.
-    cp -al changed every file's ctime (link(2) does); mtime, size and inode still match the index, so trusting
-    ctime would make git re-read every file of the tree."""
+    The hard-link copy changed every file's ctime (link(2) does); mtime, size and inode still match the index,
+    so trusting ctime would make git re-read every file of the tree."""
     return shell_words(
         "git", "-C", repo, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
         "checkout", "--quiet", "--force", "--detach", commit,
     )
+
+
+def _hard_link_copy(source: str, target: str) -> str:
+    """Copy the tree `source` as hard links (symbolic links linked as they are, never followed). Not `cp -al`:
+    git made the tree's directories under the same umask, so `-a`'s per-directory ownership, timestamp, ACL and
+    xattr copying (a fifth of the copy's system calls) would only restore what they already are."""
+    return shell_words("cp", "-RlP", source, target)
 
 
 def _read_head(head: str) -> str:

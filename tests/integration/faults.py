@@ -3,7 +3,7 @@ for tests that kill hosts or mount things, and readers of a host's slot straight
 
 git runs hooks from a repository's own hooks/ folder, so a fault is planted on one host without touching the
 fleet script: a `post-checkout` hook in the live tree's .git is copied into the next tree the switch builds
-(`cp -al`) and runs during its `git checkout`; a `reference-transaction` hook in the slot's store.git runs while
+(`cp -RlP`) and runs during its `git checkout`; a `reference-transaction` hook in the slot's store.git runs while
 a fetch updates refs.
 """
 

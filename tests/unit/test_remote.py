@@ -273,3 +273,44 @@ def test_a_sha256_repository_deploys_and_reports_its_commit(tmp_path: Path) -> N
     assert switched.returncode == 0, switched.stderr
     assert parse_head(run_sh(status_command(str(slot))).stdout) == commit
     assert (slot / "index.php").read_text() == "<?php echo 'sha256';\n"
+
+
+def _loose_objects_named_17(store: Path, count: int) -> None:
+    """Write `count` reachable blobs whose ids start with 17 (git's sample directory for `gc --auto`)."""
+    import hashlib
+
+    contents: list[bytes] = []
+    n = 0
+    while len(contents) < count:
+        data = f"sample {n}\n".encode()
+        if hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith("17"):
+            contents.append(data)
+        n += 1
+    entries = []
+    for index, data in enumerate(contents):
+        blob = subprocess.run(
+            ["git", "--git-dir", str(store), "hash-object", "-w", "--stdin"],
+            input=data, capture_output=True, check=True, timeout=30,
+        ).stdout.decode().strip()
+        entries.append(f"100644 blob {blob}\tf{index}\n")
+    tree = subprocess.run(
+        ["git", "--git-dir", str(store), "mktree"], input="".join(entries).encode(), capture_output=True, check=True,
+        timeout=30,
+    ).stdout.decode().strip()
+    git(store, "update-ref", "refs/heads/samples", git(store, "commit-tree", "-m", "samples", tree))
+
+
+@pytest.mark.parametrize(("loose", "packed"), [(27, False), (28, True)])
+def test_a_fetch_asks_for_housekeeping_only_past_gits_own_threshold(host: Host, loose: int, packed: bool) -> None:
+    """git's `gc --auto` rule (more than 27 loose objects in objects/17) starts the store's housekeeping after a
+    fetch; at 27 the fetch starts no gc at all and the loose objects stay as they are."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    store = Path(first.store)
+    git(store, "config", "gc.autoDetach", "false")  # so the test sees the result when the script returns
+    _loose_objects_named_17(store, loose)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    fetched = run_sh(fetch_command(host.release()))
+    assert fetched.returncode == 0, fetched.stderr
+    left = list((store / "objects" / "17").glob("*"))
+    assert (len(left) < loose) is packed

@@ -244,17 +244,16 @@ def _read_head(head: str) -> str:
 
 
 def _retired_tree(release: RemoteRelease) -> str:
-    """Set `retired` to a tree the prune after this switch would remove (never the live one), or to nothing.
-    It mirrors `_prune_lines`: newest first, the live tree counts as kept; `ls` runs only when there are more
-    trees than are kept."""
+    """Set `retired` to the oldest tree when more than `keep_trees` trees besides the target's are kept (the one
+    `_prune_lines` would remove first after this switch), never the live one; else to nothing. Shell tests only
+    (`-ot` compares modification times, which each switch refreshes on its tree): no process."""
     q = shlex.quote
-    keep = release.keep_trees
+    trees = q(release.trees)
     return (
-        f"retired=; set -- {q(release.trees)}/*; if [ $# -gt {keep} ]; then"
-        f" retired=$(ls -1t {q(release.trees)} | {{ n=0; while read -r t; do"
-        f' case "$t" in *[!0-9a-f]*|{q(release.commit)}) continue;; esac; n=$((n+1));'
-        f' [ $n -gt {keep} ] && ! [ {q(release.trees)}/"$t" -ef {q(release.slot_path)} ] && {{ echo "$t"; break; }};'
-        " done; }); fi"
+        f'retired=; n=0; for t in {trees}/*; do case "${{t##*/}}" in *[!0-9a-f]*|{q(release.commit)}) continue;;'
+        f' esac; n=$((n+1)); if [ -z "$retired" ] || [ "$t" -ot {trees}/"$retired" ]; then retired=${{t##*/}}; fi;'
+        f' done; if [ $n -le {release.keep_trees} ] || [ {trees}/"$retired" -ef {q(release.slot_path)} ];'
+        " then retired=; fi"
     )
 
 

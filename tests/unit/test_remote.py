@@ -314,3 +314,21 @@ def test_a_fetch_asks_for_housekeeping_only_past_gits_own_threshold(host: Host, 
     assert fetched.returncode == 0, fetched.stderr
     left = list((store / "objects" / "17").glob("*"))
     assert (len(left) < loose) is packed
+
+
+def test_the_live_tree_is_never_recycled_even_when_it_is_the_oldest(host: Host) -> None:
+    """Recycling picks the oldest tree by modification time; a live tree dated back (by hand, a restore) is
+    skipped, so the slot never points at a tree that is being rebuilt: the new tree is a fresh copy."""
+    trees = host.root / ".sartoris" / "php-slot0" / "trees"
+    for n in range(3):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    live = host.slot.resolve()
+    os.utime(live, (1_000_000_000, 1_000_000_000))
+    live_inode = live.stat().st_ino
+    commit_change(host.checkout, "index.php", "<?php echo 'next';\n")
+    release = host.release()
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    assert (trees / release.commit).stat().st_ino != live_inode
+    assert (host.slot / "index.php").read_text() == "<?php echo 'next';\n"

@@ -79,6 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="host scripts the deploy peers run: the naive ones the floor runs (the default: fetch; "
                              "checkout; submodule update --init, what the issue's peers do) or Sartoris's own "
                              "(sartoris.remote: the peers then differ from Sartoris only in transport)")
+    parser.add_argument("--no-steady", dest="steady", action="store_false",
+                        help="skip the steady-state deploy (two unmeasured deploys, then a measured 5th)")
     parser.add_argument("--files", type=int, default=1700, help="files in the app's core (%(default)s)")
     parser.add_argument("--submodule-files", type=int, default=100, help="files per submodule, 3 of them")
     parser.add_argument("--profile-size", type=int, default=200, help="hosts for the py-spy profile (0: none)")
@@ -148,21 +150,36 @@ def census_round(world: World, tools: Sequence[str], n: int, rep: int) -> list[S
     return out
 
 
-def deploy_pair(world: World, tool: str, n: int, rep: int, slot: int) -> list[Sample]:
-    """A first deploy to a fresh slot, a one-file change, an incremental deploy; then the slot is removed."""
+# A slot's deploys, in order: (bench name, measured). Sartoris builds a new tree as a hard-link copy until the
+# slot holds more trees than keep_releases (3) keeps; from the 5th deploy on it recycles a retired one, which is
+# every deploy after the first few, so the 5th is measured as the steady state.
+SERIES = (("first", True), ("incremental", True))
+STEADY_SERIES = (("warm-up 3", False), ("warm-up 4", False), ("steady", True))
+
+
+def deploy_series(world: World, tool: str, n: int, rep: int, slot: int, steady: bool) -> list[Sample]:
+    """A first deploy to a fresh slot, then one-file incremental deploys (see SERIES); then the slot is removed."""
     checkout = new_deploy_checkout(world, slot)
     copies = world.slot_dirs(tool, n, slot)
     roots = world.roots(tool, n)
     probes = roots[:3]
     out: list[Sample] = []
     try:
-        for phase in ("first", "incremental"):
-            if phase == "incremental":
-                commit_change(checkout, CHANGED_FILE, f"<?php\n// changed for slot {slot}\n", "bench: one file")
+        for phase, measured in SERIES + (STEADY_SERIES if steady else ()):
+            if phase != "first":
+                commit_change(checkout, CHANGED_FILE, f"<?php\n// changed for slot {slot}, {phase}\n", "bench")
             commit = git(checkout, "rev-parse", "HEAD")
+            run_dir = world.work / "runs" / f"{phase.replace(' ', '-')}-{n}-{rep}-{tool}"
+            spec = deploy_spec(tool, world, n, slot, phase.replace(" ", "-"), run_dir)
+            if not measured:
+                run = run_tool(spec.argv, timeout=world.timeout, out_dir=run_dir, env=spec.env, cwd=spec.cwd)
+                error = spec.check(run) or verify_slots(copies, commit)
+                if error:
+                    say(f"  {tool} {phase}: {error}")
+                    break
+                continue
             before = [objects_bytes(p) for p in probes]
-            run_dir = world.work / "runs" / f"{phase}-{n}-{rep}-{tool}"
-            sample = measure(world, deploy_spec(tool, world, n, slot, phase, run_dir), phase, tool, n, rep, run_dir)
+            sample = measure(world, spec, phase, tool, n, rep, run_dir)
             sample.error = sample.error or verify_slots(copies, commit)
             after = [objects_bytes(p) for p in probes]
             grown = [a - b for a, b in zip(after, before, strict=True)]
@@ -217,7 +234,7 @@ def benchmark(args: argparse.Namespace, work: Path, meta: dict[str, object]) -> 
                 samples += census_round(world, rotate(args.census_tools, rep), n, rep)
                 for tool in rotate(deploy_tools, rep):
                     slot += 1
-                    samples += deploy_pair(world, tool, n, rep, slot)
+                    samples += deploy_series(world, tool, n, rep, slot, args.steady)
                 args.results.write_text(json.dumps({"meta": meta, "samples": [asdict(s) for s in samples]}))
         profiles = profile(world, min(args.profile_size, size), slot + 1) if args.profile_size else []
         return samples, profiles
@@ -362,9 +379,13 @@ METHOD = [
     "check them against the fleet's known_hosts (`StrictHostKeyChecking=yes`, `ANSIBLE_HOST_KEY_CHECKING` on). "
     "Ansible runs with its default `-C` but ControlMaster off: with its default ControlPersist every run after "
     "the first would reuse the previous run's connections.",
-    "- Deploy: every tool gets a fresh slot number (the hosts' copies are deleted after each tool's pair of "
-    "runs), so each first deploy is really first and each incremental deploy follows exactly one first deploy of "
-    "the same tool. Peers publish like Sartoris (annotated tag; push the tag and each submodule commit under "
+    "- Deploy: every tool gets a fresh slot number (the hosts' copies are deleted after each tool's series of "
+    "deploys), so each first deploy is really first and each incremental deploy (the slot's 2nd) follows exactly "
+    "one first deploy of the same tool. The steady-state deploy is the slot's 5th, after two more unmeasured "
+    "one-file deploys: Sartoris keeps the live tree plus 3 (`keep_releases`) for instant rollback and builds a "
+    "new tree as a hard-link copy until it holds that many, then recycles the oldest, which is what every later "
+    "deploy does; for the peers and the floor (checkout in place) the 5th deploy is like the 2nd. "
+    "Peers publish like Sartoris (annotated tag; push the tag and each submodule commit under "
     "refs/sartoris/submodules/<sha> to a bare repository) and, in a fetch pass over every host then a switch "
     "pass, run the git work an operator would script and the floor runs: init if needed and fetch the tag + "
     "submodule refs; checkout in place; `submodule update --init` (with `--peer-commands sartoris` they run "
@@ -372,7 +393,8 @@ METHOD = [
     "curve25519 (its faster key exchange in the census). The floor runs the same naive commands in N local "
     "folders through `xargs -P`, no SSH; publishing is included in every tool's time.",
     "- Objects per host: bytes of `.git/objects` plus each submodule's objects in a host's slot after the first "
-    "deploy; fetched per host: how much they grew during the incremental deploy (median of 3 hosts).",
+    "deploy; fetched per host: how much they grew during the incremental or steady-state deploy (median of 3 "
+    "hosts).",
     "- Ratios: `÷ best peer` and `÷ floor` divide a tool's median wall time by the best peer's (the fastest "
     "tool that is neither Sartoris nor the floor) or by the floor's; below 1 is faster.",
 ]

@@ -23,7 +23,8 @@ DEFAULT_HANDWRITTEN = """
 BENCH_TITLES = {
     "census": "Census: `git -C <slot> rev-parse HEAD` on every host",
     "first": "Deploy: first deploy (empty hosts; about 2,000 files, 3 submodules)",
-    "incremental": "Deploy: one-file incremental deploy",
+    "incremental": "Deploy: one-file incremental deploy (a slot's 2nd deploy)",
+    "steady": "Deploy: one-file incremental deploy, steady state (a slot's 5th deploy)",
 }
 SYNC_TARGET_CPU_MS, STATUS_TARGET_CPU_MS, TARGET_RSS_KB = 8.0, 4.0, 150.0
 
@@ -32,7 +33,7 @@ SYNC_TARGET_CPU_MS, STATUS_TARGET_CPU_MS, TARGET_RSS_KB = 8.0, 4.0, 150.0
 class Sample:
     """One measured run of one tool."""
 
-    bench: str  # census | first | incremental
+    bench: str  # census | first | incremental | steady
     tool: str
     hosts: int
     rep: int
@@ -278,6 +279,10 @@ def targets(rows: dict[tuple[str, int, str], Row], sizes: Sequence[int]) -> list
                per_size("incremental", vs("incremental", peer("incremental"), 1.5, faster=True))),
         Target("`sync` (incremental) faster than the naive local floor (no SSH)",
                per_size("incremental", vs("incremental", tool("incremental", DEPLOY_FLOOR), 1.0, faster=False))),
+        Target("`sync` (incremental, steady state) at least 1.5x faster than the best peer pipeline",
+               per_size("steady", vs("steady", peer("steady"), 1.5, faster=True))),
+        Target("`sync` (incremental, steady state) faster than the naive local floor (no SSH)",
+               per_size("steady", vs("steady", tool("steady", DEPLOY_FLOOR), 1.0, faster=False))),
         Target("`sync` controller CPU ≤ 8 ms/host (first deploy)", per_size("first", cpu(SYNC_TARGET_CPU_MS))),
         Target("`sync` controller CPU ≤ 8 ms/host (incremental)", per_size("incremental", cpu(SYNC_TARGET_CPU_MS))),
         Target("`status` controller CPU ≤ 4 ms/host", per_size("census", cpu(STATUS_TARGET_CPU_MS))),

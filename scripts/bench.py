@@ -114,6 +114,9 @@ def say(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+TMPFS_INODES = "32m"  # links included; a few GB of kernel memory at most, only if used
+
+
 def on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: tool runs killed, fleet stopped
 
@@ -465,8 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mounted = False
     try:
         if args.tmpfs not in ("", "0"):
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs},mode=0755", "sartoris-bench",
-                            str(work)], check=True, timeout=30)
+            # tmpfs charges every hard link against its inode count (each pins a dentry), and the default count
+            # (half the RAM pages) ran out at 500 hosts once each held a few hard-link copies of a tree
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs},nr_inodes={TMPFS_INODES},mode=0755",
+                            "sartoris-bench", str(work)], check=True, timeout=30)
             mounted = True
         samples, profiles = benchmark(args, work, meta)
     finally:

@@ -347,10 +347,11 @@ def _prune_lines(release: RemoteRelease) -> str:
 
 def status_command(slot_path: str) -> str:
     """Print the commit the slot's live tree has checked out; nothing when there is no slot at all. A slot
-    that exists but cannot be read (a dangling link, a corrupt repository) fails, with git's reason."""
+    that exists but cannot be read (a dangling link, a corrupt repository) fails, with git's reason. git
+    replaces the shell (`exec`): the one process a census needs per host, not a fork of the login shell too."""
     q = shlex.quote(slot_path)
     head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
-    return _script([f"if [ -e {q} ] || [ -L {q} ]; then {head}; fi"])
+    return _script([f"if [ -e {q} ] || [ -L {q} ]; then exec {head}; fi"])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

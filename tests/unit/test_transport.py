@@ -1,6 +1,9 @@
-"""What a failed host's error line says (sartoris.transport.CommandResult.error_line): short and telling."""
+"""The transport without a fleet: what a failed host's error line says (short and telling), and the options every
+connection starts from."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +41,18 @@ def test_error_line_is_bounded() -> None:
     """One endless stderr line cannot flood the summary, the JSON or the history."""
     line = CommandResult(1, "", "fatal: " + "x" * 100_000).error_line()
     assert len(line) == ERROR_LINE_LIMIT and line.endswith("…")
+
+
+def test_connections_skip_gss_unless_gssapi_is_installed(tmp_path: Path) -> None:
+    """Without the gssapi package no GSS host is set (asyncssh would build and fail a GSS client per connection);
+    with it, asyncssh's own default (the host being connected) stands."""
+    from asyncssh import gss
+
+    from sartoris.config import SshSettings
+    from sartoris.transport import Connector
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    connector = Connector(SshSettings(known_hosts=known_hosts, config_file=None), connect_timeout=5)
+    options = connector._options  # the options every connection is built from
+    assert options.gss_host == (() if gss.gss_available else None)

@@ -61,6 +61,7 @@ from sample_repo import commit_change, git  # noqa: E402
 
 NET = "127.40"  # the benchmark's own addresses: apart from make fleet, the demo and the test suites
 PROFILE_RATE = 250
+TMPFS_INODES = "32m"  # links included; a few GB of kernel memory at most, only if used
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -114,9 +115,6 @@ def say(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-TMPFS_INODES = "32m"  # links included; a few GB of kernel memory at most, only if used
-
-
 def on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: tool runs killed, fleet stopped
 
@@ -157,7 +155,7 @@ def census_round(world: World, tools: Sequence[str], n: int, rep: int) -> list[S
 # slot holds more trees than keep_releases (3) keeps; from the 5th deploy on it recycles a retired one, which is
 # every deploy after the first few, so the 5th is measured as the steady state.
 SERIES = (("first", True), ("incremental", True))
-STEADY_SERIES = (("warm-up 3", False), ("warm-up 4", False), ("steady", True))
+STEADY_SERIES = (("warm-up-3", False), ("warm-up-4", False), ("steady", True))
 
 
 def deploy_series(world: World, tool: str, n: int, rep: int, slot: int, steady: bool) -> list[Sample]:
@@ -172,24 +170,22 @@ def deploy_series(world: World, tool: str, n: int, rep: int, slot: int, steady: 
             if phase != "first":
                 commit_change(checkout, CHANGED_FILE, f"<?php\n// changed for slot {slot}, {phase}\n", "bench")
             commit = git(checkout, "rev-parse", "HEAD")
-            run_dir = world.work / "runs" / f"{phase.replace(' ', '-')}-{n}-{rep}-{tool}"
-            spec = deploy_spec(tool, world, n, slot, phase.replace(" ", "-"), run_dir)
-            if not measured:
+            run_dir = world.work / "runs" / f"{phase}-{n}-{rep}-{tool}"
+            spec = deploy_spec(tool, world, n, slot, phase, run_dir)
+            if measured:
+                before = [objects_bytes(p) for p in probes]
+                sample = measure(world, spec, phase, tool, n, rep, run_dir)
+                sample.error = sample.error or verify_slots(copies, commit)
+                after = [objects_bytes(p) for p in probes]
+                grown = [a - b for a, b in zip(after, before, strict=True)]
+                sample.objects_bytes = int(statistics.median(after if phase == "first" else grown))
+                out.append(sample)
+                error = sample.error
+            else:
                 run = run_tool(spec.argv, timeout=world.timeout, out_dir=run_dir, env=spec.env, cwd=spec.cwd)
                 error = spec.check(run) or verify_slots(copies, commit)
-                if error:
-                    say(f"  {tool} {phase}: {error}")
-                    break
-                continue
-            before = [objects_bytes(p) for p in probes]
-            sample = measure(world, spec, phase, tool, n, rep, run_dir)
-            sample.error = sample.error or verify_slots(copies, commit)
-            after = [objects_bytes(p) for p in probes]
-            grown = [a - b for a, b in zip(after, before, strict=True)]
-            sample.objects_bytes = int(statistics.median(after if phase == "first" else grown))
-            out.append(sample)
-            if sample.error:
-                say(f"  {tool} {phase}: {sample.error}")
+            if error:
+                say(f"  {tool} {phase}: {error}")
                 break
     finally:
         clear_roots(roots)

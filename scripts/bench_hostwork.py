@@ -24,13 +24,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from bench_tools import Release, checkout_release, naive_fetch, naive_switch, publish_script  # noqa: E402
+from bench_tools import (  # noqa: E402
+    CHANGED_FILE,
+    Release,
+    checkout_release,
+    naive_fetch,
+    naive_switch,
+    publish_script,
+)
 from sample_repo import commit_change, make_checkout  # noqa: E402
 
 from sartoris.remote import RemoteRelease, SubmoduleSpec, bounded, fetch_command, switch_command  # noqa: E402
 
 PHASES = ("first", "incremental 1", "incremental 2", "incremental 3", "incremental 4 (recycles)")
-CHANGED_FILE = "includes/dir07/file0007.php"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

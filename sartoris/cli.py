@@ -434,7 +434,7 @@ def _load_config(ctx: typer.Context) -> Any:
 def _slot(config: Any, slot: int | None) -> int:
     from sartoris.slots import infer_slot
 
-    return slot if slot is not None else infer_slot(config, Path.cwd())
+    return slot if slot is not None else infer_slot(config, Path.cwd(), os.environ.get("PWD"))
 
 
 def _targets(config: Any, hosts: list[str] | None) -> Any:

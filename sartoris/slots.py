@@ -15,11 +15,25 @@ from sartoris.errors import UsageError
 _LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-def infer_slot(config: Config, cwd: Path) -> int:
+def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     """The slot whose working copy (or a version link to it) holds `cwd`; the only slot when there is one."""
+    here = slot_at(config, cwd, pwd)
+    if here is not None:
+        return here
+    existing = sorted(slot for slot, _ in _slot_folders(config))
+    if len(existing) == 1:
+        return existing[0]
     root = config.deploy.checkout_root
-    logical = Path(os.environ.get("PWD", cwd))
-    for folder in (logical, cwd.resolve()):
+    raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
+
+
+def slot_at(config: Config, cwd: Path, pwd: str | None = None) -> int | None:
+    """The slot whose working copy (or a version link to it) holds `cwd`, or None.
+
+    `pwd` is the shell's $PWD, which keeps the version link's name when the operator `cd`ed through one; it is
+    trusted only when it is the same folder as `cwd` (a script may start Sartoris elsewhere with a stale $PWD).
+    """
+    for folder, root in _where_we_are(config.deploy.checkout_root, cwd, pwd):
         try:
             first = folder.relative_to(root).parts[:1]
         except ValueError:
@@ -31,10 +45,21 @@ def infer_slot(config: Config, cwd: Path) -> int:
         slot = config.slot_of(target)
         if slot is not None:
             return slot
-    existing = sorted(slot for slot, _ in _slot_folders(config))
-    if len(existing) == 1:
-        return existing[0]
-    raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
+    return None
+
+
+def _where_we_are(root: Path, cwd: Path, pwd: str | None) -> list[tuple[Path, Path]]:
+    """(folder, checkout_root) pairs to compare: the logical path (through links, `..` folded) when $PWD is
+    really `cwd`, then both with every link resolved."""
+    pairs = []
+    if pwd and os.path.isabs(pwd):
+        try:
+            if os.path.samefile(pwd, cwd):
+                pairs.append((Path(os.path.normpath(pwd)), Path(os.path.normpath(root))))
+        except OSError:
+            pass
+    pairs.append((cwd.resolve(), root.resolve()))
+    return pairs
 
 
 def _slot_folders(config: Config) -> list[tuple[int, Path]]:

@@ -1,0 +1,66 @@
+"""Tests for sartoris.slots.infer_slot: which slot an operator means by the folder they stand in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sartoris.config import Config, parse_config
+from sartoris.errors import UsageError
+from sartoris.slots import infer_slot
+
+
+def config_at(folder: Path, checkout_root: str) -> Config:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (
+        "[deploy]\nname = \"mw\"\nremote_root = \"/srv/mw\"\npublish_url = \"/srv/git/php-slot{slot}.git\"\n"
+        f"checkout_root = \"{checkout_root}\"\n"
+    )
+    return parse_config(text, folder / "sartoris.toml")
+
+
+@pytest.fixture
+def checkouts(tmp_path: Path) -> Path:
+    """Two slot working copies and a version link to the first."""
+    root = tmp_path / "co"
+    for slot in (0, 1):
+        (root / f"php-slot{slot}" / "includes").mkdir(parents=True)
+    os.symlink("php-slot0", root / "php-1.20wmf1")
+    return root
+
+
+def test_a_stale_pwd_never_outvotes_the_real_folder(checkouts: Path) -> None:
+    """A script starting Sartoris in php-slot1 with $PWD left at php-slot0 means slot 1."""
+    config = config_at(checkouts, ".")
+    assert infer_slot(config, checkouts / "php-slot1" / "includes", str(checkouts / "php-slot0")) == 1
+
+
+def test_a_version_link_names_its_slot(checkouts: Path) -> None:
+    config = config_at(checkouts, ".")
+    inside = checkouts / "php-1.20wmf1" / "includes"
+    assert infer_slot(config, inside, str(inside)) == 0
+    assert infer_slot(config, inside.resolve(), None) == 0
+
+
+def test_checkout_root_with_dot_dot_and_links(checkouts: Path, tmp_path: Path) -> None:
+    """checkout_root written as `../co`, or reached through a link, still places the folder."""
+    config = config_at(tmp_path / "etc", "../co")
+    assert infer_slot(config, checkouts / "php-slot1", None) == 1
+    assert infer_slot(config, checkouts / "php-slot1", str(checkouts / "php-slot1")) == 1
+    os.symlink(checkouts, tmp_path / "deploy")
+    linked = config_at(tmp_path / "etc2", str(tmp_path / "deploy"))
+    assert infer_slot(linked, checkouts / "php-slot1" / "includes", None) == 1
+
+
+def test_outside_every_slot_with_two_slots_is_a_usage_error(checkouts: Path, tmp_path: Path) -> None:
+    config = config_at(checkouts, ".")
+    with pytest.raises(UsageError, match="pass --slot N"):
+        infer_slot(config, tmp_path, str(tmp_path))
+
+
+def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> None:
+    (tmp_path / "co" / "php-slot3").mkdir(parents=True)
+    config = config_at(tmp_path / "co", ".")
+    assert infer_slot(config, tmp_path, None) == 3

@@ -294,15 +294,21 @@ def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json
 def history_log(
     ctx: typer.Context,
     tag: Annotated[str | None, typer.Argument(help="Show one deploy's per-host outcomes.")] = None,
-    slot: SlotOption = None,
+    slot: Annotated[
+        int | None,
+        typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder, else every slot)."),
+    ] = None,
     count: Annotated[int, typer.Option("-n", min=1, help="How many entries.")] = 20,
     json_output: JsonOption = False,
 ) -> int:
     """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
     from sartoris import render
+    from sartoris.slots import slot_at
     from sartoris.state import History
 
     config = _load_config(ctx)
+    if slot is None:
+        slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
     history = History(config.state_dir)
     if tag is not None:
         entry = history.entry_for_tag(tag)

@@ -172,8 +172,10 @@ class History:
         return releases[0] if releases else None
 
     def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
-        """History, newest first; every slot when `slot` is None."""
-        query = "SELECT * FROM deploys" + (" WHERE slot = ?" if slot is not None else "") + " ORDER BY id DESC LIMIT ?"
+        """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
+        changes (they belong to no slot and matter to every one)."""
+        where = " WHERE slot = ? OR slot IS NULL" if slot is not None else ""
+        query = "SELECT * FROM deploys" + where + " ORDER BY id DESC LIMIT ?"
         args: tuple[Any, ...] = (slot, limit) if slot is not None else (limit,)
         with self._connect() as db:
             return [_entry(row) for row in db.execute(query, args).fetchall()]

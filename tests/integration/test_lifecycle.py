@@ -311,6 +311,8 @@ def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> N
     assert [e["action"] for e in entries[:2]] == ["depool", "sync"]
     assert entries[1]["tag"] == sync["tag"] and entries[1]["message"] == "for the log"
     assert entries[1]["counts"]["ok"] == 50
+    here = deployment.sartoris("log", "--json", cwd=deployment.checkout, with_config=True).json()["entries"]
+    assert [e["action"] for e in here[:2]] == ["depool", "sync"]  # the folder's slot, and the pool changes
     one = deployment.sartoris("log", sync["tag"], "--json").json()
     assert len(one["hosts"]) == 50 and all(h["ok"] for h in one["hosts"])
     text = deployment.sartoris("log", sync["tag"]).stdout

@@ -51,11 +51,13 @@ class SyncRequest:
 
 @contextmanager
 def _run_lock(config: Config, slot: int, command: str, message: str, force: bool) -> Iterator[SlotLock | None]:
-    """The slot's lock for one run; inside this operator's started deploy, start's lock (yielded) is used."""
+    """The slot's lock for one run; inside this operator's started deploy, start's lock (yielded) lets the run
+    in and the started deploy's run lock keeps a second run out."""
     lock = SlotLock(config.state_dir, slot)
     held = lock.holder()
     if held is not None and held.get("command") == "start" and lock.is_ours(held):
-        yield lock
+        with SlotLock(config.state_dir, slot, run=True).held(command, message, force=force):
+            yield lock
         return
     with lock.held(command, message, force=force):
         yield None

@@ -64,6 +64,10 @@ def _started_lock(config: Config, slot: int, action: str, force: bool) -> tuple[
         raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
     if not lock.is_ours(held) and not force:
         raise RefusedError(lock.describe(held) + f"; pass --force to {action} someone else's deploy")
+    run_lock = SlotLock(config.state_dir, slot, run=True)
+    running = run_lock.busy()
+    if running is not None:
+        raise RefusedError(run_lock.describe(running) + f"; wait for it to end before you {action}")
     return lock, held
 
 

@@ -223,9 +223,11 @@ def _pid_alive(pid: int) -> bool:
 class SlotLock:
     """The slot's deploy lock: one holder at a time, created atomically, describing who holds it."""
 
-    def __init__(self, state_dir: Path, slot: int) -> None:
+    def __init__(self, state_dir: Path, slot: int, *, run: bool = False) -> None:
+        """The slot's deploy lock; with `run`, the lock one sync or rollback holds inside a started deploy
+        (start's lock lets this operator's runs in; this one still lets in only one at a time)."""
         self.slot = slot
-        self.path = state_dir / "locks" / f"slot{slot}.lock"
+        self.path = state_dir / "locks" / (f"slot{slot}.run.lock" if run else f"slot{slot}.lock")
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
@@ -275,6 +277,11 @@ class SlotLock:
                 json.dump(record, handle)
             return
         raise LockHeldError(f"slot {self.slot}: lock taken by another run while breaking a stale one")
+
+    def busy(self) -> dict[str, Any] | None:
+        """The holder when a live run holds the lock (a stale one does not count), else None."""
+        held = self.holder()
+        return None if held is None or self.is_stale(held) else held
 
     def describe(self, held: dict[str, Any]) -> str:
         text = (

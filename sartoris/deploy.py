@@ -220,7 +220,10 @@ async def _deploy(
             skipped = tuple(HostResult(h.label, False, Phase.FETCH, CANARY_SKIPPED) for h in rest)
             log.error("canary_failed", failed=[r.host for r in canary.hosts if not r.ok])
             return RolloutResult(
-                Outcome.ABORTED, _in_order(targets, canary.hosts + skipped), "a canary failed", canary.interrupted
+                outcome_after_failed_canaries(canary),
+                _in_order(targets, canary.hosts + skipped),
+                "a canary failed",
+                canary.interrupted,
             )
     main = await roll_out(
         config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
@@ -231,6 +234,14 @@ async def _deploy(
     return RolloutResult(
         main.outcome, _in_order(targets, canary.hosts + main.hosts), main.abort_reason, main.interrupted
     )
+
+
+def outcome_after_failed_canaries(canary: RolloutResult) -> Outcome:
+    """The run's outcome when a canary failed and the rest of the fleet was left alone: `aborted` only while it
+    is true that no host switched and nobody was depooled (the canaries stopped in their fetch phase); once a
+    canary switched or a failed one was depooled, the run did change hosts, so it is `partial`."""
+    changed = any((r.ok and r.phase is Phase.DONE) or r.depooled for r in canary.hosts)
+    return Outcome.PARTIAL if changed else Outcome.ABORTED
 
 
 def _in_order(targets: Sequence[Host], results: Sequence[HostResult]) -> tuple[HostResult, ...]:

@@ -121,7 +121,10 @@ async def _decide_and_switch(
         log.error("rollout_aborted", reason=decision.reason)
         return RolloutResult(Outcome.ABORTED, tuple(f.result for f in fetched), decision.reason)
     by_label = {f.host.label: f for f in fetched}
-    depooled = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
+    depooled, interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
+    if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
+        unswitched = tuple(_with_depooled(_not_switched(f), depooled) for f in fetched)
+        return RolloutResult(Outcome.PARTIAL, unswitched, "interrupted", interrupted=True)
     switched, interrupted = await _switch_all(
         [f for f in fetched if f.session is not None],
         bounded(switch_command(release), config.fanout.command_timeout),
@@ -133,7 +136,9 @@ async def _decide_and_switch(
     allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
     if len(allowed) < len(failed_switch):
         log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
-    depooled |= await depool_hosts(config, history, [by_label[label].host for label in allowed])
+    late, interrupted_late = await depool_hosts(config, history, [by_label[label].host for label in allowed])
+    depooled |= late
+    interrupted = interrupted or interrupted_late
     finals = tuple(_with_depooled(switched.get(f.host.label, f.result), depooled) for f in fetched)
     outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
     return RolloutResult(outcome, finals, "interrupted" if interrupted else None, interrupted=interrupted)
@@ -245,10 +250,22 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
     return HostResult(label, True, Phase.DONE, seconds=seconds)
 
 
-async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) -> set[str]:
-    """Depool each host once; the labels it worked for (a failing depool command is reported, not fatal)."""
-    report = await apply_pool_change(config, history, hosts, depool=True)
-    return set(report.changed)
+async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) -> tuple[set[str], bool]:
+    """Depool each host once: the labels it worked for (a failing depool command is reported, not fatal), and
+    whether the run was interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by
+    the depool timeout) and remembers them, so the run's record says which hosts are out of the pool."""
+    task = asyncio.ensure_future(apply_pool_change(config, history, hosts, depool=True))
+    try:
+        return set((await asyncio.shield(task)).changed), False
+    except asyncio.CancelledError:
+        log.warning("interrupted", phase="depool")
+        return set((await task).changed), True
+
+
+def _not_switched(fetched: _Fetched) -> HostResult:
+    """A host's result when the run stopped before its switch: its fetch failure, or interrupted."""
+    result = fetched.result
+    return result if not result.ok else HostResult(result.host, False, Phase.CHECKOUT, INTERRUPTED, result.seconds)
 
 
 def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:

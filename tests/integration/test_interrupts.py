@@ -208,3 +208,42 @@ def test_ctrl_c_before_any_host_is_touched_exits_130_and_releases_the_lock(deplo
     assert all(deployment.host_head(h) is None for h in hosts)
     assert not _lock(deployment).exists()
     wait_for(lambda: not processes_with("sleep 31"), 10, "the interrupted pre-sync hook to be stopped")
+
+
+def test_ctrl_c_during_the_depool_records_who_was_depooled_and_switches_nobody(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGINT while a host that failed its fetch is being depooled: the depool in flight ends and is remembered,
+    no host is switched, exit 130, and the run is in the history with the host marked depooled."""
+    hosts = deployment.fleet.hosts[46:49]
+    faulty = deployment.fleet.faults["refused"][0]
+    deployment.group("four", [*hosts, faulty])
+    started = tmp_path / "depool-started"
+    slow_depool = tmp_path / "slow-depool"
+    confctl = Path(__file__).resolve().parents[2] / "scripts" / "fake-confctl"
+    slow_depool.write_text(f'#!/bin/sh\ntouch {started}\nsleep 3\nexec {confctl} {deployment.pool_log} depool "$1"\n')
+    slow_depool.chmod(0o755)
+    deployment.configure(
+        connect_timeout=CONNECT_TIMEOUT, max_failures=1, depool={"command": f"{slow_depool} {{host}}"}
+    )
+    process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "four", "--json")
+    stdout, stderr, took = act_mid_run(
+        process, started.exists, "the depool of the refused host", lambda: process.send_signal(signal.SIGINT)
+    )
+    assert process.returncode == 130, stderr
+    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
+    assert "Traceback" not in stderr
+    report = json.loads(stdout)
+    by_host = {h["host"]: h for h in report["hosts"]}
+    assert by_host[faulty]["depooled"] and not by_host[faulty]["ok"]
+    for host in hosts:
+        assert not by_host[host]["ok"] and by_host[host]["phase"] == "checkout", by_host[host]
+        assert deployment.host_head(host) is None
+    assert deployment.pool_changes() == [f"depool {faulty}"]
+    history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")
+    assert history.code == 0, history.stderr
+    last = history.json()["entries"][0]
+    assert last["action"] == "sync" and last["tag"] == report["tag"] and last["outcome"] == report["outcome"]
+    code, status = _status(deployment, "four")
+    assert code == 5 and status["counts"]["depooled"] == 1  # type: ignore[index]
+    assert not _lock(deployment).exists()

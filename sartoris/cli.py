@@ -464,20 +464,25 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors, vendored by Typer
-        print(f"sartoris: {exc.format_message()}", file=sys.stderr)
+        _say(exc.format_message())
         return EXIT_USAGE
     except (KeyboardInterrupt, typer.Abort):
-        print("sartoris: interrupted", file=sys.stderr)
+        _say("interrupted")
         return EXIT_INTERRUPTED
     except SartorisError as exc:
-        print(f"sartoris: {exc}", file=sys.stderr)
+        _say(str(exc))
         return exc.exit_code
     except Exception as exc:  # a bug or an unforeseen OS condition: still one line; SARTORIS_DEBUG=1 re-raises
         if os.environ.get("SARTORIS_DEBUG"):
             raise
-        print(f"sartoris: unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)", file=sys.stderr)
+        _say(f"unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)")
         return 1
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _say(message: str) -> None:
+    """An error as the one line on stderr the contract promises, however many lines its source (git) wrote."""
+    print("sartoris: " + " ".join(message.split()), file=sys.stderr)
 
 
 def run() -> None:

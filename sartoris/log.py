@@ -13,6 +13,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from sartoris.errors import UsageError
+
 
 class _Outputs:
     """Where a rendered event goes: stderr at the chosen level, the log file at every level."""
@@ -36,10 +38,18 @@ def _clear_live_line(_logger: WrappedLogger, _method: str, event: str) -> str:
     return "\r\033[K" + event
 
 
+def _open_log_file(path: Path) -> TextIO:
+    """The --log-file, opened for appending; a path that cannot be written is bad input (exit 2, one line)."""
+    try:
+        return open(path, "a", encoding="utf-8")  # lives with the process
+    except OSError as exc:
+        raise UsageError(f"--log-file {path}: {exc.strerror or exc}") from None
+
+
 def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | None = None) -> None:
     """Route events to stderr (stdout is kept for --json); -v shows per-host events, -q only warnings."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
-    handle = open(log_file, "a", encoding="utf-8") if log_file is not None else None  # noqa: SIM115 - lives with the process
+    handle = _open_log_file(log_file) if log_file is not None else None
     outputs = _Outputs(level, handle)
     on_terminal = sys.stderr.isatty()
     renderer: Any

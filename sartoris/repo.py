@@ -212,8 +212,10 @@ def _ensure_local_bare_repo(url: str) -> None:
         return
     try:
         git.Repo.init(path, bare=True, mkdir=True)
-    except (OSError, git.GitCommandError) as exc:
-        raise PublishError(f"cannot create the publish repository {path}: {exc}") from None
+    except OSError as exc:
+        raise PublishError(f"cannot create the publish repository {path}: {exc.strerror or exc}") from None
+    except git.GitCommandError as exc:
+        raise PublishError(f"cannot create the publish repository {path}: {_git_error(exc)}") from None
 
 
 def _tagger_env(repo: git.Repo) -> dict[str, str]:

@@ -59,6 +59,7 @@ def test_no_command_shows_help_and_exits_2() -> None:
         pytest.param(("sync", "--concurrency", "0"), id="zero-concurrency"),
         pytest.param(("status", "--bogus"), id="unknown-option"),
         pytest.param(("--log-format", "xml", "status"), id="bad-log-format"),
+        pytest.param(("--log-file", "/nonexistent/sartoris.log", "hosts"), id="unwritable-log-file"),
     ],
 )
 def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...], project: Path) -> None:
@@ -160,3 +161,12 @@ def test_live_progress_redraws_in_place(tmp_path: Path) -> None:
     text = out.read()
     assert text.startswith("\r\x1b[K") and text.endswith("\n")
     assert "switch: 1/2 done" in text
+
+
+def test_an_error_of_several_lines_is_said_in_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """git's multi-line stderr inside an error still reaches the operator as one stderr line."""
+    from sartoris.cli import _say
+
+    _say("cannot push:\n  fatal: 'x' does not appear to be a git repository\n")
+    err = capsys.readouterr().err
+    assert err == "sartoris: cannot push: fatal: 'x' does not appear to be a git repository\n"

@@ -57,6 +57,9 @@ def _run_lock(config: Config, slot: int, command: str, message: str, force: bool
     held = lock.holder()
     if held is not None and held.get("command") == "start" and lock.is_ours(held):
         with SlotLock(config.state_dir, slot, run=True).held(command, message, force=force):
+            now = lock.holder() or {}
+            if [now.get(k) for k in ("command", "pid", "since")] != [held.get(k) for k in ("command", "pid", "since")]:
+                raise RefusedError(f"slot {slot}: the started deploy ended as this {command} began; run it again")
             yield lock
         return
     with lock.held(command, message, force=force):

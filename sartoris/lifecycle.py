@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from sartoris.config import Config
-from sartoris.errors import RefusedError
+from sartoris.errors import LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
@@ -46,6 +48,10 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
         submodules=checkout.submodule_heads(),
         no_remote=no_remote,
     )
+    run_lock = SlotLock(config.state_dir, slot, run=True)  # left by a run of an earlier deploy that was killed
+    left = run_lock.holder()
+    if left is not None and run_lock.is_stale(left):
+        run_lock.release()
     try:
         if not no_remote:
             checkout.fetch_upstream()
@@ -57,25 +63,33 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     return LifecycleReport("start", slot, lock.holder(), detail)
 
 
-def _started_lock(config: Config, slot: int, action: str, force: bool) -> tuple[SlotLock, dict[str, Any]]:
-    lock = SlotLock(config.state_dir, slot)
-    held = lock.holder()
-    if held is None or held.get("command") != "start":
-        raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
-    if not lock.is_ours(held) and not force:
-        raise RefusedError(lock.describe(held) + f"; pass --force to {action} someone else's deploy")
-    run_lock = SlotLock(config.state_dir, slot, run=True)
-    running = run_lock.busy()
-    if running is not None:
-        raise RefusedError(run_lock.describe(running) + f"; wait for it to end before you {action}")
-    return lock, held
+@contextmanager
+def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iterator[tuple[SlotLock, dict[str, Any]]]:
+    """The started deploy's lock and record, with its run lock held throughout `action`, so no sync or rollback
+    of that deploy runs meanwhile (nor starts while it ends). A run lock whose process is gone is broken."""
+    lock, run_lock = SlotLock(config.state_dir, slot), SlotLock(config.state_dir, slot, run=True)
+    try:
+        run_lock.acquire(action, force=True)  # `force` breaks only a stale lock
+    except LockHeldError as exc:
+        raise RefusedError(
+            f"{exc}; wait for it to end before you {action} (if that run is gone, remove {run_lock.path})"
+        ) from None
+    try:
+        held = lock.holder()  # read under the run lock: what the last run of the deploy recorded is in it
+        if held is None or held.get("command") != "start":
+            raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
+        if not lock.is_ours(held) and not force:
+            raise RefusedError(lock.describe(held) + f"; pass --force to {action} someone else's deploy")
+        yield lock, held
+    finally:
+        run_lock.release()
 
 
 def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
-    lock, held = _started_lock(config, slot, "finish", force)
+    with _started_deploy(config, slot, "finish", force) as (lock, held):
+        lock.release()
     synced = held.get("synced")
-    lock.release()
     history = History(config.state_dir)
     last = history.entry_for_tag(synced) if synced else None
     outcome = last.outcome if last else None
@@ -87,23 +101,23 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Before any sync: restore the checkout and submodules to where start found them, release the lock."""
-    lock, held = _started_lock(config, slot, "abort", force)
-    if held.get("synced"):
-        raise RefusedError(
-            f"slot {slot}: {held['synced']} was already synced in this deploy; roll back with"
-            " `sartoris rollback`, then `sartoris finish`"
-        )
-    head = held.get("head")
-    if not isinstance(head, str):
-        raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
-    checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
-    if held.get("branch") and checkout.branch() != held["branch"]:
-        raise RefusedError(
-            f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
-            " switch back before aborting"
-        )
-    checkout.restore(head)
-    lock.release()
+    with _started_deploy(config, slot, "abort", force) as (lock, held):
+        if held.get("synced"):
+            raise RefusedError(
+                f"slot {slot}: {held['synced']} was already synced in this deploy; roll back with"
+                " `sartoris rollback`, then `sartoris finish`"
+            )
+        head = held.get("head")
+        if not isinstance(head, str):
+            raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
+        checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
+        if held.get("branch") and checkout.branch() != held["branch"]:
+            raise RefusedError(
+                f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
+                " switch back before aborting"
+            )
+        checkout.restore(head)
+        lock.release()
     History(config.state_dir).record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
     post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")

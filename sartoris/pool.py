@@ -8,6 +8,9 @@ remembered (status shows `depooled`) and recorded in the history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +30,18 @@ _POOL_CONCURRENCY = 16
 
 
 async def run_pool_command(template: tuple[str, ...], host: str, timeout: float) -> str | None:
-    """Run the command for `host`; None on success, else a one-line reason (a failure is data, not fatal)."""
+    """Run the command for `host`; None on success, else a one-line reason (a failure is data, not fatal).
+
+    The command runs in its own session, so the operator's Ctrl-C (sent to the terminal's whole process group)
+    does not kill a depool half-way: the run lets it end, bounded by `timeout`, and records it."""
     argv = expand_command(template, host)
     try:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as exc:
         return f"{argv[0]}: {exc.strerror or exc}"
@@ -39,7 +49,8 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
         async with asyncio.timeout(timeout):
             _, stderr = await process.communicate()
     except TimeoutError:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the command and whatever it started
         await process.wait()
         return f"{argv[0]} timed out after {timeout:g}s"
     if process.returncode != 0:

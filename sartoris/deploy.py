@@ -22,19 +22,18 @@ from sartoris.errors import InterruptedRun, RefusedError, StateError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import Host, resolve_hosts
-from sartoris.policy import FailureBudget
+from sartoris.policy import FailureBudget, outcome_of_stopped_run
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
 from sartoris.state import History, SlotLock
-from sartoris.transport import Connector
+from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
 CANARY_BUDGET = FailureBudget(count=0)
-CANARY_SKIPPED = "not attempted: a canary failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ def sync(
     with _run_lock(config, request.slot, "sync", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        connector, canary_hosts = _preflight(config, request.targets)
+        connector, canary_hosts = _preflight(config, request)
         if retry_failed:
             release, targets = _retry_plan(config, request, checkout, history, progress)
         else:
@@ -100,7 +99,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     with _run_lock(config, request.slot, "rollback", request.message, request.force):
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-        connector, _ = _preflight(config, request.targets)
+        connector, _ = _preflight(config, request)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
@@ -111,11 +110,13 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         )
 
 
-def _preflight(config: Config, targets: Sequence[Host]) -> tuple[Connector, tuple[Host, ...]]:
+def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[Host, ...]]:
     """Read everything a run needs before anything changes: keys, known_hosts, ssh config, canary groups,
-    so a bad setting is a one-line error (exit 2) with no tag made and no host touched. The connector that
-    read them, and the targeted canaries, serve the whole run."""
-    return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, targets)
+    and the open-files limit the run's connections need (sessions stay open from the fetch to the switch), so
+    a bad setting is a one-line error with no tag made and no host touched. The connector that read them, and
+    the targeted canaries, serve the whole run."""
+    ensure_open_files(len(request.targets) + request.concurrency)
+    return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 
 
 def _previous_tag(history: History, slot: int) -> str:
@@ -220,14 +221,12 @@ async def _deploy(
             progress=progress,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
-            skipped = tuple(HostResult(h.label, False, Phase.FETCH, CANARY_SKIPPED) for h in rest)
-            log.error("canary_failed", failed=[r.host for r in canary.hosts if not r.ok])
-            return RolloutResult(
-                outcome_after_failed_canaries(canary),
-                _in_order(targets, canary.hosts + skipped),
-                "a canary failed",
-                canary.interrupted,
-            )
+            why = "interrupted" if canary.interrupted else "a canary failed"
+            if not canary.interrupted:
+                log.error("canary_failed", failed=[r.host for r in canary.hosts if not r.ok])
+            skipped = tuple(HostResult(h.label, False, Phase.FETCH, f"not attempted: {why}") for h in rest)
+            hosts = _in_order(targets, canary.hosts + skipped)
+            return RolloutResult(outcome_of_stopped_run(hosts), hosts, why, canary.interrupted)
     main = await roll_out(
         config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
         connector=connector, progress=progress,
@@ -237,14 +236,6 @@ async def _deploy(
     return RolloutResult(
         main.outcome, _in_order(targets, canary.hosts + main.hosts), main.abort_reason, main.interrupted
     )
-
-
-def outcome_after_failed_canaries(canary: RolloutResult) -> Outcome:
-    """The run's outcome when a canary failed and the rest of the fleet was left alone: `aborted` only while it
-    is true that no host switched and nobody was depooled (the canaries stopped in their fetch phase); once a
-    canary switched or a failed one was depooled, the run did change hosts, so it is `partial`."""
-    changed = any((r.ok and r.phase is Phase.DONE) or r.depooled for r in canary.hosts)
-    return Outcome.PARTIAL if changed else Outcome.ABORTED
 
 
 def _in_order(targets: Sequence[Host], results: Sequence[HostResult]) -> tuple[HostResult, ...]:

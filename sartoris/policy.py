@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sartoris.results import HostResult
+from sartoris.results import HostResult, Outcome, Phase
 
 _COUNT = re.compile(r"[0-9]{1,9}")
 _PERCENT = re.compile(r"(?P<number>[0-9]{1,3}(?:\.[0-9]{1,6})?)%")
@@ -139,6 +139,15 @@ _TRANSIENT_FETCH = re.compile(
 )
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 8.0
+
+
+def outcome_of_stopped_run(hosts: Sequence[HostResult]) -> Outcome:
+    """The verdict of a run stopped early (a canary failed, or Ctrl-C before or between switches): `aborted`
+    only while it is true that no host switched and nobody was depooled, as exit 3 promises; else `ok` when
+    every host ended on the release, else `partial`."""
+    if not any((r.ok and r.phase is Phase.DONE) or r.depooled for r in hosts):
+        return Outcome.ABORTED
+    return Outcome.OK if all(r.ok for r in hosts) else Outcome.PARTIAL
 
 
 def is_transient_fetch_error(stderr: str) -> bool:

@@ -2,8 +2,10 @@
 
 Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once, for the
 fetch, and reused for the switch. On Ctrl-C (the run's task cancelled): during the fetch nothing is
+switched; while failed hosts are depooled, that depool ends (bounded by the depool timeout) and no host is
 switched; during the switch no new host is started and the ones in flight finish (each is bounded by
-command_timeout), so no host is left between its old and new tree.
+command_timeout), so no host is left between its old and new tree. Either way the result is returned, so the
+run is recorded.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -20,17 +23,25 @@ from sartoris.config import Config
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
-from sartoris.policy import FailureBudget, decide_after_fetch, is_transient_fetch_error, retry_delay, within_depool_cap
+from sartoris.policy import (
+    FailureBudget,
+    decide_after_fetch,
+    is_transient_fetch_error,
+    outcome_of_stopped_run,
+    retry_delay,
+    within_depool_cap,
+)
 from sartoris.pool import apply_pool_change
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandTimeout, Connector, Session, ensure_open_files
+from sartoris.transport import CommandTimeout, Connector, Session
 
 log = structlog.get_logger("sartoris")
 
 _CLOSE_TIMEOUT = 5.0
+_T = TypeVar("_T")
 _TAIL = 2000  # characters of a failed host's stderr kept in the log
 INTERRUPTED = "interrupted before this host was switched"
 
@@ -67,7 +78,6 @@ async def roll_out(
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
     progress = progress or Progress()
-    ensure_open_files(len(targets) + concurrency)  # sessions stay open from the fetch to the switch
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
 
@@ -92,9 +102,8 @@ async def roll_out(
     fetched = [done[h.label] for h in targets]
     try:
         return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
-    finally:
-        await _close_all(fetched)
-        await connector.close()
+    finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
+        await _despite_interrupt(_close_all_and(fetched, connector))
 
 
 async def _decide_and_switch(
@@ -124,7 +133,7 @@ async def _decide_and_switch(
     depooled, interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
         unswitched = tuple(_with_depooled(_not_switched(f), depooled) for f in fetched)
-        return RolloutResult(Outcome.PARTIAL, unswitched, "interrupted", interrupted=True)
+        return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
     switched, interrupted = await _switch_all(
         [f for f in fetched if f.session is not None],
         bounded(switch_command(release), config.fanout.command_timeout),
@@ -254,12 +263,20 @@ async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) 
     """Depool each host once: the labels it worked for (a failing depool command is reported, not fatal), and
     whether the run was interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by
     the depool timeout) and remembers them, so the run's record says which hosts are out of the pool."""
-    task = asyncio.ensure_future(apply_pool_change(config, history, hosts, depool=True))
-    try:
-        return set((await asyncio.shield(task)).changed), False
-    except asyncio.CancelledError:
+    report, interrupted = await _despite_interrupt(apply_pool_change(config, history, hosts, depool=True))
+    if interrupted:
         log.warning("interrupted", phase="depool")
-        return set((await task).changed), True
+    return set(report.changed), interrupted
+
+
+async def _despite_interrupt(work: Awaitable[_T]) -> tuple[_T, bool]:
+    """Await `work` (which must be bounded) to its end even when the run is interrupted meanwhile; its result,
+    and whether an interrupt came."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task), False
+    except asyncio.CancelledError:
+        return await task, True
 
 
 def _not_switched(fetched: _Fetched) -> HostResult:
@@ -284,6 +301,11 @@ def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tu
         else:
             results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch"))
     return tuple(results)
+
+
+async def _close_all_and(fetched: Iterable[_Fetched], connector: Connector) -> None:
+    await _close_all(fetched)
+    await connector.close()
 
 
 async def _close_all(fetched: Iterable[_Fetched]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import stat
 import subprocess
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Deployment
+from faults import live_tree, write_script
 from sample_repo import commit_change, git
+
+from sartoris.state import History
 
 pytestmark = pytest.mark.integration
 
@@ -270,6 +274,49 @@ def test_a_failing_canary_stops_the_rest_of_the_fleet(deployment: Deployment) ->
     assert len(skipped) == 9
 
 
+def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment: Deployment) -> None:
+    """Exit 3 promises no host switched and nobody depooled. When one canary switched and the other failed its
+    checkout (and was depooled), the run is partial (exit 5) and the rest of the fleet stays on the old tag."""
+    canary_good, canary_bad = deployment.fleet.hosts[10:12]
+    rest = deployment.fleet.hosts[12:16]
+    deployment.group("canary", [canary_good, canary_bad])
+    deployment.group("all", [canary_good, canary_bad, *rest])
+    first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert first.code == 0, first.stderr
+    old = deployment.head()
+    write_script(live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout", "exit 1\n")
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'canary 2';\n")
+    deployment.configure(deploy={"canaries": ["canary"]}, max_failures=5)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert run.code == 5, run.stderr
+    report = run.json()
+    by_host = {h["host"]: h for h in report["hosts"]}
+    assert report["outcome"] == "partial" and report["reason"] == "a canary failed"
+    assert by_host[canary_good]["ok"] and deployment.host_head(canary_good) == new
+    assert by_host[canary_bad]["depooled"] and by_host[canary_bad]["phase"] == "checkout"
+    assert deployment.host_head(canary_bad) == old
+    assert all(by_host[h]["error"] == "not attempted: a canary failed" for h in rest)
+    assert all(deployment.host_head(h) == old for h in rest)
+    assert deployment.pool_changes() == [f"depool {canary_bad}"]
+
+
+def test_too_low_an_open_files_limit_is_refused_before_the_tag(deployment: Deployment) -> None:
+    """A run that could not hold its connections open is refused (exit 4) before it tags or publishes."""
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))  # 50 hosts + concurrency 100 + 256 do not fit
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), "sync", "--slot",
+         str(deployment.slot), "--json"],
+        capture_output=True, text=True, timeout=120, check=False, preexec_fn=low_limit,
+    )
+    assert done.returncode == 4, done.stderr
+    assert "open-files limit is 300" in done.stderr and done.stderr.count("\n") == 1
+    assert git(deployment.checkout, "tag") == ""
+    assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
 def test_retry_failed_converges(deployment: Deployment) -> None:
     """After a partial sync, --retry-failed re-deploys the same tag to just the stragglers; status all current."""
     hosts = deployment.fleet.hosts[:6]
@@ -311,8 +358,10 @@ def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> N
     assert [e["action"] for e in entries[:2]] == ["depool", "sync"]
     assert entries[1]["tag"] == sync["tag"] and entries[1]["message"] == "for the log"
     assert entries[1]["counts"]["ok"] == 50
+    History(deployment.root / ".sartoris").record_event("start", deployment.slot + 1, "another slot's deploy")
     here = deployment.sartoris("log", "--json", cwd=deployment.checkout, with_config=True).json()["entries"]
     assert [e["action"] for e in here[:2]] == ["depool", "sync"]  # the folder's slot, and the pool changes
+    assert deployment.sartoris("log", "--json").json()["entries"][0]["slot"] == deployment.slot + 1
     one = deployment.sartoris("log", sync["tag"], "--json").json()
     assert len(one["hosts"]) == 50 and all(h["ok"] for h in one["hosts"])
     text = deployment.sartoris("log", sync["tag"]).stdout

@@ -1,10 +1,11 @@
-"""Tests for sartoris.policy: the failure budget."""
+"""Tests for sartoris.policy: the failure budget, and the verdict of a run stopped early."""
 
 from __future__ import annotations
 
 import pytest
 
-from sartoris.policy import FailureBudget
+from sartoris.policy import FailureBudget, outcome_of_stopped_run
+from sartoris.results import HostResult, Outcome, Phase
 
 
 @pytest.mark.parametrize(
@@ -133,3 +134,38 @@ def test_negative_targeted_is_refused() -> None:
 def test_str_of_integer_percent() -> None:
     """A percentage given as an int prints without a decimal point."""
     assert str(FailureBudget(percent=5)) == "5%"
+
+
+# outcome_of_stopped_run: exit 3 (`aborted`) promises no host switched and nobody depooled.
+
+
+def test_a_run_stopped_before_any_switch_or_depool_is_aborted() -> None:
+    fetched = HostResult("c1", True, Phase.FETCH)
+    refused = HostResult("c2", False, Phase.CONNECT, "connection refused")
+    skipped = HostResult("h3", False, Phase.FETCH, "not attempted: a canary failed")
+    assert outcome_of_stopped_run([fetched, refused, skipped]) is Outcome.ABORTED
+
+
+def test_a_switched_host_makes_a_stopped_run_partial() -> None:
+    switched = HostResult("c1", True, Phase.DONE)
+    broken = HostResult("c2", False, Phase.CHECKOUT, "checkout failed", depooled=True)
+    skipped = HostResult("h3", False, Phase.FETCH, "not attempted: a canary failed")
+    assert outcome_of_stopped_run([switched, broken, skipped]) is Outcome.PARTIAL
+
+
+def test_a_depooled_host_alone_makes_a_stopped_run_partial() -> None:
+    depooled = HostResult("h1", False, Phase.CONNECT, "connection refused", depooled=True)
+    unswitched = HostResult("h2", False, Phase.CHECKOUT, "interrupted before this host was switched")
+    assert outcome_of_stopped_run([depooled, unswitched]) is Outcome.PARTIAL
+
+
+def test_a_failed_switch_left_in_the_pool_changes_nothing_so_the_run_is_aborted() -> None:
+    """max_depooled (or no depool command) kept the failed host in the pool, and nothing switched."""
+    assert outcome_of_stopped_run([HostResult("c1", False, Phase.CHECKOUT, "checkout failed")]) is Outcome.ABORTED
+
+
+def test_an_interrupted_run_whose_every_host_switched_is_ok() -> None:
+    """Ctrl-C while the last canaries switched, with no other host: every host is on the release."""
+    assert outcome_of_stopped_run([HostResult("c1", True, Phase.DONE), HostResult("c2", True, Phase.DONE)]) is (
+        Outcome.OK
+    )

@@ -186,11 +186,23 @@ def store_tags(deployment: Deployment, address: str) -> set[str]:
 
 
 def start_sartoris(deployment: Deployment, *args: str, **popen: object) -> subprocess.Popen[str]:
-    """The real command line as a background process (stdout/stderr piped unless given)."""
-    options: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    """The real command line as a background process (stdout/stderr piped unless given). SIGINT is restored to
+    its default in the child: a shell without job control starts background jobs (`make test &` under nohup)
+    with SIGINT ignored, and Python then installs no Ctrl-C handler, so every Ctrl-C test would fail."""
+    options: dict[str, object] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "text": True,
+        "preexec_fn": _default_sigint,
+        **popen,
+    }
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), *args], **options
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:

@@ -452,32 +452,50 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
     return resolve_hosts(selectors, config.hosts_dir, Path.cwd())
 
 
+@dataclass(slots=True)
+class _Stdout:
+    """Whether this invocation has printed its one JSON object (so a failure after it prints no second one)."""
+
+    json_printed: bool = False
+
+
+_stdout = _Stdout()
+
+
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
     sys.stdout.write((json.dumps(document) if as_json else text) + "\n")
     sys.stdout.flush()
+    _stdout.json_printed = _stdout.json_printed or as_json
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, print any error as one line, return the contract's exit code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=argv, prog_name="sartoris", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors, vendored by Typer
-        _say(exc.format_message())
-        return EXIT_USAGE
+        return _fail(exc.format_message(), EXIT_USAGE, args)
     except (KeyboardInterrupt, typer.Abort):
-        _say("interrupted")
-        return EXIT_INTERRUPTED
+        return _fail("interrupted", EXIT_INTERRUPTED, args)
     except SartorisError as exc:
-        _say(str(exc))
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code, args)
     except Exception as exc:  # a bug or an unforeseen OS condition: still one line; SARTORIS_DEBUG=1 re-raises
         if os.environ.get("SARTORIS_DEBUG"):
             raise
-        _say(f"unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)")
-        return 1
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)", 1, args)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _fail(message: str, code: int, args: list[str]) -> int:
+    """Say why the command failed (one stderr line); under --json also keep stdout one JSON object, as the
+    contract promises, when the command did not get to print its report."""
+    _say(message)
+    options = args[: args.index("--")] if "--" in args else args
+    if "--json" in options and not _stdout.json_printed:
+        _emit({"error": " ".join(message.split()), "exit": code}, "", as_json=True)
+    return code
 
 
 def _say(message: str) -> None:

@@ -163,6 +163,17 @@ def test_live_progress_redraws_in_place(tmp_path: Path) -> None:
     assert "switch: 1/2 done" in text
 
 
+def test_a_failing_json_command_still_prints_one_json_object(project: Path) -> None:
+    """Under --json stdout stays one JSON object even when the command fails before its report."""
+    done = sartoris("status", "--json", "--slot", "0", "--hosts", "nosuch", cwd=project)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("sartoris: ")
+    document = json.loads(done.stdout)
+    assert document == {"error": done.stderr[len("sartoris: ") :].strip(), "exit": 2}
+    plain = sartoris("status", "--slot", "0", "--hosts", "nosuch", cwd=project)
+    assert plain.returncode == 2 and plain.stdout == ""
+
+
 def test_an_error_of_several_lines_is_said_in_one(capsys: pytest.CaptureFixture[str]) -> None:
     """git's multi-line stderr inside an error still reaches the operator as one stderr line."""
     from sartoris.cli import _say

@@ -21,6 +21,7 @@ from sartoris.config import Config
 from sartoris.errors import InterruptedRun, RefusedError, StateError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
+from sartoris.interrupts import run_stoppable
 from sartoris.inventory import Host, resolve_hosts
 from sartoris.policy import FailureBudget, outcome_of_stopped_run
 from sartoris.progress import Progress
@@ -170,7 +171,7 @@ def _roll_out_and_record(
     connector: Connector,
     progress: Progress | None,
 ) -> SyncReport:
-    result = asyncio.run(
+    result = run_stoppable(
         _deploy(config, request, release, targets, canary_hosts, history, connector, progress or Progress())
     )
     report = SyncReport(

@@ -66,10 +66,11 @@ def _status(deployment: Deployment, group: str) -> tuple[int, dict[str, object]]
 
 
 def _signal_mid_switch(
-    deployment: Deployment, tmp_path: Path, hosts: list[str], signum: signal.Signals
+    deployment: Deployment, tmp_path: Path, hosts: list[str], signum: signal.Signals, times: int = 1
 ) -> tuple[str, str, int, str, str]:
     """Deploy once, then sync a new commit two hosts at a time with every host's checkout held for 3 s, and send
-    `signum` to the controller one second into the first switch. Returns old and new commits, exit code, output."""
+    `signum` to the controller one second into the first switch (`times` times, half a second apart). Returns
+    old and new commits, exit code, output."""
     deployment.group("six", hosts)
     deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
     old = _first_sync(deployment, "six")
@@ -84,7 +85,10 @@ def _signal_mid_switch(
 
     def signal_after_a_second() -> None:
         time.sleep(1)
-        process.send_signal(signum)
+        for press in range(times):
+            if press:
+                time.sleep(0.5)
+            process.send_signal(signum)
 
     stdout, stderr, _ = act_mid_run(
         process, lambda: any(switching.iterdir()), "a host to be in the middle of its switch", signal_after_a_second
@@ -154,6 +158,23 @@ def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converg
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "new" for h in hosts}
     code, status = _status(deployment, "six")
     assert code == 0 and status["counts"]["current"] == 6  # type: ignore[index]
+
+
+def test_a_second_ctrl_c_does_not_abandon_the_switches_in_flight(deployment: Deployment, tmp_path: Path) -> None:
+    """Ctrl-C twice during the switch: the second one is only acknowledged; the switches in flight still finish,
+    the report is printed and recorded, exit 130, and every host is wholly old or new as its line says."""
+    hosts = deployment.fleet.hosts[32:38]
+    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGINT, times=2)
+    assert code == 130, stderr
+    assert "Traceback" not in stderr and "still_stopping" in stderr
+    report = json.loads(stdout)
+    _settle(deployment)
+    where = {h: _where(deployment, h, old, new) for h in hosts}
+    assert where == {h["host"]: "new" if h["ok"] else "old" for h in report["hosts"]}, (where, report["hosts"])
+    assert "new" in where.values(), "the switches in flight at Ctrl-C were not let finish"
+    history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")
+    assert history.json()["entries"][0]["tag"] == report["tag"]
+    assert not _lock(deployment).exists()
 
 
 def test_a_killed_controller_leaves_a_stale_lock_that_force_breaks(deployment: Deployment, tmp_path: Path) -> None:

@@ -1,0 +1,49 @@
+"""Ctrl-C during a run: the first one stops it, later ones do not abandon it.
+
+asyncio's runner turns a second Ctrl-C into KeyboardInterrupt straight out of the event loop, which leaves the
+switches in flight unwatched and the run unrecorded. A run under `run_stoppable` takes the first Ctrl-C as a
+cancellation (each phase then ends what it must, bounded by its timeouts, and returns its result) and only
+says so for the later ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger("sartoris")
+
+_T = TypeVar("_T")
+
+
+def run_stoppable(main: Coroutine[Any, Any, _T]) -> _T:
+    """asyncio.run(main), where only the first Ctrl-C interrupts; KeyboardInterrupt if `main` let it through."""
+    return asyncio.run(_guarded(main))
+
+
+async def _guarded(main: Coroutine[Any, Any, _T]) -> _T:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_ctrl_c() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1 and task is not None:
+            task.cancel()
+        else:
+            log.warning("still_stopping", note="waiting for what is in flight to end (bounded by its timeouts)")
+
+    loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if presses:
+            raise KeyboardInterrupt from None  # nothing in `main` kept the run: the plain interrupted exit
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)

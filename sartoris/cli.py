@@ -6,6 +6,7 @@ that need them, so `--help` and `--version` stay fast. Every error is one line o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -463,9 +464,9 @@ _stdout = _Stdout()
 
 
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
+    _stdout.json_printed = _stdout.json_printed or as_json  # before writing: never a second, after half of one
     sys.stdout.write((json.dumps(document) if as_json else text) + "\n")
     sys.stdout.flush()
-    _stdout.json_printed = _stdout.json_printed or as_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,7 +495,8 @@ def _fail(message: str, code: int, args: list[str]) -> int:
     _say(message)
     options = args[: args.index("--")] if "--" in args else args
     if "--json" in options and not _stdout.json_printed:
-        _emit({"error": " ".join(message.split()), "exit": code}, "", as_json=True)
+        with contextlib.suppress(OSError):  # the reader is gone: the stderr line and the exit code still hold
+            _emit({"error": " ".join(message.split()), "exit": code}, "", as_json=True)
     return code
 
 

@@ -84,10 +84,16 @@ def sync(
             pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag, request.message)
             release = _tag_and_publish(config, request.slot, checkout, tag, request.message)
             targets = request.targets
-        report = _roll_out_and_record(
-            config, request, release, targets, history, "sync", started,
-            canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
-        )
+        try:
+            report = _roll_out_and_record(
+                config, request, release, targets, history, "sync", started,
+                canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
+            )
+        except InterruptedRun as stopped:  # hosts that switched before the Ctrl-C are on the tag all the same
+            done = stopped.report
+            if started_lock is not None and isinstance(done, SyncReport) and done.outcome is not Outcome.ABORTED:
+                started_lock.update(synced=done.tag)
+            raise
         if started_lock is not None and report.outcome is not Outcome.ABORTED:
             started_lock.update(synced=report.tag)
         return report

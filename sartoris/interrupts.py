@@ -3,7 +3,8 @@
 asyncio's runner turns a second Ctrl-C into KeyboardInterrupt straight out of the event loop, which leaves the
 switches in flight unwatched and the run unrecorded. A run under `run_stoppable` takes the first Ctrl-C as a
 cancellation (each phase then ends what it must, bounded by its timeouts, and returns its result) and only
-says so for the later ones.
+says so for the later ones while its event loop runs. (A Ctrl-C after that, while the run is recorded and
+its post hook runs, still interrupts those.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ _T = TypeVar("_T")
 
 
 def run_stoppable(main: Coroutine[Any, Any, _T]) -> _T:
-    """asyncio.run(main), where only the first Ctrl-C interrupts; KeyboardInterrupt if `main` let it through."""
+    """asyncio.run(main), where only the first Ctrl-C interrupts; KeyboardInterrupt if `main` let it through.
+    A process started with SIGINT ignored (a background job) keeps ignoring it, as asyncio.run would."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return asyncio.run(main)
     return asyncio.run(_guarded(main))
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,35 +28,39 @@ from sartoris.state import History
 log = structlog.get_logger("sartoris")
 
 _POOL_CONCURRENCY = 16
+_STDERR_TAIL = 4096  # bytes of a failed command's stderr read for its last line
 
 
 async def run_pool_command(template: tuple[str, ...], host: str, timeout: float) -> str | None:
     """Run the command for `host`; None on success, else a one-line reason (a failure is data, not fatal).
 
     The command runs in its own session, so the operator's Ctrl-C (sent to the terminal's whole process group)
-    does not kill a depool half-way: the run lets it end, bounded by `timeout`, and records it."""
+    does not kill a depool half-way: the run lets it end, bounded by `timeout`, and records it. Its stderr goes
+    to a temporary file, not a pipe, so a child it left running can never hold the run past the timeout."""
     argv = expand_command(template, host)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return f"{argv[0]}: {exc.strerror or exc}"
-    try:
-        async with asyncio.timeout(timeout):
-            _, stderr = await process.communicate()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the command and whatever it started
-        await process.wait()
-        return f"{argv[0]} timed out after {timeout:g}s"
-    if process.returncode != 0:
-        tail = stderr.decode(errors="replace").strip().splitlines()
-        return f"{argv[0]} exited {process.returncode}" + (f": {tail[-1]}" if tail else "")
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return f"{argv[0]}: {exc.strerror or exc}"
+        try:
+            async with asyncio.timeout(timeout):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the command and whatever it started in its group
+            await process.wait()  # the command itself, killed: reaped at once
+            return f"{argv[0]} timed out after {timeout:g}s"
+        if process.returncode != 0:
+            stderr.seek(max(0, os.fstat(stderr.fileno()).st_size - _STDERR_TAIL))
+            tail = stderr.read().decode(errors="replace").strip().splitlines()
+            return f"{argv[0]} exited {process.returncode}" + (f": {tail[-1]}" if tail else "")
     return None
 
 

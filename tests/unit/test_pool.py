@@ -49,6 +49,18 @@ def test_a_hung_command_is_stopped_with_what_it_started(tmp_path: Path) -> None:
     assert gone(pid), "the command's background child outlived the timeout"
 
 
+def test_a_child_that_left_the_group_does_not_hold_the_run_past_the_timeout(tmp_path: Path) -> None:
+    """A descendant in its own session escapes the kill and keeps the pipes open; the wait is still bounded."""
+    escaped = tmp_path / "escaped"
+    began = time.monotonic()
+    error = run(("sh", "-c", f"setsid sh -c 'echo $$ > {escaped}; exec sleep 30' & wait"), timeout=0.5)
+    try:
+        assert error == "sh timed out after 0.5s" and time.monotonic() - began < 6
+    finally:
+        if escaped.exists():
+            os.kill(int(escaped.read_text()), 9)
+
+
 def gone(pid: int) -> bool:
     """The process has exited (a zombie waiting to be reaped counts as gone)."""
     try:

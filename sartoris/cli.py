@@ -492,17 +492,23 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(message: str, code: int, args: list[str]) -> int:
     """Say why the command failed (one stderr line); under --json also keep stdout one JSON object, as the
     contract promises, when the command did not get to print its report."""
-    _say(message)
+    line = _one_line(message)
+    _say(line)
     options = args[: args.index("--")] if "--" in args else args
     if "--json" in options and not _stdout.json_printed:
         with contextlib.suppress(OSError):  # the reader is gone: the stderr line and the exit code still hold
-            _emit({"error": " ".join(message.split()), "exit": code}, "", as_json=True)
+            _emit({"error": line, "exit": code}, "", as_json=True)
     return code
 
 
+def _one_line(message: str) -> str:
+    """A message folded to one line, however many lines its source (git) wrote."""
+    return " ".join(message.split())
+
+
 def _say(message: str) -> None:
-    """An error as the one line on stderr the contract promises, however many lines its source (git) wrote."""
-    print("sartoris: " + " ".join(message.split()), file=sys.stderr)
+    """An error as the one line on stderr the contract promises."""
+    print("sartoris: " + _one_line(message), file=sys.stderr)
 
 
 def run() -> None:

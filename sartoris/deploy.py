@@ -90,13 +90,17 @@ def sync(
                 canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
             )
         except InterruptedRun as stopped:  # hosts that switched before the Ctrl-C are on the tag all the same
-            done = stopped.report
-            if started_lock is not None and isinstance(done, SyncReport) and done.outcome is not Outcome.ABORTED:
-                started_lock.update(synced=done.tag)
+            if isinstance(stopped.report, SyncReport):
+                _note_synced(started_lock, stopped.report)
             raise
-        if started_lock is not None and report.outcome is not Outcome.ABORTED:
-            started_lock.update(synced=report.tag)
+        _note_synced(started_lock, report)
         return report
+
+
+def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
+    """Inside a started deploy, note the tag a run put hosts on (so abort refuses, finish announces it)."""
+    if started_lock is not None and report.outcome is not Outcome.ABORTED:
+        started_lock.update(synced=report.tag)
 
 
 def rollback(config: Config, request: SyncRequest, to: str | None, progress: Progress | None = None) -> SyncReport:

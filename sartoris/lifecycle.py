@@ -48,10 +48,7 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
         submodules=checkout.submodule_heads(),
         no_remote=no_remote,
     )
-    run_lock = SlotLock(config.state_dir, slot, run=True)  # left by a run of an earlier deploy that was killed
-    left = run_lock.holder()
-    if left is not None and run_lock.is_stale(left):
-        run_lock.release()
+    SlotLock(config.state_dir, slot, run=True).break_if_stale()  # left by a killed run of an earlier deploy
     try:
         if not no_remote:
             checkout.fetch_upstream()

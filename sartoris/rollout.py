@@ -94,8 +94,7 @@ async def roll_out(
         await fan_out(targets, fetch, limit=concurrency, on_result=keep)
     except asyncio.CancelledError:
         progress.end()
-        await _close_all(done.values())
-        await connector.close()
+        await _close_all(done.values(), connector)
         log.warning("interrupted", phase="fetch")
         return RolloutResult(Outcome.ABORTED, _interrupted_fetch(targets, done), "interrupted", interrupted=True)
     progress.end()
@@ -103,7 +102,7 @@ async def roll_out(
     try:
         return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
-        await _despite_interrupt(_close_all_and(fetched, connector))
+        await _despite_interrupt(_close_all(fetched, connector))
 
 
 async def _decide_and_switch(
@@ -303,14 +302,11 @@ def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tu
     return tuple(results)
 
 
-async def _close_all_and(fetched: Iterable[_Fetched], connector: Connector) -> None:
-    await _close_all(fetched)
-    await connector.close()
-
-
-async def _close_all(fetched: Iterable[_Fetched]) -> None:
+async def _close_all(fetched: Iterable[_Fetched], connector: Connector) -> None:
+    """Close every session the run opened (bounded by _CLOSE_TIMEOUT), then the connector."""
     sessions = [f.session for f in fetched if f.session is not None]
     for session in sessions:
         session.close()
     if sessions:
         await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=_CLOSE_TIMEOUT)
+    await connector.close()

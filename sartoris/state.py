@@ -278,10 +278,11 @@ class SlotLock:
             return
         raise LockHeldError(f"slot {self.slot}: lock taken by another run while breaking a stale one")
 
-    def busy(self) -> dict[str, Any] | None:
-        """The holder when a live run holds the lock (a stale one does not count), else None."""
+    def break_if_stale(self) -> None:
+        """Remove the lock when the run that took it is gone (see is_stale); a live holder's lock stays."""
         held = self.holder()
-        return None if held is None or self.is_stale(held) else held
+        if held is not None and self.is_stale(held):
+            self.release()
 
     def describe(self, held: dict[str, Any]) -> str:
         text = (

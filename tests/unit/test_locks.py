@@ -60,7 +60,8 @@ def stale_run_lock(config: Config) -> SlotLock:
 def test_a_stale_run_lock_is_broken_by_finish(config: Config) -> None:
     SlotLock(config.state_dir, 0).acquire("start", "train")
     run_lock = stale_run_lock(config)
-    assert run_lock.busy() is None
+    held = run_lock.holder()
+    assert held is not None and run_lock.is_stale(held)
     report = finish(config, 0, force=False)
     assert report.lock is None
     assert run_lock.holder() is None and SlotLock(config.state_dir, 0).holder() is None

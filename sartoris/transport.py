@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-from asyncssh import gss
-
 from sartoris.config import SshSettings
 from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
+from sartoris.native_libs import loader_library_lookup
 from sartoris.remote import OWN_LINE_MARK
+
+with loader_library_lookup():  # asyncssh looks for optional C libraries as it is imported
+    import asyncssh
+    from asyncssh import gss
 
 # A host that prints without end cannot exhaust the controller: keep this much of each stream.
 OUTPUT_LIMIT = 64 * 1024

@@ -115,6 +115,18 @@ def test_help_works_in_an_empty_environment_with_a_clean_home(pyz: Path, tmp_pat
     assert any((home / ".cache" / "sartoris" / "zipapp").glob("sartoris.pyz_*/site-packages"))
 
 
+def test_unpacking_compiles_the_bytecode_even_where_python_writes_none(pyz: Path, tmp_path: Path) -> None:
+    """Under PYTHONDONTWRITEBYTECODE (set in many container images) Python caches no bytecode, so uncompiled
+    unpacked sources would be compiled again at every start (about 0.3 s of CPU): the unpacking compiles them."""
+    home = tmp_path / "home"
+    run = run_pyz(PYTHON, str(pyz), "--help", home=home, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert run.code == 0, run.stderr
+    site = next((home / ".cache" / "sartoris" / "zipapp").glob("sartoris.pyz_*/site-packages"))
+    for module in ("sartoris/transport.py", "sartoris/cli.py", "asyncssh/connection.py"):
+        source = site / module
+        assert list((source.parent / "__pycache__").glob(f"{source.stem}.*.pyc")), f"no bytecode for {module}"
+
+
 def test_help_works_when_home_cannot_be_written(pyz: Path, tmp_path: Path) -> None:
     """A HOME nothing can be created under sends the unpacking to a private folder in TMPDIR."""
     home = tmp_path / "home-is-a-file"

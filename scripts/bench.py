@@ -15,6 +15,7 @@ median over --runs repetitions with the tools in round-robin order; the fleet (o
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -248,6 +249,11 @@ def snapshot_sources(folder: Path) -> Path:
     others edit the sources while the benchmark runs, and every figure must measure the same code."""
     shutil.copytree(ROOT / "sartoris", folder / "sartoris", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "sartoris.py", folder / "sartoris.py")
+    # Bytecode, as an install has it (pip compiles at install, the zipapp when it unpacks). Without it, under
+    # PYTHONDONTWRITEBYTECODE (set on this machine) every run compiled Sartoris's modules anew: ~30 ms of start-up
+    # that the peers, installed with their bytecode, never pay.
+    if not compileall.compile_dir(folder / "sartoris", quiet=1):
+        raise RuntimeError("could not compile the snapshot of the Sartoris sources")
     if "sartoris" in sys.modules:
         raise RuntimeError("sartoris was imported before its snapshot was taken")
     sys.path.insert(0, str(folder))
@@ -363,7 +369,9 @@ METHOD = [
     "peak RSS come from `wait4` on that process: the rusage of the tool plus every descendant it reaped (xargs's "
     "ssh, Ansible's forks, Sartoris's `git push`). RSS is the largest single process (ru_maxrss); for tools made "
     "of many processes (marked †) memory is the peak of the summed PSS of the whole process tree, sampled every "
-    "second (a scan of /proc each time, so not more often).",
+    "second (a scan of /proc each time, so not more often). Every Python tool runs with its bytecode compiled, as "
+    "installed: the peers from their venv, Sartoris from a compiled snapshot of its sources taken at the start "
+    "(this machine sets PYTHONDONTWRITEBYTECODE, so uncompiled sources would be compiled again on every run).",
     "- Host-side CPU: each fleet host is one sshd listener that outlives every connection and reaps the "
     "per-connection sshd, which reaps the shell and git it ran; so the listeners' utime+stime+cutime+cstime "
     "(/proc/PID/stat), read when no session is left, grow by everything the hosts did for the tool — including "

@@ -1,17 +1,19 @@
 """The use cases that move hosts: sync (a new tag, or --retry-failed), rollback, and the dry-run plan.
 
 Each runs under the slot's lock (its own, or the one `start` took), calls the pre hook before anything
-changes, rolls the release out (canaries first), calls the post hook with the outcome, and records the run.
+changes, publishes the release while the first hosts' SSH connections open, rolls it out (canaries first),
+calls the post hook with the outcome, and records the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -77,16 +79,17 @@ def sync(
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, canary_hosts = _preflight(config, request)
         if retry_failed:
-            release, targets = _retry_plan(config, request, checkout, history, progress)
+            known, targets = _retry_plan(config, request, checkout, history, progress)
+            publish: Callable[[], Release] = lambda: known  # noqa: E731  (published by the sync it retries)
         else:
             checkout.ensure_clean()
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
             pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag, request.message)
-            release = _tag_and_publish(config, request.slot, checkout, tag, request.message)
+            publish = partial(_tag_and_publish, config, request.slot, checkout, tag, request.message)
             targets = request.targets
         try:
             report = _roll_out_and_record(
-                config, request, release, targets, history, "sync", started,
+                config, request, publish, targets, history, "sync", started,
                 canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
             )
         except InterruptedRun as stopped:  # hosts that switched before the Ctrl-C are on the tag all the same
@@ -114,9 +117,9 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
-        checkout.publish(release, config.publish_url(request.slot))  # a no-op when it is already there
+        url = config.publish_url(request.slot)
         return _roll_out_and_record(
-            config, request, release, request.targets, history, "rollback", started,
+            config, request, partial(_republish, checkout, release, url), request.targets, history, "rollback", started,
             canary_hosts=(), connector=connector, progress=progress,
         )
 
@@ -151,6 +154,12 @@ def _tag_and_publish(config: Config, slot: int, checkout: SlotCheckout, tag: str
     return release
 
 
+def _republish(checkout: SlotCheckout, release: Release, url: str) -> Release:
+    """Push an existing release again (rollback): a no-op when the publish target still has it."""
+    checkout.publish(release, url)
+    return release
+
+
 def _retry_plan(
     config: Config, request: SyncRequest, checkout: SlotCheckout, history: History, progress: Progress | None
 ) -> tuple[Release, tuple[Host, ...]]:
@@ -171,7 +180,7 @@ def _retry_plan(
 def _roll_out_and_record(
     config: Config,
     request: SyncRequest,
-    release: Release,
+    publish: Callable[[], Release],
     targets: Sequence[Host],
     history: History,
     action: str,
@@ -181,8 +190,8 @@ def _roll_out_and_record(
     connector: Connector,
     progress: Progress | None,
 ) -> SyncReport:
-    result = run_stoppable(
-        _deploy(config, request, release, targets, canary_hosts, history, connector, progress or Progress())
+    release, result = run_stoppable(
+        _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress or Progress())
     )
     report = SyncReport(
         slot=request.slot,
@@ -203,6 +212,44 @@ def _roll_out_and_record(
     if result.interrupted:
         raise InterruptedRun(report)
     return report
+
+
+async def _publish_and_deploy(
+    config: Config,
+    request: SyncRequest,
+    publish: Callable[[], Release],
+    targets: Sequence[Host],
+    canary_hosts: tuple[Host, ...],
+    history: History,
+    connector: Connector,
+    progress: Progress,
+) -> tuple[Release, RolloutResult]:
+    """Publish while the first hosts' connections open, then deploy."""
+    first = (canary_hosts or tuple(targets))[: request.concurrency]
+    release = await _publish_while_connecting(publish, connector, first)
+    return release, await _deploy(config, request, release, targets, canary_hosts, history, connector, progress)
+
+
+async def _publish_while_connecting(
+    publish: Callable[[], Release], connector: Connector, first: Sequence[Host]
+) -> Release:
+    """Run `publish` (the deploy host's git, in a worker thread) while the SSH connections the rollout starts with
+    open: the handshakes load the hosts and the publish this machine, so neither waits for the other. No host runs
+    anything before the release is published; a failed or interrupted publish closes those connections."""
+    connector.open_early(first)
+    job = asyncio.ensure_future(asyncio.to_thread(publish))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        # The git it runs got the same Ctrl-C (one process group) and stops; its own timeout bounds the wait.
+        await asyncio.wait([job])
+        if not job.cancelled() and job.exception() is None:
+            log.warning("interrupted", phase="publish", published=job.result().tag)
+        await connector.close()
+        raise
+    except BaseException:
+        await connector.close()
+        raise
 
 
 async def _deploy(

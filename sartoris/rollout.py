@@ -1,7 +1,7 @@
 """Roll one release out to a set of hosts: fetch everywhere, decide, depool the failed, switch the rest.
 
 Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once, for the
-fetch, and reused for the switch. On Ctrl-C (the run's task cancelled): during the fetch nothing is
+fetch (or earlier, while the release was published), and reused for the switch. On Ctrl-C (the run's task cancelled): during the fetch nothing is
 switched; while failed hosts are depooled, that depool ends (bounded by the depool timeout) and no host is
 switched; during the switch no new host is started and the ones in flight finish (each is bounded by
 command_timeout), so no host is left between its old and new tree. Either way the result is returned, so the
@@ -200,6 +200,7 @@ class _Fetcher:
             session = await self._connector.connect(host)
         except HostError as exc:
             return _failed_fetch(host, Phase.CONNECT, str(exc), begin)
+        begin = min(begin, session.connect_began)  # a connection opened early, while the release was published
         deadline: float | None = None  # command_timeout counts from the first fetch, not the queue for a slot
         attempt = 0
         while True:

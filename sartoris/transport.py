@@ -11,7 +11,9 @@ import asyncio
 import gc
 import os
 import resource
+import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ with loader_library_lookup():  # asyncssh looks for optional C libraries as it i
 OUTPUT_LIMIT = 64 * 1024
 ERROR_LINE_LIMIT = 300  # one host's error in summaries, JSON and history
 _CHUNK = 16 * 1024
+_CLOSE_TIMEOUT = 5.0  # seconds to wait for connections being closed to say goodbye
 
 
 class _CycleCollector:
@@ -113,8 +116,9 @@ class CommandTimeout(HostError):
 class Session:
     """One authenticated SSH connection to one host, reused for every phase of a run."""
 
-    def __init__(self, host: Host, connection: asyncssh.SSHClientConnection) -> None:
+    def __init__(self, host: Host, connection: asyncssh.SSHClientConnection, connect_began: float) -> None:
         self.host = host
+        self.connect_began = connect_began  # time.monotonic() when connecting started: a host's time counts from it
         self._connection = connection
         self._closed = False
         _cycles.session_opened()
@@ -178,12 +182,28 @@ class Connector:
         self._known_hosts = _read_known_hosts(settings)
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._early: dict[tuple[str | None, str, int | None], asyncio.Task[Session]] = {}
         self._ssh_config = _ssh_config_files(settings)
         _check_ssh_config(self._ssh_config)
         _cycles.freeze_imports()
 
+    def open_early(self, hosts: Iterable[Host]) -> None:
+        """Start connecting to `hosts` now, in the background, for the `connect` that will ask for each (a run
+        opens its first hosts' connections while the release is still being published)."""
+        for host in hosts:
+            if host.key not in self._early:
+                self._early[host.key] = asyncio.ensure_future(self._open(host))
+
     async def connect(self, host: Host) -> Session:
-        """An authenticated session to `host`, or HostError saying why not (bounded by connect_timeout)."""
+        """An authenticated session to `host` (the one opened early, if any), or HostError saying why not
+        (bounded by connect_timeout)."""
+        early = self._early.pop(host.key, None)
+        if early is not None:
+            return await early
+        return await self._open(host)
+
+    async def _open(self, host: Host) -> Session:
+        began = time.monotonic()
         port = host.port or self._settings.port
         trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port or 22)
         kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
@@ -205,7 +225,7 @@ class Connector:
             raise HostError(_describe(exc)) from exc
         if trust_new:
             self._remember(host.name, port or 22, connection)
-        return Session(host, connection)
+        return Session(host, connection, began)
 
     async def _jump_connection(self) -> asyncssh.SSHClientConnection:
         """One connection to the bastion, opened on first use and shared by every host (one channel each)."""
@@ -232,7 +252,16 @@ class Connector:
             raise HostError(_describe(exc)) from exc
 
     async def close(self) -> None:
-        """Close the shared bastion connection, if one was opened (a later connect opens a new one)."""
+        """Close the connections opened early that no `connect` took, and the shared bastion connection, if one
+        was opened (a later connect opens a new one)."""
+        early, self._early = list(self._early.values()), {}
+        for task in early:
+            task.cancel()
+        unused = [s for s in await asyncio.gather(*early, return_exceptions=True) if isinstance(s, Session)]
+        for session in unused:
+            session.close()
+        if unused:
+            await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in unused], timeout=_CLOSE_TIMEOUT)
         if self._jump is not None and not self._jump.done():
             self._jump.cancel()
         elif self._jump is not None and not self._jump.cancelled() and self._jump.exception() is None:

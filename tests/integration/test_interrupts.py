@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from faults import (
     slot_processes,
     slow_fetch,
     start_sartoris,
+    store,
     tree_commit,
     wait_for,
+    write_script,
 )
 from sample_repo import commit_change, git
 
@@ -230,6 +233,46 @@ def test_ctrl_c_before_any_host_is_touched_exits_130_and_releases_the_lock(deplo
     assert all(deployment.host_head(h) is None for h in hosts)
     assert not _lock(deployment).exists()
     wait_for(lambda: not processes_with("sleep 31"), 10, "the interrupted pre-sync hook to be stopped")
+
+
+def _established_to(addresses: list[str], port: int) -> int:
+    """TCP connections in state ESTABLISHED from this machine to `port` on any of `addresses` (/proc/net/tcp)."""
+    wanted = {f"{socket.inet_aton(a)[::-1].hex().upper()}:{port:04X}" for a in addresses}
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2] in wanted and row.split()[3] == "01")
+
+
+def test_connections_open_during_the_publish_and_ctrl_c_there_touches_no_host(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """While the release is pushed (held by the publish target's pre-receive hook), the hosts' connections are
+    already open; Ctrl-C to the process group then ends the run with exit 130, no tag left behind, nothing run on
+    any host (no store, no tree), the lock released."""
+    hosts = deployment.fleet.hosts[40:44]
+    deployment.group("four", hosts)
+    publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
+    git(deployment.root, "init", "--quiet", "--bare", str(publish))
+    pushing = tmp_path / "pushing"
+    write_script(publish / "hooks" / "pre-receive", f"touch {pushing}\nsleep 30\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "four", start_new_session=True
+    )
+
+    def pushing_with_every_host_connected() -> bool:
+        return pushing.exists() and _established_to(hosts, deployment.fleet.port) >= len(hosts)
+
+    _, stderr, took = act_mid_run(
+        process, pushing_with_every_host_connected, "every host connected while the push is held",
+        lambda: os.killpg(process.pid, signal.SIGINT),
+    )
+    assert process.returncode == 130, stderr
+    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
+    assert "Traceback" not in stderr
+    assert git(deployment.checkout, "tag") == ""
+    for host in hosts:
+        assert not store(deployment, host).exists() and deployment.host_head(host) is None
+    assert not _lock(deployment).exists()
+    wait_for(lambda: _established_to(hosts, deployment.fleet.port) == 0, 10, "the connections to close")
 
 
 def test_ctrl_c_during_the_depool_records_who_was_depooled_and_switches_nobody(

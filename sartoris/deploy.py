@@ -8,6 +8,7 @@ calls the post hook with the outcome, and records the run.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,10 +21,10 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, RefusedError, StateError
+from sartoris.errors import InterruptedRun, PublishError, RefusedError, StateError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
-from sartoris.interrupts import run_stoppable
+from sartoris.interrupts import despite_interrupt, run_stoppable
 from sartoris.inventory import Host, resolve_hosts
 from sartoris.policy import FailureBudget, outcome_of_stopped_run
 from sartoris.progress import Progress
@@ -35,6 +36,9 @@ from sartoris.state import History, SlotLock
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
+
+# Publishes a run's release (pushes, and the tag for a new one) and returns it; stops early once the event is set.
+Publish = Callable[[threading.Event], Release]
 
 CANARY_BUDGET = FailureBudget(count=0)
 
@@ -80,7 +84,7 @@ def sync(
         connector, canary_hosts = _preflight(config, request)
         if retry_failed:
             known, targets = _retry_plan(config, request, checkout, history, progress)
-            publish: Callable[[], Release] = lambda: known  # noqa: E731  (published by the sync it retries)
+            publish: Publish = lambda _stop: known  # noqa: E731  (published by the sync it retries)
         else:
             checkout.ensure_clean()
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
@@ -143,10 +147,15 @@ def _previous_tag(history: History, slot: int) -> str:
     raise RefusedError(f"slot {slot} has no earlier deploy to roll back to; pass --to TAG")
 
 
-def _tag_and_publish(config: Config, slot: int, checkout: SlotCheckout, tag: str, message: str) -> Release:
+def _tag_and_publish(
+    config: Config, slot: int, checkout: SlotCheckout, tag: str, message: str, stop: threading.Event
+) -> Release:
+    """Tag and push the release; if that fails or the run is stopped meanwhile, the tag is deleted again."""
     release = checkout.tag_release(tag, message)
     try:
-        checkout.publish(release, config.publish_url(slot))
+        checkout.publish(release, config.publish_url(slot), stop)
+        if stop.is_set():
+            raise PublishError("interrupted while publishing")
     except BaseException:
         checkout.delete_tag(tag)
         raise
@@ -154,9 +163,9 @@ def _tag_and_publish(config: Config, slot: int, checkout: SlotCheckout, tag: str
     return release
 
 
-def _republish(checkout: SlotCheckout, release: Release, url: str) -> Release:
+def _republish(checkout: SlotCheckout, release: Release, url: str, stop: threading.Event) -> Release:
     """Push an existing release again (rollback): a no-op when the publish target still has it."""
-    checkout.publish(release, url)
+    checkout.publish(release, url, stop)
     return release
 
 
@@ -180,7 +189,7 @@ def _retry_plan(
 def _roll_out_and_record(
     config: Config,
     request: SyncRequest,
-    publish: Callable[[], Release],
+    publish: Publish,
     targets: Sequence[Host],
     history: History,
     action: str,
@@ -217,7 +226,7 @@ def _roll_out_and_record(
 async def _publish_and_deploy(
     config: Config,
     request: SyncRequest,
-    publish: Callable[[], Release],
+    publish: Publish,
     targets: Sequence[Host],
     canary_hosts: tuple[Host, ...],
     history: History,
@@ -227,28 +236,33 @@ async def _publish_and_deploy(
     """Publish while the first hosts' connections open, then deploy."""
     first = (canary_hosts or tuple(targets))[: request.concurrency]
     release = await _publish_while_connecting(publish, connector, first)
-    return release, await _deploy(config, request, release, targets, canary_hosts, history, connector, progress)
+    try:
+        return release, await _deploy(config, request, release, targets, canary_hosts, history, connector, progress)
+    finally:  # the rollout closes what it used; this closes early connections nothing took (after an error)
+        await despite_interrupt(connector.close())
 
 
-async def _publish_while_connecting(
-    publish: Callable[[], Release], connector: Connector, first: Sequence[Host]
-) -> Release:
+async def _publish_while_connecting(publish: Publish, connector: Connector, first: Sequence[Host]) -> Release:
     """Run `publish` (the deploy host's git, in a worker thread) while the SSH connections the rollout starts with
     open: the handshakes load the hosts and the publish this machine, so neither waits for the other. No host runs
-    anything before the release is published; a failed or interrupted publish closes those connections."""
+    anything before the release is published; a failed or interrupted publish closes those connections.
+
+    On Ctrl-C the publish is told to stop: it starts no further push, deletes the tag it made, and ends (the
+    git command in flight got the same Ctrl-C from the terminal, or ends within its timeout)."""
+    stop = threading.Event()
     connector.open_early(first)
-    job = asyncio.ensure_future(asyncio.to_thread(publish))
+    job = asyncio.ensure_future(asyncio.to_thread(publish, stop))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
-        # The git it runs got the same Ctrl-C (one process group) and stops; its own timeout bounds the wait.
+        stop.set()
         await asyncio.wait([job])
-        if not job.cancelled() and job.exception() is None:
+        if not job.cancelled() and job.exception() is None:  # it had ended just before: the tag stays published
             log.warning("interrupted", phase="publish", published=job.result().tag)
-        await connector.close()
+        await despite_interrupt(connector.close())
         raise
     except BaseException:
-        await connector.close()
+        await despite_interrupt(connector.close())
         raise
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import structlog
@@ -51,3 +51,13 @@ async def _guarded(main: Coroutine[Any, Any, _T]) -> _T:
         raise
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+
+
+async def despite_interrupt(work: Awaitable[_T]) -> tuple[_T, bool]:
+    """Await `work` (which must be bounded) to its end even when the run is interrupted meanwhile; its result,
+    and whether an interrupt came."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task), False
+    except asyncio.CancelledError:
+        return await task, True

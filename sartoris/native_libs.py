@@ -3,20 +3,23 @@
 CPython's `ctypes.util.find_library` asks ldconfig first and, for a library it does not find there, runs gcc
 and then ld: four more processes per miss. asyncssh asks for liboqs under two names on every start, so each
 Sartoris command paid about 25 ms and a dozen processes for a library that is seldom installed. While asyncssh
-is imported, lookups are answered from one `ldconfig -p` listing and LD_LIBRARY_PATH, where the dynamic loader
-itself would find a library. Without a usable ldconfig (musl, another OS), CPython's lookup runs unchanged.
+is imported, lookups are answered where the dynamic loader itself finds a library: one `ldconfig -p` listing,
+then LD_LIBRARY_PATH and the loader's default folders (for a library installed without updating the cache), taking
+only shared objects of this interpreter's word size. Without a usable ldconfig (musl, another OS), CPython's lookup
+runs unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import functools
 import os
 import re
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 _LDCONFIG = "/sbin/ldconfig"  # the path CPython's own lookup runs
 _LISTING_TIMEOUT = 5.0
@@ -33,7 +36,8 @@ _ABI_TYPES = {
 
 @contextlib.contextmanager
 def loader_library_lookup() -> Iterator[None]:
-    """Within the block, `ctypes.util.find_library` answers from one ldconfig listing and LD_LIBRARY_PATH."""
+    """Within the block, `ctypes.util.find_library` answers from one ldconfig listing, LD_LIBRARY_PATH and the
+    loader's default folders."""
     listing = _ldconfig_listing() if sys.platform.startswith("linux") else None
     if listing is None:
         yield
@@ -41,8 +45,11 @@ def loader_library_lookup() -> Iterator[None]:
     original = ctypes.util.find_library
     abi = _abi_type()
 
+    list_folder = functools.cache(_list_folder)  # a folder is read once, however many names are asked for
+
     def find_library(name: str) -> str | None:
-        return find_in_listing(name, listing, abi, os.environ.get("LD_LIBRARY_PATH", ""))
+        folders = [*os.environ.get("LD_LIBRARY_PATH", "").split(":"), *_default_folders()]
+        return find_in_listing(name, listing, abi, folders, list_folder)
 
     ctypes.util.find_library = find_library
     try:
@@ -51,20 +58,50 @@ def loader_library_lookup() -> Iterator[None]:
         ctypes.util.find_library = original
 
 
-def find_in_listing(name: str, listing: str, abi: str, library_path: str) -> str | None:
+def find_in_listing(
+    name: str, listing: str, abi: str, folders: Sequence[str], list_folder: Callable[[str], list[str]] | None = None
+) -> str | None:
     """The library `lib<name>` as CPython's ldconfig step finds it in `listing` (`ldconfig -p` output): its
-    file name, for this ABI; else the first `lib<name>.so*` file in a LD_LIBRARY_PATH folder; else None."""
+    file name, for this ABI; else the path of the first `lib<name>.so[.N...]` in `folders` that is a shared
+    object of this interpreter's word size (a 32-bit copy or a linker script beside it would fail to load, and
+    asyncssh loads what it is given without a guard); else None."""
     found = re.search(rf"\s+(lib{re.escape(name)}\.[^\s]+)\s+\({re.escape(abi)}", listing)
     if found:
         return found.group(1)
-    for folder in filter(None, library_path.split(":")):
-        try:
-            candidates = sorted(entry for entry in os.listdir(folder) if entry.startswith(f"lib{name}.so"))
-        except OSError:
-            continue
-        if candidates:
-            return os.path.join(folder, candidates[0])
+    pattern = re.compile(rf"lib{re.escape(name)}\.so(\.[0-9]+)*")
+    for folder in filter(None, folders):
+        for entry in (list_folder or _list_folder)(folder):
+            if not pattern.fullmatch(entry):
+                continue
+            if _loadable(os.path.join(folder, entry)):
+                return os.path.join(folder, entry)
     return None
+
+
+def _list_folder(folder: str) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _loadable(path: str) -> bool:
+    """An ELF file of this interpreter's word size (ELFCLASS32 or ELFCLASS64)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(5)
+    except OSError:
+        return False
+    return header[:4] == b"\x7fELF" and header[4:5] == (b"\x02" if struct.calcsize("P") == 8 else b"\x01")
+
+
+def _default_folders() -> list[str]:
+    """The loader's own folders: /lib and /usr/lib (lib64 on 64-bit systems), with Debian's multiarch ones."""
+    folders = ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]
+    multiarch = getattr(sys.implementation, "_multiarch", "")
+    if multiarch:
+        folders[:0] = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"]
+    return folders
 
 
 def _abi_type() -> str:

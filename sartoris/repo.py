@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,14 +66,15 @@ class SlotCheckout:
         return candidate
 
     def tag_release(self, tag: str, message: str) -> Release:
-        """Create the annotated tag at HEAD and describe what it pins."""
+        """Create the annotated tag at HEAD and describe what it pins (read first: a failure leaves no tag)."""
         commit = self.head_commit()
+        submodules = self.submodules_at(commit)
         try:
             with self._repo.git.custom_environment(**_tagger_env(self._repo)):
                 self._git("tag", "--annotate", "--message", message, tag, commit)
         except git.GitCommandError as exc:  # a full or read-only disk on the deploy host, a locked ref
             raise RefusedError(f"{self.path}: could not tag {tag}: {_git_error(exc)}") from None
-        return Release(tag=tag, commit=commit, submodules=self.submodules_at(commit))
+        return Release(tag=tag, commit=commit, submodules=submodules)
 
     def tag_commit(self, tag: str) -> str:
         """The commit a release tag points at; RefusedError when the working copy has no such tag."""
@@ -131,12 +133,15 @@ class SlotCheckout:
         the submodules its own commit records (read from its repository here; an uninitialised one has none)."""
         return tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
 
-    def publish(self, release: Release, url: str) -> None:
-        """Push the tag and every pinned submodule commit to `url` (a missing local path becomes a bare repo)."""
+    def publish(self, release: Release, url: str, stop: threading.Event | None = None) -> None:
+        """Push the tag and every pinned submodule commit to `url` (a missing local path becomes a bare repo).
+        Once `stop` is set (the run was interrupted), no further push starts: PublishError."""
         _ensure_local_bare_repo(url)
         try:
+            _stop_if_set(stop, url)
             self._git("push", "--quiet", url, f"refs/tags/{release.tag}:refs/tags/{release.tag}")
             for module in release.submodules:
+                _stop_if_set(stop, url)
                 self._push_submodule(module, url)
         except git.GitCommandError as exc:
             raise PublishError(f"push to {url} failed: {_git_error(exc)}") from None
@@ -154,6 +159,11 @@ class SlotCheckout:
         return _run_git(self._repo, self._timeout, *args)
 
 
+def _stop_if_set(stop: threading.Event | None, url: str) -> None:
+    if stop is not None and stop.is_set():
+        raise PublishError(f"push to {url} stopped: interrupted")
+
+
 def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
     """`git ARGS` in `repo`: never prompting, English messages, killed after `timeout` seconds."""
     return str(repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout))
@@ -164,8 +174,14 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
     `repo` there), each followed by its own submodules, depth first."""
     try:
         listing = _run_git(repo, timeout, "ls-tree", "-r", "-z", commit)
-    except git.GitCommandError:
-        return []  # a submodule whose repository here lacks the commit: publishing it will say so
+    except git.GitCommandError as exc:
+        # A submodule whose repository here lacks the commit has none to list: publishing it will say so. Not
+        # the slot's own repository, nor a git killed by a signal (Ctrl-C, the timeout): the release would
+        # silently lose its submodules.
+        if within and isinstance(exc.status, int) and exc.status > 0:
+            return []
+        where = f"submodule {within}" if within else str(repo.working_tree_dir)
+        raise RefusedError(f"{where}: cannot list the files of {commit[:12]}: {_git_error(exc)}") from None
     gitlinks: dict[str, str] = {}
     for entry in listing.split("\0"):
         if entry.startswith(_GITLINK_MODE + " "):

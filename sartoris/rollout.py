@@ -1,11 +1,11 @@
 """Roll one release out to a set of hosts: fetch everywhere, decide, depool the failed, switch the rest.
 
-Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once, for the
-fetch (or earlier, while the release was published), and reused for the switch. On Ctrl-C (the run's task cancelled): during the fetch nothing is
-switched; while failed hosts are depooled, that depool ends (bounded by the depool timeout) and no host is
-switched; during the switch no new host is started and the ones in flight finish (each is bounded by
-command_timeout), so no host is left between its old and new tree. Either way the result is returned, so the
-run is recorded.
+Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once (for the
+fetch, or while the release was published) and reused for the switch. On Ctrl-C (the run's task cancelled):
+during the fetch nothing is switched; while failed hosts are depooled, that depool ends (bounded by the depool
+timeout) and no host is switched; during the switch no new host is started and the ones in flight finish (each
+is bounded by command_timeout), so no host is left between its old and new tree. Either way the result is
+returned, so the run is recorded.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import structlog
 
 from sartoris.config import Config
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
+from sartoris.interrupts import despite_interrupt
 from sartoris.inventory import Host
 from sartoris.policy import (
     FailureBudget,
@@ -36,12 +36,11 @@ from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandTimeout, Connector, Session
+from sartoris.transport import CommandTimeout, ConnectError, Connector, Session
 
 log = structlog.get_logger("sartoris")
 
 _CLOSE_TIMEOUT = 5.0
-_T = TypeVar("_T")
 _TAIL = 2000  # characters of a failed host's stderr kept in the log
 INTERRUPTED = "interrupted before this host was switched"
 
@@ -102,7 +101,7 @@ async def roll_out(
     try:
         return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
-        await _despite_interrupt(_close_all(fetched, connector))
+        await despite_interrupt(_close_all(fetched, connector))
 
 
 async def _decide_and_switch(
@@ -198,9 +197,9 @@ class _Fetcher:
         begin = time.monotonic()
         try:
             session = await self._connector.connect(host)
-        except HostError as exc:
-            return _failed_fetch(host, Phase.CONNECT, str(exc), begin)
-        begin = min(begin, session.connect_began)  # a connection opened early, while the release was published
+        except ConnectError as exc:  # its own time: a connection opened early failed before this fetch began
+            return _failed_fetch(host, Phase.CONNECT, str(exc), time.monotonic() - exc.seconds)
+        begin = time.monotonic() - session.connect_seconds  # not the wait for the publish, for one opened early
         deadline: float | None = None  # command_timeout counts from the first fetch, not the queue for a slot
         attempt = 0
         while True:
@@ -263,20 +262,10 @@ async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) 
     """Depool each host once: the labels it worked for (a failing depool command is reported, not fatal), and
     whether the run was interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by
     the depool timeout) and remembers them, so the run's record says which hosts are out of the pool."""
-    report, interrupted = await _despite_interrupt(apply_pool_change(config, history, hosts, depool=True))
+    report, interrupted = await despite_interrupt(apply_pool_change(config, history, hosts, depool=True))
     if interrupted:
         log.warning("interrupted", phase="depool")
     return set(report.changed), interrupted
-
-
-async def _despite_interrupt(work: Awaitable[_T]) -> tuple[_T, bool]:
-    """Await `work` (which must be bounded) to its end even when the run is interrupted meanwhile; its result,
-    and whether an interrupt came."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task), False
-    except asyncio.CancelledError:
-        return await task, True
 
 
 def _not_switched(fetched: _Fetched) -> HostResult:

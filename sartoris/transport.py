@@ -113,12 +113,20 @@ class CommandTimeout(HostError):
         self.stdout = stdout
 
 
+class ConnectError(HostError):
+    """Connecting or authenticating failed, after `seconds`."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class Session:
     """One authenticated SSH connection to one host, reused for every phase of a run."""
 
-    def __init__(self, host: Host, connection: asyncssh.SSHClientConnection, connect_began: float) -> None:
+    def __init__(self, host: Host, connection: asyncssh.SSHClientConnection, connect_seconds: float) -> None:
         self.host = host
-        self.connect_began = connect_began  # time.monotonic() when connecting started: a host's time counts from it
+        self.connect_seconds = connect_seconds  # how long connecting took (a host's time includes it)
         self._connection = connection
         self._closed = False
         _cycles.session_opened()
@@ -146,6 +154,10 @@ class Session:
             status = 255
             capture.stderr.append(f"\nkilled by signal {signal}")
         return CommandResult(status, "".join(capture.stdout), "".join(capture.stderr))
+
+    def is_closed(self) -> bool:
+        """Closed by us, or by the host or the network (an idle connection dropped)."""
+        return self._closed or self._connection.is_closed()
 
     def close(self) -> None:
         if not self._closed:
@@ -195,15 +207,25 @@ class Connector:
                 self._early[host.key] = asyncio.ensure_future(self._open(host))
 
     async def connect(self, host: Host) -> Session:
-        """An authenticated session to `host` (the one opened early, if any), or HostError saying why not
-        (bounded by connect_timeout)."""
+        """An authenticated session to `host` (the one opened early, if any, unless it was dropped meanwhile),
+        or ConnectError saying why not (bounded by connect_timeout)."""
         early = self._early.pop(host.key, None)
         if early is not None:
-            return await early
+            session = await early
+            if not session.is_closed():
+                return session
+            session.close()
         return await self._open(host)
 
     async def _open(self, host: Host) -> Session:
         began = time.monotonic()
+        try:
+            connection = await self._handshake(host)
+        except HostError as exc:
+            raise ConnectError(str(exc), time.monotonic() - began) from exc
+        return Session(host, connection, time.monotonic() - began)
+
+    async def _handshake(self, host: Host) -> asyncssh.SSHClientConnection:
         port = host.port or self._settings.port
         trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port or 22)
         kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
@@ -225,7 +247,7 @@ class Connector:
             raise HostError(_describe(exc)) from exc
         if trust_new:
             self._remember(host.name, port or 22, connection)
-        return Session(host, connection, began)
+        return connection
 
     async def _jump_connection(self) -> asyncssh.SSHClientConnection:
         """One connection to the bastion, opened on first use and shared by every host (one channel each)."""
@@ -257,7 +279,8 @@ class Connector:
         early, self._early = list(self._early.values()), {}
         for task in early:
             task.cancel()
-        unused = [s for s in await asyncio.gather(*early, return_exceptions=True) if isinstance(s, Session)]
+        outcomes = await asyncio.gather(*early, return_exceptions=True)  # a session, or why there is none
+        unused = [s for s in outcomes if not isinstance(s, BaseException)]
         for session in unused:
             session.close()
         if unused:

@@ -4,6 +4,7 @@ what the loader knows, without running gcc or ld for what it does not."""
 from __future__ import annotations
 
 import ctypes.util
+import struct
 import subprocess
 from pathlib import Path
 
@@ -21,28 +22,46 @@ LISTING = """\
 
 
 def test_a_library_in_the_listing_is_named_as_cpython_names_it() -> None:
-    assert find_in_listing("nettle", LISTING, "libc6,x86-64", "") == "libnettle.so.8"
-    assert find_in_listing("c", LISTING, "libc6,x86-64", "") == "libc.so.6"
+    assert find_in_listing("nettle", LISTING, "libc6,x86-64", []) == "libnettle.so.8"
+    assert find_in_listing("c", LISTING, "libc6,x86-64", []) == "libc.so.6"
 
 
 def test_only_the_interpreters_abi_counts() -> None:
     only_32_bit = "\tliboqs.so.5 (libc6) => /lib/i386-linux-gnu/liboqs.so.5\n"
-    assert find_in_listing("oqs", only_32_bit, "libc6,x86-64", "") is None
+    assert find_in_listing("oqs", only_32_bit, "libc6,x86-64", []) is None
 
 
 def test_a_name_is_matched_literally_not_as_a_pattern() -> None:
-    assert find_in_listing("nett.e", LISTING, "libc6,x86-64", "") is None
-    assert find_in_listing("libnettle", LISTING, "libc6,x86-64", "") is None  # lib is added, as CPython does
+    assert find_in_listing("nett.e", LISTING, "libc6,x86-64", []) is None
+    assert find_in_listing("libnettle", LISTING, "libc6,x86-64", []) is None  # lib is added, as CPython does
 
 
-def test_ld_library_path_is_searched_after_the_listing(tmp_path: Path) -> None:
+NATIVE_ELF = b"\x7fELF" + (b"\x02" if struct.calcsize("P") == 8 else b"\x01") + bytes(59)
+OTHER_ELF = b"\x7fELF" + (b"\x01" if struct.calcsize("P") == 8 else b"\x02") + bytes(59)
+
+
+def test_folders_are_searched_after_the_listing_in_order(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     own = tmp_path / "own"
     own.mkdir()
-    (own / "liboqs.so.5").write_bytes(b"")
-    path = f"{tmp_path / 'missing'}::{tmp_path / 'empty'}:{own}"
-    assert find_in_listing("oqs", LISTING, "libc6,x86-64", path) == str(own / "liboqs.so.5")
-    assert find_in_listing("oqs", LISTING, "libc6,x86-64", str(tmp_path / "empty")) is None
+    (own / "liboqs.so.5").write_bytes(NATIVE_ELF)
+    folders = [str(tmp_path / "missing"), "", str(tmp_path / "empty"), str(own)]
+    assert find_in_listing("oqs", LISTING, "libc6,x86-64", folders) == str(own / "liboqs.so.5")
+    assert find_in_listing("oqs", LISTING, "libc6,x86-64", [str(tmp_path / "empty")]) is None
+
+
+def test_only_a_shared_object_of_this_word_size_is_taken(tmp_path: Path) -> None:
+    """asyncssh loads what it is given without a guard: a file that cannot load would fail every command."""
+    wrong, right = tmp_path / "lib32", tmp_path / "lib64"
+    wrong.mkdir()
+    right.mkdir()
+    (wrong / "liboqs.so.5").write_bytes(OTHER_ELF)  # a library of the other word size
+    (wrong / "liboqs.so").write_text("/* GNU ld script */ INPUT(liboqs.so.5)\n")  # a linker script
+    (wrong / "liboqs.so.5-gdb.py").write_bytes(NATIVE_ELF)  # not a library name
+    (right / "liboqs.so.5.0.1").write_bytes(NATIVE_ELF)
+    folders = [str(wrong), str(right)]
+    assert find_in_listing("oqs", LISTING, "libc6,x86-64", folders) == str(right / "liboqs.so.5.0.1")
+    assert find_in_listing("oqs", LISTING, "libc6,x86-64", [str(wrong)]) is None
 
 
 @pytest.mark.skipif(not Path("/sbin/ldconfig").exists(), reason="needs glibc's ldconfig")
@@ -61,8 +80,10 @@ def test_the_lookup_agrees_with_cpython_and_runs_no_process(monkeypatch: pytest.
     assert found == expected
 
 
+@pytest.mark.skipif(not Path("/sbin/ldconfig").exists(), reason="needs glibc's ldconfig (else nothing is replaced)")
 def test_the_original_lookup_comes_back_after_an_error() -> None:
     original = ctypes.util.find_library
     with pytest.raises(RuntimeError), loader_library_lookup():
+        assert ctypes.util.find_library is not original
         raise RuntimeError("boom")
     assert ctypes.util.find_library is original

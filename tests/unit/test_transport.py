@@ -56,3 +56,58 @@ def test_connections_skip_gss_unless_gssapi_is_installed(tmp_path: Path) -> None
     connector = Connector(SshSettings(known_hosts=known_hosts, config_file=None), connect_timeout=5)
     options = connector._options  # the options every connection is built from
     assert options.gss_host == (() if gss.gss_available else None)
+
+
+class _StandInSession:
+    """What the connector hands out, standing in for an authenticated connection."""
+
+    def __init__(self, name: str, dropped: bool = False) -> None:
+        self.name, self.dropped, self.closed = name, dropped, False
+
+    def is_closed(self) -> bool:
+        return self.dropped or self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def test_connections_opened_early_are_handed_out_reopened_if_dropped_and_closed_if_unused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`connect` takes the connection `open_early` opened; one the host dropped meanwhile is opened again; `close`
+    closes the ones nobody took and cancels those still connecting."""
+    import asyncio
+
+    from sartoris.config import SshSettings
+    from sartoris.inventory import parse_host
+    from sartoris.transport import Connector
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    connector = Connector(SshSettings(known_hosts=known_hosts, config_file=None), connect_timeout=5)
+    opened: list[_StandInSession] = []
+    slow = asyncio.Event()
+
+    async def open_session(host: object) -> _StandInSession:
+        name = str(host)
+        if name == "slow":
+            await slow.wait()  # never set: still connecting when the run ends
+        session = _StandInSession(name, dropped=name == "dropped" and not any(s.name == name for s in opened))
+        opened.append(session)
+        return session
+
+    monkeypatch.setattr(connector, "_open", open_session)
+    kept, dropped, unused, slow_host = (parse_host(n) for n in ("kept", "dropped", "unused", "slow"))
+    connector.open_early([kept, dropped, unused, slow_host])
+    await asyncio.sleep(0)
+    first = await connector.connect(kept)
+    assert first is opened[0] and not first.closed
+    again = await connector.connect(dropped)
+    assert [s.name for s in opened].count("dropped") == 2 and again is opened[-1] and opened[1].closed
+    await connector.close()
+    assert next(s for s in opened if s.name == "unused").closed
+    assert not first.closed and not again.closed  # those belong to the run, which closes them itself
+    assert "slow" not in [s.name for s in opened]  # cancelled while connecting

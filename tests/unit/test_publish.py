@@ -1,0 +1,214 @@
+"""Publishing while the first connections open, without a fleet: the deploy host's real git (SlotCheckout) and, for
+the asyncio side, a stand-in connector and hosts (a unit test: the integration suite runs it on the real fleet).
+
+What must hold: no push starts once the run is stopped and the new tag is deleted again; a release never silently
+loses its submodules; the connections opened early are closed when the publish fails or is interrupted; a host's
+time counts its own connect and fetch, not the wait for the publish."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import git as gitpython
+import pytest
+from sample_repo import git, make_checkout
+
+from sartoris import deploy, repo
+from sartoris.config import parse_config
+from sartoris.errors import PublishError, RefusedError
+from sartoris.inventory import parse_host
+from sartoris.repo import Release, SlotCheckout
+from sartoris.rollout import _Fetcher
+from sartoris.transport import CommandResult, ConnectError
+
+# --- the deploy host's git -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> SlotCheckout:
+    return SlotCheckout(make_checkout(tmp_path / "deploy", 0, files=5, submodules=2), 60)
+
+
+def published_refs(url: Path) -> list[str]:
+    return git(url, "for-each-ref", "--format=%(refname)").split() if url.exists() else []
+
+
+def test_a_stopped_run_starts_no_push(checkout: SlotCheckout, tmp_path: Path) -> None:
+    release = checkout.tag_release("t1", "release")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(PublishError, match="interrupted"):
+        checkout.publish(release, str(tmp_path / "publish.git"), stop)
+    assert published_refs(tmp_path / "publish.git") == []
+
+
+def test_a_stop_between_pushes_starts_no_further_push(
+    checkout: SlotCheckout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the first submodule is pushed: the second is not."""
+    release = checkout.tag_release("t1", "release")
+    stop, pushed = threading.Event(), []
+    push_submodule = SlotCheckout._push_submodule
+
+    def push_then_stop(self: SlotCheckout, module: repo.SubmoduleSpec, url: str) -> None:
+        push_submodule(self, module, url)
+        pushed.append(module.path)
+        stop.set()
+
+    monkeypatch.setattr(SlotCheckout, "_push_submodule", push_then_stop)
+    with pytest.raises(PublishError, match="interrupted"):
+        checkout.publish(release, str(tmp_path / "publish.git"), stop)
+    assert len(release.submodules) == 2 and len(pushed) == 1
+    assert len(published_refs(tmp_path / "publish.git")) == 2  # the tag and one submodule commit
+
+
+def test_a_release_never_silently_loses_its_submodules(
+    checkout: SlotCheckout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing the slot's own tree fails loudly, and so does a submodule's git killed by a signal (Ctrl-C): an
+    empty list would publish the release without its submodule commits. Only a submodule whose repository lacks
+    the commit lists nothing (its publish then says so)."""
+    with pytest.raises(RefusedError, match="cannot list the files"):
+        checkout.submodules_at("0" * 40)
+    run_git = repo._run_git
+
+    def killed_in_a_submodule(gitrepo: gitpython.Repo, timeout: float, *args: str) -> str:
+        if args[0] == "ls-tree" and "extensions" in str(gitrepo.working_tree_dir):
+            raise gitpython.GitCommandError(["git", *args], -2, b"")
+        return run_git(gitrepo, timeout, *args)
+
+    monkeypatch.setattr(repo, "_run_git", killed_in_a_submodule)
+    with pytest.raises(RefusedError, match="submodule extensions/"):
+        checkout.submodules_at(checkout.head_commit())
+
+
+def test_listing_fails_before_the_tag_is_made(checkout: SlotCheckout, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(commit: str) -> tuple[repo.SubmoduleSpec, ...]:
+        raise RefusedError("cannot list")
+
+    monkeypatch.setattr(checkout, "submodules_at", fail)
+    with pytest.raises(RefusedError):
+        checkout.tag_release("t1", "release")
+    assert git(checkout.path, "tag") == ""
+
+
+# --- publishing while connecting --------------------------------------------------------------------------------
+
+RELEASE = Release("t1", "a" * 40, ())
+HOSTS = [parse_host(f"10.0.0.{n}") for n in range(1, 4)]
+
+
+class StandInConnector:
+    """Records what the run asked of the connector."""
+
+    def __init__(self) -> None:
+        self.opened_early: list[str] = []
+        self.closed = 0
+
+    def open_early(self, hosts: list[object]) -> None:
+        self.opened_early += [str(h) for h in hosts]
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
+    connector, seen_while_publishing = StandInConnector(), []
+
+    def publish(stop: threading.Event) -> Release:
+        seen_while_publishing.extend(connector.opened_early)
+        return RELEASE
+
+    assert await deploy._publish_while_connecting(publish, connector, HOSTS) == RELEASE  # type: ignore[arg-type]
+    assert seen_while_publishing == [str(h) for h in HOSTS] and connector.closed == 0
+
+
+async def test_a_failed_publish_closes_the_early_connections() -> None:
+    connector = StandInConnector()
+
+    def publish(stop: threading.Event) -> Release:
+        raise PublishError("push to x failed: rejected")
+
+    with pytest.raises(PublishError):
+        await deploy._publish_while_connecting(publish, connector, HOSTS)  # type: ignore[arg-type]
+    assert connector.closed == 1
+
+
+async def test_an_interrupt_tells_the_publish_to_stop_waits_for_it_and_closes() -> None:
+    """Ctrl-C (the run's task cancelled) while git runs: the publish is told to stop and is waited for (it deletes
+    its tag itself), then the early connections are closed and the interrupt goes on."""
+    connector, started, saw_stop = StandInConnector(), threading.Event(), []
+
+    def publish(stop: threading.Event) -> Release:
+        started.set()
+        saw_stop.append(stop.wait(timeout=10))
+        time.sleep(0.2)  # the git command in flight ends
+        raise PublishError("push to x stopped: interrupted")
+
+    run = asyncio.ensure_future(deploy._publish_while_connecting(publish, connector, HOSTS))  # type: ignore[arg-type]
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert saw_stop == [True] and connector.closed == 1
+
+
+def test_a_stop_after_the_last_push_deletes_the_tag(checkout: SlotCheckout, tmp_path: Path) -> None:
+    """The run was stopped while the last push ran: the tag is deleted again, as for a failed publish."""
+    config = parse_config(
+        f'[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "{tmp_path}/publish.git"\n',
+        tmp_path / "sartoris.toml",
+    )
+    stop = threading.Event()
+    publish = SlotCheckout.publish
+
+    def publish_then_stop(self: SlotCheckout, release: Release, url: str, event: threading.Event | None) -> None:
+        publish(self, release, url, event)
+        stop.set()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SlotCheckout, "publish", publish_then_stop)
+        with pytest.raises(PublishError, match="interrupted"):
+            deploy._tag_and_publish(config, 0, checkout, "t1", "release", stop)
+    assert git(checkout.path, "tag") == ""
+
+
+# --- a host's time ------------------------------------------------------------------------------------------------
+
+
+class IdleSession:
+    """A session opened `connect_seconds` before, answering at once."""
+
+    def __init__(self, connect_seconds: float) -> None:
+        self.connect_seconds = connect_seconds
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        return CommandResult(0, "", "")
+
+    def close(self) -> None:
+        pass
+
+
+class OneHostConnector:
+    def __init__(self, outcome: IdleSession | ConnectError) -> None:
+        self.outcome = outcome
+
+    async def connect(self, host: object) -> IdleSession:
+        await asyncio.sleep(0.3)  # the fetch waited this long for a connection opened (or failed) long before
+        if isinstance(self.outcome, ConnectError):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.mark.parametrize("outcome", [IdleSession(2.0), ConnectError("connection refused", 2.0)], ids=["ok", "failed"])
+async def test_a_hosts_time_is_its_connect_and_fetch_not_the_wait(outcome: IdleSession | ConnectError) -> None:
+    config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
+                          Path("/etc/sartoris/sartoris.toml"))
+    fetcher = _Fetcher(config, OneHostConnector(outcome), "true")  # type: ignore[arg-type]
+    fetched = await fetcher.fetch(HOSTS[0])
+    assert fetched.result.ok is isinstance(outcome, IdleSession)
+    assert 2.0 <= fetched.result.seconds < 2.25

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import py_compile
 import shutil
 import signal
 import statistics
@@ -252,7 +253,8 @@ def snapshot_sources(folder: Path) -> Path:
     # Bytecode, as an install has it (pip compiles at install, the zipapp when it unpacks). Without it, under
     # PYTHONDONTWRITEBYTECODE (set on this machine) every run compiled Sartoris's modules anew: ~30 ms of start-up
     # that the peers, installed with their bytecode, never pay.
-    if not compileall.compile_dir(folder / "sartoris", quiet=1):
+    timestamped = py_compile.PycInvalidationMode.TIMESTAMP  # not hash-checked (SOURCE_DATE_EPOCH would ask that)
+    if not compileall.compile_dir(folder / "sartoris", quiet=1, invalidation_mode=timestamped):
         raise RuntimeError("could not compile the snapshot of the Sartoris sources")
     if "sartoris" in sys.modules:
         raise RuntimeError("sartoris was imported before its snapshot was taken")

@@ -37,8 +37,32 @@ from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
-# Publishes a run's release (pushes, and the tag for a new one) and returns it; stops early once the event is set.
-Publish = Callable[[threading.Event], Release]
+class PublishStop:
+    """The one point where a publish (in a worker thread) and Ctrl-C (on the event loop) agree: either the publish
+    commits first, and the run goes on to record itself as interrupted with the release, or the stop comes first,
+    and the publish starts no further push and undoes its tag."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()  # the pushes look at it before each one starts
+        self._lock = threading.Lock()
+        self._committed = False
+
+    def commit(self) -> None:
+        """Called by the publish when it is complete; PublishError when the stop came first."""
+        with self._lock:
+            if self.requested.is_set():
+                raise PublishError("interrupted while publishing")
+            self._committed = True
+
+    def request(self) -> bool:
+        """Ask the publish to stop; whether it had already committed (then it stands)."""
+        with self._lock:
+            self.requested.set()
+            return self._committed
+
+
+# Publishes a run's release (pushes, and the tag for a new one) and returns it; stops at the PublishStop.
+Publish = Callable[[PublishStop], Release]
 
 CANARY_BUDGET = FailureBudget(count=0)
 
@@ -84,7 +108,7 @@ def sync(
         connector, canary_hosts = _preflight(config, request)
         if retry_failed:
             known, targets = _retry_plan(config, request, checkout, history, progress)
-            publish: Publish = lambda _stop: known  # noqa: E731  (published by the sync it retries)
+            publish: Publish = partial(_already_published, known)
         else:
             checkout.ensure_clean()
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
@@ -148,24 +172,33 @@ def _previous_tag(history: History, slot: int) -> str:
 
 
 def _tag_and_publish(
-    config: Config, slot: int, checkout: SlotCheckout, tag: str, message: str, stop: threading.Event
+    config: Config, slot: int, checkout: SlotCheckout, tag: str, message: str, stop: PublishStop
 ) -> Release:
-    """Tag and push the release; if that fails or the run is stopped meanwhile, the tag is deleted again."""
+    """Tag and push the release; if that fails or the run is stopped first, the tag is deleted again (the
+    publish target holds the tag only once everything else is there, see SlotCheckout.publish)."""
     release = checkout.tag_release(tag, message)
     try:
-        checkout.publish(release, config.publish_url(slot), stop)
-        if stop.is_set():
-            raise PublishError("interrupted while publishing")
+        checkout.publish(release, config.publish_url(slot), stop.requested)
+        stop.commit()
     except BaseException:
-        checkout.delete_tag(tag)
+        problem = checkout.delete_tag(tag)
+        if problem is not None:  # say so, but report why the publish failed
+            log.error("tag_not_deleted", tag=tag, error=problem)
         raise
     log.info("release_published", tag=tag, commit=release.commit, submodules=len(release.submodules))
     return release
 
 
-def _republish(checkout: SlotCheckout, release: Release, url: str, stop: threading.Event) -> Release:
+def _republish(checkout: SlotCheckout, release: Release, url: str, stop: PublishStop) -> Release:
     """Push an existing release again (rollback): a no-op when the publish target still has it."""
-    checkout.publish(release, url, stop)
+    checkout.publish(release, url, stop.requested)
+    stop.commit()
+    return release
+
+
+def _already_published(release: Release, stop: PublishStop) -> Release:
+    """The release of a retry: the sync it retries published it."""
+    stop.commit()
     return release
 
 
@@ -248,17 +281,24 @@ async def _publish_while_connecting(publish: Publish, connector: Connector, firs
     anything before the release is published; a failed or interrupted publish closes those connections.
 
     On Ctrl-C the publish is told to stop: it starts no further push, deletes the tag it made, and ends (the
-    git command in flight got the same Ctrl-C from the terminal, or ends within its timeout)."""
-    stop = threading.Event()
+    git command in flight got the same Ctrl-C from the terminal, or ends within its timeout). If it had already
+    completed, the release stands and the run goes on only to stop at once, so the rollout records it as
+    interrupted with that tag."""
+    stop = PublishStop()
     connector.open_early(first)
     job = asyncio.ensure_future(asyncio.to_thread(publish, stop))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
-        stop.set()
+        if stop.request():
+            release = await job  # it has committed: it is returning
+            run = asyncio.current_task()
+            assert run is not None
+            run.cancel()  # the rollout's first wait sees the Ctrl-C, and records the run as interrupted
+            return release
         await asyncio.wait([job])
-        if not job.cancelled() and job.exception() is None:  # it had ended just before: the tag stays published
-            log.warning("interrupted", phase="publish", published=job.result().tag)
+        if not job.cancelled():
+            job.exception()  # retrieved: the publish's own failure ("stopped") is the interrupt's doing
         await despite_interrupt(connector.close())
         raise
     except BaseException:

@@ -86,13 +86,23 @@ def _list_folder(folder: str) -> list[str]:
 
 
 def _loadable(path: str) -> bool:
-    """An ELF file of this interpreter's word size (ELFCLASS32 or ELFCLASS64)."""
+    """An ELF shared object (type ET_DYN) for the interpreter's own word size, byte order and machine."""
+    header = _elf_header(path)
+    own = _elf_header(sys.executable)
+    if header is None or own is None:
+        return False
+    dyn = (3).to_bytes(2, "little" if header[5] == 1 else "big")
+    return header[:4] == b"\x7fELF" and header[4:6] == own[4:6] and header[16:18] == dyn and header[18:20] == own[18:20]
+
+
+def _elf_header(path: str) -> bytes | None:
+    """The first 20 bytes of an ELF file: magic, class, byte order, ..., type (16-17), machine (18-19)."""
     try:
         with open(path, "rb") as handle:
-            header = handle.read(5)
+            header = handle.read(20)
     except OSError:
-        return False
-    return header[:4] == b"\x7fELF" and header[4:5] == (b"\x02" if struct.calcsize("P") == 8 else b"\x01")
+        return None
+    return header if len(header) == 20 and header[:4] == b"\x7fELF" else None
 
 
 def _default_folders() -> list[str]:
@@ -101,7 +111,10 @@ def _default_folders() -> list[str]:
     multiarch = getattr(sys.implementation, "_multiarch", "")
     if multiarch:
         folders[:0] = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"]
-    return folders
+    unique: dict[str, str] = {}  # with a merged /usr, /lib and /usr/lib are one folder: read it once
+    for folder in folders:
+        unique.setdefault(os.path.realpath(folder), folder)
+    return list(unique.values())
 
 
 def _abi_type() -> str:

@@ -124,9 +124,14 @@ class SlotCheckout:
                 continue
         return heads
 
-    def delete_tag(self, tag: str) -> None:
-        """Undo tag_release when publishing failed, so a failed sync leaves nothing behind."""
-        self._git("tag", "--delete", tag)
+    def delete_tag(self, tag: str) -> str | None:
+        """Undo tag_release when publishing failed, so a failed sync leaves nothing behind: None when done, else
+        why the tag could not be deleted (the caller reports the publish's own failure first)."""
+        try:
+            self._git("tag", "--delete", tag)
+        except git.GitCommandError as exc:
+            return _git_error(exc)
+        return None
 
     def submodules_at(self, commit: str) -> tuple[SubmoduleSpec, ...]:
         """The submodules recorded by `commit`: gitlinks in its tree, named by its .gitmodules, then, after each,
@@ -134,15 +139,16 @@ class SlotCheckout:
         return tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
 
     def publish(self, release: Release, url: str, stop: threading.Event | None = None) -> None:
-        """Push the tag and every pinned submodule commit to `url` (a missing local path becomes a bare repo).
-        Once `stop` is set (the run was interrupted), no further push starts: PublishError."""
+        """Push every pinned submodule commit, then the tag, to `url` (a missing local path becomes a bare repo):
+        the publish target never holds a tag whose submodule commits it lacks, whatever stops the pushes. Once
+        `stop` is set (the run was interrupted), no further push starts: PublishError."""
         _ensure_local_bare_repo(url)
         try:
-            _stop_if_set(stop, url)
-            self._git("push", "--quiet", url, f"refs/tags/{release.tag}:refs/tags/{release.tag}")
             for module in release.submodules:
                 _stop_if_set(stop, url)
                 self._push_submodule(module, url)
+            _stop_if_set(stop, url)
+            self._git("push", "--quiet", url, f"refs/tags/{release.tag}:refs/tags/{release.tag}")
         except git.GitCommandError as exc:
             raise PublishError(f"push to {url} failed: {_git_error(exc)}") from None
 
@@ -209,8 +215,11 @@ def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, s
             repo, timeout, "config", "--null", "--blob", f"{commit}:.gitmodules",
             "--get-regexp", r"^submodule\..*\.path$",
         )
-    except git.GitCommandError:
-        return {}
+    except git.GitCommandError as exc:  # no .gitmodules (or no path in it): names default to paths
+        if isinstance(exc.status, int) and exc.status > 0:
+            return {}
+        where = repo.working_tree_dir
+        raise RefusedError(f"{where}: cannot read .gitmodules of {commit[:12]}: {_git_error(exc)}") from None
     names: dict[str, str] = {}
     for record in filter(None, listing.split("\0")):
         key, _, path = record.partition("\n")

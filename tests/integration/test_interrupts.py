@@ -278,8 +278,9 @@ def test_connections_open_during_the_publish_and_ctrl_c_there_touches_no_host(
 def test_sigint_to_sartoris_alone_during_the_publish_starts_no_further_push(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """SIGINT to the sartoris process only (a supervisor, `kill -INT`), so the push in flight is not interrupted:
-    it ends, no further push starts (the submodule commits are not pushed), the new tag is deleted, exit 130."""
+    """SIGINT to the sartoris process only (a supervisor, `kill -INT`), so the push in flight (the first submodule
+    commit's) is not interrupted: it ends, no further push starts, so the publish target never gets the tag, the
+    new tag is deleted, exit 130."""
     hosts = deployment.fleet.hosts[40:42]
     deployment.group("two", hosts)
     publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
@@ -288,14 +289,14 @@ def test_sigint_to_sartoris_alone_during_the_publish_starts_no_further_push(
     write_script(publish / "hooks" / "pre-receive", f"touch {pushing}\nsleep 2\n")
     process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two")
     _, stderr, took = act_mid_run(
-        process, pushing.exists, "the tag's push to start", lambda: process.send_signal(signal.SIGINT)
+        process, pushing.exists, "the first push to start", lambda: process.send_signal(signal.SIGINT)
     )
     assert process.returncode == 130, stderr
     assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
     assert "Traceback" not in stderr
     assert git(deployment.checkout, "tag") == ""
     refs = git(publish, "for-each-ref", "--format=%(refname)").split()
-    assert len(refs) == 1 and refs[0].startswith("refs/tags/"), refs  # the tag's push ended; no submodule push
+    assert len(refs) == 1 and refs[0].startswith("refs/sartoris/submodules/"), refs  # the push in flight ended
     for host in hosts:
         assert not store(deployment, host).exists()
     assert not _lock(deployment).exists()

@@ -4,8 +4,8 @@ what the loader knows, without running gcc or ld for what it does not."""
 from __future__ import annotations
 
 import ctypes.util
-import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,8 +36,17 @@ def test_a_name_is_matched_literally_not_as_a_pattern() -> None:
     assert find_in_listing("libnettle", LISTING, "libc6,x86-64", []) is None  # lib is added, as CPython does
 
 
-NATIVE_ELF = b"\x7fELF" + (b"\x02" if struct.calcsize("P") == 8 else b"\x01") + bytes(59)
-OTHER_ELF = b"\x7fELF" + (b"\x01" if struct.calcsize("P") == 8 else b"\x02") + bytes(59)
+def _shared_object_header(word_size_flipped: bool = False) -> bytes:
+    """An ELF header like the interpreter's own, typed as a shared object (ET_DYN), optionally of the other size."""
+    with open(sys.executable, "rb") as handle:
+        own = handle.read(64)
+    dyn = (3).to_bytes(2, "little" if own[5] == 1 else "big")
+    word = bytes([3 - own[4]]) if word_size_flipped else own[4:5]
+    return own[:4] + word + own[5:16] + dyn + own[18:]
+
+
+NATIVE_ELF = _shared_object_header()
+OTHER_ELF = _shared_object_header(word_size_flipped=True)
 
 
 def test_folders_are_searched_after_the_listing_in_order(tmp_path: Path) -> None:
@@ -56,6 +65,8 @@ def test_only_a_shared_object_of_this_word_size_is_taken(tmp_path: Path) -> None
     wrong.mkdir()
     right.mkdir()
     (wrong / "liboqs.so.5").write_bytes(OTHER_ELF)  # a library of the other word size
+    (wrong / "liboqs.so.6").write_bytes(NATIVE_ELF[:18] + bytes([NATIVE_ELF[18] ^ 0xFF]) + NATIVE_ELF[19:])  # machine
+    (wrong / "liboqs.so.7").write_bytes(NATIVE_ELF[:16] + bytes([2]) + NATIVE_ELF[17:])  # not ET_DYN (little-endian)
     (wrong / "liboqs.so").write_text("/* GNU ld script */ INPUT(liboqs.so.5)\n")  # a linker script
     (wrong / "liboqs.so.5-gdb.py").write_bytes(NATIVE_ELF)  # not a library name
     (right / "liboqs.so.5.0.1").write_bytes(NATIVE_ELF)

@@ -48,7 +48,8 @@ def test_a_stopped_run_starts_no_push(checkout: SlotCheckout, tmp_path: Path) ->
 def test_a_stop_between_pushes_starts_no_further_push(
     checkout: SlotCheckout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while the first submodule is pushed: the second is not."""
+    """Ctrl-C while the first submodule commit is pushed: neither the second nor the tag is (the tag goes last, so
+    the publish target never holds a tag whose submodule commits it lacks)."""
     release = checkout.tag_release("t1", "release")
     stop, pushed = threading.Event(), []
     push_submodule = SlotCheckout._push_submodule
@@ -62,7 +63,8 @@ def test_a_stop_between_pushes_starts_no_further_push(
     with pytest.raises(PublishError, match="interrupted"):
         checkout.publish(release, str(tmp_path / "publish.git"), stop)
     assert len(release.submodules) == 2 and len(pushed) == 1
-    assert len(published_refs(tmp_path / "publish.git")) == 2  # the tag and one submodule commit
+    refs = published_refs(tmp_path / "publish.git")
+    assert len(refs) == 1 and refs[0].startswith("refs/sartoris/submodules/"), refs
 
 
 def test_a_release_never_silently_loses_its_submodules(
@@ -118,8 +120,9 @@ class StandInConnector:
 async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
     connector, seen_while_publishing = StandInConnector(), []
 
-    def publish(stop: threading.Event) -> Release:
+    def publish(stop: deploy.PublishStop) -> Release:
         seen_while_publishing.extend(connector.opened_early)
+        stop.commit()
         return RELEASE
 
     assert await deploy._publish_while_connecting(publish, connector, HOSTS) == RELEASE  # type: ignore[arg-type]
@@ -129,7 +132,7 @@ async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
 async def test_a_failed_publish_closes_the_early_connections() -> None:
     connector = StandInConnector()
 
-    def publish(stop: threading.Event) -> Release:
+    def publish(stop: deploy.PublishStop) -> Release:
         raise PublishError("push to x failed: rejected")
 
     with pytest.raises(PublishError):
@@ -142,11 +145,12 @@ async def test_an_interrupt_tells_the_publish_to_stop_waits_for_it_and_closes() 
     its tag itself), then the early connections are closed and the interrupt goes on."""
     connector, started, saw_stop = StandInConnector(), threading.Event(), []
 
-    def publish(stop: threading.Event) -> Release:
+    def publish(stop: deploy.PublishStop) -> Release:
         started.set()
-        saw_stop.append(stop.wait(timeout=10))
+        saw_stop.append(stop.requested.wait(timeout=10))
         time.sleep(0.2)  # the git command in flight ends
-        raise PublishError("push to x stopped: interrupted")
+        stop.commit()  # raises: the stop came first
+        return RELEASE
 
     run = asyncio.ensure_future(deploy._publish_while_connecting(publish, connector, HOSTS))  # type: ignore[arg-type]
     while not started.is_set():
@@ -157,18 +161,47 @@ async def test_an_interrupt_tells_the_publish_to_stop_waits_for_it_and_closes() 
     assert saw_stop == [True] and connector.closed == 1
 
 
+async def test_an_interrupt_just_after_the_publish_completed_lets_the_run_record_it() -> None:
+    """Ctrl-C lands after the publish committed but before the loop saw it return: the release stands (it is
+    published), and the run carries on only to meet the interrupt at its next wait, so the rollout records it."""
+    connector, committed, may_return = StandInConnector(), threading.Event(), threading.Event()
+
+    def publish(stop: deploy.PublishStop) -> Release:
+        stop.commit()
+        committed.set()
+        may_return.wait(timeout=10)
+        return RELEASE
+
+    async def run_then_wait() -> tuple[Release, str]:
+        release = await deploy._publish_while_connecting(publish, connector, HOSTS)  # type: ignore[arg-type]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return release, "interrupted at the next wait"
+        return release, "not interrupted"
+
+    run = asyncio.ensure_future(run_then_wait())
+    while not committed.is_set():
+        await asyncio.sleep(0.01)
+    run.cancel()
+    await asyncio.sleep(0.05)
+    may_return.set()
+    assert await run == (RELEASE, "interrupted at the next wait")
+    assert connector.closed == 0  # the rollout closes them, after recording the run
+
+
 def test_a_stop_after_the_last_push_deletes_the_tag(checkout: SlotCheckout, tmp_path: Path) -> None:
     """The run was stopped while the last push ran: the tag is deleted again, as for a failed publish."""
     config = parse_config(
         f'[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "{tmp_path}/publish.git"\n',
         tmp_path / "sartoris.toml",
     )
-    stop = threading.Event()
+    stop = deploy.PublishStop()
     publish = SlotCheckout.publish
 
     def publish_then_stop(self: SlotCheckout, release: Release, url: str, event: threading.Event | None) -> None:
         publish(self, release, url, event)
-        stop.set()
+        assert stop.request() is False  # not committed yet: the publish must undo its tag
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SlotCheckout, "publish", publish_then_stop)

@@ -37,6 +37,7 @@ from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
+
 class PublishStop:
     """The one point where a publish (in a worker thread) and Ctrl-C (on the event loop) agree: either the publish
     commits first, and the run goes on to record itself as interrupted with the release, or the stop comes first,
@@ -268,17 +269,18 @@ async def _publish_and_deploy(
 ) -> tuple[Release, RolloutResult]:
     """Publish while the first hosts' connections open, then deploy."""
     first = (canary_hosts or tuple(targets))[: request.concurrency]
-    release = await _publish_while_connecting(publish, connector, first)
     try:
+        release = await _publish_while_connecting(publish, connector, first)
         return release, await _deploy(config, request, release, targets, canary_hosts, history, connector, progress)
-    finally:  # the rollout closes what it used; this closes early connections nothing took (after an error)
+    finally:  # the rollout closes what it used; this closes the early connections nothing took (after a failed
+        # or interrupted publish, or an error)
         await despite_interrupt(connector.close())
 
 
 async def _publish_while_connecting(publish: Publish, connector: Connector, first: Sequence[Host]) -> Release:
     """Run `publish` (the deploy host's git, in a worker thread) while the SSH connections the rollout starts with
     open: the handshakes load the hosts and the publish this machine, so neither waits for the other. No host runs
-    anything before the release is published; a failed or interrupted publish closes those connections.
+    anything before the release is published.
 
     On Ctrl-C the publish is told to stop: it starts no further push, deletes the tag it made, and ends (the
     git command in flight got the same Ctrl-C from the terminal, or ends within its timeout). If it had already
@@ -299,10 +301,6 @@ async def _publish_while_connecting(publish: Publish, connector: Connector, firs
         await asyncio.wait([job])
         if not job.cancelled():
             job.exception()  # retrieved: the publish's own failure ("stopped") is the interrupt's doing
-        await despite_interrupt(connector.close())
-        raise
-    except BaseException:
-        await despite_interrupt(connector.close())
         raise
 
 

@@ -88,11 +88,17 @@ def _list_folder(folder: str) -> list[str]:
 def _loadable(path: str) -> bool:
     """An ELF shared object (type ET_DYN) for the interpreter's own word size, byte order and machine."""
     header = _elf_header(path)
-    own = _elf_header(sys.executable)
+    own = _own_elf_header()
     if header is None or own is None:
         return False
     dyn = (3).to_bytes(2, "little" if header[5] == 1 else "big")
     return header[:4] == b"\x7fELF" and header[4:6] == own[4:6] and header[16:18] == dyn and header[18:20] == own[18:20]
+
+
+@functools.cache
+def _own_elf_header() -> bytes | None:
+    """The interpreter's own ELF header, read once: what a loadable library must match."""
+    return _elf_header(sys.executable)
 
 
 def _elf_header(path: str) -> bytes | None:

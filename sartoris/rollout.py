@@ -36,11 +36,10 @@ from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandTimeout, ConnectError, Connector, Session
+from sartoris.transport import CommandTimeout, ConnectError, Connector, Session, close_sessions
 
 log = structlog.get_logger("sartoris")
 
-_CLOSE_TIMEOUT = 5.0
 _TAIL = 2000  # characters of a failed host's stderr kept in the log
 INTERRUPTED = "interrupted before this host was switched"
 
@@ -293,10 +292,6 @@ def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tu
 
 
 async def _close_all(fetched: Iterable[_Fetched], connector: Connector) -> None:
-    """Close every session the run opened (bounded by _CLOSE_TIMEOUT), then the connector."""
-    sessions = [f.session for f in fetched if f.session is not None]
-    for session in sessions:
-        session.close()
-    if sessions:
-        await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=_CLOSE_TIMEOUT)
+    """Close every session the run opened (bounded), then the connector."""
+    await close_sessions([f.session for f in fetched if f.session is not None])
     await connector.close()

@@ -13,7 +13,7 @@ import os
 import resource
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,11 +280,7 @@ class Connector:
         for task in early:
             task.cancel()
         outcomes = await asyncio.gather(*early, return_exceptions=True)  # a session, or why there is none
-        unused = [s for s in outcomes if not isinstance(s, BaseException)]
-        for session in unused:
-            session.close()
-        if unused:
-            await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in unused], timeout=_CLOSE_TIMEOUT)
+        await close_sessions([s for s in outcomes if not isinstance(s, BaseException)])
         if self._jump is not None and not self._jump.done():
             self._jump.cancel()
         elif self._jump is not None and not self._jump.cancelled() and self._jump.exception() is None:
@@ -305,6 +301,14 @@ class Connector:
         with open(self._settings.known_hosts, "a", encoding="ascii") as handle:
             handle.write(line)
         self._known_hosts.load(line)
+
+
+async def close_sessions(sessions: Sequence[Session]) -> None:
+    """Close `sessions` and wait (at most _CLOSE_TIMEOUT) for each host to see its connection end."""
+    for session in sessions:
+        session.close()
+    if sessions:
+        await asyncio.wait([asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=_CLOSE_TIMEOUT)
 
 
 def ensure_open_files(connections: int) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,6 +56,22 @@ def _where(deployment: Deployment, address: str, old: str, new: str) -> str:
             clean = is_clean(deployment, address)
             return name if head == commit and clean else f"{name} link, HEAD {head}, clean={clean}"
     return f"link {target!r}"
+
+
+def _assert_ended_promptly_by_the_interrupt(process: subprocess.Popen[str], stderr: str, took: float) -> None:
+    """Exit 130 within PROMPT seconds of the Ctrl-C, and one clean line, never a traceback."""
+    assert process.returncode == 130, stderr
+    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
+    assert "Traceback" not in stderr
+
+
+def _hold_the_first_push(deployment: Deployment, marker: Path, seconds: float) -> Path:
+    """The slot's publish repository, made beforehand with a pre-receive hook that touches `marker` and holds
+    each push for `seconds`."""
+    publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
+    git(deployment.root, "init", "--quiet", "--bare", str(publish))
+    write_script(publish / "hooks" / "pre-receive", f"touch {marker}\nsleep {seconds:g}\n")
+    return publish
 
 
 def _settle(deployment: Deployment) -> None:
@@ -120,9 +137,7 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
         "a host to be in the middle of its fetch",
         lambda: process.send_signal(signal.SIGINT),
     )
-    assert process.returncode == 130, stderr
-    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
-    assert "Traceback" not in stderr
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     report = json.loads(stdout)
     assert report["outcome"] == "aborted" and report["commit"] == new
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
@@ -226,9 +241,7 @@ def test_ctrl_c_before_any_host_is_touched_exits_130_and_releases_the_lock(deplo
     _, stderr, took = act_mid_run(
         process, started.exists, "the pre-sync hook to start", lambda: process.send_signal(signal.SIGINT)
     )
-    assert process.returncode == 130, stderr
-    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
-    assert "Traceback" not in stderr
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     assert git(deployment.checkout, "tag") == ""
     assert all(deployment.host_head(h) is None for h in hosts)
     assert not _lock(deployment).exists()
@@ -250,10 +263,8 @@ def test_connections_open_during_the_publish_and_ctrl_c_there_touches_no_host(
     any host (no store, no tree), the lock released."""
     hosts = deployment.fleet.hosts[40:44]
     deployment.group("four", hosts)
-    publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
-    git(deployment.root, "init", "--quiet", "--bare", str(publish))
     pushing = tmp_path / "pushing"
-    write_script(publish / "hooks" / "pre-receive", f"touch {pushing}\nsleep 30\n")
+    _hold_the_first_push(deployment, pushing, 30)
     process = start_sartoris(
         deployment, "sync", "--slot", str(deployment.slot), "--hosts", "four", start_new_session=True
     )
@@ -265,9 +276,7 @@ def test_connections_open_during_the_publish_and_ctrl_c_there_touches_no_host(
         process, pushing_with_every_host_connected, "every host connected while the push is held",
         lambda: os.killpg(process.pid, signal.SIGINT),
     )
-    assert process.returncode == 130, stderr
-    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
-    assert "Traceback" not in stderr
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     assert git(deployment.checkout, "tag") == ""
     for host in hosts:
         assert not store(deployment, host).exists() and deployment.host_head(host) is None
@@ -283,17 +292,13 @@ def test_sigint_to_sartoris_alone_during_the_publish_starts_no_further_push(
     new tag is deleted, exit 130."""
     hosts = deployment.fleet.hosts[40:42]
     deployment.group("two", hosts)
-    publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
-    git(deployment.root, "init", "--quiet", "--bare", str(publish))
     pushing = tmp_path / "pushing"
-    write_script(publish / "hooks" / "pre-receive", f"touch {pushing}\nsleep 2\n")
+    publish = _hold_the_first_push(deployment, pushing, 2)
     process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two")
     _, stderr, took = act_mid_run(
         process, pushing.exists, "the first push to start", lambda: process.send_signal(signal.SIGINT)
     )
-    assert process.returncode == 130, stderr
-    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
-    assert "Traceback" not in stderr
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     assert git(deployment.checkout, "tag") == ""
     refs = git(publish, "for-each-ref", "--format=%(refname)").split()
     assert len(refs) == 1 and refs[0].startswith("refs/sartoris/submodules/"), refs  # the push in flight ended
@@ -325,9 +330,7 @@ def test_ctrl_c_during_the_depool_records_who_was_depooled_and_switches_nobody(
     stdout, stderr, took = act_mid_run(  # Ctrl-C on a terminal: SIGINT to the whole foreground process group
         process, started.exists, "the depool of the refused host", lambda: os.killpg(process.pid, signal.SIGINT)
     )
-    assert process.returncode == 130, stderr
-    assert took < PROMPT, f"Ctrl-C took {took:.1f}s to end the run"
-    assert "Traceback" not in stderr
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     report = json.loads(stdout)
     by_host = {h["host"]: h for h in report["hosts"]}
     assert report["outcome"] == "partial"

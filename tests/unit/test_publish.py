@@ -20,6 +20,7 @@ from sartoris import deploy, repo
 from sartoris.config import parse_config
 from sartoris.errors import PublishError, RefusedError
 from sartoris.inventory import parse_host
+from sartoris.policy import FailureBudget
 from sartoris.repo import Release, SlotCheckout
 from sartoris.rollout import _Fetcher
 from sartoris.transport import CommandResult, ConnectError
@@ -117,6 +118,16 @@ class StandInConnector:
         self.closed += 1
 
 
+REQUEST = deploy.SyncRequest(0, tuple(HOSTS), "m", concurrency=100, budget=FailureBudget(count=0))
+
+
+async def publish_then_deploy(publish: deploy.Publish, connector: StandInConnector) -> object:
+    """A run's publish and rollout; only publishes that fail or are interrupted reach it (no rollout runs)."""
+    return await deploy._publish_and_deploy(
+        None, REQUEST, publish, HOSTS, (), None, connector, None  # type: ignore[arg-type]
+    )
+
+
 async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
     connector, seen_while_publishing = StandInConnector(), []
 
@@ -136,7 +147,7 @@ async def test_a_failed_publish_closes_the_early_connections() -> None:
         raise PublishError("push to x failed: rejected")
 
     with pytest.raises(PublishError):
-        await deploy._publish_while_connecting(publish, connector, HOSTS)  # type: ignore[arg-type]
+        await publish_then_deploy(publish, connector)
     assert connector.closed == 1
 
 
@@ -152,7 +163,7 @@ async def test_an_interrupt_tells_the_publish_to_stop_waits_for_it_and_closes() 
         stop.commit()  # raises: the stop came first
         return RELEASE
 
-    run = asyncio.ensure_future(deploy._publish_while_connecting(publish, connector, HOSTS))  # type: ignore[arg-type]
+    run = asyncio.ensure_future(publish_then_deploy(publish, connector))
     while not started.is_set():
         await asyncio.sleep(0.01)
     run.cancel()

@@ -450,7 +450,7 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
     selectors = hosts or list(config.deploy.hosts)
     if not selectors:
         raise UsageError("no hosts to target: pass --hosts or set [deploy] hosts in sartoris.toml")
-    return resolve_hosts(selectors, config.hosts_dir, Path.cwd())
+    return resolve_hosts(selectors, config.hosts_dir, Path.cwd(), config.ssh.login_defaults())
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, PublishError, RefusedError, StateError
+from sartoris.errors import InterruptedRun, PublishError, RefusedError, StateError, UsageError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable
@@ -143,6 +143,8 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, _ = _preflight(config, request)
+        if to is not None:
+            _require_tag(checkout, to)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
@@ -160,6 +162,14 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     the targeted canaries, serve the whole run."""
     ensure_open_files(len(request.targets) + request.concurrency)
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
+
+
+def _require_tag(checkout: SlotCheckout, tag: str) -> None:
+    """`--to TAG` naming a tag the slot's working copy does not have is bad input (exit 2), not a refusal."""
+    try:
+        checkout.tag_commit(tag)
+    except RefusedError:
+        raise UsageError(f"--to {tag}: {checkout.path} has no such tag (see `sartoris log`)") from None
 
 
 def _previous_tag(history: History, slot: int) -> str:
@@ -357,8 +367,10 @@ def _canaries(config: Config, targets: Sequence[Host]) -> tuple[Host, ...]:
     """The targeted hosts listed in the `canaries` groups, in target order."""
     if not config.deploy.canaries:
         return ()
-    canary_keys = {h.key for h in resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd())}
-    return tuple(h for h in targets if h.key in canary_keys)
+    defaults = config.ssh.login_defaults()
+    canaries = resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd(), defaults)
+    canary_keys = {h.key(defaults) for h in canaries}
+    return tuple(h for h in targets if h.key(defaults) in canary_keys)
 
 
 def _remote_release(config: Config, slot: int, release: Release) -> RemoteRelease:
@@ -387,16 +399,29 @@ class SyncPlan:
     budget: str
 
     def as_json(self) -> dict[str, object]:
+        """The `sync --json` shape (no host has run anything: ok and phase are null), plus the plan's own keys."""
         return {
             "slot": self.slot,
             "tag": self.tag,
             "commit": self.commit,
             "outcome": "planned",
+            "counts": {"targeted": len(self.hosts), "ok": 0, "failed": 0, "depooled": 0},
+            "hosts": [self._host_json(host) for host in self.hosts],
             "publish_url": self.publish_url,
             "max_failures": self.budget,
-            "hosts": list(self.hosts),
             "canaries": list(self.canaries),
             "commands": {"fetch": self.fetch_command, "switch": self.switch_command},
+        }
+
+    def _host_json(self, host: str) -> dict[str, object]:
+        return {
+            "host": host,
+            "ok": None,
+            "phase": None,
+            "error": None,
+            "depooled": False,
+            "seconds": 0.0,
+            "canary": host in self.canaries,
         }
 
     def describe(self) -> str:

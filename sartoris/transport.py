@@ -194,7 +194,7 @@ class Connector:
         self._known_hosts = _read_known_hosts(settings)
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
-        self._early: dict[tuple[str | None, str, int | None], asyncio.Task[Session]] = {}
+        self._early: dict[Host, asyncio.Task[Session]] = {}
         self._ssh_config = _ssh_config_files(settings)
         _check_ssh_config(self._ssh_config)
         _cycles.freeze_imports()
@@ -203,13 +203,13 @@ class Connector:
         """Start connecting to `hosts` now, in the background, for the `connect` that will ask for each (a run
         opens its first hosts' connections while the release is still being published)."""
         for host in hosts:
-            if host.key not in self._early:
-                self._early[host.key] = asyncio.ensure_future(self._open(host))
+            if host not in self._early:
+                self._early[host] = asyncio.ensure_future(self._open(host))
 
     async def connect(self, host: Host) -> Session:
         """An authenticated session to `host` (the one opened early, if any, unless it was dropped meanwhile),
         or ConnectError saying why not (bounded by connect_timeout)."""
-        early = self._early.pop(host.key, None)
+        early = self._early.pop(host, None)
         if early is not None:
             session = await early
             if not session.is_closed():

@@ -170,7 +170,8 @@ def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     run = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", first["tag"], "--json")
     assert run.code == 0, run.stderr
     assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
-    assert deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag").code == 4
+    unknown = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag")
+    assert unknown.code == 2 and "--to no-such-tag" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
 
 
 def test_version_link_names_the_slot(deployment: Deployment) -> None:
@@ -343,7 +344,9 @@ def test_dry_run_changes_nothing(deployment: Deployment) -> None:
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--dry-run", "--json")
     assert run.code == 0, run.stderr
     plan = run.json()
-    assert plan["outcome"] == "planned" and len(plan["hosts"]) == 50
+    assert plan["outcome"] == "planned" and plan["counts"] == {"targeted": 50, "ok": 0, "failed": 0, "depooled": 0}
+    assert [h["host"] for h in plan["hosts"]] == list(deployment.fleet.hosts)
+    assert {(h["ok"], h["phase"], h["depooled"]) for h in plan["hosts"]} == {(None, None, False)}
     assert "git" in plan["commands"]["fetch"] and "checkout" in plan["commands"]["switch"]
     assert git(deployment.checkout, "tag") == ""
     assert not (deployment.root / "publish").exists()

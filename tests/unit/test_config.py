@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from sartoris.config import (
     parse_config,
 )
 from sartoris.errors import ConfigError
+from sartoris.inventory import LoginDefaults
 from sartoris.policy import FailureBudget
 
 BASE = Path("/etc/sartoris")
@@ -93,6 +95,13 @@ def test_ssh_defaults() -> None:
     assert ssh.known_hosts == Path("~/.ssh/known_hosts").expanduser()
     assert ssh.keepalive_interval == 15.0
     assert ssh.accept_new_host_keys is False
+
+
+def test_login_defaults_for_host_lines_without_user_or_port() -> None:
+    """A host line without user@ or :port gets [ssh] user and port, else the local user and 22."""
+    assert parse().ssh.login_defaults() == LoginDefaults(getpass.getuser(), 22)
+    configured = parse('[ssh]\nuser = "deploy"\nport = 2222\n').ssh
+    assert configured.login_defaults() == LoginDefaults("deploy", 2222)
 
 
 def test_depool_defaults() -> None:

@@ -286,7 +286,11 @@ def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json
             parsed.append(parse_host(spec))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    report = pooling.change_pool(config, parsed, depool=depool, message=message)
+    try:
+        report = pooling.change_pool(config, parsed, depool=depool, message=message)
+    except InterruptedRun as exc:  # what ran is remembered; say which hosts it was
+        _emit(exc.report.as_json(), exc.report.describe(), json_output)  # type: ignore[attr-defined]
+        raise
     _emit(report.as_json(), report.describe(), json_output)
     return EXIT_OK if not report.failed else EXIT_PARTIAL
 

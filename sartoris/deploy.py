@@ -24,7 +24,7 @@ from sartoris.config import Config
 from sartoris.errors import InterruptedRun, PublishError, RefusedError, StateError, UsageError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
-from sartoris.interrupts import despite_interrupt, run_stoppable
+from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, resolve_hosts
 from sartoris.policy import FailureBudget, outcome_of_stopped_run
 from sartoris.progress import Progress
@@ -243,26 +243,34 @@ def _roll_out_and_record(
     connector: Connector,
     progress: Progress | None,
 ) -> SyncReport:
-    release, result = run_stoppable(
-        _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress or Progress())
-    )
-    report = SyncReport(
-        slot=request.slot,
-        tag=release.tag,
-        commit=release.commit,
-        outcome=result.outcome,
-        hosts=result.hosts,
-        seconds=time.time() - started,
-        reason=result.abort_reason,
-    )
-    try:
-        history.record(action, report, request.message, started)
-    except StateError as exc:  # the hosts are where the report says: say the record is missing, do not crash
-        log.error("history_not_recorded", error=str(exc), tag=release.tag, outcome=report.outcome.value)
+    def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:
+        """Write the run down (Ctrl-C is held meanwhile, so the record is never cut or lost)."""
+        release, result = ran
+        report = SyncReport(
+            slot=request.slot,
+            tag=release.tag,
+            commit=release.commit,
+            outcome=result.outcome,
+            hosts=result.hosts,
+            seconds=time.time() - started,
+            reason=result.abort_reason,
+        )
+        try:
+            history.record(action, report, request.message, started)
+        except StateError as exc:  # the hosts are where the report says: say the record is missing, do not crash
+            log.error("history_not_recorded", error=str(exc), tag=release.tag, outcome=report.outcome.value)
+        return report, result.interrupted
+
+    progress = progress or Progress()
+    run = _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress)
+    (report, interrupted), pressed_while_recording = run_stoppable_then(run, report_and_record)
     post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
     failed = tuple(r.host for r in report.hosts if not r.ok)
-    post_hook(config, post, action, request.slot, release.tag, report.outcome.value, failed, request.message)
-    if result.interrupted:
+    try:
+        post_hook(config, post, action, request.slot, report.tag, report.outcome.value, failed, request.message)
+    except KeyboardInterrupt:  # the hook is stopped (hooks.py); the run is recorded: still print its report
+        raise InterruptedRun(report) from None
+    if interrupted or pressed_while_recording:
         raise InterruptedRun(report)
     return report
 

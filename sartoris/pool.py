@@ -19,8 +19,9 @@ from typing import Any
 import structlog
 
 from sartoris.config import Config, expand_command
-from sartoris.errors import ConfigError
+from sartoris.errors import ConfigError, InterruptedRun
 from sartoris.fanout import fan_out
+from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host
 from sartoris.results import HostState
 from sartoris.state import History
@@ -94,14 +95,36 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
         key = "command" if depool else "pool_command"
         raise ConfigError(f"{config.path}: [depool] {key} is not set, so Sartoris cannot {action} hosts")
     history = History(config.state_dir)
-    report = asyncio.run(apply_pool_change(config, history, hosts, depool=depool))
-    history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+
+    def record(ran: tuple[PoolReport, bool]) -> tuple[PoolReport, bool]:
+        """Remember the change in the history (Ctrl-C is held meanwhile)."""
+        report, interrupted = ran
+        outcome = "interrupted" if interrupted else "partial" if report.failed else "ok"
+        history.record_event(action, None, message, report.as_json(), outcome=outcome)
+        return report, interrupted
+
+    changing = _change_until_interrupted(config, history, hosts, depool)
+    (report, interrupted), pressed_while_recording = run_stoppable_then(changing, record)
+    if interrupted or pressed_while_recording:
+        raise InterruptedRun(report)
     return report
 
 
-async def apply_pool_change(config: Config, history: History, hosts: Sequence[Host], *, depool: bool) -> PoolReport:
+async def _change_until_interrupted(
+    config: Config, history: History, hosts: Sequence[Host], depool: bool
+) -> tuple[PoolReport, bool]:
+    """apply_pool_change, where Ctrl-C starts no further command but lets the running ones end (bounded by the
+    depool timeout) and remembers them, so the pool state says what the load balancer was told."""
+    stop = asyncio.Event()
+    return await despite_interrupt(apply_pool_change(config, history, hosts, depool=depool, stop=stop), stop.set)
+
+
+async def apply_pool_change(
+    config: Config, history: History, hosts: Sequence[Host], *, depool: bool, stop: asyncio.Event | None = None
+) -> PoolReport:
     """Run the configured depool/pool command once per host (bounded), remember the hosts it worked for.
-    Without a configured command nothing runs and the hosts are reported as not changed."""
+    Without a configured command nothing runs and the hosts are reported as not changed; once `stop` is set,
+    no further command starts and the hosts left are reported as not run."""
     action = "depool" if depool else "pool"
     template = config.depool.command if depool else config.depool.pool_command
     if not hosts:
@@ -111,6 +134,8 @@ async def apply_pool_change(config: Config, history: History, hosts: Sequence[Ho
         return PoolReport(action, (), tuple((h.label, "no [depool] command configured") for h in hosts))
 
     async def one(host: Host) -> tuple[str, str | None]:
+        if stop is not None and stop.is_set():
+            return host.label, f"not run: interrupted before its {action} command started"
         return host.label, await run_pool_command(template, host.name, config.depool.timeout)
 
     outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)

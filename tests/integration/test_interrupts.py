@@ -346,3 +346,27 @@ def test_ctrl_c_during_the_depool_records_who_was_depooled_and_switches_nobody(
     code, status = _status(deployment, "four")
     assert code == 5 and status["counts"]["depooled"] == 1  # type: ignore[index]
     assert not _lock(deployment).exists()
+
+
+def test_ctrl_c_during_the_post_sync_hook_still_prints_the_recorded_report(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Every host is switched and the run recorded when the post-sync hook starts; a Ctrl-C there stops the hook,
+    exits 130 and still prints the run's one JSON report (before, it printed only an error line)."""
+    hosts = deployment.fleet.hosts[40:43]
+    deployment.group("three", hosts)
+    started = tmp_path / "post-sync-started"
+    write_script(deployment.root / "hooks" / "post-sync", f"touch {started}\nexec sleep 30\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "three", "--json", start_new_session=True
+    )
+    stdout, stderr, took = act_mid_run(
+        process, started.exists, "the post-sync hook", lambda: os.killpg(process.pid, signal.SIGINT)
+    )
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
+    report = json.loads(stdout)
+    assert report["outcome"] == "ok" and report["counts"]["ok"] == 3
+    assert all(deployment.host_head(host) == report["commit"] for host in hosts)
+    last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
+    assert last["action"] == "sync" and last["tag"] == report["tag"] and last["outcome"] == "ok"
+    assert not _lock(deployment).exists()

@@ -1,15 +1,25 @@
-"""Tests for sartoris.pool.run_pool_command: the configured depool/pool command, run once per host, bounded,
-in its own session (the operator's Ctrl-C must not kill a depool half-way), a failure reported as one line."""
+"""Tests for sartoris.pool: the configured depool/pool command, run once per host, bounded, in its own session
+(the operator's Ctrl-C must not kill a depool half-way), a failure reported as one line; and a standalone
+`depool` interrupted by Ctrl-C remembers what it did."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from sartoris.pool import run_pool_command
+import pytest
+
+from sartoris import pool
+from sartoris.config import Config, parse_config
+from sartoris.errors import InterruptedRun
+from sartoris.inventory import parse_host
+from sartoris.pool import change_pool, run_pool_command
+from sartoris.state import History
 
 
 def run(template: tuple[str, ...], timeout: float = 10) -> str | None:
@@ -67,3 +77,50 @@ def gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def depool_config(tmp_path: Path, command: str) -> Config:
+    text = f"""
+[deploy]
+name = "app"
+remote_root = "/srv/app"
+publish_url = "{tmp_path}/publish.git"
+
+[depool]
+command = "{command}"
+"""
+    return parse_config(text, tmp_path / "sartoris.toml")
+
+
+def press_ctrl_c_once(ran: Path, first: str) -> None:
+    """Ctrl-C (SIGINT to this process) as soon as the depool command for `first` has started."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and first not in (ran.read_text() if ran.exists() else ""):
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and_remembers_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load balancer was told about mw1, so mw1 must be remembered as depooled; mw2 and mw3 never ran."""
+    monkeypatch.setattr(pool, "_POOL_CONCURRENCY", 1)
+    ran = tmp_path / "ran"
+    config = depool_config(tmp_path, f"sh -c 'echo $1 >> {ran}; sleep 0.5' sh {{host}}")
+    hosts = [parse_host(name) for name in ("mw1", "mw2", "mw3")]
+    presser = threading.Thread(target=press_ctrl_c_once, args=(ran, "mw1"))
+    presser.start()
+    try:
+        with pytest.raises(InterruptedRun) as caught:
+            change_pool(config, hosts, depool=True, message="hand depool")
+    finally:
+        presser.join()
+    report = caught.value.report
+    assert report.changed == ("mw1",)
+    assert [host for host, _ in report.failed] == ["mw2", "mw3"]
+    assert all(error.startswith("not run: interrupted") for _, error in report.failed)
+    assert ran.read_text().split() == ["mw1"]
+    history = History(config.state_dir)
+    assert history.depooled_hosts() == frozenset({"mw1"})
+    assert [(e.action, e.outcome) for e in history.entries()] == [("depool", "interrupted")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,15 +1,17 @@
 """Tests for sartoris.interrupts.run_stoppable: the first Ctrl-C cancels a run, later ones do not abandon it,
-and a process started with Ctrl-C ignored keeps ignoring it."""
+a process started with Ctrl-C ignored keeps ignoring it, and run_stoppable_then holds Ctrl-C while the run
+is written down."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
-from sartoris.interrupts import run_stoppable
+from sartoris.interrupts import run_stoppable, run_stoppable_then
 
 
 def press_ctrl_c() -> None:
@@ -56,3 +58,44 @@ def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_the_run_is_written_down_is_held_and_reported() -> None:
+    """A press after the event loop ended neither cuts the record short nor is lost: it is reported after."""
+    written: list[str] = []
+
+    async def run() -> str:
+        return "deployed"
+
+    def write_down(result: str) -> str:
+        press_ctrl_c()
+        time.sleep(0.05)  # the press is handled here, between bytecodes, if nothing holds it
+        written.append(result)
+        return f"recorded {result}"
+
+    assert run_stoppable_then(run(), write_down) == ("recorded deployed", True)
+    assert written == ["deployed"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_stoppable_then_still_lets_the_first_ctrl_c_cancel_the_run() -> None:
+    async def run() -> str:
+        press_ctrl_c()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "stopped"
+        return "not interrupted"
+
+    assert run_stoppable_then(run(), str.upper) == ("STOPPED", False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_run_that_lets_the_cancel_through_leaves_ctrl_c_as_it_was() -> None:
+    async def run() -> None:
+        press_ctrl_c()
+        await asyncio.sleep(5)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stoppable_then(run(), lambda _: None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

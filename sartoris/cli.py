@@ -267,9 +267,8 @@ def pool(
         from sartoris import pool as pooling
 
         config = _load_config(ctx)
-        report = pooling.pool_caught_up(config, _slot(config, slot), _targets(config, None))
-        _emit(report.as_json(), report.describe(), json_output)
-        return EXIT_OK if not report.failed else EXIT_PARTIAL
+        caught_up_slot, targets = _slot(config, slot), _targets(config, None)
+        return _pool_report(lambda: pooling.pool_caught_up(config, caught_up_slot, targets), json_output)
     if not hosts:
         raise UsageError("pool: name the hosts, or pass --caught-up")
     return _pool(ctx, hosts, False, message, json_output)
@@ -277,7 +276,7 @@ def pool(
 
 def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json_output: bool) -> int:
     from sartoris import pool as pooling
-    from sartoris.inventory import parse_host
+    from sartoris.inventory import dedupe, parse_host
 
     config = _load_config(ctx)
     parsed = []
@@ -286,9 +285,15 @@ def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json
             parsed.append(parse_host(spec))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    unique = dedupe(parsed, config.ssh.default_port)
+    return _pool_report(lambda: pooling.change_pool(config, unique, depool=depool, message=message), json_output)
+
+
+def _pool_report(change: Any, json_output: bool) -> int:
+    """Run a pool change and print its report, also when Ctrl-C interrupted it (what ran is remembered)."""
     try:
-        report = pooling.change_pool(config, parsed, depool=depool, message=message)
-    except InterruptedRun as exc:  # what ran is remembered; say which hosts it was
+        report = change()
+    except InterruptedRun as exc:
         _emit(exc.report.as_json(), exc.report.describe(), json_output)  # type: ignore[attr-defined]
         raise
     _emit(report.as_json(), report.describe(), json_output)
@@ -454,7 +459,7 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
     selectors = hosts or list(config.deploy.hosts)
     if not selectors:
         raise UsageError("no hosts to target: pass --hosts or set [deploy] hosts in sartoris.toml")
-    return resolve_hosts(selectors, config.hosts_dir, Path.cwd(), config.ssh.login_defaults())
+    return resolve_hosts(selectors, config.hosts_dir, Path.cwd(), config.ssh.default_port)
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ Every problem is a ConfigError with one line: ``<file>: [section] key must be ..
 
 from __future__ import annotations
 
-import getpass
 import math
 import re
 import shlex
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sartoris.errors import ConfigError
-from sartoris.inventory import LoginDefaults, is_user_name
+from sartoris.inventory import is_user_name
 from sartoris.policy import FailureBudget
 
 CONFIG_NAME = "sartoris.toml"
@@ -110,9 +109,10 @@ class SshSettings:
     jump_host: str | None = None  # [user@]host[:port] of a bastion every connection goes through
     config_file: Path | None = None  # an OpenSSH client config to honour instead of ~/.ssh/config
 
-    def login_defaults(self) -> LoginDefaults:
-        """What a host line without user@ or :port is reached with, for telling `mw1` and `mw1:22` apart."""
-        return LoginDefaults(user=self.user or getpass.getuser(), port=self.port or 22)
+    @property
+    def default_port(self) -> int:
+        """The port a host line without :port is taken to mean when duplicates are dropped ([ssh] port, else 22)."""
+        return self.port or 22
 
 
 @dataclass(frozen=True, slots=True)

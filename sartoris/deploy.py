@@ -166,10 +166,8 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
 
 def _require_tag(checkout: SlotCheckout, tag: str) -> None:
     """`--to TAG` naming a tag the slot's working copy does not have is bad input (exit 2), not a refusal."""
-    try:
-        checkout.tag_commit(tag)
-    except RefusedError:
-        raise UsageError(f"--to {tag}: {checkout.path} has no such tag (see `sartoris log`)") from None
+    if not checkout.has_tag(tag):
+        raise UsageError(f"--to {tag!r}: {checkout.path} has no such tag (see `sartoris log`)")
 
 
 def _previous_tag(history: History, slot: int) -> str:
@@ -264,12 +262,12 @@ def _roll_out_and_record(
     progress = progress or Progress()
     run = _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress)
     (report, interrupted), pressed_while_recording = run_stoppable_then(run, report_and_record)
-    post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
-    failed = tuple(r.host for r in report.hosts if not r.ok)
     try:
+        post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
+        failed = tuple(r.host for r in report.hosts if not r.ok)
         post_hook(config, post, action, request.slot, report.tag, report.outcome.value, failed, request.message)
     except KeyboardInterrupt:  # the hook is stopped (hooks.py); the run is recorded: still print its report
-        raise InterruptedRun(report) from None
+        interrupted = True
     if interrupted or pressed_while_recording:
         raise InterruptedRun(report)
     return report
@@ -375,10 +373,9 @@ def _canaries(config: Config, targets: Sequence[Host]) -> tuple[Host, ...]:
     """The targeted hosts listed in the `canaries` groups, in target order."""
     if not config.deploy.canaries:
         return ()
-    defaults = config.ssh.login_defaults()
-    canaries = resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd(), defaults)
-    canary_keys = {h.key(defaults) for h in canaries}
-    return tuple(h for h in targets if h.key(defaults) in canary_keys)
+    port = config.ssh.default_port
+    canary_keys = {h.key(port) for h in resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd(), port)}
+    return tuple(h for h in targets if h.key(port) in canary_keys)
 
 
 def _remote_release(config: Config, slot: int, release: Release) -> RemoteRelease:

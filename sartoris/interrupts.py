@@ -3,9 +3,8 @@
 asyncio's runner turns a second Ctrl-C into KeyboardInterrupt straight out of the event loop, which leaves the
 switches in flight unwatched and the run unrecorded. A run under `run_stoppable` takes the first Ctrl-C as a
 cancellation (each phase then ends what it must, bounded by its timeouts, and returns its result) and only
-says so for the later ones while its event loop runs. `run_stoppable_then` also holds Ctrl-C from the end of
-the event loop until the run is written down, so no press can cut the record in half or lose it; a press
-there is only reported.
+says so for the later ones while its event loop runs. `run_stoppable_then` also writes the run down inside the
+event loop, with Ctrl-C only remembered meanwhile, so no press can cut the record in half or lose it.
 """
 
 from __future__ import annotations
@@ -39,21 +38,22 @@ def run_stoppable(main: Coroutine[Any, Any, _T]) -> _T:
     A process started with SIGINT ignored (a background job) keeps ignoring it, as asyncio.run would."""
     if not _interruptible():
         return asyncio.run(main)
-    return asyncio.run(_guarded(main, None))
+    return asyncio.run(_guarded(main))
 
 
 def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) -> tuple[_R, bool]:
-    """run_stoppable(main), then `then(result)` (which must be bounded: writing the run down) with Ctrl-C held
-    from the moment the event loop stops handling it; its result, and whether Ctrl-C was pressed meanwhile."""
+    """run_stoppable(main), then `then(result)` (which must be bounded: writing the run down) before Ctrl-C can
+    interrupt again; its result, and whether Ctrl-C was pressed after `main` ended."""
     if not _interruptible():
         return then(asyncio.run(main)), False
-    hold = _HeldInterrupt()
+    written: list[tuple[_R, bool]] = []
     try:
-        result = asyncio.run(_guarded(main, hold))
-        return then(result), hold.pressed
-    finally:
-        if signal.getsignal(signal.SIGINT) is hold:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        asyncio.run(_guarded(main, then, written))
+    except KeyboardInterrupt:  # pressed while the event loop shut down, after the run was written down
+        if not written:
+            raise
+        return written[0][0], True
+    return written[0]
 
 
 def _interruptible() -> bool:
@@ -61,27 +61,22 @@ def _interruptible() -> bool:
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def _hand_over(loop: asyncio.AbstractEventLoop, hold: _HeldInterrupt | None) -> None:
-    """Take the loop's Ctrl-C handler away; install `hold` in its place with SIGINT blocked meanwhile, so that
-    no press falls between the two (it would raise KeyboardInterrupt there)."""
-    if hold is None:
-        loop.remove_signal_handler(signal.SIGINT)
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGINT, hold)
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-async def _guarded(main: Coroutine[Any, Any, _T], hold: _HeldInterrupt | None) -> _T:
+async def _guarded(
+    main: Coroutine[Any, Any, _T],
+    then: Callable[[_T], _R] | None = None,
+    written: list[tuple[_R, bool]] | None = None,
+) -> _T:
+    """Await `main` with the first Ctrl-C cancelling it; then (if given) run `then` on its result inside the
+    loop, with Ctrl-C only remembered, and put its result and whether Ctrl-C came in `written`."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     presses = 0
+    finished = False
 
     def on_ctrl_c() -> None:
         nonlocal presses
+        if finished:  # a press while `then` ran, already remembered by the hold
+            return
         presses += 1
         if presses == 1 and task is not None:
             task.cancel()
@@ -90,13 +85,32 @@ async def _guarded(main: Coroutine[Any, Any, _T], hold: _HeldInterrupt | None) -
 
     loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
     try:
-        return await main
+        result = await main
+        finished = True  # no await from here on: the loop cannot run on_ctrl_c before `then` is done
+        if then is not None and written is not None:
+            written.append(_write_down(then, result))
+        return result
     except asyncio.CancelledError:
         if presses:
             raise KeyboardInterrupt from None  # nothing in `main` kept the run: the plain interrupted exit
         raise
     finally:
-        _hand_over(loop, hold)
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _write_down(then: Callable[[_T], _R], result: _T) -> tuple[_R, bool]:
+    """then(result) with Ctrl-C only remembered. Inside the loop SIGINT's Python handler is asyncio's no-op
+    (the loop hears of it through its wakeup file), so swapping it for the hold and back can never raise, in
+    whichever thread the signal lands; the swap back runs a press still pending into the hold."""
+    hold = _HeldInterrupt()
+    quiet = signal.signal(signal.SIGINT, hold)
+    try:
+        written = then(result)
+    finally:
+        signal.signal(signal.SIGINT, quiet)
+    if hold.pressed:
+        log.warning("interrupt_held", note="Ctrl-C came as the run was written down; it is recorded, exiting 130")
+    return written, hold.pressed
 
 
 async def despite_interrupt(

@@ -36,15 +36,6 @@ _IPV6 = re.compile(r"[0-9a-f:.]+(?:%[a-z0-9_.-]+)?", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
-class LoginDefaults:
-    """The user and port a host line that names neither is reached with ([ssh] user and port, else the local
-    user and 22); ~/.ssh/config may still override them per host, which deduplication does not read."""
-
-    user: str | None = None
-    port: int = 22
-
-
-@dataclass(frozen=True, slots=True)
 class Host:
     """One target host: the label an operator wrote (used in JSON and logs) and what to connect to."""
 
@@ -60,10 +51,11 @@ class Host:
         if self.port is not None and not 1 <= self.port <= 65535:
             raise ValueError(f"a host port must be 1..65535, not {self.port}")
 
-    def key(self, defaults: LoginDefaults) -> tuple[str | None, str, int]:
-        """What makes two lines the same host: user, name (case-insensitive) and port, a line's missing user
-        or port read as the default it gets, so `mw1` and `mw1:22` are one host."""
-        return (self.user or defaults.user, self.name.lower(), self.port or defaults.port)
+    def key(self, default_port: int) -> tuple[str, int]:
+        """What makes two lines the same machine: name (case-insensitive) and port, a line without :port read as
+        `default_port`, so `mw1` and `mw1:22` are one host. The user is not part of it: `deploy@mw1` and `mw1`
+        would both deploy into the same remote_root at once. (~/.ssh/config's per-host Port is not read here.)"""
+        return (self.name.lower(), self.port or default_port)
 
     def __str__(self) -> str:
         """The label, as written in the group file."""
@@ -156,12 +148,12 @@ def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
     return tuple(hosts)
 
 
-def dedupe(hosts: Sequence[Host], defaults: LoginDefaults) -> tuple[Host, ...]:
-    """Drop repeated hosts (same user, name and port), keeping the first occurrence and the order."""
-    seen: set[tuple[str | None, str, int]] = set()
+def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:
+    """Drop repeated hosts (same name and port), keeping the first occurrence and the order."""
+    seen: set[tuple[str, int]] = set()
     unique: list[Host] = []
     for host in hosts:
-        key = host.key(defaults)
+        key = host.key(default_port)
         if key not in seen:
             seen.add(key)
             unique.append(host)
@@ -169,7 +161,7 @@ def dedupe(hosts: Sequence[Host], defaults: LoginDefaults) -> tuple[Host, ...]:
 
 
 def resolve_hosts(
-    selectors: Sequence[str], hosts_dir: Path, cwd: Path, defaults: LoginDefaults = LoginDefaults()
+    selectors: Sequence[str], hosts_dir: Path, cwd: Path, default_port: int = 22
 ) -> tuple[Host, ...]:
     """Read each selector as a group in hosts_dir, else as a path from cwd; dedupe; refuse an empty result."""
     hosts: list[Host] = []
@@ -183,7 +175,7 @@ def resolve_hosts(
         except OSError as exc:
             raise InventoryError(f"{source}: cannot read: {exc.strerror or exc}") from None
         hosts += parse_hosts(text, source)
-    unique = dedupe(hosts, defaults)
+    unique = dedupe(hosts, default_port)
     if not unique:
         named = ", ".join(repr(selector) for selector in selectors) or "no groups given"
         raise InventoryError(f"no hosts to target ({named})")

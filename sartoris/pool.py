@@ -13,7 +13,7 @@ import os
 import signal
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -72,12 +72,14 @@ class PoolReport:
     action: str
     changed: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]
+    interrupted: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
             "action": self.action,
             "changed": list(self.changed),
             "failed": [{"host": host, "error": error} for host, error in self.failed],
+            "interrupted": self.interrupted,
         }
 
     def describe(self) -> str:
@@ -96,16 +98,15 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
         raise ConfigError(f"{config.path}: [depool] {key} is not set, so Sartoris cannot {action} hosts")
     history = History(config.state_dir)
 
-    def record(ran: tuple[PoolReport, bool]) -> tuple[PoolReport, bool]:
+    def record(ran: tuple[PoolReport, bool]) -> PoolReport:
         """Remember the change in the history (Ctrl-C is held meanwhile)."""
-        report, interrupted = ran
-        outcome = "interrupted" if interrupted else "partial" if report.failed else "ok"
-        history.record_event(action, None, message, report.as_json(), outcome=outcome)
-        return report, interrupted
+        report = replace(ran[0], interrupted=ran[1])
+        history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+        return report
 
     changing = _change_until_interrupted(config, history, hosts, depool)
-    (report, interrupted), pressed_while_recording = run_stoppable_then(changing, record)
-    if interrupted or pressed_while_recording:
+    report, pressed_while_recording = run_stoppable_then(changing, record)
+    if report.interrupted or pressed_while_recording:
         raise InterruptedRun(report)
     return report
 

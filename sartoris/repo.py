@@ -83,6 +83,16 @@ class SlotCheckout:
         except git.GitCommandError:
             raise RefusedError(f"{self.path}: no tag {tag!r}") from None
 
+    def has_tag(self, tag: str) -> bool:
+        """Whether the working copy has release tag `tag`; RefusedError when git cannot tell (a broken repository)."""
+        try:
+            self._git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+        except git.GitCommandError as exc:
+            if exc.status == 1:  # --verify --quiet: not found, and nothing else went wrong
+                return False
+            raise RefusedError(f"{self.path}: cannot read tag {tag!r}: {_git_error(exc)}") from None
+        return True
+
     def release_of(self, tag: str) -> Release:
         """The release an existing tag describes (for rollback and retries)."""
         commit = self.tag_commit(tag)

@@ -171,7 +171,7 @@ def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     assert run.code == 0, run.stderr
     assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
     unknown = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag")
-    assert unknown.code == 2 and "--to no-such-tag" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+    assert unknown.code == 2 and "--to 'no-such-tag'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
 
 
 def test_version_link_names_the_slot(deployment: Deployment) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import subprocess
@@ -21,7 +20,6 @@ from sartoris.config import (
     parse_config,
 )
 from sartoris.errors import ConfigError
-from sartoris.inventory import LoginDefaults
 from sartoris.policy import FailureBudget
 
 BASE = Path("/etc/sartoris")
@@ -97,11 +95,10 @@ def test_ssh_defaults() -> None:
     assert ssh.accept_new_host_keys is False
 
 
-def test_login_defaults_for_host_lines_without_user_or_port() -> None:
-    """A host line without user@ or :port gets [ssh] user and port, else the local user and 22."""
-    assert parse().ssh.login_defaults() == LoginDefaults(getpass.getuser(), 22)
-    configured = parse('[ssh]\nuser = "deploy"\nport = 2222\n').ssh
-    assert configured.login_defaults() == LoginDefaults("deploy", 2222)
+def test_default_port_for_host_lines_without_one() -> None:
+    """A host line without :port means [ssh] port, else 22 (for dropping duplicates like mw1 and mw1:22)."""
+    assert parse().ssh.default_port == 22
+    assert parse("[ssh]\nport = 2222\n").ssh.default_port == 2222
 
 
 def test_depool_defaults() -> None:

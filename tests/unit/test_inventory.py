@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sartoris.errors import InventoryError
-from sartoris.inventory import MAX_EXPANSION, Host, LoginDefaults, expand_ranges, parse_host, parse_hosts, resolve_hosts
+from sartoris.inventory import MAX_EXPANSION, Host, expand_ranges, parse_host, parse_hosts, resolve_hosts
 
 
 def labels(hosts: tuple[Host, ...]) -> list[str]:
@@ -231,15 +231,15 @@ def test_resolve_group_wins_over_path(fleet: Path) -> None:
 
 
 def test_resolve_dedupes_across_and_within_files(fleet: Path) -> None:
-    """Repeated hosts are dropped, first wins; the default port written out (mw2:22) is the same host."""
-    hosts = resolve_hosts(["app", "db", "app"], fleet / "deploy" / "hosts", fleet, LoginDefaults("ops", 22))
-    assert labels(hosts) == ["mw1", "mw2", "mw3", "db1", "deploy@mw2"]
+    """Repeated hosts are dropped, first wins: another user on the same machine (deploy@mw2) and the default
+    port written out (mw2:22) are the same host, whose slot both would deploy into at once."""
+    hosts = resolve_hosts(["app", "db", "app"], fleet / "deploy" / "hosts", fleet)
+    assert labels(hosts) == ["mw1", "mw2", "mw3", "db1"]
 
 
-def test_resolve_dedupes_with_the_configured_user_and_port(fleet: Path) -> None:
-    """A line's missing user and port are the configured ones: with port 2222, mw2:22 is another host, and
-    with user deploy, deploy@mw2 is mw2."""
-    hosts = resolve_hosts(["app", "db"], fleet / "deploy" / "hosts", fleet, LoginDefaults("deploy", 2222))
+def test_resolve_dedupes_with_the_configured_port(fleet: Path) -> None:
+    """A line without :port means the configured port: with [ssh] port 2222, mw2:22 is another sshd."""
+    hosts = resolve_hosts(["app", "db"], fleet / "deploy" / "hosts", fleet, default_port=2222)
     assert labels(hosts) == ["mw1", "mw2", "mw3", "db1", "mw2:22"]
 
 

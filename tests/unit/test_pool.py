@@ -122,5 +122,6 @@ def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and
     assert ran.read_text().split() == ["mw1"]
     history = History(config.state_dir)
     assert history.depooled_hosts() == frozenset({"mw1"})
-    assert [(e.action, e.outcome) for e in history.entries()] == [("depool", "interrupted")]
+    [entry] = history.entries()
+    assert (entry.action, entry.outcome, entry.report["interrupted"]) == ("depool", "partial", True)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

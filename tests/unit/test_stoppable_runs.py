@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -98,4 +99,25 @@ def test_a_run_that_lets_the_cancel_through_leaves_ctrl_c_as_it_was() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         run_stoppable_then(run(), lambda _: None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_landing_in_a_worker_thread_while_the_run_is_written_down_is_held_too() -> None:
+    """The run used a worker thread (as the publish does), so the kernel may hand SIGINT to that thread; the
+    record is still written whole and the press reported."""
+    written: list[str] = []
+
+    async def run() -> str:
+        return await asyncio.to_thread(lambda: "published")
+
+    def write_down(result: str) -> str:
+        presser = threading.Thread(target=press_ctrl_c)
+        presser.start()
+        presser.join()
+        time.sleep(0.05)
+        written.append(result)
+        return result
+
+    assert run_stoppable_then(run(), write_down) == ("published", True)
+    assert written == ["published"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

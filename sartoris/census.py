@@ -12,6 +12,7 @@ from sartoris.config import Config
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
+from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
@@ -27,9 +28,8 @@ def status(
     """The census of `slot` on `targets`, compared with the last release deployed from here."""
     history = History(config.state_dir)
     last = history.last_deployed(slot)
-    hosts = asyncio.run(
-        census(config, slot, targets, last.commit if last else None, history.depooled_hosts(), concurrency, progress)
-    )
+    depooled = depooled_among(history, targets, config.ssh.default_port)
+    hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(
         slot=slot,
         tag=last.tag if last else None,

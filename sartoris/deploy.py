@@ -27,6 +27,7 @@ from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, resolve_hosts
 from sartoris.policy import FailureBudget, outcome_of_stopped_run
+from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
@@ -218,10 +219,9 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
+    depooled = depooled_among(history, request.targets, config.ssh.default_port)
     statuses = asyncio.run(
-        census(
-            config, request.slot, request.targets, last.commit, history.depooled_hosts(), request.concurrency, progress
-        )
+        census(config, request.slot, request.targets, last.commit, depooled, request.concurrency, progress)
     )
     stragglers = tuple(h for h, s in zip(request.targets, statuses, strict=True) if s.state is not HostState.CURRENT)
     log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(request.targets) - len(stragglers))

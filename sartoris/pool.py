@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host
+from sartoris.inventory import Host, parse_host
 from sartoris.results import HostState
 from sartoris.state import History
 
@@ -63,6 +63,28 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
             tail = stderr.read().decode(errors="replace").strip().splitlines()
             return f"{argv[0]} exited {process.returncode}" + (f": {tail[-1]}" if tail else "")
     return None
+
+
+def depooled_among(history: History, targets: Sequence[Host], default_port: int) -> frozenset[str]:
+    """The labels of `targets` that are out of the pool, however the depool spelled them (mw1, mw1:22)."""
+    out = {_machine(stored, default_port) for stored in history.depooled_hosts()}
+    return frozenset(h.label for h in targets if h.key(default_port) in out)
+
+
+def remember_pool_state(history: History, hosts: Sequence[Host], depooled: bool, default_port: int) -> None:
+    """Remember `hosts` as out of (or back in) the pool, under every spelling already remembered for the same
+    machine too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out."""
+    machines = {h.key(default_port) for h in hosts}
+    spellings = {stored for stored in history.pool_hosts() if _machine(stored, default_port) in machines}
+    history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled)
+
+
+def _machine(stored: str, default_port: int) -> tuple[str, int] | None:
+    """The machine a remembered pool entry names; None for one no hosts line could have written."""
+    try:
+        return parse_host(stored).key(default_port)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +164,7 @@ async def apply_pool_change(
     outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)
     changed = tuple(label for label, error in outcomes if error is None)
     failed = tuple((label, error) for label, error in outcomes if error is not None)
-    history.set_depooled(changed, depool)
+    remember_pool_state(history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port)
     for label in changed:
         log.info(f"host_{action}ed", host=label)
     for label, error in failed:
@@ -155,7 +177,7 @@ def pool_caught_up(config: Config, slot: int, targets: Sequence[Host]) -> PoolRe
     from sartoris.census import census
 
     history = History(config.state_dir)
-    depooled = history.depooled_hosts()
+    depooled = depooled_among(history, targets, config.ssh.default_port)
     last = history.last_deployed(slot)
     candidates = [h for h in targets if h.label in depooled]
     if last is None or not candidates:

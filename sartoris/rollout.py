@@ -31,7 +31,7 @@ from sartoris.policy import (
     retry_delay,
     within_depool_cap,
 )
-from sartoris.pool import apply_pool_change
+from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
@@ -113,7 +113,7 @@ async def _decide_and_switch(
     progress: Progress,
 ) -> RolloutResult:
     labels = [f.host.label for f in fetched]
-    already_out = history.depooled_hosts()
+    already_out = depooled_among(history, [f.host for f in fetched], config.ssh.default_port)
     decision = decide_after_fetch(
         [f.result for f in fetched], budget, depool_cap=config.depool.max_depooled, already_depooled=already_out
     )

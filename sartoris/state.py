@@ -199,8 +199,14 @@ class History:
             )
 
     def depooled_hosts(self) -> frozenset[str]:
+        """Every host remembered as out of the pool, spelled as its depool named it."""
         with self._connect() as db:
             return frozenset(row[0] for row in db.execute("SELECT host FROM pool WHERE depooled = 1"))
+
+    def pool_hosts(self) -> frozenset[str]:
+        """Every host with a remembered pool state, in or out."""
+        with self._connect() as db:
+            return frozenset(row[0] for row in db.execute("SELECT host FROM pool"))
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

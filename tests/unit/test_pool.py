@@ -18,7 +18,7 @@ from sartoris import pool
 from sartoris.config import Config, parse_config
 from sartoris.errors import InterruptedRun
 from sartoris.inventory import parse_host
-from sartoris.pool import change_pool, run_pool_command
+from sartoris.pool import change_pool, depooled_among, remember_pool_state, run_pool_command
 from sartoris.state import History
 
 
@@ -125,3 +125,21 @@ def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and
     [entry] = history.entries()
     assert (entry.action, entry.outcome, entry.report["interrupted"]) == ("depool", "partial", True)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_host_depooled_under_one_spelling_is_out_under_another(tmp_path: Path) -> None:
+    """`depool mw1` is seen by a status whose group file says mw1:22 (or DEPLOY@MW1), not by a different sshd."""
+    history = History(tmp_path / ".sartoris")
+    history.set_depooled(["mw1", "not a host line"], True)
+    targets = [parse_host(spec) for spec in ("deploy@MW1:22", "mw1:2222", "mw2")]
+    assert depooled_among(history, targets, 22) == frozenset({"deploy@MW1:22"})
+
+
+def test_pooling_a_host_clears_every_spelling_it_was_depooled_under(tmp_path: Path) -> None:
+    """`pool mw1:22` after `depool mw1` and `depool root@mw1` leaves no row saying the machine is still out."""
+    history = History(tmp_path / ".sartoris")
+    remember_pool_state(history, [parse_host("mw1"), parse_host("mw2")], True, 22)
+    history.set_depooled(["root@mw1"], True)
+    remember_pool_state(history, [parse_host("mw1:22")], False, 22)
+    assert history.depooled_hosts() == frozenset({"mw2"})
+    assert depooled_among(history, [parse_host("mw1"), parse_host("mw2:22")], 22) == frozenset({"mw2:22"})

@@ -521,4 +521,8 @@ def _say(message: str) -> None:
 
 
 def run() -> None:
+    """The `sartoris` command (console script, launcher and zipapp): SIGTERM stops it like Ctrl-C."""
+    from sartoris.interrupts import stop_on_sigterm
+
+    stop_on_sigterm()
     sys.exit(main())

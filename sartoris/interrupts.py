@@ -5,11 +5,13 @@ switches in flight unwatched and the run unrecorded. A run under `run_stoppable`
 cancellation (each phase then ends what it must, bounded by its timeouts, and returns its result) and only
 says so for the later ones while its event loop runs. `run_stoppable_then` also writes the run down inside the
 event loop, with Ctrl-C only remembered meanwhile, so no press can cut the record in half or lose it.
+`stop_on_sigterm` makes SIGTERM follow the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from types import FrameType
@@ -54,6 +56,19 @@ def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) 
             raise
         return written[0][0], True
     return written[0]
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (`kill PID`, a CI job cancelled) stop a run the way Ctrl-C does: recorded, no host left half
+    switched, exit 130, instead of killing the process with its lock held and its run unwritten. Left alone in
+    a process that ignores Ctrl-C (where SIGTERM must still end it) or that someone gave a SIGTERM handler."""
+    if _interruptible() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _as_ctrl_c)
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM's handler: send this process the SIGINT a Ctrl-C would, so that one set of rules applies."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _interruptible() -> bool:

@@ -151,13 +151,15 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converges(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, tmp_path: Path, signum: signal.Signals
 ) -> None:
-    """SIGINT while hosts switch (two at a time): exit 130; the switches in flight finish, no new one starts; every
-    host is wholly on the old or the new tree, as its line in the report says; then --retry-failed converges."""
+    """SIGINT while hosts switch (two at a time), or SIGTERM (`kill PID`, a cancelled CI job), which stops a run
+    the same way: exit 130; the switches in flight finish, no new one starts; every host is wholly on the old or
+    the new tree, as its line in the report says; the lock is released; then --retry-failed converges."""
     hosts = deployment.fleet.hosts[32:38]
-    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGINT)
+    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signum)
     assert code == 130, stderr
     assert "Traceback" not in stderr
     report = json.loads(stdout)

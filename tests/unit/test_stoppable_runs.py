@@ -9,10 +9,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from sartoris.interrupts import run_stoppable, run_stoppable_then
+from sartoris.interrupts import run_stoppable, run_stoppable_then, stop_on_sigterm
 
 
 def press_ctrl_c() -> None:
@@ -121,3 +122,39 @@ def test_ctrl_c_landing_in_a_worker_thread_while_the_run_is_written_down_is_held
     assert run_stoppable_then(run(), write_down) == ("published", True)
     assert written == ["published"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.fixture
+def sigterm_restored() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("sigterm_restored")
+def test_sigterm_stops_a_run_the_way_ctrl_c_does() -> None:
+    """`kill PID` cancels the run (which then ends what it must and returns), instead of killing the process."""
+    stop_on_sigterm()
+
+    async def run() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "stopped and recorded"
+        return "not stopped"
+
+    assert run_stoppable(run()) == "stopped and recorded"
+
+
+@pytest.mark.usefixtures("sigterm_restored")
+def test_sigterm_is_left_to_end_a_process_that_ignores_ctrl_c() -> None:
+    """A background job ignores SIGINT; turning SIGTERM into SIGINT there would make it unkillable by `kill`."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop_on_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +26,8 @@ from sartoris.remote import SubmoduleSpec, submodule_ref
 _GITLINK_MODE = "160000"
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_STOP_POLL = 0.1  # seconds between looks at the stop event while a push runs
+_KILL_GRACE = 2.0  # seconds a stopped push gets to end after SIGTERM (then SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,23 +159,19 @@ class SlotCheckout:
         the publish target never holds a tag whose submodule commits it lacks, whatever stops the pushes. Once
         `stop` is set (the run was interrupted), no further push starts: PublishError."""
         _ensure_local_bare_repo(url)
-        try:
-            for module in release.submodules:
-                _stop_if_set(stop, url)
-                self._push_submodule(module, url)
+        for module in release.submodules:
             _stop_if_set(stop, url)
-            self._git("push", "--quiet", url, f"refs/tags/{release.tag}:refs/tags/{release.tag}")
-        except git.GitCommandError as exc:
-            raise PublishError(f"push to {url} failed: {_git_error(exc)}") from None
+            self._push_submodule(module, url, stop)
+        _stop_if_set(stop, url)
+        _push(self.path, url, f"refs/tags/{release.tag}:refs/tags/{release.tag}", self._timeout, stop)
 
-    def _push_submodule(self, module: SubmoduleSpec, url: str) -> None:
+    def _push_submodule(self, module: SubmoduleSpec, url: str, stop: threading.Event | None = None) -> None:
         path = self.path / module.path
         try:
-            sub = git.Repo(path)
+            git.Repo(path)
         except (git.NoSuchPathError, git.InvalidGitRepositoryError):
             raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
-        ref = submodule_ref(module.commit)
-        _run_git(sub, self._timeout, "push", "--quiet", url, f"{module.commit}:{ref}")
+        _push(path, url, f"{module.commit}:{submodule_ref(module.commit)}", self._timeout, stop)
 
     def _git(self, *args: str) -> str:
         return _run_git(self._repo, self._timeout, *args)
@@ -178,6 +180,59 @@ class SlotCheckout:
 def _stop_if_set(stop: threading.Event | None, url: str) -> None:
     if stop is not None and stop.is_set():
         raise PublishError(f"push to {url} stopped: interrupted")
+
+
+def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Event | None) -> None:
+    """`git push` from `cwd`, in a process group of its own that is ended, with what it started (a local
+    receive-pack and its hooks, an ssh client), as soon as `stop` is set or `timeout` passes: a run stopped by
+    a signal sent to Sartoris alone (`kill PID`) does not wait for the push in flight. PublishError if it
+    fails or is stopped."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            ["git", "push", "--quiet", url, refspec],
+            cwd=cwd,
+            env={**os.environ, **_GIT_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        try:
+            status = _wait_unless_stopped(process, time.monotonic() + timeout, stop)
+        except BaseException:  # stopped, timed out, or Ctrl-C in this thread: never leave the push running
+            _end_group(process)
+            raise
+        if status is None:
+            _end_group(process)
+            why = "stopped: interrupted" if stop is not None and stop.is_set() else f"timed out after {timeout:g}s"
+            raise PublishError(f"push to {url} {why}")
+        if status != 0:
+            stderr.seek(0)
+            raise PublishError(f"push to {url} failed: {_error_line(stderr.read().decode(errors='replace'))}")
+
+
+def _wait_unless_stopped(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> int | None:
+    """The process's exit status, or None once `stop` is set or the deadline passes first."""
+    while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+        try:
+            return process.wait(timeout=_STOP_POLL)
+        except subprocess.TimeoutExpired:
+            continue
+    return None
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group, SIGKILL it if it is still there after a grace, and reap the process."""
+    for signum, grace in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, _KILL_GRACE)):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
@@ -264,7 +319,12 @@ def _tagger_env(repo: git.Repo) -> dict[str, str]:
 
 
 def _git_error(exc: git.GitCommandError) -> str:
-    lines = [line.strip() for line in str(exc.stderr or exc).splitlines() if line.strip()]
+    return _error_line(str(exc.stderr or exc))
+
+
+def _error_line(output: str) -> str:
+    """The line of git's output that says what went wrong (its last fatal: or error:, else its last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
         if "fatal:" in line or "error:" in line:
             return line.split("stderr: ")[-1].strip("' ")

@@ -8,6 +8,7 @@ time counts its own connect and fetch, not the wait for the publish."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,41 @@ def test_a_stopped_run_starts_no_push(checkout: SlotCheckout, tmp_path: Path) ->
     assert published_refs(tmp_path / "publish.git") == []
 
 
+def test_a_stop_ends_the_push_in_flight_with_what_it_started(checkout: SlotCheckout, tmp_path: Path) -> None:
+    """A stop (Ctrl-C or SIGTERM to Sartoris alone) while a push is held by the target's pre-receive hook ends
+    that push and its receive-pack within a second or two, instead of waiting out the hook; no ref lands."""
+    release = checkout.tag_release("t1", "release")
+    target = tmp_path / "publish.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(target)], check=True)
+    holding, hook_pid = tmp_path / "holding", tmp_path / "hook.pid"
+    hook = target / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho $$ > {hook_pid}\ntouch {holding}\nexec sleep 60\n")
+    hook.chmod(0o755)
+    stop = threading.Event()
+
+    def stop_once_held() -> None:
+        deadline = time.monotonic() + 30
+        while not holding.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+
+    stopper = threading.Thread(target=stop_once_held)
+    stopper.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(PublishError, match="stopped: interrupted"):
+            checkout.publish(release, str(target), stop)
+    finally:
+        stopper.join()
+    assert holding.exists() and time.monotonic() - began < 10
+    assert published_refs(target) == []
+    hook_process = Path(f"/proc/{hook_pid.read_text().strip()}/stat")
+    deadline = time.monotonic() + 5
+    while hook_process.exists() and ") Z " not in hook_process.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not hook_process.exists() or ") Z " in hook_process.read_text(), "the target's hook outlived the push"
+
+
 def test_a_stop_between_pushes_starts_no_further_push(
     checkout: SlotCheckout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,8 +91,10 @@ def test_a_stop_between_pushes_starts_no_further_push(
     stop, pushed = threading.Event(), []
     push_submodule = SlotCheckout._push_submodule
 
-    def push_then_stop(self: SlotCheckout, module: repo.SubmoduleSpec, url: str) -> None:
-        push_submodule(self, module, url)
+    def push_then_stop(
+        self: SlotCheckout, module: repo.SubmoduleSpec, url: str, stop_event: threading.Event | None = None
+    ) -> None:
+        push_submodule(self, module, url, stop_event)
         pushed.append(module.path)
         stop.set()
 

@@ -45,7 +45,7 @@ class PublishStop:
     and the publish starts no further push and undoes its tag."""
 
     def __init__(self) -> None:
-        self.requested = threading.Event()  # the pushes look at it before each one starts
+        self.requested = threading.Event()  # each push looks at it before it starts and while it runs
         self._lock = threading.Lock()
         self._committed = False
 
@@ -298,8 +298,9 @@ async def _publish_while_connecting(publish: Publish, connector: Connector, firs
     open: the handshakes load the hosts and the publish this machine, so neither waits for the other. No host runs
     anything before the release is published.
 
-    On Ctrl-C the publish is told to stop: it starts no further push, deletes the tag it made, and ends (the
-    git command in flight got the same Ctrl-C from the terminal, or ends within its timeout). If it had already
+    On Ctrl-C (or SIGTERM) the publish is told to stop: it ends the push in flight, starts no further one, and
+    deletes the tag it made (a git command other than a push gets the terminal's Ctrl-C, or ends within its
+    timeout). If it had already
     completed, the release stands and the run goes on only to stop at once, so the rollout records it as
     interrupted with that tag."""
     stop = PublishStop()

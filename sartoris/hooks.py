@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sartoris.process_groups import end_process_group
+
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of a hook's output kept: enough for a traceback, bounded against a runaway hook."""
 
@@ -193,10 +195,10 @@ def _execute(
         try:
             output, timed_out = _collect(process, started + timeout)
         except BaseException:  # Ctrl-C or a bug here: never leave the hook running unwatched
-            _kill_group(process, kill_grace)
+            end_process_group(process, kill_grace, KILL_WAIT)
             raise
         if timed_out:
-            _kill_group(process, kill_grace)
+            end_process_group(process, kill_grace, KILL_WAIT)
             _drain(process, output, time.monotonic() + DRAIN_GRACE)
     tail = _tail(output).decode("utf-8", errors="replace")
     seconds = time.monotonic() - started
@@ -252,57 +254,6 @@ def _collect(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytearr
     except subprocess.TimeoutExpired:
         return output, True  # closed its output but kept running
     return output, False
-
-
-def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """Stop the hook and everything it started: SIGTERM to its process group, SIGKILL after `grace`."""
-    group = process.pid  # start_new_session made the hook its own group leader
-    _signal_group(group, signal.SIGTERM)
-    if not _wait_group(process, time.monotonic() + grace):
-        _signal_group(group, signal.SIGKILL)
-        _wait_group(process, time.monotonic() + KILL_WAIT)
-    process.wait()
-
-
-def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
-    """Wait until no process of the hook's group is running; False if some still are at the deadline."""
-    while True:
-        process.poll()  # reap the leader so it stops counting
-        if not _group_running(process.pid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-
-
-def _group_running(group: int) -> bool:
-    """True while a process of `group` still runs; zombies waiting for a slow init to reap them do not count."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return _signal_group(group, 0)  # no /proc: unreaped zombies count too, costing at most the grace
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue  # gone meanwhile
-        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _signal_group(group: int, signum: int) -> bool:
-    """Send `signum` to a process group; False when the group no longer exists."""
-    try:
-        os.killpg(group, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a member changed identity (setuid); the group still exists
-    return True
 
 
 def _drain(process: subprocess.Popen[bytes], output: bytearray, deadline: float) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import git
 
 from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError
+from sartoris.process_groups import end_process_group
 from sartoris.remote import SubmoduleSpec, submodule_ref
 
 _GITLINK_MODE = "160000"
@@ -28,6 +28,7 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _STOP_POLL = 0.1  # seconds between looks at the stop event while a push runs
 _KILL_GRACE = 2.0  # seconds a stopped push gets to end after SIGTERM (then SIGKILL)
+_KILL_WAIT = 5.0  # seconds to see a SIGKILLed push's group gone before giving up on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,27 +184,32 @@ def _stop_if_set(stop: threading.Event | None, url: str) -> None:
 
 
 def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Event | None) -> None:
-    """`git push` from `cwd`, in a process group of its own that is ended, with what it started (a local
-    receive-pack and its hooks, an ssh client), as soon as `stop` is set or `timeout` passes: a run stopped by
-    a signal sent to Sartoris alone (`kill PID`) does not wait for the push in flight. PublishError if it
-    fails or is stopped."""
+    """`git push` from `cwd`, ended as soon as `stop` is set or `timeout` passes: a run stopped by a signal sent
+    to Sartoris alone (`kill PID`) does not wait for the push in flight. A push to a local path runs in a
+    process group of its own, ended with the receive-pack and hooks it started; a push over ssh stays in the
+    terminal's group, where ssh can still ask about a host key or a passphrase. PublishError if it fails or
+    is stopped."""
+    own_group = _is_local(url)
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            ["git", "push", "--quiet", url, refspec],
-            cwd=cwd,
-            env={**os.environ, **_GIT_ENV},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                ["git", "push", "--quiet", url, refspec],
+                cwd=cwd,
+                env={**os.environ, **_GIT_ENV},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=own_group,
+            )
+        except OSError as exc:
+            raise PublishError(f"push to {url} failed: git: {exc.strerror or exc}") from None
         try:
             status = _wait_unless_stopped(process, time.monotonic() + timeout, stop)
-        except BaseException:  # stopped, timed out, or Ctrl-C in this thread: never leave the push running
-            _end_group(process)
+        except BaseException:  # Ctrl-C in this thread, or a bug: never leave the push running
+            _end_push(process, own_group)
             raise
         if status is None:
-            _end_group(process)
+            _end_push(process, own_group)
             why = "stopped: interrupted" if stop is not None and stop.is_set() else f"timed out after {timeout:g}s"
             raise PublishError(f"push to {url} {why}")
         if status != 0:
@@ -212,27 +218,34 @@ def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Eve
 
 
 def _wait_unless_stopped(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> int | None:
-    """The process's exit status, or None once `stop` is set or the deadline passes first."""
+    """The process's exit status, or None once `stop` is set or the deadline passes first (a push that ended
+    meanwhile still counts: its ref is on the target)."""
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         try:
             return process.wait(timeout=_STOP_POLL)
         except subprocess.TimeoutExpired:
             continue
-    return None
+    return process.poll()
 
 
-def _end_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process's group, SIGKILL it if it is still there after a grace, and reap the process."""
-    for signum, grace in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, _KILL_GRACE)):
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+def _end_push(process: subprocess.Popen[bytes], own_group: bool) -> None:
+    """Stop a push: its whole group when it has one, else git itself (its ssh ends when the pipes close)."""
+    if own_group:
+        end_process_group(process, _KILL_GRACE, _KILL_WAIT)
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=_KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _is_local(url: str) -> bool:
+    """Whether git reaches `url` on this machine (a path or file://), not over the network."""
+    if _URL_SCHEME.match(url):
+        return url.startswith("file://")
+    return ":" not in url.split("/", 1)[0]  # not scp-like user@host:path
 
 
 def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
@@ -293,9 +306,7 @@ def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, s
 
 
 def _ensure_local_bare_repo(url: str) -> None:
-    if _URL_SCHEME.match(url) and not url.startswith("file://"):
-        return
-    if ":" in url.split("/", 1)[0]:  # scp-like user@host:path
+    if not _is_local(url):
         return
     path = Path(url.removeprefix("file://"))
     if path.exists():

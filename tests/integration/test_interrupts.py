@@ -66,12 +66,21 @@ def _assert_ended_promptly_by_the_interrupt(process: subprocess.Popen[str], stde
 
 
 def _hold_the_first_push(deployment: Deployment, marker: Path, seconds: float) -> Path:
-    """The slot's publish repository, made beforehand with a pre-receive hook that touches `marker` and holds
-    each push for `seconds`."""
+    """The slot's publish repository, made beforehand with a pre-receive hook that writes its PID to `marker`
+    and holds each push for `seconds`, deaf to SIGTERM (only SIGKILL ends it early)."""
     publish = deployment.root / "publish" / f"php-slot{deployment.slot}.git"
     git(deployment.root, "init", "--quiet", "--bare", str(publish))
-    write_script(publish / "hooks" / "pre-receive", f"touch {marker}\nsleep {seconds:g}\n")
+    write_script(publish / "hooks" / "pre-receive", f"trap '' TERM\necho $$ > {marker}\nexec sleep {seconds:g}\n")
     return publish
+
+
+def _gone(marker: Path) -> bool:
+    """Whether the hook that wrote its PID to `marker` has ended (a zombie not yet reaped counts as ended)."""
+    stat = Path(f"/proc/{marker.read_text().strip()}/stat")
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 def _settle(deployment: Deployment) -> None:
@@ -304,7 +313,8 @@ def test_a_signal_to_sartoris_alone_during_the_publish_ends_the_push_in_flight(
     _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     assert git(deployment.checkout, "tag") == ""
     assert not [ref for ref in git(publish, "for-each-ref", "--format=%(refname)").split() if "tags" in ref]
-    assert not processes_with(str(publish)), "the push's receive-pack or its hook outlived the run"
+    assert not processes_with(str(publish)), "the push's receive-pack outlived the run"
+    wait_for(lambda: _gone(pushing), 5, "the publish target's hook to be gone")
     for host in hosts:
         assert not store(deployment, host).exists()
     assert not _lock(deployment).exists()

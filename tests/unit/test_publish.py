@@ -49,13 +49,14 @@ def test_a_stopped_run_starts_no_push(checkout: SlotCheckout, tmp_path: Path) ->
 
 def test_a_stop_ends_the_push_in_flight_with_what_it_started(checkout: SlotCheckout, tmp_path: Path) -> None:
     """A stop (Ctrl-C or SIGTERM to Sartoris alone) while a push is held by the target's pre-receive hook ends
-    that push and its receive-pack within a second or two, instead of waiting out the hook; no ref lands."""
+    that push, its receive-pack and the hook (which ignores SIGTERM, so SIGKILL after the grace) within seconds,
+    instead of waiting out the hook; no ref lands."""
     release = checkout.tag_release("t1", "release")
     target = tmp_path / "publish.git"
     subprocess.run(["git", "init", "--quiet", "--bare", str(target)], check=True)
     holding, hook_pid = tmp_path / "holding", tmp_path / "hook.pid"
     hook = target / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\necho $$ > {hook_pid}\ntouch {holding}\nexec sleep 60\n")
+    hook.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {hook_pid}\ntouch {holding}\nexec sleep 60\n")
     hook.chmod(0o755)
     stop = threading.Event()
 

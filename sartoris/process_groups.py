@@ -1,0 +1,64 @@
+"""Ending a child process together with everything it started: the group of a child started in a session
+of its own (hooks, pushes), SIGTERM first, SIGKILL after a grace, watched through /proc so that a member that
+traps SIGTERM or outlives its leader is not left running unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+
+def end_process_group(process: subprocess.Popen[bytes], grace: float, kill_wait: float) -> None:
+    """Stop `process` (started with start_new_session, so it leads its own group) and everything it started:
+    SIGTERM to the group, SIGKILL after `grace` to whatever is left of it, then reap the process. A member that
+    outlives its leader (a hook trapping SIGTERM) is waited for and killed too."""
+    group = process.pid
+    _signal_group(group, signal.SIGTERM)
+    if not _wait_group(process, time.monotonic() + grace):
+        _signal_group(group, signal.SIGKILL)
+        _wait_group(process, time.monotonic() + kill_wait)
+    process.wait()
+
+
+def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait until no process of the group is running; False if some still are at the deadline."""
+    while True:
+        process.poll()  # reap the leader so it stops counting
+        if not _group_running(process.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _group_running(group: int) -> bool:
+    """True while a process of `group` still runs; zombies waiting for a slow init to reap them do not count."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return _signal_group(group, 0)  # no /proc: unreaped zombies count too, costing at most the grace
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send `signum` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member changed identity (setuid); the group still exists
+    return True

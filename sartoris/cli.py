@@ -122,8 +122,8 @@ def start(
     """
     from sartoris import lifecycle
 
-    config = _load_config(ctx)
-    report = lifecycle.start(config, _slot(config, slot), message, no_remote=no_remote, force=force)
+    config, slot_number = _slot_config(ctx, slot)
+    report = lifecycle.start(config, slot_number, message, no_remote=no_remote, force=force)
     _emit(report.as_json(), report.detail, json_output)
     return EXIT_OK
 
@@ -149,8 +149,8 @@ def sync(
     """
     from sartoris import deploy, render
 
-    config = _load_config(ctx)
-    request = _request(config, slot, hosts, message, concurrency, max_failures, force, "sync")
+    config, slot_number = _slot_config(ctx, slot)
+    request = _request(config, slot_number, hosts, message, concurrency, max_failures, force, "sync")
     if dry_run:
         plan = deploy.plan_sync(config, request)
         _emit(plan.as_json(), plan.describe(), json_output)
@@ -190,9 +190,9 @@ def _bracket(ctx: typer.Context, action: str, slot: int | None, force: bool, jso
     """finish or abort a started deploy."""
     from sartoris import lifecycle
 
-    config = _load_config(ctx)
+    config, slot_number = _slot_config(ctx, slot)
     close = lifecycle.finish if action == "finish" else lifecycle.abort
-    report = close(config, _slot(config, slot), force=force)
+    report = close(config, slot_number, force=force)
     _emit(report.as_json(), report.detail, json_output)
     return EXIT_OK
 
@@ -215,8 +215,8 @@ def rollback(
     """
     from sartoris import deploy, render
 
-    config = _load_config(ctx)
-    request = _request(config, slot, hosts, message, concurrency, max_failures, force, "rollback")
+    config, slot_number = _slot_config(ctx, slot)
+    request = _request(config, slot_number, hosts, message, concurrency, max_failures, force, "rollback")
     progress = ctx.find_root().obj.progress()
     return _run_report(
         lambda: deploy.rollback(config, request, to, progress), "rollback", json_output, render.sync_summary
@@ -233,9 +233,9 @@ def status(
     """Ask every host which commit its slot is on and compare with the last deploy from here."""
     from sartoris import census, render
 
-    config = _load_config(ctx)
+    config, slot_number = _slot_config(ctx, slot)
     progress = ctx.find_root().obj.progress()
-    report = census.status(config, _slot(config, slot), _targets(config, hosts), config.fanout.concurrency, progress)
+    report = census.status(config, slot_number, _targets(config, hosts), config.fanout.concurrency, progress)
     _emit(report.as_json(), render.status_summary(report), json_output)
     return EXIT_OK if report.all_current else EXIT_PARTIAL
 
@@ -266,8 +266,8 @@ def pool(
     if caught_up:
         from sartoris import pool as pooling
 
-        config = _load_config(ctx)
-        caught_up_slot, targets = _slot(config, slot), _targets(config, None)
+        config, caught_up_slot = _slot_config(ctx, slot)
+        targets = _targets(config, None)
         return _pool_report(lambda: pooling.pool_caught_up(config, caught_up_slot, targets), json_output)
     if not hosts:
         raise UsageError("pool: name the hosts, or pass --caught-up")
@@ -279,6 +279,9 @@ def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json
     from sartoris.inventory import dedupe, parse_host
 
     config = _load_config(ctx)
+    action, key = ("depool", "command") if depool else ("pool", "pool_command")
+    if any("{slot}" in argument for argument in getattr(config.depool, key) or ()):
+        raise UsageError(f"{config.path}: [depool] {key} uses {{slot}}, but `sartoris {action} HOST...` is for no slot")
     parsed = []
     for spec in hosts:
         try:
@@ -341,8 +344,11 @@ def hosts(
 
     Example: sartoris hosts --hosts mediawiki-installation --hosts canaries
     """
+    from sartoris.slots import slot_at
+
     config = _load_config(ctx)
-    targets = _targets(config, hosts)
+    here = slot_at(config, Path.cwd(), os.environ.get("PWD"))  # a `{slot}` in [deploy] hosts means this one
+    targets = _targets(config if here is None else config.for_slot(here), hosts)
     document = {"hosts": [{"host": h.label, "name": h.name, "user": h.user, "port": h.port} for h in targets]}
     _emit(document, "\n".join(h.label for h in targets), json_output)
     return EXIT_OK
@@ -445,6 +451,14 @@ def _load_config(ctx: typer.Context) -> Any:
     root = ctx.find_root()
     globals_: _Globals = root.obj
     return load_config(find_config(globals_.config, Path.cwd(), os.environ))
+
+
+def _slot_config(ctx: typer.Context, slot: int | None) -> tuple[Any, int]:
+    """The configuration for the command's slot (`{slot}` replaced everywhere) and that slot: --slot, else the
+    slot of the current folder."""
+    config = _load_config(ctx)
+    number = _slot(config, slot)
+    return config.for_slot(number), number
 
 
 def _slot(config: Any, slot: int | None) -> int:

@@ -1,8 +1,8 @@
 """sartoris.toml -> frozen dataclasses; every check on the file happens here, with messages naming the key.
 
 The file is found by find_config(), read by load_config() and turned into a Config by parse_config(), which is
-pure so tests need no files. Paths in the file are relative to the file's folder; ``{slot}`` in remote_root,
-publish_url, fetch_url and checkout_root is left in place and substituted by the Config accessors.
+pure so tests need no files. Paths in the file are relative to the file's folder; ``{slot}`` is left in place
+and replaced by Config.for_slot once a command knows its slot (the path and URL accessors also replace it).
 Every problem is a ConfigError with one line: ``<file>: [section] key must be ..., not ...``.
 """
 
@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from sartoris.errors import ConfigError
@@ -182,6 +182,39 @@ class Config:
         """What app servers fetch the slot's release from; publish_url when not set."""
         template = self.deploy.fetch_url if self.deploy.fetch_url is not None else self.deploy.publish_url
         return _resolve_url(template.replace("{slot}", str(slot)), self.base_dir)
+
+    def for_slot(self, slot: int) -> Config:
+        """This configuration for one slot: `{slot}` replaced by its number in every value that can hold it
+        (paths, URLs, host groups, hooks_dir, the ssh files, the depool commands), as the contract says."""
+
+        def put(text: str) -> str:
+            return text.replace("{slot}", str(slot))
+
+        def put_path(path: Path) -> Path:
+            return Path(put(str(path)))
+
+        def put_argv(argv: tuple[str, ...] | None) -> tuple[str, ...] | None:
+            return None if argv is None else tuple(put(argument) for argument in argv)
+
+        deploy = replace(
+            self.deploy,
+            checkout_root=put_path(self.deploy.checkout_root),
+            remote_root=put(self.deploy.remote_root),
+            publish_url=put(self.deploy.publish_url),
+            fetch_url=None if self.deploy.fetch_url is None else put(self.deploy.fetch_url),
+            hooks_dir=put_path(self.deploy.hooks_dir),
+            hosts=tuple(put(group) for group in self.deploy.hosts),
+            canaries=tuple(put(group) for group in self.deploy.canaries),
+        )
+        ssh = replace(
+            self.ssh,
+            identity_files=tuple(put_path(path) for path in self.ssh.identity_files),
+            known_hosts=put_path(self.ssh.known_hosts),
+            config_file=None if self.ssh.config_file is None else put_path(self.ssh.config_file),
+        )
+        commands = self.depool
+        depool = replace(commands, command=put_argv(commands.command), pool_command=put_argv(commands.pool_command))
+        return replace(self, deploy=deploy, ssh=ssh, depool=depool)
 
 
 def expand_command(template: tuple[str, ...], host: str) -> tuple[str, ...]:

@@ -181,3 +181,27 @@ def test_an_error_of_several_lines_is_said_in_one(capsys: pytest.CaptureFixture[
     _say("cannot push:\n  fatal: 'x' does not appear to be a git repository\n")
     err = capsys.readouterr().err
     assert err == "sartoris: cannot push: fatal: 'x' does not appear to be a git repository\n"
+
+
+def test_slot_in_any_value_is_the_commands_slot(project: Path) -> None:
+    """`{slot}` in [deploy] hosts names the slot's own group (status --slot 1 reads hosts/web1), and `hosts`
+    run inside a slot's working copy uses that slot."""
+    config = project / "sartoris.toml"
+    config.write_text(config.read_text().replace('hosts = ["web"]', 'hosts = ["web{slot}"]'))
+    (project / "hosts" / "web1").write_text("127.0.0.1:1\n")
+    (project / "hosts" / "web0").write_text("127.0.0.2:1\n127.0.0.3:1\n")
+    done = sartoris("status", "--slot", "1", "--json", cwd=project)
+    assert done.returncode == 5, done.stderr  # the one host refuses connections
+    assert [h["host"] for h in json.loads(done.stdout)["hosts"]] == ["127.0.0.1:1"]
+    listed = sartoris("hosts", "--json", cwd=project / "php-slot0")
+    assert listed.returncode == 0, listed.stderr
+    assert [h["host"] for h in json.loads(listed.stdout)["hosts"]] == ["127.0.0.2:1", "127.0.0.3:1"]
+
+
+def test_a_depool_command_naming_the_slot_is_refused_for_a_standalone_depool(project: Path) -> None:
+    """`depool HOST...` runs for no slot, so a command template with `{slot}` cannot be filled: exit 2, one line."""
+    config = project / "sartoris.toml"
+    config.write_text(config.read_text() + '\n[depool]\ncommand = "confctl {host} pool=php{slot}"\n')
+    done = sartoris("depool", "web01.example", cwd=project)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "[depool] command uses {slot}" in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,25 @@ def test_default_port_for_host_lines_without_one() -> None:
     """A host line without :port means [ssh] port, else 22 (for dropping duplicates like mw1 and mw1:22)."""
     assert parse().ssh.default_port == 22
     assert parse("[ssh]\nport = 2222\n").ssh.default_port == 2222
+
+
+def test_for_slot_fills_slot_into_every_value_that_can_hold_it() -> None:
+    """The contract: `{slot}` in a value is the slot number; paths stay absolute, other placeholders stay put."""
+    config = parse(
+        '[ssh]\nknown_hosts = "kh/slot{slot}"\nidentity_files = ["keys/{slot}.key"]\n'
+        '[depool]\ncommand = "confctl {host} pool=php{slot}"\npool_command = "confctl {host} pool=php{slot} on"\n',
+        deploy='hosts = ["app{slot}"]\ncanaries = ["canary{slot}"]\nhooks_dir = "hooks/{slot}"\n'
+        'fetch_url = "git://deploy/php-slot{slot}.git"\n',
+    ).for_slot(3)
+    assert config.deploy.hosts == ("app3",) and config.deploy.canaries == ("canary3",)
+    assert config.deploy.hooks_dir == BASE / "hooks" / "3"
+    assert config.deploy.publish_url == "/srv/git/mediawiki/php-slot3.git"
+    assert config.fetch_url(3) == "git://deploy/php-slot3.git"
+    assert config.ssh.known_hosts == BASE / "kh" / "slot3" and config.ssh.identity_files == (BASE / "keys" / "3.key",)
+    assert config.depool.command == ("confctl", "{host}", "pool=php3")
+    assert config.depool.pool_command == ("confctl", "{host}", "pool=php3", "on")
+    plain = parse()
+    assert replace(plain.for_slot(0), deploy=plain.deploy) == plain  # only publish_url held {slot}
 
 
 def test_depool_defaults() -> None:

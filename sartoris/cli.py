@@ -244,11 +244,12 @@ def status(
 def depool(
     ctx: typer.Context,
     hosts: Annotated[list[str], typer.Argument(help="Hosts as written in the hosts files.")],
+    slot: SlotOption = None,
     message: MessageOption = "",
     json_output: JsonOption = False,
 ) -> int:
     """Run the configured depool command for each host and remember it is out of the pool."""
-    return _pool(ctx, hosts, True, message, json_output)
+    return _pool(ctx, hosts, slot, True, message, json_output)
 
 
 @app.command()
@@ -271,17 +272,25 @@ def pool(
         return _pool_report(lambda: pooling.pool_caught_up(config, caught_up_slot, targets), json_output)
     if not hosts:
         raise UsageError("pool: name the hosts, or pass --caught-up")
-    return _pool(ctx, hosts, False, message, json_output)
+    return _pool(ctx, hosts, slot, False, message, json_output)
 
 
-def _pool(ctx: typer.Context, hosts: list[str], depool: bool, message: str, json_output: bool) -> int:
+def _pool(
+    ctx: typer.Context, hosts: list[str], slot: int | None, depool: bool, message: str, json_output: bool
+) -> int:
+    """depool/pool HOST...: the slot (--slot, else the current folder's, else none) fills a `{slot}` in the
+    command; with none, such a command is refused rather than run with the placeholder."""
     from sartoris import pool as pooling
     from sartoris.inventory import dedupe, parse_host
+    from sartoris.slots import slot_at
 
     config = _load_config(ctx)
-    action, key = ("depool", "command") if depool else ("pool", "pool_command")
-    if any("{slot}" in argument for argument in getattr(config.depool, key) or ()):
-        raise UsageError(f"{config.path}: [depool] {key} uses {{slot}}, but `sartoris {action} HOST...` is for no slot")
+    slot = slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
+    key = "command" if depool else "pool_command"
+    if slot is not None:
+        config = config.for_slot(slot)
+    elif any("{slot}" in argument for argument in getattr(config.depool, key) or ()):
+        raise UsageError(f"{config.path}: [depool] {key} uses {{slot}}: pass --slot N (or run it inside a slot)")
     parsed = []
     for spec in hosts:
         try:
@@ -338,6 +347,9 @@ def history_log(
 def hosts(
     ctx: typer.Context,
     hosts: HostsOption = None,
+    slot: Annotated[
+        int | None, typer.Option("--slot", min=0, help="The slot a `{slot}` in [deploy] hosts means.")
+    ] = None,
     json_output: JsonOption = False,
 ) -> int:
     """Print the resolved inventory: ranges expanded, duplicates dropped, one host per line.
@@ -347,7 +359,7 @@ def hosts(
     from sartoris.slots import slot_at
 
     config = _load_config(ctx)
-    here = slot_at(config, Path.cwd(), os.environ.get("PWD"))  # a `{slot}` in [deploy] hosts means this one
+    here = slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
     targets = _targets(config if here is None else config.for_slot(here), hosts)
     document = {"hosts": [{"host": h.label, "name": h.name, "user": h.user, "port": h.port} for h in targets]}
     _emit(document, "\n".join(h.label for h in targets), json_output)
@@ -400,7 +412,7 @@ def slots_link(
     """
     from sartoris.slots import link_slot
 
-    config = _load_config(ctx)
+    config = _load_config(ctx).for_slot(slot)
     link = link_slot(config, slot, name)
     typer.echo(f"{link.name} -> {config.slot_name(slot)}")
     return EXIT_OK

@@ -369,3 +369,27 @@ def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> N
     assert len(one["hosts"]) == 50 and all(h["ok"] for h in one["hosts"])
     text = deployment.sartoris("log", sync["tag"]).stdout
     assert "[50] ok" in text
+
+
+def test_slot_in_hooks_dir_hosts_and_the_depool_command_is_the_synced_slot(deployment: Deployment) -> None:
+    """`{slot}` in hooks_dir, hosts and the depool command: the sync runs hooks/<slot>/pre-sync, targets the
+    slot's own group, and depools a failed host with the slot in the command."""
+    slot = deployment.slot
+    faulty = deployment.fleet.faults["refused"][0]
+    deployment.group(f"slot{slot}-hosts", [*deployment.fleet.hosts[:2], faulty])
+    confctl = Path(__file__).resolve().parents[2] / "scripts" / "fake-confctl"
+    deployment.configure(
+        max_failures=1,
+        deploy={"hooks_dir": "hooks/{slot}", "hosts": ["slot{slot}-hosts"]},
+        depool={"command": f"{confctl} {deployment.pool_log} depool {{host}}-php{{slot}}"},
+    )
+    ran = deployment.root / "pre-sync-ran"
+    hook = deployment.root / "hooks" / str(slot) / "pre-sync"
+    hook.parent.mkdir(parents=True)
+    hook.write_text(f"#!/bin/sh\necho \"$SARTORIS_SLOT\" > {ran}\n")
+    hook.chmod(0o755)
+    run = deployment.sartoris("sync", "--slot", str(slot), "--json")
+    assert run.code == 5, run.stderr
+    assert sorted(h["host"] for h in run.json()["hosts"]) == sorted([*deployment.fleet.hosts[:2], faulty])
+    assert ran.read_text().strip() == str(slot)
+    assert deployment.pool_changes() == [f"depool {faulty}-php{slot}"]

@@ -204,4 +204,17 @@ def test_a_depool_command_naming_the_slot_is_refused_for_a_standalone_depool(pro
     config.write_text(config.read_text() + '\n[depool]\ncommand = "confctl {host} pool=php{slot}"\n')
     done = sartoris("depool", "web01.example", cwd=project)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "[depool] command uses {slot}" in done.stderr
+    assert "[depool] command uses {slot}: pass --slot N" in done.stderr
+
+
+def test_a_depool_command_naming_the_slot_gets_the_slot_given(project: Path) -> None:
+    """With --slot (or inside a slot's working copy) `{slot}` is filled: the command runs with the number."""
+    seen = project / "seen"
+    config = project / "sartoris.toml"
+    command = f"sh -c 'echo $0 >> {seen}' {{host}}:php{{slot}}"
+    config.write_text(config.read_text() + f'\n[depool]\ncommand = "{command}"\n')
+    done = sartoris("depool", "--slot", "2", "web01.example", cwd=project)
+    assert done.returncode == 0, done.stderr
+    inside = sartoris("depool", "web02.example", cwd=project / "php-slot0")
+    assert inside.returncode == 0, inside.stderr
+    assert seen.read_text().split() == ["web01.example:php2", "web02.example:php0"]

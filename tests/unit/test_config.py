@@ -118,7 +118,8 @@ def test_for_slot_fills_slot_into_every_value_that_can_hold_it() -> None:
     assert config.depool.command == ("confctl", "{host}", "pool=php3")
     assert config.depool.pool_command == ("confctl", "{host}", "pool=php3", "on")
     plain = parse()
-    assert replace(plain.for_slot(0), deploy=plain.deploy) == plain  # only publish_url held {slot}
+    expected = replace(plain.deploy, publish_url="/srv/git/mediawiki/php-slot0.git")  # the one {slot} in it
+    assert plain.for_slot(0) == replace(plain, deploy=expected)
 
 
 def test_depool_defaults() -> None:

@@ -8,6 +8,7 @@ from sartoris.state import History
 
 
 def test_one_slots_history_keeps_pool_changes_and_drops_other_slots(tmp_path: Path) -> None:
+    """One slot's history keeps the fleet-wide pool changes (they belong to no slot) and drops other slots' events."""
     history = History(tmp_path)
     history.record_event("start", 0, "train 0")
     history.record_event("start", 1, "train 1")

@@ -23,6 +23,7 @@ def config(tmp_path: Path) -> Config:
 
 
 def test_a_run_alone_takes_and_releases_the_slot_lock(config: Config) -> None:
+    """Outside a started deploy a run takes the slot lock itself, keeps a second run out, and releases it at the end."""
     lock = SlotLock(config.state_dir, 0)
     with _run_lock(config, 0, "sync", "", False) as started:
         assert started is None
@@ -34,6 +35,8 @@ def test_a_run_alone_takes_and_releases_the_slot_lock(config: Config) -> None:
 
 
 def test_two_runs_inside_one_started_deploy_go_one_at_a_time(config: Config) -> None:
+    """Inside a started deploy a run goes in under start's lock, but a second run, finish and abort are refused until
+    it ends; the deploy stays started."""
     lock = SlotLock(config.state_dir, 0)
     lock.acquire("start", "train")
     with _run_lock(config, 0, "sync", "", False) as started:
@@ -58,6 +61,7 @@ def stale_run_lock(config: Config) -> SlotLock:
 
 
 def test_a_stale_run_lock_is_broken_by_finish(config: Config) -> None:
+    """A stale run lock (its process gone) is broken by finish: a killed sync does not leave the deploy unfinishable."""
     SlotLock(config.state_dir, 0).acquire("start", "train")
     run_lock = stale_run_lock(config)
     held = run_lock.holder()
@@ -68,6 +72,7 @@ def test_a_stale_run_lock_is_broken_by_finish(config: Config) -> None:
 
 
 def test_a_stale_run_lock_is_broken_by_the_next_start(config: Config, tmp_path: Path) -> None:
+    """A stale run lock left by a killed run of an earlier deploy is broken by the next start, so the new runs go in."""
     checkout = tmp_path / "php-slot0"
     checkout.mkdir()
     identity = {f"GIT_{who}_{what}": "t@t" for who in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")}

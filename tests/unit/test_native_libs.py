@@ -22,16 +22,19 @@ LISTING = """\
 
 
 def test_a_library_in_the_listing_is_named_as_cpython_names_it() -> None:
+    """A library in the listing is answered by its file name (libnettle.so.8), as CPython's ldconfig step answers."""
     assert find_in_listing("nettle", LISTING, "libc6,x86-64", []) == "libnettle.so.8"
     assert find_in_listing("c", LISTING, "libc6,x86-64", []) == "libc.so.6"
 
 
 def test_only_the_interpreters_abi_counts() -> None:
+    """A library listed only for another ABI (a 32-bit copy) is not found: it would fail to load in this interpreter."""
     only_32_bit = "\tliboqs.so.5 (libc6) => /lib/i386-linux-gnu/liboqs.so.5\n"
     assert find_in_listing("oqs", only_32_bit, "libc6,x86-64", []) is None
 
 
 def test_a_name_is_matched_literally_not_as_a_pattern() -> None:
+    """The name is matched literally (a dot is no wildcard), and `lib` is put before it as CPython does."""
     assert find_in_listing("nett.e", LISTING, "libc6,x86-64", []) is None
     assert find_in_listing("libnettle", LISTING, "libc6,x86-64", []) is None  # lib is added, as CPython does
 
@@ -50,6 +53,8 @@ OTHER_ELF = _shared_object_header(word_size_flipped=True)
 
 
 def test_folders_are_searched_after_the_listing_in_order(tmp_path: Path) -> None:
+    """A library missing from the listing (installed without updating the cache) is the first found in the folders, in
+    order; missing, empty and blank folders are skipped."""
     (tmp_path / "empty").mkdir()
     own = tmp_path / "own"
     own.mkdir()
@@ -93,6 +98,7 @@ def test_the_lookup_agrees_with_cpython_and_runs_no_process(monkeypatch: pytest.
 
 @pytest.mark.skipif(not Path("/sbin/ldconfig").exists(), reason="needs glibc's ldconfig (else nothing is replaced)")
 def test_the_original_lookup_comes_back_after_an_error() -> None:
+    """An error inside loader_library_lookup still puts CPython's find_library back: the stand-in never outlives it."""
     original = ctypes.util.find_library
     with pytest.raises(RuntimeError), loader_library_lookup():
         assert ctypes.util.find_library is not original

@@ -140,6 +140,7 @@ def test_str_of_integer_percent() -> None:
 
 
 def test_a_run_stopped_before_any_switch_or_depool_is_aborted() -> None:
+    """Stopped with hosts only fetched, refused or skipped (none switched, none depooled), the run is aborted."""
     fetched = HostResult("c1", True, Phase.FETCH)
     refused = HostResult("c2", False, Phase.CONNECT, "connection refused")
     skipped = HostResult("h3", False, Phase.FETCH, "not attempted: a canary failed")
@@ -147,6 +148,7 @@ def test_a_run_stopped_before_any_switch_or_depool_is_aborted() -> None:
 
 
 def test_a_switched_host_makes_a_stopped_run_partial() -> None:
+    """One host switched to the release makes a stopped run partial, not aborted: the fleet is no longer as it was."""
     switched = HostResult("c1", True, Phase.DONE)
     broken = HostResult("c2", False, Phase.CHECKOUT, "checkout failed", depooled=True)
     skipped = HostResult("h3", False, Phase.FETCH, "not attempted: a canary failed")
@@ -154,6 +156,7 @@ def test_a_switched_host_makes_a_stopped_run_partial() -> None:
 
 
 def test_a_depooled_host_alone_makes_a_stopped_run_partial() -> None:
+    """A depooled host makes a stopped run partial even though no host switched: the pool was changed."""
     depooled = HostResult("h1", False, Phase.CONNECT, "connection refused", depooled=True)
     unswitched = HostResult("h2", False, Phase.CHECKOUT, "interrupted before this host was switched")
     assert outcome_of_stopped_run([depooled, unswitched]) is Outcome.PARTIAL

@@ -27,16 +27,19 @@ def run(template: tuple[str, ...], timeout: float = 10) -> str | None:
 
 
 def test_success_is_none_and_the_host_is_substituted(tmp_path: Path) -> None:
+    """A command that succeeds gives None, and `{host}` in its template is replaced by the host's name."""
     seen = tmp_path / "seen"
     assert run(("sh", "-c", f'echo "$1" > {seen}', "sh", "{host}")) is None
     assert seen.read_text() == "mw1001\n"
 
 
 def test_a_failing_command_says_its_status_and_last_stderr_line() -> None:
+    """A failing command is reported as its exit status and the last line it wrote to stderr."""
     assert run(("sh", "-c", "echo first >&2; echo 'pool busy' >&2; exit 3")) == "sh exited 3: pool busy"
 
 
 def test_a_missing_command_is_one_line() -> None:
+    """A command that cannot be started is reported in one line: its path and the system's reason."""
     assert run(("/nonexistent/confctl", "{host}")) == "/nonexistent/confctl: No such file or directory"
 
 
@@ -48,6 +51,7 @@ def test_the_command_runs_in_its_own_session(tmp_path: Path) -> None:
 
 
 def test_a_hung_command_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    """A command past its timeout is killed with the processes it started, so none of them outlives the run."""
     child = tmp_path / "child"
     began = time.monotonic()
     error = run(("sh", "-c", f"sleep 30 & echo $! > {child}; wait"), timeout=0.5)

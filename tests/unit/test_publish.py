@@ -39,6 +39,7 @@ def published_refs(url: Path) -> list[str]:
 
 
 def test_a_stopped_run_starts_no_push(checkout: SlotCheckout, tmp_path: Path) -> None:
+    """A publish whose run was already stopped pushes nothing: no ref reaches the publish target."""
     release = checkout.tag_release("t1", "release")
     stop = threading.Event()
     stop.set()
@@ -128,6 +129,8 @@ def test_a_release_never_silently_loses_its_submodules(
 
 
 def test_listing_fails_before_the_tag_is_made(checkout: SlotCheckout, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the submodules cannot be listed, tag_release fails before making the tag, so no tag is left behind."""
+
     def fail(commit: str) -> tuple[repo.SubmoduleSpec, ...]:
         raise RefusedError("cannot list")
 
@@ -168,6 +171,7 @@ async def publish_then_deploy(publish: deploy.Publish, connector: StandInConnect
 
 
 async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
+    """The first hosts' connections open while the publish runs, and stay open after it for the rollout to use."""
     connector, seen_while_publishing = StandInConnector(), []
 
     def publish(stop: deploy.PublishStop) -> Release:
@@ -180,6 +184,7 @@ async def test_connections_open_before_the_publish_ends_and_stay_open() -> None:
 
 
 async def test_a_failed_publish_closes_the_early_connections() -> None:
+    """A failed publish closes the connections opened early for it: no rollout will take them."""
     connector = StandInConnector()
 
     def publish(stop: deploy.PublishStop) -> Release:
@@ -289,6 +294,7 @@ class OneHostConnector:
 
 @pytest.mark.parametrize("outcome", [IdleSession(2.0), ConnectError("connection refused", 2.0)], ids=["ok", "failed"])
 async def test_a_hosts_time_is_its_connect_and_fetch_not_the_wait(outcome: IdleSession | ConnectError) -> None:
+    """A host's time, fetched or failed to connect, counts its own connect and fetch, not the wait for the publish."""
     config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
                           Path("/etc/sartoris/sartoris.toml"))
     fetcher = _Fetcher(config, OneHostConnector(outcome), "true")  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def test_a_stale_pwd_never_outvotes_the_real_folder(checkouts: Path) -> None:
 
 
 def test_a_version_link_names_its_slot(checkouts: Path) -> None:
+    """A folder inside a version link (php-1.20wmf1 -> php-slot0) means the linked slot, through $PWD or resolved."""
     config = config_at(checkouts, ".")
     inside = checkouts / "php-1.20wmf1" / "includes"
     assert infer_slot(config, inside, str(inside)) == 0
@@ -55,12 +56,14 @@ def test_checkout_root_with_dot_dot_and_links(checkouts: Path, tmp_path: Path) -
 
 
 def test_outside_every_slot_with_two_slots_is_a_usage_error(checkouts: Path, tmp_path: Path) -> None:
+    """Outside every slot, with two slots to choose from, Sartoris does not guess: a usage error asks for --slot N."""
     config = config_at(checkouts, ".")
     with pytest.raises(UsageError, match="pass --slot N"):
         infer_slot(config, tmp_path, str(tmp_path))
 
 
 def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> None:
+    """Outside every slot, with only one slot on the deploy host, that slot is meant."""
     (tmp_path / "co" / "php-slot3").mkdir(parents=True)
     config = config_at(tmp_path / "co", ".")
     assert infer_slot(config, tmp_path, None) == 3

@@ -38,6 +38,8 @@ def test_the_first_ctrl_c_cancels_and_a_second_is_only_acknowledged() -> None:
 
 
 def test_a_run_that_lets_the_cancel_through_ends_as_an_interrupt() -> None:
+    """A run that does not catch the cancel from Ctrl-C ends in KeyboardInterrupt, as under asyncio.run."""
+
     async def run() -> None:
         press_ctrl_c()
         await asyncio.sleep(5)
@@ -81,6 +83,8 @@ def test_ctrl_c_while_the_run_is_written_down_is_held_and_reported() -> None:
 
 
 def test_run_stoppable_then_still_lets_the_first_ctrl_c_cancel_the_run() -> None:
+    """The first Ctrl-C still cancels a run under run_stoppable_then; its result is written down, no press held."""
+
     async def run() -> str:
         press_ctrl_c()
         try:
@@ -94,6 +98,8 @@ def test_run_stoppable_then_still_lets_the_first_ctrl_c_cancel_the_run() -> None
 
 
 def test_a_run_that_lets_the_cancel_through_leaves_ctrl_c_as_it_was() -> None:
+    """Letting the cancel through under run_stoppable_then ends in KeyboardInterrupt with Ctrl-C's handler restored."""
+
     async def run() -> None:
         press_ctrl_c()
         await asyncio.sleep(5)

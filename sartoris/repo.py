@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import tempfile
 import threading
@@ -158,7 +159,8 @@ class SlotCheckout:
     def publish(self, release: Release, url: str, stop: threading.Event | None = None) -> None:
         """Push every pinned submodule commit, then the tag, to `url` (a missing local path becomes a bare repo):
         the publish target never holds a tag whose submodule commits it lacks, whatever stops the pushes. Once
-        `stop` is set (the run was interrupted), no further push starts: PublishError."""
+        `stop` is set (the run was interrupted), the push in flight is ended and no further one starts:
+        PublishError."""
         _ensure_local_bare_repo(url)
         for module in release.submodules:
             _stop_if_set(stop, url)
@@ -219,13 +221,32 @@ def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Eve
 
 def _wait_unless_stopped(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> int | None:
     """The process's exit status, or None once `stop` is set or the deadline passes first (a push that ended
-    meanwhile still counts: its ref is on the target)."""
-    while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
-        try:
-            return process.wait(timeout=_STOP_POLL)
-        except subprocess.TimeoutExpired:
-            continue
-    return process.poll()
+    meanwhile still counts: its ref is on the target). The exit is seen at once through a pidfd where Linux
+    has one; Popen.wait(timeout) would sleep up to 50 ms between looks, ~12 ms more per push on average."""
+    pidfd = _pidfd(process.pid)
+    try:
+        while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+            if pidfd is None:
+                try:
+                    return process.wait(timeout=_STOP_POLL)
+                except subprocess.TimeoutExpired:
+                    continue
+            select.select([pidfd], [], [], _STOP_POLL)  # readable once the process has exited
+            status = process.poll()
+            if status is not None:
+                return status
+        return process.poll()
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when `pid` exits (Linux 5.3+), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _end_push(process: subprocess.Popen[bytes], own_group: bool) -> None:

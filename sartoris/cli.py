@@ -282,10 +282,9 @@ def _pool(
     command; with none, such a command is refused rather than run with the placeholder."""
     from sartoris import pool as pooling
     from sartoris.inventory import dedupe, parse_host
-    from sartoris.slots import slot_at
 
     config = _load_config(ctx)
-    slot = slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
+    slot = _slot_if_known(config, slot)
     key = "command" if depool else "pool_command"
     if slot is not None:
         config = config.for_slot(slot)
@@ -356,10 +355,8 @@ def hosts(
 
     Example: sartoris hosts --hosts mediawiki-installation --hosts canaries
     """
-    from sartoris.slots import slot_at
-
     config = _load_config(ctx)
-    here = slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
+    here = _slot_if_known(config, slot)
     targets = _targets(config if here is None else config.for_slot(here), hosts)
     document = {"hosts": [{"host": h.label, "name": h.name, "user": h.user, "port": h.port} for h in targets]}
     _emit(document, "\n".join(h.label for h in targets), json_output)
@@ -471,6 +468,13 @@ def _slot_config(ctx: typer.Context, slot: int | None) -> tuple[Any, int]:
     config = _load_config(ctx)
     number = _slot(config, slot)
     return config.for_slot(number), number
+
+
+def _slot_if_known(config: Any, slot: int | None) -> int | None:
+    """--slot, else the slot of the current folder, else None (for commands that can run for no slot)."""
+    from sartoris.slots import slot_at
+
+    return slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
 
 
 def _slot(config: Any, slot: int | None) -> int:

@@ -300,9 +300,8 @@ async def _publish_while_connecting(publish: Publish, connector: Connector, firs
 
     On Ctrl-C (or SIGTERM) the publish is told to stop: it ends the push in flight, starts no further one, and
     deletes the tag it made (a git command other than a push gets the terminal's Ctrl-C, or ends within its
-    timeout). If it had already
-    completed, the release stands and the run goes on only to stop at once, so the rollout records it as
-    interrupted with that tag."""
+    timeout). If it had already completed, the release stands and the run goes on only to stop at once, so the
+    rollout records it as interrupted with that tag."""
     stop = PublishStop()
     connector.open_early(first)
     job = asyncio.ensure_future(asyncio.to_thread(publish, stop))

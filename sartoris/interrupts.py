@@ -50,7 +50,7 @@ def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) 
         return then(asyncio.run(main)), False
     written: list[tuple[_R, bool]] = []
     try:
-        asyncio.run(_guarded(main, then, written))
+        asyncio.run(_guarded(main, lambda result: written.append(_write_down(then, result))))
     except KeyboardInterrupt:  # pressed while the event loop shut down, after the run was written down
         if not written:
             raise
@@ -76,13 +76,9 @@ def _interruptible() -> bool:
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-async def _guarded(
-    main: Coroutine[Any, Any, _T],
-    then: Callable[[_T], _R] | None = None,
-    written: list[tuple[_R, bool]] | None = None,
-) -> _T:
-    """Await `main` with the first Ctrl-C cancelling it; then (if given) run `then` on its result inside the
-    loop, with Ctrl-C only remembered, and put its result and whether Ctrl-C came in `written`."""
+async def _guarded(main: Coroutine[Any, Any, _T], on_result: Callable[[_T], object] | None = None) -> _T:
+    """Await `main` with the first Ctrl-C cancelling it; then (if given) call `on_result` with its result inside
+    the loop, before any later Ctrl-C reaches the loop."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     presses = 0
@@ -90,7 +86,7 @@ async def _guarded(
 
     def on_ctrl_c() -> None:
         nonlocal presses
-        if finished:  # a press while `then` ran, already remembered by the hold
+        if finished:  # a press while on_result ran, already remembered by the hold
             return
         presses += 1
         if presses == 1 and task is not None:
@@ -101,9 +97,9 @@ async def _guarded(
     loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
     try:
         result = await main
-        finished = True  # no await from here on: the loop cannot run on_ctrl_c before `then` is done
-        if then is not None and written is not None:
-            written.append(_write_down(then, result))
+        finished = True  # no await from here on: the loop cannot run on_ctrl_c before on_result is done
+        if on_result is not None:
+            on_result(result)
         return result
     except asyncio.CancelledError:
         if presses:

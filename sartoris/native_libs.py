@@ -46,9 +46,9 @@ def loader_library_lookup() -> Iterator[None]:
     abi = _abi_type()
 
     list_folder = functools.cache(_list_folder)  # a folder is read once, however many names are asked for
+    folders = [*os.environ.get("LD_LIBRARY_PATH", "").split(":"), *_default_folders()]  # once, not per name
 
     def find_library(name: str) -> str | None:
-        folders = [*os.environ.get("LD_LIBRARY_PATH", "").split(":"), *_default_folders()]
         return find_in_listing(name, listing, abi, folders, list_folder)
 
     ctypes.util.find_library = find_library

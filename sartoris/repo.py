@@ -86,20 +86,23 @@ class SlotCheckout:
 
     def tag_commit(self, tag: str) -> str:
         """The commit a release tag points at; RefusedError when the working copy has no such tag."""
-        try:
-            return self._git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}").strip()
-        except git.GitCommandError:
-            raise RefusedError(f"{self.path}: no tag {tag!r}") from None
+        commit = self._commit_of_tag(tag)
+        if commit is None:
+            raise RefusedError(f"{self.path}: no tag {tag!r}")
+        return commit
 
     def has_tag(self, tag: str) -> bool:
         """Whether the working copy has release tag `tag`; RefusedError when git cannot tell (a broken repository)."""
+        return self._commit_of_tag(tag) is not None
+
+    def _commit_of_tag(self, tag: str) -> str | None:
+        """The commit `tag` points at, None when there is no such tag; RefusedError when git cannot tell."""
         try:
-            self._git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+            return self._git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}").strip()
         except git.GitCommandError as exc:
             if exc.status == 1:  # --verify --quiet: not found, and nothing else went wrong
-                return False
+                return None
             raise RefusedError(f"{self.path}: cannot read tag {tag!r}: {_git_error(exc)}") from None
-        return True
 
     def release_of(self, tag: str) -> Release:
         """The release an existing tag describes (for rollback and retries)."""

@@ -9,7 +9,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -37,15 +38,24 @@ def test_the_first_ctrl_c_cancels_and_a_second_is_only_acknowledged() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_run_that_lets_the_cancel_through_ends_as_an_interrupt() -> None:
-    """A run that does not catch the cancel from Ctrl-C ends in KeyboardInterrupt, as under asyncio.run."""
+@pytest.mark.parametrize(
+    "runner",
+    [
+        pytest.param(run_stoppable, id="run_stoppable"),
+        pytest.param(lambda main: run_stoppable_then(main, lambda _: None), id="run_stoppable_then"),
+    ],
+)
+def test_a_run_that_lets_the_cancel_through_ends_as_an_interrupt(runner: Callable[[Any], object]) -> None:
+    """A run that does not catch the cancel from Ctrl-C ends in KeyboardInterrupt, as under asyncio.run, with
+    Ctrl-C's handler restored (nothing is written down: the run returned no result)."""
 
     async def run() -> None:
         press_ctrl_c()
         await asyncio.sleep(5)
 
     with pytest.raises(KeyboardInterrupt):
-        run_stoppable(run())
+        runner(run())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it() -> None:
@@ -94,18 +104,6 @@ def test_run_stoppable_then_still_lets_the_first_ctrl_c_cancel_the_run() -> None
         return "not interrupted"
 
     assert run_stoppable_then(run(), str.upper) == ("STOPPED", False)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_a_run_that_lets_the_cancel_through_leaves_ctrl_c_as_it_was() -> None:
-    """Letting the cancel through under run_stoppable_then ends in KeyboardInterrupt with Ctrl-C's handler restored."""
-
-    async def run() -> None:
-        press_ctrl_c()
-        await asyncio.sleep(5)
-
-    with pytest.raises(KeyboardInterrupt):
-        run_stoppable_then(run(), lambda _: None)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

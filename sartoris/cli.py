@@ -6,7 +6,6 @@ that need them, so `--help` and `--version` stay fast. Every error is one line o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -18,9 +17,13 @@ from typing import Annotated, Any
 # import costs every run ~0.1 s of CPU and ~3.5 MiB (BENCHMARKS.md). None in sys.modules reads as "not installed".
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
+import structlog  # noqa: E402
 import typer  # noqa: E402
 
+from sartoris import streams  # noqa: E402
 from sartoris.errors import InterruptedRun, SartorisError, UsageError  # noqa: E402
+
+log = structlog.get_logger("sartoris")
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
 _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
@@ -504,8 +507,8 @@ _stdout = _Stdout()
 
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
     _stdout.json_printed = _stdout.json_printed or as_json  # before writing: never a second, after half of one
-    sys.stdout.write((json.dumps(document) if as_json else text) + "\n")
-    sys.stdout.flush()
+    if not streams.write(sys.stdout, (json.dumps(document) if as_json else text) + "\n"):
+        log.warning("report_not_printed", reason="stdout's reader is gone; the exit code and the history hold")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,8 +538,7 @@ def _fail(message: str, code: int, args: list[str]) -> int:
     _say(line)
     options = args[: args.index("--")] if "--" in args else args
     if "--json" in options and not _stdout.json_printed:
-        with contextlib.suppress(OSError):  # the reader is gone: the stderr line and the exit code still hold
-            _emit({"error": line, "exit": code}, "", as_json=True)
+        _emit({"error": line, "exit": code}, "", as_json=True)
     return code
 
 
@@ -547,12 +549,12 @@ def _one_line(message: str) -> str:
 
 def _say(message: str) -> None:
     """An error as the one line on stderr the contract promises."""
-    print("sartoris: " + _one_line(message), file=sys.stderr)
+    streams.write(sys.stderr, "sartoris: " + _one_line(message) + "\n")
 
 
 def run() -> None:
-    """The `sartoris` command (console script, launcher and zipapp): SIGTERM stops it like Ctrl-C."""
-    from sartoris.interrupts import stop_on_sigterm
+    """The `sartoris` command (console script, launcher and zipapp): SIGTERM and SIGHUP stop it like Ctrl-C."""
+    from sartoris.interrupts import stop_on_sigterm_or_hangup
 
-    stop_on_sigterm()
+    stop_on_sigterm_or_hangup()
     sys.exit(main())

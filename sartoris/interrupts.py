@@ -5,7 +5,7 @@ switches in flight unwatched and the run unrecorded. A run under `run_stoppable`
 cancellation (each phase then ends what it must, bounded by its timeouts, and returns its result) and only
 says so for the later ones while its event loop runs. `run_stoppable_then` also writes the run down inside the
 event loop, with Ctrl-C only remembered meanwhile, so no press can cut the record in half or lose it.
-`stop_on_sigterm` makes SIGTERM follow the same rules.
+`stop_on_sigterm_or_hangup` makes SIGTERM and SIGHUP follow the same rules.
 """
 
 from __future__ import annotations
@@ -58,16 +58,21 @@ def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) 
     return written[0]
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (`kill PID`, a CI job cancelled) stop a run the way Ctrl-C does: recorded, no host left half
-    switched, exit 130, instead of killing the process with its lock held and its run unwritten. Left alone in
-    a process that ignores Ctrl-C (where SIGTERM must still end it) or that someone gave a SIGTERM handler."""
-    if _interruptible() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _as_ctrl_c)
+def stop_on_sigterm_or_hangup() -> None:
+    """Make SIGTERM (`kill PID`, a CI job cancelled) and SIGHUP (the terminal or SSH session that started the run
+    hung up) stop a run the way Ctrl-C does: recorded, no host left half switched, exit 130, instead of killing
+    the process with its lock held and its run unwritten (after a hang-up its output goes nowhere: see
+    `sartoris.streams`). Each is left alone where it is not at its default: under `nohup` SIGHUP stays ignored
+    and the deploy runs on; and all of this in a process that ignores Ctrl-C (where SIGTERM must still end it)."""
+    if not _interruptible():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _as_ctrl_c)
 
 
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM's handler: send this process the SIGINT a Ctrl-C would, so that one set of rules applies."""
+    """The handler of SIGTERM and SIGHUP: send this process the SIGINT a Ctrl-C would, so one set of rules applies."""
     os.kill(os.getpid(), signal.SIGINT)
 
 

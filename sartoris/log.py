@@ -7,13 +7,32 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from sartoris import streams
 from sartoris.errors import UsageError
+
+
+class _StreamLogger:
+    """structlog's last step: each rendered event as one line on stderr, written so that a reader gone away (a
+    closed pipe, a hung-up terminal) costs the events, never the run; one writer at a time (the publish logs
+    from a worker thread)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            streams.write(self._stream, message + "\n")
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 class _Outputs:
@@ -25,9 +44,9 @@ class _Outputs:
 
     def to_file(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
         """Write the full event to the log file, then drop it from stderr when below stderr's level."""
-        if self.log_file is not None:
-            self.log_file.write(json.dumps(event, default=str) + "\n")
-            self.log_file.flush()
+        if self.log_file is not None and not streams.write(self.log_file, json.dumps(event, default=str) + "\n"):
+            self.log_file = None  # a full disk: the events still reach stderr, and the run goes on
+            streams.write(sys.stderr, "sartoris: --log-file could not be written; no more events go to it\n")
         if logging.getLevelNamesMapping().get(str(event.get("level", "info")).upper(), 20) < self.stderr_level:
             raise structlog.DropEvent
         return event
@@ -70,6 +89,6 @@ def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | Non
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if handle else level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _StreamLogger(sys.stderr),
         cache_logger_on_first_use=True,
     )

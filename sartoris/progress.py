@@ -12,6 +12,8 @@ import sys
 import time
 from typing import TextIO
 
+from sartoris import streams
+
 _REDRAW_EVERY = 0.1
 _SLOWEST_SHOWN = 3
 
@@ -82,13 +84,11 @@ class LineProgress(Progress):
 
     def _render(self, force: bool = False, final: bool = False) -> None:
         if final:
-            self._stream.write(self.line() + "\n")
-            self._stream.flush()
+            streams.write(self._stream, self.line() + "\n")
             return
         if self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total:
             self._next_step = self.done * 10 // self.total + 1
-            self._stream.write(self.line() + "\n")
-            self._stream.flush()
+            streams.write(self._stream, self.line() + "\n")
 
 
 class LiveProgress(Progress):
@@ -104,8 +104,7 @@ class LiveProgress(Progress):
         if not force and now - self._drawn < _REDRAW_EVERY:
             return
         self._drawn = now
-        self._stream.write("\r\033[K" + self.line() + ("\n" if final else ""))
-        self._stream.flush()
+        streams.write(self._stream, "\r\033[K" + self.line() + ("\n" if final else ""))
 
 
 def for_terminal(quiet: bool, stream: TextIO = sys.stderr) -> Progress:

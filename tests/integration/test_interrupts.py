@@ -4,12 +4,17 @@ behave as the contract says (exit 130, stale lock refused until --force, --retry
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,11 +100,18 @@ def _status(deployment: Deployment, group: str) -> tuple[int, dict[str, object]]
 
 
 def _signal_mid_switch(
-    deployment: Deployment, tmp_path: Path, hosts: list[str], signum: signal.Signals, times: int = 1
+    deployment: Deployment,
+    tmp_path: Path,
+    hosts: list[str],
+    signum: signal.Signals,
+    times: int = 1,
+    outputs: dict[str, object] | None = None,
+    before_signal: Callable[[], object] = lambda: None,
 ) -> tuple[str, str, int, str, str]:
     """Deploy once, then sync a new commit two hosts at a time with every host's checkout held for 3 s, and send
-    `signum` to the controller one second into the first switch (`times` times, half a second apart). Returns
-    old and new commits, exit code, output."""
+    `signum` to the controller one second into the first switch (`times` times, half a second apart), right
+    after `before_signal()`. `outputs` replaces the piped stdout/stderr. Returns old and new commits, exit code,
+    output."""
     deployment.group("six", hosts)
     deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
     old = _first_sync(deployment, "six")
@@ -109,11 +121,13 @@ def _signal_mid_switch(
         hang_switch(deployment, host, 3, marker=switching / host)
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     process = start_sartoris(
-        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json"
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--concurrency", "2", "--json",
+        **(outputs or {}),
     )
 
     def signal_after_a_second() -> None:
         time.sleep(1)
+        before_signal()
         for press in range(times):
             if press:
                 time.sleep(0.5)
@@ -187,6 +201,74 @@ def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converg
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "new" for h in hosts}
     code, status = _status(deployment, "six")
     assert code == 0 and status["counts"]["current"] == 6  # type: ignore[index]
+
+
+def test_a_hang_up_during_the_switch_stops_the_run_like_ctrl_c_and_records_every_host(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The operator's terminal (or SSH session) hangs up while hosts switch: SIGHUP, and every later write to the
+    terminal fails (EIO). The run stops as on Ctrl-C: exit 130, the switches in flight finish, no new one starts;
+    the history records each host as it really is, old or new; the lock is released."""
+    hosts = deployment.fleet.hosts[32:38]
+    terminal, controller_side = pty.openpty()
+    hung_up = threading.Event()
+
+    def read_the_terminal() -> None:  # what an open terminal does; a full pty buffer would block the writer
+        while not hung_up.is_set():
+            if select.select([terminal], [], [], 0.1)[0]:
+                os.read(terminal, 65536)
+
+    reader = threading.Thread(target=read_the_terminal, daemon=True)
+    reader.start()
+
+    def hang_up() -> None:
+        hung_up.set()
+        reader.join(5)
+        os.close(terminal)
+
+    try:
+        old, new, code, _, _ = _signal_mid_switch(
+            deployment, tmp_path, hosts, signal.SIGHUP,
+            outputs={"stdout": controller_side, "stderr": controller_side}, before_signal=hang_up,
+        )
+    finally:
+        hung_up.set()
+        os.close(controller_side)
+        with contextlib.suppress(OSError):
+            os.close(terminal)
+    assert code == 130
+    _settle(deployment)
+    where = {h: _where(deployment, h, old, new) for h in hosts}
+    last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
+    assert last["commit"] == new and last["outcome"] != "ok", last
+    recorded = deployment.sartoris("log", last["tag"], "--json").json()["hosts"]
+    assert where == {h["host"]: "new" if h["ok"] else "old" for h in recorded}, (where, recorded)
+    assert "old" in where.values() and "new" in where.values(), where
+    assert not _lock(deployment).exists()
+
+
+def test_a_reader_gone_from_the_output_does_not_stop_the_deploy(deployment: Deployment) -> None:
+    """stdout and stderr are pipes whose reader has gone (`sartoris sync | head`, a dead log shipper): every
+    write fails with EPIPE, and the deploy still runs to its end, switches every host, records the run and
+    exits 0, instead of dying at its first progress line with the release tagged and nothing recorded."""
+    hosts = deployment.fleet.hosts[32:35]
+    deployment.group("three", hosts)
+    old = _first_sync(deployment, "three")
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = start_sartoris(
+            deployment, "-v", "sync", "--slot", str(deployment.slot), "--hosts", "three",
+            stdout=write_end, stderr=write_end,
+        )
+        code = process.wait(timeout=120)
+    finally:
+        os.close(write_end)
+    assert code == 0
+    assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "new" for h in hosts}
+    last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
+    assert (last["commit"], last["outcome"], last["counts"]["ok"]) == (new, "ok", 3), last
 
 
 def test_a_second_ctrl_c_does_not_abandon_the_switches_in_flight(deployment: Deployment, tmp_path: Path) -> None:

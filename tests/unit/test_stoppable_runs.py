@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sartoris.interrupts import run_stoppable, run_stoppable_then, stop_on_sigterm
+from sartoris.interrupts import run_stoppable, run_stoppable_then, stop_on_sigterm_or_hangup
 
 
 def press_ctrl_c() -> None:
@@ -129,21 +129,24 @@ def test_ctrl_c_landing_in_a_worker_thread_while_the_run_is_written_down_is_held
 
 
 @pytest.fixture
-def sigterm_restored() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def termination_signals_restored() -> Iterator[None]:
+    previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-@pytest.mark.usefixtures("sigterm_restored")
-def test_sigterm_stops_a_run_the_way_ctrl_c_does() -> None:
-    """`kill PID` cancels the run (which then ends what it must and returns), instead of killing the process."""
-    stop_on_sigterm()
+@pytest.mark.usefixtures("termination_signals_restored")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_sigterm_and_a_hang_up_stop_a_run_the_way_ctrl_c_does(signum: signal.Signals) -> None:
+    """`kill PID`, or the operator's terminal hanging up, cancels the run (which then ends what it must and
+    returns), instead of killing the process."""
+    stop_on_sigterm_or_hangup()
 
     async def run() -> str:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         try:
             await asyncio.sleep(5)
         except asyncio.CancelledError:
@@ -153,12 +156,22 @@ def test_sigterm_stops_a_run_the_way_ctrl_c_does() -> None:
     assert run_stoppable(run()) == "stopped and recorded"
 
 
-@pytest.mark.usefixtures("sigterm_restored")
-def test_sigterm_is_left_to_end_a_process_that_ignores_ctrl_c() -> None:
+@pytest.mark.usefixtures("termination_signals_restored")
+def test_termination_signals_are_left_to_end_a_process_that_ignores_ctrl_c() -> None:
     """A background job ignores SIGINT; turning SIGTERM into SIGINT there would make it unkillable by `kill`."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        stop_on_sigterm()
+        stop_on_sigterm_or_hangup()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("termination_signals_restored")
+def test_a_deploy_under_nohup_keeps_running_after_a_hang_up() -> None:
+    """`nohup sartoris sync` starts with SIGHUP ignored: it stays ignored, so the deploy outlives the terminal."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop_on_sigterm_or_hangup()
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL

@@ -49,7 +49,7 @@ async def census(
     progress: Progress | None = None,
 ) -> list[HostStatus]:
     """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
-    ensure_open_files(concurrency)
+    ensure_open_files(min(concurrency, len(targets)))  # never more connections at once than hosts
     connector = Connector(config.ssh, config.fanout.connect_timeout)
     command = status_command(config.remote_slot_path(slot))
     timeout = config.fanout.command_timeout

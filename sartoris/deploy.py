@@ -161,7 +161,7 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     and the open-files limit the run's connections need (sessions stay open from the fetch to the switch), so
     a bad setting is a one-line error with no tag made and no host touched. The connector that read them, and
     the targeted canaries, serve the whole run."""
-    ensure_open_files(len(request.targets) + request.concurrency)
+    ensure_open_files(len(request.targets) + min(request.concurrency, len(request.targets)))
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 
 

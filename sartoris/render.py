@@ -36,7 +36,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled",
     ]
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
-        lines.append("  aborted: no host was switched, nobody was depooled")
+        why = f" ({report.reason})" if report.reason else ""
+        lines.append(f"  aborted{why}: no host was switched, nobody was depooled")
     lines += grouped(dict(group_by_error(report.hosts)))
     return "\n".join(lines)
 

@@ -125,7 +125,8 @@ async def _decide_and_switch(
     )
     if decision.abort:
         log.error("rollout_aborted", reason=decision.reason)
-        return RolloutResult(Outcome.ABORTED, tuple(f.result for f in fetched), decision.reason)
+        unswitched = tuple(_stopped_after_fetch(f.result, "not switched: the run aborted") for f in fetched)
+        return RolloutResult(Outcome.ABORTED, unswitched, decision.reason)
     by_label = {f.host.label: f for f in fetched}
     depooled, interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
@@ -273,6 +274,12 @@ def _not_switched(fetched: _Fetched) -> HostResult:
     return result if not result.ok else HostResult(result.host, False, Phase.CHECKOUT, INTERRUPTED, result.seconds)
 
 
+def _stopped_after_fetch(result: HostResult, why: str) -> HostResult:
+    """A host's result when the run ended with the fetch phase: a host that fetched is still not on the release
+    (`ok` means on it), so it is reported as not switched, and why."""
+    return result if not result.ok else HostResult(result.host, False, Phase.FETCH, why, result.seconds)
+
+
 def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
     flag = result.host in depooled
     if result.depooled == flag:
@@ -285,7 +292,7 @@ def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tu
     for host in targets:
         fetched = done.get(host.label)
         if fetched is not None:
-            results.append(fetched.result)
+            results.append(_stopped_after_fetch(fetched.result, INTERRUPTED))
         else:
             results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch"))
     return tuple(results)

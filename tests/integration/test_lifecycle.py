@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -305,7 +306,7 @@ def test_too_low_an_open_files_limit_is_refused_before_the_tag(deployment: Deplo
     """A run that could not hold its connections open is refused (exit 4) before it tags or publishes."""
 
     def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))  # 50 hosts + concurrency 100 + 256 do not fit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))  # 50 hosts + 50 at once + 256 do not fit
 
     done = subprocess.run(
         [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), "sync", "--slot",
@@ -316,6 +317,28 @@ def test_too_low_an_open_files_limit_is_refused_before_the_tag(deployment: Deplo
     assert "open-files limit is 300" in done.stderr and done.stderr.count("\n") == 1
     assert git(deployment.checkout, "tag") == ""
     assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
+def test_a_concurrency_above_the_host_count_needs_no_more_open_files(deployment: Deployment) -> None:
+    """The connections a run may hold are counted from the hosts it targets: `concurrency` far above the host count
+    (a fleet-wide setting used on a small group) asks for no more open files than the group needs."""
+    six = deployment.group("six", deployment.fleet.hosts[:6])
+    deployment.configure(concurrency=1_000_000)
+
+    def limit(files: int) -> Callable[[], None]:
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    runs = {
+        command: subprocess.run(
+            [sys.executable, str(ROOT / "sartoris.py"), "--config", str(deployment.config), command, "--slot",
+             str(deployment.slot), "--hosts", six],
+            capture_output=True, text=True, timeout=120, check=False, preexec_fn=limit(280),  # 6 + 6 + 256 fit
+        )
+        for command in ("status", "sync")
+    }
+    assert runs["status"].returncode == 5, runs["status"].stderr  # nothing deployed yet: six missing
+    assert runs["sync"].returncode == 0, runs["sync"].stderr
+    assert all(deployment.host_head(h) == deployment.head() for h in deployment.fleet.hosts[:6])
 
 
 def test_retry_failed_converges(deployment: Deployment) -> None:

@@ -123,7 +123,8 @@ def _mixed_targets(deployment: Deployment) -> tuple[list[str], list[str]]:
 
 
 def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deployment) -> None:
-    """Refused, tarpit, auth and host-key failures over the budget: exit 3, nobody switched, nobody depooled."""
+    """Refused, tarpit, auth and host-key failures over the budget: exit 3, nobody switched, nobody depooled; the
+    report says so host by host (`ok` means on the release: the hosts that fetched are "not switched")."""
     good, faulty = _mixed_targets(deployment)
     assert (
         deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "mixed", "--max-failures", "10").code
@@ -138,10 +139,12 @@ def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deploym
     assert run.code == 3, run.stderr
     report = run.json()
     assert report["outcome"] == "aborted"
-    assert report["counts"] == {"targeted": 54, "ok": 50, "failed": 4, "depooled": 0}
+    assert report["counts"] == {"targeted": 54, "ok": 0, "failed": 54, "depooled": 0}
     assert {h: deployment.host_head(h) for h in good} == before
     assert len(deployment.pool_changes()) == depooled_before
-    failures = {h["host"]: h for h in report["hosts"] if not h["ok"]}
+    unswitched = {h["host"]: (h["phase"], h["error"]) for h in report["hosts"] if h["host"] in good}
+    assert set(unswitched.values()) == {("fetch", "not switched: the run aborted")}
+    failures = {h["host"]: h for h in report["hosts"] if h["host"] not in good}
     assert set(failures) == set(faulty)
     assert {h["phase"] for h in failures.values()} == {"connect"}
     by_kind = {kind: failures[hosts[0]]["error"] for kind, hosts in deployment.fleet.faults.items()}

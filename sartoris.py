@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sartoris.cli import run  # noqa: E402
+from sartoris.launch import run  # noqa: E402
 
 if __name__ == "__main__":
     run()

@@ -19,23 +19,39 @@ sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 import structlog  # noqa: E402
 import typer  # noqa: E402
+import typer.core  # noqa: E402
 
 from sartoris import streams  # noqa: E402
-from sartoris.errors import InterruptedRun, SartorisError, UsageError  # noqa: E402
+from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
 
 log = structlog.get_logger("sartoris")
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
 _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
 
+class _Commands(typer.core.TyperGroup):
+    """Typer's command group, except that a Ctrl-C escaping a command (a census, a listing: no run to report)
+    leaves as Interrupted, so main() says it in the contract's one line (and JSON object); Typer itself would
+    turn it into a silent exit 130."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click.Context, vendored by Typer
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="sartoris",
     help="Git-based deploys to large fleets over SSH: tag, publish, fetch everywhere, switch, depool the failures.",
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-slots_app = typer.Typer(help="Slots, their deployed tags and version links.", rich_markup_mode=None)
+slots_app = typer.Typer(
+    cls=_Commands, help="Slots, their deployed tags and version links.", rich_markup_mode=None
+)
 app.add_typer(slots_app, name="slots")
 
 

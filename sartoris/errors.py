@@ -7,9 +7,11 @@
     ├── RefusedError              exit 4  a precondition failed; nothing was changed
     │   ├── LockHeldError         exit 4  another run holds the slot's deploy lock
     │   ├── DirtyCheckoutError    exit 4  the slot's working copy has uncommitted changes
-    │   └── PublishError          exit 4  the tag could not be pushed to publish_url; no host was touched
+    │   ├── PublishError          exit 4  the tag could not be pushed to publish_url; no host was touched
+    │   └── StateError            exit 4  the deploy host's lock or history cannot be used (disk, permissions)
     ├── HostError                 —       one host failed; caught per host, becomes a HostResult
-    └── InterruptedRun            exit 130 Ctrl-C; carries the report of what finished
+    ├── InterruptedRun            exit 130 Ctrl-C; carries the report of what finished
+    └── Interrupted               exit 130 Ctrl-C in a command with no run to report (a census, a listing)
 
 A host that fails is never an exception: it is a HostResult with ok=False (see sartoris.results).
 Third-party exceptions (asyncssh, git) are translated at the module that imports the library.
@@ -56,9 +58,9 @@ class PublishError(RefusedError):
     """Pushing the release to publish_url failed, so no host was asked to fetch."""
 
 
-class StateError(SartorisError):
+class StateError(RefusedError):
     """The deploy host's own state (history database, lock folder) cannot be read or written: full or read-only
-    disk, permissions."""
+    disk, permissions. Raised before anything changes (a history that fails after a run is logged instead)."""
 
 
 class HostError(SartorisError):
@@ -73,3 +75,12 @@ class InterruptedRun(SartorisError):
     def __init__(self, report: object) -> None:
         super().__init__("interrupted: the hosts that finished are recorded; none is left half switched")
         self.report = report
+
+
+class Interrupted(SartorisError):
+    """Ctrl-C in a command with no run to report (a census, before a run began): the contract's one line."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")

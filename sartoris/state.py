@@ -239,7 +239,7 @@ class SlotLock:
         """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
         try:
             return dict(json.loads(self.path.read_text()))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
         except (OSError, ValueError):
             return {"user": "?", "host": "?", "pid": None, "since": None, "command": "?", "message": "unreadable lock"}
@@ -259,8 +259,12 @@ class SlotLock:
         return holder.get("user") == getpass.getuser() and holder.get("host") == socket.gethostname()
 
     def acquire(self, command: str, message: str = "", *, force: bool = False, **extra: Any) -> None:
-        """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock. A lock folder
+        or file that cannot be written (a file in its place, a full disk) is a StateError, and leaves no lock."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the lock folder {self.path.parent}: {exc.strerror or exc}") from None
         record = {
             "user": getpass.getuser(),
             "host": socket.gethostname(),
@@ -279,8 +283,14 @@ class SlotLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 raise LockHeldError(self.describe(held)) from None
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
+            except OSError as exc:
+                raise StateError(f"cannot take the lock {self.path}: {exc.strerror or exc}") from None
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(record, handle)
+            except OSError as exc:  # an empty lock file would read as held by someone unknown: leave none
+                self.path.unlink(missing_ok=True)
+                raise StateError(f"cannot write the lock {self.path}: {exc.strerror or exc}") from None
             return
         raise LockHeldError(f"slot {self.slot}: lock taken by another run while breaking a stale one")
 

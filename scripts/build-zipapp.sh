@@ -102,7 +102,7 @@ find "$SITE" -path '*.dist-info/RECORD' -exec sed -i -e '/\/direct_url\.json,/d'
 # per build). Python would cache the bytecode of what it imports by itself, except under PYTHONDONTWRITEBYTECODE
 # (set in many container images): there every start compiled asyncssh, cryptography's wrappers, GitPython and
 # Typer again, 0.68 s per command instead of 0.34 s.
-"$TOOLS/bin/shiv" --site-packages "$SITE" --entry-point sartoris.cli:run --python '/usr/bin/env python3' \
+"$TOOLS/bin/shiv" --site-packages "$SITE" --entry-point sartoris.launch:run --python '/usr/bin/env python3' \
     --reproducible --compile-pyc --output-file "$STAGE/shiv.pyz" >/dev/null
 
 # shiv's own __main__.py unpacks into ~/.shiv and fails with a traceback when HOME cannot be written (a system
@@ -149,9 +149,13 @@ def _unpack_root():
 if not os.environ.get("SHIV_ROOT"):
     os.environ["SHIV_ROOT"] = _unpack_root()
 
-import _bootstrap  # noqa: E402  (shiv's runtime, packed beside this file)
+try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 130, not a traceback
+    import _bootstrap  # noqa: E402  (shiv's runtime, packed beside this file)
 
-_bootstrap.bootstrap()
+    _bootstrap.bootstrap()
+except KeyboardInterrupt:
+    sys.stderr.write("sartoris: interrupted\n")
+    sys.exit(130)
 EOF
 "$TOOLS/bin/python" - "$STAGE/shiv.pyz" "$STAGE/__main__.py" "$STAGE/sartoris.pyz" <<'EOF'
 """Copy shiv's archive entry by entry (same order, times and modes), swapping in our __main__.py."""

@@ -271,6 +271,25 @@ def test_a_reader_gone_from_the_output_does_not_stop_the_deploy(deployment: Depl
     assert (last["commit"], last["outcome"], last["counts"]["ok"]) == (new, "ok", 3), last
 
 
+def test_ctrl_c_during_status_says_interrupted_in_one_line_and_one_json_object(deployment: Deployment) -> None:
+    """Ctrl-C while `status --json` waits on a host that never answers: exit 130 promptly, stdout the one JSON
+    object (`{"error": "interrupted", "exit": 130}`), stderr ending in the one line; Typer alone exits silently."""
+    tarpit = deployment.fleet.faults["tarpit"][0]
+    deployment.group("silent", [deployment.fleet.hosts[0], tarpit])
+    deployment.configure(connect_timeout=30)
+    process = start_sartoris(deployment, "status", "--slot", str(deployment.slot), "--hosts", "silent", "--json")
+    began = time.monotonic()
+    stdout, stderr, took = act_mid_run(
+        process,
+        lambda: time.monotonic() - began > 2,
+        "two seconds of waiting on the silent host",
+        lambda: process.send_signal(signal.SIGINT),
+    )
+    _assert_ended_promptly_by_the_interrupt(process, stderr, took)
+    assert json.loads(stdout) == {"error": "interrupted", "exit": 130}
+    assert stderr.splitlines()[-1] == "sartoris: interrupted"
+
+
 def test_a_second_ctrl_c_does_not_abandon_the_switches_in_flight(deployment: Deployment, tmp_path: Path) -> None:
     """Ctrl-C twice during the switch: the second one is only acknowledged; the switches in flight still finish,
     the report is printed and recorded, exit 130, and every host is wholly old or new as its line says."""

@@ -14,12 +14,14 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import parse_head, status_command
+from sartoris.remote import NOT_A_CHECKOUT, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.state import History, SlotLock
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
+
+_NOT_A_CHECKOUT = "the slot is a directory with no git checkout (not managed by sartoris)"
 
 
 def status(
@@ -77,6 +79,8 @@ async def census(
             session.close()
         if not result.ok:
             return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=result.error_line())
+        if NOT_A_CHECKOUT in result.stdout:
+            return HostStatus(host.label, HostState.MISSING, depooled=pooled_out, error=_NOT_A_CHECKOUT)
         head = parse_head(result.stdout)
         if head is None:
             state = HostState.MISSING

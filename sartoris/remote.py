@@ -30,6 +30,7 @@ from sartoris.results import Phase
 
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
+NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
@@ -346,12 +347,19 @@ def _prune_lines(release: RemoteRelease) -> str:
 
 
 def status_command(slot_path: str) -> str:
-    """Print the commit the slot's live tree has checked out; nothing when there is no slot at all. A slot
-    that exists but cannot be read (a dangling link, a corrupt repository) fails, with git's reason. git
-    replaces the shell (`exec`): the one process a census needs per host, not a fork of the login shell too."""
+    """Print the commit the slot's live tree has checked out; nothing when there is no slot at all, and
+    NOT_A_CHECKOUT for a slot with no `.git` (a plain directory: git there would walk up and report whatever
+    repository holds it). A slot that cannot be read (a dangling link, a corrupt repository) fails, with git's
+    reason. git replaces the shell (`exec`): the one process a census needs per host, not a fork of the login
+    shell too."""
     q = shlex.quote(slot_path)
     head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
-    return _script([f"if [ -e {q} ] || [ -L {q} ]; then exec {head}; fi"])
+    return _script(
+        [
+            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }};"
+            f" then exec {head}; elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
+        ]
+    )
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

@@ -96,22 +96,27 @@ def test_status_reports_every_host_current_after_a_sync(deployment: Deployment) 
 
 
 def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deployment) -> None:
-    """A host left behind, a host never deployed and the fault hosts each get their own state; exit 5."""
+    """A host left behind, a host never deployed, a host whose slot is a hand-made directory (missing too, saying
+    why) and the fault hosts each get their own state; exit 5."""
     fleet = deployment.fleet
-    old_hosts, fresh_host = fleet.hosts[:3], fleet.hosts[3]
+    old_hosts, fresh_host, hand_made = fleet.hosts[:3], fleet.hosts[3], fleet.hosts[4]
+    deployment.host_slot(hand_made).mkdir(parents=True)
+    (deployment.host_slot(hand_made) / "index.php").write_text("<?php // copied by hand\n")
     deployment.group("old", old_hosts)
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "old").code == 0
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     deployment.group("new", old_hosts[:2])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "new").code == 0
     faulty = [h for hosts in fleet.faults.values() for h in hosts]
-    deployment.group("census", [*old_hosts, fresh_host, *faulty])
+    deployment.group("census", [*old_hosts, fresh_host, hand_made, *faulty])
     run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "census", "--json")
     assert run.code == 5
     states = {h["host"]: h["state"] for h in run.json()["hosts"]}
     assert states[old_hosts[0]] == states[old_hosts[1]] == "current"
     assert states[old_hosts[2]] == "behind"
-    assert states[fresh_host] == "missing"
+    assert states[fresh_host] == states[hand_made] == "missing"
+    errors = {h["host"]: h["error"] for h in run.json()["hosts"]}
+    assert errors[fresh_host] is None and "no git checkout" in errors[hand_made]
     assert {states[h] for h in faulty} == {"unreachable"}
 
 

@@ -15,6 +15,7 @@ from sample_repo import commit_change, git, make_checkout
 
 from sartoris.remote import (
     ALREADY_PRESENT,
+    NOT_A_CHECKOUT,
     RemoteRelease,
     SubmoduleSpec,
     bounded,
@@ -200,6 +201,25 @@ def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
     done = run_sh(status_command(str(host.slot)))
     assert done.returncode == 0 and done.stdout == ""
     assert not os.path.exists(host.slot)
+
+
+@pytest.mark.parametrize("inside_a_repository", [False, True], ids=["plain", "inside-another-repository"])
+def test_status_of_a_plain_directory_says_it_is_not_a_checkout(host: Host, inside_a_repository: bool) -> None:
+    """A slot that is a directory with no `.git` prints the not-a-checkout mark (the census calls it `missing`,
+    saying why), even when the remote root sits inside some other git repository, whose HEAD git would report
+    if it were asked there."""
+    if inside_a_repository:
+        subprocess.run(["git", "init", "--quiet", str(host.root)], check=True)
+        subprocess.run(
+            ["git", "-C", str(host.root), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+             "--allow-empty", "-m", "the repository around remote_root"],
+            check=True,
+        )
+    host.slot.mkdir(parents=True)
+    (host.slot / "index.php").write_text("<?php // copied by hand\n")
+    done = run_sh(status_command(str(host.slot)))
+    assert done.returncode == 0 and done.stdout.strip() == NOT_A_CHECKOUT
+    assert parse_head(done.stdout) is None
 
 
 def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> None:

@@ -101,9 +101,9 @@ def _main(
         Path | None, typer.Option("--log-file", help="Also write every event (per host, with stderr tails) here.")
     ] = None,
 ) -> None:
-    if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
-        raise typer.Exit(EXIT_USAGE)
+    if ctx.invoked_subcommand is None:  # bad usage: the contract's one line, naming what would do
+        commands = ", ".join(ctx.command.list_commands(ctx))  # type: ignore[attr-defined]
+        raise UsageError(f"no command given: one of {commands} (sartoris --help says what each does)")
     from sartoris import log
 
     if log_format not in ("console", "json"):

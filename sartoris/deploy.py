@@ -21,7 +21,7 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, PublishError, RefusedError, StateError, UsageError
+from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, StateError, UsageError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
@@ -96,6 +96,17 @@ def _run_lock(config: Config, slot: int, command: str, message: str, force: bool
         return
     with lock.held(command, message, force=force):
         yield None
+
+
+def _refuse_if_locked(config: Config, slot: int, force: bool) -> None:
+    """_run_lock's verdict without taking the lock: LockHeldError when a run there would be refused."""
+    lock = SlotLock(config.state_dir, slot)
+    held = lock.holder()
+    if held is not None and held.get("command") == "start" and lock.is_ours(held):
+        lock = SlotLock(config.state_dir, slot, run=True)  # this operator's started deploy: one run at a time
+        held = lock.holder()
+    if held is not None and not (force and lock.is_stale(held)):
+        raise LockHeldError(lock.describe(held))
 
 
 def sync(
@@ -446,7 +457,9 @@ class SyncPlan:
 
 
 def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
-    """The dry run: read the working copy, name the tag it would create, build the host commands."""
+    """The dry run: read the working copy, name the tag it would create, build the host commands; refused as
+    the run would be (a lock held by another run, a dirty checkout), without taking or changing anything."""
+    _refuse_if_locked(config, request.slot, request.force)
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     checkout.ensure_clean()
     commit = checkout.head_commit()

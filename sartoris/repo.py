@@ -20,7 +20,7 @@ from pathlib import Path
 
 import git
 
-from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError
+from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError, UsageError
 from sartoris.process_groups import end_process_group
 from sartoris.remote import SubmoduleSpec, submodule_ref
 
@@ -47,7 +47,9 @@ class SlotCheckout:
     def __init__(self, path: Path, git_timeout: float) -> None:
         try:
             self._repo = git.Repo(path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        except git.NoSuchPathError:  # a slot number nobody made: bad input, like a misspelt group
+            raise UsageError(f"{path}: no such slot (no checkout there; `sartoris slots` lists them)") from None
+        except git.InvalidGitRepositoryError:
             raise RefusedError(f"{path}: not a git working copy (the slot has no checkout)") from None
         self.path = path
         self._timeout = git_timeout

@@ -215,15 +215,18 @@ def test_dirty_checkout_is_refused_before_anything_is_tagged(deployment: Deploym
     assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
 
 
-def test_sync_while_the_slot_is_locked_is_refused(deployment: Deployment) -> None:
-    """A sync while another run holds the slot's lock exits 4 and touches nothing."""
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sync", "dry-run"])
+def test_sync_while_the_slot_is_locked_is_refused(deployment: Deployment, dry_run: bool) -> None:
+    """A sync while another run holds the slot's lock exits 4 and touches nothing; its dry run says the same
+    (it shows what the real run would do, and that run would be refused)."""
     lock = deployment.root / ".sartoris" / "locks" / f"slot{deployment.slot}.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text('{"user": "alice", "host": "deploy1", "pid": 1, "since": "now", "command": "sync"}')
-    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), *(["--dry-run"] if dry_run else []))
     assert run.code == 4
-    assert "alice@deploy1" in run.stderr
+    assert "alice@deploy1" in run.stderr and run.stderr.strip().count("\n") == 0
     assert git(deployment.checkout, "tag") == ""
+    assert lock.read_text().startswith('{"user": "alice"')
 
 
 @pytest.mark.parametrize(
@@ -234,6 +237,7 @@ def test_sync_while_the_slot_is_locked_is_refused(deployment: Deployment) -> Non
         pytest.param(None, ("--max-failures", "lots"), "--max-failures", id="bad-max-failures"),
         pytest.param(None, ("--concurrency", "0"), "--concurrency", id="bad-concurrency"),
         pytest.param(None, ("--hosts", "nosuchgroup"), "nosuchgroup", id="unknown-group"),
+        pytest.param(None, ("--slot", "9999"), "no such slot", id="unknown-slot"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_runs_nothing(

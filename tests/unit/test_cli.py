@@ -46,10 +46,15 @@ def test_version_names_the_commit() -> None:
     assert done.stdout.startswith("sartoris 0.") and "(git " in done.stdout
 
 
-def test_no_command_shows_help_and_exits_2() -> None:
-    """`sartoris` alone prints the help and exits 2 (usage)."""
+def test_no_command_is_one_line_naming_the_commands_and_exits_2() -> None:
+    """Bare `sartoris` is bad usage: exit 2 and the contract's one stderr line, which names the commands and
+    points at --help (which lists them with what each does, on stdout, exit 0)."""
     done = sartoris()
-    assert done.returncode == 2 and "Commands:" in done.stdout
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "sync" in done.stderr and "--help" in done.stderr
+    helped = sartoris("--help")
+    assert helped.returncode == 0
+    assert all(c in helped.stdout for c in ("start", "sync", "finish", "abort", "rollback", "status", "log"))
 
 
 @pytest.mark.parametrize(

@@ -357,7 +357,7 @@ def history_log(
         _emit(entry.as_json(with_hosts=True), render.log_entry(entry), json_output)
         return EXIT_OK
     entries = history.entries(slot, count)
-    _emit({"entries": [e.as_json() for e in entries]}, render.log_table(entries), json_output)
+    _emit({"entries": [e.as_json(with_hosts=True) for e in entries]}, render.log_table(entries), json_output)
     return EXIT_OK
 
 

@@ -377,13 +377,16 @@ def test_dry_run_changes_nothing(deployment: Deployment) -> None:
 
 
 def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> None:
-    """log lists syncs and pool changes newest first; log TAG shows that deploy's per-host results."""
+    """log lists syncs and pool changes newest first, each with its per-host outcomes (under --json); log TAG
+    shows one deploy's per-host results."""
     sync = deployment.sartoris("sync", "--slot", str(deployment.slot), "-m", "for the log", "--json").json()
     deployment.sartoris("depool", deployment.fleet.hosts[1])
     entries = deployment.sartoris("log", "--json").json()["entries"]
     assert [e["action"] for e in entries[:2]] == ["depool", "sync"]
     assert entries[1]["tag"] == sync["tag"] and entries[1]["message"] == "for the log"
     assert entries[1]["counts"]["ok"] == 50
+    assert [h["host"] for h in entries[1]["hosts"]] == deployment.fleet.hosts  # per-host outcomes, as contracted
+    assert all(h["ok"] and h["phase"] == "done" for h in entries[1]["hosts"])
     History(deployment.root / ".sartoris").record_event("start", deployment.slot + 1, "another slot's deploy")
     here = deployment.sartoris("log", "--json", cwd=deployment.checkout, with_config=True).json()["entries"]
     assert [e["action"] for e in here[:2]] == ["depool", "sync"]  # the folder's slot, and the pool changes

@@ -30,7 +30,7 @@ def status(
     """The census of `slot` on `targets`, compared with the last release deployed from here."""
     history = History(config.state_dir)
     last = history.last_deployed(slot)
-    depooled = depooled_among(history, targets, config.ssh.default_port)
+    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(
         slot=slot,

@@ -123,6 +123,7 @@ class DepoolSettings:
     pool_command: tuple[str, ...] | None = None
     timeout: float = 30.0
     max_depooled: FailureBudget | None = None
+    scope: str = ""  # whose pool the commands change: every slot's (""), or one slot's ("slot<N>", see for_slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,13 @@ class Config:
             config_file=None if self.ssh.config_file is None else put_path(self.ssh.config_file),
         )
         commands = self.depool
-        depool = replace(commands, command=put_argv(commands.command), pool_command=put_argv(commands.pool_command))
+        by_slot = any("{slot}" in argument for argument in (*(commands.command or ()), *(commands.pool_command or ())))
+        depool = replace(
+            commands,
+            command=put_argv(commands.command),
+            pool_command=put_argv(commands.pool_command),
+            scope=f"slot{slot}" if by_slot else commands.scope,  # a slot's own pool: its state is kept apart
+        )
         return replace(self, deploy=deploy, ssh=ssh, depool=depool)
 
 

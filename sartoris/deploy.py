@@ -230,7 +230,7 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    depooled = depooled_among(history, request.targets, config.ssh.default_port)
+    depooled = depooled_among(history, request.targets, config.ssh.default_port, config.depool.scope)
     statuses = asyncio.run(
         census(config, request.slot, request.targets, last.commit, depooled, request.concurrency, progress)
     )

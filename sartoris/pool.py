@@ -65,18 +65,21 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
     return None
 
 
-def depooled_among(history: History, targets: Sequence[Host], default_port: int) -> frozenset[str]:
-    """The labels of `targets` that are out of the pool, however the depool spelled them (mw1, mw1:22)."""
-    out = {_machine(stored, default_port) for stored in history.depooled_hosts()}
+def depooled_among(history: History, targets: Sequence[Host], default_port: int, scope: str) -> frozenset[str]:
+    """The labels of `targets` that are out of the pool `scope` (DepoolSettings.scope), however the depool spelled
+    them (mw1, mw1:22)."""
+    out = {_machine(stored, default_port) for stored in history.depooled_hosts(scope)}
     return frozenset(h.label for h in targets if h.key(default_port) in out)
 
 
-def remember_pool_state(history: History, hosts: Sequence[Host], depooled: bool, default_port: int) -> None:
-    """Remember `hosts` as out of (or back in) the pool, under every spelling already remembered for the same
-    machine too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out."""
+def remember_pool_state(
+    history: History, hosts: Sequence[Host], depooled: bool, default_port: int, scope: str
+) -> None:
+    """Remember `hosts` as out of (or back in) the pool `scope`, under every spelling already remembered for the
+    same machine there too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out."""
     machines = {h.key(default_port) for h in hosts}
-    spellings = {stored for stored in history.pool_hosts() if _machine(stored, default_port) in machines}
-    history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled)
+    spellings = {stored for stored in history.pool_hosts(scope) if _machine(stored, default_port) in machines}
+    history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled, scope)
 
 
 def _machine(stored: str, default_port: int) -> tuple[str, int] | None:
@@ -164,7 +167,9 @@ async def apply_pool_change(
     outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)
     changed = tuple(label for label, error in outcomes if error is None)
     failed = tuple((label, error) for label, error in outcomes if error is not None)
-    remember_pool_state(history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port)
+    remember_pool_state(
+        history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope
+    )
     for label in changed:
         log.info(f"host_{action}ed", host=label)
     for label, error in failed:
@@ -177,7 +182,7 @@ def pool_caught_up(config: Config, slot: int, targets: Sequence[Host]) -> PoolRe
     from sartoris.census import census
 
     history = History(config.state_dir)
-    depooled = depooled_among(history, targets, config.ssh.default_port)
+    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     last = history.last_deployed(slot)
     candidates = [h for h in targets if h.label in depooled]
     if last is None or not candidates:

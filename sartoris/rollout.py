@@ -113,7 +113,7 @@ async def _decide_and_switch(
     progress: Progress,
 ) -> RolloutResult:
     labels = [f.host.label for f in fetched]
-    already_out = depooled_among(history, [f.host for f in fetched], config.ssh.default_port)
+    already_out = depooled_among(history, [f.host for f in fetched], config.ssh.default_port, config.depool.scope)
     decision = decide_after_fetch(
         [f.result for f in fetched], budget, depool_cap=config.depool.max_depooled, already_depooled=already_out
     )

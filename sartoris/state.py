@@ -43,7 +43,18 @@ CREATE TABLE IF NOT EXISTS pool (
     depooled INTEGER NOT NULL,
     changed REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pool_state (
+    scope TEXT NOT NULL,
+    host TEXT NOT NULL,
+    depooled INTEGER NOT NULL,
+    changed REAL NOT NULL,
+    PRIMARY KEY (scope, host)
+);
+INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', host, depooled, changed FROM pool;
+DELETE FROM pool;
 """
+# `pool` is where Sartoris kept pool state before it had scopes; its rows move to the host-wide scope ('') the
+# first time a newer Sartoris opens the history, and the table stays (empty) for an older one.
 _SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
 
 
@@ -189,24 +200,27 @@ class History:
             ).fetchone()
         return _entry(row) if row else None
 
-    def set_depooled(self, hosts: Iterable[str], depooled: bool) -> None:
+    def set_depooled(self, hosts: Iterable[str], depooled: bool, scope: str) -> None:
+        """Remember `hosts` as out of (or back in) the pool named `scope` ('' when the depool commands are the same
+        for every slot, 'slot<N>' when they name the slot)."""
         now = time.time()
         with self._connect() as db:
             db.executemany(
-                "INSERT INTO pool (host, depooled, changed) VALUES (?, ?, ?)"
-                " ON CONFLICT(host) DO UPDATE SET depooled = excluded.depooled, changed = excluded.changed",
-                [(host, int(depooled), now) for host in hosts],
+                "INSERT INTO pool_state (scope, host, depooled, changed) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(scope, host) DO UPDATE SET depooled = excluded.depooled, changed = excluded.changed",
+                [(scope, host, int(depooled), now) for host in hosts],
             )
 
-    def depooled_hosts(self) -> frozenset[str]:
-        """Every host remembered as out of the pool, spelled as its depool named it."""
+    def depooled_hosts(self, scope: str) -> frozenset[str]:
+        """Every host remembered as out of the pool `scope`, spelled as its depool named it."""
         with self._connect() as db:
-            return frozenset(row[0] for row in db.execute("SELECT host FROM pool WHERE depooled = 1"))
+            rows = db.execute("SELECT host FROM pool_state WHERE scope = ? AND depooled = 1", (scope,))
+            return frozenset(row[0] for row in rows)
 
-    def pool_hosts(self) -> frozenset[str]:
-        """Every host with a remembered pool state, in or out."""
+    def pool_hosts(self, scope: str) -> frozenset[str]:
+        """Every host with a remembered state in the pool `scope`, in or out."""
         with self._connect() as db:
-            return frozenset(row[0] for row in db.execute("SELECT host FROM pool"))
+            return frozenset(row[0] for row in db.execute("SELECT host FROM pool_state WHERE scope = ?", (scope,)))
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

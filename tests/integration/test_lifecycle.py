@@ -399,7 +399,8 @@ def test_log_records_deploys_with_per_host_outcomes(deployment: Deployment) -> N
 
 def test_slot_in_hooks_dir_hosts_and_the_depool_command_is_the_synced_slot(deployment: Deployment) -> None:
     """`{slot}` in hooks_dir, hosts and the depool command: the sync runs hooks/<slot>/pre-sync, targets the
-    slot's own group, and depools a failed host with the slot in the command."""
+    slot's own group, and depools a failed host with the slot in the command, remembered as out of that slot's
+    pool only."""
     slot = deployment.slot
     faulty = deployment.fleet.faults["refused"][0]
     deployment.group(f"slot{slot}-hosts", [*deployment.fleet.hosts[:2], faulty])
@@ -419,3 +420,10 @@ def test_slot_in_hooks_dir_hosts_and_the_depool_command_is_the_synced_slot(deplo
     assert sorted(h["host"] for h in run.json()["hosts"]) == sorted([*deployment.fleet.hosts[:2], faulty])
     assert ran.read_text().strip() == str(slot)
     assert deployment.pool_changes() == [f"depool {faulty}-php{slot}"]
+    other = slot + 1  # the host is out of this slot's pool only: the other slot's status does not call it depooled
+    deployment.group(f"slot{other}-hosts", [faulty])
+    statuses = {
+        n: deployment.sartoris("status", "--slot", str(n), "--json").json()["hosts"][-1] for n in (slot, other)
+    }
+    depooled = {n: (s["host"], s["depooled"]) for n, s in statuses.items()}
+    assert depooled == {slot: (faulty, True), other: (faulty, False)}

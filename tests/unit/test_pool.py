@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -125,7 +126,7 @@ def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and
     assert all(error.startswith("not run: interrupted") for _, error in report.failed)
     assert ran.read_text().split() == ["mw1"]
     history = History(config.state_dir)
-    assert history.depooled_hosts() == frozenset({"mw1"})
+    assert history.depooled_hosts("") == frozenset({"mw1"})
     [entry] = history.entries()
     assert (entry.action, entry.outcome, entry.report["interrupted"]) == ("depool", "partial", True)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -134,16 +135,44 @@ def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and
 def test_a_host_depooled_under_one_spelling_is_out_under_another(tmp_path: Path) -> None:
     """`depool mw1` is seen by a status whose group file says mw1:22 (or DEPLOY@MW1), not by a different sshd."""
     history = History(tmp_path / ".sartoris")
-    history.set_depooled(["mw1", "not a host line"], True)
+    history.set_depooled(["mw1", "not a host line"], True, "")
     targets = [parse_host(spec) for spec in ("deploy@MW1:22", "mw1:2222", "mw2")]
-    assert depooled_among(history, targets, 22) == frozenset({"deploy@MW1:22"})
+    assert depooled_among(history, targets, 22, "") == frozenset({"deploy@MW1:22"})
 
 
 def test_pooling_a_host_clears_every_spelling_it_was_depooled_under(tmp_path: Path) -> None:
     """`pool mw1:22` after `depool mw1` and `depool root@mw1` leaves no row saying the machine is still out."""
     history = History(tmp_path / ".sartoris")
-    remember_pool_state(history, [parse_host("mw1"), parse_host("mw2")], True, 22)
-    history.set_depooled(["root@mw1"], True)
-    remember_pool_state(history, [parse_host("mw1:22")], False, 22)
-    assert history.depooled_hosts() == frozenset({"mw2"})
-    assert depooled_among(history, [parse_host("mw1"), parse_host("mw2:22")], 22) == frozenset({"mw2:22"})
+    remember_pool_state(history, [parse_host("mw1"), parse_host("mw2")], True, 22, "")
+    history.set_depooled(["root@mw1"], True, "")
+    remember_pool_state(history, [parse_host("mw1:22")], False, 22, "")
+    assert history.depooled_hosts("") == frozenset({"mw2"})
+    assert depooled_among(history, [parse_host("mw1"), parse_host("mw2:22")], 22, "") == frozenset({"mw2:22"})
+
+
+def test_a_depool_command_naming_the_slot_keeps_each_slots_pool_apart(tmp_path: Path) -> None:
+    """With `{slot}` in a depool command each slot has its own pool (a host out of slot 0's is still in slot 1's):
+    the state is kept per slot; without it, one pool per host serves every slot."""
+    by_slot = depool_config(tmp_path, "confctl depool {host} --service php-slot{slot}")
+    assert (by_slot.for_slot(0).depool.scope, by_slot.for_slot(1).depool.scope) == ("slot0", "slot1")
+    assert depool_config(tmp_path, "confctl depool {host}").for_slot(0).depool.scope == ""
+    history = History(tmp_path / "state")
+    mw1 = [parse_host("mw1")]
+    remember_pool_state(history, mw1, True, 22, by_slot.for_slot(0).depool.scope)
+    assert depooled_among(history, mw1, 22, "slot0") == frozenset({"mw1"})
+    assert depooled_among(history, mw1, 22, "slot1") == depooled_among(history, mw1, 22, "") == frozenset()
+
+
+def test_pool_state_kept_before_scopes_is_the_host_wide_pool(tmp_path: Path) -> None:
+    """A history written by an older Sartoris (one `pool` table, no scopes) keeps its depooled hosts: they are
+    read as the host-wide pool's, once, and the old table is left empty."""
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "history.sqlite3") as db:
+        db.execute("CREATE TABLE pool (host TEXT PRIMARY KEY, depooled INTEGER NOT NULL, changed REAL NOT NULL)")
+        db.executemany("INSERT INTO pool VALUES (?, ?, 0)", [("mw1", 1), ("mw2", 0)])
+    history = History(state)
+    assert history.depooled_hosts("") == frozenset({"mw1"}) and history.pool_hosts("") == frozenset({"mw1", "mw2"})
+    assert History(state).depooled_hosts("") == frozenset({"mw1"})  # opened again: nothing lost, nothing doubled
+    with sqlite3.connect(state / "history.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM pool").fetchone() == (0,)

@@ -94,7 +94,8 @@ async def roll_out(
         progress.end()
         await _close_all(done.values(), connector)
         log.warning("interrupted", phase="fetch")
-        return RolloutResult(Outcome.ABORTED, _interrupted_fetch(targets, done), "interrupted", interrupted=True)
+        stopped = _interrupted_fetch(targets, done, fetcher.connected)
+        return RolloutResult(Outcome.ABORTED, stopped, "interrupted", interrupted=True)
     progress.end()
     fetched = [done[h.label] for h in targets]
     try:
@@ -192,6 +193,7 @@ class _Fetcher:
         self._retries = config.fanout.retries
         self._fetch_slots = asyncio.Semaphore(config.fanout.fetch_concurrency)
         self._random = random.Random()
+        self.connected: set[str] = set()  # labels of the hosts whose connection is up: an interrupt says how far
 
     async def fetch(self, host: Host) -> _Fetched:
         begin = time.monotonic()
@@ -199,6 +201,7 @@ class _Fetcher:
             session = await self._connector.connect(host)
         except ConnectError as exc:  # its own time: a connection opened early failed before this fetch began
             return _failed_fetch(host, Phase.CONNECT, str(exc), time.monotonic() - exc.seconds)
+        self.connected.add(host.label)
         begin = time.monotonic() - session.connect_seconds  # not the wait for the publish, for one opened early
         deadline: float | None = None  # command_timeout counts from the first fetch, not the queue for a slot
         attempt = 0
@@ -287,14 +290,20 @@ def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
     return HostResult(result.host, result.ok, result.phase, result.error, result.seconds, flag)
 
 
-def _interrupted_fetch(targets: Sequence[Host], done: dict[str, _Fetched]) -> tuple[HostResult, ...]:
+def _interrupted_fetch(
+    targets: Sequence[Host], done: dict[str, _Fetched], connected: set[str]
+) -> tuple[HostResult, ...]:
+    """Every host's result when Ctrl-C stopped the fetch phase: what ended, as it ended (a host that fetched is
+    not switched); the rest stopped where they were, connecting (or not begun) or fetching."""
     results = []
     for host in targets:
         fetched = done.get(host.label)
         if fetched is not None:
             results.append(_stopped_after_fetch(fetched.result, INTERRUPTED))
-        else:
+        elif host.label in connected:
             results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch"))
+        else:
+            results.append(HostResult(host.label, False, Phase.CONNECT, "interrupted before it was connected"))
     return tuple(results)
 
 

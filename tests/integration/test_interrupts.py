@@ -142,9 +142,11 @@ def _signal_mid_switch(
 def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """SIGINT while the hosts fetch: exit 130 within seconds, the JSON report printed (aborted), every host still
-    wholly on its old tree, the slot's lock released, and the run in the history as aborted."""
+    """SIGINT while the hosts fetch: exit 130 within seconds, the JSON report printed (aborted, each host where it
+    stopped: fetching, or still connecting to a host that never answers), every host still wholly on its old
+    tree, the slot's lock released, and the run in the history as aborted."""
     hosts = deployment.fleet.hosts[26:32]
+    tarpit = deployment.fleet.faults["tarpit"][0]
     deployment.group("six", hosts)
     deployment.configure(command_timeout=20, connect_timeout=CONNECT_TIMEOUT)
     old = _first_sync(deployment, "six")
@@ -153,6 +155,8 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     for host in hosts:
         slow_fetch(deployment, host, 15, marker=fetching / host)
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    deployment.group("six", [*hosts, tarpit])
+    deployment.configure(command_timeout=20, connect_timeout=30)  # the silent host is still connecting at Ctrl-C
     process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "six", "--json")
     stdout, stderr, took = act_mid_run(
         process,
@@ -163,6 +167,9 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     _assert_ended_promptly_by_the_interrupt(process, stderr, took)
     report = json.loads(stdout)
     assert report["outcome"] == "aborted" and report["commit"] == new
+    stopped = {h["host"]: (h["ok"], h["phase"], h["error"]) for h in report["hosts"]}
+    assert stopped[tarpit] == (False, "connect", "interrupted before it was connected")
+    assert all(stopped[h] == (False, "fetch", "interrupted during the fetch") for h in hosts if (fetching / h).exists())
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
     assert not _lock(deployment).exists()
     history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")

@@ -275,7 +275,7 @@ def _roll_out_and_record(
     (report, interrupted), pressed_while_recording = run_stoppable_then(run, report_and_record)
     try:
         post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
-        failed = tuple(r.host for r in report.hosts if not r.ok)
+        failed = tuple(r.host for r in report.hosts if r.failed)
         post_hook(config, post, action, request.slot, report.tag, report.outcome.value, failed, request.message)
     except KeyboardInterrupt:  # the hook is stopped (hooks.py); the run is recorded: still print its report
         interrupted = True
@@ -360,8 +360,10 @@ async def _deploy(
         if canary.outcome is not Outcome.OK or canary.interrupted:
             why = "interrupted" if canary.interrupted else "a canary failed"
             if not canary.interrupted:
-                log.error("canary_failed", failed=[r.host for r in canary.hosts if not r.ok])
-            skipped = tuple(HostResult(h.label, False, Phase.FETCH, f"not attempted: {why}") for h in rest)
+                log.error("canary_failed", failed=[r.host for r in canary.hosts if r.failed])
+            skipped = tuple(
+                HostResult(h.label, False, Phase.FETCH, f"not attempted: {why}", stopped=True) for h in rest
+            )
             hosts = _in_order(targets, canary.hosts + skipped)
             return RolloutResult(outcome_of_stopped_run(hosts), hosts, why, canary.interrupted)
     main = await roll_out(
@@ -421,7 +423,7 @@ class SyncPlan:
             "tag": self.tag,
             "commit": self.commit,
             "outcome": "planned",
-            "counts": {"targeted": len(self.hosts), "ok": 0, "failed": 0, "depooled": 0},
+            "counts": {"targeted": len(self.hosts), "ok": 0, "failed": 0, "depooled": 0, "not_switched": 0},
             "hosts": [self._host_json(host) for host in self.hosts],
             "publish_url": self.publish_url,
             "max_failures": self.budget,

@@ -33,7 +33,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     lines = [
         f"{action} slot {report.slot}: {report.tag} ({report.commit[:12]}) {report.outcome.value}"
         f" in {report.seconds:.1f}s",
-        f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled",
+        f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled"
+        + (f", {counts['not_switched']} not switched (the run stopped first)" if counts["not_switched"] else ""),
     ]
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         why = f" ({report.reason})" if report.reason else ""

@@ -41,7 +41,8 @@ class HostState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HostResult:
-    """One host's outcome in one phase of a run."""
+    """One host's outcome in one phase of a run. `ok`: on the release. `stopped`: not on it because the run
+    stopped before this host's turn (aborted, interrupted, a canary failed), not because the host failed."""
 
     host: str
     ok: bool
@@ -49,10 +50,18 @@ class HostResult:
     error: str | None = None
     seconds: float = 0.0
     depooled: bool = False
+    stopped: bool = False
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
             raise ValueError(f"{self.host}: ok={self.ok} contradicts error={self.error!r}")
+        if self.ok and self.stopped:
+            raise ValueError(f"{self.host}: a host on the release was not stopped")
+
+    @property
+    def failed(self) -> bool:
+        """The host itself failed (what hooks are told, what is depooled), as opposed to stopped."""
+        return not self.ok and not self.stopped
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -89,8 +98,9 @@ class SyncReport:
         return {
             "targeted": len(self.hosts),
             "ok": sum(r.ok for r in self.hosts),
-            "failed": sum(not r.ok for r in self.hosts),
+            "failed": sum(r.failed for r in self.hosts),
             "depooled": sum(r.depooled for r in self.hosts),
+            "not_switched": sum(r.stopped for r in self.hosts),
         }
 
     def as_json(self) -> dict[str, Any]:

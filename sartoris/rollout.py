@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -140,7 +140,7 @@ async def _decide_and_switch(
         concurrency,
         progress,
     )
-    failed_switch = [r.host for r in switched.values() if not r.ok and r.error != INTERRUPTED]
+    failed_switch = [r.host for r in switched.values() if r.failed]
     allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
     if len(allowed) < len(failed_switch):
         log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
@@ -161,7 +161,7 @@ async def _switch_all(
 
     async def switch_one(item: _Fetched) -> HostResult:
         if stop.is_set():
-            result = HostResult(item.host.label, False, Phase.CHECKOUT, INTERRUPTED, item.result.seconds)
+            result = HostResult(item.host.label, False, Phase.CHECKOUT, INTERRUPTED, item.result.seconds, stopped=True)
         else:
             progress.started(item.host.label)
             result = await _switch_host(item, command, timeout)
@@ -274,20 +274,22 @@ async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) 
 def _not_switched(fetched: _Fetched) -> HostResult:
     """A host's result when the run stopped before its switch: its fetch failure, or interrupted."""
     result = fetched.result
-    return result if not result.ok else HostResult(result.host, False, Phase.CHECKOUT, INTERRUPTED, result.seconds)
+    if not result.ok:
+        return result
+    return HostResult(result.host, False, Phase.CHECKOUT, INTERRUPTED, result.seconds, stopped=True)
 
 
 def _stopped_after_fetch(result: HostResult, why: str) -> HostResult:
     """A host's result when the run ended with the fetch phase: a host that fetched is still not on the release
     (`ok` means on it), so it is reported as not switched, and why."""
-    return result if not result.ok else HostResult(result.host, False, Phase.FETCH, why, result.seconds)
+    return result if not result.ok else HostResult(result.host, False, Phase.FETCH, why, result.seconds, stopped=True)
 
 
 def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
     flag = result.host in depooled
     if result.depooled == flag:
         return result
-    return HostResult(result.host, result.ok, result.phase, result.error, result.seconds, flag)
+    return replace(result, depooled=flag)
 
 
 def _interrupted_fetch(
@@ -301,9 +303,11 @@ def _interrupted_fetch(
         if fetched is not None:
             results.append(_stopped_after_fetch(fetched.result, INTERRUPTED))
         elif host.label in connected:
-            results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch"))
+            results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch", stopped=True))
         else:
-            results.append(HostResult(host.label, False, Phase.CONNECT, "interrupted before it was connected"))
+            results.append(
+                HostResult(host.label, False, Phase.CONNECT, "interrupted before it was connected", stopped=True)
+            )
     return tuple(results)
 
 

@@ -50,11 +50,11 @@ CREATE TABLE IF NOT EXISTS pool_state (
     changed REAL NOT NULL,
     PRIMARY KEY (scope, host)
 );
-INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', host, depooled, changed FROM pool;
-DELETE FROM pool;
 """
-# `pool` is where Sartoris kept pool state before it had scopes; its rows move to the host-wide scope ('') the
-# first time a newer Sartoris opens the history, and the table stays (empty) for an older one.
+# `pool` is where Sartoris kept pool state before it had scopes (schema version 0). The first open by a newer
+# Sartoris copies its rows into the host-wide scope ('') once (version 1); the table itself is left as it was.
+_SCHEMA_VERSION = 1
+_FROM_VERSION_0 = "INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', * FROM pool"
 _SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
 
 
@@ -111,7 +111,10 @@ class History:
         except OSError as exc:
             raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
         with self._connect() as db:
-            db.executescript(_SCHEMA)
+            if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:  # else: read-only is enough
+                db.executescript(_SCHEMA)
+                db.execute(_FROM_VERSION_0)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -212,15 +215,23 @@ class History:
             )
 
     def depooled_hosts(self, scope: str) -> frozenset[str]:
-        """Every host remembered as out of the pool `scope`, spelled as its depool named it."""
+        """Every host remembered as out of the pool `scope`, spelled as its depool named it. A slot's pool also
+        counts a host the host-wide pool has out and the slot's own has no word on (state kept before the
+        commands named the slot, or before Sartoris kept pools apart): out until told otherwise."""
         with self._connect() as db:
-            rows = db.execute("SELECT host FROM pool_state WHERE scope = ? AND depooled = 1", (scope,))
+            rows = db.execute(
+                "SELECT host FROM pool_state WHERE scope = ?1 AND depooled = 1"
+                " UNION SELECT host FROM pool_state AS wide WHERE ?1 != '' AND wide.scope = '' AND wide.depooled = 1"
+                " AND NOT EXISTS (SELECT 1 FROM pool_state AS own WHERE own.scope = ?1 AND own.host = wide.host)",
+                (scope,),
+            )
             return frozenset(row[0] for row in rows)
 
     def pool_hosts(self, scope: str) -> frozenset[str]:
-        """Every host with a remembered state in the pool `scope`, in or out."""
+        """Every host with a remembered state that the pool `scope` reads (its own, and the host-wide pool's)."""
         with self._connect() as db:
-            return frozenset(row[0] for row in db.execute("SELECT host FROM pool_state WHERE scope = ?", (scope,)))
+            rows = db.execute("SELECT host FROM pool_state WHERE scope = ? OR scope = ''", (scope,))
+            return frozenset(row[0] for row in rows)
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

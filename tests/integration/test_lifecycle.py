@@ -211,12 +211,14 @@ def test_hooks_get_their_environment_and_post_sync_the_outcome(deployment: Deplo
 
 
 def test_post_sync_hears_of_an_abort(deployment: Deployment) -> None:
-    """An aborted sync runs post-sync with SARTORIS_OUTCOME=aborted, never ok."""
+    """An aborted sync runs post-sync with SARTORIS_OUTCOME=aborted, never ok, and SARTORIS_FAILED_HOSTS names the
+    host that failed, not the one that fetched and was only left unswitched by the abort."""
     post = env_recording_hook(deployment, "post-sync")
     faulty = deployment.fleet.faults["refused"][0]
     deployment.group("with-fault", [deployment.fleet.hosts[0], faulty])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "with-fault").code == 3
-    assert json.loads(post.read_text())["SARTORIS_OUTCOME"] == "aborted"
+    post_env = json.loads(post.read_text())
+    assert (post_env["SARTORIS_OUTCOME"], post_env["SARTORIS_FAILED_HOSTS"]) == ("aborted", faulty)
 
 
 def test_failing_pre_sync_hook_stops_everything(deployment: Deployment) -> None:
@@ -367,7 +369,8 @@ def test_dry_run_changes_nothing(deployment: Deployment) -> None:
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--dry-run", "--json")
     assert run.code == 0, run.stderr
     plan = run.json()
-    assert plan["outcome"] == "planned" and plan["counts"] == {"targeted": 50, "ok": 0, "failed": 0, "depooled": 0}
+    assert plan["outcome"] == "planned"
+    assert plan["counts"] == {"targeted": 50, "ok": 0, "failed": 0, "depooled": 0, "not_switched": 0}
     assert [h["host"] for h in plan["hosts"]] == list(deployment.fleet.hosts)
     assert {(h["ok"], h["phase"], h["depooled"]) for h in plan["hosts"]} == {(None, None, False)}
     assert "git" in plan["commands"]["fetch"] and "checkout" in plan["commands"]["switch"]

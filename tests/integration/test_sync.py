@@ -40,7 +40,7 @@ def test_first_deploy_bootstraps_every_host_with_submodules(deployment: Deployme
     report = run.json()
     assert report["outcome"] == "ok"
     assert report["commit"] == deployment.head()
-    assert report["counts"] == {"targeted": 50, "ok": 50, "failed": 0, "depooled": 0}
+    assert report["counts"] == {"targeted": 50, "ok": 50, "failed": 0, "depooled": 0, "not_switched": 0}
     assert {h["phase"] for h in report["hosts"]} == {"done"}
     pinned = pinned_submodules(deployment)
     for host in deployment.fleet.hosts:
@@ -144,7 +144,7 @@ def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deploym
     assert run.code == 3, run.stderr
     report = run.json()
     assert report["outcome"] == "aborted"
-    assert report["counts"] == {"targeted": 54, "ok": 0, "failed": 54, "depooled": 0}
+    assert report["counts"] == {"targeted": 54, "ok": 0, "failed": 4, "depooled": 0, "not_switched": 50}
     assert {h: deployment.host_head(h) for h in good} == before
     assert len(deployment.pool_changes()) == depooled_before
     unswitched = {h["host"]: (h["phase"], h["error"]) for h in report["hosts"] if h["host"] in good}
@@ -168,7 +168,7 @@ def test_failures_within_budget_are_depooled_once_and_the_rest_switched(deployme
     assert run.code == 5, run.stderr
     report = run.json()
     assert report["outcome"] == "partial"
-    assert report["counts"] == {"targeted": 54, "ok": 50, "failed": 4, "depooled": 4}
+    assert report["counts"] == {"targeted": 54, "ok": 50, "failed": 4, "depooled": 4, "not_switched": 0}
     assert sorted(deployment.pool_changes()) == sorted(f"depool {h}" for h in faulty)
     assert all(deployment.host_head(h) == report["commit"] for h in good)
     assert {h["host"] for h in report["hosts"] if h["depooled"]} == set(faulty)

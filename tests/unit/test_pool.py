@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -163,16 +164,32 @@ def test_a_depool_command_naming_the_slot_keeps_each_slots_pool_apart(tmp_path: 
     assert depooled_among(history, mw1, 22, "slot1") == depooled_among(history, mw1, 22, "") == frozenset()
 
 
-def test_pool_state_kept_before_scopes_is_the_host_wide_pool(tmp_path: Path) -> None:
-    """A history written by an older Sartoris (one `pool` table, no scopes) keeps its depooled hosts: they are
-    read as the host-wide pool's, once, and the old table is left empty."""
+def test_pool_state_kept_before_scopes_is_read_by_every_pool_until_replaced(tmp_path: Path) -> None:
+    """A history written by an older Sartoris (one `pool` table, no scopes) keeps its depooled hosts: the host-wide
+    pool has them, and so has each slot's pool (a config whose commands name the slot) until that slot's own
+    state replaces them; the old table is left as it was, for an older Sartoris."""
     state = tmp_path / "state"
     state.mkdir()
-    with sqlite3.connect(state / "history.sqlite3") as db:
+    with closing(sqlite3.connect(state / "history.sqlite3")) as db, db:
         db.execute("CREATE TABLE pool (host TEXT PRIMARY KEY, depooled INTEGER NOT NULL, changed REAL NOT NULL)")
-        db.executemany("INSERT INTO pool VALUES (?, ?, 0)", [("mw1", 1), ("mw2", 0)])
+        db.executemany("INSERT INTO pool VALUES (?, ?, 0)", [("mw1", 1), ("mw2", 1), ("mw3", 0)])
     history = History(state)
-    assert history.depooled_hosts("") == frozenset({"mw1"}) and history.pool_hosts("") == frozenset({"mw1", "mw2"})
-    assert History(state).depooled_hosts("") == frozenset({"mw1"})  # opened again: nothing lost, nothing doubled
-    with sqlite3.connect(state / "history.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM pool").fetchone() == (0,)
+    assert history.depooled_hosts("") == history.depooled_hosts("slot0") == frozenset({"mw1", "mw2"})
+    remember_pool_state(history, [parse_host("mw1")], False, 22, "slot0")  # slot 0's own word on mw1
+    assert history.depooled_hosts("slot0") == frozenset({"mw2"})
+    assert History(state).depooled_hosts("") == frozenset({"mw1", "mw2"})  # opened again: nothing lost or doubled
+    with closing(sqlite3.connect(state / "history.sqlite3")) as db:
+        assert db.execute("SELECT COUNT(*) FROM pool").fetchone() == (3,)
+
+
+def test_opening_a_current_history_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a history has the current schema, opening and reading it needs no write (a user with read-only access,
+    a read-only mount: `status` and `log` still work): here every connection is opened read-only."""
+    state = tmp_path / "state"
+    History(state).set_depooled(["mw1"], True, "")
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True, **options)
+    )
+    history = History(state)
+    assert history.depooled_hosts("slot0") == frozenset({"mw1"}) and history.entries(None) == []

@@ -7,17 +7,17 @@ from sartoris.results import HostResult, Outcome, Phase, SyncReport
 
 
 def test_an_aborted_sync_says_why_and_that_nobody_was_switched() -> None:
-    """An abort names its reason on the summary's own line; the hosts that fetched are grouped as not switched,
-    the ones that failed under their own error, biggest group first."""
+    """An abort names its reason on the summary's own line; the hosts that fetched are counted and grouped as
+    not switched, apart from the one that failed (under its own error), biggest group first."""
     hosts = (
-        HostResult("mw1", False, Phase.FETCH, "not switched: the run aborted", 0.2),
-        HostResult("mw2", False, Phase.FETCH, "not switched: the run aborted", 0.2),
+        HostResult("mw1", False, Phase.FETCH, "not switched: the run aborted", 0.2, stopped=True),
+        HostResult("mw2", False, Phase.FETCH, "not switched: the run aborted", 0.2, stopped=True),
         HostResult("mw3", False, Phase.CONNECT, "connection refused"),
     )
     reason = "1 of 3 hosts failed to fetch, more than max_failures (0)"
     report = SyncReport(0, "app-slot0-20261126-120000", "a" * 40, Outcome.ABORTED, hosts, 0.5, reason)
     assert sync_summary(report).splitlines()[1:] == [
-        "  3 targeted, 0 ok, 3 failed, 0 depooled",
+        "  3 targeted, 0 ok, 1 failed, 0 depooled, 2 not switched (the run stopped first)",
         f"  aborted ({reason}): no host was switched, nobody was depooled",
         "  [2] fetch: not switched: the run aborted",
         "      mw1, mw2",

@@ -17,14 +17,11 @@ from typing import Annotated, Any
 # import costs every run ~0.1 s of CPU and ~3.5 MiB (BENCHMARKS.md). None in sys.modules reads as "not installed".
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
-import structlog  # noqa: E402
 import typer  # noqa: E402
 import typer.core  # noqa: E402
 
 from sartoris import streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
-
-log = structlog.get_logger("sartoris")
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
 _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
@@ -524,7 +521,11 @@ _stdout = _Stdout()
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
     _stdout.json_printed = _stdout.json_printed or as_json  # before writing: never a second, after half of one
     if not streams.write(sys.stdout, (json.dumps(document) if as_json else text) + "\n"):
-        log.warning("report_not_printed", reason="stdout's reader is gone; the exit code and the history hold")
+        import structlog  # only here: --help and --version stay fast
+
+        structlog.get_logger("sartoris").warning(
+            "report_not_printed", reason="stdout's reader is gone; the exit code and the history hold"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

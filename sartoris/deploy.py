@@ -21,7 +21,7 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, StateError, UsageError
+from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, UsageError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
@@ -33,7 +33,7 @@ from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
-from sartoris.state import History, SlotLock
+from sartoris.state import History, SlotLock, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
@@ -264,10 +264,8 @@ def _roll_out_and_record(
             seconds=time.time() - started,
             reason=result.abort_reason,
         )
-        try:
+        with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value):
             history.record(action, report, request.message, started)
-        except StateError as exc:  # the hosts are where the report says: say the record is missing, do not crash
-            log.error("history_not_recorded", error=str(exc), tag=release.tag, outcome=report.outcome.value)
         return report, result.interrupted
 
     progress = progress or Progress()
@@ -439,6 +437,7 @@ class SyncPlan:
             "error": None,
             "depooled": False,
             "seconds": 0.0,
+            "stopped": None,
             "canary": host in self.canaries,
         }
 

@@ -13,7 +13,8 @@ def run() -> None:
         from sartoris.cli import run as run_command_line
     except KeyboardInterrupt:
         sys.stderr.write("sartoris: interrupted\n")
-        if "--json" in sys.argv[1:]:  # stdout is still one JSON object, as for any failure (cli._fail)
+        args = sys.argv[1:]
+        if "--json" in (args[: args.index("--")] if "--" in args else args):  # one JSON object, as cli._fail
             sys.stdout.write('{"error": "interrupted", "exit": 130}\n')
         sys.exit(130)
     run_command_line()

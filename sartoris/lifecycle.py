@@ -15,7 +15,7 @@ from sartoris.errors import LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
-from sartoris.state import History, SlotLock
+from sartoris.state import History, SlotLock, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -37,6 +37,7 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     """Take the slot's lock for a deploy, record HEAD and submodule commits, fetch upstream (unless --no-remote)."""
     checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
     checkout.ensure_clean()
+    history = History(config.state_dir)  # a state folder that cannot be used refuses the start before the lock
     lock = SlotLock(config.state_dir, slot)
     head = checkout.head_commit()
     lock.acquire(
@@ -55,7 +56,8 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     except BaseException:
         lock.release()
         raise
-    History(config.state_dir).record_event("start", slot, message, {"head": head}, commit=head)
+    with written_after_the_change("start", slot=slot):
+        history.record_event("start", slot, message, {"head": head}, commit=head)
     detail = f"slot {slot} locked at {head[:12]}" + (" (no remote fetch: live hack)" if no_remote else "")
     return LifecycleReport("start", slot, lock.holder(), detail)
 
@@ -84,20 +86,22 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
 
 def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
-    with _started_deploy(config, slot, "finish", force) as (lock, held):
-        lock.release()
-    synced = held.get("synced")
     history = History(config.state_dir)
-    last = history.entry_for_tag(synced) if synced else None
+    with _started_deploy(config, slot, "finish", force) as (lock, held):
+        synced = held.get("synced")
+        last = history.entry_for_tag(synced) if synced else None
+        lock.release()
     outcome = last.outcome if last else None
-    failed = tuple(h["host"] for h in last.report.get("hosts", []) if not h.get("ok")) if last else ()
-    history.record_event("finish", slot, held.get("message", ""), {"synced": synced}, tag=synced or "")
+    failed = tuple(h["host"] for h in last.report.get("hosts", []) if _failed(h)) if last else ()
+    with written_after_the_change("finish", slot=slot):
+        history.record_event("finish", slot, held.get("message", ""), {"synced": synced}, tag=synced or "")
     post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""))
     return LifecycleReport("finish", slot, None, f"slot {slot} released" + (f"; deployed {synced}" if synced else ""))
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Before any sync: restore the checkout and submodules to where start found them, release the lock."""
+    history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
         if held.get("synced"):
             raise RefusedError(
@@ -115,6 +119,13 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
             )
         checkout.restore(head)
         lock.release()
-    History(config.state_dir).record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
+    with written_after_the_change("abort", slot=slot):
+        history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
     post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")
+
+
+def _failed(host: dict[str, Any]) -> bool:
+    """A host of a recorded run that failed itself (not one the run stopped before its turn; older records have
+    no `stopped`, and then every host not on the release counts)."""
+    return not host.get("ok") and not host.get("stopped")

@@ -17,6 +17,8 @@ from structlog.typing import EventDict, WrappedLogger
 from sartoris import streams
 from sartoris.errors import UsageError
 
+_ONE_WRITER = threading.Lock()  # one per process, not per logger: every logger writes to the same stderr
+
 
 class _StreamLogger:
     """structlog's last step: each rendered event as one line on stderr, written so that a reader gone away (a
@@ -25,10 +27,9 @@ class _StreamLogger:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
 
     def msg(self, message: str) -> None:
-        with self._lock:
+        with _ONE_WRITER:
             streams.write(self._stream, message + "\n")
 
     log = debug = info = warn = warning = msg

@@ -24,7 +24,7 @@ from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, parse_host
 from sartoris.results import HostState
-from sartoris.state import History
+from sartoris.state import History, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -126,7 +126,8 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
     def record(ran: tuple[PoolReport, bool]) -> PoolReport:
         """Remember the change in the history (Ctrl-C is held meanwhile)."""
         report = replace(ran[0], interrupted=ran[1])
-        history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+        with written_after_the_change(action):
+            history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
         return report
 
     changing = _change_until_interrupted(config, history, hosts, depool)
@@ -167,9 +168,10 @@ async def apply_pool_change(
     outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)
     changed = tuple(label for label, error in outcomes if error is None)
     failed = tuple((label, error) for label, error in outcomes if error is not None)
-    remember_pool_state(
-        history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope
-    )
+    with written_after_the_change(f"{action} state", hosts=list(changed)):  # the load balancer was told anyway
+        remember_pool_state(
+            history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope
+        )
     for label in changed:
         log.info(f"host_{action}ed", host=label)
     for label, error in failed:

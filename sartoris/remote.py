@@ -349,15 +349,16 @@ def _prune_lines(release: RemoteRelease) -> str:
 def status_command(slot_path: str) -> str:
     """Print the commit the slot's live tree has checked out; nothing when there is no slot at all, and
     NOT_A_CHECKOUT for a slot with no `.git` (a plain directory: git there would walk up and report whatever
-    repository holds it). A slot that cannot be read (a dangling link, a corrupt repository) fails, with git's
-    reason. git replaces the shell (`exec`): the one process a census needs per host, not a fork of the login
-    shell too."""
+    repository holds it). A slot that cannot be read (a dangling link, a folder the user may not enter, a
+    corrupt repository) fails, with git's reason. git replaces the shell (`exec`): the one process a census needs
+    per host, not a fork of the login shell too."""
     q = shlex.quote(slot_path)
     head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
     return _script(
         [
-            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }};"
-            f" then exec {head}; elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
+            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
+            f" || {{ [ -e {q} ] && [ ! -x {q} ]; }}; then exec {head};"
+            f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
         ]
     )
 

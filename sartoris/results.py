@@ -71,6 +71,7 @@ class HostResult:
             "error": self.error,
             "depooled": self.depooled,
             "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
         }
 
 

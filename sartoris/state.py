@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from sartoris.errors import LockHeldError, RefusedError, StateError
 from sartoris.results import SyncReport
+
+log = structlog.get_logger("sartoris")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deploys (
@@ -99,6 +103,17 @@ class Entry:
         if with_hosts:
             document["hosts"] = self.report.get("hosts", [])
         return document
+
+
+@contextmanager
+def written_after_the_change(what: str, **context: Any) -> Iterator[None]:
+    """Around a history write made once hosts, the load balancer or a lock already changed: a history that cannot
+    take it (full disk, broken database) is an error event, not an exception, so the command still reports, and
+    exits with, what really happened (StateError's exit 4 promises that nothing changed)."""
+    try:
+        yield
+    except StateError as exc:
+        log.error("history_not_recorded", what=what, error=str(exc), **context)
 
 
 class History:

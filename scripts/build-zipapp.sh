@@ -153,8 +153,11 @@ try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 1
     import _bootstrap  # noqa: E402  (shiv's runtime, packed beside this file)
 
     _bootstrap.bootstrap()
-except KeyboardInterrupt:
+except KeyboardInterrupt:  # as sartoris/launch.py does once Sartoris's own code runs
     sys.stderr.write("sartoris: interrupted\n")
+    _args = sys.argv[1:]
+    if "--json" in (_args[: _args.index("--")] if "--" in _args else _args):
+        sys.stdout.write('{"error": "interrupted", "exit": 130}\n')
     sys.exit(130)
 EOF
 "$TOOLS/bin/python" - "$STAGE/shiv.pyz" "$STAGE/__main__.py" "$STAGE/sartoris.pyz" <<'EOF'

@@ -202,7 +202,9 @@ def start_sartoris(deployment: Deployment, *args: str, **popen: object) -> subpr
 
 
 def _default_sigint() -> None:
+    """Also SIGHUP: under `nohup make test` it would be ignored, and the hang-up test would see no stop."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:

@@ -15,10 +15,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from sartoris import pool
 from sartoris.config import Config, parse_config
-from sartoris.errors import InterruptedRun
+from sartoris.errors import InterruptedRun, StateError
 from sartoris.inventory import parse_host
 from sartoris.pool import change_pool, depooled_among, remember_pool_state, run_pool_command
 from sartoris.state import History
@@ -193,3 +194,24 @@ def test_opening_a_current_history_writes_nothing(tmp_path: Path, monkeypatch: p
     )
     history = History(state)
     assert history.depooled_hosts("slot0") == frozenset({"mw1"}) and history.entries(None) == []
+
+
+def test_a_history_that_fails_after_the_commands_ran_is_an_event_not_a_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The depool commands ran (the load balancer was told), then the history could not be written (a full disk):
+    the command still reports what it changed, with an error event, instead of a StateError whose exit 4 would
+    say that nothing changed."""
+    ran = tmp_path / "ran"
+    config = depool_config(tmp_path, f"sh -c 'echo $1 >> {ran}' sh {{host}}")
+    History(config.state_dir)
+
+    def full_disk(self: History, *args: object, **kwargs: object) -> None:
+        raise StateError("history: database or disk is full")
+
+    monkeypatch.setattr(History, "set_depooled", full_disk)
+    monkeypatch.setattr(History, "record_event", full_disk)
+    with structlog.testing.capture_logs() as events:
+        report = change_pool(config, [parse_host("mw1")], depool=True, message="hand depool")
+    assert report.changed == ("mw1",) and ran.read_text().split() == ["mw1"]
+    assert [e["what"] for e in events if e["event"] == "history_not_recorded"] == ["depool state", "depool"]

@@ -36,7 +36,7 @@ class LifecycleReport:
 def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bool) -> LifecycleReport:
     """Take the slot's lock for a deploy, record HEAD and submodule commits, fetch upstream (unless --no-remote)."""
     checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
-    checkout.ensure_clean()
+    checkout.ensure_clean(before="a start")
     history = History(config.state_dir)  # a state folder that cannot be used refuses the start before the lock
     lock = SlotLock(config.state_dir, slot)
     head = checkout.head_commit()
@@ -112,6 +112,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         if not isinstance(head, str):
             raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
         checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
+        checkout.ensure_no_uncommitted_edits(before="an abort (it would discard them)")
         if held.get("branch") and checkout.branch() != held["branch"]:
             raise RefusedError(
                 f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"

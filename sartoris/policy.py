@@ -99,16 +99,18 @@ def decide_after_fetch(
     already_depooled: frozenset[str] = frozenset(),
 ) -> FetchDecision:
     """Abort past the failure budget, or when depooling the failed would take out more than depool_cap of the
-    targeted hosts (counting those already out); otherwise depool exactly the failed hosts, switch the rest."""
+    targeted hosts (counting those already out); otherwise depool exactly the failed hosts, switch the rest.
+    Hosts already out of the pool never stop a run that takes no one else out (a hotfix for them included)."""
     failed = tuple(r.host for r in results if not r.ok)
     targeted = len(results)
     if budget.exceeded(len(failed), targeted):
         reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than max_failures ({budget})"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
+    newly_out = [host for host in failed if host not in already_depooled]
     out_after = already_depooled.intersection(r.host for r in results).union(failed)
-    if depool_cap is not None and depool_cap.exceeded(len(out_after), targeted):
+    if depool_cap is not None and newly_out and depool_cap.exceeded(len(out_after), targeted):
         reason = (
-            f"depooling {len(failed)} more would leave {len(out_after)} of {targeted} hosts out of the pool,"
+            f"depooling {len(newly_out)} more would leave {len(out_after)} of {targeted} hosts out of the pool,"
             f" more than max_depooled ({depool_cap})"
         )
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)

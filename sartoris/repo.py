@@ -60,10 +60,24 @@ class SlotCheckout:
         except ValueError:
             raise RefusedError(f"{self.path}: the working copy has no commit yet") from None
 
-    def ensure_clean(self) -> None:
-        """Refuse a working copy with uncommitted changes (submodules included): tagging it would hide them."""
+    def ensure_clean(self, before: str = "a sync") -> None:
+        """Refuse a working copy with uncommitted changes (submodules included): tagging it would hide them.
+        `before` names what was refused, for the message."""
         if self._repo.is_dirty(index=True, working_tree=True, untracked_files=False, submodules=True):
-            raise DirtyCheckoutError(f"{self.path}: uncommitted changes; commit or stash them before a sync")
+            raise DirtyCheckoutError(f"{self.path}: uncommitted changes; commit or stash them before {before}")
+
+    def ensure_no_uncommitted_edits(self, before: str) -> None:
+        """Refuse when a tracked file has edits not committed, here or inside a submodule (restoring the checkout
+        would throw them away). A submodule merely at another commit is no edit: its commits stay in it."""
+        for line in self._git("status", "--porcelain=v2", "--untracked-files=no").splitlines():
+            kind, _, rest = line.partition(" ")
+            fields = rest.split(" ")
+            submodule = fields[1] if kind in ("1", "2") and len(fields) > 1 else "N..."
+            if kind == "u" or (kind in ("1", "2") and (submodule == "N..." or submodule[2] == "M")):
+                path = line.split(" ")[-1]
+                raise DirtyCheckoutError(
+                    f"{self.path}: uncommitted edits ({path}); commit or stash them before {before}"
+                )
 
     def next_tag(self, name: str, slot: int, now: datetime) -> str:
         """A unique, sortable tag name: `<name>-slot<N>-<YYYYMMDD>-<HHMMSS>[-k]` (UTC)."""

@@ -110,6 +110,22 @@ def test_start_then_abort_restores_checkout_and_submodules(deployment: Deploymen
     assert not lock_file(deployment).exists()
 
 
+@pytest.mark.parametrize("edited", ["index.php", "extensions/Ext0/includes/dir00/file0000.php"], ids=["checkout", "submodule"])
+def test_abort_refuses_to_throw_away_uncommitted_edits(deployment: Deployment, edited: str) -> None:
+    """A live hack edited after start but not committed (in the checkout or inside a submodule): abort refuses
+    (exit 4, naming the file), keeps the edit and the deploy's lock; once it is committed or stashed, abort runs."""
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0
+    path = deployment.checkout / edited
+    path.write_text(path.read_text() + "// the hotfix being tried\n")
+    run = deployment.sartoris("abort", "--slot", str(deployment.slot))
+    assert run.code == 4 and "uncommitted edits" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    assert path.read_text().endswith("// the hotfix being tried\n")
+    assert lock_file(deployment).exists()
+    git(path.parent, "stash", "--quiet")
+    assert deployment.sartoris("abort", "--slot", str(deployment.slot)).code == 0
+    assert not lock_file(deployment).exists()
+
+
 def test_abort_after_a_sync_is_refused(deployment: Deployment) -> None:
     """Once a started deploy has synced, abort refuses (exit 4) and points to rollback; the lock stays."""
     assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0

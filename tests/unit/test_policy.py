@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sartoris.policy import FailureBudget, outcome_of_stopped_run
+from sartoris.policy import FailureBudget, decide_after_fetch, outcome_of_stopped_run
 from sartoris.results import HostResult, Outcome, Phase
 
 
@@ -172,3 +172,29 @@ def test_an_interrupted_run_whose_every_host_switched_is_ok() -> None:
     assert outcome_of_stopped_run([HostResult("c1", True, Phase.DONE), HostResult("c2", True, Phase.DONE)]) is (
         Outcome.OK
     )
+
+
+def _fetched(ok: tuple[str, ...], failed: tuple[str, ...] = ()) -> list[HostResult]:
+    fetched = [HostResult(h, True, Phase.FETCH) for h in ok]
+    return fetched + [HostResult(h, False, Phase.FETCH, "refused") for h in failed]
+
+
+@pytest.mark.parametrize(
+    ("results", "already_out", "cap", "abort"),
+    [
+        pytest.param(_fetched(("a", "b", "c")), {"d"}, "0", False, id="no-failure-host-already-out"),
+        pytest.param(_fetched(("a", "b"), ("d",)), {"d"}, "0", False, id="the-failed-host-is-the-one-out"),
+        pytest.param(_fetched(("a", "b"), ("c",)), {"d"}, "1", True, id="one-more-would-pass-the-cap"),
+        pytest.param(_fetched(("a", "b"), ("c",)), set(), "1", False, id="one-out-is-within-the-cap"),
+    ],
+)
+def test_max_depooled_stops_only_a_run_that_would_take_more_hosts_out(
+    results: list[HostResult], already_out: set[str], cap: str, abort: bool
+) -> None:
+    """The cap on hosts out of the pool aborts a run only when depooling its new failures would pass it; hosts
+    already out (one depooled yesterday, or the failed host itself) never block a deploy that takes no one else
+    out, such as the hotfix for them."""
+    targets = results + ([HostResult("d", True, Phase.FETCH)] if "d" not in {r.host for r in results} else [])
+    cap_budget, out = FailureBudget.parse(cap), frozenset(already_out)
+    decision = decide_after_fetch(targets, FailureBudget.parse("50%"), depool_cap=cap_budget, already_depooled=out)
+    assert decision.abort is abort, decision.reason

@@ -168,6 +168,11 @@ def sync(
     config, slot_number = _slot_config(ctx, slot)
     request = _request(config, slot_number, hosts, message, concurrency, max_failures, force, "sync")
     if dry_run:
+        if retry_failed:
+            raise UsageError(
+                "--dry-run with --retry-failed: a retry's hosts come from asking every host; `sartoris status`"
+                " lists the hosts not on the current tag, which a retry would target"
+            )
         plan = deploy.plan_sync(config, request)
         _emit(plan.as_json(), plan.describe(), json_output)
         return EXIT_OK

@@ -26,12 +26,12 @@ from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, resolve_hosts
-from sartoris.policy import FailureBudget, outcome_of_stopped_run
+from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
-from sartoris.results import HostResult, HostState, Outcome, Phase, SyncReport
+from sartoris.results import CANARY_FAILED, HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
 from sartoris.state import History, SlotLock, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
@@ -121,6 +121,9 @@ def sync(
         connector, canary_hosts = _preflight(config, request)
         if retry_failed:
             known, targets = _retry_plan(config, request, checkout, history, progress)
+            if not targets:  # no run: nothing recorded (log TAG keeps the real deploy's hosts), no hook announces
+                why = "nothing to retry: every targeted host is on the tag"
+                return SyncReport(request.slot, known.tag, known.commit, Outcome.OK, (), time.time() - started, why)
             publish: Publish = partial(_already_published, known)
         else:
             checkout.ensure_clean()
@@ -142,7 +145,8 @@ def sync(
 
 
 def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
-    """Inside a started deploy, note the tag a run put hosts on (so abort refuses, finish announces it)."""
+    """Inside a started deploy, note the tag a sync or rollback put hosts on (so abort refuses, finish announces
+    the release the hosts run, not one rolled back from)."""
     if started_lock is not None and report.outcome is not Outcome.ABORTED:
         started_lock.update(synced=report.tag)
 
@@ -151,7 +155,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     """Switch the hosts back to the previous deployed release of the slot (or tag `to`); no fetch where the
     commits are already on the host."""
     history = History(config.state_dir)
-    with _run_lock(config, request.slot, "rollback", request.message, request.force):
+    with _run_lock(config, request.slot, "rollback", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, _ = _preflight(config, request)
@@ -161,10 +165,17 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         url = config.publish_url(request.slot)
-        return _roll_out_and_record(
-            config, request, partial(_republish, checkout, release, url), request.targets, history, "rollback", started,
-            canary_hosts=(), connector=connector, progress=progress,
-        )
+        try:
+            report = _roll_out_and_record(
+                config, request, partial(_republish, checkout, release, url), request.targets, history, "rollback",
+                started, canary_hosts=(), connector=connector, progress=progress,
+            )
+        except InterruptedRun as stopped:  # inside a started deploy, finish announces what the hosts now run
+            if isinstance(stopped.report, SyncReport):
+                _note_synced(started_lock, stopped.report)
+            raise
+        _note_synced(started_lock, report)
+        return report
 
 
 def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[Host, ...]]:
@@ -183,13 +194,10 @@ def _require_tag(checkout: SlotCheckout, tag: str) -> None:
 
 
 def _previous_tag(history: History, slot: int) -> str:
-    releases = history.deployed(slot)
-    if releases:
-        current = releases[0].commit
-        for release in releases[1:]:
-            if release.commit != current:
-                return release.tag
-    raise RefusedError(f"slot {slot} has no earlier deploy to roll back to; pass --to TAG")
+    tag = rollback_target(history.deployed(slot))
+    if tag is None:
+        raise RefusedError(f"slot {slot} has no earlier deploy to roll back to; pass --to TAG")
+    return tag
 
 
 def _tag_and_publish(
@@ -227,6 +235,12 @@ def _retry_plan(
     config: Config, request: SyncRequest, checkout: SlotCheckout, history: History, progress: Progress | None
 ) -> tuple[Release, tuple[Host, ...]]:
     """The slot's current release and the targeted hosts not on it (a census finds them)."""
+    releases = history.deployed(request.slot)
+    if releases and releases[0].rejected:  # retrying would take a release its canaries failed to everyone
+        raise RefusedError(
+            f"slot {request.slot}: the last sync ({releases[0].tag}) stopped because a canary failed; fix it and"
+            " sync again (canaries first), or put the canaries back with `sartoris rollback`"
+        )
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
@@ -356,7 +370,7 @@ async def _deploy(
             progress=progress,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
-            why = "interrupted" if canary.interrupted else "a canary failed"
+            why = "interrupted" if canary.interrupted else CANARY_FAILED
             if not canary.interrupted:
                 log.error("canary_failed", failed=[r.host for r in canary.hosts if r.failed])
             skipped = tuple(

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from sartoris.results import HostResult, Outcome, Phase
 
@@ -115,6 +116,40 @@ def decide_after_fetch(
         )
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     return FetchDecision(abort=False, depool=failed, proceed=tuple(r.host for r in results if r.ok))
+
+
+class _Release(Protocol):
+    """What a rollback needs of a deployed release (sartoris.state.DeployedRelease)."""
+
+    @property
+    def tag(self) -> str: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def rejected(self) -> bool: ...
+
+
+def rollback_target(newest_first: Sequence[_Release]) -> str | None:
+    """The tag `rollback` (without --to) goes back to: what ran before the current release, the way a stack of
+    deploys unwinds. A sync pushes its release (replacing a rejected one on top: a canary failure is never
+    gone back to); a rollback pops back to its release (pushes it, when it was not below). So a second rollback
+    goes further back instead of returning to the release just rolled back from. None when there is nothing
+    below the current release."""
+    stack: list[_Release] = []
+    for release in reversed(newest_first):
+        if stack and stack[-1].rejected:
+            stack.pop()
+        if release.action == "rollback" and any(r.commit == release.commit for r in stack):
+            while stack[-1].commit != release.commit:
+                stack.pop()
+        elif stack and stack[-1].commit == release.commit:
+            stack[-1] = release
+        else:
+            stack.append(release)
+    current = stack[-1].commit if stack else None
+    return next((r.tag for r in reversed(stack) if r.commit != current and not r.rejected), None)
 
 
 def within_depool_cap(

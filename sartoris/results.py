@@ -22,6 +22,11 @@ class Phase(enum.StrEnum):
     DONE = "done"
 
 
+# A run's reason when a canary failed: its release reached at most the canaries and was rejected there, so it
+# is never the slot's current release (status's baseline, --retry-failed's tag) nor a rollback's target.
+CANARY_FAILED = "a canary failed"
+
+
 class Outcome(enum.StrEnum):
     """The verdict on a whole sync or rollback."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from sartoris.errors import LockHeldError, RefusedError, StateError
-from sartoris.results import SyncReport
+from sartoris.results import CANARY_FAILED, SyncReport
 
 log = structlog.get_logger("sartoris")
 
@@ -64,10 +64,12 @@ _SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
 
 @dataclass(frozen=True, slots=True)
 class DeployedRelease:
-    """A release that reached hosts in a slot."""
+    """A release that reached hosts in a slot, by a sync or a rollback; `rejected` when a canary failed on it."""
 
     tag: str
     commit: str
+    action: str = "sync"
+    rejected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +191,16 @@ class History:
         """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries)."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT tag, commit_sha FROM deploys WHERE slot = ? AND action IN ('sync', 'rollback')"
-                f" AND outcome IN {_SWITCHED} ORDER BY id DESC",
+                "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
+                f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED} ORDER BY id DESC",
                 (slot,),
             ).fetchall()
-        return [DeployedRelease(tag=row[0], commit=row[1]) for row in rows]
+        return [DeployedRelease(row[0], row[1], row[2], row[3] == CANARY_FAILED) for row in rows]
 
     def last_deployed(self, slot: int) -> DeployedRelease | None:
-        """The newest release of `slot` that switched hosts (ok or partial), or None."""
-        releases = self.deployed(slot)
-        return releases[0] if releases else None
+        """The slot's current release: the newest that switched hosts (ok or partial) and that no canary
+        rejected; None before the first."""
+        return next((release for release in self.deployed(slot) if not release.rejected), None)
 
     def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool

@@ -95,6 +95,22 @@ def test_start_sync_finish_keeps_the_lock_until_finish(deployment: Deployment) -
     assert deployment.sartoris("finish", "--slot", str(deployment.slot)).code == 4
 
 
+def test_finish_announces_the_release_a_rollback_went_back_to(deployment: Deployment) -> None:
+    """Inside a started deploy, sync T1, sync T2, then roll back to T1: finish announces T1 (what every host runs),
+    not T2 (rolled back from), to the finish hook and on its own line."""
+    record = env_recording_hook(deployment, "finish")
+    hosts = deployment.group("three", deployment.fleet.hosts[:3])
+    first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", hosts, "--json").json()
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote", "-m", "train").code == 0
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", hosts).code == 0
+    back = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", hosts, "--json")
+    assert back.code == 0 and back.json()["tag"] == first["tag"], back.stderr
+    done = deployment.sartoris("finish", "--slot", str(deployment.slot))
+    assert done.code == 0 and first["tag"] in done.stdout, done.stdout
+    assert json.loads(record.read_text())["SARTORIS_TAG"] == first["tag"]
+
+
 def test_start_then_abort_restores_checkout_and_submodules(deployment: Deployment) -> None:
     """abort after commits (in a submodule too) puts HEAD and submodules back where start found them."""
     head = deployment.head()
@@ -110,7 +126,9 @@ def test_start_then_abort_restores_checkout_and_submodules(deployment: Deploymen
     assert not lock_file(deployment).exists()
 
 
-@pytest.mark.parametrize("edited", ["index.php", "extensions/Ext0/includes/dir00/file0000.php"], ids=["checkout", "submodule"])
+@pytest.mark.parametrize(
+    "edited", ["index.php", "extensions/Ext0/includes/dir00/file0000.php"], ids=["checkout", "submodule"]
+)
 def test_abort_refuses_to_throw_away_uncommitted_edits(deployment: Deployment, edited: str) -> None:
     """A live hack edited after start but not committed (in the checkout or inside a submodule): abort refuses
     (exit 4, naming the file), keeps the edit and the deploy's lock; once it is committed or stashed, abort runs."""
@@ -318,6 +336,20 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     assert all(by_host[h]["error"] == "not attempted: a canary failed" for h in rest)
     assert all(deployment.host_head(h) == old for h in rest)
     assert deployment.pool_changes() == [f"depool {canary_bad}"]
+    # The rejected release is not the slot's current one: status measures against the old, and a retry that
+    # would take the rejected release to the rest of the fleet (with no canary first) is refused.
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "all", "--json").json()
+    assert status["commit"] == old
+    assert {h["host"]: h["state"] for h in status["hosts"] if h["state"] != "current"} == {canary_good: "behind"}
+    retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--retry-failed")
+    assert retry.code == 4 and "a canary failed" in retry.stderr, retry.stderr
+    assert all(deployment.host_head(h) == old for h in rest)
+    # `rollback` puts the canaries back on the release the rest of the fleet runs.
+    (live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout").unlink()
+    back = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert back.code == 0, back.stderr
+    assert back.json()["commit"] == old
+    assert all(deployment.host_head(h) == old for h in [canary_good, canary_bad, *rest])
 
 
 def test_too_low_an_open_files_limit_is_refused_before_the_tag(deployment: Deployment) -> None:
@@ -378,6 +410,13 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
     assert [h["host"] for h in retry.json()["hosts"]] == [hosts[0]]
     status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "six", "--json").json()
     assert status["counts"]["current"] == 6
+    # Once every host is on the tag, a retry has nothing to do: it says so, exit 0, and records nothing (so `log
+    # TAG` still shows the real deploy's hosts); its dry run is refused as bad usage, as it cannot know the hosts.
+    again = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")
+    assert again.code == 0 and again.json()["hosts"] == [] and "nothing to retry" in again.json()["reason"]
+    assert len(deployment.sartoris("log", partial["tag"], "--json").json()["hosts"]) == 1  # the retry's one host
+    dry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--retry-failed", "--dry-run")
+    assert dry.code == 2 and "sartoris status" in dry.stderr
 
 
 def test_dry_run_changes_nothing(deployment: Deployment) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sartoris.policy import FailureBudget, decide_after_fetch, outcome_of_stopped_run
+from sartoris.policy import FailureBudget, decide_after_fetch, outcome_of_stopped_run, rollback_target
 from sartoris.results import HostResult, Outcome, Phase
+from sartoris.state import DeployedRelease
 
 
 @pytest.mark.parametrize(
@@ -198,3 +199,35 @@ def test_max_depooled_stops_only_a_run_that_would_take_more_hosts_out(
     cap_budget, out = FailureBudget.parse(cap), frozenset(already_out)
     decision = decide_after_fetch(targets, FailureBudget.parse("50%"), depool_cap=cap_budget, already_depooled=out)
     assert decision.abort is abort, decision.reason
+
+
+def _runs(*written: str) -> list[DeployedRelease]:
+    """History entries oldest first as 'sync A', 'rollback B', 'rejected C' (a sync a canary failed); newest first
+    out, as History.deployed gives them. A tag's commit is its letter (A2 is another tag of A's commit)."""
+    runs = []
+    for entry in written:
+        kind, tag = entry.split()
+        runs.append(DeployedRelease(tag, tag[0], "rollback" if kind == "rollback" else "sync", kind == "rejected"))
+    return runs[::-1]
+
+
+@pytest.mark.parametrize(
+    ("history", "target"),
+    [
+        pytest.param(("sync A", "sync B", "sync C"), "B", id="the-deploy-before"),
+        pytest.param(("sync A", "sync B", "sync C", "rollback B"), "A", id="a-second-rollback-goes-further-back"),
+        pytest.param(("sync A", "sync B", "sync C", "rollback B", "sync D"), "B", id="not-to-a-release-rolled-back"),
+        pytest.param(("sync A", "sync B", "sync C", "rollback A"), None, id="nothing-before-the-first"),
+        pytest.param(("sync A", "rejected B"), "A", id="canaries-back-from-a-rejected-release"),
+        pytest.param(("sync A", "rejected B", "sync C"), "A", id="never-to-a-rejected-release"),
+        pytest.param(("sync Z", "sync A", "sync A2"), "Z", id="a-re-sync-of-the-same-commit"),
+        pytest.param(("sync A", "sync B", "rollback X"), "B", id="rollback-to-a-tag-never-synced-here"),
+        pytest.param((), None, id="no-history"),
+    ],
+)
+def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
+    history: tuple[str, ...], target: str | None
+) -> None:
+    """`rollback` without --to returns to what ran before the current release: twice in a row goes further back,
+    never to a release rolled back from, nor to one its canaries rejected."""
+    assert rollback_target(_runs(*history)) == target

@@ -56,12 +56,13 @@ app.add_typer(slots_app, name="slots")
 class _Globals:
     config: Path | None
     verbosity: int
+    json_lines: bool = False
 
     def progress(self) -> Any:
-        """Live progress on a terminal, plain lines otherwise, none with --quiet."""
+        """Live progress on a terminal, plain lines otherwise, events under --log-format json, none with -q."""
         from sartoris.progress import for_terminal
 
-        return for_terminal(quiet=self.verbosity < 0)
+        return for_terminal(quiet=self.verbosity < 0, as_events=self.json_lines)
 
 
 def _version(value: bool) -> None:
@@ -107,7 +108,7 @@ def _main(
         raise UsageError(f"--log-format must be console or json, not {log_format!r}")
     verbosity = -1 if quiet else verbose
     log.configure(verbosity, json_lines=log_format == "json", log_file=log_file)
-    ctx.obj = _Globals(config=config, verbosity=verbosity)
+    ctx.obj = _Globals(config=config, verbosity=verbosity, json_lines=log_format == "json")
 
 
 SlotOption = Annotated[
@@ -280,6 +281,10 @@ def pool(
     caught_up: Annotated[
         bool, typer.Option("--caught-up", help="Re-pool every depooled host now on the slot's current tag.")
     ] = False,
+    among: Annotated[
+        list[str] | None,
+        typer.Option("--hosts", help="With --caught-up: only hosts of this group or file (repeatable)."),
+    ] = None,
     slot: SlotOption = None,
     message: MessageOption = "",
     json_output: JsonOption = False,
@@ -289,8 +294,10 @@ def pool(
         from sartoris import pool as pooling
 
         config, caught_up_slot = _slot_config(ctx, slot)
-        targets = _targets(config, None)
+        targets = _targets(config, among) if among else None  # else every host remembered as depooled
         return _pool_report(lambda: pooling.pool_caught_up(config, caught_up_slot, targets), json_output)
+    if among:
+        raise UsageError("pool: --hosts goes with --caught-up; name the hosts to pool as arguments")
     if not hosts:
         raise UsageError("pool: name the hosts, or pass --caught-up")
     return _pool(ctx, hosts, slot, False, message, json_output)
@@ -454,14 +461,27 @@ def _request(
             budget = policy.FailureBudget.parse(max_failures)
         except ValueError as exc:
             raise UsageError(f"--max-failures {exc}") from None
+    slot_number = _slot(config, slot)
     return deploy.SyncRequest(
-        slot=_slot(config, slot),
+        slot=slot_number,
         targets=_targets(config, hosts),
-        message=message or f"{action} by {os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}",
+        message=message or _default_message(config, slot_number, action),
         concurrency=concurrency or config.fanout.concurrency,
         budget=budget,
         force=force,
     )
+
+
+def _default_message(config: Any, slot: int, action: str) -> str:
+    """A run's message when -m is not given: the message of this operator's started deploy of the slot (`start
+    -m "1.20wmf2 train"`), else who ran it, named as the history's user column names them."""
+    from sartoris.state import SlotLock, current_user
+
+    lock = SlotLock(config.state_dir, slot)
+    held = lock.holder()
+    if held is not None and held.get("command") == "start" and lock.is_ours(held) and held.get("message"):
+        return str(held["message"])
+    return f"{action} by {current_user()}"
 
 
 def _run_report(run: Any, action: str, as_json: bool, summary: Any) -> int:
@@ -518,6 +538,7 @@ class _Stdout:
     """Whether this invocation has printed its one JSON object (so a failure after it prints no second one)."""
 
     json_printed: bool = False
+    error: str | None = None  # the one line a failed command said
 
 
 _stdout = _Stdout()
@@ -536,6 +557,15 @@ def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, print any error as one line, return the contract's exit code."""
     args = sys.argv[1:] if argv is None else argv
+    _stdout.json_printed, _stdout.error = False, None  # one invocation's (tests call main more than once)
+    code = _run(argv, args)
+    log = sys.modules.get("sartoris.log")  # loaded once the command's logging was set up (not for --help)
+    if log is not None:
+        log.command_ended(code, _stdout.error)  # how it ended, also in --log-file
+    return code
+
+
+def _run(argv: list[str] | None, args: list[str]) -> int:
     try:
         result = app(args=argv, prog_name="sartoris", standalone_mode=False)
     except typer.Exit as exc:
@@ -557,6 +587,7 @@ def _fail(message: str, code: int, args: list[str]) -> int:
     """Say why the command failed (one stderr line); under --json also keep stdout one JSON object, as the
     contract promises, when the command did not get to print its report."""
     line = _one_line(message)
+    _stdout.error = line
     _say(line)
     options = args[: args.index("--")] if "--" in args else args
     if "--json" in options and not _stdout.json_printed:

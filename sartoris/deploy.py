@@ -66,7 +66,7 @@ class PublishStop:
 # Publishes a run's release (pushes, and the tag for a new one) and returns it; stops at the PublishStop.
 Publish = Callable[[PublishStop], Release]
 
-CANARY_BUDGET = FailureBudget(count=0)
+CANARY_BUDGET = FailureBudget(count=0, name="the canaries' budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, _ = _preflight(config, request)
         if to is not None:
-            _require_tag(checkout, to)
+            _require_deployed_tag(checkout, history, request.slot, to)
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
@@ -187,10 +187,14 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 
 
-def _require_tag(checkout: SlotCheckout, tag: str) -> None:
-    """`--to TAG` naming a tag the slot's working copy does not have is bad input (exit 2), not a refusal."""
+def _require_deployed_tag(checkout: SlotCheckout, history: History, slot: int, tag: str) -> None:
+    """`--to TAG` must name a tag this slot deployed (the contract's "given deployed tag": not any tag, nor a
+    revision like `TAG^{}`) that its working copy still has; anything else is bad input (exit 2)."""
+    entry = history.entry_for_tag(tag)
+    if entry is None or entry.slot != slot:
+        raise UsageError(f"--to {tag!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
     if not checkout.has_tag(tag):
-        raise UsageError(f"--to {tag!r}: {checkout.path} has no such tag (see `sartoris log`)")
+        raise UsageError(f"--to {tag!r}: {checkout.path} no longer has that tag")
 
 
 def _previous_tag(history: History, slot: int) -> str:

@@ -66,6 +66,16 @@ def _open_log_file(path: Path) -> TextIO:
         raise UsageError(f"--log-file {path}: {exc.strerror or exc}") from None
 
 
+_configured = False  # set by configure(): before it, structlog would print its events on stdout
+
+
+def command_ended(code: int, error: str | None) -> None:
+    """The command's last event (debug: in --log-file always, on stderr with -v), so the log file says how the
+    run ended, a refusal or an error included; nothing when logging was never set up (a usage error)."""
+    if _configured:
+        structlog.get_logger("sartoris").debug("command_ended", exit=code, error=error)
+
+
 def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | None = None) -> None:
     """Route events to stderr (stdout is kept for --json); -v shows per-host events, -q only warnings."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
@@ -87,6 +97,8 @@ def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | Non
     ]
     if on_terminal and not json_lines:
         processors.append(_clear_live_line)
+    global _configured
+    _configured = True
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if handle else level),

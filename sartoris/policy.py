@@ -9,7 +9,7 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Protocol
 
@@ -25,6 +25,7 @@ class FailureBudget:
 
     count: int | None = None
     percent: float | None = None
+    name: str = field(default="max_failures", compare=False)  # what an abort's reason calls it
 
     def __post_init__(self) -> None:
         """Hold exactly one of count or percent, each in its range, so every budget can be evaluated."""
@@ -105,7 +106,7 @@ def decide_after_fetch(
     failed = tuple(r.host for r in results if not r.ok)
     targeted = len(results)
     if budget.exceeded(len(failed), targeted):
-        reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than max_failures ({budget})"
+        reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than {budget.name} ({budget})"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     newly_out = [host for host in failed if host not in already_depooled]
     out_after = already_depooled.intersection(r.host for r in results).union(failed)

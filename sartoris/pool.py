@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, parse_host
+from sartoris.inventory import Host, dedupe, parse_host
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -84,10 +84,8 @@ def remember_pool_state(
 
 def _machine(stored: str, default_port: int) -> tuple[str, int] | None:
     """The machine a remembered pool entry names; None for one no hosts line could have written."""
-    try:
-        return parse_host(stored).key(default_port)
-    except ValueError:
-        return None
+    host = _host(stored)
+    return None if host is None else host.key(default_port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +177,16 @@ async def apply_pool_change(
     return PoolReport(action, changed, failed)
 
 
-def pool_caught_up(config: Config, slot: int, targets: Sequence[Host]) -> PoolReport:
-    """Re-pool every depooled host (among `targets`) whose slot is now on the slot's current release."""
+def pool_caught_up(config: Config, slot: int, targets: Sequence[Host] | None) -> PoolReport:
+    """Re-pool every depooled host whose slot is now on the slot's current release: among `targets`, or, when
+    None, among every host remembered as out of this pool (however it was targeted when it was depooled)."""
     from sartoris.census import census
 
     history = History(config.state_dir)
-    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
+    port, scope = config.ssh.default_port, config.depool.scope
+    if targets is None:
+        targets = dedupe([host for stored in sorted(history.depooled_hosts(scope)) if (host := _host(stored))], port)
+    depooled = depooled_among(history, targets, port, scope)
     last = history.last_deployed(slot)
     candidates = [h for h in targets if h.label in depooled]
     if last is None or not candidates:
@@ -193,3 +195,11 @@ def pool_caught_up(config: Config, slot: int, targets: Sequence[Host]) -> PoolRe
     current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current))
     return change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
+
+
+def _host(stored: str) -> Host | None:
+    """A remembered pool entry as a host to ask; None for one no hosts line could have written."""
+    try:
+        return parse_host(stored)
+    except ValueError:
+        return None

@@ -3,7 +3,7 @@
 On a terminal one line per phase is redrawn at most ten times a second: hosts done / failed / running out
 of N, elapsed time, and the slowest hosts still running. Without a terminal (cron, CI, pipes) a plain line
 is printed at each tenth of the way and at the end of a phase, with no control characters, so a 5,000-host
-run writes a few dozen lines, not thousands.
+run writes a few dozen lines, not thousands; under --log-format json those same steps are `progress` events.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+import structlog
 
 from sartoris import streams
 
@@ -107,8 +109,29 @@ class LiveProgress(Progress):
         streams.write(self._stream, "\r\033[K" + self.line() + ("\n" if final else ""))
 
 
-def for_terminal(quiet: bool, stream: TextIO = sys.stderr) -> Progress:
-    """The right progress for where stderr goes."""
+class EventProgress(LineProgress):
+    """Under --log-format json: the plain lines' steps as `progress` events, so stderr stays all JSON lines."""
+
+    def _render(self, force: bool = False, final: bool = False) -> None:
+        if final or (self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total):
+            if not final:
+                self._next_step = self.done * 10 // self.total + 1
+            structlog.get_logger("sartoris").info(
+                "progress",
+                phase=self.name,
+                done=self.done,
+                failed=self.failed,
+                running=len(self._running),
+                total=self.total,
+                seconds=round(time.monotonic() - self.began, 1),
+                slowest=[host for host, _ in self.slowest()] if self.done < self.total else [],
+            )
+
+
+def for_terminal(quiet: bool, stream: TextIO = sys.stderr, as_events: bool = False) -> Progress:
+    """The right progress for where stderr goes (and in which format)."""
     if quiet:
         return Progress()
+    if as_events:
+        return EventProgress(stream)
     return LiveProgress(stream) if stream.isatty() else LineProgress(stream)

@@ -120,7 +120,7 @@ async def _decide_and_switch(
     )
     log.info(
         "fetch_done",
-        ok=len(decision.proceed),
+        ok=sum(f.result.ok for f in fetched),
         failed=len([f for f in fetched if not f.result.ok]),
         abort=decision.abort,
     )

@@ -108,7 +108,11 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
     if not (root / target).is_dir():
         raise UsageError(f"slot {slot} has no working copy at {root / target}")
     link = root / name
-    if link.exists() and not link.is_symlink():
+    if link.is_symlink():
+        pointed = (root / os.readlink(link)).resolve()
+        if pointed.parent != root.resolve() or config.slot_of(pointed.name) is None:  # a version link's target
+            raise UsageError(f"{link} points at {pointed}, not at a slot; refusing to replace it")
+    elif link.exists():
         raise UsageError(f"{link} exists and is not a version link; refusing to replace it")
     temporary = root / f".{name}.sartoris-new"
     temporary.unlink(missing_ok=True)

@@ -107,6 +107,15 @@ class Entry:
         return document
 
 
+def current_user() -> str:
+    """Who runs Sartoris, for the history, locks and default messages: $LOGNAME/$USER, else the password
+    database, else "unknown" (a container's uid with no name) rather than an exception."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 @contextmanager
 def written_after_the_change(what: str, **context: Any) -> Iterator[None]:
     """Around a history write made once hosts, the load balancer or a lock already changed: a history that cannot
@@ -184,7 +193,7 @@ class History:
             db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (slot, action, tag, commit, outcome, message, getpass.getuser(), started, seconds, json.dumps(report)),
+                (slot, action, tag, commit, outcome, message, current_user(), started, seconds, json.dumps(report)),
             )
 
     def deployed(self, slot: int) -> list[DeployedRelease]:
@@ -298,7 +307,7 @@ class SlotLock:
 
     def is_ours(self, holder: dict[str, Any]) -> bool:
         """Taken by this user on this host (a start lock that this operator's sync may run under)."""
-        return holder.get("user") == getpass.getuser() and holder.get("host") == socket.gethostname()
+        return holder.get("user") == current_user() and holder.get("host") == socket.gethostname()
 
     def acquire(self, command: str, message: str = "", *, force: bool = False, **extra: Any) -> None:
         """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock. A lock folder
@@ -308,7 +317,7 @@ class SlotLock:
         except OSError as exc:
             raise StateError(f"cannot create the lock folder {self.path.parent}: {exc.strerror or exc}") from None
         record = {
-            "user": getpass.getuser(),
+            "user": current_user(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -351,6 +360,8 @@ class SlotLock:
             text += f" ({held['message']})"
         if self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
+        elif held.get("command") == "start" and self.is_ours(held):
+            text += "; that is your own deploy: sync inside it, or end it with `sartoris finish` or `abort`"
         return text
 
     def update(self, **fields: Any) -> None:

@@ -80,7 +80,8 @@ def test_overlapping_syncs_one_is_refused(deployment: Deployment) -> None:
 
 
 def test_start_sync_finish_keeps_the_lock_until_finish(deployment: Deployment) -> None:
-    """start takes the lock, sync runs under it and keeps it, finish releases it and runs the finish hook."""
+    """start takes the lock, sync runs under it (with start's message) and keeps it, a second start says the
+    deploy is the operator's own, finish releases it and runs the finish hook."""
     record = env_recording_hook(deployment, "finish")
     assert deployment.sartoris("start", "--slot", str(deployment.slot), "-m", "train").code == 0
     held = json.loads(lock_file(deployment).read_text())
@@ -88,6 +89,10 @@ def test_start_sync_finish_keeps_the_lock_until_finish(deployment: Deployment) -
     sync = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json")
     assert sync.code == 0, sync.stderr
     assert json.loads(lock_file(deployment).read_text())["synced"] == sync.json()["tag"]
+    last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
+    assert (last["action"], last["message"]) == ("sync", "train")  # a sync without -m says which deploy it was
+    again = deployment.sartoris("start", "--slot", str(deployment.slot))
+    assert again.code == 4 and "your own deploy" in again.stderr, again.stderr
     assert deployment.sartoris("finish", "--slot", str(deployment.slot)).code == 0
     assert not lock_file(deployment).exists()
     env = json.loads(record.read_text())
@@ -196,7 +201,8 @@ def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None
 
 
 def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
-    """rollback --to TAG switches hosts to that tag."""
+    """rollback --to TAG switches hosts to that tag; a name that is not a tag this slot deployed (unknown, a tag
+    never deployed, a revision like TAG^{}) is bad input, exit 2, one line."""
     first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json").json()
     commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
     deployment.sartoris("sync", "--slot", str(deployment.slot))
@@ -207,6 +213,10 @@ def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
     unknown = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag")
     assert unknown.code == 2 and "--to 'no-such-tag'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+    git(deployment.checkout, "tag", "never-deployed")
+    for bad in ("never-deployed", first["tag"] + "^{}", first["tag"] + "~1"):  # a tag, yes, but not a deployed one
+        refused = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", bad)
+        assert refused.code == 2 and "no deploy of that tag" in refused.stderr, (bad, refused.stderr)
 
 
 def test_version_link_names_the_slot(deployment: Deployment) -> None:
@@ -280,6 +290,24 @@ def test_depool_pool_and_caught_up(deployment: Deployment) -> None:
     assert run.json()["changed"] == [host]
     assert deployment.pool_changes() == [f"depool {host}", f"pool {host}"]
     status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "one", "--json").json()
+    assert status["counts"]["depooled"] == 0
+
+
+def test_caught_up_looks_at_every_depooled_host_or_at_the_hosts_named(deployment: Deployment) -> None:
+    """`pool --caught-up` re-pools every host remembered as depooled that is now current, also one outside the
+    config's default `hosts` (deployed with --hosts); `--hosts G` narrows it to that group."""
+    inside, outside = deployment.fleet.hosts[:2]
+    deployment.group("default", [inside])
+    deployment.group("both", [inside, outside])
+    deployment.configure(deploy={"hosts": ["default"]})
+    assert deployment.sartoris("depool", inside, outside).code == 0
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "both").code == 0
+    caught_up = ("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
+    narrowed = deployment.sartoris(*caught_up, "--hosts", "default")
+    assert narrowed.code == 0 and narrowed.json()["changed"] == [inside], narrowed.stderr
+    rest = deployment.sartoris(*caught_up)
+    assert rest.code == 0 and rest.json()["changed"] == [outside], rest.stderr
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "both", "--json").json()
     assert status["counts"]["depooled"] == 0
 
 

@@ -116,26 +116,34 @@ def test_completion_script_generates() -> None:
 
 
 def test_piped_output_has_no_control_characters_and_json_logs_parse(project: Path) -> None:
-    """Without a terminal, stderr carries plain lines (no ANSI); with --log-format json every line parses."""
+    """Without a terminal, stderr carries plain lines (no ANSI); with --log-format json every line parses, the
+    progress included."""
     (project / "hosts" / "one").write_text("127.0.0.1:1\n")
     plain = sartoris("status", "--slot", "0", "--hosts", "one", cwd=project)
     assert plain.returncode == 5
     assert "\x1b[" not in plain.stderr and "\r" not in plain.stderr
     assert "status: 1/1 done" in plain.stderr
     logged = sartoris("--log-format", "json", "-v", "status", "--slot", "0", "--hosts", "one", "--json", cwd=project)
-    events = [json.loads(line) for line in logged.stderr.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in logged.stderr.splitlines()]  # every line: progress comes as events
     assert events and all("event" in e and "level" in e for e in events)
+    assert {(e["phase"], e["done"], e["total"]) for e in events if e["event"] == "progress"} >= {("status", 1, 1)}
     assert json.loads(logged.stdout)["hosts"][0]["state"] == "unreachable"
 
 
 def test_log_file_keeps_every_event(project: Path, tmp_path: Path) -> None:
-    """--log-file gets debug events (per host) as JSON lines even when stderr is quiet."""
+    """--log-file gets debug events (per host) as JSON lines even when stderr is quiet, and, last, how the command
+    ended (its exit code, and the error line of a refused one)."""
     (project / "hosts" / "one").write_text("127.0.0.1:1\n")
     log_file = tmp_path / "run.log"
     done = sartoris("--log-file", str(log_file), "-q", "status", "--slot", "0", "--hosts", "one", cwd=project)
     assert done.returncode == 5
     assert done.stderr == ""
-    assert [json.loads(line) for line in log_file.read_text().splitlines()]
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert events[-1]["event"] == "command_ended" and events[-1]["exit"] == 5
+    refused = sartoris("--log-file", str(log_file), "-q", "sync", "--slot", "7", "--hosts", "one", cwd=project)
+    assert refused.returncode == 2
+    last = json.loads(log_file.read_text().splitlines()[-1])
+    assert (last["event"], last["exit"]) == ("command_ended", 2) and "no such slot" in last["error"]
 
 
 def test_line_progress_writes_a_line_per_tenth_without_escapes(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for sartoris.slots.infer_slot: which slot an operator means by the folder they stand in."""
+"""Tests for sartoris.slots: which slot an operator means by the folder they stand in, and version links."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from sartoris.config import Config, parse_config
 from sartoris.errors import UsageError
-from sartoris.slots import infer_slot
+from sartoris.slots import infer_slot, link_slot
 
 
 def config_at(folder: Path, checkout_root: str) -> Config:
@@ -67,3 +67,18 @@ def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> Non
     (tmp_path / "co" / "php-slot3").mkdir(parents=True)
     config = config_at(tmp_path / "co", ".")
     assert infer_slot(config, tmp_path, None) == 3
+
+
+def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkouts: Path, tmp_path: Path) -> None:
+    """`slots link` moves a version link to another slot (atomically), also one written by hand with an absolute
+    path; a link in checkout_root that points elsewhere (`etc -> /etc`) is not a version link: refused, left."""
+    config = config_at(tmp_path / "conf", str(checkouts))
+    assert link_slot(config, 1, "php-1.20wmf1") == checkouts / "php-1.20wmf1"
+    assert os.readlink(checkouts / "php-1.20wmf1") == "php-slot1"
+    os.symlink(str(checkouts / "php-slot0"), checkouts / "php-by-hand")
+    link_slot(config, 1, "php-by-hand")
+    assert os.readlink(checkouts / "php-by-hand") == "php-slot1"
+    os.symlink("/etc", checkouts / "etc")
+    with pytest.raises(UsageError, match="not at a slot"):
+        link_slot(config, 0, "etc")
+    assert os.readlink(checkouts / "etc") == "/etc"

@@ -36,21 +36,24 @@ class _HeldInterrupt:
 
 
 def run_stoppable(main: Coroutine[Any, Any, _T]) -> _T:
-    """asyncio.run(main), where only the first Ctrl-C interrupts; KeyboardInterrupt if `main` let it through.
-    A process started with SIGINT ignored (a background job) keeps ignoring it, as asyncio.run would."""
-    if not _interruptible():
+    """asyncio.run(main), where only the first Ctrl-C (or SIGTERM, SIGHUP) interrupts; KeyboardInterrupt if `main`
+    let it through. A process started with SIGINT ignored (a background job) keeps ignoring it, as asyncio.run
+    would, and still stops on SIGTERM and SIGHUP the same way."""
+    stops = _stop_signals()  # read before asyncio.run, which puts a handler of its own on SIGINT
+    if not stops:
         return asyncio.run(main)
-    return asyncio.run(_guarded(main))
+    return asyncio.run(_guarded(main, stops))
 
 
 def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) -> tuple[_R, bool]:
     """run_stoppable(main), then `then(result)` (which must be bounded: writing the run down) before Ctrl-C can
     interrupt again; its result, and whether Ctrl-C was pressed after `main` ended."""
-    if not _interruptible():
+    stops = _stop_signals()
+    if not stops:
         return then(asyncio.run(main)), False
     written: list[tuple[_R, bool]] = []
     try:
-        asyncio.run(_guarded(main, lambda result: written.append(_write_down(then, result))))
+        asyncio.run(_guarded(main, stops, lambda result: written.append(_write_down(then, result))))
     except KeyboardInterrupt:  # pressed while the event loop shut down, after the run was written down
         if not written:
             raise
@@ -63,17 +66,20 @@ def stop_on_sigterm_or_hangup() -> None:
     hung up) stop a run the way Ctrl-C does: recorded, no host left half switched, exit 130, instead of killing
     the process with its lock held and its run unwritten (after a hang-up its output goes nowhere: see
     `sartoris.streams`). Each is left alone where it is not at its default: under `nohup` SIGHUP stays ignored
-    and the deploy runs on; and all of this in a process that ignores Ctrl-C (where SIGTERM must still end it)."""
-    if not _interruptible():
-        return
+    and the deploy runs on. A background job (started with Ctrl-C ignored) still stops on them, as a Ctrl-C
+    would stop a foreground one."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _as_ctrl_c)
 
 
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    """The handler of SIGTERM and SIGHUP: send this process the SIGINT a Ctrl-C would, so one set of rules applies."""
-    os.kill(os.getpid(), signal.SIGINT)
+    """The handler of SIGTERM and SIGHUP outside a run's event loop: what Ctrl-C does there, so one set of rules
+    applies (the SIGINT a Ctrl-C sends, or, where SIGINT is ignored, the KeyboardInterrupt it would raise)."""
+    if _interruptible():
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        raise KeyboardInterrupt
 
 
 def _interruptible() -> bool:
@@ -81,9 +87,20 @@ def _interruptible() -> bool:
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-async def _guarded(main: Coroutine[Any, Any, _T], on_result: Callable[[_T], object] | None = None) -> _T:
-    """Await `main` with the first Ctrl-C cancelling it; then (if given) call `on_result` with its result inside
-    the loop, before any later Ctrl-C reaches the loop."""
+def _stop_signals() -> list[signal.Signals]:
+    """The signals that stop a run: Ctrl-C's SIGINT where it is not ignored, and SIGTERM and SIGHUP where
+    stop_on_sigterm_or_hangup made them act like it."""
+    stops = [signal.SIGINT] if _interruptible() else []
+    return stops + [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is _as_ctrl_c]
+
+
+async def _guarded(
+    main: Coroutine[Any, Any, _T],
+    stops: list[signal.Signals],
+    on_result: Callable[[_T], object] | None = None,
+) -> _T:
+    """Await `main` with the first of the `stops` signals (Ctrl-C, SIGTERM, SIGHUP) cancelling it; then (if given)
+    call `on_result` with its result inside the loop, before any later one reaches the loop."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     presses = 0
@@ -99,7 +116,9 @@ async def _guarded(main: Coroutine[Any, Any, _T], on_result: Callable[[_T], obje
         else:
             log.warning("still_stopping", note="waiting for what is in flight to end (bounded by its timeouts)")
 
-    loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
+    handlers = {signum: signal.getsignal(signum) for signum in stops}
+    for signum in stops:
+        loop.add_signal_handler(signum, on_ctrl_c)
     try:
         result = await main
         finished = True  # no await from here on: the loop cannot run on_ctrl_c before on_result is done
@@ -111,13 +130,18 @@ async def _guarded(main: Coroutine[Any, Any, _T], on_result: Callable[[_T], obje
             raise KeyboardInterrupt from None  # nothing in `main` kept the run: the plain interrupted exit
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for signum, handler in handlers.items():
+            loop.remove_signal_handler(signum)  # which puts SIGTERM and SIGHUP at SIG_DFL: ours again
+            if signum is not signal.SIGINT:
+                signal.signal(signum, handler)
 
 
 def _write_down(then: Callable[[_T], _R], result: _T) -> tuple[_R, bool]:
     """then(result) with Ctrl-C only remembered. Inside the loop SIGINT's Python handler is asyncio's no-op
     (the loop hears of it through its wakeup file), so swapping it for the hold and back can never raise, in
     whichever thread the signal lands; the swap back runs a press still pending into the hold."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a background job: Ctrl-C never reaches it anyway
+        return then(result), False
     hold = _HeldInterrupt()
     quiet = signal.signal(signal.SIGINT, hold)
     try:

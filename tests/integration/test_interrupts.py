@@ -181,15 +181,27 @@ def test_ctrl_c_during_the_fetch_exits_130_promptly_with_no_host_switched(
     assert {h: _where(deployment, h, old, new) for h in hosts} == {h: "old" for h in hosts}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def _as_a_background_job() -> None:
+    """What a script's `sartoris sync &` gets from a shell without job control: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    ("signum", "background"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["ctrl-c", "sigterm", "sigterm-to-a-background-job"],
+)
 def test_ctrl_c_during_the_switch_leaves_every_host_old_or_new_and_retry_converges(
-    deployment: Deployment, tmp_path: Path, signum: signal.Signals
+    deployment: Deployment, tmp_path: Path, signum: signal.Signals, background: bool
 ) -> None:
-    """SIGINT while hosts switch (two at a time), or SIGTERM (`kill PID`, a cancelled CI job), which stops a run
-    the same way: exit 130; the switches in flight finish, no new one starts; every host is wholly on the old or
-    the new tree, as its line in the report says; the lock is released; then --retry-failed converges."""
+    """SIGINT while hosts switch (two at a time), or SIGTERM (`kill PID`, a cancelled CI job; also to a background
+    job, which ignores Ctrl-C), which stops a run the same way: exit 130; the switches in flight finish, no new
+    one starts; every host is wholly on the old or the new tree, as its line in the report says; the lock is
+    released; then --retry-failed converges."""
     hosts = deployment.fleet.hosts[32:38]
-    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signum)
+    job = {"preexec_fn": _as_a_background_job} if background else None
+    old, new, code, stdout, stderr = _signal_mid_switch(deployment, tmp_path, hosts, signum, outputs=job)
     assert code == 130, stderr
     assert "Traceback" not in stderr
     report = json.loads(stdout)

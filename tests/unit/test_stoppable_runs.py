@@ -157,13 +157,25 @@ def test_sigterm_and_a_hang_up_stop_a_run_the_way_ctrl_c_does(signum: signal.Sig
 
 
 @pytest.mark.usefixtures("termination_signals_restored")
-def test_termination_signals_are_left_to_end_a_process_that_ignores_ctrl_c() -> None:
-    """A background job ignores SIGINT; turning SIGTERM into SIGINT there would make it unkillable by `kill`."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_background_job_that_ignores_ctrl_c_still_stops_on_sigterm_the_same_way(signum: signal.Signals) -> None:
+    """`sartoris sync &` from a script starts with SIGINT ignored: Ctrl-C stays ignored, but SIGTERM and SIGHUP
+    still stop the run the recorded way (not by killing it), and are ours again once the run's loop ends."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         stop_on_sigterm_or_hangup()
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+        async def run() -> str:
+            os.kill(os.getpid(), signum)
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                return "stopped and recorded"
+            return "not stopped"
+
+        assert run_stoppable_then(run(), lambda outcome: outcome) == ("stopped and recorded", False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signum) not in (signal.SIG_DFL, signal.SIG_IGN)
     finally:
         signal.signal(signal.SIGINT, previous)
 

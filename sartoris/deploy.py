@@ -372,6 +372,7 @@ async def _deploy(
             history=history,
             connector=connector,
             progress=progress,
+            pool=targets,  # max_depooled counts over the whole run, not the canaries alone
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
             why = "interrupted" if canary.interrupted else CANARY_FAILED
@@ -384,7 +385,7 @@ async def _deploy(
             return RolloutResult(outcome_of_stopped_run(hosts), hosts, why, canary.interrupted)
     main = await roll_out(
         config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
-        connector=connector, progress=progress,
+        connector=connector, progress=progress, pool=targets,
     )
     if canary is None:
         return main

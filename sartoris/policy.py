@@ -99,20 +99,23 @@ def decide_after_fetch(
     *,
     depool_cap: FailureBudget | None = None,
     already_depooled: frozenset[str] = frozenset(),
+    pool: Sequence[str] | None = None,
 ) -> FetchDecision:
     """Abort past the failure budget, or when depooling the failed would take out more than depool_cap of the
     targeted hosts (counting those already out); otherwise depool exactly the failed hosts, switch the rest.
-    Hosts already out of the pool never stop a run that takes no one else out (a hotfix for them included)."""
+    Hosts already out of the pool never stop a run that takes no one else out (a hotfix for them included).
+    `pool`: the hosts the cap counts over, when more than these results (the whole run: canaries and the rest)."""
     failed = tuple(r.host for r in results if not r.ok)
     targeted = len(results)
     if budget.exceeded(len(failed), targeted):
         reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than {budget.name} ({budget})"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     newly_out = [host for host in failed if host not in already_depooled]
-    out_after = already_depooled.intersection(r.host for r in results).union(failed)
-    if depool_cap is not None and newly_out and depool_cap.exceeded(len(out_after), targeted):
+    counted = list(pool) if pool is not None else [r.host for r in results]
+    out_after = already_depooled.intersection(counted).union(failed)
+    if depool_cap is not None and newly_out and depool_cap.exceeded(len(out_after), len(counted)):
         reason = (
-            f"depooling {len(newly_out)} more would leave {len(out_after)} of {targeted} hosts out of the pool,"
+            f"depooling {len(newly_out)} more would leave {len(out_after)} of {len(counted)} hosts out of the pool,"
             f" more than max_depooled ({depool_cap})"
         )
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)

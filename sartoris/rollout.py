@@ -73,8 +73,10 @@ async def roll_out(
     history: History,
     connector: Connector,
     progress: Progress | None = None,
+    pool: Sequence[Host] | None = None,
 ) -> RolloutResult:
-    """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure."""
+    """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure. `pool`: the
+    hosts `max_depooled` counts over, when the run is wider than these targets (canaries, then the rest)."""
     progress = progress or Progress()
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
@@ -99,7 +101,9 @@ async def roll_out(
     progress.end()
     fetched = [done[h.label] for h in targets]
     try:
-        return await _decide_and_switch(config, release, fetched, concurrency, budget, history, progress)
+        return await _decide_and_switch(
+            config, release, fetched, concurrency, budget, history, progress, pool or targets
+        )
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
         await despite_interrupt(_close_all(fetched, connector))
 
@@ -112,11 +116,16 @@ async def _decide_and_switch(
     budget: FailureBudget,
     history: History,
     progress: Progress,
+    pool: Sequence[Host],
 ) -> RolloutResult:
-    labels = [f.host.label for f in fetched]
-    already_out = depooled_among(history, [f.host for f in fetched], config.ssh.default_port, config.depool.scope)
+    labels = [h.label for h in pool]
+    already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
     decision = decide_after_fetch(
-        [f.result for f in fetched], budget, depool_cap=config.depool.max_depooled, already_depooled=already_out
+        [f.result for f in fetched],
+        budget,
+        depool_cap=config.depool.max_depooled,
+        already_depooled=already_out,
+        pool=labels,
     )
     log.info(
         "fetch_done",

@@ -231,3 +231,13 @@ def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
     """`rollback` without --to returns to what ran before the current release: twice in a row goes further back,
     never to a release rolled back from, nor to one its canaries rejected."""
     assert rollback_target(_runs(*history)) == target
+
+
+def test_max_depooled_counts_over_the_whole_run_also_in_its_canary_phase() -> None:
+    """The canaries fetch first, as a run of their own; the cap still counts the whole run's hosts: a host of the
+    rest already out plus a failed canary is two out of four, past a cap of one."""
+    canaries = _fetched(("a",), ("b",))
+    cap, out = FailureBudget.parse("1"), frozenset({"c"})
+    whole = decide_after_fetch(canaries, FailureBudget.parse("50%"), depool_cap=cap, already_depooled=out,
+                               pool=["a", "b", "c", "d"])
+    assert whole.abort and "2 of 4 hosts out of the pool" in str(whole.reason)

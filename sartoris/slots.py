@@ -91,8 +91,10 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     root = config.deploy.checkout_root
     links: dict[str, list[str]] = {}
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        if entry.is_symlink():
-            links.setdefault(Path(os.readlink(entry)).name, []).append(entry.name)
+        if entry.is_symlink():  # followed to the end: php-chain -> php-1.20wmf1 -> php-slot1 names slot 1 too
+            target = entry.resolve()
+            if target.parent == root.resolve():
+                links.setdefault(target.name, []).append(entry.name)
     return [
         SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
         for slot, path in _slot_folders(config)

@@ -9,7 +9,7 @@ import pytest
 
 from sartoris.config import Config, parse_config
 from sartoris.errors import UsageError
-from sartoris.slots import infer_slot, link_slot
+from sartoris.slots import infer_slot, link_slot, list_slots
 
 
 def config_at(folder: Path, checkout_root: str) -> Config:
@@ -82,3 +82,12 @@ def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkou
     with pytest.raises(UsageError, match="not at a slot"):
         link_slot(config, 0, "etc")
     assert os.readlink(checkouts / "etc") == "/etc"
+
+
+def test_slots_lists_a_link_to_a_version_link_under_its_slot(checkouts: Path) -> None:
+    """`php-chain -> php-1.20wmf1 -> php-slot0` names slot 0 as commands run inside it infer, so `slots` lists it
+    there too."""
+    os.symlink("php-1.20wmf1", checkouts / "php-chain")
+    config = config_at(checkouts.parent / "conf", str(checkouts))
+    by_slot = {info.slot: info.links for info in list_slots(config, {})}
+    assert by_slot == {0: ("php-1.20wmf1", "php-chain"), 1: ()}

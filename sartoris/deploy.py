@@ -190,8 +190,7 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
 def _require_deployed_tag(checkout: SlotCheckout, history: History, slot: int, tag: str) -> None:
     """`--to TAG` must name a tag this slot deployed (the contract's "given deployed tag": not any tag, nor a
     revision like `TAG^{}`) that its working copy still has; anything else is bad input (exit 2)."""
-    entry = history.entry_for_tag(tag)
-    if entry is None or entry.slot != slot:
+    if not any(release.tag == tag for release in history.deployed(slot)):  # switched hosts: not an aborted run's
         raise UsageError(f"--to {tag!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
     if not checkout.has_tag(tag):
         raise UsageError(f"--to {tag!r}: {checkout.path} no longer has that tag")

@@ -53,7 +53,7 @@ def run_stoppable_then(main: Coroutine[Any, Any, _T], then: Callable[[_T], _R]) 
         return then(asyncio.run(main)), False
     written: list[tuple[_R, bool]] = []
     try:
-        asyncio.run(_guarded(main, stops, lambda result: written.append(_write_down(then, result))))
+        asyncio.run(_guarded(main, stops, lambda result: written.append(_write_down(then, result, stops))))
     except KeyboardInterrupt:  # pressed while the event loop shut down, after the run was written down
         if not written:
             raise
@@ -76,8 +76,8 @@ def stop_on_sigterm_or_hangup() -> None:
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """The handler of SIGTERM and SIGHUP outside a run's event loop: what Ctrl-C does there, so one set of rules
     applies (the SIGINT a Ctrl-C sends, or, where SIGINT is ignored, the KeyboardInterrupt it would raise)."""
-    if _interruptible():
-        os.kill(os.getpid(), signal.SIGINT)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # whoever handles Ctrl-C now (asyncio's runner,
+        os.kill(os.getpid(), signal.SIGINT)  # the write-down's hold) handles this the same way
     else:
         raise KeyboardInterrupt
 
@@ -136,20 +136,20 @@ async def _guarded(
                 signal.signal(signum, handler)
 
 
-def _write_down(then: Callable[[_T], _R], result: _T) -> tuple[_R, bool]:
-    """then(result) with Ctrl-C only remembered. Inside the loop SIGINT's Python handler is asyncio's no-op
-    (the loop hears of it through its wakeup file), so swapping it for the hold and back can never raise, in
-    whichever thread the signal lands; the swap back runs a press still pending into the hold."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a background job: Ctrl-C never reaches it anyway
-        return then(result), False
+def _write_down(then: Callable[[_T], _R], result: _T, stops: list[signal.Signals]) -> tuple[_R, bool]:
+    """then(result) with the stop signals (Ctrl-C, SIGTERM, SIGHUP) only remembered. Inside the loop their Python
+    handler is asyncio's no-op (the loop hears of them through its wakeup file), so swapping it for the hold and
+    back can never raise, in whichever thread the signal lands; the swap back runs one still pending into the
+    hold. A signal held here ends the command with exit 130 once the run is written down."""
     hold = _HeldInterrupt()
-    quiet = signal.signal(signal.SIGINT, hold)
+    quiet = {signum: signal.signal(signum, hold) for signum in stops}
     try:
         written = then(result)
     finally:
-        signal.signal(signal.SIGINT, quiet)
+        for signum, handler in quiet.items():
+            signal.signal(signum, handler)
     if hold.pressed:
-        log.warning("interrupt_held", note="Ctrl-C came as the run was written down; it is recorded, exiting 130")
+        log.warning("interrupt_held", note="a stop came as the run was written down; it is recorded, exiting 130")
     return written, hold.pressed
 
 

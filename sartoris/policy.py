@@ -148,8 +148,8 @@ def rollback_target(newest_first: Sequence[_Release]) -> str | None:
         if release.action == "rollback" and any(r.commit == release.commit for r in stack):
             while stack[-1].commit != release.commit:
                 stack.pop()
-        elif stack and stack[-1].commit == release.commit:
-            stack[-1] = release
+        elif stack and stack[-1].commit == release.commit and not release.rejected:
+            stack[-1] = release  # a re-sync of what runs; a rejected one stays apart, to be dropped on its own
         else:
             stack.append(release)
     current = stack[-1].commit if stack else None

@@ -357,7 +357,7 @@ def status_command(slot_path: str) -> str:
     return _script(
         [
             f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
-            f" || {{ [ -e {q} ] && [ ! -x {q} ]; }}; then exec {head};"
+            f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
             f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
         ]
     )

@@ -39,6 +39,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         why = f" ({report.reason})" if report.reason else ""
         lines.append(f"  aborted{why}: no host was switched, nobody was depooled")
+    elif report.reason:  # a canary failed, interrupted, nothing to retry
+        lines.append(f"  {report.reason}")
     lines += grouped(dict(group_by_error(report.hosts)))
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ target and never contact a submodule's upstream.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import select
 import subprocess
@@ -27,6 +28,7 @@ from sartoris.remote import SubmoduleSpec, submodule_ref
 _GITLINK_MODE = "160000"
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_PORCELAIN_V2_FIELDS = {"1": 7, "2": 8, "u": 9}  # `git status --porcelain=v2`: fields before the path, by kind
 _STOP_POLL = 0.1  # seconds between looks at the stop event while a push runs
 _KILL_GRACE = 2.0  # seconds a stopped push gets to end after SIGTERM (then SIGKILL)
 _KILL_WAIT = 5.0  # seconds to see a SIGKILLed push's group gone before giving up on it
@@ -67,17 +69,35 @@ class SlotCheckout:
             raise DirtyCheckoutError(f"{self.path}: uncommitted changes; commit or stash them before {before}")
 
     def ensure_no_uncommitted_edits(self, before: str) -> None:
-        """Refuse when a tracked file has edits not committed, here or inside a submodule (restoring the checkout
-        would throw them away). A submodule merely at another commit is no edit: its commits stay in it."""
-        for line in self._git("status", "--porcelain=v2", "--untracked-files=no").splitlines():
+        """Refuse when a tracked file has edits not committed, here or inside a submodule at any depth (restoring
+        the checkout would throw them away). A submodule merely at another commit is no edit: its commits stay
+        in it. A status git cannot give is a refusal too."""
+        try:
+            edited = self._uncommitted_edit(".")
+        except git.GitCommandError as exc:
+            why = _git_error(exc)
+            raise RefusedError(f"{self.path}: cannot tell whether it has uncommitted edits: {why}") from None
+        if edited is not None:
+            raise DirtyCheckoutError(f"{self.path}: uncommitted edits ({edited}); commit or stash them before {before}")
+
+    def _uncommitted_edit(self, folder: str) -> str | None:
+        """The first tracked path under `folder` (a repository in the checkout) with uncommitted edits, or None.
+        git marks a submodule `S.M.` for any change inside it, a nested submodule's new commit included, so such
+        a submodule is looked into rather than taken at its word."""
+        listing = self._git("-C", folder, "status", "--porcelain=v2", "--untracked-files=no")
+        for line in listing.splitlines():
             kind, _, rest = line.partition(" ")
-            fields = rest.split(" ")
-            submodule = fields[1] if kind in ("1", "2") and len(fields) > 1 else "N..."
-            if kind == "u" or (kind in ("1", "2") and (submodule == "N..." or submodule[2] == "M")):
-                path = line.split(" ")[-1]
-                raise DirtyCheckoutError(
-                    f"{self.path}: uncommitted edits ({path}); commit or stash them before {before}"
-                )
+            before_path = _PORCELAIN_V2_FIELDS.get(kind)
+            if before_path is None:  # a header or ignored line: no tracked path
+                continue
+            fields = rest.split(" ", before_path)
+            path = posixpath.normpath(posixpath.join(folder, fields[-1].split("\t")[0]))
+            submodule = fields[1]
+            if kind == "u" or submodule == "N...":
+                return path
+            if submodule[2] == "M" and (inner := self._uncommitted_edit(path)) is not None:
+                return inner
+        return None
 
     def next_tag(self, name: str, slot: int, now: datetime) -> str:
         """A unique, sortable tag name: `<name>-slot<N>-<YYYYMMDD>-<HHMMSS>[-k]` (UTC)."""

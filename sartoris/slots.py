@@ -92,8 +92,8 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     links: dict[str, list[str]] = {}
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
         if entry.is_symlink():  # followed to the end: php-chain -> php-1.20wmf1 -> php-slot1 names slot 1 too
-            target = entry.resolve()
-            if target.parent == root.resolve():
+            target = _followed(entry)
+            if target is not None and target.parent == root.resolve():
                 links.setdefault(target.name, []).append(entry.name)
     return [
         SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
@@ -111,9 +111,9 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
         raise UsageError(f"slot {slot} has no working copy at {root / target}")
     link = root / name
     if link.is_symlink():
-        pointed = (root / os.readlink(link)).resolve()
-        if pointed.parent != root.resolve() or config.slot_of(pointed.name) is None:  # a version link's target
-            raise UsageError(f"{link} points at {pointed}, not at a slot; refusing to replace it")
+        pointed = _followed(link)
+        if pointed is None or pointed.parent != root.resolve() or config.slot_of(pointed.name) is None:
+            raise UsageError(f"{link} points at {pointed or 'a link loop'}, not at a slot; refusing to replace it")
     elif link.exists():
         raise UsageError(f"{link} exists and is not a version link; refusing to replace it")
     temporary = root / f".{name}.sartoris-new"
@@ -121,3 +121,11 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
     os.symlink(target, temporary)
     os.replace(temporary, link)
     return link
+
+
+def _followed(link: Path) -> Path | None:
+    """Where a link ends, all links followed; None for a loop (Python 3.11 raises there) or an unreadable one."""
+    try:
+        return link.resolve()
+    except (RuntimeError, OSError):
+        return None

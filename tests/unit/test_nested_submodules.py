@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from sample_repo import add_nested_submodules, git, make_checkout
 
+from sartoris.errors import DirtyCheckoutError
 from sartoris.remote import RemoteRelease, fetch_command, status_command, switch_command
 from sartoris.repo import SlotCheckout
 
@@ -65,3 +67,18 @@ def test_a_submodule_inside_a_submodule_is_published_and_checked_out(tmp_path: P
     for module in second.submodules:
         assert git(slot / module.path, "rev-parse", "HEAD") == module.commit
     assert git(slot, "status", "--porcelain", "--ignore-submodules=none") == ""
+
+
+def test_abort_looks_into_a_submodule_git_calls_modified_before_refusing(tmp_path: Path) -> None:
+    """git marks Skin modified when its nested Icons only moved to another commit: nothing would be lost, so the
+    abort check lets it through; an uncommitted edit inside Icons is refused, naming the file."""
+    checkout = _nested_app(tmp_path)
+    icons = checkout / "extensions/Skin/lib/Icons"
+    (icons / "new.svg").write_text("<svg/>\n")
+    git(icons, "add", "new.svg")
+    git(icons, "commit", "--quiet", "--message", "new icon")  # Icons moved; Skin now shows `S.M.` to the app
+    local = SlotCheckout(checkout, 60)
+    local.ensure_no_uncommitted_edits(before="an abort")
+    (icons / "new.svg").write_text("<svg>edited</svg>\n")
+    with pytest.raises(DirtyCheckoutError, match=r"extensions/Skin/lib/Icons/new\.svg"):
+        local.ensure_no_uncommitted_edits(before="an abort")

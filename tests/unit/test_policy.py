@@ -221,6 +221,7 @@ def _runs(*written: str) -> list[DeployedRelease]:
         pytest.param(("sync A", "rejected B"), "A", id="canaries-back-from-a-rejected-release"),
         pytest.param(("sync A", "rejected B", "sync C"), "A", id="never-to-a-rejected-release"),
         pytest.param(("sync Z", "sync A", "sync A2"), "Z", id="a-re-sync-of-the-same-commit"),
+        pytest.param(("sync Z", "sync A", "rejected A2", "sync B"), "A", id="a-rejected-re-sync-drops-alone"),
         pytest.param(("sync A", "sync B", "rollback X"), "B", id="rollback-to-a-tag-never-synced-here"),
         pytest.param((), None, id="no-history"),
     ],

@@ -24,3 +24,12 @@ def test_an_aborted_sync_says_why_and_that_nobody_was_switched() -> None:
         "  [1] connect: connection refused",
         "      mw3",
     ]
+
+
+def test_a_run_with_nothing_to_do_says_so() -> None:
+    """A retry that found every host on the tag has no hosts to group: its reason is its one line of news."""
+    report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.OK, (), 0.1, "nothing to retry: every host is on it")
+    assert sync_summary(report).splitlines()[1:] == [
+        "  0 targeted, 0 ok, 0 failed, 0 depooled",
+        "  nothing to retry: every host is on it",
+    ]

@@ -88,6 +88,10 @@ def test_slots_lists_a_link_to_a_version_link_under_its_slot(checkouts: Path) ->
     """`php-chain -> php-1.20wmf1 -> php-slot0` names slot 0 as commands run inside it infer, so `slots` lists it
     there too."""
     os.symlink("php-1.20wmf1", checkouts / "php-chain")
+    os.symlink("loop-b", checkouts / "loop-a")  # a link loop is listed nowhere and breaks nothing
+    os.symlink("loop-a", checkouts / "loop-b")
     config = config_at(checkouts.parent / "conf", str(checkouts))
     by_slot = {info.slot: info.links for info in list_slots(config, {})}
     assert by_slot == {0: ("php-1.20wmf1", "php-chain"), 1: ()}
+    with pytest.raises(UsageError, match="link loop"):
+        link_slot(config, 0, "loop-a")

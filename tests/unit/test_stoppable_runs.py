@@ -187,3 +187,21 @@ def test_a_deploy_under_nohup_keeps_running_after_a_hang_up() -> None:
     stop_on_sigterm_or_hangup()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+
+
+@pytest.mark.usefixtures("termination_signals_restored")
+def test_a_sigterm_while_the_run_is_written_down_is_held_like_ctrl_c() -> None:
+    """SIGTERM as the run is written down: the record is finished first, then the command ends as interrupted
+    (the hold reports it), as a Ctrl-C there does; it is not dropped into a normal exit."""
+    stop_on_sigterm_or_hangup()
+
+    async def run() -> str:
+        return "published"
+
+    def write_down(result: str) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        return result
+
+    assert run_stoppable_then(run(), write_down) == ("published", True)
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)

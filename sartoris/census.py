@@ -21,7 +21,7 @@ from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
-_NOT_A_CHECKOUT = "the slot is a directory with no git checkout (not managed by sartoris)"
+_NOT_A_CHECKOUT = "the slot holds no git checkout (not managed by sartoris)"
 
 
 def status(

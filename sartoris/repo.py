@@ -84,14 +84,17 @@ class SlotCheckout:
         """The first tracked path under `folder` (a repository in the checkout) with uncommitted edits, or None.
         git marks a submodule `S.M.` for any change inside it, a nested submodule's new commit included, so such
         a submodule is looked into rather than taken at its word."""
-        listing = self._git("-C", folder, "status", "--porcelain=v2", "--untracked-files=no")
-        for line in listing.splitlines():
+        # -z: paths as they are (without it git quotes non-ASCII ones); a rename's original path is the next record
+        records = iter(self._git("-C", folder, "status", "--porcelain=v2", "-z", "--untracked-files=no").split("\0"))
+        for line in records:
             kind, _, rest = line.partition(" ")
             before_path = _PORCELAIN_V2_FIELDS.get(kind)
-            if before_path is None:  # a header or ignored line: no tracked path
+            if before_path is None:  # a header, an ignored line, the end: no tracked path
                 continue
+            if kind == "2":
+                next(records, None)
             fields = rest.split(" ", before_path)
-            path = posixpath.normpath(posixpath.join(folder, fields[-1].split("\t")[0]))
+            path = posixpath.normpath(posixpath.join(folder, fields[-1]))
             submodule = fields[1]
             if kind == "u" or submodule == "N...":
                 return path

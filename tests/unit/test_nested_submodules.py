@@ -82,3 +82,15 @@ def test_abort_looks_into_a_submodule_git_calls_modified_before_refusing(tmp_pat
     (icons / "new.svg").write_text("<svg>edited</svg>\n")
     with pytest.raises(DirtyCheckoutError, match=r"extensions/Skin/lib/Icons/new\.svg"):
         local.ensure_no_uncommitted_edits(before="an abort")
+
+
+def test_an_uncommitted_edit_is_named_as_it_is_spelt(tmp_path: Path) -> None:
+    """A file whose name git would quote (non-ASCII, a space) is found and named as it is, not as git's quoted,
+    escaped form."""
+    checkout = make_checkout(tmp_path / "deploy", 0, files=1, submodules=0)
+    (checkout / "résumé v2.php").write_text("<?php\n")
+    git(checkout, "add", "résumé v2.php")
+    git(checkout, "commit", "--quiet", "--message", "a name git quotes")
+    (checkout / "résumé v2.php").write_text("<?php // edited\n")
+    with pytest.raises(DirtyCheckoutError, match=r"\(résumé v2\.php\)"):
+        SlotCheckout(checkout, 60).ensure_no_uncommitted_edits(before="an abort")

@@ -164,10 +164,11 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         tag = to or _previous_tag(history, request.slot)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
-        url = config.publish_url(request.slot)
+        url, connect_timeout = config.publish_url(request.slot), config.fanout.connect_timeout
+        republish = partial(_republish, checkout, release, url, connect_timeout)
         try:
             report = _roll_out_and_record(
-                config, request, partial(_republish, checkout, release, url), request.targets, history, "rollback",
+                config, request, republish, request.targets, history, "rollback",
                 started, canary_hosts=(), connector=connector, progress=progress,
             )
         except InterruptedRun as stopped:  # inside a started deploy, finish announces what the hosts now run
@@ -210,7 +211,7 @@ def _tag_and_publish(
     publish target holds the tag only once everything else is there, see SlotCheckout.publish)."""
     release = checkout.tag_release(tag, message)
     try:
-        checkout.publish(release, config.publish_url(slot), stop.requested)
+        checkout.publish(release, config.publish_url(slot), stop.requested, config.fanout.connect_timeout)
         stop.commit()
     except BaseException:
         problem = checkout.delete_tag(tag)
@@ -221,9 +222,11 @@ def _tag_and_publish(
     return release
 
 
-def _republish(checkout: SlotCheckout, release: Release, url: str, stop: PublishStop) -> Release:
+def _republish(
+    checkout: SlotCheckout, release: Release, url: str, connect_timeout: float, stop: PublishStop
+) -> Release:
     """Push an existing release again (rollback): a no-op when the publish target still has it."""
-    checkout.publish(release, url, stop.requested)
+    checkout.publish(release, url, stop.requested, connect_timeout)
     stop.commit()
     return release
 

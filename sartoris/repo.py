@@ -7,6 +7,7 @@ target and never contact a submodule's upstream.
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import re
@@ -198,25 +199,30 @@ class SlotCheckout:
         the submodules its own commit records (read from its repository here; an uninitialised one has none)."""
         return tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
 
-    def publish(self, release: Release, url: str, stop: threading.Event | None = None) -> None:
+    def publish(
+        self, release: Release, url: str, stop: threading.Event | None = None, connect_timeout: float | None = None
+    ) -> None:
         """Push every pinned submodule commit, then the tag, to `url` (a missing local path becomes a bare repo):
         the publish target never holds a tag whose submodule commits it lacks, whatever stops the pushes. Once
         `stop` is set (the run was interrupted), the push in flight is ended and no further one starts:
-        PublishError."""
+        PublishError. Over ssh, a server that does not answer fails within `connect_timeout`."""
         _ensure_local_bare_repo(url)
+        env = _ssh_connect_bound(self.path, url, connect_timeout)
         for module in release.submodules:
             _stop_if_set(stop, url)
-            self._push_submodule(module, url, stop)
+            self._push_submodule(module, url, stop, env)
         _stop_if_set(stop, url)
-        _push(self.path, url, f"refs/tags/{release.tag}:refs/tags/{release.tag}", self._timeout, stop)
+        _push(self.path, url, f"refs/tags/{release.tag}:refs/tags/{release.tag}", self._timeout, stop, env)
 
-    def _push_submodule(self, module: SubmoduleSpec, url: str, stop: threading.Event | None = None) -> None:
+    def _push_submodule(
+        self, module: SubmoduleSpec, url: str, stop: threading.Event | None, env: dict[str, str]
+    ) -> None:
         path = self.path / module.path
         try:
             git.Repo(path)
         except (git.NoSuchPathError, git.InvalidGitRepositoryError):
             raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
-        _push(path, url, f"{module.commit}:{submodule_ref(module.commit)}", self._timeout, stop)
+        _push(path, url, f"{module.commit}:{submodule_ref(module.commit)}", self._timeout, stop, env)
 
     def _git(self, *args: str) -> str:
         return _run_git(self._repo, self._timeout, *args)
@@ -227,7 +233,9 @@ def _stop_if_set(stop: threading.Event | None, url: str) -> None:
         raise PublishError(f"push to {url} stopped: interrupted")
 
 
-def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Event | None) -> None:
+def _push(
+    cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Event | None, env: dict[str, str]
+) -> None:
     """`git push` from `cwd`, ended as soon as `stop` is set or `timeout` passes: a run stopped by a signal sent
     to Sartoris alone (`kill PID`) does not wait for the push in flight. A push to a local path runs in a
     process group of its own, ended with the receive-pack and hooks it started; a push over ssh stays in the
@@ -239,7 +247,7 @@ def _push(cwd: Path, url: str, refspec: str, timeout: float, stop: threading.Eve
             process = subprocess.Popen(
                 ["git", "push", "--quiet", url, refspec],
                 cwd=cwd,
-                env={**os.environ, **_GIT_ENV},
+                env={**os.environ, **_GIT_ENV, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -302,6 +310,22 @@ def _end_push(process: subprocess.Popen[bytes], own_group: bool) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _ssh_connect_bound(cwd: Path, url: str, seconds: float | None) -> dict[str, str]:
+    """The environment that makes a push over ssh give up on a server that never answers after `seconds` (ssh's
+    ConnectTimeout, which covers the banner too), not after the whole push's timeout; nothing when the operator
+    chose the ssh command (GIT_SSH_COMMAND, GIT_SSH, core.sshCommand: theirs is kept) or git needs no ssh."""
+    if seconds is None or _is_local(url) or (_URL_SCHEME.match(url) and not url.startswith(("ssh://", "git+ssh://"))):
+        return {}
+    if "GIT_SSH_COMMAND" in os.environ or "GIT_SSH" in os.environ:
+        return {}
+    configured = subprocess.run(
+        ["git", "config", "--get", "core.sshCommand"], cwd=cwd, capture_output=True, timeout=30, check=False
+    )
+    if configured.stdout.strip():
+        return {}
+    return {"GIT_SSH_COMMAND": f"ssh -o ConnectTimeout={max(1, math.ceil(seconds))}"}
 
 
 def _is_local(url: str) -> bool:

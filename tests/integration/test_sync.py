@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,23 @@ def test_unreachable_publish_target_reaches_no_host(deployment: Deployment) -> N
     assert "push to" in run.stderr
     assert git(deployment.checkout, "tag") == ""
     assert all(deployment.host_head(h) is None for h in deployment.fleet.hosts)
+
+
+def test_a_publish_server_that_never_answers_fails_within_the_connect_timeout(deployment: Deployment) -> None:
+    """A publish_url over ssh whose server accepts the connection and never speaks: the push gives up after
+    connect_timeout (ssh's ConnectTimeout, banner included), not after command_timeout; exit 4, no tag left."""
+    silent = deployment.fleet.faults["tarpit"][0]
+    deployment.configure(connect_timeout=2, command_timeout=90)
+    text = deployment.config.read_text().replace(
+        'publish_url = "publish/php-slot{slot}.git"',
+        f'publish_url = "ssh://nobody@{silent}:{deployment.fleet.port}/nowhere.git"',
+    )
+    deployment.config.write_text(text)
+    began = time.monotonic()
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot))
+    assert run.code == 4 and "push to" in run.stderr, run.stderr
+    assert time.monotonic() - began < 30, "the push waited for command_timeout, not connect_timeout"
+    assert git(deployment.checkout, "tag") == ""
 
 
 def test_config_written_for_another_fanout_still_syncs(deployment: Deployment) -> None:

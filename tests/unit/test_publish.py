@@ -94,9 +94,13 @@ def test_a_stop_between_pushes_starts_no_further_push(
     push_submodule = SlotCheckout._push_submodule
 
     def push_then_stop(
-        self: SlotCheckout, module: repo.SubmoduleSpec, url: str, stop_event: threading.Event | None = None
+        self: SlotCheckout,
+        module: repo.SubmoduleSpec,
+        url: str,
+        stop_event: threading.Event | None,
+        env: dict[str, str],
     ) -> None:
-        push_submodule(self, module, url, stop_event)
+        push_submodule(self, module, url, stop_event, env)
         pushed.append(module.path)
         stop.set()
 
@@ -254,8 +258,10 @@ def test_a_stop_after_the_last_push_deletes_the_tag(checkout: SlotCheckout, tmp_
     stop = deploy.PublishStop()
     publish = SlotCheckout.publish
 
-    def publish_then_stop(self: SlotCheckout, release: Release, url: str, event: threading.Event | None) -> None:
-        publish(self, release, url, event)
+    def publish_then_stop(
+        self: SlotCheckout, release: Release, url: str, event: threading.Event | None, connect_timeout: float
+    ) -> None:
+        publish(self, release, url, event, connect_timeout)
         assert stop.request() is False  # not committed yet: the publish must undo its tag
 
     with pytest.MonkeyPatch.context() as patch:

@@ -138,22 +138,23 @@ def termination_signals_restored() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+async def _signalled_run(signum: signal.Signals) -> str:
+    """A run that sends this process `signum` and then waits: whether the signal stopped it (by cancelling it)."""
+    os.kill(os.getpid(), signum)
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        return "stopped and recorded"
+    return "not stopped"
+
+
 @pytest.mark.usefixtures("termination_signals_restored")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
 def test_sigterm_and_a_hang_up_stop_a_run_the_way_ctrl_c_does(signum: signal.Signals) -> None:
     """`kill PID`, or the operator's terminal hanging up, cancels the run (which then ends what it must and
     returns), instead of killing the process."""
     stop_on_sigterm_or_hangup()
-
-    async def run() -> str:
-        os.kill(os.getpid(), signum)
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            return "stopped and recorded"
-        return "not stopped"
-
-    assert run_stoppable(run()) == "stopped and recorded"
+    assert run_stoppable(_signalled_run(signum)) == "stopped and recorded"
 
 
 @pytest.mark.usefixtures("termination_signals_restored")
@@ -164,16 +165,7 @@ def test_a_background_job_that_ignores_ctrl_c_still_stops_on_sigterm_the_same_wa
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         stop_on_sigterm_or_hangup()
-
-        async def run() -> str:
-            os.kill(os.getpid(), signum)
-            try:
-                await asyncio.sleep(5)
-            except asyncio.CancelledError:
-                return "stopped and recorded"
-            return "not stopped"
-
-        assert run_stoppable_then(run(), lambda outcome: outcome) == ("stopped and recorded", False)
+        assert run_stoppable_then(_signalled_run(signum), lambda outcome: outcome) == ("stopped and recorded", False)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         assert signal.getsignal(signum) not in (signal.SIG_DFL, signal.SIG_IGN)
     finally:

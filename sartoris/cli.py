@@ -479,7 +479,7 @@ def _default_message(config: Any, slot: int, action: str) -> str:
 
     lock = SlotLock(config.state_dir, slot)
     held = lock.holder()
-    if held is not None and held.get("command") == "start" and lock.is_ours(held) and held.get("message"):
+    if held is not None and lock.is_own_start(held) and held.get("message"):
         return str(held["message"])
     return f"{action} by {current_user()}"
 

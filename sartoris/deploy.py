@@ -87,7 +87,7 @@ def _run_lock(config: Config, slot: int, command: str, message: str, force: bool
     in and the started deploy's run lock keeps a second run out."""
     lock = SlotLock(config.state_dir, slot)
     held = lock.holder()
-    if held is not None and held.get("command") == "start" and lock.is_ours(held):
+    if held is not None and lock.is_own_start(held):
         with SlotLock(config.state_dir, slot, run=True).held(command, message, force=force):
             now = lock.holder() or {}
             if [now.get(k) for k in ("command", "pid", "since")] != [held.get(k) for k in ("command", "pid", "since")]:
@@ -102,7 +102,7 @@ def _refuse_if_locked(config: Config, slot: int, force: bool) -> None:
     """_run_lock's verdict without taking the lock: LockHeldError when a run there would be refused."""
     lock = SlotLock(config.state_dir, slot)
     held = lock.holder()
-    if held is not None and held.get("command") == "start" and lock.is_ours(held):
+    if lock.is_own_start(held):
         lock = SlotLock(config.state_dir, slot, run=True)  # this operator's started deploy: one run at a time
         held = lock.holder()
     if held is not None and not (force and lock.is_stale(held)):

@@ -309,6 +309,11 @@ class SlotLock:
         """Taken by this user on this host (a start lock that this operator's sync may run under)."""
         return holder.get("user") == current_user() and holder.get("host") == socket.gethostname()
 
+    def is_own_start(self, holder: dict[str, Any] | None) -> bool:
+        """`holder` is this operator's started deploy (`sartoris start` by this user on this host): their runs go
+        inside it, one at a time, under its run lock."""
+        return holder is not None and holder.get("command") == "start" and self.is_ours(holder)
+
     def acquire(self, command: str, message: str = "", *, force: bool = False, **extra: Any) -> None:
         """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock. A lock folder
         or file that cannot be written (a file in its place, a full disk) is a StateError, and leaves no lock."""
@@ -360,7 +365,7 @@ class SlotLock:
             text += f" ({held['message']})"
         if self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
-        elif held.get("command") == "start" and self.is_ours(held):
+        elif self.is_own_start(held):
             text += "; that is your own deploy: sync inside it, or end it with `sartoris finish` or `abort`"
         return text
 

@@ -135,12 +135,12 @@ async def _decide_and_switch(
     )
     if decision.abort:
         log.error("rollout_aborted", reason=decision.reason)
-        unswitched = tuple(_stopped_after_fetch(f.result, "not switched: the run aborted") for f in fetched)
+        unswitched = tuple(_stopped(f.result, Phase.FETCH, "not switched: the run aborted") for f in fetched)
         return RolloutResult(Outcome.ABORTED, unswitched, decision.reason)
     by_label = {f.host.label: f for f in fetched}
     depooled, interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
-        unswitched = tuple(_with_depooled(_not_switched(f), depooled) for f in fetched)
+        unswitched = tuple(_with_depooled(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED), depooled) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
     switched, interrupted = await _switch_all(
         [f for f in fetched if f.session is not None],
@@ -170,7 +170,7 @@ async def _switch_all(
 
     async def switch_one(item: _Fetched) -> HostResult:
         if stop.is_set():
-            result = HostResult(item.host.label, False, Phase.CHECKOUT, INTERRUPTED, item.result.seconds, stopped=True)
+            result = _stopped(item.result, Phase.CHECKOUT, INTERRUPTED)
         else:
             progress.started(item.host.label)
             result = await _switch_host(item, command, timeout)
@@ -280,18 +280,10 @@ async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) 
     return set(report.changed), interrupted
 
 
-def _not_switched(fetched: _Fetched) -> HostResult:
-    """A host's result when the run stopped before its switch: its fetch failure, or interrupted."""
-    result = fetched.result
-    if not result.ok:
-        return result
-    return HostResult(result.host, False, Phase.CHECKOUT, INTERRUPTED, result.seconds, stopped=True)
-
-
-def _stopped_after_fetch(result: HostResult, why: str) -> HostResult:
-    """A host's result when the run ended with the fetch phase: a host that fetched is still not on the release
-    (`ok` means on it), so it is reported as not switched, and why."""
-    return result if not result.ok else HostResult(result.host, False, Phase.FETCH, why, result.seconds, stopped=True)
+def _stopped(result: HostResult, phase: Phase, why: str) -> HostResult:
+    """A host's result when the run stopped before its next step (`phase`): a failure stays as it was; a host whose
+    work so far succeeded is still not on the release (`ok` means on it), so it is reported as stopped, and why."""
+    return result if not result.ok else HostResult(result.host, False, phase, why, result.seconds, stopped=True)
 
 
 def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
@@ -310,7 +302,7 @@ def _interrupted_fetch(
     for host in targets:
         fetched = done.get(host.label)
         if fetched is not None:
-            results.append(_stopped_after_fetch(fetched.result, INTERRUPTED))
+            results.append(_stopped(fetched.result, Phase.FETCH, INTERRUPTED))
         elif host.label in connected:
             results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch", stopped=True))
         else:

@@ -85,12 +85,18 @@ class LineProgress(Progress):
         super().phase(name, total)
 
     def _render(self, force: bool = False, final: bool = False) -> None:
-        if final:
-            streams.write(self._stream, self.line() + "\n")
-            return
+        if final or self._step_reached():
+            self._show()
+
+    def _step_reached(self) -> bool:
+        """Whether the phase just passed its next tenth (then the one after it is the next)."""
         if self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total:
             self._next_step = self.done * 10 // self.total + 1
-            streams.write(self._stream, self.line() + "\n")
+            return True
+        return False
+
+    def _show(self) -> None:
+        streams.write(self._stream, self.line() + "\n")
 
 
 class LiveProgress(Progress):
@@ -112,20 +118,17 @@ class LiveProgress(Progress):
 class EventProgress(LineProgress):
     """Under --log-format json: the plain lines' steps as `progress` events, so stderr stays all JSON lines."""
 
-    def _render(self, force: bool = False, final: bool = False) -> None:
-        if final or (self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total):
-            if not final:
-                self._next_step = self.done * 10 // self.total + 1
-            structlog.get_logger("sartoris").info(
-                "progress",
-                phase=self.name,
-                done=self.done,
-                failed=self.failed,
-                running=len(self._running),
-                total=self.total,
-                seconds=round(time.monotonic() - self.began, 1),
-                slowest=[host for host, _ in self.slowest()] if self.done < self.total else [],
-            )
+    def _show(self) -> None:
+        structlog.get_logger("sartoris").info(
+            "progress",
+            phase=self.name,
+            done=self.done,
+            failed=self.failed,
+            running=len(self._running),
+            total=self.total,
+            seconds=round(time.monotonic() - self.began, 1),
+            slowest=[host for host, _ in self.slowest()] if self.done < self.total else [],
+        )
 
 
 def for_terminal(quiet: bool, stream: TextIO = sys.stderr, as_events: bool = False) -> Progress:

@@ -90,10 +90,11 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     """Every slot folder under checkout_root with the links in checkout_root that point at it."""
     root = config.deploy.checkout_root
     links: dict[str, list[str]] = {}
+    real_root = root.resolve()
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
         if entry.is_symlink():  # followed to the end: php-chain -> php-1.20wmf1 -> php-slot1 names slot 1 too
             target = _followed(entry)
-            if target is not None and target.parent == root.resolve():
+            if target is not None and target.parent == real_root:
                 links.setdefault(target.name, []).append(entry.name)
     return [
         SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))

@@ -22,6 +22,7 @@ import typer.core  # noqa: E402
 
 from sartoris import streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
+from sartoris.launch import json_asked  # noqa: E402
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
 _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
@@ -589,8 +590,7 @@ def _fail(message: str, code: int, args: list[str]) -> int:
     line = _one_line(message)
     _stdout.error = line
     _say(line)
-    options = args[: args.index("--")] if "--" in args else args
-    if "--json" in options and not _stdout.json_printed:
+    if json_asked(args) and not _stdout.json_printed:
         _emit({"error": line, "exit": code}, "", as_json=True)
     return code
 

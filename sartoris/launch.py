@@ -13,8 +13,12 @@ def run() -> None:
         from sartoris.cli import run as run_command_line
     except KeyboardInterrupt:
         sys.stderr.write("sartoris: interrupted\n")
-        args = sys.argv[1:]
-        if "--json" in (args[: args.index("--")] if "--" in args else args):  # one JSON object, as cli._fail
+        if json_asked(sys.argv[1:]):  # one JSON object, as for any failure
             sys.stdout.write('{"error": "interrupted", "exit": 130}\n')
         sys.exit(130)
     run_command_line()
+
+
+def json_asked(args: list[str]) -> bool:
+    """Whether the command line asks for --json (among the options, not after `--`)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)

@@ -317,7 +317,7 @@ def _pool(
     key = "command" if depool else "pool_command"
     if slot is not None:
         config = config.for_slot(slot)
-    elif any("{slot}" in argument for argument in getattr(config.depool, key) or ()):
+    elif config.depool.names_slot(key):
         raise UsageError(f"{config.path}: [depool] {key} uses {{slot}}: pass --slot N (or run it inside a slot)")
     parsed = []
     for spec in hosts:

@@ -125,6 +125,10 @@ class DepoolSettings:
     max_depooled: FailureBudget | None = None
     scope: str = ""  # whose pool the commands change: every slot's (""), or one slot's ("slot<N>", see for_slot)
 
+    def names_slot(self, *keys: str) -> bool:
+        """Whether the commands under `keys` ("command", "pool_command") hold a `{slot}` not yet filled in."""
+        return any("{slot}" in argument for key in keys for argument in getattr(self, key) or ())
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -214,7 +218,7 @@ class Config:
             config_file=None if self.ssh.config_file is None else put_path(self.ssh.config_file),
         )
         commands = self.depool
-        by_slot = any("{slot}" in argument for argument in (*(commands.command or ()), *(commands.pool_command or ())))
+        by_slot = commands.names_slot("command", "pool_command")
         depool = replace(
             commands,
             command=put_argv(commands.command),

@@ -15,6 +15,7 @@ from sartoris.errors import LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
+from sartoris.results import CANARY_FAILED
 from sartoris.state import History, SlotLock, written_after_the_change
 
 log = structlog.get_logger("sartoris")
@@ -91,12 +92,22 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         synced = held.get("synced")
         last = history.entry_for_tag(synced) if synced else None
         lock.release()
-    outcome = last.outcome if last else None
+    rejected = last is not None and last.report.get("reason") == CANARY_FAILED
+    # A release a canary rejected did not go out: announced as aborted, never as the deploy's release.
+    outcome = "aborted" if rejected else last.outcome if last else None
     failed = tuple(h["host"] for h in last.report.get("hosts", []) if _failed(h)) if last else ()
     with written_after_the_change("finish", slot=slot):
-        history.record_event("finish", slot, held.get("message", ""), {"synced": synced}, tag=synced or "")
+        record = {"synced": synced, "rejected": True} if rejected else {"synced": synced}
+        history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
     post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""))
-    return LifecycleReport("finish", slot, None, f"slot {slot} released" + (f"; deployed {synced}" if synced else ""))
+    if rejected and last is not None:
+        running = [h["host"] for h in last.report.get("hosts", []) if h.get("ok")]
+        detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (
+            f"; still on {len(running)} canary host(s): `sartoris rollback` puts them back" if running else ""
+        )
+    else:
+        detail = f"slot {slot} released" + (f"; deployed {synced}" if synced else "")
+    return LifecycleReport("finish", slot, None, detail)
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:

@@ -380,6 +380,34 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     assert all(deployment.host_head(h) == old for h in [canary_good, canary_bad, *rest])
 
 
+def test_finish_after_a_canary_rejected_the_release_does_not_announce_it(deployment: Deployment) -> None:
+    """Inside a started deploy, a sync that a canary rejected after another canary switched is partial (exit 5),
+    but its release did not go out: abort still refuses (a canary runs it), and finish tells the finish hook
+    the deploy of that tag was aborted and says on its line that it was not deployed."""
+    record = env_recording_hook(deployment, "finish")
+    canary_good, canary_bad = deployment.fleet.hosts[16:18]
+    deployment.group("canary", [canary_good, canary_bad])
+    deployment.group("all", [canary_good, canary_bad, *deployment.fleet.hosts[18:20]])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all").code == 0
+    write_script(live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout", "exit 1\n")
+    deployment.configure(deploy={"canaries": ["canary"]}, max_failures=5)
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote", "-m", "train").code == 0
+    commit_change(deployment.checkout, "index.php", "<?php echo 'rejected';\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert run.code == 5 and run.json()["reason"] == "a canary failed", run.stderr
+    rejected = run.json()["tag"]
+    refused = deployment.sartoris("abort", "--slot", str(deployment.slot))
+    assert refused.code == 4 and "sartoris rollback" in refused.stderr, refused.stderr
+    done = deployment.sartoris("finish", "--slot", str(deployment.slot))
+    assert done.code == 0, done.stderr
+    assert f"{rejected} was rejected by a canary and not deployed" in done.stdout, done.stdout
+    assert "still on 1 canary host(s)" in done.stdout
+    env = json.loads(record.read_text())
+    assert (env["SARTORIS_TAG"], env["SARTORIS_OUTCOME"]) == (rejected, "aborted")
+    assert env["SARTORIS_FAILED_HOSTS"] == canary_bad
+    assert not lock_file(deployment).exists()
+
+
 def test_too_low_an_open_files_limit_is_refused_before_the_tag(deployment: Deployment) -> None:
     """A run that could not hold its connections open is refused (exit 4) before it tags or publishes."""
 

@@ -112,8 +112,11 @@ def _main(
     ctx.obj = _Globals(config=config, verbosity=verbosity, json_lines=log_format == "json")
 
 
+MAX_SLOT = 9999  # slot numbers name folders (php-slot0 ...): a bound keeps them sane and storable
+MAX_ENTRIES = 1_000_000
 SlotOption = Annotated[
-    int | None, typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder).")
+    int | None,
+    typer.Option("--slot", min=0, max=MAX_SLOT, help="Slot number (default: the slot of the current folder)."),
 ]
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -346,9 +349,14 @@ def history_log(
     tag: Annotated[str | None, typer.Argument(help="Show one deploy's per-host outcomes.")] = None,
     slot: Annotated[
         int | None,
-        typer.Option("--slot", min=0, help="Slot number (default: the slot of the current folder, else every slot)."),
+        typer.Option(
+            "--slot",
+            min=0,
+            max=MAX_SLOT,
+            help="Slot number (default: the slot of the current folder, else every slot).",
+        ),
     ] = None,
-    count: Annotated[int, typer.Option("-n", min=1, help="How many entries.")] = 20,
+    count: Annotated[int, typer.Option("-n", min=1, max=MAX_ENTRIES, help="How many entries.")] = 20,
     json_output: JsonOption = False,
 ) -> int:
     """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
@@ -376,7 +384,8 @@ def hosts(
     ctx: typer.Context,
     hosts: HostsOption = None,
     slot: Annotated[
-        int | None, typer.Option("--slot", min=0, help="The slot a `{slot}` in [deploy] hosts means.")
+        int | None,
+        typer.Option("--slot", min=0, max=MAX_SLOT, help="The slot a `{slot}` in [deploy] hosts means."),
     ] = None,
     json_output: JsonOption = False,
 ) -> int:
@@ -429,7 +438,7 @@ def slots(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @slots_app.command("link")
 def slots_link(
     ctx: typer.Context,
-    slot: Annotated[int, typer.Argument(min=0, help="Slot number.")],
+    slot: Annotated[int, typer.Argument(min=0, max=MAX_SLOT, help="Slot number.")],
     name: Annotated[str, typer.Argument(help="Version link name, e.g. php-1.20wmf1.")],
 ) -> int:
     """Create or move the version link NAME -> <slot_prefix>N atomically.

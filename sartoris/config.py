@@ -9,6 +9,7 @@ Every problem is a ConfigError with one line: ``<file>: [section] key must be ..
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -23,8 +24,9 @@ from sartoris.policy import FailureBudget
 
 CONFIG_NAME = "sartoris.toml"
 GIT_TIMEOUT = 5.0
+MAX_SECONDS = 7 * 24 * 3600  # the longest any timeout or interval may be
 DEFAULT_MAX_FAILURES = FailureBudget(percent=5.0)
-DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+DEFAULT_KNOWN_HOSTS = Path(os.path.expanduser("~/.ssh/known_hosts"))  # never raises (no home: left as is)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -320,7 +322,7 @@ def _fanout(section: _Section) -> FanoutSettings:
         connect_timeout=section.seconds("connect_timeout", 10.0),
         command_timeout=section.seconds("command_timeout", 300.0),
         max_failures=section.budget("max_failures", "5%"),
-        retries=section.integer("retries", 2, minimum=0),
+        retries=section.integer("retries", 2, minimum=0, maximum=10),
     )
 
 
@@ -413,12 +415,15 @@ class _Section:
         return value
 
     def seconds(self, key: str, default: float, zero_ok: bool = False) -> float:
-        """A finite number of seconds, > 0 (or >= 0 when zero_ok); integers are accepted, booleans are not."""
+        """A number of seconds, > 0 (or >= 0 when zero_ok) and at most a week (past that, timers and deadlines
+        overflow, and no deploy step waits that long on purpose); integers are accepted, booleans are not."""
         value = self.value(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.wrong_type(key, "a number of seconds", value)
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        if (isinstance(value, float) and math.isnan(value)) or value < 0 or (value == 0 and not zero_ok):
             raise self.fail(key, f"must be a number of seconds {'>= 0' if zero_ok else '> 0'}, not {value}")
+        if value > MAX_SECONDS:
+            raise self.fail(key, f"must be at most {MAX_SECONDS} seconds (a week)")
         return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -542,12 +547,16 @@ def _resolve_url(location: str, base: Path) -> str:
 
 def _local_path(value: str, base: Path) -> Path:
     """A deploy-host path with ~ expanded, relative to base when not absolute."""
-    return base / Path(value).expanduser()
+    return base / os.path.expanduser(value)  # not Path.expanduser, which raises where there is no home
 
 
 def _must_exist(path: Path, origin: str) -> Path:
     """The path when it is a file, else a ConfigError saying where the name came from."""
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long, say
+        raise ConfigError(f"{path}: {exc.strerror or exc} (from {origin})") from None
+    if not found:
         raise ConfigError(f"{path}: no such config file (from {origin})")
     return path
 
@@ -557,7 +566,7 @@ def _git_config_path(cwd: Path, environ: Mapping[str, str]) -> Path | None:
     value = _git(["config", "--get", "sartoris.config"], cwd, environ)
     if not value:
         return None
-    configured = Path(value).expanduser()
+    configured = Path(os.path.expanduser(value))
     if configured.is_absolute():
         return configured
     top = _git(["rev-parse", "--show-toplevel"], cwd, environ)

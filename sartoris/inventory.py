@@ -186,8 +186,11 @@ def _find_group(selector: str, hosts_dir: Path, cwd: Path) -> Path:
     """The file a selector names: hosts_dir/<selector> if it exists, else the path from cwd."""
     if selector.strip():
         for candidate in (hosts_dir / selector, cwd / selector):
-            if candidate.is_file():
-                return candidate
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError:  # a name too long for a file name: no such group
+                continue
     raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir})")
 
 

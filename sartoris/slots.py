@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sartoris.config import Config
-from sartoris.errors import UsageError
+from sartoris.errors import StateError, UsageError
 
-_LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_LINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # fullmatch; a file name fits
 
 
 def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
@@ -104,7 +104,7 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
 
 def link_slot(config: Config, slot: int, name: str) -> Path:
     """Create or move `name -> <slot_prefix>N` in checkout_root atomically (a new link renamed over the old)."""
-    if not _LINK_NAME.match(name) or config.slot_of(name) is not None:
+    if not _LINK_NAME.fullmatch(name) or config.slot_of(name) is not None:
         raise UsageError(f"version link name {name!r} must be a plain name like php-1.20wmf1, not a slot name")
     root = config.deploy.checkout_root
     target = config.slot_name(slot)
@@ -118,9 +118,12 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
     elif link.exists():
         raise UsageError(f"{link} exists and is not a version link; refusing to replace it")
     temporary = root / f".{name}.sartoris-new"
-    temporary.unlink(missing_ok=True)
-    os.symlink(target, temporary)
-    os.replace(temporary, link)
+    try:
+        temporary.unlink(missing_ok=True)
+        os.symlink(target, temporary)
+        os.replace(temporary, link)
+    except OSError as exc:
+        raise StateError(f"cannot link {link} -> {target}: {exc.strerror or exc}") from None
     return link
 
 

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sartoris.config import SshSettings
@@ -329,8 +328,8 @@ def _ssh_config_files(settings: SshSettings) -> list[str]:
     """The OpenSSH client config to honour: [ssh] config_file, else ~/.ssh/config when readable."""
     if settings.config_file is not None:
         return [str(settings.config_file)]
-    default = Path("~/.ssh/config").expanduser()
-    return [str(default)] if os.access(default, os.R_OK) else []
+    default = os.path.expanduser("~/.ssh/config")  # left as is where there is no home: then unreadable
+    return [default] if os.access(default, os.R_OK) else []
 
 
 def _check_ssh_config(files: list[str]) -> None:
@@ -344,10 +343,10 @@ def _check_ssh_config(files: list[str]) -> None:
 
 def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
     path = settings.known_hosts
-    if settings.accept_new_host_keys and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o644)
     try:
+        if settings.accept_new_host_keys and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o644)
         return asyncssh.read_known_hosts(str(path))
     except (OSError, asyncssh.Error, ValueError) as exc:
         raise ConfigError(f"cannot read known_hosts {path}: {exc}") from exc

@@ -65,6 +65,11 @@ def test_no_command_is_one_line_naming_the_commands_and_exits_2() -> None:
         pytest.param(("status", "--bogus"), id="unknown-option"),
         pytest.param(("--log-format", "xml", "status"), id="bad-log-format"),
         pytest.param(("--log-file", "/nonexistent/sartoris.log", "hosts"), id="unwritable-log-file"),
+        pytest.param(("log", "--slot", "9" * 20), id="huge-slot"),  # once an SQLite overflow, exit 1
+        pytest.param(("log", "-n", "9" * 20), id="huge-count"),
+        pytest.param(("status", "--slot", "10000"), id="slot-past-9999"),
+        pytest.param(("hosts", "--hosts", "a" * 300), id="group-name-too-long"),  # once ENAMETOOLONG, exit 1
+        pytest.param(("--config", "c" * 300, "hosts"), id="config-name-too-long"),
     ],
 )
 def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...], project: Path) -> None:

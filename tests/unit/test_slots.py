@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sartoris.config import Config, parse_config
-from sartoris.errors import UsageError
+from sartoris.errors import StateError, UsageError
 from sartoris.slots import infer_slot, link_slot, list_slots
 
 
@@ -82,6 +82,25 @@ def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkou
     with pytest.raises(UsageError, match="not at a slot"):
         link_slot(config, 0, "etc")
     assert os.readlink(checkouts / "etc") == "/etc"
+
+
+@pytest.mark.parametrize("name", ["php-x\n", "php-" + "x" * 300], ids=["trailing-newline", "too-long"])
+def test_slots_link_refuses_a_name_no_operator_could_type_back(checkouts: Path, tmp_path: Path, name: str) -> None:
+    """A name ending in a newline (which `$` in a pattern lets through) or longer than a file name: exit 2, no link."""
+    config = config_at(tmp_path / "conf", str(checkouts))
+    with pytest.raises(UsageError, match="must be a plain name"):
+        link_slot(config, 0, name)
+    assert sorted(p.name for p in checkouts.iterdir()) == ["php-1.20wmf1", "php-slot0", "php-slot1"]
+
+
+def test_slots_link_that_cannot_be_made_is_refused_in_one_line(checkouts: Path, tmp_path: Path) -> None:
+    """The link cannot be made (the tests run as root, so instead of a read-only folder a directory sits where the
+    temporary link goes, and unlink(2) fails): a StateError naming the link (exit 4, one line), not a traceback."""
+    config = config_at(tmp_path / "conf", str(checkouts))
+    (checkouts / ".php-1.21wmf1.sartoris-new").mkdir()
+    with pytest.raises(StateError, match=r"cannot link .*php-1\.21wmf1 -> php-slot0"):
+        link_slot(config, 0, "php-1.21wmf1")
+    assert not (checkouts / "php-1.21wmf1").exists()
 
 
 def test_slots_lists_a_link_to_a_version_link_under_its_slot(checkouts: Path) -> None:

@@ -58,6 +58,36 @@ def test_connections_skip_gss_unless_gssapi_is_installed(tmp_path: Path) -> None
     assert options.gss_host == (() if gss.gss_available else None)
 
 
+def test_a_known_hosts_file_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    """With accept_new_host_keys, a missing known_hosts is created; when its folder cannot be (a file is in the
+    way), that is a ConfigError naming the file (exit 2), not an unexpected error."""
+    from sartoris.config import SshSettings
+    from sartoris.errors import ConfigError
+    from sartoris.transport import Connector
+
+    (tmp_path / "ssh").write_text("a file, not a folder")
+    known_hosts = tmp_path / "ssh" / "known_hosts"
+    with pytest.raises(ConfigError, match=f"cannot read known_hosts {known_hosts}"):
+        Connector(SshSettings(known_hosts=known_hosts, config_file=None, accept_new_host_keys=True), 5)
+
+
+def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset and no passwd entry (a container's arbitrary uid): `~` stays as written, so the file is just not
+    found, instead of pathlib's RuntimeError making every command an unexpected error."""
+    import pwd
+
+    from sartoris.config import SshSettings, _local_path
+    from sartoris.transport import _ssh_config_files
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert _local_path("~/.ssh/known_hosts", Path("/base")) == Path("/base/~/.ssh/known_hosts")
+    assert _ssh_config_files(SshSettings(config_file=None)) == []
+
+
 class _StandInSession:
     """What the connector hands out, standing in for an authenticated connection."""
 

@@ -1,6 +1,10 @@
 # Everything a newcomer or CI needs, from a machine with only Python: `make demo`, `make test`.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The first Python 3.11+ on PATH: where python3 is older (Ubuntu 22.04's is 3.10), a python3.1x beside it.
+ifndef PYTHON
+PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 N ?= 50
@@ -19,6 +23,9 @@ help:
 	@echo "make zipapp      dist/sartoris.pyz: one file holding Sartoris and its dependencies"
 
 system-deps:
+	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 || { echo "make: Sartoris" \
+		"needs Python 3.11 or newer: found none among python3, python3.11 to 3.13 on PATH (or name one:" \
+		"make PYTHON=/path/to/python3.x)" >&2; exit 2; }
 	@PYTHON=$(PYTHON) scripts/install-system-deps.sh
 
 $(BIN)/.installed: pyproject.toml

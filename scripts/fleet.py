@@ -384,10 +384,29 @@ def public_key(private_key: Path) -> str:
     return " ".join(private_key.with_suffix(".pub").read_text().split()[:2])
 
 
-def sshd_config(address: str, port: int, host_key: Path, authorized_keys: Path) -> str:
-    """One host's sshd_config: key-only root login, no PAM or DNS, errors-only logging."""
+def sshd_version(output: str) -> tuple[int, int] | None:
+    """(major, minor) from `sshd -V`'s "OpenSSH_9.2, OpenSSL ..." (or a usage text naming it); None if absent."""
+    found = re.search(r"OpenSSH_(\d+)\.(\d+)", output)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def installed_sshd_version() -> tuple[int, int] | None:
+    """The version of the sshd the fleet runs."""
+    done = subprocess.run([SSHD, "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    return sshd_version(done.stdout + done.stderr)
+
+
+def sshd_config(
+    address: str, port: int, host_key: Path, authorized_keys: Path, version: tuple[int, int] | None = None
+) -> str:
+    """One host's sshd_config: key-only root login, no PAM or DNS, errors-only logging. From OpenSSH 9.8 on,
+    sshd by default refuses a source address for a while after failed logins or handshakes it gave up on
+    (PerSourcePenalties); every client here is 127.0.0.1 and the fault hosts fail logins on purpose, so the
+    penalties would turn "authentication failed" into refused connections at random: they are off."""
+    penalties = ["PerSourcePenalties no"] if version is not None and version >= (9, 8) else []
     return "\n".join(
         [
+            *penalties,
             f"ListenAddress {address}:{port}",
             f"Port {port}",
             f"HostKey {host_key}",
@@ -474,9 +493,10 @@ def write_files(
         )
     )
     refused_login = set(faults["auth"])
+    version = installed_sshd_version()
     for address in servers:
         keys = layout.wrong_authorized_keys if address in refused_login else layout.authorized_keys
-        layout.sshd_config(address).write_text(sshd_config(address, port, layout.host_key(address), keys))
+        layout.sshd_config(address).write_text(sshd_config(address, port, layout.host_key(address), keys, version))
     layout.ssh_config.write_text(client_config(layout, port, user))
     layout.group("fleet").write_text(group_text(hosts, f"good hosts of the fleet in {layout.directory}"))
     layout.group("fleet-faulty").write_text(

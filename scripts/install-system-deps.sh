@@ -6,7 +6,8 @@ missing=()
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
-"${PYTHON:-python3}" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Debian splits venv's pip out per Python: python3-venv for python3, python3.11-venv for python3.11
+"${PYTHON:-python3}" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=("$(basename "${PYTHON:-python3}")-venv")
 if ((${#missing[@]} == 0)); then
     exit 0
 fi

@@ -190,9 +190,13 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
 
 def _require_deployed_tag(checkout: SlotCheckout, history: History, slot: int, tag: str) -> None:
     """`--to TAG` must name a tag this slot deployed (the contract's "given deployed tag": not any tag, nor a
-    revision like `TAG^{}`) that its working copy still has; anything else is bad input (exit 2)."""
-    if not any(release.tag == tag for release in history.deployed(slot)):  # switched hosts: not an aborted run's
+    revision like `TAG^{}`, nor a release a canary rejected) that its working copy still has; anything else is
+    bad input (exit 2)."""
+    runs = [release for release in history.deployed(slot) if release.tag == tag]  # switched hosts: not aborted
+    if not runs:
         raise UsageError(f"--to {tag!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
+    if all(release.rejected for release in runs):  # it reached only canaries, and one failed on it
+        raise UsageError(f"--to {tag!r}: a canary rejected that release; it never went out to the fleet")
     if not checkout.has_tag(tag):
         raise UsageError(f"--to {tag!r}: {checkout.path} no longer has that tag")
 

@@ -372,6 +372,11 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--retry-failed")
     assert retry.code == 4 and "a canary failed" in retry.stderr, retry.stderr
     assert all(deployment.host_head(h) == old for h in rest)
+    # Nor can `rollback --to` take it to the fleet: a tag picked from `sartoris log` is checked.
+    to_rejected = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", "all", "--to",
+                                      report["tag"])
+    assert to_rejected.code == 2 and "a canary rejected that release" in to_rejected.stderr, to_rejected.stderr
+    assert all(deployment.host_head(h) == old for h in rest)
     # `rollback` puts the canaries back on the release the rest of the fleet runs.
     (live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout").unlink()
     back = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", "all", "--json")

@@ -14,13 +14,14 @@ server only ever sees the old tree or the new one:
 
 A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live
 one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
-changed is checked out; submodules whose commit did not change are not touched at all. The switch script
-prints phase markers so a failure (or a timeout, whose partial output we keep) is attributed to the step
-that was running.
+changed is checked out; submodules whose commit did not change are not touched at all (a submodule the release
+dropped or moved has its old work tree removed first). The switch script prints phase markers so a failure (or
+a timeout, whose partial output we keep) is attributed to the step that was running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import shlex
 from collections.abc import Iterable
@@ -181,6 +182,7 @@ def switch_command(release: RemoteRelease) -> str:
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
     checkout = _checkout_command(building, release.commit)
+    leftovers = _remove_dropped_module_trees(release, building)
     clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
@@ -193,10 +195,11 @@ def switch_command(release: RemoteRelease) -> str:
         f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
-        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {checkout} 2>/dev/null; then :;',
+        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {leftovers}'
+        f" && {checkout} 2>/dev/null; then :;",
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"    if [ -d {q(release.slot_name + '/.git')} ];"
-        f" then {_hard_link_copy(release.slot_name + '/.', building)} || exit;"
+        f" then {_hard_link_copy(release.slot_name + '/.', building)} && {leftovers} || exit;"
         f" else {clone} || exit; fi",
         f"    {checkout} || exit",
         "  fi",
@@ -204,6 +207,7 @@ def switch_command(release: RemoteRelease) -> str:
     if release.submodules:
         lines.append("  " + _mark(Phase.SUBMODULES))
         lines += ["  " + line for line in _submodule_lines(release, building)]
+    lines.append("  " + _record_module_paths(release, building))
     index = posixpath.join(building, ".git", "index")
     lines += [
         # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the
@@ -222,12 +226,15 @@ def switch_command(release: RemoteRelease) -> str:
     return _script(lines)
 
 
-def _checkout_command(repo: str, commit: str) -> str:
+def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str:
     """`git checkout` of `commit` in the work tree `repo` (a slot tree or a submodule in it), detached, quiet.
+    A submodule's checkout names its git dir: with `-C` alone, a work tree missing its `.git` file would send
+    git up to the slot's own repository, and check that out to the submodule's commit.
     The hard-link copy changed every file's ctime (link(2) does); mtime, size and inode still match the index,
     so trusting ctime would make git re-read every file of the tree."""
+    where = ["--git-dir", git_dir, "--work-tree", repo] if git_dir else ["-C", repo]
     return shell_words(
-        "git", "-C", repo, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
+        "git", *where, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
         "checkout", "--quiet", "--force", "--detach", commit,
     )
 
@@ -269,7 +276,8 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
 
     A submodule's HEAD file is read with the shell's `read` (no process), so an unchanged submodule costs
     nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new one is first
-    cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree can move.
+    cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree can move;
+    one moved to another path (same name, same git dir) gets its `.git` file there and a full checkout.
     That is what `git submodule update --init` does, without its dozen helper processes per submodule.
     """
     q = shlex.quote
@@ -285,8 +293,8 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
             lines.append(refused or _submodule_update_line(release, building, module, head))
             continue
         ref = submodule_ref(module.commit)
-        checkout = _checkout_command(work, module.commit)
-        fetch = shell_words("git", "-C", work, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
+        checkout = _checkout_command(work, module.commit, gitdir)
+        fetch = shell_words("git", "--git-dir", gitdir, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
         clone = shell_words(
             "git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, f"--separate-git-dir={gitdir}",
             "--", release.store, work,
@@ -294,15 +302,57 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
         gitfile = "gitdir: " + posixpath.relpath(gitdir, work)
         parent = posixpath.dirname(gitdir)
         registration = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
+        dot_git = q(posixpath.join(work, ".git"))
         lines.append(
-            f'{_read_head(head)} if [ "$h" != {q(module.commit)} ]; then'
+            f"{_read_head(head)}"
             f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
-            f" printf '%s\\n' {q(gitfile)} > {q(posixpath.join(work, '.git'))} || exit;"
-            f" printf %s {q(registration)} >> {q(posixpath.join(gitdirs[module.parent], 'config'))} || exit; fi;"
+            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit;"
+            f" printf %s {q(registration)} >> {q(posixpath.join(gitdirs[module.parent], 'config'))} || exit;"
+            # moved here from another path (same name, so its git dir is kept): its old work tree is gone, and this
+            # one is an empty folder until it points at the git dir and is checked out in full
+            f" elif [ ! -f {dot_git} ]; then {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} &&"
+            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit; h=; fi;"
             # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
-            f" {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit; fi"
+            f' if [ "$h" != {q(module.commit)} ]; then {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit;'
+            " fi"
         )
     return lines
+
+
+def _module_paths_mark(release: RemoteRelease, building: str) -> str:
+    """An empty file in a tree's .git whose name stands for the release's top-level submodule paths: a tree that
+    has it holds no submodule work tree the release does not (see `_remove_dropped_module_trees`)."""
+    paths = "\n".join(sorted(m.path for m in release.submodules if not m.parent))
+    return posixpath.join(building, ".git", _PATHS_MARK + hashlib.sha256(paths.encode()).hexdigest()[:16])
+
+
+_PATHS_MARK = "sartoris-module-paths-"
+
+
+def _remove_dropped_module_trees(release: RemoteRelease, building: str) -> str:
+    """Shell that, in a tree that held another release (recycled or copied) and before its checkout, removes the
+    work tree of every top-level submodule the new release no longer has at that path (dropped, or moved: its
+    git dir stays, for a later release that brings it back). git's checkout leaves them behind ("unable to
+    rmdir"), so the tree would hold files the release does not. A tree marked with the release's submodule
+    paths has none to remove: one shell test, no process, in every deploy but those that change the paths."""
+    q = shlex.quote
+    paths = [m.path for m in release.submodules if not m.parent]
+    kept = f'case "$path" in {"|".join(map(q, paths))}) continue;; esac; ' if paths else ""
+    listing = shell_words("git", "-C", building, "-c", "core.quotePath=false", "ls-files", "--stage")
+    return (
+        # grep passes the few gitlinks to the shell, whose `read` takes a pipe a byte at a time
+        f"{{ [ -f {q(_module_paths_mark(release, building))} ] || {listing} | grep '^160000 ' |"
+        " while read -r mode sha stage path;"
+        f' do [ "$mode" = 160000 ] || continue; {kept}rm -rf {q(building)}/"$path" || exit 1; done; }}'
+    )
+
+
+def _record_module_paths(release: RemoteRelease, building: str) -> str:
+    """Mark the built tree with its release's submodule paths (and drop the mark of the paths it held before)."""
+    q = shlex.quote
+    mark = q(_module_paths_mark(release, building))
+    old_marks = q(posixpath.join(building, ".git")) + "/" + _PATHS_MARK + "*"
+    return f'[ -f {mark} ] || {{ set -- {old_marks}; [ ! -e "$1" ] || rm -f "$@"; : > {mark}; }} || exit'
 
 
 def _is_safe_module_name(name: str) -> bool:

@@ -68,6 +68,30 @@ def test_second_deploy_moves_every_host(deployment: Deployment) -> None:
         assert (deployment.host_slot(host) / "extensions/Ext1/fix.php").read_text() == "<?php // fixed\n"
 
 
+def test_a_moved_then_dropped_submodule_follows_the_release_on_every_host(deployment: Deployment) -> None:
+    """`git mv` of a submodule whose commit also changed (it once put hosts' live trees at the submodule's commit),
+    then `git rm` of it: each sync leaves hosts with exactly the release, the module at its new path, then gone."""
+    hosts = deployment.fleet.hosts[:3]
+    deployment.group("three", hosts)
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "three").code == 0
+    git(deployment.checkout, "mv", "extensions/Ext1", "extensions/Moved")
+    git(deployment.checkout, "commit", "--quiet", "--message", "move Ext1")
+    moved = commit_change(deployment.checkout, "extensions/Moved/fix.php", "<?php // moved\n", "fix where it moved")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "three", "--json")
+    assert run.code == 0, run.stderr
+    for host in hosts:
+        slot = deployment.host_slot(host)
+        assert deployment.host_head(host) == moved
+        assert (slot / "extensions/Moved/fix.php").read_text() == "<?php // moved\n"
+        assert not (slot / "extensions/Ext1").exists()
+    git(deployment.checkout, "rm", "--quiet", "extensions/Moved")
+    dropped = commit_change(deployment.checkout, "index.php", "<?php // without Ext1\n", "drop Ext1")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "three").code == 0
+    for host in hosts:
+        assert deployment.host_head(host) == dropped
+        assert sorted(p.name for p in (deployment.host_slot(host) / "extensions").iterdir()) == ["Ext0"]
+
+
 def test_a_submodule_inside_a_submodule_reaches_every_host(deployment: Deployment, tmp_path: Path) -> None:
     """A nested submodule (extensions/Skin/lib/Icons, its upstream unreachable from hosts) is published with the
     release and checked out at its pinned commit on the hosts, served from the deploy host's publish target."""

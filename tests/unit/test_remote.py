@@ -93,12 +93,9 @@ class Host:
             git(self.checkout, "tag", tag)
         git(self.checkout, "push", "--quiet", str(self.publish), f"refs/tags/{tag}:refs/tags/{tag}")
         modules = []
-        for name in ("Ext0", "Ext1"):
-            sha = git(self.checkout, "rev-parse", f"HEAD:extensions/{name}")
-            git(
-                self.checkout / "extensions" / name, "push", "--quiet", str(self.publish), f"{sha}:{submodule_ref(sha)}"
-            )
-            modules.append(SubmoduleSpec(name, f"extensions/{name}", sha))
+        for name, path, sha in _gitlinks(self.checkout):
+            git(self.checkout / path, "push", "--quiet", str(self.publish), f"{sha}:{submodule_ref(sha)}")
+            modules.append(SubmoduleSpec(name, path, sha))
         return RemoteRelease(str(self.slot), str(self.publish), tag, commit, tuple(modules), keep_trees=self.keep)
 
     def deploy(self, release: RemoteRelease) -> subprocess.CompletedProcess[str]:
@@ -108,6 +105,18 @@ class Host:
 
     def head(self) -> str:
         return run_sh(status_command(str(self.slot))).stdout.strip()
+
+
+def _gitlinks(checkout: Path) -> list[tuple[str, str, str]]:
+    """(name, path, commit) of each submodule HEAD pins, names from its .gitmodules."""
+    links = [line.split(None, 3) for line in git(checkout, "ls-tree", "-r", "HEAD").splitlines()]
+    paths = {path: sha for mode, _, sha, path in links if mode == "160000"}
+    names = {}
+    if paths:
+        for line in git(checkout, "config", "-f", ".gitmodules", "--get-regexp", r"\.path$").splitlines():
+            key, path = line.split(" ", 1)
+            names[path] = key[len("submodule.") : -len(".path")]
+    return [(names[path], path, sha) for path, sha in sorted(paths.items())]
 
 
 @pytest.fixture
@@ -253,6 +262,67 @@ def test_a_retired_tree_is_recycled_and_every_kept_tree_keeps_its_own_content(ho
         for module in release.submodules:
             assert git(tree / module.path, "rev-parse", "HEAD") == module.commit
     assert host.head() == releases[3].commit
+
+
+def _assert_is_the_release(tree: Path, release: RemoteRelease) -> None:
+    """The tree holds exactly the release: its commit, each submodule at its commit, nothing else (not even
+    ignored or untracked files) in the tree or any submodule."""
+    assert git(tree, "rev-parse", "HEAD") == release.commit
+    assert git(tree, "status", "--porcelain", "--ignored", "--ignore-submodules=none") == ""
+    for module in release.submodules:
+        assert git(tree / module.path, "rev-parse", "--show-toplevel") == str(tree / module.path)
+        assert git(tree / module.path, "rev-parse", "HEAD") == module.commit
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_a_moved_submodule_is_whole_at_its_new_path_and_gone_from_the_old(host: Host, keep: int) -> None:
+    """`git mv` of a submodule keeps its name: the new path was left an empty folder (the module's HEAD matched),
+    the old one kept its files, and once the moved module's commit changed too, its checkout ran in the slot's own
+    repository (no .git file to stop git going up) and put the live tree at the submodule's commit. Now the new
+    path holds the module, the old path is gone, and the tree it was built from is untouched."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    before = host.slot.resolve()
+    git(host.checkout, "mv", "extensions/Ext1", "extensions/Moved")
+    git(host.checkout, "commit", "--quiet", "--message", "move Ext1")
+    moved = host.release()
+    done = host.deploy(moved)
+    assert done.returncode == 0, done.stderr
+    assert not (host.slot / "extensions" / "Ext1").exists()
+    _assert_is_the_release(host.slot.resolve(), moved)
+    if keep == 2:  # the live tree the copy came from is as it was
+        assert (before / "extensions" / "Ext1" / ".git").is_file() and not (before / "extensions" / "Moved").exists()
+    commit_change(host.checkout, "extensions/Moved/new.php", "<?php // changed where it moved\n", "change")
+    changed = host.release()
+    done = host.deploy(changed)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), changed)
+    assert host.head() == changed.commit
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_a_dropped_submodule_leaves_nothing_behind_and_can_come_back(host: Host, keep: int) -> None:
+    """A release without a submodule gets a tree without its files (git's checkout leaves them: "unable to
+    rmdir"); the release that brings it back checks it out again from the git dir the tree kept."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    git(host.checkout, "rm", "--quiet", "extensions/Ext1")
+    git(host.checkout, "commit", "--quiet", "--message", "drop Ext1")
+    dropped = host.release()
+    done = host.deploy(dropped)
+    assert done.returncode == 0, done.stderr
+    assert not (host.slot / "extensions" / "Ext1").exists()
+    _assert_is_the_release(host.slot.resolve(), dropped)
+    git(host.checkout, "revert", "--no-edit", "HEAD")
+    back = host.release()
+    for release in (back, dropped, back):  # and a rollback-style return, through kept and recycled trees
+        done = host.deploy(release)
+        assert done.returncode == 0, done.stderr
+        _assert_is_the_release(host.slot.resolve(), release)
 
 
 def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:

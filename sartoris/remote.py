@@ -40,6 +40,10 @@ _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 # Repositories made on hosts get no template (sample hooks, description): files nobody reads, written per tree.
 _NO_TEMPLATE = "--template="
 
+# Trees and submodules are clones of the slot's store sharing its objects, checked out by Sartoris, with no
+# reflogs: a hard-link copy of a tree would share them with the tree it came from, and git appends in place.
+_CLONE_OPTIONS = ("--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, "--config", "core.logAllRefUpdates=false")
+
 # Never prompt, never page, English messages (retry decisions read git's stderr).
 _PREAMBLE = "export LC_ALL=C GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'"
 
@@ -182,8 +186,9 @@ def switch_command(release: RemoteRelease) -> str:
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
     checkout = _checkout_command(building, release.commit)
-    leftovers = _remove_dropped_module_trees(release, building)
-    clone = shell_words("git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, release.store, building)
+    own_git, own_modules = posixpath.join(building, ".git"), _modules_in(release, "")
+    leftovers = _remove_dropped_module_trees(own_git, building, own_modules)
+    clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
         _mark(Phase.CHECKOUT),
@@ -191,7 +196,8 @@ def switch_command(release: RemoteRelease) -> str:
         f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
         " exit 2; fi",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
-        f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(tree, release.commit)}; then",
+        f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
+        "  fresh=",
         f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
@@ -200,14 +206,14 @@ def switch_command(release: RemoteRelease) -> str:
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"    if [ -d {q(release.slot_name + '/.git')} ];"
         f" then {_hard_link_copy(release.slot_name + '/.', building)} && {leftovers} || exit;"
-        f" else {clone} || exit; fi",
+        f" else {clone} || exit; fresh=1; fi",
         f"    {checkout} || exit",
         "  fi",
     ]
     if release.submodules:
         lines.append("  " + _mark(Phase.SUBMODULES))
         lines += ["  " + line for line in _submodule_lines(release, building)]
-    lines.append("  " + _record_module_paths(release, building))
+    lines.append("  " + _record_layout(own_git, own_modules))
     index = posixpath.join(building, ".git", "index")
     lines += [
         # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the
@@ -216,7 +222,10 @@ def switch_command(release: RemoteRelease) -> str:
         f"  touch -c -d '1 second' {q(building)} {q(index)} || exit",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || exit",
         f"  mv {q(building)} {q(tree)} || exit",
-        f"else touch -c {q(tree)}; fi",
+        # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
+        f"else {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
+        f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
+        f" exit 1; fi; touch -c {q(tree)}; fi",
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not.
         f"ln -sfn {q(link_target)} {q(release.slot_name + '.sartoris-new')}"
         f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)} || exit",
@@ -224,6 +233,9 @@ def switch_command(release: RemoteRelease) -> str:
         _mark(Phase.DONE),
     ]
     return _script(lines)
+
+
+_CHANGED = "it was changed on the host; deploy another release, or remove that tree"
 
 
 def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str:
@@ -265,19 +277,22 @@ def _retired_tree(release: RemoteRelease) -> str:
     )
 
 
-def _tree_ready(tree: str, commit: str) -> str:
-    """A kept tree already at `commit` (rollback): reuse it as is."""
+def _tree_ready(release: RemoteRelease, tree: str) -> str:
+    """A kept tree already at the release (rollback), built by a Sartoris that marks its submodule layout: reuse
+    it as is."""
     head = posixpath.join(tree, ".git", "HEAD")
-    return f'{{ {_read_head(head)} [ "$h" = {shlex.quote(commit)} ]; }}'
+    mark = _layout_mark(posixpath.join(tree, ".git"), _modules_in(release, ""))
+    return f'{{ {_read_head(head)} [ "$h" = {shlex.quote(release.commit)} ] && [ -f {shlex.quote(mark)} ]; }}'
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
     """Bring each submodule whose pinned commit changed to it, from the slot's own object store.
 
-    A submodule's HEAD file is read with the shell's `read` (no process), so an unchanged submodule costs
-    nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new one is first
-    cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree can move;
-    one moved to another path (same name, same git dir) gets its `.git` file there and a full checkout.
+    A submodule's HEAD file and `.git` file are read with the shell's `read` (no process), so an unchanged
+    submodule costs nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new
+    one is first cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree
+    can move. Where the `.git` file is missing or names another repository (the module moved here, or another
+    moved away), whatever is at the path goes and the module is checked out there in full.
     That is what `git submodule update --init` does, without its dozen helper processes per submodule.
     """
     q = shlex.quote
@@ -294,64 +309,85 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
             continue
         ref = submodule_ref(module.commit)
         checkout = _checkout_command(work, module.commit, gitdir)
-        fetch = shell_words("git", "--git-dir", gitdir, "fetch", "--quiet", "--no-tags", release.store, f"+{ref}:{ref}")
-        clone = shell_words(
-            "git", "clone", "--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, f"--separate-git-dir={gitdir}",
-            "--", release.store, work,
+        fetch = shell_words(
+            "git", "--git-dir", gitdir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", release.store,
+            f"+{ref}:{ref}",
         )
+        clone = shell_words("git", "clone", *_CLONE_OPTIONS, f"--separate-git-dir={gitdir}", "--", release.store, work)
         gitfile = "gitdir: " + posixpath.relpath(gitdir, work)
         parent = posixpath.dirname(gitdir)
-        registration = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
         dot_git = q(posixpath.join(work, ".git"))
+        children = _modules_in(release, module.path)
         lines.append(
-            f"{_read_head(head)}"
+            f"{_read_head(head)} g=; [ -f {dot_git} ] && read -r g < {dot_git};"
+            f" if [ \"$g\" != {q(gitfile)} ]; then [ ! -e {dot_git} ] || rm -rf {q(work)} || exit;"
             f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
-            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit;"
-            f" printf %s {q(registration)} >> {q(posixpath.join(gitdirs[module.parent], 'config'))} || exit;"
-            # moved here from another path (same name, so its git dir is kept): its old work tree is gone, and this
-            # one is an empty folder until it points at the git dir and is checked out in full
-            f" elif [ ! -f {dot_git} ]; then {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} &&"
-            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit; h=; fi;"
+            f" {_register(release, module, gitdirs[module.parent])} || exit;"
+            f" : > {q(_layout_mark(gitdir, children))} || exit;"  # a fresh clone holds no module of another layout
+            f" else {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} || exit; h=; fi;"
+            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit; fi;"
+            f' if [ "$h" != {q(module.commit)} ]; then {_remove_dropped_module_trees(gitdir, work, children)} || exit;'
             # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
-            f' if [ "$h" != {q(module.commit)} ]; then {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit;'
-            " fi"
+            f" {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit; fi;"
+            f" {_record_layout(gitdir, children)}"
         )
     return lines
 
 
-def _module_paths_mark(release: RemoteRelease, building: str) -> str:
-    """An empty file in a tree's .git whose name stands for the release's top-level submodule paths: a tree that
-    has it holds no submodule work tree the release does not (see `_remove_dropped_module_trees`)."""
-    paths = "\n".join(sorted(m.path for m in release.submodules if not m.parent))
-    return posixpath.join(building, ".git", _PATHS_MARK + hashlib.sha256(paths.encode()).hexdigest()[:16])
-
-
-_PATHS_MARK = "sartoris-module-paths-"
-
-
-def _remove_dropped_module_trees(release: RemoteRelease, building: str) -> str:
-    """Shell that, in a tree that held another release (recycled or copied) and before its checkout, removes the
-    work tree of every top-level submodule the new release no longer has at that path (dropped, or moved: its
-    git dir stays, for a later release that brings it back). git's checkout leaves them behind ("unable to
-    rmdir"), so the tree would hold files the release does not. A tree marked with the release's submodule
-    paths has none to remove: one shell test, no process, in every deploy but those that change the paths."""
-    q = shlex.quote
-    paths = [m.path for m in release.submodules if not m.parent]
-    kept = f'case "$path" in {"|".join(map(q, paths))}) continue;; esac; ' if paths else ""
-    listing = shell_words("git", "-C", building, "-c", "core.quotePath=false", "ls-files", "--stage")
+def _register(release: RemoteRelease, module: SubmoduleSpec, parent_gitdir: str) -> str:
+    """Shell that registers a newly cloned module in its parent repository's config (so `git submodule` in the
+    tree sees it initialised). In a fresh tree the config is the tree's own file, appended to; in a copied or
+    recycled one it may be a hard link shared with other trees, so git rewrites it (a lock file renamed over)."""
+    config = posixpath.join(parent_gitdir, "config")
+    section = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
+    rewrite = shell_words("git", "config", "--file", config, f"submodule.{module.name}.url", release.store)
     return (
-        # grep passes the few gitlinks to the shell, whose `read` takes a pipe a byte at a time
-        f"{{ [ -f {q(_module_paths_mark(release, building))} ] || {listing} | grep '^160000 ' |"
-        " while read -r mode sha stage path;"
-        f' do [ "$mode" = 160000 ] || continue; {kept}rm -rf {q(building)}/"$path" || exit 1; done; }}'
+        f'{{ if [ "$fresh" = 1 ]; then printf %s {shlex.quote(section)} >> {shlex.quote(config)};'
+        f" else {rewrite}; fi; }}"
     )
 
 
-def _record_module_paths(release: RemoteRelease, building: str) -> str:
-    """Mark the built tree with its release's submodule paths (and drop the mark of the paths it held before)."""
+def _modules_in(release: RemoteRelease, parent: str) -> list[tuple[str, str]]:
+    """(name, path relative to the parent's work tree) of the submodules directly inside `parent` ("" for the
+    slot's own repository)."""
+    prefix = f"{parent}/" if parent else ""
+    return [(m.name, m.path[len(prefix) :]) for m in release.submodules if m.parent == parent]
+
+
+_LAYOUT_MARK = "sartoris-module-layout-"
+
+
+def _layout_mark(gitdir: str, modules: list[tuple[str, str]]) -> str:
+    """An empty file in a repository's git dir whose name stands for the submodules (name and path) its work
+    tree holds: a work tree marked with the layout a release wants holds no submodule work tree it does not."""
+    layout = "\n".join(sorted(f"{name}\t{path}" for name, path in modules))
+    return posixpath.join(gitdir, _LAYOUT_MARK + hashlib.sha256(layout.encode()).hexdigest()[:16])
+
+
+def _remove_dropped_module_trees(gitdir: str, work: str, modules: list[tuple[str, str]]) -> str:
+    """Shell that, before the checkout of a work tree that held another commit (a copied or recycled slot tree,
+    a submodule moving on), removes the work tree of each submodule in it that the new commit no longer has at
+    that path (dropped, or moved: its git dir stays, for a release that brings it back). git's checkout leaves
+    them behind ("unable to rmdir"), so the tree would hold files the release does not. A work tree marked with
+    the wanted layout has none to remove: one shell test, no process, unless the layout changes."""
     q = shlex.quote
-    mark = q(_module_paths_mark(release, building))
-    old_marks = q(posixpath.join(building, ".git")) + "/" + _PATHS_MARK + "*"
+    paths = [path for _, path in modules]
+    kept = f'case "$path" in {"|".join(map(q, paths))}) continue;; esac; ' if paths else ""
+    listing = shell_words(
+        "git", "--git-dir", gitdir, "--work-tree", work, "-c", "core.quotePath=false", "ls-files", "--stage"
+    )
+    return (
+        # grep passes the few gitlinks to the shell, whose `read` takes a pipe a byte at a time
+        f"{{ [ -f {q(_layout_mark(gitdir, modules))} ] || {listing} | grep '^160000 ' |"
+        f' while read -r mode sha stage path; do {kept}rm -rf {q(work)}/"$path" || exit 1; done; }}'
+    )
+
+
+def _record_layout(gitdir: str, modules: list[tuple[str, str]]) -> str:
+    """Mark a built work tree with its submodule layout, dropping the mark of the layout it held before."""
+    q = shlex.quote
+    mark = q(_layout_mark(gitdir, modules))
+    old_marks = q(gitdir) + "/" + _LAYOUT_MARK + "*"
     return f'[ -f {mark} ] || {{ set -- {old_marks}; [ ! -e "$1" ] || rm -f "$@"; : > {mark}; }} || exit'
 
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sample_repo import commit_change, git, make_checkout
+from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 
 from sartoris.remote import (
     ALREADY_PRESENT,
@@ -92,10 +92,10 @@ class Host:
         if not git(self.checkout, "tag", "--list", tag):
             git(self.checkout, "tag", tag)
         git(self.checkout, "push", "--quiet", str(self.publish), f"refs/tags/{tag}:refs/tags/{tag}")
-        modules = []
-        for name, path, sha in _gitlinks(self.checkout):
-            git(self.checkout / path, "push", "--quiet", str(self.publish), f"{sha}:{submodule_ref(sha)}")
-            modules.append(SubmoduleSpec(name, path, sha))
+        modules = _gitlinks(self.checkout)
+        for module in modules:
+            sha = module.commit
+            git(self.checkout / module.path, "push", "--quiet", str(self.publish), f"{sha}:{submodule_ref(sha)}")
         return RemoteRelease(str(self.slot), str(self.publish), tag, commit, tuple(modules), keep_trees=self.keep)
 
     def deploy(self, release: RemoteRelease) -> subprocess.CompletedProcess[str]:
@@ -107,16 +107,22 @@ class Host:
         return run_sh(status_command(str(self.slot))).stdout.strip()
 
 
-def _gitlinks(checkout: Path) -> list[tuple[str, str, str]]:
-    """(name, path, commit) of each submodule HEAD pins, names from its .gitmodules."""
-    links = [line.split(None, 3) for line in git(checkout, "ls-tree", "-r", "HEAD").splitlines()]
+def _gitlinks(checkout: Path, parent: str = "") -> list[SubmoduleSpec]:
+    """Each submodule HEAD pins, names from .gitmodules, then the submodules inside it (parents first)."""
+    repo = checkout / parent if parent else checkout
+    links = [line.split(None, 3) for line in git(repo, "ls-tree", "-r", "HEAD").splitlines()]
     paths = {path: sha for mode, _, sha, path in links if mode == "160000"}
     names = {}
     if paths:
-        for line in git(checkout, "config", "-f", ".gitmodules", "--get-regexp", r"\.path$").splitlines():
+        for line in git(repo, "config", "-f", ".gitmodules", "--get-regexp", r"\.path$").splitlines():
             key, path = line.split(" ", 1)
             names[path] = key[len("submodule.") : -len(".path")]
-    return [(names[path], path, sha) for path, sha in sorted(paths.items())]
+    modules = []
+    for path, sha in sorted(paths.items()):
+        full = f"{parent}/{path}" if parent else path
+        inside = _gitlinks(checkout, full) if (checkout / full / ".git").exists() else []  # initialised here
+        modules += [SubmoduleSpec(names[path], full, sha, parent), *inside]
+    return modules
 
 
 @pytest.fixture
@@ -323,6 +329,101 @@ def test_a_dropped_submodule_leaves_nothing_behind_and_can_come_back(host: Host,
         done = host.deploy(release)
         assert done.returncode == 0, done.stderr
         _assert_is_the_release(host.slot.resolve(), release)
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+@pytest.mark.parametrize("change", [False, True], ids=["same-commits", "one-changed"])
+def test_two_submodules_that_swap_paths_each_end_up_whole_at_their_new_one(host: Host, keep: int, change: bool) -> None:
+    """Ext0 and Ext1 trade places: the same set of paths, so each path's `.git` file names the other module's
+    repository, which a check of paths alone misses (each path held the other module, swapped HEADs)."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    git(host.checkout, "mv", "extensions/Ext0", "extensions/tmp")
+    git(host.checkout, "mv", "extensions/Ext1", "extensions/Ext0")
+    git(host.checkout, "mv", "extensions/tmp", "extensions/Ext1")
+    git(host.checkout, "commit", "--quiet", "--message", "swap")
+    if change:
+        commit_change(host.checkout, "extensions/Ext0/new.php", "<?php // in the swapped module\n", "change")
+    swapped = host.release()
+    done = host.deploy(swapped)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), swapped)
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_a_submodule_renamed_at_the_same_path_replaces_the_old_one(host: Host, keep: int) -> None:
+    """A module given a new name where another (the same repository under its old name) was: the new one is
+    cloned there. The old files were in the way of the clone, so every deploy failed from then on."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    git(host.checkout, "config", "-f", ".gitmodules", "--rename-section", "submodule.Ext1", "submodule.extensions/Ext1")
+    git(host.checkout, "commit", "--quiet", "--all", "--message", "name == path, as git submodule add does")
+    renamed = host.release()
+    assert [m.name for m in renamed.submodules] == ["Ext0", "extensions/Ext1"]
+    for release in (renamed, renamed):  # and once more, from the tree the first built
+        done = host.deploy(release)
+        assert done.returncode == 0, done.stderr
+        _assert_is_the_release(host.slot.resolve(), release)
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_a_nested_submodule_dropped_or_moved_leaves_nothing_behind(host: Host, tmp_path: Path, keep: int) -> None:
+    """extensions/Skin/lib/Icons moves to lib/Icons2, then goes: Skin's work tree holds exactly its commit."""
+    host.keep = keep
+    skin, _ = add_nested_submodules(host.checkout, tmp_path / "upstreams")
+    assert host.deploy(host.release()).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 1;\n")
+    assert host.deploy(host.release()).returncode == 0
+    nested = host.checkout / skin
+    git(nested, "mv", "lib/Icons", "lib/Icons2")
+    git(nested, "commit", "--quiet", "--message", "move Icons")
+    git(host.checkout, "commit", "--quiet", "--all", "--message", "Skin with Icons moved")
+    moved = host.release()
+    done = host.deploy(moved)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), moved)
+    git(nested, "rm", "--quiet", "lib/Icons2")
+    git(nested, "commit", "--quiet", "--message", "drop Icons")
+    git(host.checkout, "commit", "--quiet", "--all", "--message", "Skin without Icons")
+    dropped = host.release()
+    done = host.deploy(dropped)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), dropped)
+    assert not (host.slot / skin / "lib").exists()  # Skin's only folder held Icons
+
+
+def test_adding_a_submodule_writes_nothing_into_the_live_tree(host: Host, tmp_path: Path) -> None:
+    """The new tree is a hard-link copy of the live one: registering a new module in its config, and git's own
+    logs, must not write into files the live tree shares. Every file of the live tree keeps its bytes."""
+    commit_change(host.checkout, "index.php", "<?php echo 1;\n")
+    assert host.deploy(host.release()).returncode == 0
+    live = host.slot.resolve()
+    before = {f: f.read_bytes() for f in live.rglob("*") if f.is_file() and not f.is_symlink()}
+    add_nested_submodules(host.checkout, tmp_path / "upstreams")
+    added = host.release()
+    done = host.deploy(added)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), added)
+    assert {f: f.read_bytes() for f in before} == before
+    assert not list(live.rglob("logs"))  # no reflogs to share: trees and modules are cloned without them
+
+
+def test_a_live_tree_changed_on_the_host_is_reported_not_left_as_is(host: Host) -> None:
+    """Someone checked another commit out in the live tree: deploying its own release again fails, saying so,
+    instead of reporting the host on the release."""
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'other';\n")
+    other = host.release()
+    assert host.deploy(other).returncode == 0
+    git(host.slot, "checkout", "--quiet", "--detach", release.commit)
+    done = host.deploy(other)
+    assert done.returncode == 1
+    assert f"is at {release.commit}, not {other.commit}: it was changed on the host" in done.stderr
 
 
 def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:

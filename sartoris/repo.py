@@ -19,12 +19,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import git
+import structlog
 
 from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError, UsageError
 from sartoris.process_groups import end_process_group
 from sartoris.remote import SubmoduleSpec, submodule_ref
+
+log = structlog.get_logger("sartoris")
 
 _GITLINK_MODE = "160000"
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -58,10 +62,11 @@ class SlotCheckout:
         self._timeout = git_timeout
 
     def head_commit(self) -> str:
-        try:
-            return self._repo.head.commit.hexsha
-        except ValueError:
-            raise RefusedError(f"{self.path}: the working copy has no commit yet") from None
+        return _head_commit(self._repo, self._timeout) or _no_commit(self.path)
+
+    def object_format(self) -> str:
+        """How the working copy names objects: "sha1", or "sha256" (its publish target must hash the same)."""
+        return str(self._repo.config_reader("repository").get_value("extensions", "objectformat", "sha1")).lower()
 
     def ensure_clean(self, before: str = "a sync") -> None:
         """Refuse a working copy with uncommitted changes (submodules included): tagging it would hide them.
@@ -180,9 +185,11 @@ class SlotCheckout:
         heads = {}
         for module in self.submodules_at(self.head_commit()):
             try:
-                heads[module.path] = git.Repo(self.path / module.path).head.commit.hexsha
-            except (git.NoSuchPathError, git.InvalidGitRepositoryError, ValueError):
+                head = _head_commit(git.Repo(self.path / module.path), self._timeout)
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError):
                 continue
+            if head:
+                heads[module.path] = head
         return heads
 
     def delete_tag(self, tag: str) -> str | None:
@@ -206,7 +213,7 @@ class SlotCheckout:
         the publish target never holds a tag whose submodule commits it lacks, whatever stops the pushes. Once
         `stop` is set (the run was interrupted), the push in flight is ended and no further one starts:
         PublishError. Over ssh, a server that does not answer fails within `connect_timeout`."""
-        _ensure_local_bare_repo(url)
+        _ensure_local_bare_repo(url, self.object_format())
         env = _ssh_connect_bound(self.path, url, connect_timeout)
         for module in release.submodules:
             _stop_if_set(stop, url)
@@ -219,10 +226,30 @@ class SlotCheckout:
     ) -> None:
         path = self.path / module.path
         try:
-            git.Repo(path)
+            submodule = git.Repo(path)
         except (git.NoSuchPathError, git.InvalidGitRepositoryError):
             raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
+        self._keep(submodule, module)
         _push(path, url, f"{module.commit}:{submodule_ref(module.commit)}", self._timeout, stop, env)
+
+    def _keep(self, submodule: git.Repo, module: SubmoduleSpec) -> None:
+        """Give the published commit a ref in the submodule's repository here, as the tag does for the slot's:
+        git's gc does not follow gitlinks, so a commit made on this host only (a live hack) and later left behind
+        would be pruned, and a rollback to its release could not publish it again. Made once: the ref's file (or
+        packed line) is looked for first, so later syncs start no process."""
+        ref = submodule_ref(module.commit)
+        gitdir = Path(submodule.git_dir)
+        if (gitdir / ref).is_file():
+            return
+        try:
+            if f"{module.commit} {ref}\n" in (gitdir / "packed-refs").read_text(errors="replace"):
+                return
+        except OSError:
+            pass
+        try:
+            _run_git(submodule, self._timeout, "update-ref", ref, module.commit)
+        except git.GitCommandError as exc:  # the push decides: the publish target may hold the commit already
+            log.warning("submodule_commit_not_kept", submodule=module.path, commit=module.commit, error=_git_error(exc))
 
     def _git(self, *args: str) -> str:
         return _run_git(self._repo, self._timeout, *args)
@@ -266,7 +293,7 @@ def _push(
             raise PublishError(f"push to {url} {why}")
         if status != 0:
             stderr.seek(0)
-            raise PublishError(f"push to {url} failed: {_error_line(stderr.read().decode(errors='replace'))}")
+            raise PublishError(f"push to {url} failed: {_push_error(stderr.read().decode(errors='replace'))}")
 
 
 def _wait_unless_stopped(process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None) -> int | None:
@@ -346,12 +373,14 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
     try:
         listing = _run_git(repo, timeout, "ls-tree", "-r", "-z", commit)
     except git.GitCommandError as exc:
-        # A submodule whose repository here lacks the commit has none to list: publishing it will say so. Not
-        # the slot's own repository, nor a git killed by a signal (Ctrl-C, the timeout): the release would
-        # silently lose its submodules.
-        if within and isinstance(exc.status, int) and exc.status > 0:
-            return []
-        where = f"submodule {within}" if within else str(repo.working_tree_dir)
+        # Never read as "no submodules": a release whose nested submodules went missing would switch hosts without
+        # them (a rollback's publish target may already hold the commit, so no push would fail either).
+        if within:
+            raise RefusedError(
+                f"submodule {within}: its commit {commit[:12]} is not in {repo.working_tree_dir} on this deploy host"
+                f" (fetch it there), so the submodules it pins cannot be listed: {_git_error(exc)}"
+            ) from None
+        where = repo.working_tree_dir
         raise RefusedError(f"{where}: cannot list the files of {commit[:12]}: {_git_error(exc)}") from None
     gitlinks: dict[str, str] = {}
     for entry in listing.split("\0"):
@@ -392,14 +421,33 @@ def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, s
     return names
 
 
-def _ensure_local_bare_repo(url: str) -> None:
+def _head_commit(repo: git.Repo, timeout: float) -> str | None:
+    """HEAD's commit, None before the first commit. GitPython reads it without a process, but only for SHA-1
+    repositories; git itself answers for the others."""
+    try:
+        return repo.head.commit.hexsha
+    except ValueError:
+        pass
+    try:
+        return _run_git(repo, timeout, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip() or None
+    except git.GitCommandError:
+        return None
+
+
+def _no_commit(path: Path) -> NoReturn:
+    raise RefusedError(f"{path}: the working copy has no commit yet")
+
+
+def _ensure_local_bare_repo(url: str, object_format: str) -> None:
+    """A publish target at a local path that does not exist yet becomes a bare repository hashing like the
+    working copy (a SHA-256 tag cannot be pushed into a SHA-1 repository)."""
     if not _is_local(url):
         return
     path = Path(url.removeprefix("file://"))
     if path.exists():
         return
     try:
-        git.Repo.init(path, bare=True, mkdir=True)
+        git.Repo.init(path, bare=True, mkdir=True, object_format=object_format)
     except OSError as exc:
         raise PublishError(f"cannot create the publish repository {path}: {exc.strerror or exc}") from None
     except git.GitCommandError as exc:
@@ -418,6 +466,16 @@ def _tagger_env(repo: git.Repo) -> dict[str, str]:
 
 def _git_error(exc: git.GitCommandError) -> str:
     return _error_line(str(exc.stderr or exc))
+
+
+def _push_error(output: str) -> str:
+    """Why a push failed: its fatal: line (a bad object), else the refs the server rejected with their reasons
+    ("! [rejected] t -> t (already exists)", "(shallow update not allowed)"), else git's own error line, which
+    alone says only "failed to push some refs"."""
+    lines = [line.strip() for line in output.splitlines()]
+    fatal = next((line for line in lines if line.startswith("fatal:")), None)
+    rejected = [line.removeprefix("! ").strip() for line in lines if line.startswith("! [")]
+    return fatal or "; ".join(rejected) or _error_line(output)
 
 
 def _error_line(output: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sample_repo import add_nested_submodules, git, make_checkout
 
-from sartoris.errors import DirtyCheckoutError
+from sartoris.errors import DirtyCheckoutError, RefusedError
 from sartoris.remote import RemoteRelease, fetch_command, status_command, switch_command
 from sartoris.repo import SlotCheckout
 
@@ -94,3 +94,28 @@ def test_an_uncommitted_edit_is_named_as_it_is_spelt(tmp_path: Path) -> None:
     (checkout / "résumé v2.php").write_text("<?php // edited\n")
     with pytest.raises(DirtyCheckoutError, match=r"\(résumé v2\.php\)"):
         SlotCheckout(checkout, 60).ensure_no_uncommitted_edits(before="an abort")
+
+
+def test_a_release_whose_nested_commit_is_gone_here_is_refused_not_read_without_it(tmp_path: Path) -> None:
+    """Skin's commit of a release was made on the deploy host only, then dropped (reset) and pruned by gc, as it
+    could be before publishing gave such commits a ref there. Reading that release again (a rollback, a retry)
+    listed Skin with no lib/Icons, and since the publish target already held the commit, no push failed: hosts
+    switched without Icons. Now it is refused, saying where."""
+    checkout = _nested_app(tmp_path)
+    skin = checkout / "extensions/Skin"
+    (skin / "local.txt").write_text("a deploy-host-only change\n")
+    git(skin, "add", "local.txt")
+    git(skin, "commit", "--quiet", "--message", "local only")
+    git(checkout, "commit", "--quiet", "--all", "--message", "pin the local Skin commit")
+    local = SlotCheckout(checkout, 60)
+    release = local.tag_release("t1", "release")
+    assert [m.path for m in release.submodules] == ["extensions/Skin", "extensions/Skin/lib/Icons"]
+    local.publish(release, str(tmp_path / "publish.git"))
+    kept = git(skin, "for-each-ref", "--format=%(refname)", "refs/sartoris/")
+    git(skin, "update-ref", "-d", kept)  # as a publish by an older Sartoris left it: no ref of its own here
+    git(skin, "reset", "--quiet", "--hard", "HEAD~1")
+    git(checkout, "commit", "--quiet", "--all", "--message", "back to the upstream Skin")
+    git(skin, "reflog", "expire", "--expire=now", "--all")
+    git(skin, "gc", "--quiet", "--prune=now")
+    with pytest.raises(RefusedError, match=r"submodule extensions/Skin: its commit \w+ is not in .* deploy host"):
+        SlotCheckout(checkout, 60).release_of("t1")

@@ -22,6 +22,7 @@ from sartoris.config import parse_config
 from sartoris.errors import PublishError, RefusedError
 from sartoris.inventory import parse_host
 from sartoris.policy import FailureBudget
+from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.rollout import _Fetcher
 from sartoris.transport import CommandResult, ConnectError
@@ -116,8 +117,8 @@ def test_a_release_never_silently_loses_its_submodules(
     checkout: SlotCheckout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Listing the slot's own tree fails loudly, and so does a submodule's git killed by a signal (Ctrl-C): an
-    empty list would publish the release without its submodule commits. Only a submodule whose repository lacks
-    the commit lists nothing (its publish then says so)."""
+    empty list would publish the release without its submodule commits (a submodule whose repository lacks the
+    commit is refused too: test_nested_submodules)."""
     with pytest.raises(RefusedError, match="cannot list the files"):
         checkout.submodules_at("0" * 40)
     run_git = repo._run_git
@@ -130,6 +131,70 @@ def test_a_release_never_silently_loses_its_submodules(
     monkeypatch.setattr(repo, "_run_git", killed_in_a_submodule)
     with pytest.raises(RefusedError, match="submodule extensions/"):
         checkout.submodules_at(checkout.head_commit())
+
+
+def test_a_rejected_push_says_why_not_only_that_it_failed(checkout: SlotCheckout, tmp_path: Path) -> None:
+    """git's own error line says only "failed to push some refs": the server's reason comes from its rejected
+    line, here a tag of that name already published for another commit."""
+    url = str(tmp_path / "publish.git")
+    checkout.publish(checkout.tag_release("t1", "release"), url)
+    checkout.delete_tag("t1")
+    git(checkout.path, "commit", "--quiet", "--allow-empty", "--message", "another")
+    with pytest.raises(PublishError, match=r"failed: \[rejected\] +t1 -> t1 \(already exists\)"):
+        checkout.publish(checkout.tag_release("t1", "release"), url)
+
+
+def test_a_published_submodule_commit_outlives_gc_here(
+    checkout: SlotCheckout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submodule commit made on the deploy host only, published, then left behind (reset) survives gc there:
+    the publish gave it a ref in the submodule's repository, as the tag does for the slot's own commit, so a
+    rollback can publish it again. The ref is made once; a later publish starts no process for it."""
+    module = checkout.path / "extensions" / "Ext0"
+    (module / "hack.php").write_text("<?php // a live hack\n")
+    git(module, "add", "hack.php")
+    git(module, "commit", "--quiet", "--message", "hack")
+    hack = git(module, "rev-parse", "HEAD")
+    git(checkout.path, "commit", "--quiet", "--all", "--message", "pin the hack")
+    release = checkout.tag_release("t1", "release")
+    checkout.publish(release, str(tmp_path / "publish.git"))
+    git(module, "reset", "--quiet", "--hard", "HEAD~1")
+    git(module, "reflog", "expire", "--expire=now", "--all")
+    git(module, "gc", "--quiet", "--prune=now")
+    git(module, "cat-file", "-e", f"{hack}^{{commit}}")  # still here
+    run_git, calls = repo._run_git, []
+
+    def counted(gitrepo: gitpython.Repo, timeout: float, *args: str) -> str:
+        calls.append(args[0])
+        return run_git(gitrepo, timeout, *args)
+
+    monkeypatch.setattr(repo, "_run_git", counted)
+    checkout.publish(release, str(tmp_path / "again.git"))
+    assert "update-ref" not in calls  # packed by that gc, and still found
+
+
+def test_a_sha256_working_copy_is_tagged_and_published_into_a_sha256_repository(tmp_path: Path) -> None:
+    """GitPython cannot read SHA-256 refs, so a SHA-256 working copy was refused as having "no commit yet", and its
+    missing publish target was made SHA-1, which then refused every push. Now it publishes like any other, and a
+    host checks the release out (the host side always handled SHA-256)."""
+    work = tmp_path / "php-slot0"
+    git(tmp_path, "init", "--quiet", "--object-format=sha256", str(work))
+    (work / "index.php").write_text("<?php\n")
+    git(work, "add", "index.php")
+    git(work, "commit", "--quiet", "--message", "one")
+    checkout = SlotCheckout(work, 60)
+    assert checkout.head_commit() == git(work, "rev-parse", "HEAD") and len(checkout.head_commit()) == 64
+    release = checkout.tag_release("t1", "release")
+    url = tmp_path / "publish.git"
+    checkout.publish(release, str(url))
+    assert git(url, "rev-parse", "--show-object-format") == "sha256"
+    assert git(url, "rev-parse", "t1^{commit}") == release.commit
+    host = RemoteRelease(str(tmp_path / "host" / "php-slot0"), str(url), release.tag, release.commit)
+    (tmp_path / "host").mkdir()
+    for script in (fetch_command(host), switch_command(host)):
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+    assert git(tmp_path / "host" / "php-slot0", "rev-parse", "HEAD") == release.commit
 
 
 def test_listing_fails_before_the_tag_is_made(checkout: SlotCheckout, monkeypatch: pytest.MonkeyPatch) -> None:

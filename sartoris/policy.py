@@ -175,7 +175,15 @@ def within_depool_cap(
 _TRANSIENT_FETCH = re.compile(
     r"connection reset|early eof|the remote end hung up|could not read from remote repository"
     r"|unable to connect|connection refused|connection timed out|operation timed out|unexpected disconnect"
-    r"|rpc failed|read error|broken pipe|temporary failure|service unavailable|http 50[234]",
+    r"|connection closed|could not resolve host|rpc failed|read error|broken pipe|temporary failure"
+    r"|service unavailable|http 50[234]|returned error: 50[234]",
+    re.IGNORECASE,
+)
+# ... and the wording of a request no retry will fix, which git (or ssh) follows with the same "could not read
+# from remote repository" as a broken connection: no such repository, refused login, changed host key.
+_PERMANENT_FETCH = re.compile(
+    r"does not appear to be a git repository|repository not found|permission denied"
+    r"|host key verification failed|couldn't find remote ref|not our ref|returned error: 40[134]",
     re.IGNORECASE,
 )
 RETRY_BASE_SECONDS = 0.5
@@ -193,7 +201,7 @@ def outcome_of_stopped_run(hosts: Sequence[HostResult]) -> Outcome:
 
 def is_transient_fetch_error(stderr: str) -> bool:
     """True when git's stderr says the network or the server failed (worth retrying), not the request."""
-    return bool(_TRANSIENT_FETCH.search(stderr))
+    return bool(_TRANSIENT_FETCH.search(stderr)) and not _PERMANENT_FETCH.search(stderr)
 
 
 def retry_delay(attempt: int, rng: random.Random) -> float:

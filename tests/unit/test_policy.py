@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sartoris.policy import FailureBudget, decide_after_fetch, outcome_of_stopped_run, rollback_target
+from sartoris.policy import (
+    FailureBudget,
+    decide_after_fetch,
+    is_transient_fetch_error,
+    outcome_of_stopped_run,
+    rollback_target,
+)
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import DeployedRelease
 
@@ -242,3 +248,34 @@ def test_max_depooled_counts_over_the_whole_run_also_in_its_canary_phase() -> No
     whole = decide_after_fetch(canaries, FailureBudget.parse("50%"), depool_cap=cap, already_depooled=out,
                                pool=["a", "b", "c", "d"])
     assert whole.abort and "2 of 4 hosts out of the pool" in str(whole.reason)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "transient"),
+    [
+        pytest.param("fatal: the remote end hung up unexpectedly\n", True, id="hung-up"),
+        pytest.param("ssh: connect to host pub port 22: Connection refused\nfatal: Could not read from remote"
+                     " repository.\n", True, id="ssh-refused"),
+        pytest.param("kex_exchange_identification: Connection closed by remote host\nConnection closed by 10.0.0.1"
+                     " port 22\nfatal: Could not read from remote repository.\n", True, id="ssh-closed"),
+        pytest.param("fatal: unable to access 'https://pub/x.git/': Could not resolve host: pub\n", True, id="dns"),
+        pytest.param("fatal: unable to access 'https://pub/x.git/': The requested URL returned error: 503\n", True,
+                     id="http-503"),
+        pytest.param("fatal: '/srv/git/x.git' does not appear to be a git repository\nfatal: Could not read from"
+                     " remote repository.\n\nPlease make sure you have the correct access rights\n", False,
+                     id="no-such-repository"),
+        pytest.param("deploy@pub: Permission denied (publickey).\nfatal: Could not read from remote repository.\n",
+                     False, id="ssh-login-refused"),
+        pytest.param("Host key verification failed.\nfatal: Could not read from remote repository.\n", False,
+                     id="host-key"),
+        pytest.param("fatal: couldn't find remote ref refs/tags/t1\n", False, id="no-such-tag"),
+        pytest.param("fatal: unable to access 'https://pub/x.git/': The requested URL returned error: 404\n", False,
+                     id="http-404"),
+    ],
+)
+def test_a_fetch_is_retried_for_a_broken_transport_never_for_a_request_no_retry_fixes(
+    stderr: str, transient: bool
+) -> None:
+    """git says "could not read from remote repository" after a dropped connection and after a missing
+    repository or a refused login alike: only the first is retried (the others waited out every retry)."""
+    assert is_transient_fetch_error(stderr) is transient

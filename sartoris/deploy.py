@@ -395,9 +395,10 @@ async def _deploy(
     )
     if canary is None:
         return main
-    return RolloutResult(
-        main.outcome, _in_order(targets, canary.hosts + main.hosts), main.abort_reason, main.interrupted
-    )
+    hosts = _in_order(targets, canary.hosts + main.hosts)
+    # the rest aborted (or was interrupted) after the canaries switched: not "aborted", which promises no host did
+    outcome = outcome_of_stopped_run(hosts) if main.outcome is Outcome.ABORTED else main.outcome
+    return RolloutResult(outcome, hosts, main.abort_reason, main.interrupted)
 
 
 def _in_order(targets: Sequence[Host], results: Sequence[HostResult]) -> tuple[HostResult, ...]:

@@ -54,12 +54,24 @@ class Host:
     def key(self, default_port: int) -> tuple[str, int]:
         """What makes two lines the same machine: name (case-insensitive) and port, a line without :port read as
         `default_port`, so `mw1` and `mw1:22` are one host. The user is not part of it: `deploy@mw1` and `mw1`
-        would both deploy into the same remote_root at once. (~/.ssh/config's per-host Port is not read here.)"""
-        return (self.name.lower(), self.port or default_port)
+        would both deploy into the same remote_root at once. An address is compared as an address, so
+        `127.0.0.2` and `[::ffff:127.0.0.2]` (or two spellings of one IPv6 address) are one host too. (Two DNS
+        names of one machine, and ~/.ssh/config's per-host Port, are not seen here.)"""
+        return (_canonical_name(self.name), self.port or default_port)
 
     def __str__(self) -> str:
         """The label, as written in the group file."""
         return self.label
+
+
+def _canonical_name(name: str) -> str:
+    """A host name lowercased; an IP address in one spelling (an IPv4-mapped IPv6 address as its IPv4)."""
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return name.lower()
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 def is_user_name(text: str) -> bool:

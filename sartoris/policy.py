@@ -104,9 +104,10 @@ def decide_after_fetch(
     """Abort past the failure budget, or when depooling the failed would take out more than depool_cap of the
     targeted hosts (counting those already out); otherwise depool exactly the failed hosts, switch the rest.
     Hosts already out of the pool never stop a run that takes no one else out (a hotfix for them included).
-    `pool`: the hosts the cap counts over, when more than these results (the whole run: canaries and the rest)."""
+    `pool`: the hosts the budget's percentage and the cap count over, when more than these results (the whole
+    run: canaries and the rest)."""
     failed = tuple(r.host for r in results if not r.ok)
-    targeted = len(results)
+    targeted = len(pool) if pool is not None else len(results)  # "N% of the targeted hosts": all of the run's
     if budget.exceeded(len(failed), targeted):
         reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than {budget.name} ({budget})"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)

@@ -104,7 +104,8 @@ def submodule_ref(commit: str) -> str:
 def bounded(script: str, seconds: float) -> str:
     """Run `script` under the host's own deadline, a little before the controller's (see module docstring);
     when it fires, say so on stderr (timeout itself exits 124, or 137 after the KILL, silently)."""
-    limit = max(seconds - _REMOTE_MARGIN, 1.0)
+    # the margin, or half the time when that is too short for one: the host never outlives the controller
+    limit = seconds - _REMOTE_MARGIN if seconds > 2 * _REMOTE_MARGIN else seconds / 2
     said = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
     return (
         shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-c", script)
@@ -229,8 +230,9 @@ def switch_command(release: RemoteRelease) -> str:
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not.
         f"ln -sfn {q(link_target)} {q(release.slot_name + '.sartoris-new')}"
         f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)} || exit",
-        _prune_lines(release),
+        # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release
         _mark(Phase.DONE),
+        _prune_lines(release),
     ]
     return _script(lines)
 

@@ -260,11 +260,16 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
     try:
         result = await item.session.run(command, timeout=timeout)
     except CommandTimeout as exc:
-        return failed(last_phase(exc.stdout, Phase.CHECKOUT), str(exc))
+        if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
+            return failed(last_phase(exc.stdout, Phase.CHECKOUT), str(exc))
+        log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
     except HostError as exc:
         return failed(Phase.CHECKOUT, str(exc))
-    if not result.ok:
-        return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line(), result.stderr)
+    else:
+        if not result.ok and last_phase(result.stdout, Phase.CHECKOUT) is not Phase.DONE:
+            return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line(), result.stderr)
+        if not result.ok:
+            log.warning("old_trees_not_pruned", host=label, error=result.error_line())
     seconds = item.result.seconds + time.monotonic() - begin
     log.debug("host_switched", host=label, seconds=round(seconds, 3))
     return HostResult(label, True, Phase.DONE, seconds=seconds)

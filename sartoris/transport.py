@@ -135,7 +135,8 @@ class Session:
         capture = _Capture()
         try:
             async with asyncio.timeout(timeout):
-                process = await self._connection.create_process(command, stdin=asyncssh.DEVNULL)
+                # errors="replace": a byte that is not UTF-8 (a hook's output) must not end the connection
+                process = await self._connection.create_process(command, stdin=asyncssh.DEVNULL, errors="replace")
                 try:
                     await asyncio.gather(_read_head(process.stdout, capture), _read_tail(process.stderr, capture))
                     await process.wait_closed()

@@ -198,6 +198,21 @@ def test_a_hosts_file_path_with_spaces_and_shell_syntax_is_just_a_path(deploymen
 
 # --- a host that floods its output ---------------------------------------------------------------------------
 
+def test_output_that_is_not_utf8_is_read_as_text_not_a_lost_connection(deployment: Deployment, tmp_path: Path) -> None:
+    """A hook on a host printing bytes that are not UTF-8 while the switch succeeds: that ended the connection
+    (a decode error), so the host was reported failed and depooled though it switched. Now it is ok."""
+    hosts = deployment.fleet.hosts[11:13]
+    deployment.group("pair", hosts)
+    assert _sartoris(deployment, tmp_path / "cwd", "sync", "--slot", str(deployment.slot), "--hosts", "pair").code == 0
+    hook = live_tree(deployment, hosts[0]) / ".git" / "hooks" / "post-checkout"
+    write_script(hook, "printf '\\377\\376 latin-1 \\351\\n' >&2\n")
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'bytes';\n")
+    run = _sartoris(deployment, tmp_path / "cwd", "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
+    assert run.code == 0, run.stderr
+    assert all(h["ok"] and not h["depooled"] for h in run.json()["hosts"])
+    assert all(deployment.host_head(h) == new for h in hosts)
+
+
 FLOOD_BYTES = 200 * 1000 * 1000
 MAX_RSS_MB = 200
 MAX_ERROR = 500

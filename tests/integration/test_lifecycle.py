@@ -385,6 +385,29 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     assert all(deployment.host_head(h) == old for h in [canary_good, canary_bad, *rest])
 
 
+def test_a_run_whose_rest_aborts_after_the_canaries_switched_is_partial_not_aborted(deployment: Deployment) -> None:
+    """The canary switched, then the rest's fetch failed past max_failures: exit 3 and "aborted" promise that no
+    host switched, and the canary did, so it is partial (exit 5), nobody depooled, the rest on the old tag, and
+    the history counts the canary's release (status then calls the canary current, not behind)."""
+    canary, rest = deployment.fleet.hosts[20], deployment.fleet.hosts[21:23]
+    refused = deployment.fleet.faults["refused"][0]
+    deployment.group("canary", [canary])
+    deployment.group("all", [canary, *rest, refused])
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "canary").code == 0
+    old = deployment.head()
+    deployment.configure(deploy={"canaries": ["canary"]}, max_failures=0)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'canary only';\n")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
+    assert run.code == 5, run.stderr
+    report = run.json()
+    assert report["outcome"] == "partial" and "failed to fetch" in report["reason"]
+    assert deployment.host_head(canary) == new and all(deployment.host_head(h) != new for h in rest)
+    assert not any(h["depooled"] for h in report["hosts"]) and deployment.pool_changes() == []
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "canary", "--json").json()
+    assert status["commit"] == new and status["hosts"][0]["state"] == "current"
+    assert old != new
+
+
 def test_finish_after_a_canary_rejected_the_release_does_not_announce_it(deployment: Deployment) -> None:
     """Inside a started deploy, a sync that a canary rejected after another canary switched is partial (exit 5),
     but its release did not go out: abort still refuses (a canary runs it), and finish tells the finish hook

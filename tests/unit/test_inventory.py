@@ -243,6 +243,13 @@ def test_resolve_dedupes_with_the_configured_port(fleet: Path) -> None:
     assert labels(hosts) == ["mw1", "mw2", "mw3", "db1", "mw2:22"]
 
 
+def test_resolve_dedupes_one_address_written_two_ways(tmp_path: Path) -> None:
+    """An IPv4 address and its IPv4-mapped IPv6 spelling, or two spellings of one IPv6 address, are one machine:
+    both lines once raced on the same tree (and one machine was reported both ok and depooled)."""
+    (tmp_path / "app").write_text("127.0.0.2\n[::ffff:127.0.0.2]\n[2001:db8::1]\n[2001:0db8:0:0::1]:22\nMW1\nmw1\n")
+    assert labels(resolve_hosts(["app"], tmp_path, tmp_path)) == ["127.0.0.2", "[2001:db8::1]", "MW1"]
+
+
 def test_resolve_unknown_group(fleet: Path) -> None:
     """A selector that is neither a group nor a file says where it looked."""
     hosts_dir = fleet / "deploy" / "hosts"

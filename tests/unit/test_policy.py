@@ -250,6 +250,17 @@ def test_max_depooled_counts_over_the_whole_run_also_in_its_canary_phase() -> No
     assert whole.abort and "2 of 4 hosts out of the pool" in str(whole.reason)
 
 
+def test_the_failure_budget_is_a_share_of_the_whole_run_not_of_the_rest_after_the_canaries() -> None:
+    """20 targeted hosts, 1 of them a canary that switched: "5%" of the targeted hosts is 1 failure allowed, as the
+    contract says; counted over the 19 left it allowed none, and the run aborted on "1 of 19"."""
+    rest = _fetched(tuple(f"h{n}" for n in range(18)), ("h18",))
+    whole = ["canary", *(f"h{n}" for n in range(19))]
+    assert not decide_after_fetch(rest, FailureBudget.parse("5%"), pool=whole).abort
+    past = decide_after_fetch(_fetched(tuple(f"h{n}" for n in range(17)), ("h17", "h18")), FailureBudget.parse("5%"),
+                              pool=whole)
+    assert past.abort and "2 of 20 hosts failed to fetch" in str(past.reason)
+
+
 @pytest.mark.parametrize(
     ("stderr", "transient"),
     [

@@ -62,11 +62,14 @@ def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
 
 
 def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
-    """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline."""
+    """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline: 2 s before it,
+    or at half of it when it is too short for that (a 1 s limit gave the host 1 s, the controller's whole time)."""
     done = run_sh(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
-    assert "sartoris: timed out after 1s (stopped on the host)" in done.stderr
+    assert "sartoris: timed out after 1.5s (stopped on the host)" in done.stderr
     assert run_sh(bounded("echo on time", 10.0)).stdout.strip() == "on time"
+    for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
+        assert f"timeout -k 5 {host} sh -c" in bounded("true", controller)
 
 
 def test_last_phase_and_parse_head() -> None:

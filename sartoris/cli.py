@@ -23,6 +23,7 @@ import typer.core  # noqa: E402
 from sartoris import streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
 from sartoris.launch import json_asked  # noqa: E402
+from sartoris.limits import MAX_ENTRIES, MAX_SLOT  # noqa: E402
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
 _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED}
@@ -112,8 +113,6 @@ def _main(
     ctx.obj = _Globals(config=config, verbosity=verbosity, json_lines=log_format == "json")
 
 
-MAX_SLOT = 9999  # slot numbers name folders (php-slot0 ...): a bound keeps them sane and storable
-MAX_ENTRIES = 1_000_000
 SlotOption = Annotated[
     int | None,
     typer.Option("--slot", min=0, max=MAX_SLOT, help="Slot number (default: the slot of the current folder)."),

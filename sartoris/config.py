@@ -20,11 +20,11 @@ from pathlib import Path, PurePosixPath
 
 from sartoris.errors import ConfigError
 from sartoris.inventory import is_user_name
+from sartoris.limits import MAX_KEEP_RELEASES, MAX_RETRIES, MAX_SECONDS, MAX_SLOT
 from sartoris.policy import FailureBudget
 
 CONFIG_NAME = "sartoris.toml"
 GIT_TIMEOUT = 5.0
-MAX_SECONDS = 7 * 24 * 3600  # the longest any timeout or interval may be
 DEFAULT_MAX_FAILURES = FailureBudget(percent=5.0)
 DEFAULT_KNOWN_HOSTS = Path(os.path.expanduser("~/.ssh/known_hosts"))  # never raises (no home: left as is)
 
@@ -167,7 +167,7 @@ class Config:
         """The slot a folder name stands for (php-slot3 -> 3), or None if it is not a slot folder."""
         prefix = self.deploy.slot_prefix
         number = folder_name[len(prefix) :]
-        if folder_name.startswith(prefix) and number.isascii() and number.isdigit():
+        if folder_name.startswith(prefix) and number.isascii() and number.isdigit() and int(number) <= MAX_SLOT:
             return int(number)
         return None
 
@@ -308,7 +308,7 @@ def _deploy(section: _Section, base: Path) -> DeploySettings:
         fetch_url=section.optional_string("fetch_url", check=_url),
         hosts=section.strings("hosts"),
         hooks_dir=_local_path(section.string("hooks_dir", "hooks", check=_non_empty), base),
-        keep_releases=section.integer("keep_releases", 3, minimum=1),
+        keep_releases=section.integer("keep_releases", 3, minimum=1, maximum=MAX_KEEP_RELEASES),
         hook_timeout=section.seconds("hook_timeout", 120.0),
         canaries=section.strings("canaries"),
     )
@@ -322,7 +322,7 @@ def _fanout(section: _Section) -> FanoutSettings:
         connect_timeout=section.seconds("connect_timeout", 10.0),
         command_timeout=section.seconds("command_timeout", 300.0),
         max_failures=section.budget("max_failures", "5%"),
-        retries=section.integer("retries", 2, minimum=0, maximum=10),
+        retries=section.integer("retries", 2, minimum=0, maximum=MAX_RETRIES),
     )
 
 

@@ -188,7 +188,9 @@ def switch_command(release: RemoteRelease) -> str:
     building = f"{tree}.building"
     checkout = _checkout_command(building, release.commit)
     own_git, own_modules = posixpath.join(building, ".git"), _modules_in(release, "")
-    leftovers = _remove_dropped_module_trees(own_git, building, own_modules)
+    leftovers = _drop_shared_reflogs(release, building) + " && " + _remove_dropped_module_trees(
+        own_git, building, own_modules
+    )
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
@@ -320,13 +322,18 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
         parent = posixpath.dirname(gitdir)
         dot_git = q(posixpath.join(work, ".git"))
         children = _modules_in(release, module.path)
+        # on the file: with core.worktree naming a path that is gone, git would not even start in the repository
+        config = posixpath.join(gitdir, "config")
+        unset_worktree = shell_words("git", "config", "--file", config, "--unset", "core.worktree")
         lines.append(
             f"{_read_head(head)} g=; [ -f {dot_git} ] && read -r g < {dot_git};"
             f" if [ \"$g\" != {q(gitfile)} ]; then [ ! -e {dot_git} ] || rm -rf {q(work)} || exit;"
             f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
             f" {_register(release, module, gitdirs[module.parent])} || exit;"
             f" : > {q(_layout_mark(gitdir, children))} || exit;"  # a fresh clone holds no module of another layout
-            f" else {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} || exit; h=; fi;"
+            # a repository `git submodule update` made (older Sartoris) names its old work tree: git must not go there
+            f" else {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} || exit; h=;"
+            f" {unset_worktree} 2>/dev/null; fi;"
             f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit; fi;"
             f' if [ "$h" != {q(module.commit)} ]; then {_remove_dropped_module_trees(gitdir, work, children)} || exit;'
             # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
@@ -354,6 +361,20 @@ def _modules_in(release: RemoteRelease, parent: str) -> list[tuple[str, str]]:
     slot's own repository)."""
     prefix = f"{parent}/" if parent else ""
     return [(m.name, m.path[len(prefix) :]) for m in release.submodules if m.parent == parent]
+
+
+def _drop_shared_reflogs(release: RemoteRelease, building: str) -> str:
+    """Shell that unlinks the reflogs of a copied or recycled tree built before trees were cloned without them:
+    they are hard links shared with the live tree and every kept one, and git appends to a reflog in place. A
+    tree with none (every tree built since) costs one shell test."""
+    q = shlex.quote
+    own = posixpath.join(building, ".git")
+    logs = [posixpath.join(own, "logs")]
+    gitdirs = {"": own}
+    for module in release.submodules:
+        gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
+        logs.append(posixpath.join(gitdirs[module.path], "logs"))
+    return f"{{ [ ! -d {q(logs[0])} ] || rm -rf {' '.join(map(q, logs))}; }}"
 
 
 _LAYOUT_MARK = "sartoris-module-layout-"
@@ -430,7 +451,8 @@ def _prune_lines(release: RemoteRelease) -> str:
         f" (cd {trees} && n=0 && for t in $(ls -1t); do"
         ' case "$t" in *.building) rm -rf "$t"; continue;; esac;'
         f' [ "$t" = {shlex.quote(release.commit)} ] && continue;'
-        f' n=$((n+1)); [ $n -gt {release.keep_trees} ] && rm -rf "$t"; done); fi; true'
+        # HEAD goes first: a tree whose removal is cut short (the deadline) is never taken for a kept release
+        f' n=$((n+1)); [ $n -gt {release.keep_trees} ] && rm -rf "$t/.git/HEAD" "$t"; done); fi; true'
     )
 
 

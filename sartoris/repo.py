@@ -447,7 +447,10 @@ def _ensure_local_bare_repo(url: str, object_format: str) -> None:
     if path.exists():
         return
     try:
-        git.Repo.init(path, bare=True, mkdir=True, object_format=object_format)
+        if object_format == "sha1":  # named only when it must be: git before 2.29 has no --object-format
+            git.Repo.init(path, bare=True, mkdir=True)
+        else:
+            git.Repo.init(path, bare=True, mkdir=True, object_format=object_format)
     except OSError as exc:
         raise PublishError(f"cannot create the publish repository {path}: {exc.strerror or exc}") from None
     except git.GitCommandError as exc:

@@ -248,6 +248,8 @@ def test_negative_slot_is_refused() -> None:
         pytest.param("php-slotx", None, id="not-a-number"),
         pytest.param("php-1.20wmf1", None, id="version-folder"),
         pytest.param("php-slot\u0661", None, id="non-ascii-digit"),
+        pytest.param("php-slot9999", 9999, id="largest"),
+        pytest.param("php-slot" + "9" * 20, None, id="past-9999"),  # once an SQLite overflow in `log`, exit 1
     ],
 )
 def test_slot_of(folder: str, slot: int | None) -> None:
@@ -446,7 +448,8 @@ def test_toml_syntax_error_multiline_string() -> None:
         pytest.param("deploy", 'fetch_url = "-u"', "fetch_url must not start with '-'", id="fetch-dash"),
         pytest.param("deploy", 'checkout_root = ""', "checkout_root must not be empty", id="checkout-empty"),
         pytest.param("deploy", 'hooks_dir = ""', "hooks_dir must not be empty", id="hooks-empty"),
-        pytest.param("deploy", "keep_releases = 0", "keep_releases must be at least 1, not 0", id="keep-zero"),
+        pytest.param("deploy", "keep_releases = 0", "keep_releases must be from 1 to 100, not 0", id="keep-zero"),
+        pytest.param("deploy", "keep_releases = 101", "keep_releases must be from 1 to 100, not 101", id="keep-big"),
         pytest.param("deploy", 'hosts = ["app", ""]', "hosts must be an array of non-empty strings", id="hosts-empty"),
         pytest.param("fanout", "concurrency = 0", "concurrency must be at least 1, not 0", id="concurrency-zero"),
         pytest.param("fanout", "fetch_concurrency = -1", "fetch_concurrency must be at least 1", id="fetch-neg"),

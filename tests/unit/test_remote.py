@@ -415,6 +415,39 @@ def test_adding_a_submodule_writes_nothing_into_the_live_tree(host: Host, tmp_pa
     assert not list(live.rglob("logs"))  # no reflogs to share: trees and modules are cloned without them
 
 
+@pytest.mark.parametrize("keep", [3, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_trees_built_before_this_version_share_no_reflog_and_forget_their_old_work_tree_path(
+    host: Host, keep: int
+) -> None:
+    """Trees an older Sartoris built carry reflogs (hard links shared by every copy, which git appends to in place)
+    and, for modules `git submodule update` made, a core.worktree naming the module's path. A copy or a recycled
+    tree drops the reflogs before any git write, and a moved module forgets the old path: the live tree keeps
+    every byte, and the moved module's git works at its new path."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    for tree in host.slot.resolve().parent.iterdir():  # as an older Sartoris left them
+        for gitdir in (tree / ".git", tree / ".git" / "modules" / "Ext1"):
+            (gitdir / "logs").mkdir(exist_ok=True)
+            (gitdir / "logs" / "HEAD").write_text("old reflog\n")
+        module_config = str(tree / ".git/modules/Ext1/config")
+        git(tree, "config", "--file", module_config, "core.worktree", "../../../extensions/Ext1")
+    live = host.slot.resolve()
+    before = {f: f.read_bytes() for f in live.rglob("*") if f.is_file() and not f.is_symlink()}
+    git(host.checkout, "mv", "extensions/Ext1", "extensions/Moved")
+    git(host.checkout, "commit", "--quiet", "--message", "move Ext1")
+    commit_change(host.checkout, "extensions/Moved/new.php", "<?php // moved and changed\n", "change")
+    moved = host.release()
+    done = host.deploy(moved)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), moved)
+    assert {f: f.read_bytes() for f in before if f.exists()} == {f: b for f, b in before.items() if f.exists()}
+    if keep == 3:  # the copy's source is the live tree, still kept
+        assert all(f.exists() for f in before)
+    assert not list(host.slot.resolve().rglob("logs"))
+
+
 def test_a_live_tree_changed_on_the_host_is_reported_not_left_as_is(host: Host) -> None:
     """Someone checked another commit out in the live tree: deploying its own release again fails, saying so,
     instead of reporting the host on the release."""

@@ -44,8 +44,18 @@ _NO_TEMPLATE = "--template="
 # reflogs: a hard-link copy of a tree would share them with the tree it came from, and git appends in place.
 _CLONE_OPTIONS = ("--quiet", "--shared", "--no-checkout", _NO_TEMPLATE, "--config", "core.logAllRefUpdates=false")
 
-# Never prompt, never page, English messages (retry decisions read git's stderr).
-_PREAMBLE = "export LC_ALL=C GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'"
+# Never prompt, never page, English messages (retry decisions read git's stderr). And none of the variables that
+# point git at another repository, work tree, index or config, which a deploy account's login shell may set
+# (`git rev-parse --local-env-vars`, plus the namespace and global config): with GIT_WORK_TREE set, the checkouts
+# wrote into the live tree. `unset` is a shell builtin: no process.
+_GIT_LOCATION_VARIABLES = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_CONFIG GIT_CONFIG_PARAMETERS GIT_CONFIG_COUNT GIT_OBJECT_DIRECTORY GIT_DIR"
+    " GIT_WORK_TREE GIT_IMPLICIT_WORK_TREE GIT_GRAFT_FILE GIT_INDEX_FILE GIT_NO_REPLACE_OBJECTS GIT_REPLACE_REF_BASE"
+    " GIT_PREFIX GIT_INTERNAL_SUPER_PREFIX GIT_SHALLOW_FILE GIT_COMMON_DIR GIT_NAMESPACE GIT_CEILING_DIRECTORIES"
+)
+_PREAMBLE = (
+    f"unset {_GIT_LOCATION_VARIABLES}; export LC_ALL=C GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND='ssh -o BatchMode=yes'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +198,7 @@ def switch_command(release: RemoteRelease) -> str:
     building = f"{tree}.building"
     checkout = _checkout_command(building, release.commit)
     own_git, own_modules = posixpath.join(building, ".git"), _modules_in(release, "")
-    leftovers = _drop_shared_reflogs(release, building) + " && " + _remove_dropped_module_trees(
+    leftovers = _clean_copied_git_state(release, building) + " && " + _remove_dropped_module_trees(
         own_git, building, own_modules
     )
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
@@ -207,7 +217,8 @@ def switch_command(release: RemoteRelease) -> str:
         f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {leftovers}'
         f" && {checkout} 2>/dev/null; then :;",
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
-        f"    if [ -d {q(release.slot_name + '/.git')} ];"
+        # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
+        f"    if [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ];"
         f" then {_hard_link_copy(release.slot_name + '/.', building)} && {leftovers} || exit;"
         f" else {clone} || exit; fresh=1; fi",
         f"    {checkout} || exit",
@@ -250,9 +261,14 @@ def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str
     so trusting ctime would make git re-read every file of the tree."""
     where = ["--git-dir", git_dir, "--work-tree", repo] if git_dir else ["-C", repo]
     return shell_words(
-        "git", *where, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false",
+        "git", *where, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false", *_EXACT_CHECKOUT,
         "checkout", "--quiet", "--force", "--detach", commit,
     )
+
+
+# A host's own git config must not change the files deployed (CRLF from a global core.autocrlf) nor start programs
+# (a core.fsmonitor hook); the release's own .gitattributes still apply.
+_EXACT_CHECKOUT = ("-c", "core.autocrlf=false", "-c", "core.fsmonitor=false")
 
 
 def _hard_link_copy(source: str, target: str) -> str:
@@ -363,10 +379,11 @@ def _modules_in(release: RemoteRelease, parent: str) -> list[tuple[str, str]]:
     return [(m.name, m.path[len(prefix) :]) for m in release.submodules if m.parent == parent]
 
 
-def _drop_shared_reflogs(release: RemoteRelease, building: str) -> str:
-    """Shell that unlinks the reflogs of a copied or recycled tree built before trees were cloned without them:
-    they are hard links shared with the live tree and every kept one, and git appends to a reflog in place. A
-    tree with none (every tree built since) costs one shell test."""
+def _clean_copied_git_state(release: RemoteRelease, building: str) -> str:
+    """Shell that clears, in a copied or recycled tree, what it must not keep from where it came from: reflogs (a
+    tree built before trees were cloned without them shares them with the live tree and every kept one, and git
+    appends to a reflog in place) and index locks a crashed git left (they would fail every build). Shell tests
+    only, when there is nothing to clear."""
     q = shlex.quote
     own = posixpath.join(building, ".git")
     logs = [posixpath.join(own, "logs")]
@@ -374,7 +391,11 @@ def _drop_shared_reflogs(release: RemoteRelease, building: str) -> str:
     for module in release.submodules:
         gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
         logs.append(posixpath.join(gitdirs[module.path], "logs"))
-    return f"{{ [ ! -d {q(logs[0])} ] || rm -rf {' '.join(map(q, logs))}; }}"
+    locks = [posixpath.join(gitdir, "index.lock") for gitdir in gitdirs.values()]
+    # a crashed git's index.lock in the live tree, copied: the build is this run's own, so any lock in it is stale
+    steps = [f"{{ [ ! -d {q(logs[0])} ] || rm -rf {' '.join(map(q, logs))}; }}"]
+    steps += [f"{{ [ ! -e {q(lock)} ] || rm -f {q(lock)}; }}" for lock in locks]
+    return "{ " + " && ".join(steps) + "; }"
 
 
 _LAYOUT_MARK = "sartoris-module-layout-"

@@ -42,6 +42,13 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     elif report.reason:  # a canary failed, interrupted, nothing to retry
         lines.append(f"  {report.reason}")
     lines += grouped(dict(group_by_error(report.hosts)))
+    not_out = {r.host: r.depool_error for r in report.hosts if r.depool_error}
+    if not_out:  # a failed host still in the pool is what an operator must act on first
+        lines.append(f"  depool command failed, still in the pool: {len(not_out)}")
+        by_error: dict[str, list[str]] = {}
+        for host, error in not_out.items():
+            by_error.setdefault(f"depool: {error}", []).append(host)
+        lines += grouped(by_error)
     return "\n".join(lines)
 
 
@@ -74,6 +81,9 @@ def log_table(entries: Sequence[Entry]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.started))
         counts = e.report.get("counts") or {}
         hosts = f" {counts.get('ok', 0)}/{counts.get('targeted', 0)} ok" if counts else ""
+        if "changed" in e.report:  # a depool or pool: which hosts
+            names = host_list([h["host"] for h in e.host_outcomes() if h["ok"]])
+            hosts = f" {names}" if names else ""
         slot = f"slot {e.slot} " if e.slot is not None else ""
         what = e.tag or e.commit[:12] or ""
         lines.append(

@@ -56,6 +56,7 @@ class HostResult:
     seconds: float = 0.0
     depooled: bool = False
     stopped: bool = False
+    depool_error: str | None = None  # the depool command failed: the host is still in the pool, and why
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
@@ -77,6 +78,7 @@ class HostResult:
             "depooled": self.depooled,
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
+            "depool_error": self.depool_error,
         }
 
 

@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -138,9 +138,10 @@ async def _decide_and_switch(
         unswitched = tuple(_stopped(f.result, Phase.FETCH, "not switched: the run aborted") for f in fetched)
         return RolloutResult(Outcome.ABORTED, unswitched, decision.reason)
     by_label = {f.host.label: f for f in fetched}
-    depooled, interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool])
+    depools = _Depools()
+    interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool], depools)
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
-        unswitched = tuple(_with_depooled(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED), depooled) for f in fetched)
+        unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED)) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
     switched, interrupted = await _switch_all(
         [f for f in fetched if f.session is not None],
@@ -150,13 +151,12 @@ async def _decide_and_switch(
         progress,
     )
     failed_switch = [r.host for r in switched.values() if r.failed]
-    allowed = within_depool_cap(failed_switch, already_out | depooled, config.depool.max_depooled, labels)
+    allowed = within_depool_cap(failed_switch, already_out | depools.out, config.depool.max_depooled, labels)
     if len(allowed) < len(failed_switch):
         log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
-    late, interrupted_late = await depool_hosts(config, history, [by_label[label].host for label in allowed])
-    depooled |= late
+    interrupted_late = await depool_hosts(config, history, [by_label[label].host for label in allowed], depools)
     interrupted = interrupted or interrupted_late
-    finals = tuple(_with_depooled(switched.get(f.host.label, f.result), depooled) for f in fetched)
+    finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
     outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
     return RolloutResult(outcome, finals, "interrupted" if interrupted else None, interrupted=interrupted)
 
@@ -275,27 +275,38 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
     return HostResult(label, True, Phase.DONE, seconds=seconds)
 
 
-async def depool_hosts(config: Config, history: History, hosts: Sequence[Host]) -> tuple[set[str], bool]:
-    """Depool each host once: the labels it worked for (a failing depool command is reported, not fatal), and
-    whether the run was interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by
-    the depool timeout) and remembers them, so the run's record says which hosts are out of the pool."""
+@dataclass
+class _Depools:
+    """The run's depools so far: hosts out of the pool, and the failed commands' errors by host."""
+
+    out: set[str] = field(default_factory=set)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def mark(self, result: HostResult) -> HostResult:
+        """`result` with the host's depool state (and its depool command's error, if that failed)."""
+        out, error = result.host in self.out, self.errors.get(result.host)
+        if (result.depooled, result.depool_error) == (out, error):
+            return result
+        return replace(result, depooled=out, depool_error=error)
+
+
+async def depool_hosts(config: Config, history: History, hosts: Sequence[Host], into: _Depools) -> bool:
+    """Depool each host once, adding to `into` the labels it worked for and the errors of the commands that failed
+    (a failure is reported, not fatal: the host stays in the pool and its record says why); whether the run was
+    interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by the depool timeout) and
+    remembers them, so the run's record says which hosts are out of the pool."""
     report, interrupted = await despite_interrupt(apply_pool_change(config, history, hosts, depool=True))
     if interrupted:
         log.warning("interrupted", phase="depool")
-    return set(report.changed), interrupted
+    into.out.update(report.changed)
+    into.errors.update(dict(report.failed))
+    return interrupted
 
 
 def _stopped(result: HostResult, phase: Phase, why: str) -> HostResult:
     """A host's result when the run stopped before its next step (`phase`): a failure stays as it was; a host whose
     work so far succeeded is still not on the release (`ok` means on it), so it is reported as stopped, and why."""
     return result if not result.ok else HostResult(result.host, False, phase, why, result.seconds, stopped=True)
-
-
-def _with_depooled(result: HostResult, depooled: set[str]) -> HostResult:
-    flag = result.host in depooled
-    if result.depooled == flag:
-        return result
-    return replace(result, depooled=flag)
 
 
 def _interrupted_fetch(

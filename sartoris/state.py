@@ -103,8 +103,17 @@ class Entry:
             "counts": self.report.get("counts"),
         }
         if with_hosts:
-            document["hosts"] = self.report.get("hosts", [])
+            document["hosts"] = self.host_outcomes()
         return document
+
+    def host_outcomes(self) -> list[dict[str, Any]]:
+        """Per-host outcomes: a run's host records; for a depool or pool, each host it changed (ok) or could not
+        (ok false, the command's error), so `log --json` answers "who depooled mw1017, and when"."""
+        if "changed" not in self.report:
+            return list(self.report.get("hosts", []))
+        changed = [{"host": host, "ok": True, "error": None} for host in self.report.get("changed", [])]
+        failed = [{"host": f["host"], "ok": False, "error": f["error"]} for f in self.report.get("failed", [])]
+        return changed + failed
 
 
 def current_user() -> str:

@@ -221,6 +221,22 @@ def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment:
     assert deployment.pool_changes() == [f"depool {fleet.hosts[0]}"]
 
 
+def test_a_failed_depool_command_is_reported_per_host_and_in_the_summary(deployment: Deployment) -> None:
+    """The depool command fails for a host that failed its fetch: exit 5 as before, but the host's JSON says why
+    it is still in the pool (`depool_error`), and the summary names it, instead of a log event alone."""
+    broken = deployment.fleet.faults["refused"][0]
+    good = deployment.fleet.hosts[30:32]
+    deployment.group("some", [*good, broken])
+    deployment.configure(depool={"command": "/bin/false {host}"}, max_failures=1)
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some", "--json")
+    assert run.code == 5, run.stderr
+    by_host = {h["host"]: h for h in run.json()["hosts"]}
+    assert not by_host[broken]["depooled"] and "/bin/false exited 1" in by_host[broken]["depool_error"]
+    assert all(by_host[h]["ok"] and by_host[h]["depool_error"] is None for h in good)
+    plain = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some", "--retry-failed")
+    assert "depool command failed, still in the pool: 1" in plain.stdout, plain.stdout
+
+
 def test_human_summary_groups_failed_hosts_by_error(deployment: Deployment) -> None:
     """Without --json the summary gives the counts, then one line per distinct error with its hosts."""
     _mixed_targets(deployment)

@@ -17,3 +17,21 @@ def test_one_slots_history_keeps_pool_changes_and_drops_other_slots(tmp_path: Pa
     assert [(e.action, e.slot) for e in history.entries(1)] == [("finish", 1), ("depool", None), ("start", 1)]
     assert len(history.entries()) == 4
     assert [e.action for e in history.entries(0, limit=1)] == ["depool"]
+
+
+def test_a_pool_change_in_the_log_names_its_hosts(tmp_path: Path) -> None:
+    """`log --json` gave a depool `"hosts": []` and the plain log no name: an audit could not answer "who
+    depooled mw1017, and when?". Its hosts are now listed, the ones the command failed for with the error."""
+    from sartoris.pool import PoolReport
+    from sartoris.render import log_table
+
+    history = History(tmp_path)
+    report = PoolReport("depool", ("mw1017", "mw1018"), (("mw1019", "confctl exited 1"),))
+    history.record_event("depool", None, "by hand", report.as_json(), outcome="partial")
+    entry = history.entries()[0]
+    assert entry.as_json(with_hosts=True)["hosts"] == [
+        {"host": "mw1017", "ok": True, "error": None},
+        {"host": "mw1018", "ok": True, "error": None},
+        {"host": "mw1019", "ok": False, "error": "confctl exited 1"},
+    ]
+    assert "depool   partial   mw1017, mw1018" in log_table([entry])

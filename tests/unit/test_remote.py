@@ -193,16 +193,61 @@ def test_old_trees_are_pruned_to_keep(host: Host) -> None:
 
 
 def test_a_failed_switch_leaves_the_live_tree_and_link_alone(host: Host) -> None:
-    """A checkout that fails (stale index.lock) reports the checkout phase; the slot still shows the old release."""
+    """A checkout that fails (a hook left in the live tree fails it) reports the checkout phase; the slot still
+    shows the old release."""
     first = host.release()
     host.deploy(first)
-    (host.slot / ".git" / "index.lock").write_text("")
+    hook = host.slot / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\necho 'post-checkout: refused' >&2\nexit 1\n")
+    hook.chmod(0o755)
     commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
     done = host.deploy(host.release())
     assert done.returncode != 0
-    assert "index.lock" in done.stderr
+    assert "post-checkout: refused" in done.stderr
     assert last_phase(done.stdout, Phase.CHECKOUT) is Phase.CHECKOUT
     assert host.head() == first.commit
+
+
+def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:
+    """A git that crashed in the live tree left index.lock: the copy carried it into every build, and every release
+    failed on it. The build's copy is dropped (the live tree's own is left alone); submodules' too."""
+    host.deploy(host.release())
+    for gitdir in (host.slot / ".git", host.slot / ".git" / "modules" / "Ext0"):
+        (gitdir / "index.lock").write_text("")
+    commit_change(host.checkout, "extensions/Ext0/fix.php", "<?php // fix\n", "fix")
+    release = host.release()
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    assert host.head() == release.commit
+    assert not (host.slot / ".git" / "index.lock").exists()
+
+
+def test_git_variables_and_global_config_of_the_deploy_account_change_nothing(
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login shell exporting GIT_WORK_TREE / GIT_DIR / GIT_INDEX_FILE made the checkouts write into the live tree
+    (served while written) and switch to a tree with old files; a global core.autocrlf deployed CRLF files."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    live = host.slot.resolve()
+    before = {f: f.read_bytes() for f in live.rglob("*") if f.is_file() and not f.is_symlink()}
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[core]\n\tautocrlf = true\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_WORK_TREE", str(live))
+    monkeypatch.setenv("GIT_DIR", str(live / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(live / ".git" / "index"))
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    for name in ("GIT_WORK_TREE", "GIT_DIR", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name)
+    _assert_is_the_release(host.slot.resolve(), second)
+    assert (host.slot / "index.php").read_bytes() == b"<?php echo 'two';\n"
+    assert {f: f.read_bytes() for f in before} == before
 
 
 def test_a_slot_that_is_a_plain_directory_is_refused(host: Host) -> None:

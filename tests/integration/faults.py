@@ -75,6 +75,15 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
+REFUSED_CHECKOUT = "error: post-checkout refused"
+
+
+def refuse_checkouts(tree: Path) -> Path:
+    """A post-checkout hook in a host's tree: the next switch, built from a copy of it, fails at checkout saying
+    REFUSED_CHECKOUT, and the old tree stays live. Unlink it to fix the host."""
+    return write_script(tree / ".git" / "hooks" / "post-checkout", f"echo '{REFUSED_CHECKOUT}' >&2\nexit 1\n")
+
+
 def store(deployment: Deployment, address: str) -> Path:
     """A host's object store for the slot (bare), on disk."""
     return deployment.fleet.host_root(address) / ".sartoris" / f"php-slot{deployment.slot}" / "store.git"

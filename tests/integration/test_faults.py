@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment
 from faults import (
+    REFUSED_CHECKOUT,
     act_mid_run,
     deployment_on,
     hang_switch,
@@ -30,6 +31,7 @@ from faults import (
     live_tree,
     own_fleet,
     processes_with,
+    refuse_checkouts,
     slow_fetch,
     sshd_pid,
     start_sartoris,
@@ -183,27 +185,27 @@ def test_a_hung_fetch_fails_that_host_in_the_fetch_phase(
     assert _mentions_timeout(broken["error"]), broken["error"]
 
 
-# --- a stale lock, a corrupt store, a folder that is not ours ------------------------------------------------
+# --- a failing checkout, a corrupt store, a folder that is not ours ------------------------------------------------
 
 
-def test_a_stale_index_lock_fails_the_host_and_retry_failed_converges(deployment: Deployment) -> None:
-    """A stale index.lock in a host's live tree fails its checkout (named in the error); status shows it behind and
-    depooled; once removed, --retry-failed moves just that host and `pool --caught-up` puts it back."""
+def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment: Deployment) -> None:
+    """A host whose checkout fails (a hook left in its live tree refuses it) is named with the error; status shows
+    it behind and depooled; once fixed, --retry-failed moves just that host and `pool --caught-up` puts it back.
+    (A stale index.lock used to be this fault: a build now drops its copy, see test_remote.)"""
     hosts = deployment.fleet.hosts[13:17]
     deployment.group("four", hosts)
     _short(deployment)
     old = _first_sync(deployment, "four")
-    index_lock = live_tree(deployment, hosts[0]) / ".git" / "index.lock"
-    index_lock.write_text("")
+    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--max-failures", "1")
     assert code == 5, stderr
     broken = _host(report, hosts[0])
-    assert broken["phase"] == "checkout" and "index.lock" in str(broken["error"]) and broken["depooled"]
+    assert broken["phase"] == "checkout" and REFUSED_CHECKOUT in str(broken["error"]) and broken["depooled"]
     assert link_target(deployment, hosts[0]) == tree_commit(deployment, old)
     status_code, status = _status(deployment, "four")
     assert status_code == 5 and status[hosts[0]]["state"] == "behind" and status[hosts[0]]["depooled"] is True
-    index_lock.unlink()
+    refusing_hook.unlink()  # the host is fixed
     code, retry, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--retry-failed")
     assert code == 0, stderr
     assert retry["tag"] == report["tag"] and [h["host"] for h in retry["hosts"]] == [hosts[0]]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Deployment
-from faults import live_tree, write_script
+from faults import live_tree, refuse_checkouts, write_script
 from sample_repo import commit_change, git
 
 from sartoris.state import History
@@ -480,14 +480,13 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
     hosts = deployment.fleet.hosts[:6]
     deployment.group("six", hosts)
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six").code == 0
-    index_lock = deployment.host_slot(hosts[0]) / ".git" / "index.lock"
-    index_lock.write_text("")
+    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
     commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
     partial = deployment.sartoris(
         "sync", "--slot", str(deployment.slot), "--hosts", "six", "--max-failures", "1", "--json"
     ).json()
     assert partial["outcome"] == "partial"
-    index_lock.unlink()
+    refusing_hook.unlink()
     retry = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")
     assert retry.code == 0, retry.stderr
     assert retry.json()["tag"] == partial["tag"]

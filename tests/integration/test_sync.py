@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Deployment, write_config
-from faults import store, write_script
+from faults import REFUSED_CHECKOUT, refuse_checkouts, store, write_script
 from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git
 
 pytestmark = pytest.mark.integration
@@ -202,12 +202,13 @@ def test_failures_within_budget_are_depooled_once_and_the_rest_switched(deployme
 
 
 def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment: Deployment) -> None:
-    """A host whose checkout fails (stale index.lock) fails in the checkout phase, is depooled, others proceed."""
+    """A host whose checkout fails (a hook left in its live tree refuses it) fails in the checkout phase, is
+    depooled, others proceed."""
     fleet = deployment.fleet
     deployment.group("some", fleet.hosts[:5])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some").code == 0
     old = deployment.head()
-    (deployment.host_slot(fleet.hosts[0]) / ".git" / "index.lock").write_text("")
+    refuse_checkouts(deployment.host_slot(fleet.hosts[0]).resolve())
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     run = deployment.sartoris(
         "sync", "--slot", str(deployment.slot), "--hosts", "some", "--max-failures", "1", "--json"
@@ -215,7 +216,7 @@ def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment:
     assert run.code == 5, run.stderr
     report = run.json()
     broken = next(h for h in report["hosts"] if h["host"] == fleet.hosts[0])
-    assert broken["phase"] == "checkout" and "index.lock" in broken["error"] and broken["depooled"]
+    assert broken["phase"] == "checkout" and REFUSED_CHECKOUT in broken["error"] and broken["depooled"]
     assert deployment.host_head(fleet.hosts[0]) == old
     assert all(deployment.host_head(h) == report["commit"] for h in fleet.hosts[1:5])
     assert deployment.pool_changes() == [f"depool {fleet.hosts[0]}"]

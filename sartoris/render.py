@@ -69,6 +69,9 @@ def status_summary(report: StatusReport) -> str:
             detail = host.error or (host.commit[:12] if host.commit else "no checkout")
             groups.setdefault(f"{host.state.value}: {detail}", []).append(host.host)
     lines += grouped(groups)
+    out = [host.host for host in report.hosts if host.depooled]
+    if out:  # which hosts are out of the pool, not only how many (`pool --caught-up` puts the current ones back)
+        lines += grouped({"depooled": out})
     return "\n".join(lines)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sartoris.render import sync_summary
-from sartoris.results import HostResult, Outcome, Phase, SyncReport
+from sartoris.render import status_summary, sync_summary
+from sartoris.results import HostResult, HostState, HostStatus, Outcome, Phase, StatusReport, SyncReport
 
 
 def test_an_aborted_sync_says_why_and_that_nobody_was_switched() -> None:
@@ -33,3 +33,15 @@ def test_a_run_with_nothing_to_do_says_so() -> None:
         "  0 targeted, 0 ok, 0 failed, 0 depooled",
         "  nothing to retry: every host is on it",
     ]
+
+
+def test_status_names_the_depooled_hosts_not_only_their_count() -> None:
+    """The plain status said "2 depooled" and nothing more, so finding them took --json; they are listed, current
+    or not, after the hosts that are not current."""
+    hosts = (
+        HostStatus("mw1", HostState.CURRENT, "a" * 40),
+        HostStatus("mw2", HostState.CURRENT, "a" * 40, depooled=True),
+        HostStatus("mw3", HostState.BEHIND, "b" * 40, depooled=True),
+    )
+    lines = status_summary(StatusReport(0, "app-slot0-20261126-120000", "a" * 40, hosts)).splitlines()
+    assert lines[-4:] == ["  [1] behind: bbbbbbbbbbbb", "      mw3", "  [2] depooled", "      mw2, mw3"]

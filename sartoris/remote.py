@@ -317,10 +317,9 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
     """
     q = shlex.quote
     lines = []
-    gitdirs = {"": posixpath.join(building, ".git")}  # a repository's path in the tree -> its git dir
-    for module in release.submodules:  # parents come before the submodules inside them
-        gitdir = posixpath.join(gitdirs[module.parent], "modules", module.name)
-        gitdirs[module.path] = gitdir
+    gitdirs = _module_gitdirs(release, building)
+    for module in release.submodules:
+        gitdir = gitdirs[module.path]
         work = posixpath.join(building, module.path)
         head = posixpath.join(gitdir, "HEAD")
         if not _is_safe_module_name(module.name):
@@ -372,6 +371,15 @@ def _register(release: RemoteRelease, module: SubmoduleSpec, parent_gitdir: str)
     )
 
 
+def _module_gitdirs(release: RemoteRelease, building: str) -> dict[str, str]:
+    """Each repository's git dir in the tree `building`, by its path there ("" for the slot's own `.git`, first):
+    a submodule's lives under its parent's `modules/<name>`, as `git submodule` lays them out."""
+    gitdirs = {"": posixpath.join(building, ".git")}
+    for module in release.submodules:  # parents come before the submodules inside them
+        gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
+    return gitdirs
+
+
 def _modules_in(release: RemoteRelease, parent: str) -> list[tuple[str, str]]:
     """(name, path relative to the parent's work tree) of the submodules directly inside `parent` ("" for the
     slot's own repository)."""
@@ -385,13 +393,9 @@ def _clean_copied_git_state(release: RemoteRelease, building: str) -> str:
     appends to a reflog in place) and index locks a crashed git left (they would fail every build). Shell tests
     only, when there is nothing to clear."""
     q = shlex.quote
-    own = posixpath.join(building, ".git")
-    logs = [posixpath.join(own, "logs")]
-    gitdirs = {"": own}
-    for module in release.submodules:
-        gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
-        logs.append(posixpath.join(gitdirs[module.path], "logs"))
-    locks = [posixpath.join(gitdir, "index.lock") for gitdir in gitdirs.values()]
+    gitdirs = _module_gitdirs(release, building).values()  # the slot's own first
+    logs = [posixpath.join(gitdir, "logs") for gitdir in gitdirs]
+    locks = [posixpath.join(gitdir, "index.lock") for gitdir in gitdirs]
     # a crashed git's index.lock in the live tree, copied: the build is this run's own, so any lock in it is stale
     steps = [f"{{ [ ! -d {q(logs[0])} ] || rm -rf {' '.join(map(q, logs))}; }}"]
     steps += [f"{{ [ ! -e {q(lock)} ] || rm -f {q(lock)}; }}" for lock in locks]

@@ -328,16 +328,22 @@ def _assert_is_the_release(tree: Path, release: RemoteRelease) -> None:
         assert git(tree / module.path, "rev-parse", "HEAD") == module.commit
 
 
+def _two_releases(host: Host, keep: int) -> None:
+    """Set the host's keep_trees and deploy two one-file releases: the next deploy builds its tree as a hard-link
+    copy of the live one (keep 2 or more) or in a recycled tree (keep 1)."""
+    host.keep = keep
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+
+
 @pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
 def test_a_moved_submodule_is_whole_at_its_new_path_and_gone_from_the_old(host: Host, keep: int) -> None:
     """`git mv` of a submodule keeps its name: the new path was left an empty folder (the module's HEAD matched),
     the old one kept its files, and once the moved module's commit changed too, its checkout ran in the slot's own
     repository (no .git file to stop git going up) and put the live tree at the submodule's commit. Now the new
     path holds the module, the old path is gone, and the tree it was built from is untouched."""
-    host.keep = keep
-    for n in range(2):
-        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+    _two_releases(host, keep)
     before = host.slot.resolve()
     git(host.checkout, "mv", "extensions/Ext1", "extensions/Moved")
     git(host.checkout, "commit", "--quiet", "--message", "move Ext1")
@@ -360,10 +366,7 @@ def test_a_moved_submodule_is_whole_at_its_new_path_and_gone_from_the_old(host: 
 def test_a_dropped_submodule_leaves_nothing_behind_and_can_come_back(host: Host, keep: int) -> None:
     """A release without a submodule gets a tree without its files (git's checkout leaves them: "unable to
     rmdir"); the release that brings it back checks it out again from the git dir the tree kept."""
-    host.keep = keep
-    for n in range(2):
-        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+    _two_releases(host, keep)
     git(host.checkout, "rm", "--quiet", "extensions/Ext1")
     git(host.checkout, "commit", "--quiet", "--message", "drop Ext1")
     dropped = host.release()
@@ -384,10 +387,7 @@ def test_a_dropped_submodule_leaves_nothing_behind_and_can_come_back(host: Host,
 def test_two_submodules_that_swap_paths_each_end_up_whole_at_their_new_one(host: Host, keep: int, change: bool) -> None:
     """Ext0 and Ext1 trade places: the same set of paths, so each path's `.git` file names the other module's
     repository, which a check of paths alone misses (each path held the other module, swapped HEADs)."""
-    host.keep = keep
-    for n in range(2):
-        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+    _two_releases(host, keep)
     git(host.checkout, "mv", "extensions/Ext0", "extensions/tmp")
     git(host.checkout, "mv", "extensions/Ext1", "extensions/Ext0")
     git(host.checkout, "mv", "extensions/tmp", "extensions/Ext1")
@@ -404,10 +404,7 @@ def test_two_submodules_that_swap_paths_each_end_up_whole_at_their_new_one(host:
 def test_a_submodule_renamed_at_the_same_path_replaces_the_old_one(host: Host, keep: int) -> None:
     """A module given a new name where another (the same repository under its old name) was: the new one is
     cloned there. The old files were in the way of the clone, so every deploy failed from then on."""
-    host.keep = keep
-    for n in range(2):
-        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+    _two_releases(host, keep)
     git(host.checkout, "config", "-f", ".gitmodules", "--rename-section", "submodule.Ext1", "submodule.extensions/Ext1")
     git(host.checkout, "commit", "--quiet", "--all", "--message", "name == path, as git submodule add does")
     renamed = host.release()
@@ -468,10 +465,7 @@ def test_trees_built_before_this_version_share_no_reflog_and_forget_their_old_wo
     and, for modules `git submodule update` made, a core.worktree naming the module's path. A copy or a recycled
     tree drops the reflogs before any git write, and a moved module forgets the old path: the live tree keeps
     every byte, and the moved module's git works at its new path."""
-    host.keep = keep
-    for n in range(2):
-        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+    _two_releases(host, keep)
     for tree in host.slot.resolve().parent.iterdir():  # as an older Sartoris left them
         for gitdir in (tree / ".git", tree / ".git" / "modules" / "Ext1"):
             (gitdir / "logs").mkdir(exist_ok=True)

@@ -107,16 +107,15 @@ def decide_after_fetch(
     `pool`: the hosts the budget's percentage and the cap count over, when more than these results (the whole
     run: canaries and the rest)."""
     failed = tuple(r.host for r in results if not r.ok)
-    targeted = len(pool) if pool is not None else len(results)  # "N% of the targeted hosts": all of the run's
-    if budget.exceeded(len(failed), targeted):
-        reason = f"{len(failed)} of {targeted} hosts failed to fetch, more than {budget.name} ({budget})"
+    targeted = list(pool) if pool is not None else [r.host for r in results]  # "N% of the targeted hosts": the run's
+    if budget.exceeded(len(failed), len(targeted)):
+        reason = f"{len(failed)} of {len(targeted)} hosts failed to fetch, more than {budget.name} ({budget})"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     newly_out = [host for host in failed if host not in already_depooled]
-    counted = list(pool) if pool is not None else [r.host for r in results]
-    out_after = already_depooled.intersection(counted).union(failed)
-    if depool_cap is not None and newly_out and depool_cap.exceeded(len(out_after), len(counted)):
+    out_after = already_depooled.intersection(targeted).union(failed)
+    if depool_cap is not None and newly_out and depool_cap.exceeded(len(out_after), len(targeted)):
         reason = (
-            f"depooling {len(newly_out)} more would leave {len(out_after)} of {len(counted)} hosts out of the pool,"
+            f"depooling {len(newly_out)} more would leave {len(out_after)} of {len(targeted)} hosts out of the pool,"
             f" more than max_depooled ({depool_cap})"
         )
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)

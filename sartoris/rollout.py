@@ -76,7 +76,8 @@ async def roll_out(
     pool: Sequence[Host] | None = None,
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure. `pool`: the
-    hosts `max_depooled` counts over, when the run is wider than these targets (canaries, then the rest)."""
+    hosts `max_failures`' percentage and `max_depooled` count over, when the run is wider than these targets
+    (canaries, then the rest)."""
     progress = progress or Progress()
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}

@@ -2,8 +2,9 @@
 
 SSH always hands a command to the remote user's shell, so every value (paths, URLs, tags, submodule
 names) passes through `shell_words`, which quotes each argument; nothing else in Sartoris builds remote
-command text. Each script is one round trip, and runs under coreutils `timeout` so a host whose git hangs
-stops by itself instead of finishing (and switching) after the controller gave up on it.
+command text. Each script is one round trip: a short command line runs `sh` under coreutils `timeout`, so a host
+whose git hangs stops by itself instead of finishing (and switching) after the controller gave up on it, and the
+script itself follows on that command's standard input, however many submodules it names.
 
 A slot on a host is a symbolic link to one of a few complete trees, switched with rename(2), so the web
 server only ever sees the old tree or the new one:
@@ -111,16 +112,28 @@ def submodule_ref(commit: str) -> str:
     return f"{SUBMODULE_REF_PREFIX}{commit}"
 
 
-def bounded(script: str, seconds: float) -> str:
+@dataclass(frozen=True, slots=True)
+class HostCommand:
+    """A host script and the command line that runs it, the script on its standard input: Linux takes at most
+    128 KiB in one argument (MAX_ARG_STRLEN), and a release with a hundred submodules needs a longer script."""
+
+    command: str
+    script: str
+
+
+def bounded(script: str, seconds: float) -> HostCommand:
     """Run `script` under the host's own deadline, a little before the controller's (see module docstring);
     when it fires, say so on stderr (timeout itself exits 124, or 137 after the KILL, silently)."""
     # the margin, or half the time when that is too short for one: the host never outlives the controller
     limit = seconds - _REMOTE_MARGIN if seconds > 2 * _REMOTE_MARGIN else seconds / 2
     said = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
-    return (
-        shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-c", script)
+    command = (
+        shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-s")
         + f"; rc=$?; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then {said} >&2; fi; exit $rc"
     )
+    # One brace group: sh parses all of it before it runs any of it (a script cut short in transit runs nothing),
+    # and what runs in it reads /dev/null, never the rest of the script.
+    return HostCommand(command, "{\n" + script + "\n} </dev/null\n")
 
 
 def _script(lines: Iterable[str]) -> str:

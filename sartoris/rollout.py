@@ -33,7 +33,7 @@ from sartoris.policy import (
 )
 from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import RemoteRelease, bounded, fetch_command, last_phase, switch_command
+from sartoris.remote import HostCommand, RemoteRelease, bounded, fetch_command, last_phase, switch_command
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
 from sartoris.transport import CommandTimeout, ConnectError, Connector, Session, close_sessions
@@ -163,7 +163,7 @@ async def _decide_and_switch(
 
 
 async def _switch_all(
-    ready: list[_Fetched], command: str, timeout: float, concurrency: int, progress: Progress
+    ready: list[_Fetched], command: HostCommand, timeout: float, concurrency: int, progress: Progress
 ) -> tuple[dict[str, HostResult], bool]:
     """Switch every ready host; on cancellation let the switches in flight finish and start no more."""
     stop = asyncio.Event()
@@ -196,7 +196,7 @@ async def _switch_all(
 class _Fetcher:
     """The fetch phase for one host: connect, then fetch with bounded, jittered retries on network errors."""
 
-    def __init__(self, config: Config, connector: Connector, command: str) -> None:
+    def __init__(self, config: Config, connector: Connector, command: HostCommand) -> None:
         self._connector = connector
         self._command = command
         self._timeout = config.fanout.command_timeout
@@ -220,7 +220,9 @@ class _Fetcher:
                 async with self._fetch_slots:
                     if deadline is None:
                         deadline = time.monotonic() + self._timeout
-                    result = await session.run(self._command, timeout=max(deadline - time.monotonic(), 0.1))
+                    result = await session.run(
+                        self._command.command, timeout=max(deadline - time.monotonic(), 0.1), stdin=self._command.script
+                    )
             except HostError as exc:
                 session.close()
                 return _failed_fetch(host, Phase.FETCH, str(exc), begin)
@@ -250,7 +252,7 @@ def _failed_fetch(host: Host, phase: Phase, error: str, begin: float, stderr: st
     return _Fetched(host, HostResult(host.label, False, phase, error, time.monotonic() - begin), None)
 
 
-async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResult:
+async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> HostResult:
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
@@ -259,7 +261,7 @@ async def _switch_host(item: _Fetched, command: str, timeout: float) -> HostResu
         return HostResult(label, False, phase, error, item.result.seconds + time.monotonic() - begin)
 
     try:
-        result = await item.session.run(command, timeout=timeout)
+        result = await item.session.run(command.command, timeout=timeout, stdin=command.script)
     except CommandTimeout as exc:
         if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
             return failed(last_phase(exc.stdout, Phase.CHECKOUT), str(exc))

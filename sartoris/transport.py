@@ -130,13 +130,16 @@ class Session:
         self._closed = False
         _cycles.session_opened()
 
-    async def run(self, command: str, timeout: float) -> CommandResult:
-        """Run `command` to its end within `timeout` seconds; output beyond OUTPUT_LIMIT is dropped."""
+    async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
+        """Run `command` to its end within `timeout` seconds, `stdin` its whole input (none when empty); output
+        beyond OUTPUT_LIMIT is dropped."""
         capture = _Capture()
         try:
             async with asyncio.timeout(timeout):
                 # errors="replace": a byte that is not UTF-8 (a hook's output) must not end the connection
-                process = await self._connection.create_process(command, stdin=asyncssh.DEVNULL, errors="replace")
+                process = await self._connection.create_process(
+                    command, input=stdin or None, stdin=asyncssh.DEVNULL, errors="replace"
+                )
                 try:
                     await asyncio.gather(_read_head(process.stdout, capture), _read_tail(process.stderr, capture))
                     await process.wait_closed()

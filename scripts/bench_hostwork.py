@@ -34,7 +34,14 @@ from bench_tools import (  # noqa: E402
 )
 from sample_repo import commit_change, make_checkout  # noqa: E402
 
-from sartoris.remote import RemoteRelease, SubmoduleSpec, bounded, fetch_command, switch_command  # noqa: E402
+from sartoris.remote import (  # noqa: E402
+    HostCommand,
+    RemoteRelease,
+    SubmoduleSpec,
+    bounded,
+    fetch_command,
+    switch_command,
+)
 
 PHASES = ("first", "incremental 1", "incremental 2", "incremental 3", "incremental 4 (recycles)")
 
@@ -52,11 +59,13 @@ def publish(checkout: Path, url: Path, tag: str) -> Release:
     return checkout_release(checkout, tag)
 
 
-def timed(scripts: Sequence[str]) -> tuple[float, float]:
-    """Run each script with sh, in order; wall and children's CPU milliseconds per script."""
+def timed(scripts: Sequence[HostCommand | str]) -> tuple[float, float]:
+    """Run each script with sh, in order (a HostCommand as a host runs it: its line, the script on stdin); wall
+    and children's CPU milliseconds per script."""
     before, began = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     for script in scripts:
-        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=300, check=False)
+        line, stdin = (script.command, script.script) if isinstance(script, HostCommand) else (script, None)
+        done = subprocess.run(["sh", "-c", line], input=stdin, capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             raise SystemExit(f"a host script failed: {done.stderr.strip()[-500:]}")
     wall = time.perf_counter() - began

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Deployment, write_config
 from faults import REFUSED_CHECKOUT, refuse_checkouts, store, write_script
-from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git
+from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git, make_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +106,28 @@ def test_a_submodule_inside_a_submodule_reaches_every_host(deployment: Deploymen
         assert git(slot / icons, "rev-parse", "HEAD") == pinned
         assert (slot / icons / "includes/dir00/file0000.php").exists()
         assert UNREACHABLE_UPSTREAM in (slot / skin / ".gitmodules").read_text()
+
+
+def test_a_release_pinning_150_submodules_reaches_every_host_whole(deployment: Deployment, tmp_path: Path) -> None:
+    """A core that pins as many extensions as MediaWiki's does: its switch script is longer than one argument may
+    be on Linux (128 KiB), and it still reaches the hosts (on the command's stdin) and checks every module out."""
+    hosts = deployment.fleet.hosts[:3]
+    deployment.group("three", hosts)
+    names = [f"Many{n:03}" for n in range(148)]
+    for name in names:
+        upstream = make_upstream(tmp_path / "upstream" / name, 1, name)
+        git(deployment.checkout, "submodule", "--quiet", "add", "--name", name, str(upstream), f"extensions/{name}")
+    git(deployment.checkout, "commit", "--quiet", "--message", "148 more extensions")
+    run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "three", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["counts"]["ok"] == 3
+    pinned = {line.split()[3]: line.split()[2] for line in git(deployment.checkout, "ls-tree", "HEAD", "extensions/")
+              .splitlines() if line.startswith("160000")}
+    assert len(pinned) == 150
+    for host in hosts:
+        slot = deployment.host_slot(host)
+        assert deployment.host_head(host) == deployment.head()
+        assert {path: git(slot / path, "rev-parse", "HEAD") for path in pinned} == pinned
 
 
 def test_status_reports_every_host_current_after_a_sync(deployment: Deployment) -> None:

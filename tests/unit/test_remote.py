@@ -16,6 +16,7 @@ from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 from sartoris.remote import (
     ALREADY_PRESENT,
     NOT_A_CHECKOUT,
+    HostCommand,
     RemoteRelease,
     SubmoduleSpec,
     bounded,
@@ -32,6 +33,13 @@ from sartoris.results import Phase
 
 def run_sh(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+
+def run_on_host(command: HostCommand) -> subprocess.CompletedProcess[str]:
+    """What a host's login shell does with a command Sartoris sends: run its line, the script on its stdin."""
+    return subprocess.run(
+        ["sh", "-c", command.command], input=command.script, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,12 +72,32 @@ def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
 def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline: 2 s before it,
     or at half of it when it is too short for that (a 1 s limit gave the host 1 s, the controller's whole time)."""
-    done = run_sh(bounded("sleep 5; echo late", 3.0))
+    done = run_on_host(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
     assert "sartoris: timed out after 1.5s (stopped on the host)" in done.stderr
-    assert run_sh(bounded("echo on time", 10.0)).stdout.strip() == "on time"
+    assert run_on_host(bounded("echo on time", 10.0)).stdout.strip() == "on time"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
-        assert f"timeout -k 5 {host} sh -c" in bounded("true", controller)
+        assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
+
+
+def test_a_script_longer_than_one_argument_may_be_still_runs_whole() -> None:
+    """The script goes on the command's stdin: Linux refuses one argument over 128 KiB ("Argument list too long"),
+    which a switch for a hundred submodules used to exceed. What the script runs reads nothing of it (`cat` gets
+    /dev/null), and the exit status is the script's."""
+    filler = "\n".join(f": {'x' * 70} {n}" for n in range(4000))  # about 300 KB
+    command = bounded(f"{filler}\ncat; echo reached the end; exit 3", 60.0)
+    assert len(command.script) > 2 * 128 * 1024 and len(command.command) < 1000
+    done = run_on_host(command)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "reached the end\n", "")
+
+
+def test_a_script_cut_short_in_transit_runs_nothing(tmp_path: Path) -> None:
+    """sh parses the whole script before it runs any of it: a script whose end never arrived does nothing."""
+    mark = tmp_path / "ran"
+    command = bounded(f"touch {mark}\necho more", 60.0)
+    cut = command.script[: command.script.rindex("}")]
+    done = subprocess.run(["sh", "-c", command.command], input=cut, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and not mark.exists()
 
 
 def test_last_phase_and_parse_head() -> None:
@@ -102,9 +130,9 @@ class Host:
         return RemoteRelease(str(self.slot), str(self.publish), tag, commit, tuple(modules), keep_trees=self.keep)
 
     def deploy(self, release: RemoteRelease) -> subprocess.CompletedProcess[str]:
-        fetched = run_sh(fetch_command(release))
+        fetched = run_on_host(bounded(fetch_command(release), 120.0))
         assert fetched.returncode == 0, fetched.stderr
-        return run_sh(switch_command(release))
+        return run_on_host(bounded(switch_command(release), 120.0))
 
     def head(self) -> str:
         return run_sh(status_command(str(self.slot))).stdout.strip()
@@ -610,3 +638,24 @@ def test_the_live_tree_is_never_recycled_even_when_it_is_the_oldest(host: Host) 
     assert done.returncode == 0, done.stderr
     assert (trees / release.commit).stat().st_ino != live_inode
     assert (host.slot / "index.php").read_text() == "<?php echo 'next';\n"
+
+
+def test_a_release_with_150_submodules_deploys_and_moves_one_on(tmp_path: Path) -> None:
+    """MediaWiki's core pins well over a hundred extensions and skins: a release with 150 submodules deploys whole,
+    and the next one, which moves one of them on, checks out that one and leaves the others as they are."""
+    checkout = make_checkout(tmp_path / "deploy", 0, files=3, submodules=150, submodule_files=1)
+    publish = tmp_path / "publish.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(publish))
+    (tmp_path / "host").mkdir()
+    host = Host(tmp_path / "host", publish, checkout)
+    first = host.release()
+    assert len(first.submodules) == 150
+    done = host.deploy(first)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), first)
+    commit_change(checkout, "extensions/Ext77/moved-on.txt", "on\n")
+    second = host.release()
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
+    assert host.head() == second.commit

@@ -148,13 +148,16 @@ def fetch_command(release: RemoteRelease) -> str:
     """Create the slot's object store if the host has none, then fetch the tag and submodule commits into it,
     unless every commit is already there (a rollback or a retry fetches nothing)."""
     store = release.store
-    refspecs = [f"+refs/tags/{release.tag}:refs/tags/{release.tag}"]
-    refspecs += [f"+{submodule_ref(s.commit)}:{submodule_ref(s.commit)}" for s in release.submodules]
-    present = " && ".join(
-        shell_words("git", "--git-dir", store, "cat-file", "-e", f"{commit}^{{commit}}") + " 2>/dev/null"
-        for commit in (release.commit, *(s.commit for s in release.submodules))
-    )
-    fetch = shell_words(
+    modules = [s.commit for s in release.submodules]
+    commits = [release.commit, *modules]
+    # one process asks the store about every commit at once, however many submodules the release pins
+    check = shell_words("git", "--git-dir", store, "cat-file", "--batch-check=%(objecttype)")
+    names = shell_words("printf", r"%s^{commit}\n", *commits)
+    present = f'[ "$({names} | {check} 2>/dev/null | grep -cx commit)" = {len(commits)} ]'
+    # each submodule commit under its own ref (its objects must not be pruned), the refspecs made by the shell
+    ref = SUBMODULE_REF_PREFIX
+    refspecs = f'for c in {shell_words(*modules)}; do set -- "$@" "+{ref}$c:{ref}$c"; done; ' if modules else ""
+    fetch = refspecs + shell_words(
         "git",
         "--git-dir",
         store,
@@ -165,8 +168,8 @@ def fetch_command(release: RemoteRelease) -> str:
         "--no-tags",
         "--no-write-fetch-head",
         release.fetch_url,
-        *refspecs,
-    )
+        f"+refs/tags/{release.tag}:refs/tags/{release.tag}",
+    ) + ' "$@"'
     # A new release's tag is not on the host yet, so a shell test (no process) sends it straight to the fetch;
     # only a known tag (rollback, retry) is checked object by object (a packed ref just fetches, harmlessly).
     tag_ref = posixpath.join(store, "refs", "tags", release.tag)
@@ -176,7 +179,7 @@ def fetch_command(release: RemoteRelease) -> str:
         [
             f"[ -d {shlex.quote(store)} ] || {init} || exit",
             f"if [ -f {shlex.quote(tag_ref)} ] && {present}; then {shell_words('echo', ALREADY_PRESENT)};"
-            f" else {fetch} || exit; {_housekeeping_when_due(store)}; fi",
+            f" else set --; {fetch} || exit; {_housekeeping_when_due(store)}; fi",
         ]
     )
 
@@ -210,13 +213,13 @@ def switch_command(release: RemoteRelease) -> str:
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
     checkout = _checkout_command(building, release.commit)
-    own_git, own_modules = posixpath.join(building, ".git"), _modules_in(release, "")
-    leftovers = _clean_copied_git_state(release, building) + " && " + _remove_dropped_module_trees(
-        own_git, building, own_modules
-    )
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
+        # the tree being built, the store, and the store as a git config value: named once, used by the functions
+        f"B={q(building)} S={q(release.store)} SE={q(_config_escape(release.store))}",
+        *_SWITCH_FUNCTIONS,
+        _leftovers_function(release),
         _mark(Phase.CHECKOUT),
         f"if [ -e {q(release.slot_name)} ] && [ ! -L {q(release.slot_name)} ]; then"
         f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
@@ -227,12 +230,12 @@ def switch_command(release: RemoteRelease) -> str:
         f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
-        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && {leftovers}'
+        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
         f" && {checkout} 2>/dev/null; then :;",
         f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
         f"    if [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ];"
-        f" then {_hard_link_copy(release.slot_name + '/.', building)} && {leftovers} || exit;"
+        f" then {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers || exit;"
         f" else {clone} || exit; fresh=1; fi",
         f"    {checkout} || exit",
         "  fi",
@@ -240,7 +243,8 @@ def switch_command(release: RemoteRelease) -> str:
     if release.submodules:
         lines.append("  " + _mark(Phase.SUBMODULES))
         lines += ["  " + line for line in _submodule_lines(release, building)]
-    lines.append("  " + _record_layout(own_git, own_modules))
+    own_layout = _layout_id(_modules_in(release, ""))
+    lines.append(f"  {shell_words('sartoris_record_layout', posixpath.join(building, '.git'), own_layout)} || exit")
     index = posixpath.join(building, ".git", "index")
     lines += [
         # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the
@@ -273,15 +277,16 @@ def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str
     The hard-link copy changed every file's ctime (link(2) does); mtime, size and inode still match the index,
     so trusting ctime would make git re-read every file of the tree."""
     where = ["--git-dir", git_dir, "--work-tree", repo] if git_dir else ["-C", repo]
-    return shell_words(
-        "git", *where, "-c", "core.trustctime=false", "-c", "advice.detachedHead=false", *_EXACT_CHECKOUT,
-        "checkout", "--quiet", "--force", "--detach", commit,
-    )
+    return shell_words("git", *where, *_CHECKOUT_OPTIONS, commit)
 
 
 # A host's own git config must not change the files deployed (CRLF from a global core.autocrlf) nor start programs
 # (a core.fsmonitor hook); the release's own .gitattributes still apply.
 _EXACT_CHECKOUT = ("-c", "core.autocrlf=false", "-c", "core.fsmonitor=false")
+_CHECKOUT_OPTIONS = (
+    "-c", "core.trustctime=false", "-c", "advice.detachedHead=false", *_EXACT_CHECKOUT,
+    "checkout", "--quiet", "--force", "--detach",
+)
 
 
 def _hard_link_copy(source: str, target: str) -> str:
@@ -319,74 +324,129 @@ def _tree_ready(release: RemoteRelease, tree: str) -> str:
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
-    """Bring each submodule whose pinned commit changed to it, from the slot's own object store.
-
-    A submodule's HEAD file and `.git` file are read with the shell's `read` (no process), so an unchanged
-    submodule costs nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new
-    one is first cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree
-    can move. Where the `.git` file is missing or names another repository (the module moved here, or another
-    moved away), whatever is at the path goes and the module is checked out there in full.
-    That is what `git submodule update --init` does, without its dozen helper processes per submodule.
-    """
-    q = shlex.quote
+    """Bring each submodule whose pinned commit changed to it, from the slot's own object store: one call of
+    `sartoris_module` (see _SWITCH_FUNCTIONS) per submodule, so a hundred submodules make a few KB of script."""
     lines = []
-    gitdirs = _module_gitdirs(release, building)
+    gitdirs = _module_gitdirs(release, "")  # from the tree's root
     for module in release.submodules:
-        gitdir = gitdirs[module.path]
-        work = posixpath.join(building, module.path)
-        head = posixpath.join(gitdir, "HEAD")
         if not _is_safe_module_name(module.name):
             refused = _refused_module_line(module) if module.parent else None
+            head = posixpath.join(building, gitdirs[module.path], "HEAD")
             lines.append(refused or _submodule_update_line(release, building, module, head))
             continue
-        ref = submodule_ref(module.commit)
-        checkout = _checkout_command(work, module.commit, gitdir)
-        fetch = shell_words(
-            "git", "--git-dir", gitdir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", release.store,
-            f"+{ref}:{ref}",
-        )
-        clone = shell_words("git", "clone", *_CLONE_OPTIONS, f"--separate-git-dir={gitdir}", "--", release.store, work)
-        gitfile = "gitdir: " + posixpath.relpath(gitdir, work)
-        parent = posixpath.dirname(gitdir)
-        dot_git = q(posixpath.join(work, ".git"))
+        gitdir = gitdirs[module.path]
         children = _modules_in(release, module.path)
-        # on the file: with core.worktree naming a path that is gone, git would not even start in the repository
-        config = posixpath.join(gitdir, "config")
-        unset_worktree = shell_words("git", "config", "--file", config, "--unset", "core.worktree")
         lines.append(
-            f"{_read_head(head)} g=; [ -f {dot_git} ] && read -r g < {dot_git};"
-            f" if [ \"$g\" != {q(gitfile)} ]; then [ ! -e {dot_git} ] || rm -rf {q(work)} || exit;"
-            f" if [ ! -d {q(gitdir)} ]; then {{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }} && {clone} || exit;"
-            f" {_register(release, module, gitdirs[module.parent])} || exit;"
-            f" : > {q(_layout_mark(gitdir, children))} || exit;"  # a fresh clone holds no module of another layout
-            # a repository `git submodule update` made (older Sartoris) names its old work tree: git must not go there
-            f" else {{ [ -d {q(work)} ] || mkdir -p {q(work)}; }} || exit; h=;"
-            f" {unset_worktree} 2>/dev/null; fi;"
-            f" printf '%s\\n' {q(gitfile)} > {dot_git} || exit; fi;"
-            f' if [ "$h" != {q(module.commit)} ]; then {_remove_dropped_module_trees(gitdir, work, children)} || exit;'
-            # a module cloned by an older Sartoris holds its own objects: fetch the commit from the store
-            f" {checkout} 2>/dev/null || {{ {fetch} && {checkout}; }} || exit; fi;"
-            f" {_record_layout(gitdir, children)}"
+            shell_words(
+                "sartoris_module",
+                module.name,
+                module.path,
+                module.commit,
+                gitdir,
+                "gitdir: " + posixpath.relpath(gitdir, module.path),
+                gitdirs[module.parent],
+                _layout_id(children),
+                _config_escape(module.name),
+                *(path for _, path in children),
+            )
         )
     return lines
 
 
-def _register(release: RemoteRelease, module: SubmoduleSpec, parent_gitdir: str) -> str:
-    """Shell that registers a newly cloned module in its parent repository's config (so `git submodule` in the
-    tree sees it initialised). In a fresh tree the config is the tree's own file, appended to; in a copied or
-    recycled one it may be a hard link shared with other trees, so git rewrites it (a lock file renamed over)."""
-    config = posixpath.join(parent_gitdir, "config")
-    section = f'[submodule "{_config_escape(module.name)}"]\n\turl = "{_config_escape(release.store)}"\n'
-    rewrite = shell_words("git", "config", "--file", config, f"submodule.{module.name}.url", release.store)
-    return (
-        f'{{ if [ "$fresh" = 1 ]; then printf %s {shlex.quote(section)} >> {shlex.quote(config)};'
-        f" else {rewrite}; fi; }}"
-    )
+_LAYOUT_MARK = "sartoris-module-layout-"
+
+
+def _layout_id(modules: list[tuple[str, str]]) -> str:
+    """A short name for a set of submodules (name and path): a work tree marked with the id of the layout a
+    release wants (an empty file `_LAYOUT_MARK<id>` in its git dir) holds no submodule work tree it does not."""
+    layout = "\n".join(sorted(f"{name}\t{path}" for name, path in modules))
+    return hashlib.sha256(layout.encode()).hexdigest()[:16]
+
+
+def _layout_mark(gitdir: str, modules: list[tuple[str, str]]) -> str:
+    """The layout mark file of `modules` in the git dir `gitdir`."""
+    return posixpath.join(gitdir, _LAYOUT_MARK + _layout_id(modules))
+
+
+def _leftovers_function(release: RemoteRelease) -> str:
+    """`sartoris_leftovers`: clear, in a copied or recycled tree, what it must not keep from where it came from.
+    Reflogs (a tree built before trees were cloned without them shares them with the live tree and every kept
+    one, and git appends to a reflog in place), index locks a crashed git left (the build is this run's own, so
+    any lock in it is stale, and would fail every build), and the work trees of submodules the release does not
+    have at that path. Shell tests only, when there is nothing to clear."""
+    gitdirs = list(_module_gitdirs(release, "").values())  # the slot's own first
+    own = _modules_in(release, "")
+    clean = shell_words("sartoris_clean_copied", *gitdirs)
+    drop = shell_words("sartoris_drop_unlisted", ".git", "", _layout_id(own), *(path for _, path in own))
+    return f"sartoris_leftovers() {{ {clean} && {drop}; }}"
+
+
+# a submodule's checkout (see _checkout_command) inside `sartoris_module`
+_MODULE_CHECKOUT = f'git --git-dir "$md" --work-tree "$mw" {shell_words(*_CHECKOUT_OPTIONS)} "$mc"'
+
+
+# Shell functions every switch script defines once: the work per submodule, written once, called with each
+# submodule's values (paths relative to the tree being built, `$B`; the store `$S`, and `$SE` for git config).
+# Their variables are their own (md, mw, dd, ...); `exit` in them ends the script, as it would inline.
+_SWITCH_FUNCTIONS = (
+    # git dir, work tree (from $B), layout id, then the paths its submodules keep. Before the checkout of a work
+    # tree that held another commit (a copied or recycled slot tree, a submodule moving on), remove the work tree
+    # of each submodule in it that the new commit no longer has at that path (dropped, or moved: its git dir
+    # stays, for a release that brings it back); git's checkout leaves them behind ("unable to rmdir"). A work
+    # tree marked with the wanted layout has none to remove: one shell test, no process, unless the layout changes.
+    # grep passes the few gitlinks to the shell, whose `read` takes a pipe a byte at a time.
+    "sartoris_drop_unlisted() {"
+    ' dd=$B/$1 dw=$B${2:+/$2} dm=$3; shift 3;'
+    f' [ -f "$dd/{_LAYOUT_MARK}$dm" ] ||'
+    ' git --git-dir "$dd" --work-tree "$dw" -c core.quotePath=false ls-files --stage | grep \'^160000 \' |'
+    ' while read -r mode sha stage path; do for k; do [ "$path" = "$k" ] && continue 2; done;'
+    ' rm -rf "$dw/$path" || exit 1; done; }',
+    # git dir, layout id: mark a built work tree with its layout, dropping the mark of the layout it held before
+    "sartoris_record_layout() {"
+    f' [ -f "$1/{_LAYOUT_MARK}$2" ] || {{ rd=$1 ri=$2; set -- "$1"/{_LAYOUT_MARK}*; [ ! -e "$1" ] || rm -f "$@";'
+    f' : > "$rd/{_LAYOUT_MARK}$ri"; }}; }}',
+    # the tree's git dirs, the slot's own first: see _leftovers_function
+    "sartoris_clean_copied() {"
+    ' if [ -d "$B/$1/logs" ]; then for cd_; do rm -rf "$B/$cd_/logs" || return; done; fi;'
+    ' for cd_; do [ ! -e "$B/$cd_/index.lock" ] || rm -f "$B/$cd_/index.lock" || return; done; }',
+    # name, path, commit, git dir, the line of its `.git` file, its parent's git dir, the layout id of its own
+    # submodules, its name escaped for git config; then its own submodules' paths (from it).
+    #
+    # A submodule's HEAD file and `.git` file are read with the shell's `read` (no process), so an unchanged
+    # submodule costs nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new
+    # one is first cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree
+    # can move, and registered in its parent's config (so `git submodule` in the tree sees it initialised): in a
+    # fresh tree that config is the tree's own file, appended to; in a copied or recycled one it may be a hard
+    # link shared with other trees, so git rewrites it (a lock file renamed over). Where the `.git` file is
+    # missing or names another repository (the module moved here, or another moved away), whatever is at the
+    # path goes and the module is checked out there in full. A repository `git submodule update` made (an older
+    # Sartoris) names its old work tree in core.worktree: unset on the file, as git would not even start in it.
+    # A module cloned by an older Sartoris holds its own objects: the commit is fetched from the store.
+    # That is what `git submodule update --init` does, without its dozen helper processes per submodule.
+    "sartoris_module() {"
+    ' mp=$2 mg=$4 mw=$B/$2 md=$B/$4 mc=$3 mi=$7;'
+    ' h=; [ -f "$md/HEAD" ] && read -r h < "$md/HEAD"; g=; [ -f "$mw/.git" ] && read -r g < "$mw/.git";'
+    ' if [ "$g" != "$5" ]; then [ ! -e "$mw/.git" ] || rm -rf "$mw" || exit;'
+    ' if [ ! -d "$md" ]; then { [ -d "${md%/*}" ] || mkdir -p "${md%/*}"; } &&'
+    f' git clone {shell_words(*_CLONE_OPTIONS)} --separate-git-dir="$md" -- "$S" "$mw" || exit;'
+    ' if [ "$fresh" = 1 ]; then printf \'[submodule "%s"]\\n\\turl = "%s"\\n\' "$8" "$SE" >> "$B/$6/config";'
+    ' else git config --file "$B/$6/config" "submodule.$1.url" "$S"; fi || exit;'
+    f' : > "$md/{_LAYOUT_MARK}$mi" || exit;'  # a fresh clone holds no module of another layout
+    ' else { [ -d "$mw" ] || mkdir -p "$mw"; } || exit; h=;'
+    ' git config --file "$md/config" --unset core.worktree 2>/dev/null; fi;'
+    ' printf \'%s\\n\' "$5" > "$mw/.git" || exit; fi;'
+    ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
+    f" {_MODULE_CHECKOUT} 2>/dev/null ||"
+    ' { git --git-dir "$md" fetch --quiet --no-tags --no-write-fetch-head "$S"'
+    f' "+{SUBMODULE_REF_PREFIX}$mc:{SUBMODULE_REF_PREFIX}$mc" && {_MODULE_CHECKOUT}; }} || exit;'
+    ' fi; sartoris_record_layout "$md" "$mi" || exit; }',
+)
 
 
 def _module_gitdirs(release: RemoteRelease, building: str) -> dict[str, str]:
-    """Each repository's git dir in the tree `building`, by its path there ("" for the slot's own `.git`, first):
-    a submodule's lives under its parent's `modules/<name>`, as `git submodule` lays them out."""
+    """Each repository's git dir in the tree `building` ("" for paths from the tree's root), by its path there
+    ("" for the slot's own `.git`, first): a submodule's lives under its parent's `modules/<name>`, as `git
+    submodule` lays them out."""
     gitdirs = {"": posixpath.join(building, ".git")}
     for module in release.submodules:  # parents come before the submodules inside them
         gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
@@ -398,58 +458,6 @@ def _modules_in(release: RemoteRelease, parent: str) -> list[tuple[str, str]]:
     slot's own repository)."""
     prefix = f"{parent}/" if parent else ""
     return [(m.name, m.path[len(prefix) :]) for m in release.submodules if m.parent == parent]
-
-
-def _clean_copied_git_state(release: RemoteRelease, building: str) -> str:
-    """Shell that clears, in a copied or recycled tree, what it must not keep from where it came from: reflogs (a
-    tree built before trees were cloned without them shares them with the live tree and every kept one, and git
-    appends to a reflog in place) and index locks a crashed git left (they would fail every build). Shell tests
-    only, when there is nothing to clear."""
-    q = shlex.quote
-    gitdirs = _module_gitdirs(release, building).values()  # the slot's own first
-    logs = [posixpath.join(gitdir, "logs") for gitdir in gitdirs]
-    locks = [posixpath.join(gitdir, "index.lock") for gitdir in gitdirs]
-    # a crashed git's index.lock in the live tree, copied: the build is this run's own, so any lock in it is stale
-    steps = [f"{{ [ ! -d {q(logs[0])} ] || rm -rf {' '.join(map(q, logs))}; }}"]
-    steps += [f"{{ [ ! -e {q(lock)} ] || rm -f {q(lock)}; }}" for lock in locks]
-    return "{ " + " && ".join(steps) + "; }"
-
-
-_LAYOUT_MARK = "sartoris-module-layout-"
-
-
-def _layout_mark(gitdir: str, modules: list[tuple[str, str]]) -> str:
-    """An empty file in a repository's git dir whose name stands for the submodules (name and path) its work
-    tree holds: a work tree marked with the layout a release wants holds no submodule work tree it does not."""
-    layout = "\n".join(sorted(f"{name}\t{path}" for name, path in modules))
-    return posixpath.join(gitdir, _LAYOUT_MARK + hashlib.sha256(layout.encode()).hexdigest()[:16])
-
-
-def _remove_dropped_module_trees(gitdir: str, work: str, modules: list[tuple[str, str]]) -> str:
-    """Shell that, before the checkout of a work tree that held another commit (a copied or recycled slot tree,
-    a submodule moving on), removes the work tree of each submodule in it that the new commit no longer has at
-    that path (dropped, or moved: its git dir stays, for a release that brings it back). git's checkout leaves
-    them behind ("unable to rmdir"), so the tree would hold files the release does not. A work tree marked with
-    the wanted layout has none to remove: one shell test, no process, unless the layout changes."""
-    q = shlex.quote
-    paths = [path for _, path in modules]
-    kept = f'case "$path" in {"|".join(map(q, paths))}) continue;; esac; ' if paths else ""
-    listing = shell_words(
-        "git", "--git-dir", gitdir, "--work-tree", work, "-c", "core.quotePath=false", "ls-files", "--stage"
-    )
-    return (
-        # grep passes the few gitlinks to the shell, whose `read` takes a pipe a byte at a time
-        f"{{ [ -f {q(_layout_mark(gitdir, modules))} ] || {listing} | grep '^160000 ' |"
-        f' while read -r mode sha stage path; do {kept}rm -rf {q(work)}/"$path" || exit 1; done; }}'
-    )
-
-
-def _record_layout(gitdir: str, modules: list[tuple[str, str]]) -> str:
-    """Mark a built work tree with its submodule layout, dropping the mark of the layout it held before."""
-    q = shlex.quote
-    mark = q(_layout_mark(gitdir, modules))
-    old_marks = q(gitdir) + "/" + _LAYOUT_MARK + "*"
-    return f'[ -f {mark} ] || {{ set -- {old_marks}; [ ! -e "$1" ] || rm -f "$@"; : > {mark}; }} || exit'
 
 
 def _is_safe_module_name(name: str) -> bool:

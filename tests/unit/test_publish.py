@@ -22,7 +22,7 @@ from sartoris.config import parse_config
 from sartoris.errors import PublishError, RefusedError
 from sartoris.inventory import parse_host
 from sartoris.policy import FailureBudget
-from sartoris.remote import RemoteRelease, fetch_command, switch_command
+from sartoris.remote import HostCommand, RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.rollout import _Fetcher
 from sartoris.transport import CommandResult, ConnectError
@@ -345,7 +345,7 @@ class IdleSession:
     def __init__(self, connect_seconds: float) -> None:
         self.connect_seconds = connect_seconds
 
-    async def run(self, command: str, timeout: float) -> CommandResult:
+    async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
         return CommandResult(0, "", "")
 
     def close(self) -> None:
@@ -368,7 +368,7 @@ async def test_a_hosts_time_is_its_connect_and_fetch_not_the_wait(outcome: IdleS
     """A host's time, fetched or failed to connect, counts its own connect and fetch, not the wait for the publish."""
     config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
                           Path("/etc/sartoris/sartoris.toml"))
-    fetcher = _Fetcher(config, OneHostConnector(outcome), "true")  # type: ignore[arg-type]
+    fetcher = _Fetcher(config, OneHostConnector(outcome), HostCommand("sh -s", "true"))  # type: ignore[arg-type]
     fetched = await fetcher.fetch(HOSTS[0])
     assert fetched.result.ok is isinstance(outcome, IdleSession)
     assert 2.0 <= fetched.result.seconds < 2.25

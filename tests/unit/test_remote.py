@@ -210,6 +210,25 @@ def test_rollback_reuses_the_kept_tree_and_fetches_nothing(host: Host) -> None:
     assert "sartoris-phase:submodules" not in done.stdout
 
 
+def test_a_known_tag_missing_one_submodule_commit_is_fetched_again(host: Host) -> None:
+    """A retry after a fetch cut short, or a store someone pruned: the tag is there but one submodule's commit is
+    not, so the host fetches (one missing commit among the release's is enough) and the switch succeeds."""
+    release = host.release()
+    assert run_sh(fetch_command(release)).returncode == 0
+    store = host.root / ".sartoris" / "php-slot0" / "store.git"
+    missing = release.submodules[1].commit
+    git(store, "update-ref", "-d", submodule_ref(missing))
+    git(store, "-c", "gc.reflogExpire=now", "-c", "gc.packRefs=false", "gc", "--quiet", "--prune=now")
+    assert (store / "refs" / "tags" / release.tag).is_file()  # the tag as a fetch leaves it
+    assert subprocess.run(["git", "--git-dir", str(store), "cat-file", "-e", missing], check=False).returncode != 0
+    fetched = run_on_host(bounded(fetch_command(release), 60.0))
+    assert fetched.returncode == 0 and ALREADY_PRESENT not in fetched.stdout, fetched.stderr
+    assert git(store, "cat-file", "-t", missing) == "commit"
+    done = run_on_host(bounded(switch_command(release), 60.0))
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), release)
+
+
 def test_old_trees_are_pruned_to_keep(host: Host) -> None:
     """With keep_trees=2, only the live tree and the two newest others remain."""
     for n in range(5):

@@ -4,6 +4,7 @@ the link swap is the switch, so a host whose script got past it is on the releas
 from __future__ import annotations
 
 from sartoris.inventory import Host
+from sartoris.remote import HostCommand
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import _Fetched, _switch_host
 from sartoris.transport import CommandResult, CommandTimeout, HostError
@@ -17,7 +18,7 @@ class _Script:
     def __init__(self, end: CommandResult | Exception) -> None:
         self._end = end
 
-    async def run(self, command: str, timeout: float) -> CommandResult:
+    async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
         if isinstance(self._end, Exception):
             raise self._end
         return self._end
@@ -25,7 +26,7 @@ class _Script:
 
 async def _switched(end: CommandResult | Exception) -> HostResult:
     fetched = _Fetched(Host("web1", "web1"), HostResult("web1", True, Phase.FETCH, seconds=1.0), _Script(end))  # type: ignore[arg-type]
-    return await _switch_host(fetched, "switch", 10.0)
+    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0)
 
 
 async def test_a_deadline_that_strikes_the_prune_after_the_swap_leaves_the_host_on_the_release() -> None:

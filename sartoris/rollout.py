@@ -140,7 +140,8 @@ async def _decide_and_switch(
         return RolloutResult(Outcome.ABORTED, unswitched, decision.reason)
     by_label = {f.host.label: f for f in fetched}
     depools = _Depools()
-    interrupted = await depool_hosts(config, history, [by_label[label].host for label in decision.depool], depools)
+    failed_fetch = [by_label[label].host for label in decision.depool]
+    interrupted = await depool_hosts(config, history, failed_fetch, depools, before_the_switch=True)
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
         unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED)) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
@@ -155,7 +156,9 @@ async def _decide_and_switch(
     allowed = within_depool_cap(failed_switch, already_out | depools.out, config.depool.max_depooled, labels)
     if len(allowed) < len(failed_switch):
         log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
-    interrupted_late = await depool_hosts(config, history, [by_label[label].host for label in allowed], depools)
+    interrupted_late = await depool_hosts(
+        config, history, [by_label[label].host for label in allowed], depools, before_the_switch=False
+    )
     interrupted = interrupted or interrupted_late
     finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
     outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
@@ -293,12 +296,18 @@ class _Depools:
         return replace(result, depooled=out, depool_error=error)
 
 
-async def depool_hosts(config: Config, history: History, hosts: Sequence[Host], into: _Depools) -> bool:
+async def depool_hosts(
+    config: Config, history: History, hosts: Sequence[Host], into: _Depools, *, before_the_switch: bool
+) -> bool:
     """Depool each host once, adding to `into` the labels it worked for and the errors of the commands that failed
     (a failure is reported, not fatal: the host stays in the pool and its record says why); whether the run was
     interrupted meanwhile. An interrupt lets the depools in flight end (each is bounded by the depool timeout) and
-    remembers them, so the run's record says which hosts are out of the pool."""
-    report, interrupted = await despite_interrupt(apply_pool_change(config, history, hosts, depool=True))
+    remembers them, so the run's record says which hosts are out of the pool. Before the switch, it starts no
+    further depool (nobody will switch: the hosts left in the pool serve the same release as all the others);
+    after it, the rest still run, as each of those hosts serves the old release beside switched ones."""
+    stop = asyncio.Event()
+    work = apply_pool_change(config, history, hosts, depool=True, stop=stop if before_the_switch else None)
+    report, interrupted = await despite_interrupt(work, stop.set)
     if interrupted:
         log.warning("interrupted", phase="depool")
     into.out.update(report.changed)

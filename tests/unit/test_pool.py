@@ -22,6 +22,7 @@ from sartoris.config import Config, parse_config
 from sartoris.errors import InterruptedRun, StateError
 from sartoris.inventory import parse_host
 from sartoris.pool import change_pool, depooled_among, remember_pool_state, run_pool_command
+from sartoris.rollout import _Depools, depool_hosts
 from sartoris.state import History
 
 
@@ -132,6 +133,39 @@ def test_ctrl_c_during_a_depool_lets_the_running_command_end_starts_no_other_and
     [entry] = history.entries()
     assert (entry.action, entry.outcome, entry.report["interrupted"]) == ("depool", "partial", True)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("before_the_switch", [True, False], ids=["before-the-switch", "after-it"])
+def test_ctrl_c_during_a_syncs_depools_starts_no_other_only_before_the_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before_the_switch: bool
+) -> None:
+    """Before the switch nobody will switch, so the hosts not yet depooled stay in the pool, serving what every
+    host serves: no further depool starts. After it, each host left to depool serves the old release beside
+    switched ones: all of them still run. Either way the one running when Ctrl-C came ends and counts."""
+    monkeypatch.setattr(pool, "_POOL_CONCURRENCY", 1)
+    ran = tmp_path / "ran"
+    config = depool_config(tmp_path, f"sh -c 'echo $1 >> {ran}; sleep 0.3' sh {{host}}")
+    hosts = [parse_host(name) for name in ("mw1", "mw2", "mw3")]
+    into = _Depools()
+
+    async def interrupt_after_the_first() -> bool:
+        depooling = asyncio.ensure_future(
+            depool_hosts(config, History(config.state_dir), hosts, into, before_the_switch=before_the_switch)
+        )
+        async with asyncio.timeout(10):
+            while "mw1" not in (ran.read_text() if ran.exists() else ""):
+                await asyncio.sleep(0.01)
+        depooling.cancel()  # what run_stoppable does on Ctrl-C
+        return await depooling
+
+    assert asyncio.run(interrupt_after_the_first()) is True
+    expected = ["mw1"] if before_the_switch else ["mw1", "mw2", "mw3"]
+    assert ran.read_text().split() == expected
+    assert sorted(into.out) == expected
+    assert History(config.state_dir).depooled_hosts("") == frozenset(expected)
+    if before_the_switch:
+        assert set(into.errors) == {"mw2", "mw3"}
+        assert all(error.startswith("not run: interrupted") for error in into.errors.values())
 
 
 def test_a_host_depooled_under_one_spelling_is_out_under_another(tmp_path: Path) -> None:

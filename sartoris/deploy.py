@@ -298,7 +298,9 @@ def _roll_out_and_record(
     try:
         post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
         failed = tuple(r.host for r in report.hosts if r.failed)
-        post_hook(config, post, action, request.slot, report.tag, report.outcome.value, failed, request.message)
+        stopped = tuple(r.host for r in report.hosts if r.stopped)
+        outcome = report.outcome.value
+        post_hook(config, post, action, request.slot, report.tag, outcome, failed, request.message, stopped)
     except KeyboardInterrupt:  # the hook is stopped (hooks.py); the run is recorded: still print its report
         interrupted = True
     if interrupted or pressed_while_recording:

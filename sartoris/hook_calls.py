@@ -45,9 +45,14 @@ def post_hook(
     outcome: str | None,
     failed: tuple[str, ...] = (),
     message: str = "",
+    not_switched: tuple[str, ...] = (),
 ) -> None:
-    """Run a post-* or finish/abort hook with the outcome; a failure is reported, the outcome stands."""
-    context = _context(config, phase, action, slot, tag, outcome=outcome, failed_hosts=failed, message=message)
+    """Run a post-* or finish/abort hook with the outcome, the hosts that failed and those the run stopped before
+    their turn; a failure is reported, the outcome stands."""
+    context = _context(
+        config, phase, action, slot, tag, outcome=outcome, failed_hosts=failed, not_switched_hosts=not_switched,
+        message=message,
+    )
     result = _run(config, context)
     if not result.ok:
         log.error("hook_failed", hook=phase.value, error=result.error)

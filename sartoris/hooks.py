@@ -81,6 +81,7 @@ class HookContext:
     tag: str | None = None
     outcome: str | None = None
     failed_hosts: tuple[str, ...] = ()
+    not_switched_hosts: tuple[str, ...] = ()  # the run stopped before their turn: still on their old release
     name: str = ""
     message: str = ""
 
@@ -94,9 +95,9 @@ class HookContext:
             raise ValueError(f"slot must be >= 0, not {self.slot}")
         if self.outcome is not None and self.outcome not in _OUTCOMES:
             raise ValueError(f"unknown outcome {self.outcome!r}; expected one of {sorted(_OUTCOMES)}")
-        for host in self.failed_hosts:
+        for host in (*self.failed_hosts, *self.not_switched_hosts):
             if not host or any(character.isspace() for character in host):
-                raise ValueError(f"failed host {host!r} would break the space-separated SARTORIS_FAILED_HOSTS")
+                raise ValueError(f"host {host!r} would break a space-separated list of hosts")
         if any("\0" in value for value in self.environment().values()):
             raise ValueError("hook context values cannot contain NUL characters")
 
@@ -110,6 +111,7 @@ class HookContext:
             "SARTORIS_PREFIX": self.prefix,
             "SARTORIS_OUTCOME": str(self.outcome) if self.outcome is not None else "",
             "SARTORIS_FAILED_HOSTS": " ".join(self.failed_hosts),
+            "SARTORIS_NOT_SWITCHED_HOSTS": " ".join(self.not_switched_hosts),
             "SARTORIS_NAME": self.name,
             "SARTORIS_MESSAGE": self.message,
         }

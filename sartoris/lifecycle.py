@@ -95,11 +95,13 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     rejected = last is not None and last.report.get("reason") == CANARY_FAILED
     # A release a canary rejected did not go out: announced as aborted, never as the deploy's release.
     outcome = "aborted" if rejected else last.outcome if last else None
-    failed = tuple(h["host"] for h in last.report.get("hosts", []) if _failed(h)) if last else ()
+    hosts = last.report.get("hosts", []) if last else []
+    failed = tuple(h["host"] for h in hosts if _failed(h))
+    stopped = tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped"))
     with written_after_the_change("finish", slot=slot):
         record = {"synced": synced, "rejected": True} if rejected else {"synced": synced}
         history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
-    post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""))
+    post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""), stopped)
     if rejected and last is not None:
         running = [h["host"] for h in last.report.get("hosts", []) if h.get("ok")]
         detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (

@@ -388,7 +388,8 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
 def test_a_run_whose_rest_aborts_after_the_canaries_switched_is_partial_not_aborted(deployment: Deployment) -> None:
     """The canary switched, then the rest's fetch failed past max_failures: exit 3 and "aborted" promise that no
     host switched, and the canary did, so it is partial (exit 5), nobody depooled, the rest on the old tag, and
-    the history counts the canary's release (status then calls the canary current, not behind)."""
+    the history counts the canary's release (status then calls the canary current, not behind); the post-sync hook
+    is told which hosts were never switched."""
     canary, rest = deployment.fleet.hosts[20], deployment.fleet.hosts[21:23]
     refused = deployment.fleet.faults["refused"][0]
     deployment.group("canary", [canary])
@@ -396,11 +397,16 @@ def test_a_run_whose_rest_aborts_after_the_canaries_switched_is_partial_not_abor
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "canary").code == 0
     old = deployment.head()
     deployment.configure(deploy={"canaries": ["canary"]}, max_failures=0)
+    announced = env_recording_hook(deployment, "post-sync")
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'canary only';\n")
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
     assert run.code == 5, run.stderr
     report = run.json()
     assert report["outcome"] == "partial" and "failed to fetch" in report["reason"]
+    # the announcement says the rest never got the release, not only which host failed
+    env = json.loads(announced.read_text())
+    assert (env["SARTORIS_OUTCOME"], env["SARTORIS_FAILED_HOSTS"]) == ("partial", refused)
+    assert env["SARTORIS_NOT_SWITCHED_HOSTS"].split() == rest
     assert deployment.host_head(canary) == new and all(deployment.host_head(h) != new for h in rest)
     assert not any(h["depooled"] for h in report["hosts"]) and deployment.pool_changes() == []
     status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "canary", "--json").json()
@@ -433,6 +439,7 @@ def test_finish_after_a_canary_rejected_the_release_does_not_announce_it(deploym
     env = json.loads(record.read_text())
     assert (env["SARTORIS_TAG"], env["SARTORIS_OUTCOME"]) == (rejected, "aborted")
     assert env["SARTORIS_FAILED_HOSTS"] == canary_bad
+    assert env["SARTORIS_NOT_SWITCHED_HOSTS"].split() == deployment.fleet.hosts[18:20]  # never given the release
     assert not lock_file(deployment).exists()
 
 

@@ -293,6 +293,12 @@ def test_purge_without_url_is_usage_error() -> None:
             id="partial",
         ),
         pytest.param(
+            {"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "mw1001", "SARTORIS_NOT_SWITCHED_HOSTS": "a b c"},
+            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed: mw1001, 3 host(s) not switched"
+            " (still on the old release)",
+            id="partial-with-hosts-not-switched",
+        ),
+        pytest.param(
             {"SARTORIS_OUTCOME": "aborted", "SARTORIS_FAILED_HOSTS": "mw1001"},
             f"mediawiki: sync of php-slot0 to {TAG} ABORTED, failed: mw1001",
             id="aborted",
@@ -324,6 +330,7 @@ def test_webhook_posts_text(http_server: RecordingServer, run: dict[str, str], t
     assert request.headers["Content-Type"] == "application/json"
     body = json.loads(request.body)
     assert body["text"] == text
+    assert body["sartoris"]["not_switched_hosts"] == run.get("SARTORIS_NOT_SWITCHED_HOSTS", "").split()
     assert body["sartoris"]["outcome"] == (env["SARTORIS_OUTCOME"] or None)
     assert body["sartoris"]["failed_hosts"] == env["SARTORIS_FAILED_HOSTS"].split()
     if env["SARTORIS_OUTCOME"] == "aborted":
@@ -421,6 +428,7 @@ def test_irc_unreachable_fails(closed_port: int) -> None:
     [
         pytest.param({}, id="ok"),
         pytest.param({"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "a b"}, id="partial"),
+        pytest.param({"SARTORIS_OUTCOME": "partial", "SARTORIS_NOT_SWITCHED_HOSTS": "c d"}, id="not-switched"),
         pytest.param({"SARTORIS_OUTCOME": "aborted"}, id="aborted"),
         pytest.param({"SARTORIS_ACTION": "finish", "SARTORIS_PHASE": "finish"}, id="finish"),
         pytest.param({"SARTORIS_ACTION": "abort", "SARTORIS_OUTCOME": ""}, id="abort"),

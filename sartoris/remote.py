@@ -33,6 +33,7 @@ from sartoris.results import Phase
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
 NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
+SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it ran, and to its end
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
@@ -132,8 +133,18 @@ def bounded(script: str, seconds: float) -> HostCommand:
         + f"; rc=$?; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then {said} >&2; fi; exit $rc"
     )
     # One brace group: sh parses all of it before it runs any of it (a script cut short in transit runs nothing),
-    # and what runs in it reads /dev/null, never the rest of the script.
-    return HostCommand(command, "{\n" + script + "\n} </dev/null\n")
+    # and what runs in it reads /dev/null, never the rest of the script. Its last line says it ran to its end:
+    # with no script at all (stdin read by the account's shell startup files, or a forced command's /dev/null),
+    # sh exits 0 having done nothing, which must not pass for a fetch or a switch.
+    return HostCommand(command, "{\n" + script + "\n" + shell_words("echo", SCRIPT_END) + "\n} </dev/null\n")
+
+
+def ran_to_its_end(stdout: str) -> bool:
+    """Whether a bounded script printed its last line (see bounded)."""
+    return SCRIPT_END in stdout.splitlines()
+
+
+NOT_RUN = "the host ran none of the script (its standard input was empty: does the account's shell read it?)"
 
 
 def _script(lines: Iterable[str]) -> str:

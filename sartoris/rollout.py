@@ -33,7 +33,16 @@ from sartoris.policy import (
 )
 from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import HostCommand, RemoteRelease, bounded, fetch_command, last_phase, switch_command
+from sartoris.remote import (
+    NOT_RUN,
+    HostCommand,
+    RemoteRelease,
+    bounded,
+    fetch_command,
+    last_phase,
+    ran_to_its_end,
+    switch_command,
+)
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
 from sartoris.transport import CommandTimeout, ConnectError, Connector, Session, close_sessions
@@ -232,6 +241,9 @@ class _Fetcher:
             except asyncio.CancelledError:
                 session.close()
                 raise
+            if result.ok and not ran_to_its_end(result.stdout):
+                session.close()
+                return _failed_fetch(host, Phase.FETCH, NOT_RUN, begin)
             if result.ok:
                 seconds = time.monotonic() - begin
                 log.debug("host_fetched", host=host.label, seconds=round(seconds, 3))
@@ -272,8 +284,11 @@ async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> 
     except HostError as exc:
         return failed(Phase.CHECKOUT, str(exc))
     else:
-        if not result.ok and last_phase(result.stdout, Phase.CHECKOUT) is not Phase.DONE:
-            return failed(last_phase(result.stdout, Phase.CHECKOUT), result.error_line(), result.stderr)
+        reached = last_phase(result.stdout, Phase.CHECKOUT)
+        if not result.ok and reached is not Phase.DONE:
+            return failed(reached, result.error_line(), result.stderr)
+        if reached is not Phase.DONE:  # exit 0 without the swap's marker: the script never ran (see bounded)
+            return failed(reached, NOT_RUN if not ran_to_its_end(result.stdout) else "ended before the swap")
         if not result.ok:
             log.warning("old_trees_not_pruned", host=label, error=result.error_line())
     seconds = item.result.seconds + time.monotonic() - begin

@@ -31,6 +31,7 @@ with loader_library_lookup():  # asyncssh looks for optional C libraries as it i
 OUTPUT_LIMIT = 64 * 1024
 ERROR_LINE_LIMIT = 300  # one host's error in summaries, JSON and history
 _CHUNK = 16 * 1024
+_TAIL_KEPT = 1024  # characters of the end of stdout kept past OUTPUT_LIMIT
 _CLOSE_TIMEOUT = 5.0  # seconds to wait for connections being closed to say goodbye
 
 
@@ -101,6 +102,14 @@ class _Capture:
 
     stdout: list[str] = field(default_factory=list)
     stdout_size: int = 0
+    stdout_tail: str = ""  # the last lines, also past OUTPUT_LIMIT: a script's final marker is there
+
+    def stdout_text(self) -> str:
+        """The first OUTPUT_LIMIT characters of stdout; past that, its last whole lines too, after a gap line."""
+        head = "".join(self.stdout)
+        if self.stdout_size <= OUTPUT_LIMIT:
+            return head
+        return head + "\n[...]\n" + self.stdout_tail.partition("\n")[2]
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LIMIT // _CHUNK + 1))
 
 
@@ -146,7 +155,7 @@ class Session:
                 finally:
                     process.close()
         except TimeoutError:
-            raise CommandTimeout(f"timed out after {timeout:g}s", "".join(capture.stdout)) from None
+            raise CommandTimeout(f"timed out after {timeout:g}s", capture.stdout_text()) from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc
         finally:
@@ -156,7 +165,7 @@ class Session:
             signal = process.exit_signal[0] if process.exit_signal else "unknown"
             status = 255
             capture.stderr.append(f"\nkilled by signal {signal}")
-        return CommandResult(status, "".join(capture.stdout), "".join(capture.stderr))
+        return CommandResult(status, capture.stdout_text(), "".join(capture.stderr))
 
     def is_closed(self) -> bool:
         """Closed by us, or by the host or the network (an idle connection dropped)."""
@@ -176,7 +185,8 @@ async def _read_head(stream: asyncssh.SSHReader[str], capture: _Capture) -> None
     while chunk := await stream.read(_CHUNK):
         if capture.stdout_size < OUTPUT_LIMIT:
             capture.stdout.append(chunk[: OUTPUT_LIMIT - capture.stdout_size])
-            capture.stdout_size += len(chunk)
+        capture.stdout_size += len(chunk)
+        capture.stdout_tail = (capture.stdout_tail + chunk)[-_TAIL_KEPT:]
 
 
 async def _read_tail(stream: asyncssh.SSHReader[str], capture: _Capture) -> None:

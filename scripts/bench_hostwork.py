@@ -6,7 +6,7 @@ and a run of one-file incremental deploys (the fifth is the first to recycle a r
 Prints a Markdown table of wall and CPU milliseconds per folder (children's rusage) for `BENCHMARKS.md`'s
 hand-written section. Standard library, git and the sources in this checkout only.
 
-    python3 scripts/bench_hostwork.py [--folders 20] [--files 1700]
+    python3 scripts/bench_hostwork.py [--folders 20] [--files 1700] [--submodules 3]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folders", type=int, default=20, help="hosts simulated, one after another (%(default)s)")
     parser.add_argument("--files", type=int, default=1700, help="files in the app's core (%(default)s)")
+    parser.add_argument("--submodules", type=int, default=3, help="submodules of 100 files each (%(default)s)")
     return parser.parse_args(argv)
 
 
@@ -78,10 +79,10 @@ def main() -> None:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="sartoris-hostwork-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     try:
-        checkout = make_checkout(work / "deploy", 0, files=args.files, submodules=3, submodule_files=100)
+        checkout = make_checkout(work / "deploy", 0, files=args.files, submodules=args.submodules, submodule_files=100)
         url = work / "publish.git"
         print(f"| deploy | tool | fetch wall ms | fetch CPU ms | switch wall ms | switch CPU ms |  ({args.folders} "
-              f"folders, {args.files} files + 3 submodules x 100)")
+              f"folders, {args.files} files + {args.submodules} submodules x 100)")
         print("|---|---|---|---|---|---|")
         for number, phase in enumerate(PHASES):
             if number:

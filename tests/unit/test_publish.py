@@ -22,8 +22,9 @@ from sartoris.config import parse_config
 from sartoris.errors import PublishError, RefusedError
 from sartoris.inventory import parse_host
 from sartoris.policy import FailureBudget
-from sartoris.remote import HostCommand, RemoteRelease, fetch_command, switch_command
+from sartoris.remote import NOT_RUN, SCRIPT_END, HostCommand, RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
+from sartoris.results import Phase
 from sartoris.rollout import _Fetcher
 from sartoris.transport import CommandResult, ConnectError
 
@@ -340,13 +341,14 @@ def test_a_stop_after_the_last_push_deletes_the_tag(checkout: SlotCheckout, tmp_
 
 
 class IdleSession:
-    """A session opened `connect_seconds` before, answering at once."""
+    """A session opened `connect_seconds` before, answering at once (by default, a script that ran to its end)."""
 
-    def __init__(self, connect_seconds: float) -> None:
+    def __init__(self, connect_seconds: float, stdout: str = f"{SCRIPT_END}\n") -> None:
         self.connect_seconds = connect_seconds
+        self.stdout = stdout
 
     async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
-        return CommandResult(0, "", "")
+        return CommandResult(0, self.stdout, "")
 
     def close(self) -> None:
         pass
@@ -372,3 +374,13 @@ async def test_a_hosts_time_is_its_connect_and_fetch_not_the_wait(outcome: IdleS
     fetched = await fetcher.fetch(HOSTS[0])
     assert fetched.result.ok is isinstance(outcome, IdleSession)
     assert 2.0 <= fetched.result.seconds < 2.25
+
+
+async def test_a_fetch_whose_script_never_ran_is_a_failed_fetch() -> None:
+    """Exit 0 with no last line: the host's shell ran nothing (its stdin was read or replaced), so nothing was
+    fetched and the host must not be switched."""
+    config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
+                          Path("/etc/sartoris/sartoris.toml"))
+    fetcher = _Fetcher(config, OneHostConnector(IdleSession(0.0, stdout="")), HostCommand("sh -s", "true"))  # type: ignore[arg-type]
+    fetched = await fetcher.fetch(HOSTS[0])
+    assert (fetched.result.ok, fetched.result.phase, fetched.result.error) == (False, Phase.FETCH, NOT_RUN)

@@ -16,6 +16,7 @@ from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 from sartoris.remote import (
     ALREADY_PRESENT,
     NOT_A_CHECKOUT,
+    SCRIPT_END,
     HostCommand,
     RemoteRelease,
     SubmoduleSpec,
@@ -23,6 +24,7 @@ from sartoris.remote import (
     fetch_command,
     last_phase,
     parse_head,
+    ran_to_its_end,
     shell_words,
     status_command,
     submodule_ref,
@@ -75,7 +77,7 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     done = run_on_host(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
     assert "sartoris: timed out after 1.5s (stopped on the host)" in done.stderr
-    assert run_on_host(bounded("echo on time", 10.0)).stdout.strip() == "on time"
+    assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n{SCRIPT_END}\n"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
 
@@ -89,6 +91,16 @@ def test_a_script_longer_than_one_argument_may_be_still_runs_whole() -> None:
     assert len(command.script) > 2 * 128 * 1024 and len(command.command) < 1000
     done = run_on_host(command)
     assert (done.returncode, done.stdout, done.stderr) == (3, "reached the end\n", "")
+
+
+@pytest.mark.parametrize("script", ["", "{\n"], ids=["empty", "first-line-only"])
+def test_a_script_that_never_arrived_does_not_pass_for_one_that_ran(tmp_path: Path, script: str) -> None:
+    """With nothing on stdin (the account's shell startup files read it, or a forced command gave the command
+    /dev/null), sh runs nothing and exits 0: the missing last line tells that apart from a script that ran."""
+    command = bounded("true", 60.0)
+    done = subprocess.run(["sh", "-c", command.command], input=script, capture_output=True, text=True, timeout=60)
+    assert not ran_to_its_end(done.stdout)
+    assert ran_to_its_end(run_on_host(command).stdout)
 
 
 def test_a_script_cut_short_in_transit_runs_nothing(tmp_path: Path) -> None:

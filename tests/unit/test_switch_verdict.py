@@ -4,7 +4,7 @@ the link swap is the switch, so a host whose script got past it is on the releas
 from __future__ import annotations
 
 from sartoris.inventory import Host
-from sartoris.remote import HostCommand
+from sartoris.remote import NOT_RUN, HostCommand
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import _Fetched, _switch_host
 from sartoris.transport import CommandResult, CommandTimeout, HostError
@@ -49,3 +49,9 @@ async def test_a_failure_or_deadline_before_the_swap_is_a_failed_checkout() -> N
     assert not failed.ok and failed.phase is Phase.SUBMODULES
     dropped = await _switched(HostError("disconnected"))
     assert not dropped.ok and dropped.phase is Phase.CHECKOUT
+
+
+async def test_a_switch_script_that_never_ran_is_not_a_switch() -> None:
+    """Exit 0 with no output at all: the host's shell got no script (see remote.bounded), nothing was swapped."""
+    result = await _switched(CommandResult(0, "", ""))
+    assert (result.ok, result.phase, result.error) == (False, Phase.CHECKOUT, NOT_RUN)

@@ -3,11 +3,12 @@ connection starts from."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from sartoris.transport import ERROR_LINE_LIMIT, CommandResult
+from sartoris.transport import ERROR_LINE_LIMIT, OUTPUT_LIMIT, CommandResult, _Capture, _read_head
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,27 @@ async def test_connections_opened_early_are_handed_out_reopened_if_dropped_and_c
     assert next(s for s in opened if s.name == "unused").closed
     assert not first.closed and not again.closed  # those belong to the run, which closes them itself
     assert "slow" not in [s.name for s in opened]  # cancelled while connecting
+
+
+def test_stdout_past_the_limit_keeps_its_last_lines() -> None:
+    """A script's closing marker is its last line: output past OUTPUT_LIMIT (a chatty git hook) drops the middle,
+    never the end."""
+    capture = _Capture()
+    stdout = _TextStream(("x" * 99 + "\n") * 2000 + "sartoris-phase:done\nsartoris-script:end\n")  # 200 KB
+    asyncio.run(_read_head(stdout, capture))  # type: ignore[arg-type]
+    text = capture.stdout_text()
+    assert text.startswith("x" * 99 + "\n") and len(text) < OUTPUT_LIMIT + 2048
+    assert text.splitlines()[-2:] == ["sartoris-phase:done", "sartoris-script:end"]
+    markers = ("[...]", "sartoris-phase:done", "sartoris-script:end")
+    assert all(set(line) == {"x"} or line in markers for line in text.splitlines())
+
+
+class _TextStream:
+    """A channel's stdout as asyncssh gives it to _read_head: text, read in chunks of at most n characters."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    async def read(self, n: int) -> str:
+        chunk, self._text = self._text[:n], self._text[n:]
+        return chunk

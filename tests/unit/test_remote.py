@@ -17,6 +17,7 @@ from sartoris.remote import (
     ALREADY_PRESENT,
     NOT_A_CHECKOUT,
     SCRIPT_END,
+    SUBMODULE_REF_PREFIX,
     HostCommand,
     RemoteRelease,
     SubmoduleSpec,
@@ -239,6 +240,26 @@ def test_a_known_tag_missing_one_submodule_commit_is_fetched_again(host: Host) -
     done = run_on_host(bounded(switch_command(release), 60.0))
     assert done.returncode == 0, done.stderr
     _assert_is_the_release(host.slot.resolve(), release)
+
+
+def test_a_fetch_asks_only_for_submodule_commits_the_store_has_not_fetched(host: Host) -> None:
+    """Naming every pinned submodule commit in every fetch costs git about 20 ms at 150 submodules, even when the
+    store has them all. A store that fetched a commit once does not ask for it again: here the publish repository
+    no longer even has the unchanged submodules' refs, and the next release still fetches and switches; a
+    submodule that moved on is fetched."""
+    assert host.deploy(host.release()).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'core only';\n")
+    core_only = host.release()
+    for line in git(host.publish, "for-each-ref", "--format=%(refname)", SUBMODULE_REF_PREFIX).splitlines():
+        git(host.publish, "update-ref", "-d", line)
+    done = host.deploy(core_only)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), core_only)
+    commit_change(host.checkout, "extensions/Ext0/new.php", "<?php // new\n")
+    moved_on = host.release()  # publishes the new Ext0 commit (and Ext1's again)
+    done = host.deploy(moved_on)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), moved_on)
 
 
 def test_old_trees_are_pruned_to_keep(host: Host) -> None:

@@ -136,7 +136,9 @@ def bounded(script: str, seconds: float) -> HostCommand:
     # and what runs in it reads /dev/null, never the rest of the script. Its last line says it ran to its end:
     # with no script at all (stdin read by the account's shell startup files, or a forced command's /dev/null),
     # sh exits 0 having done nothing, which must not pass for a fetch or a switch.
-    return HostCommand(command, "{\n" + script + "\n" + shell_words("echo", SCRIPT_END) + "\n} </dev/null\n")
+    # (on a line of its own, whatever a login shell printed before without a newline)
+    end = shell_words("printf", "\\n%s\\n", SCRIPT_END)
+    return HostCommand(command, "{\n" + script + "\n" + end + "\n} </dev/null\n")
 
 
 def ran_to_its_end(stdout: str) -> bool:
@@ -467,7 +469,9 @@ _SWITCH_FUNCTIONS = (
     ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
     ' { git --git-dir "$md" fetch --quiet --no-tags --no-write-fetch-head "$S"'
-    f' "+{SUBMODULE_REF_PREFIX}$mc:{SUBMODULE_REF_PREFIX}$mc" && {_MODULE_CHECKOUT}; }} || exit;'
+    f' "+{SUBMODULE_REF_PREFIX}$mc:{SUBMODULE_REF_PREFIX}$mc" && {_MODULE_CHECKOUT}; }} ||'
+    # the store lacks a commit its marks say it fetched (someone pruned it): the next fetch asks for all again
+    f' {{ rc=$?; rm -rf "$S/{_FETCHED_DIR}"; exit $rc; }};'
     ' fi; sartoris_record_layout "$md" "$mi" || exit; }',
 )
 
@@ -552,9 +556,12 @@ def last_phase(stdout: str, default: Phase) -> Phase:
     """The last phase marker a switch script printed: where it was when it stopped."""
     phase = default
     for line in stdout.splitlines():
-        if line.startswith(PHASE_MARK):
-            phase = Phase(line[len(PHASE_MARK) :].strip())
+        if line.startswith(PHASE_MARK) and line[len(PHASE_MARK) :].strip() in _PHASES:
+            phase = Phase(line[len(PHASE_MARK) :].strip())  # not a marker cut short where output was dropped
     return phase
+
+
+_PHASES = {phase.value for phase in Phase}
 
 
 def parse_head(stdout: str) -> str | None:

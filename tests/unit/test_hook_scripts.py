@@ -299,6 +299,13 @@ def test_purge_without_url_is_usage_error() -> None:
             id="partial-with-hosts-not-switched",
         ),
         pytest.param(
+            {"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "mw1001 mw1002", "SARTORIS_FAILED_COUNT": "5",
+             "SARTORIS_NOT_SWITCHED_HOSTS": "a b", "SARTORIS_NOT_SWITCHED_COUNT": "4000"},
+            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed: mw1001 mw1002 (+3 more), 4000 host(s)"
+            " not switched (still on the old release)",
+            id="lists-cut-for-a-large-fleet",
+        ),
+        pytest.param(
             {"SARTORIS_OUTCOME": "aborted", "SARTORIS_FAILED_HOSTS": "mw1001"},
             f"mediawiki: sync of php-slot0 to {TAG} ABORTED, failed: mw1001",
             id="aborted",
@@ -429,6 +436,8 @@ def test_irc_unreachable_fails(closed_port: int) -> None:
         pytest.param({}, id="ok"),
         pytest.param({"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "a b"}, id="partial"),
         pytest.param({"SARTORIS_OUTCOME": "partial", "SARTORIS_NOT_SWITCHED_HOSTS": "c d"}, id="not-switched"),
+        pytest.param({"SARTORIS_OUTCOME": "aborted", "SARTORIS_FAILED_HOSTS": "a", "SARTORIS_FAILED_COUNT": "9"},
+                     id="failed-cut"),
         pytest.param({"SARTORIS_OUTCOME": "aborted"}, id="aborted"),
         pytest.param({"SARTORIS_ACTION": "finish", "SARTORIS_PHASE": "finish"}, id="finish"),
         pytest.param({"SARTORIS_ACTION": "abort", "SARTORIS_OUTCOME": ""}, id="abort"),

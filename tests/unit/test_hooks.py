@@ -15,6 +15,7 @@ import pytest
 
 from sartoris.hooks import (
     DRAIN_GRACE,
+    HOST_LIST_LIMIT,
     KILL_GRACE,
     OUTPUT_LIMIT,
     HookContext,
@@ -148,7 +149,9 @@ def test_unrunnable_hook_is_reported(
                 "SARTORIS_PREFIX": "php-slot1",
                 "SARTORIS_OUTCOME": "partial",
                 "SARTORIS_FAILED_HOSTS": "mw1001 deploy@mw1002:2222",
+                "SARTORIS_FAILED_COUNT": "2",
                 "SARTORIS_NOT_SWITCHED_HOSTS": "mw1003",
+                "SARTORIS_NOT_SWITCHED_COUNT": "1",
                 "SARTORIS_NAME": "mediawiki",
                 "SARTORIS_MESSAGE": "fix T123",
             },
@@ -164,7 +167,9 @@ def test_unrunnable_hook_is_reported(
                 "SARTORIS_PREFIX": "php-slot0",
                 "SARTORIS_OUTCOME": "",
                 "SARTORIS_FAILED_HOSTS": "",
+                "SARTORIS_FAILED_COUNT": "0",
                 "SARTORIS_NOT_SWITCHED_HOSTS": "",
+                "SARTORIS_NOT_SWITCHED_COUNT": "0",
                 "SARTORIS_NAME": "",
                 "SARTORIS_MESSAGE": "",
             },
@@ -186,6 +191,26 @@ def test_environment_reaches_hook(
     assert {key: value for key, value in seen.items() if key.startswith("SARTORIS_")} == expected
     assert seen["DEPLOYER"] == "alice"
     assert context.environment() == expected
+
+
+def test_a_run_that_stopped_before_most_of_a_large_fleet_still_runs_its_hook(tmp_path: Path, workdir: Path) -> None:
+    """4,000 hosts left unswitched make a list longer than Linux lets one environment string be (128 KiB): the
+    hook could not start at all. The list is cut to whole hosts within HOST_LIST_LIMIT; the count is whole."""
+    hosts = tuple(f"deploy@app{n:04}.eqiad.example.org:22" for n in range(4000))
+    context = HookContext(
+        action="sync", phase=HookPhase.POST_SYNC, slot=0, prefix="php-slot0", tag="t", outcome="partial",
+        not_switched_hosts=hosts, failed_hosts=hosts[:1],
+    )
+    dump = tmp_path / "env.json"
+    body = f"#!{sys.executable}\nimport json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))\n"
+    write_hook(tmp_path / "hooks", context.phase, body)
+    result = run_hook(tmp_path / "hooks", context, timeout=10, cwd=workdir)
+    assert result.ok, result.error
+    seen = json.loads(dump.read_text())
+    listed = seen["SARTORIS_NOT_SWITCHED_HOSTS"].split()
+    assert len(seen["SARTORIS_NOT_SWITCHED_HOSTS"]) <= HOST_LIST_LIMIT and listed == list(hosts[: len(listed)])
+    assert seen["SARTORIS_NOT_SWITCHED_COUNT"] == "4000" and len(listed) > 800
+    assert (seen["SARTORIS_FAILED_HOSTS"], seen["SARTORIS_FAILED_COUNT"]) == (hosts[0], "1")
 
 
 def test_default_base_environment_is_os_environ(tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ without a fleet: first deploy, incremental deploy, rollback to a kept tree, prun
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     done = run_on_host(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
     assert "sartoris: timed out after 1.5s (stopped on the host)" in done.stderr
-    assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n{SCRIPT_END}\n"
+    assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n\n{SCRIPT_END}\n"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
 
@@ -104,6 +105,15 @@ def test_a_script_that_never_arrived_does_not_pass_for_one_that_ran(tmp_path: Pa
     assert ran_to_its_end(run_on_host(command).stdout)
 
 
+def test_a_login_banner_without_a_newline_does_not_hide_the_last_line() -> None:
+    """A deploy account's startup file that prints a word with no newline (bash reads .bashrc for ssh commands)
+    must not glue itself to the marker and fail a script that ran."""
+    command = bounded("true", 60.0)
+    done = subprocess.run(["sh", "-c", f"printf Welcome; {command.command}"], input=command.script,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and ran_to_its_end(done.stdout)
+
+
 def test_a_script_cut_short_in_transit_runs_nothing(tmp_path: Path) -> None:
     """sh parses the whole script before it runs any of it: a script whose end never arrived does nothing."""
     mark = tmp_path / "ran"
@@ -117,6 +127,8 @@ def test_last_phase_and_parse_head() -> None:
     """The last phase marker wins; a status answer is a 40-hex commit or nothing."""
     assert last_phase("sartoris-phase:checkout\nnoise\nsartoris-phase:submodules\n", Phase.CHECKOUT) is Phase.SUBMODULES
     assert last_phase("", Phase.CHECKOUT) is Phase.CHECKOUT
+    # a marker cut short where output past the kept 64 KiB was dropped is no marker (it raised ValueError)
+    assert last_phase("sartoris-phase:submodules\nsartoris-phase:subm", Phase.CHECKOUT) is Phase.SUBMODULES
     assert parse_head("c" * 40 + "\n") == "c" * 40
     assert parse_head("fatal: nope") is None
     assert parse_head("e" * 64 + "\n") == "e" * 64  # a SHA-256 repository
@@ -260,6 +272,28 @@ def test_a_fetch_asks_only_for_submodule_commits_the_store_has_not_fetched(host:
     done = host.deploy(moved_on)
     assert done.returncode == 0, done.stderr
     _assert_is_the_release(host.slot.resolve(), moved_on)
+
+
+def test_a_store_pruned_behind_its_marks_fails_that_host_once_then_heals(host: Host) -> None:
+    """Someone deleted a submodule ref in a host's store and pruned its objects: the store's marks still say it
+    fetched that commit, so the next release does not ask for it and the host's switch fails (reported, never a
+    half-built tree). The failed switch drops the marks, so the retry asks for every commit and succeeds."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    store = host.root / ".sartoris" / "php-slot0" / "store.git"
+    pruned = first.submodules[0].commit
+    git(store, "update-ref", "-d", submodule_ref(pruned))
+    git(store, "-c", "gc.reflogExpire=now", "gc", "--quiet", "--prune=now")  # packs the refs too
+    shutil.rmtree(host.slot.resolve())  # the trees held the objects (alternates): gone as well
+    host.slot.unlink()
+    commit_change(host.checkout, "index.php", "<?php echo 'after the prune';\n")
+    second = host.release()
+    failed = host.deploy(second)
+    assert failed.returncode != 0 and not host.slot.exists()
+    git(store, "pack-refs", "--all")  # as the store's housekeeping does: the tag is no loose file to test for
+    retried = host.deploy(second)
+    assert retried.returncode == 0, retried.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
 
 
 def test_old_trees_are_pruned_to_keep(host: Host) -> None:

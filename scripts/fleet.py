@@ -16,7 +16,7 @@ A fleet directory D holds:
 
 Usage:
     fleet.py start --dir D --count N [--port 2200] [--net 127.10]
-                   [--refused K] [--tarpit K] [--auth K] [--hostkey K]
+                   [--refused K] [--tarpit K] [--auth K] [--hostkey K] [--nostdin K]
     fleet.py stop --dir D
     fleet.py tarpit --listen ADDR:PORT [--listen ...]    (started by `start`; accepts TCP, never says a word)
 """
@@ -54,7 +54,10 @@ HOSTS_PER_OCTET = 250
 FAULT_OCTET = 200  # fault hosts live at <net>.200.x and up, so they never collide with good hosts
 MAX_HOSTS = FAULT_OCTET * HOSTS_PER_OCTET
 MAX_FAULTS = (256 - FAULT_OCTET) * HOSTS_PER_OCTET
-FAULT_KINDS = ("refused", "tarpit", "auth", "hostkey")
+FAULT_KINDS = ("refused", "tarpit", "auth", "hostkey", "nostdin")
+# A nostdin host runs every command through a forced command that gives it /dev/null for stdin, as a wrapper
+# (a logging or restricting ForceCommand) or a login shell's startup file that reads stdin would.
+NO_STDIN_COMMAND = 'ForceCommand exec sh -c "$SSH_ORIGINAL_COMMAND" </dev/null'
 SERVER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 UNSAFE_PATH_CHARS = re.compile(r"[\s\"'%\\#]")  # would need quoting in sshd_config or ssh_config
 KEYGEN_WORKERS = 16
@@ -456,7 +459,7 @@ def write_files(
     layout: Layout, hosts: Sequence[str], faults: Mapping[str, Sequence[str]], port: int, user: str
 ) -> None:
     """Keys, authorized_keys, known_hosts, per-host sshd_config and root, group files, a clean home."""
-    servers = [*hosts, *faults["auth"], *faults["hostkey"]]
+    servers = [*hosts, *faults["auth"], *faults["hostkey"], *faults["nostdin"]]
     everyone = [*hosts, *(address for kind in FAULT_KINDS for address in faults[kind])]
     for path in (
         layout.ssh_dir,
@@ -496,7 +499,10 @@ def write_files(
     version = installed_sshd_version()
     for address in servers:
         keys = layout.wrong_authorized_keys if address in refused_login else layout.authorized_keys
-        layout.sshd_config(address).write_text(sshd_config(address, port, layout.host_key(address), keys, version))
+        config = sshd_config(address, port, layout.host_key(address), keys, version)
+        if address in faults["nostdin"]:
+            config += NO_STDIN_COMMAND + "\n"
+        layout.sshd_config(address).write_text(config)
     layout.ssh_config.write_text(client_config(layout, port, user))
     layout.group("fleet").write_text(group_text(hosts, f"good hosts of the fleet in {layout.directory}"))
     layout.group("fleet-faulty").write_text(
@@ -678,7 +684,7 @@ class Fleet:
                 process, popen = launch_tarpit(layout, fault_hosts["tarpit"], port)
                 started.append(process)
                 fleet._popens[process.pid] = popen
-            for address in [*hosts, *fault_hosts["auth"], *fault_hosts["hostkey"]]:
+            for address in [*hosts, *fault_hosts["auth"], *fault_hosts["hostkey"], *fault_hosts["nostdin"]]:
                 process, popen = launch_sshd(layout, address, Path(account.pw_dir))
                 started.append(process)
                 fleet._popens[process.pid] = popen
@@ -745,7 +751,8 @@ class Fleet:
 
     def host_root(self, address: str) -> Path:
         """Where the folder a host sees at remote_root really lives on disk."""
-        if address not in self.hosts and address not in self.faults["auth"] + self.faults["hostkey"]:
+        sshd_hosts = [*self.hosts, *self.faults["auth"], *self.faults["hostkey"], *self.faults["nostdin"]]
+        if address not in sshd_hosts:
             raise FleetError(f"{address} is not an sshd host of the fleet in {self.directory}")
         return Layout(self.directory).host_root(address)
 

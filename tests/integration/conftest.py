@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # a second test session on this machine moves up to the next free net instead of failing.
 FLEET_NETS = [f"127.{n}" for n in range(20, 30)]
 FLEET_SIZE = 50
-FAULTS = {"refused": 1, "tarpit": 1, "auth": 1, "hostkey": 1}
+FAULTS = {"refused": 1, "tarpit": 1, "auth": 1, "hostkey": 1, "nostdin": 1}
+UNREACHABLE_KINDS = ("refused", "tarpit", "auth", "hostkey")  # no session at all (nostdin hosts run commands)
+
+
+def unreachable_faults(fleet: Fleet) -> list[str]:
+    """The fault hosts a client cannot get a session on, one per kind."""
+    return [host for kind in UNREACHABLE_KINDS for host in fleet.faults[kind]]
 _slots = itertools.count(1)
 
 

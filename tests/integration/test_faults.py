@@ -97,6 +97,22 @@ def _mentions_timeout(error: object) -> bool:
     return any(word in str(error).lower() for word in ("timed out", "timeout"))
 
 
+def test_a_host_that_gives_commands_no_stdin_fails_its_fetch_and_is_never_switched(deployment: Deployment) -> None:
+    """Sartoris's host script travels on stdin. A host whose forced command (or a login shell's startup file)
+    leaves commands no stdin runs nothing and exits 0: that host fails in the fetch phase, saying so, instead of
+    passing for fetched and switched; the others switch."""
+    nostdin = deployment.fleet.faults["nostdin"][0]
+    hosts = [*deployment.fleet.hosts[:2], nostdin]
+    deployment.group("trio", hosts)
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "trio", "--max-failures", "1")
+    assert code == 5, stderr
+    broken = _host(report, nostdin)
+    assert (broken["ok"], broken["phase"], broken["depooled"]) == (False, "fetch", True)
+    assert "ran none of the script" in str(broken["error"])
+    assert report["counts"] == {"targeted": 3, "ok": 2, "failed": 1, "depooled": 1, "not_switched": 0}
+    assert all(_on(deployment, h, deployment.head()) for h in hosts[:2])
+
+
 # --- a host's git hangs or crawls ----------------------------------------------------------------------------
 
 

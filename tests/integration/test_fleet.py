@@ -81,7 +81,17 @@ def test_good_hosts_run_commands(fleet: Fleet) -> None:
 def test_addresses_follow_the_net_prefix(fleet: Fleet) -> None:
     """Good hosts count up from <net>.0.1 and fault hosts from <net>.200.1, all inside 127/8."""
     assert fleet.hosts == [f"{NET}.0.{i}" for i in range(1, 6)]
-    assert [fleet.faults[kind][0] for kind in FAULT_KINDS] == [f"{NET}.200.{i}" for i in range(1, 5)]
+    assert [fleet.faults[kind][0] for kind in FAULT_KINDS] == [f"{NET}.200.{i}" for i in range(1, len(FAULT_KINDS) + 1)]
+
+
+def test_a_nostdin_host_runs_commands_but_gives_them_no_stdin(fleet: Fleet) -> None:
+    """A nostdin fault host runs what it is asked (through a forced command), with /dev/null for stdin."""
+    address = fleet.faults["nostdin"][0]
+    done = subprocess.run(
+        ["ssh", "-F", str(fleet.directory / "ssh" / "config"), address, "cat; echo ran"],
+        input="what the client sent\n", capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "ran\n"), done.stderr
 
 
 def test_each_host_sees_its_own_folder_at_remote_root(fleet: Fleet) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Deployment
+from conftest import ROOT, Deployment, unreachable_faults
 from faults import live_tree, refuse_checkouts, write_script
 from sample_repo import commit_change, git
 
@@ -313,7 +313,7 @@ def test_caught_up_looks_at_every_depooled_host_or_at_the_hosts_named(deployment
 
 def test_max_depooled_cap_aborts_instead_of_draining_the_pool(deployment: Deployment) -> None:
     """Four failures within max_failures but over max_depooled (2): exit 3, nobody depooled or switched."""
-    faulty = [h for hosts in deployment.fleet.faults.values() for h in hosts]
+    faulty = unreachable_faults(deployment.fleet)
     deployment.group("mixed", [*deployment.fleet.hosts[:6], *faulty])
     deployment.configure(depool={"max_depooled": 2})
     run = deployment.sartoris(

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, write_config
+from conftest import UNREACHABLE_KINDS, Deployment, unreachable_faults, write_config
 from faults import REFUSED_CHECKOUT, refuse_checkouts, store, write_script
 from sample_repo import UNREACHABLE_UPSTREAM, add_nested_submodules, commit_change, git, make_upstream
 
@@ -154,7 +154,7 @@ def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deploymen
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     deployment.group("new", old_hosts[:2])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "new").code == 0
-    faulty = [h for hosts in fleet.faults.values() for h in hosts]
+    faulty = unreachable_faults(fleet)
     deployment.group("census", [*old_hosts, fresh_host, hand_made, *faulty])
     run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "census", "--json")
     assert run.code == 5
@@ -168,7 +168,7 @@ def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deploymen
 
 
 def _mixed_targets(deployment: Deployment) -> tuple[list[str], list[str]]:
-    faulty = [h for hosts in deployment.fleet.faults.values() for h in hosts]
+    faulty = unreachable_faults(deployment.fleet)
     good = deployment.fleet.hosts
     deployment.group("mixed", [*good, *faulty])
     return good, faulty
@@ -199,7 +199,7 @@ def test_too_many_fetch_failures_abort_with_no_host_switched(deployment: Deploym
     failures = {h["host"]: h for h in report["hosts"] if h["host"] not in good}
     assert set(failures) == set(faulty)
     assert {h["phase"] for h in failures.values()} == {"connect"}
-    by_kind = {kind: failures[hosts[0]]["error"] for kind, hosts in deployment.fleet.faults.items()}
+    by_kind = {kind: failures[deployment.fleet.faults[kind][0]]["error"] for kind in UNREACHABLE_KINDS}
     assert by_kind["refused"] == "connection refused"
     assert "timed out" in by_kind["tarpit"]
     assert "authentication failed" in by_kind["auth"]

@@ -121,6 +121,7 @@ HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host gro
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 MessageOption = Annotated[str, typer.Option("--message", "-m", help="Why (recorded in the tag, lock and history).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Break a stale lock (its process is gone).")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 ConcurrencyOption = Annotated[int | None, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")]
 MaxFailuresOption = Annotated[str | None, typer.Option("--max-failures", help="N hosts or N% that may fail to fetch.")]
 
@@ -156,7 +157,7 @@ def sync(
     hosts: HostsOption = None,
     concurrency: ConcurrencyOption = None,
     max_failures: MaxFailuresOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    dry_run: DryRunOption = False,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Re-deploy the current tag to hosts not on it.")
     ] = False,
@@ -231,6 +232,7 @@ def rollback(
     concurrency: ConcurrencyOption = None,
     max_failures: MaxFailuresOption = None,
     message: MessageOption = "",
+    dry_run: DryRunOption = False,
     force: ForceOption = False,
     json_output: JsonOption = False,
 ) -> int:
@@ -242,6 +244,10 @@ def rollback(
 
     config, slot_number = _slot_config(ctx, slot)
     request = _request(config, slot_number, hosts, message, concurrency, max_failures, force, "rollback")
+    if dry_run:
+        plan = deploy.plan_rollback(config, request, to)
+        _emit(plan.as_json(), plan.describe(), json_output)
+        return EXIT_OK
     progress = ctx.find_root().obj.progress()
     return _run_report(
         lambda: deploy.rollback(config, request, to, progress), "rollback", json_output, render.sync_summary

@@ -441,6 +441,7 @@ class SyncPlan:
     fetch_command: str
     switch_command: str
     budget: str
+    action: str = "sync"
 
     def as_json(self) -> dict[str, object]:
         """The `sync --json` shape (no host has run anything: ok and phase are null), plus the plan's own keys."""
@@ -470,8 +471,10 @@ class SyncPlan:
         }
 
     def describe(self) -> str:
+        what = "roll back" if self.action == "rollback" else "sync"
+        to = f"{self.tag}" if self.action == "rollback" else f"a new tag {self.tag}"
         lines = [
-            f"would sync slot {self.slot} to a new tag {self.tag} at {self.commit[:12]}",
+            f"would {what} slot {self.slot} to {to} at {self.commit[:12]}",
             f"  publish to {self.publish_url}; {len(self.hosts)} hosts; abort past {self.budget} fetch failures",
         ]
         if self.canaries:
@@ -483,6 +486,31 @@ class SyncPlan:
             *("    " + line for line in self.switch_command.splitlines()),
         ]
         return "\n".join(lines)
+
+
+def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncPlan:
+    """`rollback --dry-run`: the tag a rollback would switch the hosts to (checked as the rollback would check it)
+    and the host commands, refused as the run would be (a lock held by another run), changing nothing."""
+    _refuse_if_locked(config, request.slot, request.force)
+    history = History(config.state_dir)
+    checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
+    if to is not None:
+        _require_deployed_tag(checkout, history, request.slot, to)
+    tag = to or _previous_tag(history, request.slot)
+    release = checkout.release_of(tag)
+    remote = _remote_release(config, request.slot, release)
+    return SyncPlan(
+        slot=request.slot,
+        tag=tag,
+        commit=release.commit,
+        publish_url=config.publish_url(request.slot),
+        hosts=tuple(h.label for h in request.targets),
+        canaries=(),
+        fetch_command=fetch_command(remote),
+        switch_command=switch_command(remote),
+        budget=str(request.budget),
+        action="rollback",
+    )
 
 
 def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:

@@ -189,6 +189,15 @@ def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None
     second = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json").json()
     assert first["commit"] != second["commit"]
     deployment.configure(deploy={"fetch_url": "/nonexistent/php-slot{slot}.git"})
+    # --dry-run names the tag it would go back to, the hosts and their commands, and changes nothing
+    dry = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    plan = dry.json()
+    assert (plan["outcome"], plan["tag"], plan["commit"]) == ("planned", first["tag"], first["commit"])
+    assert plan["counts"]["targeted"] == 50 and "sartoris_module" in plan["commands"]["switch"]
+    assert all(deployment.host_head(h) == second["commit"] for h in deployment.fleet.hosts)
+    said = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--dry-run")
+    assert said.code == 0 and f"would roll back slot {deployment.slot} to {first['tag']}" in said.stdout
     began = time.monotonic()
     run = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--json")
     seconds = time.monotonic() - began
@@ -213,6 +222,8 @@ def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     assert all(deployment.host_head(h) == first["commit"] for h in deployment.fleet.hosts)
     unknown = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag")
     assert unknown.code == 2 and "--to 'no-such-tag'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
+    planned = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", "no-such-tag", "--dry-run")
+    assert (planned.code, planned.stderr) == (2, unknown.stderr)  # the plan refuses what the rollback would
     git(deployment.checkout, "tag", "never-deployed")
     for bad in ("never-deployed", first["tag"] + "^{}", first["tag"] + "~1"):  # a tag, yes, but not a deployed one
         refused = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", bad)

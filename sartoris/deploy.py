@@ -490,8 +490,14 @@ class SyncPlan:
 
 def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncPlan:
     """`rollback --dry-run`: the tag a rollback would switch the hosts to (checked as the rollback would check it)
-    and the host commands, refused as the run would be (a lock held by another run), changing nothing."""
+    and the host commands, refused as the run would be (a lock held by another run, what _preflight reads),
+    changing nothing."""
     _refuse_if_locked(config, request.slot, request.force)
+    _preflight(config, request)
+    if not (config.state_dir / "history.sqlite3").exists():  # no deploy yet; and opening it would create it
+        if to is not None:
+            raise UsageError(f"--to {to!r}: no deploy of that tag in slot {request.slot}'s history")
+        raise RefusedError(f"slot {request.slot} has no earlier deploy to roll back to; pass --to TAG")
     history = History(config.state_dir)
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     if to is not None:
@@ -515,8 +521,10 @@ def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncP
 
 def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
     """The dry run: read the working copy, name the tag it would create, build the host commands; refused as
-    the run would be (a lock held by another run, a dirty checkout), without taking or changing anything."""
+    the run would be (a lock held by another run, a dirty checkout, unreadable keys or known_hosts, an unknown
+    canary group), without taking or changing anything."""
     _refuse_if_locked(config, request.slot, request.force)
+    _, canaries = _preflight(config, request)
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     checkout.ensure_clean()
     commit = checkout.head_commit()
@@ -528,7 +536,7 @@ def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
         commit=commit,
         publish_url=config.publish_url(request.slot),
         hosts=tuple(h.label for h in request.targets),
-        canaries=tuple(h.label for h in _canaries(config, request.targets)),
+        canaries=tuple(h.label for h in canaries),
         fetch_command=fetch_command(remote),
         switch_command=switch_command(remote),
         budget=str(request.budget),

@@ -209,6 +209,26 @@ def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None
     assert status["tag"] == first["tag"] and status["counts"]["current"] == 50
 
 
+def test_rollback_dry_run_refuses_what_the_rollback_refuses_and_writes_nothing(deployment: Deployment) -> None:
+    """Before any deploy, `rollback --dry-run` says there is nothing to roll back to (exit 4), as the rollback
+    does, without creating the history; an unknown canary group is bad input for both (exit 2)."""
+    state = deployment.root / ".sartoris"
+    history = state / "history.sqlite3"
+    if history.exists():
+        history.unlink()
+    for args in ((), ("--to", "some-tag")):
+        planned = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--dry-run", *args)
+        assert planned.code == (2 if args else 4) and "--to" in planned.stderr, planned.stderr
+    assert not history.exists()
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot)).code == 0
+    commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot)).code == 0
+    deployment.configure(deploy={"canaries": ["no-such-group"]})
+    for dry in ((), ("--dry-run",)):
+        run = deployment.sartoris("rollback", "--slot", str(deployment.slot), *dry)
+        assert run.code == 2 and "no-such-group" in run.stderr, (dry, run.stderr)
+
+
 def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     """rollback --to TAG switches hosts to that tag; a name that is not a tag this slot deployed (unknown, a tag
     never deployed, a revision like TAG^{}) is bad input, exit 2, one line."""

@@ -289,25 +289,25 @@ def test_purge_without_url_is_usage_error() -> None:
         pytest.param({}, f"mediawiki: sync of php-slot0 to {TAG} finished: ok", id="ok"),
         pytest.param(
             {"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "mw1001 mw1002"},
-            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed: mw1001 mw1002",
+            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed (2): mw1001 mw1002",
             id="partial",
         ),
         pytest.param(
             {"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "mw1001", "SARTORIS_NOT_SWITCHED_HOSTS": "a b c"},
-            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed: mw1001, 3 host(s) not switched"
-            " (still on the old release)",
+            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, 3 host(s) not switched"
+            " (still on the old release), failed (1): mw1001",
             id="partial-with-hosts-not-switched",
         ),
         pytest.param(
             {"SARTORIS_OUTCOME": "partial", "SARTORIS_FAILED_HOSTS": "mw1001 mw1002", "SARTORIS_FAILED_COUNT": "5",
              "SARTORIS_NOT_SWITCHED_HOSTS": "a b", "SARTORIS_NOT_SWITCHED_COUNT": "4000"},
-            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, failed: mw1001 mw1002 (+3 more), 4000 host(s)"
-            " not switched (still on the old release)",
+            f"mediawiki: sync of php-slot0 to {TAG} finished: partial, 4000 host(s) not switched (still on the old"
+            " release), failed (5): mw1001 mw1002 (+3 more)",
             id="lists-cut-for-a-large-fleet",
         ),
         pytest.param(
             {"SARTORIS_OUTCOME": "aborted", "SARTORIS_FAILED_HOSTS": "mw1001"},
-            f"mediawiki: sync of php-slot0 to {TAG} ABORTED, failed: mw1001",
+            f"mediawiki: sync of php-slot0 to {TAG} ABORTED, failed (1): mw1001",
             id="aborted",
         ),
         pytest.param(
@@ -338,6 +338,8 @@ def test_webhook_posts_text(http_server: RecordingServer, run: dict[str, str], t
     body = json.loads(request.body)
     assert body["text"] == text
     assert body["sartoris"]["not_switched_hosts"] == run.get("SARTORIS_NOT_SWITCHED_HOSTS", "").split()
+    listed = len(run.get("SARTORIS_NOT_SWITCHED_HOSTS", "").split())
+    assert body["sartoris"]["not_switched_count"] == int(run.get("SARTORIS_NOT_SWITCHED_COUNT") or listed)
     assert body["sartoris"]["outcome"] == (env["SARTORIS_OUTCOME"] or None)
     assert body["sartoris"]["failed_hosts"] == env["SARTORIS_FAILED_HOSTS"].split()
     if env["SARTORIS_OUTCOME"] == "aborted":

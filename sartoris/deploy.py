@@ -33,7 +33,7 @@ from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import CANARY_FAILED, HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
-from sartoris.state import History, SlotLock, written_after_the_change
+from sartoris.state import DeployedRelease, History, SlotLock, history_exists, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
@@ -159,9 +159,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, _ = _preflight(config, request)
-        if to is not None:
-            _require_deployed_tag(checkout, history, request.slot, to)
-        tag = to or _previous_tag(history, request.slot)
+        tag = _rollback_tag(checkout, history.deployed(request.slot), request.slot, to)
         release = checkout.release_of(tag)
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         url, connect_timeout = config.publish_url(request.slot), config.fanout.connect_timeout
@@ -188,24 +186,24 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 
 
-def _require_deployed_tag(checkout: SlotCheckout, history: History, slot: int, tag: str) -> None:
-    """`--to TAG` must name a tag this slot deployed (the contract's "given deployed tag": not any tag, nor a
-    revision like `TAG^{}`, nor a release a canary rejected) that its working copy still has; anything else is
-    bad input (exit 2)."""
-    runs = [release for release in history.deployed(slot) if release.tag == tag]  # switched hosts: not aborted
+def _rollback_tag(checkout: SlotCheckout, deployed: Sequence[DeployedRelease], slot: int, to: str | None) -> str:
+    """The tag a rollback switches to, from the slot's deployed releases (newest first): `to`, which must name a
+    tag this slot deployed (the contract's "given deployed tag": not any tag, nor a revision like `TAG^{}`, nor a
+    release a canary rejected) that its working copy still has, else bad input (exit 2); without `to`, the
+    previous deploy's, else refused (exit 4)."""
+    if to is None:
+        tag = rollback_target(deployed)
+        if tag is None:
+            raise RefusedError(f"slot {slot} has no earlier deploy to roll back to; pass --to TAG")
+        return tag
+    runs = [release for release in deployed if release.tag == to]  # switched hosts: not aborted
     if not runs:
-        raise UsageError(f"--to {tag!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
+        raise UsageError(f"--to {to!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
     if all(release.rejected for release in runs):  # it reached only canaries, and one failed on it
-        raise UsageError(f"--to {tag!r}: a canary rejected that release; it never went out to the fleet")
-    if not checkout.has_tag(tag):
-        raise UsageError(f"--to {tag!r}: {checkout.path} no longer has that tag")
-
-
-def _previous_tag(history: History, slot: int) -> str:
-    tag = rollback_target(history.deployed(slot))
-    if tag is None:
-        raise RefusedError(f"slot {slot} has no earlier deploy to roll back to; pass --to TAG")
-    return tag
+        raise UsageError(f"--to {to!r}: a canary rejected that release; it never went out to the fleet")
+    if not checkout.has_tag(to):
+        raise UsageError(f"--to {to!r}: {checkout.path} no longer has that tag")
+    return to
 
 
 def _tag_and_publish(
@@ -494,29 +492,11 @@ def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncP
     changing nothing."""
     _refuse_if_locked(config, request.slot, request.force)
     _preflight(config, request)
-    if not (config.state_dir / "history.sqlite3").exists():  # no deploy yet; and opening it would create it
-        if to is not None:
-            raise UsageError(f"--to {to!r}: no deploy of that tag in slot {request.slot}'s history")
-        raise RefusedError(f"slot {request.slot} has no earlier deploy to roll back to; pass --to TAG")
-    history = History(config.state_dir)
+    # no history yet is no deploy yet; opening it would create it
+    deployed = History(config.state_dir).deployed(request.slot) if history_exists(config.state_dir) else []
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
-    if to is not None:
-        _require_deployed_tag(checkout, history, request.slot, to)
-    tag = to or _previous_tag(history, request.slot)
-    release = checkout.release_of(tag)
-    remote = _remote_release(config, request.slot, release)
-    return SyncPlan(
-        slot=request.slot,
-        tag=tag,
-        commit=release.commit,
-        publish_url=config.publish_url(request.slot),
-        hosts=tuple(h.label for h in request.targets),
-        canaries=(),
-        fetch_command=fetch_command(remote),
-        switch_command=switch_command(remote),
-        budget=str(request.budget),
-        action="rollback",
-    )
+    release = checkout.release_of(_rollback_tag(checkout, deployed, request.slot, to))
+    return _plan(config, request, release, (), "rollback")
 
 
 def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
@@ -529,15 +509,23 @@ def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
     checkout.ensure_clean()
     commit = checkout.head_commit()
     tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
-    remote = _remote_release(config, request.slot, Release(tag, commit, checkout.submodules_at(commit)))
+    return _plan(config, request, Release(tag, commit, checkout.submodules_at(commit)), canaries, "sync")
+
+
+def _plan(
+    config: Config, request: SyncRequest, release: Release, canaries: Sequence[Host], action: str
+) -> SyncPlan:
+    """A dry run's plan of `release` to the request's hosts: what each host would be sent."""
+    remote = _remote_release(config, request.slot, release)
     return SyncPlan(
         slot=request.slot,
-        tag=tag,
-        commit=commit,
+        tag=release.tag,
+        commit=release.commit,
         publish_url=config.publish_url(request.slot),
         hosts=tuple(h.label for h in request.targets),
         canaries=tuple(h.label for h in canaries),
         fetch_command=fetch_command(remote),
         switch_command=switch_command(remote),
         budget=str(request.budget),
+        action=action,
     )

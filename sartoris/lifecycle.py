@@ -103,7 +103,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
     post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""), stopped)
     if rejected and last is not None:
-        running = [h["host"] for h in last.report.get("hosts", []) if h.get("ok")]
+        running = [h["host"] for h in hosts if h.get("ok")]
         detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (
             f"; still on {len(running)} canary host(s): `sartoris rollback` puts them back" if running else ""
         )

@@ -170,10 +170,10 @@ def fetch_command(release: RemoteRelease) -> str:
     # Each submodule commit under its own ref (its objects must not be pruned), asked for only when the store
     # has not fetched it before: a fetch naming 150 refs the store already has costs 20 ms more in git than one
     # naming the tag alone. An empty file per fetched commit says so (a shell test reads it; git ignores it).
-    ref, fetched = SUBMODULE_REF_PREFIX, shlex.quote(posixpath.join(store, _FETCHED_DIR))
+    ref, fetched = submodule_ref("$c"), shlex.quote(posixpath.join(store, _FETCHED_DIR))
     wanted = (
         f'for c in {shell_words(*modules)}; do {{ [ -z "$again" ] && [ -f {fetched}/"$c" ]; }} ||'
-        f' set -- "$@" "+{ref}$c:{ref}$c"; done; '
+        f' set -- "$@" "+{ref}:{ref}"; done; '
         if modules
         else ""
     )
@@ -358,7 +358,7 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
     """Bring each submodule whose pinned commit changed to it, from the slot's own object store: one call of
     `sartoris_module` (see _SWITCH_FUNCTIONS) per submodule, so a hundred submodules make a few KB of script."""
     lines = []
-    gitdirs = _module_gitdirs(release, "")  # from the tree's root
+    gitdirs = _module_gitdirs(release)
     for module in release.submodules:
         if not _is_safe_module_name(module.name):
             refused = _refused_module_line(module) if module.parent else None
@@ -405,7 +405,7 @@ def _leftovers_function(release: RemoteRelease) -> str:
     one, and git appends to a reflog in place), index locks a crashed git left (the build is this run's own, so
     any lock in it is stale, and would fail every build), and the work trees of submodules the release does not
     have at that path. Shell tests only, when there is nothing to clear."""
-    gitdirs = list(_module_gitdirs(release, "").values())  # the slot's own first
+    gitdirs = list(_module_gitdirs(release).values())  # the slot's own first
     own = _modules_in(release, "")
     clean = shell_words("sartoris_clean_copied", *gitdirs)
     drop = shell_words("sartoris_drop_unlisted", ".git", "", _layout_id(own), *(path for _, path in own))
@@ -469,18 +469,17 @@ _SWITCH_FUNCTIONS = (
     ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
     ' { git --git-dir "$md" fetch --quiet --no-tags --no-write-fetch-head "$S"'
-    f' "+{SUBMODULE_REF_PREFIX}$mc:{SUBMODULE_REF_PREFIX}$mc" && {_MODULE_CHECKOUT}; }} ||'
+    f' "+{submodule_ref("$mc")}:{submodule_ref("$mc")}" && {_MODULE_CHECKOUT}; }} ||'
     # the store lacks a commit its marks say it fetched (someone pruned it): the next fetch asks for all again
     f' {{ rc=$?; rm -rf "$S/{_FETCHED_DIR}"; exit $rc; }};'
     ' fi; sartoris_record_layout "$md" "$mi" || exit; }',
 )
 
 
-def _module_gitdirs(release: RemoteRelease, building: str) -> dict[str, str]:
-    """Each repository's git dir in the tree `building` ("" for paths from the tree's root), by its path there
-    ("" for the slot's own `.git`, first): a submodule's lives under its parent's `modules/<name>`, as `git
-    submodule` lays them out."""
-    gitdirs = {"": posixpath.join(building, ".git")}
+def _module_gitdirs(release: RemoteRelease) -> dict[str, str]:
+    """Each repository's git dir from the tree's root, by its path there ("" for the slot's own `.git`, first): a
+    submodule's lives under its parent's `modules/<name>`, as `git submodule` lays them out."""
+    gitdirs = {"": ".git"}
     for module in release.submodules:  # parents come before the submodules inside them
         gitdirs[module.path] = posixpath.join(gitdirs[module.parent], "modules", module.name)
     return gitdirs
@@ -556,8 +555,9 @@ def last_phase(stdout: str, default: Phase) -> Phase:
     """The last phase marker a switch script printed: where it was when it stopped."""
     phase = default
     for line in stdout.splitlines():
-        if line.startswith(PHASE_MARK) and line[len(PHASE_MARK) :].strip() in _PHASES:
-            phase = Phase(line[len(PHASE_MARK) :].strip())  # not a marker cut short where output was dropped
+        value = line[len(PHASE_MARK) :].strip()
+        if line.startswith(PHASE_MARK) and value in _PHASES:  # not a marker cut short where output was dropped
+            phase = Phase(value)
     return phase
 
 

@@ -278,8 +278,8 @@ async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> 
     try:
         result = await item.session.run(command.command, timeout=timeout, stdin=command.script)
     except CommandTimeout as exc:
-        if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
-            return failed(last_phase(exc.stdout, Phase.CHECKOUT), str(exc))
+        if (reached := last_phase(exc.stdout, Phase.CHECKOUT)) is not Phase.DONE:
+            return failed(reached, str(exc))
         log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
     except HostError as exc:
         return failed(Phase.CHECKOUT, str(exc))

@@ -136,11 +136,19 @@ def written_after_the_change(what: str, **context: Any) -> Iterator[None]:
         log.error("history_not_recorded", what=what, error=str(exc), **context)
 
 
+_HISTORY_FILE = "history.sqlite3"
+
+
+def history_exists(state_dir: Path) -> bool:
+    """Whether a History was ever opened in `state_dir` (opening one creates it)."""
+    return (state_dir / _HISTORY_FILE).exists()
+
+
 class History:
     """Deploy records and pool state in `<state_dir>/history.sqlite3`."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / "history.sqlite3"
+        self._path = state_dir / _HISTORY_FILE
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

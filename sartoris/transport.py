@@ -103,6 +103,7 @@ class _Capture:
     stdout: list[str] = field(default_factory=list)
     stdout_size: int = 0
     stdout_tail: str = ""  # the last lines, also past OUTPUT_LIMIT: a script's final marker is there
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LIMIT // _CHUNK + 1))
 
     def stdout_text(self) -> str:
         """The first OUTPUT_LIMIT characters of stdout; past that, its last whole lines too, after a gap line."""
@@ -110,7 +111,6 @@ class _Capture:
         if self.stdout_size <= OUTPUT_LIMIT:
             return head
         return head + "\n[...]\n" + self.stdout_tail.partition("\n")[2]
-    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LIMIT // _CHUNK + 1))
 
 
 class CommandTimeout(HostError):
@@ -186,7 +186,7 @@ async def _read_head(stream: asyncssh.SSHReader[str], capture: _Capture) -> None
         if capture.stdout_size < OUTPUT_LIMIT:
             capture.stdout.append(chunk[: OUTPUT_LIMIT - capture.stdout_size])
         capture.stdout_size += len(chunk)
-        capture.stdout_tail = (capture.stdout_tail + chunk)[-_TAIL_KEPT:]
+        capture.stdout_tail = (capture.stdout_tail + chunk[-_TAIL_KEPT:])[-_TAIL_KEPT:]
 
 
 async def _read_tail(stream: asyncssh.SSHReader[str], capture: _Capture) -> None:

@@ -17,7 +17,8 @@ A new tree starts as a tree the prune would remove anyway (recycled), else as a 
 one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
 changed is checked out; submodules whose commit did not change are not touched at all (a submodule the release
 dropped or moved has its old work tree removed first). The switch script prints phase markers so a failure (or
-a timeout, whose partial output we keep) is attributed to the step that was running.
+a timeout, whose partial output we keep) is attributed to the step that was running, and holds the slot's lock on
+the host while it runs, so two switches of one slot never interleave.
 """
 
 from __future__ import annotations
@@ -255,6 +256,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"if [ -e {q(release.slot_name)} ] && [ ! -L {q(release.slot_name)} ]; then"
         f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
         " exit 2; fi",
+        _switch_lock(release),
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
         "  fresh=",
@@ -299,6 +301,22 @@ def switch_command(release: RemoteRelease) -> str:
 
 
 _CHANGED = "it was changed on the host; deploy another release, or remove that tree"
+
+
+def _switch_lock(release: RemoteRelease) -> str:
+    """Hold the slot's switch lock on this host until the script ends: a second switch of the slot (two deploy
+    hosts at once, a host listed under two names) waits for the first instead of racing it, where one run's
+    `rm -rf` of a tree could empty the tree the other links live. The lock is an open file: it goes when the script
+    and every process it started are gone, however they end (the deadline's KILL too), so it is never stale.
+    One `flock` per switch; a host without util-linux's flock (exit 127) switches unlocked, as before."""
+    lock = shlex.quote(posixpath.join(release.state_dir, _SWITCH_LOCK))
+    waiting = shell_words(
+        "echo", f"{OWN_LINE_MARK} another run is switching {release.slot_path} on this host: waiting for it to end"
+    )
+    return f"exec 9>>{lock} || exit; flock -n 9 2>/dev/null; if [ $? -eq 1 ]; then {waiting} >&2; flock 9 || exit; fi"
+
+
+_SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
 
 
 def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str:
@@ -468,7 +486,8 @@ _SWITCH_FUNCTIONS = (
     ' printf \'%s\\n\' "$5" > "$mw/.git" || exit; fi;'
     ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
-    ' { git --git-dir "$md" fetch --quiet --no-tags --no-write-fetch-head "$S"'
+    # (no automatic gc after it: a detached gc would hold the switch lock's descriptor long after the switch)
+    ' { git --git-dir "$md" -c gc.auto=0 -c maintenance.auto=false fetch --quiet --no-tags --no-write-fetch-head "$S"'
     f' "+{submodule_ref("$mc")}:{submodule_ref("$mc")}" && {_MODULE_CHECKOUT}; }} ||'
     # the store lacks a commit its marks say it fetched (someone pruned it): the next fetch asks for all again
     f' {{ rc=$?; rm -rf "$S/{_FETCHED_DIR}"; exit $rc; }};'

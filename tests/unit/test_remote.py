@@ -6,9 +6,13 @@ without a fleet: first deploy, incremental deploy, rollback to a kept tree, prun
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -321,6 +325,70 @@ def test_a_failed_switch_leaves_the_live_tree_and_link_alone(host: Host) -> None
     assert "post-checkout: refused" in done.stderr
     assert last_phase(done.stdout, Phase.CHECKOUT) is Phase.CHECKOUT
     assert host.head() == first.commit
+
+
+def _start_switch(release: RemoteRelease, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A switch running in the background, as a host runs it (its line, the script on stdin)."""
+    command = bounded(switch_command(release), 120.0)
+    with tempfile.TemporaryFile("w+") as script:
+        script.write(command.script)
+        script.seek(0)
+        return subprocess.Popen(
+            ["sh", "-c", command.command], stdin=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+        )
+
+
+def _fetched_second_release(host: Host) -> tuple[RemoteRelease, RemoteRelease]:
+    """A first release deployed, and a one-file second one fetched but not switched to."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    assert run_on_host(bounded(fetch_command(second), 120.0)).returncode == 0
+    return first, second
+
+
+def test_a_second_switch_of_the_slot_waits_for_the_one_running(host: Host) -> None:
+    """Two switches of one slot at once (two deploy hosts, a host listed under two names) raced: one run's rm -rf
+    of a tree could empty the tree the other was about to link live. The second now waits, says so, and switches
+    once the first has ended."""
+    first, second = _fetched_second_release(host)
+    lock_file = host.root / ".sartoris" / "php-slot0" / "switch.lock"
+    with lock_file.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a switch running on the host
+        process = _start_switch(second)
+        assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], 60)
+        assert ready, "the second switch neither waited nor said so"
+        assert "another run is switching" in process.stderr.readline()
+        time.sleep(0.3)
+        assert process.poll() is None and host.head() == first.commit  # waiting, the slot untouched
+    stdout, stderr = process.communicate(timeout=60)
+    assert ran_to_its_end(stdout), stderr
+    assert process.returncode == 0, stderr
+    assert host.head() == second.commit
+    _assert_is_the_release(host.slot.resolve(), second)
+
+
+def test_a_host_without_flock_switches_unlocked(host: Host, tmp_path: Path) -> None:
+    """flock is util-linux's; a host without it switches as before rather than failing every deploy."""
+    _, second = _fetched_second_release(host)
+    no_flock = tmp_path / "bin-without-flock"
+    no_flock.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for program in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            target = no_flock / program.name
+            if program.name != "flock" and not target.exists():
+                target.symlink_to(program)
+    env = {**os.environ, "PATH": str(no_flock)}
+    assert subprocess.run(["sh", "-c", "command -v flock"], env=env, check=False).returncode != 0
+    lock_file = host.root / ".sartoris" / "php-slot0" / "switch.lock"
+    with lock_file.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # not seen without flock: the switch goes ahead
+        stdout, stderr = _start_switch(second, env).communicate(timeout=60)
+    assert ran_to_its_end(stdout), stderr
+    assert host.head() == second.commit
 
 
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:

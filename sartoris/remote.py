@@ -37,6 +37,7 @@ NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
 SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it ran, and to its end
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
+WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the slot's lock on the host
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -257,6 +258,7 @@ def switch_command(release: RemoteRelease) -> str:
         f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
         " exit 2; fi",
         _switch_lock(release),
+        "{",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
         "  fresh=",
@@ -296,6 +298,7 @@ def switch_command(release: RemoteRelease) -> str:
         # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release
         _mark(Phase.DONE),
         _prune_lines(release),
+        "} 9>&-",
     ]
     return _script(lines)
 
@@ -308,10 +311,13 @@ def _switch_lock(release: RemoteRelease) -> str:
     hosts at once, a host listed under two names) waits for the first instead of racing it, where one run's
     `rm -rf` of a tree could empty the tree the other links live. The lock is an open file: it goes when the script
     and every process it started are gone, however they end (the deadline's KILL too), so it is never stale.
-    One `flock` per switch; a host without util-linux's flock (exit 127) switches unlocked, as before."""
+    Only the script's shell holds it: the work after it runs in a group with the descriptor closed (sh keeps its
+    own copy, close-on-exec, while the group runs), so a process a git hook leaves running does not keep it.
+    One `flock` per switch. Any exit but 1 (held elsewhere) switches unlocked, as before the lock: util-linux's
+    flock missing (127), or a filesystem without locks (71)."""
     lock = shlex.quote(posixpath.join(release.state_dir, _SWITCH_LOCK))
     waiting = shell_words(
-        "echo", f"{OWN_LINE_MARK} another run is switching {release.slot_path} on this host: waiting for it to end"
+        "echo", f"{WAIT_MARK} another run is switching {release.slot_path} on this host: waiting for it to end"
     )
     return f"exec 9>>{lock} || exit; flock -n 9 2>/dev/null; if [ $? -eq 1 ]; then {waiting} >&2; flock 9 || exit; fi"
 

@@ -21,7 +21,7 @@ from sartoris.config import SshSettings
 from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
 from sartoris.native_libs import loader_library_lookup
-from sartoris.remote import OWN_LINE_MARK
+from sartoris.remote import OWN_LINE_MARK, WAIT_MARK
 
 with loader_library_lookup():  # asyncssh looks for optional C libraries as it is imported
     import asyncssh
@@ -88,11 +88,17 @@ class CommandResult:
     def error_line(self) -> str:
         """The most telling line of a failure, at most ERROR_LINE_LIMIT characters: Sartoris's own word
         (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
-        consequences like `unpack-objects failed`), else the last stderr line."""
+        consequences like `unpack-objects failed`), else the last stderr line; then the switch's note that it
+        waited for another run, if it did (a timeout then is that run's doing more likely than this host's)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        waited = next((line for line in lines if line.startswith(WAIT_MARK)), None)
+        if waited is not None:
+            lines.remove(waited)
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
+        if waited is not None:
+            chosen = f"{chosen}; before that: {waited.removeprefix(WAIT_MARK).strip()}"
         return chosen if len(chosen) <= ERROR_LINE_LIMIT else chosen[: ERROR_LINE_LIMIT - 1] + "…"
 
 

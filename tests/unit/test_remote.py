@@ -10,6 +10,7 @@ import fcntl
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -362,8 +363,8 @@ def test_a_second_switch_of_the_slot_waits_for_the_one_running(host: Host) -> No
         ready, _, _ = select.select([process.stderr], [], [], 60)
         assert ready, "the second switch neither waited nor said so"
         assert "another run is switching" in process.stderr.readline()
-        time.sleep(0.3)
-        assert process.poll() is None and host.head() == first.commit  # waiting, the slot untouched
+        time.sleep(1.5)  # some 30 times what this switch takes unhindered
+        assert process.poll() is None and host.head() == first.commit  # still waiting, the slot untouched
     stdout, stderr = process.communicate(timeout=60)
     assert ran_to_its_end(stdout), stderr
     assert process.returncode == 0, stderr
@@ -386,9 +387,40 @@ def test_a_host_without_flock_switches_unlocked(host: Host, tmp_path: Path) -> N
     lock_file = host.root / ".sartoris" / "php-slot0" / "switch.lock"
     with lock_file.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # not seen without flock: the switch goes ahead
-        stdout, stderr = _start_switch(second, env).communicate(timeout=60)
-    assert ran_to_its_end(stdout), stderr
+        process = _start_switch(second, env)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and ran_to_its_end(stdout), stderr
     assert host.head() == second.commit
+
+
+def test_the_switch_holds_the_lock_to_its_end_and_no_process_it_leaves_keeps_it(host: Host, tmp_path: Path) -> None:
+    """A post-checkout hook in the live tree (copied into the build, so it runs there) sees the lock held mid-switch
+    and leaves a process running, detached from the output: the lock is free once the switch has ended all the
+    same (that process inherited no descriptor of it), or every later switch of the slot would wait for it."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    lock_file = host.root / ".sartoris" / "php-slot0" / "switch.lock"
+    seen, pid_file = tmp_path / "lock-seen-by-hook", tmp_path / "left-running.pid"
+    hook = host.slot / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(
+        "#!/bin/sh\n"
+        f"if flock -n {lock_file} true; then echo free; else echo held; fi > {seen}\n"
+        f"sleep 60 </dev/null >/dev/null 2>&1 & echo $! > {pid_file}\n"
+    )
+    hook.chmod(0o755)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    try:
+        done = host.deploy(second)
+        assert done.returncode == 0, done.stderr
+        assert host.head() == second.commit
+        assert seen.read_text().strip() == "held"
+        with lock_file.open("a") as probe:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError while anything holds it
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
 
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:

@@ -30,6 +30,20 @@ from sartoris.transport import ERROR_LINE_LIMIT, OUTPUT_LIMIT, CommandResult, _C
             id="our-own-word-first",
         ),
         pytest.param("warning: x\nsomething broke\n", "something broke", id="last-line-otherwise"),
+        pytest.param(
+            "sartoris-wait: another run is switching /s/php-slot0 on this host: waiting for it to end\n"
+            "sartoris: timed out after 4s (stopped on the host)\n",
+            "sartoris: timed out after 4s (stopped on the host); before that: another run is switching /s/php-slot0"
+            " on this host: waiting for it to end",
+            id="a-wait-for-the-switch-lock-is-said-after-the-cause",
+        ),
+        pytest.param(
+            "sartoris-wait: another run is switching /s/php-slot0 on this host: waiting for it to end\n"
+            "fatal: unable to write new index file\n",
+            "fatal: unable to write new index file; before that: another run is switching /s/php-slot0 on this"
+            " host: waiting for it to end",
+            id="a-wait-never-hides-gits-cause",
+        ),
         pytest.param("", "exit status 3", id="silent-failure"),
     ],
 )

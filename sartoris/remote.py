@@ -126,13 +126,20 @@ class HostCommand:
 
 def bounded(script: str, seconds: float) -> HostCommand:
     """Run `script` under the host's own deadline, a little before the controller's (see module docstring);
-    when it fires, say so on stderr (timeout itself exits 124, or 137 after the KILL, silently)."""
+    when it fires, say so on stderr (timeout itself exits 124 silently). Exit 137 is a KILL: the deadline's, for a
+    script still running REMOTE_KILL_GRACE seconds after it, or anyone's (the kernel's out-of-memory killer), which
+    timeout cannot tell apart, so neither is called a timeout."""
     # the margin, or half the time when that is too short for one: the host never outlives the controller
     limit = seconds - _REMOTE_MARGIN if seconds > 2 * _REMOTE_MARGIN else seconds / 2
-    said = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
+    timed_out = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
+    killed = shell_words(
+        "echo",
+        f"{OWN_LINE_MARK} killed on the host (SIGKILL: out of memory, or still running {REMOTE_KILL_GRACE}s after"
+        f" its deadline of {limit:g}s)",
+    )
     command = (
         shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-s")
-        + f"; rc=$?; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then {said} >&2; fi; exit $rc"
+        + f"; rc=$?; if [ $rc -eq 124 ]; then {timed_out} >&2; elif [ $rc -eq 137 ]; then {killed} >&2; fi; exit $rc"
     )
     # One brace group: sh parses all of it before it runs any of it (a script cut short in transit runs nothing),
     # and what runs in it reads /dev/null, never the rest of the script. Its last line says it ran to its end:

@@ -89,6 +89,15 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
 
 
+def test_a_script_killed_on_the_host_is_not_called_a_timeout() -> None:
+    """timeout exits 137 for any KILL, the out-of-memory killer's too, seconds before any deadline: that was
+    reported as "timed out after 298s". It is now called a kill, naming both of the causes it can have."""
+    done = run_on_host(bounded("kill -KILL $$", 300.0))
+    assert done.returncode == 137
+    assert "timed out" not in done.stderr
+    assert "sartoris: killed on the host (SIGKILL: out of memory, or still running 5s after its deadline" in done.stderr
+
+
 def test_a_script_longer_than_one_argument_may_be_still_runs_whole() -> None:
     """The script goes on the command's stdin: Linux refuses one argument over 128 KiB ("Argument list too long"),
     which a switch for a hundred submodules used to exceed. What the script runs reads nothing of it (`cat` gets

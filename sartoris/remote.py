@@ -210,10 +210,18 @@ def fetch_command(release: RemoteRelease) -> str:
     # only a known tag (rollback, retry) is checked object by object (a packed ref just fetches, harmlessly).
     tag_ref = posixpath.join(store, "refs", "tags", release.tag)
     object_format = "sha256" if len(release.commit) == 64 else "sha1"  # the store must hash like the release
-    init = shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, f"--object-format={object_format}", store)
+    # Made under a name of its own and renamed into place: two first fetches at once (a host listed under two
+    # names, two deploy hosts) both ran `git init` on the store, and one failed ("cannot mkdir … File exists",
+    # or the other's half-written config). The rename is atomic; the one that loses it uses the other's store.
+    made = shlex.quote(f"{store}.init-") + "$$"  # this script's own shell's pid: digits, safe unquoted
+    init = (
+        shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, f"--object-format={object_format}")
+        + f" {made} && {{ mv -T {made} {shlex.quote(store)} || {{ rm -rf {made};"
+        + f" [ -d {shlex.quote(store)} ]; }}; }}"
+    )
     return _script(
         [
-            f"[ -d {shlex.quote(store)} ] || {init} || exit",
+            f"[ -d {shlex.quote(store)} ] || {{ {init}; }} || exit",
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
             f" then {shell_words('echo', ALREADY_PRESENT)};"
@@ -320,8 +328,8 @@ def _switch_lock(release: RemoteRelease) -> str:
     and every process it started are gone, however they end (the deadline's KILL too), so it is never stale.
     Only the script's shell holds it: the work after it runs in a group with the descriptor closed (sh keeps its
     own copy, close-on-exec, while the group runs), so a process a git hook leaves running does not keep it.
-    One `flock` per switch. Any exit but 1 (held elsewhere) switches unlocked, as before the lock: util-linux's
-    flock missing (127), or a filesystem without locks (71)."""
+    One `flock` per switch (two when it waits). Any exit but 1 (held elsewhere) switches unlocked, as before the
+    lock: util-linux's flock missing (127), or a filesystem without locks (71)."""
     lock = shlex.quote(posixpath.join(release.state_dir, _SWITCH_LOCK))
     waiting = shell_words(
         "echo", f"{WAIT_MARK} another run is switching {release.slot_path} on this host: waiting for it to end"
@@ -499,7 +507,7 @@ _SWITCH_FUNCTIONS = (
     ' printf \'%s\\n\' "$5" > "$mw/.git" || exit; fi;'
     ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
-    # (no automatic gc after it: a detached gc would hold the switch lock's descriptor long after the switch)
+    # (no automatic gc after it: git may detach one, which would outlive the switch and its deadline)
     ' { git --git-dir "$md" -c gc.auto=0 -c maintenance.auto=false fetch --quiet --no-tags --no-write-fetch-head "$S"'
     f' "+{submodule_ref("$mc")}:{submodule_ref("$mc")}" && {_MODULE_CHECKOUT}; }} ||'
     # the store lacks a commit its marks say it fetched (someone pruned it): the next fetch asks for all again

@@ -359,6 +359,7 @@ def _fetched_second_release(host: Host) -> tuple[RemoteRelease, RemoteRelease]:
     return first, second
 
 
+@pytest.mark.skipif(shutil.which("flock") is None, reason="util-linux flock is not installed")
 def test_a_second_switch_of_the_slot_waits_for_the_one_running(host: Host) -> None:
     """Two switches of one slot at once (two deploy hosts, a host listed under two names) raced: one run's rm -rf
     of a tree could empty the tree the other was about to link live. The second now waits, says so, and switches
@@ -402,6 +403,7 @@ def test_a_host_without_flock_switches_unlocked(host: Host, tmp_path: Path) -> N
     assert host.head() == second.commit
 
 
+@pytest.mark.skipif(shutil.which("flock") is None, reason="util-linux flock is not installed")
 def test_the_switch_holds_the_lock_to_its_end_and_no_process_it_leaves_keeps_it(host: Host, tmp_path: Path) -> None:
     """A post-checkout hook in the live tree (copied into the build, so it runs there) sees the lock held mid-switch
     and leaves a process running, detached from the output: the lock is free once the switch has ended all the
@@ -430,6 +432,40 @@ def test_the_switch_holds_the_lock_to_its_end_and_no_process_it_leaves_keeps_it(
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def test_two_first_fetches_at_once_into_a_new_store_both_succeed(host: Host, tmp_path: Path) -> None:
+    """A host listed under two names (or two deploy hosts) fetches twice at once; on a host with no store yet both
+    ran `git init` on it and one failed ("cannot mkdir … File exists", or a half-written config) in most rounds.
+    The store is now made under a name of its own and renamed into place."""
+    release = host.release()
+    for attempt in range(10):
+        root = tmp_path / f"fresh-{attempt}"
+        root.mkdir()
+        fresh = RemoteRelease(
+            str(root / "php-slot0"), release.fetch_url, release.tag, release.commit, release.submodules
+        )
+        command = bounded(fetch_command(fresh), 60.0)
+        both = [
+            subprocess.Popen(
+                ["sh", "-c", command.command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for process in both:  # started first, then given the script together: both test for the store at once
+            assert process.stdin is not None
+            process.stdin.write(command.script)
+        for process in both:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in both:
+            assert process.stdout is not None and process.stderr is not None
+            stdout, stderr = process.stdout.read(), process.stderr.read()
+            assert process.wait(timeout=60) == 0 and ran_to_its_end(stdout), f"round {attempt}: {stderr}"
+        store = root / ".sartoris" / "php-slot0"
+        assert sorted(p.name for p in store.iterdir()) == ["store.git"]  # no half-made store left beside it
+        assert git(store / "store.git", "rev-parse", f"{release.tag}^{{commit}}") == release.commit
 
 
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:

@@ -3,6 +3,8 @@ the link swap is the switch, so a host whose script got past it is on the releas
 
 from __future__ import annotations
 
+import structlog
+
 from sartoris.inventory import Host
 from sartoris.remote import NOT_RUN, HostCommand
 from sartoris.results import HostResult, Phase
@@ -55,3 +57,15 @@ async def test_a_switch_script_that_never_ran_is_not_a_switch() -> None:
     """Exit 0 with no output at all: the host's shell got no script (see remote.bounded), nothing was swapped."""
     result = await _switched(CommandResult(0, "", ""))
     assert (result.ok, result.phase, result.error) == (False, Phase.CHECKOUT, NOT_RUN)
+
+
+async def test_a_switch_that_waited_for_another_run_on_its_host_says_so_though_it_switched() -> None:
+    """Two runs switching one slot on one host at once is worth knowing even when both succeed: the second waited
+    for the host's switch lock (see remote._switch_lock), and the run now warns about it, naming the host."""
+    note = "sartoris-wait: another run is switching /srv/php-slot0 on this host: waiting for it to end\n"
+    with structlog.testing.capture_logs() as events:
+        result = await _switched(CommandResult(0, SWAPPED, note))
+    assert result.ok
+    waited = [e for e in events if e["event"] == "waited_for_another_switch"]
+    assert waited and waited[0]["host"] == "web1" and waited[0]["log_level"] == "warning"
+    assert waited[0]["note"] == "another run is switching /srv/php-slot0 on this host: waiting for it to end"

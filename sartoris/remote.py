@@ -213,15 +213,14 @@ def fetch_command(release: RemoteRelease) -> str:
     # Made under a name of its own and renamed into place: two first fetches at once (a host listed under two
     # names, two deploy hosts) both ran `git init` on the store, and one failed ("cannot mkdir … File exists",
     # or the other's half-written config). The rename is atomic; the one that loses it uses the other's store.
-    made = shlex.quote(f"{store}.init-") + "$$"  # this script's own shell's pid: digits, safe unquoted
+    made, quoted = shlex.quote(f"{store}.init-") + "$$", shlex.quote(store)  # $$: this shell's pid, digits only
     init = (
         shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, f"--object-format={object_format}")
-        + f" {made} && {{ mv -T {made} {shlex.quote(store)} || {{ rm -rf {made};"
-        + f" [ -d {shlex.quote(store)} ]; }}; }}"
+        + f" {made} && {{ mv -T {made} {quoted} || {{ rm -rf {made}; [ -d {quoted} ]; }}; }}"
     )
     return _script(
         [
-            f"[ -d {shlex.quote(store)} ] || {{ {init}; }} || exit",
+            f"[ -d {quoted} ] || {{ {init}; }} || exit",
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
             f" then {shell_words('echo', ALREADY_PRESENT)};"

@@ -35,7 +35,6 @@ from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import (
     NOT_RUN,
-    WAIT_MARK,
     HostCommand,
     RemoteRelease,
     bounded,
@@ -292,8 +291,7 @@ async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> 
             return failed(reached, NOT_RUN if not ran_to_its_end(result.stdout) else "ended before the swap")
         if not result.ok:
             log.warning("old_trees_not_pruned", host=label, error=result.error_line())
-        if WAIT_MARK in result.stderr:  # another run switched this slot on this host at the same time: say so
-            note = result.stderr.partition(WAIT_MARK)[2].partition("\n")[0].strip()
+        if (note := result.wait_note()) is not None:  # another run switched this slot on this host at once
             log.warning("waited_for_another_switch", host=label, note=note)
     seconds = item.result.seconds + time.monotonic() - begin
     log.debug("host_switched", host=label, seconds=round(seconds, 3))

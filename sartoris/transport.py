@@ -91,15 +91,19 @@ class CommandResult:
         consequences like `unpack-objects failed`), else the last stderr line; then the switch's note that it
         waited for another run, if it did (a timeout then is that run's doing more likely than this host's)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        waited = next((line for line in lines if line.startswith(WAIT_MARK)), None)
-        if waited is not None:
-            lines.remove(waited)
+        lines = [line for line in lines if not line.startswith(WAIT_MARK)]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
-        if waited is not None:
-            chosen = f"{chosen}; before that: {waited.removeprefix(WAIT_MARK).strip()}"
+        if (waited := self.wait_note()) is not None:
+            chosen = f"{chosen}; before that: {waited}"
         return chosen if len(chosen) <= ERROR_LINE_LIMIT else chosen[: ERROR_LINE_LIMIT - 1] + "…"
+
+    def wait_note(self) -> str | None:
+        """What the switch said when it had to wait for another run's hold on the slot's host lock, or None."""
+        if WAIT_MARK not in self.stderr:
+            return None
+        return self.stderr.partition(WAIT_MARK)[2].partition("\n")[0].strip()
 
 
 @dataclass(slots=True)

@@ -542,10 +542,16 @@ def _slot(config: Any, slot: int | None) -> int:
 def _targets(config: Any, hosts: list[str] | None) -> Any:
     from sartoris.inventory import resolve_hosts
 
-    selectors = hosts or list(config.deploy.hosts)
-    if not selectors:
+    if hosts:  # typed by the operator: a path is from the current folder
+        return resolve_hosts(hosts, config.hosts_dir, Path.cwd(), config.ssh.default_port)
+    if not config.deploy.hosts:
         raise UsageError("no hosts to target: pass --hosts or set [deploy] hosts in sartoris.toml")
-    return resolve_hosts(selectors, config.hosts_dir, Path.cwd(), config.ssh.default_port)
+    if any("{slot}" in entry for entry in config.deploy.hosts):
+        raise UsageError(f"{config.path}: [deploy] hosts uses {{slot}}: pass --slot N (or run it inside a slot)")
+    # the config file's own entries: a path is from the file's folder, like every relative path in it
+    return resolve_hosts(
+        config.deploy.hosts, config.hosts_dir, Path.cwd(), config.ssh.default_port, base=config.base_dir
+    )
 
 
 @dataclass(slots=True)

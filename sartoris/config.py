@@ -164,11 +164,12 @@ class Config:
         return f"{self.deploy.slot_prefix}{slot}"
 
     def slot_of(self, folder_name: str) -> int | None:
-        """The slot a folder name stands for (php-slot3 -> 3), or None if it is not a slot folder."""
+        """The slot a folder name stands for (php-slot3 -> 3), or None if it is not a slot folder: only the name
+        slot_name gives (php-slot03 is not slot 3's folder, whose working copy is php-slot3)."""
         prefix = self.deploy.slot_prefix
         number = folder_name[len(prefix) :]
         if folder_name.startswith(prefix) and number.isascii() and number.isdigit() and int(number) <= MAX_SLOT:
-            return int(number)
+            return int(number) if str(int(number)) == number else None
         return None
 
     def checkout_path(self, slot: int) -> Path:

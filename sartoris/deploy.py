@@ -411,7 +411,8 @@ def _canaries(config: Config, targets: Sequence[Host]) -> tuple[Host, ...]:
     if not config.deploy.canaries:
         return ()
     port = config.ssh.default_port
-    canary_keys = {h.key(port) for h in resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd(), port)}
+    canaries = resolve_hosts(config.deploy.canaries, config.hosts_dir, Path.cwd(), port, base=config.base_dir)
+    canary_keys = {h.key(port) for h in canaries}
     return tuple(h for h in targets if h.key(port) in canary_keys)
 
 

@@ -173,12 +173,14 @@ def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:
 
 
 def resolve_hosts(
-    selectors: Sequence[str], hosts_dir: Path, cwd: Path, default_port: int = 22
+    selectors: Sequence[str], hosts_dir: Path, cwd: Path, default_port: int = 22, base: Path | None = None
 ) -> tuple[Host, ...]:
-    """Read each selector as a group in hosts_dir, else as a path from cwd; dedupe; refuse an empty result."""
+    """Read each selector as a group in hosts_dir, else as a path from `base` (the config file's folder for its
+    own entries; the current folder `cwd`, by default, for what the operator typed); dedupe; refuse an empty
+    result. Files are named in errors as seen from cwd."""
     hosts: list[Host] = []
     for selector in selectors:
-        path = _find_group(selector, hosts_dir, cwd)
+        path = _find_group(selector, hosts_dir, cwd if base is None else base)
         source = _display(path, cwd)
         try:
             text = path.read_text(encoding="utf-8")
@@ -194,10 +196,10 @@ def resolve_hosts(
     return unique
 
 
-def _find_group(selector: str, hosts_dir: Path, cwd: Path) -> Path:
-    """The file a selector names: hosts_dir/<selector> if it exists, else the path from cwd."""
+def _find_group(selector: str, hosts_dir: Path, base: Path) -> Path:
+    """The file a selector names: hosts_dir/<selector> if it exists, else the path from `base`."""
     if selector.strip():
-        for candidate in (hosts_dir / selector, cwd / selector):
+        for candidate in (hosts_dir / selector, base / selector):
             try:
                 if candidate.is_file():
                     return candidate

@@ -40,12 +40,41 @@ def slot_at(config: Config, cwd: Path, pwd: str | None = None) -> int | None:
             continue
         if not first:
             continue
-        entry = root / first[0]
-        target = Path(os.readlink(entry)).name if entry.is_symlink() else entry.name
-        slot = config.slot_of(target)
+        slot = _named_slot(config, root / first[0])
         if slot is not None:
             return slot
     return None
+
+
+_MAX_HOPS = 40  # links followed from a version link to its slot, as the kernel's own limit
+
+
+def _named_slot(config: Config, entry: Path) -> int | None:
+    """The slot an entry of checkout_root names: a slot folder by its name (a link to a folder elsewhere too), a
+    version link by the links it leads through in checkout_root (php-chain -> php-1.20wmf1 -> php-slot0 names
+    slot 0). None for anything else: a link that leaves checkout_root before reaching a slot's name
+    (php-other -> /elsewhere/php-slot0 is not this deploy host's slot 0), a loop, an unreadable link."""
+    root = entry.parent
+    for _ in range(_MAX_HOPS):
+        slot = config.slot_of(entry.name)
+        if slot is not None or not entry.is_symlink():
+            return slot
+        try:
+            target = Path(os.path.normpath(root / os.readlink(entry)))
+        except OSError:
+            return None
+        if not _same_folder(target.parent, root):
+            return None
+        entry = root / target.name
+    return None
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    """Whether two paths name the same folder (one may be written through links); False when either is gone."""
+    try:
+        return one == other or os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _where_we_are(root: Path, cwd: Path, pwd: str | None) -> list[tuple[Path, Path]]:
@@ -68,9 +97,8 @@ def _slot_folders(config: Config) -> list[tuple[int, Path]]:
         entries = sorted(root.iterdir())
     except OSError:
         return []
-    return [
-        (slot, p) for p in entries if p.is_dir() and not p.is_symlink() and (slot := config.slot_of(p.name)) is not None
-    ]
+    # a slot folder may be a link to a working copy elsewhere (php-slot0 -> /data/php-slot0)
+    return [(slot, p) for p in entries if (slot := config.slot_of(p.name)) is not None and p.is_dir()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +117,15 @@ class SlotInfo:
 def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     """Every slot folder under checkout_root with the links in checkout_root that point at it."""
     root = config.deploy.checkout_root
-    links: dict[str, list[str]] = {}
-    real_root = root.resolve()
+    links: dict[int, list[str]] = {}
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        if entry.is_symlink():  # followed to the end: php-chain -> php-1.20wmf1 -> php-slot1 names slot 1 too
-            target = _followed(entry)
-            if target is not None and target.parent == real_root:
-                links.setdefault(target.name, []).append(entry.name)
+        # php-chain -> php-1.20wmf1 -> php-slot1 names slot 1 too
+        if entry.is_symlink() and config.slot_of(entry.name) is None:
+            slot = _named_slot(config, entry)
+            if slot is not None:
+                links.setdefault(slot, []).append(entry.name)
     return [
-        SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(path.name, ())))
-        for slot, path in _slot_folders(config)
+        SlotInfo(slot, path, last_tags.get(slot), tuple(links.get(slot, ()))) for slot, path in _slot_folders(config)
     ]
 
 
@@ -112,8 +139,8 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
         raise UsageError(f"slot {slot} has no working copy at {root / target}")
     link = root / name
     if link.is_symlink():
-        pointed = _followed(link)
-        if pointed is None or pointed.parent != root.resolve() or config.slot_of(pointed.name) is None:
+        if _named_slot(config, link) is None:
+            pointed = _followed(link)
             raise UsageError(f"{link} points at {pointed or 'a link loop'}, not at a slot; refusing to replace it")
     elif link.exists():
         raise UsageError(f"{link} exists and is not a version link; refusing to replace it")

@@ -96,6 +96,28 @@ def test_hosts_prints_the_resolved_inventory(project: Path) -> None:
     assert labels == ["127.0.0.1:1", "web01.example:2222", "web02.example:2222", "web03.example:2222"]
 
 
+def test_a_host_file_path_in_the_config_is_read_from_the_config_files_folder(project: Path) -> None:
+    """`hosts = ["inventory/web"]` names the file beside sartoris.toml from any folder, as every relative path in
+    the file does; a file of that name under the current folder is not it. A path typed with --hosts is the
+    operator's, from the current folder. A `{slot}` in `hosts` with no slot known asks for --slot."""
+    (project / "inventory").mkdir()
+    (project / "inventory" / "web").write_text("web7.example\n")
+    toml = project / "sartoris.toml"
+    toml.write_text(toml.read_text().replace('hosts = ["web"]', 'hosts = ["inventory/web"]'))
+    inside = project / "php-slot0" / "inventory"
+    inside.mkdir()
+    (inside / "web").write_text("wrong.example\n")
+    for folder in (project, project / "php-slot0", inside):
+        done = sartoris("hosts", cwd=folder)
+        assert (done.returncode, done.stdout) == (0, "web7.example\n"), (folder, done.stderr)
+    typed = sartoris("hosts", "--hosts", "inventory/web", cwd=project / "php-slot0")
+    assert (typed.returncode, typed.stdout) == (0, "wrong.example\n"), typed.stderr
+    toml.write_text(toml.read_text().replace('hosts = ["inventory/web"]', 'hosts = ["web{slot}"]'))
+    (project / "php-slot1").mkdir()  # two slots: none is inferred outside them
+    done = sartoris("hosts", cwd=project)
+    assert done.returncode == 2 and "[deploy] hosts uses {slot}: pass --slot N" in done.stderr, done.stderr
+
+
 def test_config_shows_values_and_where_they_came_from(project: Path) -> None:
     """`config --json` lists every key with its effective value and whether the file or the default set it."""
     done = sartoris("config", "--json", cwd=project)

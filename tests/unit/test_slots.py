@@ -114,3 +114,42 @@ def test_slots_lists_a_link_to_a_version_link_under_its_slot(checkouts: Path) ->
     assert by_slot == {0: ("php-1.20wmf1", "php-chain"), 1: ()}
     with pytest.raises(UsageError, match="refusing to replace it"):  # Python 3.13's resolve() names the loop
         link_slot(config, 0, "loop-a")
+
+
+def test_a_zero_padded_folder_is_not_a_slot(checkouts: Path) -> None:
+    """`php-slot01` is not slot 1's working copy (that is php-slot1): commands inside it do not deploy php-slot1,
+    and `slots` does not list slot 1 twice."""
+    (checkouts / "php-slot01").mkdir()
+    config = config_at(checkouts, ".")
+    with pytest.raises(UsageError, match="pass --slot N"):
+        infer_slot(config, checkouts / "php-slot01", None)
+    assert [info.slot for info in list_slots(config, {})] == [0, 1]
+
+
+def test_a_link_leaving_checkout_root_names_no_slot_here(checkouts: Path, tmp_path: Path) -> None:
+    """`php-other -> /elsewhere/php-slot0` is another deploy tree's working copy, not this checkout_root's slot 0:
+    a command run inside it is not taken for slot 0, and `slots` does not list the link."""
+    elsewhere = tmp_path / "elsewhere" / "php-slot0"
+    elsewhere.mkdir(parents=True)
+    os.symlink(str(elsewhere), checkouts / "php-other")
+    config = config_at(checkouts, ".")
+    inside = checkouts / "php-other"
+    with pytest.raises(UsageError, match="pass --slot N"):
+        infer_slot(config, inside, str(inside))
+    assert {info.slot: info.links for info in list_slots(config, {})} == {0: ("php-1.20wmf1",), 1: ()}
+
+
+def test_a_slot_folder_may_be_a_link_to_a_working_copy_elsewhere(tmp_path: Path) -> None:
+    """`php-slot0 -> /data/php-slot0` (a bigger disk) is slot 0: listed by `slots` with the version link naming
+    it, and inferred inside it, through the link (the shell's $PWD) and through the version link."""
+    data = tmp_path / "data" / "php-slot0"
+    data.mkdir(parents=True)
+    root = tmp_path / "co"
+    (root / "php-slot1").mkdir(parents=True)
+    os.symlink(str(data), root / "php-slot0")
+    os.symlink("php-slot0", root / "php-1.20wmf1")
+    config = config_at(root, ".")
+    assert {info.slot: info.links for info in list_slots(config, {})} == {0: ("php-1.20wmf1",), 1: ()}
+    assert infer_slot(config, data, str(root / "php-slot0")) == 0
+    assert infer_slot(config, data, str(root / "php-1.20wmf1")) == 0
+    assert link_slot(config, 1, "php-1.20wmf1") == root / "php-1.20wmf1"

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,20 +218,21 @@ class SlotCheckout:
         env = _ssh_connect_bound(self.path, url, connect_timeout)
         for module in release.submodules:
             _stop_if_set(stop, url)
-            self._push_submodule(module, url, stop, env)
+            self._push_submodule(module, release.submodules, url, stop, env)
         _stop_if_set(stop, url)
         _push(self.path, url, f"refs/tags/{release.tag}:refs/tags/{release.tag}", self._timeout, stop, env)
 
     def _push_submodule(
-        self, module: SubmoduleSpec, url: str, stop: threading.Event | None, env: dict[str, str]
+        self, module: SubmoduleSpec, listed: Sequence[SubmoduleSpec], url: str, stop: threading.Event | None,
+        env: dict[str, str],
     ) -> None:
-        path = self.path / module.path
-        try:
-            submodule = git.Repo(path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
-            raise PublishError(f"submodule {module.path} is not initialised in {self.path}") from None
+        submodule = _open_submodule(self._repo, module, listed)
+        if submodule is None:
+            raise PublishError(f"submodule {module.path} is not initialised in {self.path}")
         self._keep(submodule, module)
-        _push(path, url, f"{module.commit}:{submodule_ref(module.commit)}", self._timeout, stop, env)
+        refspec = f"{module.commit}:{submodule_ref(module.commit)}"
+        where = Path(submodule.git.working_dir or submodule.git_dir)
+        _push(where, url, refspec, self._timeout, stop, {**env, **submodule.git.environment()})
 
     def _keep(self, submodule: git.Repo, module: SubmoduleSpec) -> None:
         """Give the published commit a ref in the submodule's repository here, as the tag does for the slot's:
@@ -367,6 +369,47 @@ def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
     return str(repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout))
 
 
+def _open_submodule(slot: git.Repo, module: SubmoduleSpec, listed: Sequence[SubmoduleSpec]) -> git.Repo | None:
+    """The repository of a listed submodule, opened through the submodules it lies in (`listed` holds them)."""
+    by_path = {m.path: m for m in listed}
+    chain = [module]
+    while chain[0].parent in by_path:
+        chain.insert(0, by_path[chain[0].parent])
+    repo: git.Repo | None = slot
+    for outer in chain:
+        if repo is None:
+            return None
+        inner_path = outer.path[len(outer.parent) + 1 :] if outer.parent else outer.path
+        repo = _submodule_repo(repo, inner_path, outer.name)
+    return repo
+
+
+def _submodule_repo(parent: git.Repo, path: str, name: str) -> git.Repo | None:
+    """The repository of the submodule `name` at `path` in `parent`: its work tree when initialised, else the git
+    dir git keeps for it (`<parent's git dir>/modules/<name>`), which outlives a `git rm` or `git mv` of the
+    submodule, so a rollback to a release that had it there still publishes its commit. None when neither is."""
+    if not _is_kept_git_dir(parent):
+        try:
+            return git.Repo(Path(parent.working_tree_dir or parent.git_dir) / path)
+        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+            pass
+    kept = Path(parent.git_dir) / "modules" / name
+    try:
+        repo = git.Repo(kept)
+    except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+        return None
+    # Its core.worktree names the folder the submodule left; git would fail to enter it. Commands run in the git
+    # dir itself, which stands in as the work tree (none of them reads or writes one).
+    repo.git = git.Git(str(kept))
+    repo.git.update_environment(GIT_WORK_TREE=str(kept))
+    return repo
+
+
+def _is_kept_git_dir(repo: git.Repo) -> bool:
+    """Whether `repo` was opened by _submodule_repo on a git dir whose work tree is gone."""
+    return Path(repo.git.working_dir or "") == Path(repo.git_dir)
+
+
 def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> list[SubmoduleSpec]:
     """The gitlinks of `commit` in `repo` as specs whose paths start at the slot's root (`within` is the path of
     `repo` there), each followed by its own submodules, depth first."""
@@ -394,11 +437,9 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
     for path, sha in sorted(gitlinks.items()):
         full = f"{within}/{path}" if within else path
         specs.append(SubmoduleSpec(name=names.get(path, path), path=full, commit=sha, parent=within))
-        try:
-            nested = git.Repo(Path(repo.working_tree_dir or ".") / path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
-            continue
-        specs += _submodules_of(nested, sha, within=full, timeout=timeout)
+        nested = _submodule_repo(repo, path, names.get(path, path))
+        if nested is not None:
+            specs += _submodules_of(nested, sha, within=full, timeout=timeout)
     return specs
 
 

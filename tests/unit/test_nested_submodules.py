@@ -119,3 +119,32 @@ def test_a_release_whose_nested_commit_is_gone_here_is_refused_not_read_without_
     git(skin, "gc", "--quiet", "--prune=now")
     with pytest.raises(RefusedError, match=r"submodule extensions/Skin: its commit \w+ is not in .* deploy host"):
         SlotCheckout(checkout, 60).release_of("t1")
+
+
+def test_a_release_whose_submodules_left_the_working_copy_is_rolled_back_to(tmp_path: Path) -> None:
+    """After releases that remove one submodule (`git rm`, here the one holding a nested submodule) and move
+    another (`git mv`), a rollback to the release before them lists every submodule it pins, nested ones too, and
+    publishes each commit from the git dir git keeps for it; the hosts' switch brings them all back."""
+    checkout = make_checkout(tmp_path / "deploy", 0, files=10, submodules=1)
+    add_nested_submodules(checkout, tmp_path / "upstream")  # committed
+    slot = tmp_path / "host" / "php-slot0"
+    before = _deploy(checkout, tmp_path / "publish.git", slot, "r1")
+    git(checkout, "rm", "--quiet", "extensions/Skin")
+    (checkout / "lib").mkdir()
+    git(checkout, "mv", "extensions/Ext0", "lib/Ext0")
+    git(checkout, "commit", "--quiet", "--message", "drop Skin, move Ext0")
+    _deploy(checkout, tmp_path / "publish.git", slot, "r2")
+    assert not (slot / "extensions" / "Skin").exists()
+    local = SlotCheckout(checkout, 60)
+    release = local.release_of("r1")
+    assert release.submodules == before.submodules
+    assert {m.path for m in release.submodules} == {"extensions/Ext0", "extensions/Skin", "extensions/Skin/lib/Icons"}
+    elsewhere = tmp_path / "fresh-publish.git"  # nothing there yet: every commit is pushed from this working copy
+    local.publish(release, str(elsewhere))
+    remote = RemoteRelease(str(slot), str(elsewhere), release.tag, release.commit, release.submodules)
+    for script in (fetch_command(remote), switch_command(remote)):
+        done = run_sh(script)
+        assert done.returncode == 0, done.stderr
+    for module in release.submodules:
+        assert git(slot / module.path, "rev-parse", "HEAD") == module.commit
+    assert not (slot / "lib" / "Ext0").exists()

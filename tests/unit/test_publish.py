@@ -98,11 +98,12 @@ def test_a_stop_between_pushes_starts_no_further_push(
     def push_then_stop(
         self: SlotCheckout,
         module: repo.SubmoduleSpec,
+        listed: tuple[repo.SubmoduleSpec, ...],
         url: str,
         stop_event: threading.Event | None,
         env: dict[str, str],
     ) -> None:
-        push_submodule(self, module, url, stop_event, env)
+        push_submodule(self, module, listed, url, stop_event, env)
         pushed.append(module.path)
         stop.set()
 

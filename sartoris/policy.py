@@ -122,6 +122,14 @@ def decide_after_fetch(
     return FetchDecision(abort=False, depool=failed, proceed=tuple(r.host for r in results if r.ok))
 
 
+def switch_failures_tolerated(budget: FailureBudget, targeted: int, failed_to_fetch: int) -> int:
+    """How many hosts may fail their switch before the run starts no further switch: what the budget leaves after
+    the fetch phase's failures. Both count against it, as exit 5 has it ("the failed hosts, within max_failures,
+    were depooled"): a release that fails to switch everywhere stops after a few hosts instead of taking the
+    whole fleet out of the pool."""
+    return max(0, budget.allowed(targeted) - failed_to_fetch)
+
+
 class _Release(Protocol):
     """What a rollback needs of a deployed release (sartoris.state.DeployedRelease)."""
 

@@ -48,6 +48,10 @@ class Progress:
         self.failed += not ok
         self._render(force=self.done == self.total)
 
+    def in_flight(self) -> int:
+        """Hosts started and not finished in this phase."""
+        return len(self._running)
+
     def end(self) -> None:
         """The phase is over (also when it was cut short)."""
         self._render(force=True, final=True)

@@ -29,6 +29,7 @@ from sartoris.policy import (
     is_transient_fetch_error,
     outcome_of_stopped_run,
     retry_delay,
+    switch_failures_tolerated,
     within_depool_cap,
 )
 from sartoris.pool import apply_pool_change, depooled_among
@@ -154,14 +155,18 @@ async def _decide_and_switch(
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
         unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED)) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
-    switched, interrupted = await _switch_all(
-        [f for f in fetched if f.session is not None],
-        bounded(switch_command(release), config.fanout.command_timeout),
-        config.fanout.command_timeout,
-        concurrency,
-        progress,
+    tolerated = switch_failures_tolerated(budget, len(labels), len(decision.depool))
+    switch = _SwitchPhase(
+        bounded(switch_command(release), config.fanout.command_timeout), config.fanout.command_timeout, tolerated,
+        f"{len(decision.depool)} failed to fetch" if decision.depool else None, budget, progress,
     )
-    failed_switch = [r.host for r in switched.values() if r.failed]
+    interrupted = await switch.run([f for f in fetched if f.session is not None], concurrency)
+    switched = switch.results
+    # failed hosts are on their old tree; past the budget the run stopped, and they are left in the pool like the
+    # hosts it did not reach: depooling them would only shrink the pool, which that old release still serves
+    failed_switch, beyond = switch.failed[:tolerated], switch.failed[tolerated:]
+    if beyond:
+        log.error("max_failures_reached", phase="switch", not_depooled=sorted(beyond))
     allowed = within_depool_cap(failed_switch, already_out | depools.out, config.depool.max_depooled, labels)
     if len(allowed) < len(failed_switch):
         log.error("max_depooled_reached", not_depooled=sorted(set(failed_switch) - set(allowed)))
@@ -170,39 +175,65 @@ async def _decide_and_switch(
     )
     interrupted = interrupted or interrupted_late
     finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
+    if switch.halted is not None and not interrupted:  # aborted only while no host switched, nobody depooled
+        return RolloutResult(outcome_of_stopped_run(finals), finals, switch.halted)
     outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
     return RolloutResult(outcome, finals, "interrupted" if interrupted else None, interrupted=interrupted)
 
 
-async def _switch_all(
-    ready: list[_Fetched], command: HostCommand, timeout: float, concurrency: int, progress: Progress
-) -> tuple[dict[str, HostResult], bool]:
-    """Switch every ready host; on cancellation let the switches in flight finish and start no more."""
-    stop = asyncio.Event()
-    results: dict[str, HostResult] = {}
+class _SwitchPhase:
+    """Switch every ready host, `concurrency` at once. Ctrl-C, or more than `tolerated` failed switches, starts no
+    further switch; the switches in flight end (each bounded by the command timeout) either way."""
 
-    async def switch_one(item: _Fetched) -> HostResult:
-        if stop.is_set():
+    def __init__(
+        self, command: HostCommand, timeout: float, tolerated: int, fetch_failures: str | None,
+        budget: FailureBudget, progress: Progress,
+    ) -> None:
+        self._command, self._timeout, self._tolerated, self._progress = command, timeout, tolerated, progress
+        self._fetch_failures, self._budget = fetch_failures, budget
+        self.results: dict[str, HostResult] = {}
+        self.failed: list[str] = []  # in the order their switches failed
+        self.halted: str | None = None  # why no further switch starts, once too many failed
+        self._interrupted = False
+
+    async def run(self, ready: list[_Fetched], concurrency: int) -> bool:
+        """Switch the hosts; True when Ctrl-C stopped the phase."""
+        self._progress.phase("switch", len(ready))
+        task = asyncio.ensure_future(fan_out(ready, self._switch_one, limit=concurrency))
+        try:
+            await asyncio.shield(task)
+            return False
+        except asyncio.CancelledError:
+            self._interrupted = True
+            log.warning("interrupted", phase="switch", in_flight=self._progress.in_flight())
+            await task  # bounded: each switch in flight ends within command_timeout
+            return True
+        finally:
+            self._progress.end()
+
+    async def _switch_one(self, item: _Fetched) -> HostResult:
+        if self._interrupted:
             result = _stopped(item.result, Phase.CHECKOUT, INTERRUPTED)
+        elif self.halted is not None:
+            result = _stopped(item.result, Phase.CHECKOUT, f"not switched: {self.halted}")
         else:
-            progress.started(item.host.label)
-            result = await _switch_host(item, command, timeout)
-        results[item.host.label] = result
-        progress.finished(item.host.label, result.ok)
+            self._progress.started(item.host.label)
+            result = await _switch_host(item, self._command, self._timeout)
+            if result.failed:
+                self.failed.append(item.host.label)
+                if len(self.failed) > self._tolerated and self.halted is None:
+                    self.halted = self._halt_reason()
+                    log.error("switch_stopped", reason=self.halted)
+        self.results[item.host.label] = result
+        self._progress.finished(item.host.label, result.ok)
         return result
 
-    progress.phase("switch", len(ready))
-    task = asyncio.ensure_future(fan_out(ready, switch_one, limit=concurrency))
-    try:
-        await asyncio.shield(task)
-        return results, False
-    except asyncio.CancelledError:
-        stop.set()
-        log.warning("interrupted", phase="switch", in_flight=len(ready) - len(results))
-        await task  # bounded: each switch in flight ends within command_timeout
-        return results, True
-    finally:
-        progress.end()
+    def _halt_reason(self) -> str:
+        with_fetch = f" with the {self._fetch_failures}" if self._fetch_failures else ""
+        return (
+            f"{len(self.failed)} hosts failed to switch{with_fetch}, more than {self._budget.name} ({self._budget}):"
+            " no further switch started"
+        )
 
 
 class _Fetcher:

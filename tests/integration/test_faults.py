@@ -233,6 +233,37 @@ def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment
     assert f"pool {hosts[0]}" in deployment.pool_changes()
 
 
+def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_within_it(deployment: Deployment) -> None:
+    """A release whose switch fails host after host does not take the fleet out of the pool: switch failures count
+    against max_failures with the fetch's; past it no further switch starts. The host that failed within the
+    budget is depooled; the one past it and those not reached stay pooled, all on the old tag (exit 5, the
+    reason said). With no budget left, the first failure stops a run nobody switched in: aborted (exit 3)."""
+    hosts = deployment.fleet.hosts[24:29]
+    deployment.group("five", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "five")
+    for address in hosts[:2]:
+        refuse_checkouts(live_tree(deployment, address))
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "1", "--concurrency", "1")
+    assert code == 5, stderr
+    assert report["reason"] == "2 hosts failed to switch, more than max_failures (1): no further switch started"
+    first, second = _host(report, hosts[0]), _host(report, hosts[1])
+    assert first["depooled"] and REFUSED_CHECKOUT in str(first["error"])
+    assert not second["depooled"] and REFUSED_CHECKOUT in str(second["error"])
+    for address in hosts[2:]:
+        entry = _host(report, address)
+        assert not entry["ok"] and not entry["depooled"] and str(entry["error"]).startswith("not switched: 2 hosts")
+    assert report["counts"]["not_switched"] == 3  # type: ignore[index]
+    assert all(_on(deployment, address, old) for address in hosts)
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "0", "--concurrency", "1")
+    assert code == 3 and report["outcome"] == "aborted", stderr
+    assert "1 hosts failed to switch, more than max_failures (0)" in str(report["reason"])
+    assert all(_on(deployment, address, old) for address in hosts)
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+
+
 def _garbage_head(deployment: Deployment, address: str) -> None:
     (store(deployment, address) / "HEAD").write_text("this is not a ref\n\0\0garbage\n")
 

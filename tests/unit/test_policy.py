@@ -10,6 +10,7 @@ from sartoris.policy import (
     is_transient_fetch_error,
     outcome_of_stopped_run,
     rollback_target,
+    switch_failures_tolerated,
 )
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import DeployedRelease
@@ -290,3 +291,13 @@ def test_a_fetch_is_retried_for_a_broken_transport_never_for_a_request_no_retry_
     """git says "could not read from remote repository" after a dropped connection and after a missing
     repository or a refused login alike: only the first is retried (the others waited out every retry)."""
     assert is_transient_fetch_error(stderr) is transient
+
+
+def test_switch_failures_are_tolerated_as_far_as_the_fetch_left_the_budget() -> None:
+    """Fetch and switch failures count against one max_failures: 5% of 200 hosts is 10; 4 failed fetches leave 6
+    switch failures; a budget the fetch used up (or more) leaves none, never a negative count."""
+    budget = FailureBudget.parse("5%")
+    assert switch_failures_tolerated(budget, 200, 0) == 10
+    assert switch_failures_tolerated(budget, 200, 4) == 6
+    assert switch_failures_tolerated(budget, 200, 10) == 0
+    assert switch_failures_tolerated(FailureBudget.parse(3), 200, 5) == 0

@@ -507,7 +507,15 @@ def _run_report(run: Any, action: str, as_json: bool, summary: Any) -> int:
         _emit(exc.report.as_json(), summary(exc.report, action), as_json)  # type: ignore[attr-defined]
         raise
     _emit(report.as_json(), summary(report, action), as_json)
-    return _OUTCOME_EXIT[report.outcome.value]
+    code = _OUTCOME_EXIT[report.outcome.value]
+    if report.not_recorded is not None:  # the hosts changed, the deploy host does not know it: never "all done"
+        _stdout.error = _one_line(
+            f"the {action} was not written to the history ({report.not_recorded}): `status`, `log` and `rollback`"
+            " do not know it"
+        )
+        _say(_stdout.error)
+        return EXIT_PARTIAL if code == EXIT_OK else code
+    return code
 
 
 def _load_config(ctx: typer.Context) -> Any:

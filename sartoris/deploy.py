@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -286,8 +286,10 @@ def _roll_out_and_record(
             seconds=time.time() - started,
             reason=result.abort_reason,
         )
-        with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value):
+        with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value) as written:
             history.record(action, report, request.message, started)
+        if written.error is not None:
+            report = replace(report, not_recorded=written.error)
         return report, result.interrupted
 
     progress = progress or Progress()

@@ -93,6 +93,7 @@ class SyncReport:
     hosts: tuple[HostResult, ...]
     seconds: float = 0.0
     reason: str | None = None
+    not_recorded: str | None = None  # why the deploy host's history could not take the run, when it could not
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -121,6 +122,7 @@ class SyncReport:
             "hosts": [r.as_json() for r in self.hosts],
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
+            "recorded": self.not_recorded is None,
         }
 
 

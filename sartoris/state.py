@@ -125,15 +125,24 @@ def current_user() -> str:
         return "unknown"
 
 
+@dataclass(slots=True)
+class HistoryWrite:
+    """How a write in written_after_the_change went: None, or why the history did not take it."""
+
+    error: str | None = None
+
+
 @contextmanager
-def written_after_the_change(what: str, **context: Any) -> Iterator[None]:
+def written_after_the_change(what: str, **context: Any) -> Iterator[HistoryWrite]:
     """Around a history write made once hosts, the load balancer or a lock already changed: a history that cannot
-    take it (full disk, broken database) is an error event, not an exception, so the command still reports, and
-    exits with, what really happened (StateError's exit 4 promises that nothing changed)."""
+    take it (full disk, broken database) is an error event, not an exception, so the command still reports what
+    really happened (StateError's exit 4 promises that nothing changed); the yielded record says whether it did."""
+    written = HistoryWrite()
     try:
-        yield
+        yield written
     except StateError as exc:
-        log.error("history_not_recorded", what=what, error=str(exc), **context)
+        written.error = str(exc)
+        log.error("history_not_recorded", what=what, error=written.error, **context)
 
 
 _HISTORY_FILE = "history.sqlite3"

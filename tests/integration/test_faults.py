@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -262,6 +263,34 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     assert "1 hosts failed to switch, more than max_failures (0)" in str(report["reason"])
     assert all(_on(deployment, address, old) for address in hosts)
     assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+
+
+def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment: Deployment, tmp_path: Path) -> None:
+    """The hosts switched, but the deploy host's history would not take the run (another process holds its write
+    lock past the 10 s wait, as a full disk or a broken database would refuse it): the report is still printed,
+    with "recorded": false, one stderr line says `status`, `log` and `rollback` do not know the run, and the exit is
+    5, not 0, so a script does not carry on as if all were done."""
+    hosts = deployment.fleet.hosts[29:31]
+    deployment.group("two", hosts)
+    _short(deployment)
+    _first_sync(deployment, "two")
+    fetching = tmp_path / "fetching"
+    slow_fetch(deployment, hosts[0], 2, fetching)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
+    try:
+        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two", "--json")
+        stdout, stderr, _ = act_mid_run(
+            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
+        )
+    finally:
+        holder.close()
+    assert process.returncode == 5, stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "ok" and report["recorded"] is False
+    assert all(_on(deployment, h, new) for h in hosts)
+    said = [line for line in stderr.splitlines() if line.startswith("sartoris: ")]
+    assert said and "was not written to the history" in said[-1] and "database is locked" in said[-1], stderr
 
 
 def _garbage_head(deployment: Deployment, address: str) -> None:

@@ -579,15 +579,27 @@ def status_command(slot_path: str) -> str:
     repository holds it). A slot that cannot be read (a dangling link, a folder the user may not enter, a
     corrupt repository) fails, with git's reason. git replaces the shell (`exec`): the one process a census needs
     per host, not a fork of the login shell too."""
+    return _script([_status_line(slot_path)])
+
+
+def _status_line(slot_path: str) -> str:
     q = shlex.quote(slot_path)
     head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
-    return _script(
-        [
-            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
-            f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
-            f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
-        ]
+    return (
+        f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
+        f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
+        f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
     )
+
+
+def switch_outcome_command(release: RemoteRelease) -> str:
+    """After the connection a switch ran on was lost (its script goes on without it): wait for that switch to end
+    on the host, as its script holds the slot's switch lock until it ends (bounded by its own deadline), then print
+    the commit the slot's live tree has, as `status` does: whether the host ended on the release. With no lock file
+    (the switch never began) or no `flock`, it asks at once."""
+    lock = shlex.quote(posixpath.join(release.state_dir, _SWITCH_LOCK))
+    wait = f"[ -f {lock} ] && {{ exec 9>>{lock} && flock 9; exec 9>&-; }} 2>/dev/null"
+    return _script([wait, _status_line(release.slot_path)])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

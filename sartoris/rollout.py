@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -36,13 +36,16 @@ from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import (
     NOT_RUN,
+    REMOTE_KILL_GRACE,
     HostCommand,
     RemoteRelease,
     bounded,
     fetch_command,
     last_phase,
+    parse_head,
     ran_to_its_end,
     switch_command,
+    switch_outcome_command,
 )
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
@@ -113,7 +116,7 @@ async def roll_out(
     fetched = [done[h.label] for h in targets]
     try:
         return await _decide_and_switch(
-            config, release, fetched, concurrency, budget, history, progress, pool or targets
+            config, release, fetched, concurrency, budget, history, progress, pool or targets, connector
         )
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
         await despite_interrupt(_close_all(fetched, connector))
@@ -128,6 +131,7 @@ async def _decide_and_switch(
     history: History,
     progress: Progress,
     pool: Sequence[Host],
+    connector: Connector,
 ) -> RolloutResult:
     labels = [h.label for h in pool]
     already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
@@ -157,8 +161,9 @@ async def _decide_and_switch(
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
     tolerated = switch_failures_tolerated(budget, len(labels), len(decision.depool))
     switch = _SwitchPhase(
-        bounded(switch_command(release), config.fanout.command_timeout), config.fanout.command_timeout, tolerated,
-        f"{len(decision.depool)} failed to fetch" if decision.depool else None, budget, progress,
+        release, bounded(switch_command(release), config.fanout.command_timeout), config.fanout.command_timeout,
+        tolerated, f"{len(decision.depool)} failed to fetch" if decision.depool else None, budget, progress,
+        connector,
     )
     interrupted = await switch.run([f for f in fetched if f.session is not None], concurrency)
     switched = switch.results
@@ -186,11 +191,12 @@ class _SwitchPhase:
     further switch; the switches in flight end (each bounded by the command timeout) either way."""
 
     def __init__(
-        self, command: HostCommand, timeout: float, tolerated: int, fetch_failures: str | None,
-        budget: FailureBudget, progress: Progress,
+        self, release: RemoteRelease, command: HostCommand, timeout: float, tolerated: int,
+        fetch_failures: str | None, budget: FailureBudget, progress: Progress, connector: Connector,
     ) -> None:
-        self._command, self._timeout, self._tolerated, self._progress = command, timeout, tolerated, progress
+        self._release, self._command, self._timeout, self._tolerated = release, command, timeout, tolerated
         self._fetch_failures, self._budget = fetch_failures, budget
+        self._progress, self._connector = progress, connector
         self.results: dict[str, HostResult] = {}
         self.failed: list[str] = []  # in the order their switches failed
         self.halted: str | None = None  # why no further switch starts, once too many failed
@@ -218,7 +224,7 @@ class _SwitchPhase:
             result = _stopped(item.result, Phase.CHECKOUT, f"not switched: {self.halted}")
         else:
             self._progress.started(item.host.label)
-            result = await _switch_host(item, self._command, self._timeout)
+            result = await _switch_host(item, self._command, self._timeout, self._outcome_after_loss)
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
@@ -227,6 +233,33 @@ class _SwitchPhase:
         self.results[item.host.label] = result
         self._progress.finished(item.host.label, result.ok)
         return result
+
+    async def _outcome_after_loss(self, item: _Fetched, lost: HostError, began: float) -> HostResult:
+        """The connection a switch ran on was lost, and its script goes on without it on the host: on a new
+        connection, wait for that switch to end (it cannot outlive its own deadline), then report what the host
+        really ended on, the release or its old tree, not a guess either way."""
+        label, error = item.host.label, str(lost)
+
+        def seconds() -> float:
+            return item.result.seconds + time.monotonic() - began
+
+        # the lost script is gone from the host by then: its deadline, the KILL after it, and a margin
+        wait = max(began + self._timeout + REMOTE_KILL_GRACE - time.monotonic(), 0.0) + _OUTCOME_CHECK_SECONDS
+        probe = bounded(switch_outcome_command(self._release), wait)
+        try:
+            session = await self._connector.connect(item.host)
+        except HostError as again:
+            return _failed_switch(label, f"{error}; could not connect again to see how it ended: {again}", seconds())
+        try:
+            answer = await session.run(probe.command, timeout=wait, stdin=probe.script)
+        except HostError as again:
+            return _failed_switch(label, f"{error}; could not see how it ended: {again}", seconds())
+        finally:
+            session.close()
+        if parse_head(answer.stdout) == self._release.commit:
+            log.warning("switched_despite_lost_connection", host=label, error=error)
+            return HostResult(label, True, Phase.DONE, seconds=seconds())
+        return _failed_switch(label, f"{error}; the host is not on the release (seen on a new connection)", seconds())
 
     def _halt_reason(self) -> str:
         with_fetch = f" with the {self._fetch_failures}" if self._fetch_failures else ""
@@ -298,13 +331,28 @@ def _failed_fetch(host: Host, phase: Phase, error: str, begin: float, stderr: st
     return _Fetched(host, HostResult(host.label, False, phase, error, time.monotonic() - begin), None)
 
 
-async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> HostResult:
+_OUTCOME_CHECK_SECONDS = 10.0  # for the check of a switch whose connection was lost, beyond that switch's own end
+
+
+def _failed_switch(
+    label: str, error: str, seconds: float, phase: Phase = Phase.CHECKOUT, stderr: str = ""
+) -> HostResult:
+    log.debug("host_failed", host=label, phase=phase.value, error=error, stderr_tail=stderr[-_TAIL:])
+    return HostResult(label, False, phase, error, seconds)
+
+
+async def _switch_host(
+    item: _Fetched,
+    command: HostCommand,
+    timeout: float,
+    after_loss: Callable[[_Fetched, HostError, float], Awaitable[HostResult]],
+) -> HostResult:
+    """Run the switch on the host's session; a lost connection is settled by `after_loss`."""
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
     def failed(phase: Phase, error: str, stderr: str = "") -> HostResult:
-        log.debug("host_failed", host=label, phase=phase.value, error=error, stderr_tail=stderr[-_TAIL:])
-        return HostResult(label, False, phase, error, item.result.seconds + time.monotonic() - begin)
+        return _failed_switch(label, error, item.result.seconds + time.monotonic() - begin, phase, stderr)
 
     try:
         result = await item.session.run(command.command, timeout=timeout, stdin=command.script)
@@ -312,8 +360,8 @@ async def _switch_host(item: _Fetched, command: HostCommand, timeout: float) -> 
         if (reached := last_phase(exc.stdout, Phase.CHECKOUT)) is not Phase.DONE:
             return failed(reached, str(exc))
         log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
-    except HostError as exc:
-        return failed(Phase.CHECKOUT, str(exc))
+    except HostError as exc:  # the connection was lost (or no session could be opened on it)
+        return await after_loss(item, exc, begin)
     else:
         reached = last_phase(result.stdout, Phase.CHECKOUT)
         if not result.ok and reached is not Phase.DONE:

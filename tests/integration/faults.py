@@ -53,6 +53,21 @@ def sshd_pid(fleet: Fleet, address: str) -> int:
     return next(p.pid for p in fleet.processes if p.kind == "sshd" and p.addresses == (address,))
 
 
+def drop_connections(fleet: Fleet, address: str) -> list[int]:
+    """SIGKILL the host's per-connection sshd processes, not its listener: the controller's connection drops while
+    what its sessions started on the host goes on, as when the network between them fails. The PIDs killed."""
+    listener, killed = sshd_pid(fleet, address), []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) if entry.name.isdigit() else 0
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == listener:
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed.append(int(entry.name))
+    return killed
+
+
 def in_host_namespace(fleet: Fleet, address: str, *argv: str) -> None:
     """Run a command (mount, umount) inside a host's mount namespace."""
     subprocess.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ from faults import (
     REFUSED_CHECKOUT,
     act_mid_run,
     deployment_on,
+    drop_connections,
     hang_switch,
     in_host_namespace,
     is_clean,
@@ -40,6 +42,7 @@ from faults import (
     store_tags,
     tree_commit,
     wait_for,
+    write_script,
 )
 from fleet import Fleet
 from sample_repo import commit_change, git
@@ -291,6 +294,48 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     assert all(_on(deployment, h, new) for h in hosts)
     said = [line for line in stderr.splitlines() if line.startswith("sartoris: ")]
     assert said and "was not written to the history" in said[-1] and "database is locked" in said[-1], stderr
+
+
+@pytest.mark.parametrize("where", ["submodule", "checkout"])
+def test_a_switch_whose_connection_drops_is_reported_as_it_ended_on_the_host(
+    deployment: Deployment, tmp_path: Path, where: str
+) -> None:
+    """The connection drops while a host's switch runs a checkout (the host's sshd session killed, the host itself
+    fine), and the switch goes on there without it. Bringing a submodule to its new commit, it prints nothing more
+    until the swap, and ends on the release; in the superproject's checkout, it dies at its next line of output, on
+    its old tree. Either way Sartoris looks on a new connection, once that switch has ended, and reports what the
+    host ended on: on the release, not depooled; or failed and depooled, saying it is not on the release."""
+    hosts = deployment.fleet.hosts[31:33]
+    deployment.group("two", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "two")
+    checking_out = tmp_path / "checking-out"
+    gitdir = live_tree(deployment, hosts[0]) / ".git"
+    hooks = gitdir / "modules" / "Ext0" / "hooks" if where == "submodule" else gitdir / "hooks"
+    write_script(hooks / "post-checkout", f"touch {shlex.quote(str(checking_out))}\nsleep 3\n")
+    new = commit_change(deployment.checkout, "extensions/Ext0/bumped.php", "<?php // a submodule change\n")
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two", "--max-failures", "1", "--json"
+    )
+    stdout, stderr, _ = act_mid_run(
+        process,
+        checking_out.exists,
+        f"the host's {where} checkout",
+        lambda: drop_connections(deployment.fleet, hosts[0]),
+    )
+    report = json.loads(stdout)
+    dropped = _host(report, hosts[0])
+    assert _on(deployment, hosts[1], new)
+    if where == "submodule":
+        assert process.returncode == 0, stderr
+        assert dropped["ok"] and dropped["phase"] == "done" and not dropped["depooled"], dropped
+        assert "switched_despite_lost_connection" in stderr
+        assert _on(deployment, hosts[0], new) and deployment.pool_changes() == []
+    else:
+        assert process.returncode == 5, stderr
+        assert not dropped["ok"] and dropped["phase"] == "checkout" and dropped["depooled"], dropped
+        assert str(dropped["error"]).endswith("the host is not on the release (seen on a new connection)")
+        assert _on(deployment, hosts[0], old) and deployment.pool_changes() == [f"depool {hosts[0]}"]
 
 
 def _garbage_head(deployment: Deployment, address: str) -> None:

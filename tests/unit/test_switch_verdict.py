@@ -26,9 +26,14 @@ class _Script:
         return self._end
 
 
+async def _unseen(item: _Fetched, lost: HostError, began: float) -> HostResult:
+    """A lost connection's outcome as the check on a new connection would give it when the host stayed behind."""
+    return HostResult(item.host.label, False, Phase.CHECKOUT, f"{lost}; not on the release", 1.0)
+
+
 async def _switched(end: CommandResult | Exception) -> HostResult:
     fetched = _Fetched(Host("web1", "web1"), HostResult("web1", True, Phase.FETCH, seconds=1.0), _Script(end))  # type: ignore[arg-type]
-    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0)
+    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0, _unseen)
 
 
 async def test_a_deadline_that_strikes_the_prune_after_the_swap_leaves_the_host_on_the_release() -> None:
@@ -49,8 +54,8 @@ async def test_a_failure_or_deadline_before_the_swap_is_a_failed_checkout() -> N
     assert not timed_out.ok and timed_out.phase is Phase.CHECKOUT and timed_out.error == "timed out after 8s"
     failed = await _switched(CommandResult(1, "sartoris-phase:checkout\nsartoris-phase:submodules\n", "fatal: x\n"))
     assert not failed.ok and failed.phase is Phase.SUBMODULES
-    dropped = await _switched(HostError("disconnected"))
-    assert not dropped.ok and dropped.phase is Phase.CHECKOUT
+    dropped = await _switched(HostError("disconnected"))  # settled by a look on a new connection (integration)
+    assert not dropped.ok and dropped.phase is Phase.CHECKOUT and dropped.error == "disconnected; not on the release"
 
 
 async def test_a_switch_script_that_never_ran_is_not_a_switch() -> None:

@@ -198,7 +198,10 @@ def _rollback_tag(checkout: SlotCheckout, deployed: Sequence[DeployedRelease], s
         return tag
     runs = [release for release in deployed if release.tag == to]  # switched hosts: not aborted
     if not runs:
-        raise UsageError(f"--to {to!r}: no deploy of that tag in slot {slot}'s history (`sartoris log` lists them)")
+        raise UsageError(
+            f"--to {to!r}: no run in slot {slot}'s history switched hosts to that tag (an aborted run switches none;"
+            " `sartoris log` lists every run)"
+        )
     if all(release.rejected for release in runs):  # it reached only canaries, and one failed on it
         raise UsageError(f"--to {to!r}: a canary rejected that release; it never went out to the fleet")
     if not checkout.has_tag(to):

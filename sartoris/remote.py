@@ -306,7 +306,9 @@ def switch_command(release: RemoteRelease) -> str:
         f"else {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         f" exit 1; fi; touch -c {q(tree)}; fi",
-        # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not.
+        # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. Its marker: a swap that fails
+        # (a read-only or immutable deploy root) is the checkout's failure, not the submodules'.
+        _mark(Phase.CHECKOUT),
         f"ln -sfn {q(link_target)} {q(release.slot_name + '.sartoris-new')}"
         f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)} || exit",
         # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release

@@ -247,7 +247,7 @@ def test_rollback_to_a_named_tag(deployment: Deployment) -> None:
     git(deployment.checkout, "tag", "never-deployed")
     for bad in ("never-deployed", first["tag"] + "^{}", first["tag"] + "~1"):  # a tag, yes, but not a deployed one
         refused = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--to", bad)
-        assert refused.code == 2 and "no deploy of that tag" in refused.stderr, (bad, refused.stderr)
+        assert refused.code == 2 and "switched hosts to that tag" in refused.stderr, (bad, refused.stderr)
 
 
 def test_version_link_names_the_slot(deployment: Deployment) -> None:

@@ -890,3 +890,17 @@ def test_a_release_with_150_submodules_deploys_and_moves_one_on(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     _assert_is_the_release(host.slot.resolve(), second)
     assert host.head() == second.commit
+
+
+def test_a_swap_that_fails_is_the_checkouts_failure_and_leaves_the_old_tree(host: Host) -> None:
+    """The link swap is the last step of the checkout phase: when it fails (here a directory stands where the new
+    link is made, so `mv -T` cannot rename it over the slot), the phase reported is checkout, after the submodules
+    were brought up; the slot still links the old tree."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "extensions/Ext0/fix.php", "<?php // fix\n", "fix")
+    (host.root / "php-slot0.sartoris-new" / "in-the-way").mkdir(parents=True)
+    done = host.deploy(host.release())
+    assert done.returncode != 0
+    assert last_phase(done.stdout, Phase.FETCH) is Phase.CHECKOUT and "sartoris-phase:submodules" in done.stdout
+    assert host.head() == first.commit

@@ -16,7 +16,7 @@ from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import NOT_A_CHECKOUT, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
-from sartoris.state import History, SlotLock
+from sartoris.state import History, SlotLock, history_exists
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
@@ -28,9 +28,11 @@ def status(
     config: Config, slot: int, targets: Sequence[Host], concurrency: int, progress: Progress | None = None
 ) -> StatusReport:
     """The census of `slot` on `targets`, compared with the last release deployed from here."""
-    history = History(config.state_dir)
-    last = history.last_deployed(slot)
-    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
+    last, depooled = None, frozenset[str]()
+    if history_exists(config.state_dir):  # a census creates nothing on the deploy host
+        history = History(config.state_dir)
+        last = history.last_deployed(slot)
+        depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(
         slot=slot,

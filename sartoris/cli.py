@@ -367,19 +367,19 @@ def history_log(
     """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
     from sartoris import render
     from sartoris.slots import slot_at
-    from sartoris.state import History
+    from sartoris.state import History, history_exists
 
     config = _load_config(ctx)
     if slot is None:
         slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
-    history = History(config.state_dir)
+    history = History(config.state_dir) if history_exists(config.state_dir) else None  # reading creates nothing
     if tag is not None:
-        entry = history.entry_for_tag(tag)
+        entry = history.entry_for_tag(tag) if history else None
         if entry is None:
             raise UsageError(f"no deploy of tag {tag!r} in the history")
         _emit(entry.as_json(with_hosts=True), render.log_entry(entry), json_output)
         return EXIT_OK
-    entries = history.entries(slot, count)
+    entries = history.entries(slot, count) if history else []
     _emit({"entries": [e.as_json(with_hosts=True) for e in entries]}, render.log_table(entries), json_output)
     return EXIT_OK
 
@@ -429,12 +429,14 @@ def slots(ctx: typer.Context, json_output: JsonOption = False) -> None:
         return
     from sartoris import render
     from sartoris.slots import list_slots
-    from sartoris.state import History
+    from sartoris.state import History, history_exists
 
     config = _load_config(ctx)
-    history = History(config.state_dir)
     infos = list_slots(config, {})
-    last = {info.slot: release.tag for info in infos if (release := history.last_deployed(info.slot))}
+    last = {}
+    if history_exists(config.state_dir):  # reading creates nothing
+        history = History(config.state_dir)
+        last = {info.slot: release.tag for info in infos if (release := history.last_deployed(info.slot))}
     infos = list_slots(config, last)
     _emit({"slots": [i.as_json() for i in infos]}, render.slots_table(infos), json_output)
     raise typer.Exit(EXIT_OK)

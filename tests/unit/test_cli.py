@@ -258,3 +258,12 @@ def test_a_depool_command_naming_the_slot_gets_the_slot_given(project: Path) -> 
     inside = sartoris("depool", "web02.example", cwd=project / "php-slot0")
     assert inside.returncode == 0, inside.stderr
     assert seen.read_text().split() == ["web01.example:php2", "web02.example:php0"]
+
+
+def test_reading_commands_create_no_state_on_the_deploy_host(project: Path) -> None:
+    """`log`, `log TAG` and `slots` in a folder no run has used yet answer from no history, and leave none."""
+    assert sartoris("log", "--json", cwd=project).stdout.strip() == '{"entries": []}'
+    missing = sartoris("log", "no-such-tag", cwd=project)
+    assert missing.returncode == 2 and "no deploy of tag 'no-such-tag'" in missing.stderr
+    assert sartoris("slots", cwd=project).returncode == 0
+    assert not (project / ".sartoris").exists()

@@ -486,6 +486,7 @@ def _request(
         concurrency=concurrency or config.fanout.concurrency,
         budget=budget,
         force=force,
+        action=action,
     )
 
 
@@ -507,17 +508,25 @@ def _run_report(run: Any, action: str, as_json: bool, summary: Any) -> int:
         report = run()
     except InterruptedRun as exc:
         _emit(exc.report.as_json(), summary(exc.report, action), as_json)  # type: ignore[attr-defined]
+        _say_not_recorded(exc.report, action)
         raise
     _emit(report.as_json(), summary(report, action), as_json)
     code = _OUTCOME_EXIT[report.outcome.value]
-    if report.not_recorded is not None:  # the hosts changed, the deploy host does not know it: never "all done"
-        _stdout.error = _one_line(
-            f"the {action} was not written to the history ({report.not_recorded}): `status`, `log` and `rollback`"
-            " do not know it"
-        )
-        _say(_stdout.error)
+    if _say_not_recorded(report, action):  # the hosts changed, the deploy host does not know it: never "all done"
         return EXIT_PARTIAL if code == EXIT_OK else code
     return code
+
+
+def _say_not_recorded(report: Any, action: str) -> bool:
+    """Say on stderr that the run is not in the history, if so (whether it is not)."""
+    why = getattr(report, "not_recorded", None)
+    if why is None:
+        return False
+    _stdout.error = _one_line(
+        f"the {action} was not written to the history ({why}): `status`, `log` and `rollback` do not know it"
+    )
+    _say(_stdout.error)
+    return True
 
 
 def _load_config(ctx: typer.Context) -> Any:

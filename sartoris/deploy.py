@@ -79,6 +79,7 @@ class SyncRequest:
     concurrency: int
     budget: FailureBudget
     force: bool = False
+    action: str = "sync"  # or "rollback": a rollback does not stop switching past max_failures (see roll_out)
 
 
 @contextmanager
@@ -396,7 +397,7 @@ async def _deploy(
             return RolloutResult(outcome_of_stopped_run(hosts), hosts, why, canary.interrupted)
     main = await roll_out(
         config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
-        connector=connector, progress=progress, pool=targets,
+        connector=connector, progress=progress, pool=targets, stop_past_budget=request.action != "rollback",
     )
     if canary is None:
         return main

@@ -306,11 +306,12 @@ def switch_command(release: RemoteRelease) -> str:
         f"else {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         f" exit 1; fi; touch -c {q(tree)}; fi",
-        # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. Its marker: a swap that fails
-        # (a read-only or immutable deploy root) is the checkout's failure, not the submodules'.
-        _mark(Phase.CHECKOUT),
+        # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. One that fails (a read-only or
+        # immutable deploy root) is the checkout's failure, not the submodules': its marker is printed then, not
+        # before (a switch whose connection dropped dies at its next line of output; none comes before the swap).
         f"ln -sfn {q(link_target)} {q(release.slot_name + '.sartoris-new')}"
-        f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)} || exit",
+        f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)}"
+        f" || {{ rc=$?; {_mark(Phase.CHECKOUT)}; exit $rc; }}",
         # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release
         _mark(Phase.DONE),
         _prune_lines(release),
@@ -581,27 +582,28 @@ def status_command(slot_path: str) -> str:
     repository holds it). A slot that cannot be read (a dangling link, a folder the user may not enter, a
     corrupt repository) fails, with git's reason. git replaces the shell (`exec`): the one process a census needs
     per host, not a fork of the login shell too."""
-    return _script([_status_line(slot_path)])
-
-
-def _status_line(slot_path: str) -> str:
     q = shlex.quote(slot_path)
     head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
-    return (
-        f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
-        f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
-        f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
+    return _script(
+        [
+            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
+            f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
+            f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
+        ]
     )
 
 
 def switch_outcome_command(release: RemoteRelease) -> str:
-    """After the connection a switch ran on was lost (its script goes on without it): wait for that switch to end
-    on the host, as its script holds the slot's switch lock until it ends (bounded by its own deadline), then print
-    the commit the slot's live tree has, as `status` does: whether the host ended on the release. With no lock file
-    (the switch never began) or no `flock`, it asks at once."""
-    lock = shlex.quote(posixpath.join(release.state_dir, _SWITCH_LOCK))
+    """After the connection a switch ran on was lost (its script may go on without it): wait for that switch to
+    end on the host, as its script holds the slot's switch lock until it ends (bounded by its own deadline), then
+    print the commit the slot's live tree has checked out, if any: whether the host ended on the release. With no
+    lock file (the switch never began) or no `flock`, it looks at once. Run under `bounded`, whose last line says
+    the look was made (nothing printed before it: no live tree)."""
+    q = shlex.quote
+    lock = q(posixpath.join(release.state_dir, _SWITCH_LOCK))
     wait = f"[ -f {lock} ] && {{ exec 9>>{lock} && flock 9; exec 9>&-; }} 2>/dev/null"
-    return _script([wait, _status_line(release.slot_path)])
+    head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null; true"])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

@@ -7,6 +7,7 @@ target and never contact a submodule's upstream.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import posixpath
@@ -228,7 +229,11 @@ class SlotCheckout:
     ) -> None:
         submodule = _open_submodule(self._repo, module, listed)
         if submodule is None:
-            raise PublishError(f"submodule {module.path} is not initialised in {self.path}")
+            raise PublishError(
+                f"submodule {module.path} is not initialised in {self.path}, and git keeps no repository for it"
+                f" (.git/modules/{module.name}): moved or removed since with its own .git folder? `git submodule"
+                " absorbgitdirs` before such a change keeps it where a rollback finds it"
+            )
         self._keep(submodule, module)
         refspec = f"{module.commit}:{submodule_ref(module.commit)}"
         where = Path(submodule.git.working_dir or submodule.git_dir)
@@ -387,22 +392,32 @@ def _open_submodule(slot: git.Repo, module: SubmoduleSpec, listed: Sequence[Subm
 def _submodule_repo(parent: git.Repo, path: str, name: str) -> git.Repo | None:
     """The repository of the submodule `name` at `path` in `parent`: its work tree when initialised, else the git
     dir git keeps for it (`<parent's git dir>/modules/<name>`), which outlives a `git rm` or `git mv` of the
-    submodule, so a rollback to a release that had it there still publishes its commit. None when neither is."""
+    submodule, so a rollback to a release that had it there still publishes its commit. A work tree at `path`
+    whose git dir is not that one (another repository now stands at the submodule's old path) gives way to it.
+    None when neither is there."""
+    here: git.Repo | None = None
     if not _is_kept_git_dir(parent):
-        try:
-            return git.Repo(Path(parent.working_tree_dir or parent.git_dir) / path)
-        except (git.NoSuchPathError, git.InvalidGitRepositoryError):
-            pass
+        with contextlib.suppress(git.NoSuchPathError, git.InvalidGitRepositoryError):
+            here = git.Repo(Path(parent.working_tree_dir or parent.git_dir) / path)
     kept = Path(parent.git_dir) / "modules" / name
+    if ".." in Path(name).parts or Path(name).is_absolute() or not kept.is_dir():  # a name is not a way out
+        return here
+    if here is not None and Path(here.git_dir).resolve() == kept.resolve():
+        return here
     try:
         repo = git.Repo(kept)
     except (git.NoSuchPathError, git.InvalidGitRepositoryError):
-        return None
+        return here
     # Its core.worktree names the folder the submodule left; git would fail to enter it. Commands run in the git
     # dir itself, which stands in as the work tree (none of them reads or writes one).
     repo.git = git.Git(str(kept))
     repo.git.update_environment(GIT_WORK_TREE=str(kept))
     return repo
+
+
+def _location(repo: git.Repo) -> str:
+    """Where a repository is, for an error: its work tree, or its git dir when its work tree is gone."""
+    return str(repo.git_dir if _is_kept_git_dir(repo) else repo.working_tree_dir or repo.git_dir)
 
 
 def _is_kept_git_dir(repo: git.Repo) -> bool:
@@ -420,10 +435,10 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
         # them (a rollback's publish target may already hold the commit, so no push would fail either).
         if within:
             raise RefusedError(
-                f"submodule {within}: its commit {commit[:12]} is not in {repo.working_tree_dir} on this deploy host"
+                f"submodule {within}: its commit {commit[:12]} is not in {_location(repo)} on this deploy host"
                 f" (fetch it there), so the submodules it pins cannot be listed: {_git_error(exc)}"
             ) from None
-        where = repo.working_tree_dir
+        where = _location(repo)
         raise RefusedError(f"{where}: cannot list the files of {commit[:12]}: {_git_error(exc)}") from None
     gitlinks: dict[str, str] = {}
     for entry in listing.split("\0"):
@@ -453,7 +468,7 @@ def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, s
     except git.GitCommandError as exc:  # no .gitmodules (or no path in it): names default to paths
         if isinstance(exc.status, int) and exc.status > 0:
             return {}
-        where = repo.working_tree_dir
+        where = _location(repo)
         raise RefusedError(f"{where}: cannot read .gitmodules of {commit[:12]}: {_git_error(exc)}") from None
     names: dict[str, str] = {}
     for record in filter(None, listing.split("\0")):

@@ -4,7 +4,8 @@ Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connectio
 fetch, or while the release was published) and reused for the switch. On Ctrl-C (the run's task cancelled):
 during the fetch nothing is switched; while failed hosts are depooled, that depool ends (bounded by the depool
 timeout) and no host is switched; during the switch no new host is started and the ones in flight finish (each
-is bounded by command_timeout), so no host is left between its old and new tree. Either way the result is
+is bounded by command_timeout; one whose connection dropped, by the look at how it ended: its deadline again,
+plus connect_timeout and a few seconds), so no host is left between its old and new tree. Either way the result is
 returned, so the run is recorded.
 """
 
@@ -87,10 +88,13 @@ async def roll_out(
     connector: Connector,
     progress: Progress | None = None,
     pool: Sequence[Host] | None = None,
+    stop_past_budget: bool = True,
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure. `pool`: the
     hosts `max_failures`' percentage and `max_depooled` count over, when the run is wider than these targets
-    (canaries, then the rest)."""
+    (canaries, then the rest). `stop_past_budget`: switch failures count against max_failures, and past it no
+    further switch starts; a rollback switches every host it can instead (a host it leaves behind is on the
+    release being rolled back from, which the others are leaving), and depools each failure."""
     progress = progress or Progress()
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
@@ -116,7 +120,8 @@ async def roll_out(
     fetched = [done[h.label] for h in targets]
     try:
         return await _decide_and_switch(
-            config, release, fetched, concurrency, budget, history, progress, pool or targets, connector
+            config, release, fetched, concurrency, budget, history, progress, pool or targets, connector,
+            stop_past_budget,
         )
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
         await despite_interrupt(_close_all(fetched, connector))
@@ -132,6 +137,7 @@ async def _decide_and_switch(
     progress: Progress,
     pool: Sequence[Host],
     connector: Connector,
+    stop_past_budget: bool,
 ) -> RolloutResult:
     labels = [h.label for h in pool]
     already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
@@ -159,7 +165,9 @@ async def _decide_and_switch(
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
         unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED)) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
-    tolerated = switch_failures_tolerated(budget, len(labels), len(decision.depool))
+    tolerated = len(fetched)  # a rollback: no failure stops it
+    if stop_past_budget:
+        tolerated = switch_failures_tolerated(budget, len(labels), len(decision.depool))
     switch = _SwitchPhase(
         release, bounded(switch_command(release), config.fanout.command_timeout), config.fanout.command_timeout,
         tolerated, f"{len(decision.depool)} failed to fetch" if decision.depool else None, budget, progress,
@@ -180,10 +188,10 @@ async def _decide_and_switch(
     )
     interrupted = interrupted or interrupted_late
     finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
-    if switch.halted is not None and not interrupted:  # aborted only while no host switched, nobody depooled
-        return RolloutResult(outcome_of_stopped_run(finals), finals, switch.halted)
-    outcome = Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL
-    return RolloutResult(outcome, finals, "interrupted" if interrupted else None, interrupted=interrupted)
+    if interrupted or switch.halted is not None:  # aborted only while no host switched, nobody depooled
+        why = "interrupted" if interrupted else switch.halt_reason()
+        return RolloutResult(outcome_of_stopped_run(finals), finals, why, interrupted=interrupted)
+    return RolloutResult(Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL, finals)
 
 
 class _SwitchPhase:
@@ -228,7 +236,7 @@ class _SwitchPhase:
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
-                    self.halted = self._halt_reason()
+                    self.halted = self.halt_reason()
                     log.error("switch_stopped", reason=self.halted)
         self.results[item.host.label] = result
         self._progress.finished(item.host.label, result.ok)
@@ -256,12 +264,18 @@ class _SwitchPhase:
             return _failed_switch(label, f"{error}; could not see how it ended: {again}", seconds())
         finally:
             session.close()
-        if parse_head(answer.stdout) == self._release.commit:
+        if answer.ok and parse_head(answer.stdout) == self._release.commit:
             log.warning("switched_despite_lost_connection", host=label, error=error)
             return HostResult(label, True, Phase.DONE, seconds=seconds())
-        return _failed_switch(label, f"{error}; the host is not on the release (seen on a new connection)", seconds())
+        if answer.ok and ran_to_its_end(answer.stdout):
+            return _failed_switch(
+                label, f"{error}; the host is not on the release (seen on a new connection)", seconds()
+            )
+        unseen = answer.error_line() if not answer.ok else NOT_RUN
+        return _failed_switch(label, f"{error}; could not see how it ended: {unseen}", seconds())
 
-    def _halt_reason(self) -> str:
+    def halt_reason(self) -> str:
+        """Why no further switch started, with the failures counted so far (those in flight may add to them)."""
         with_fetch = f" with the {self._fetch_failures}" if self._fetch_failures else ""
         return (
             f"{len(self.failed)} hosts failed to switch{with_fetch}, more than {self._budget.name} ({self._budget}):"

@@ -223,11 +223,14 @@ class History:
             )
 
     def deployed(self, slot: int) -> list[DeployedRelease]:
-        """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries)."""
+        """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries): a partial run that
+        stopped before any host got the release (its hosts failed, some depooled) is not one."""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
-                f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED} ORDER BY id DESC",
+                f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED}"
+                " AND EXISTS (SELECT 1 FROM json_each(report, '$.hosts') WHERE json_extract(value, '$.ok'))"
+                " ORDER BY id DESC",
                 (slot,),
             ).fetchall()
         return [DeployedRelease(row[0], row[1], row[2], row[3] == CANARY_FAILED) for row in rows]

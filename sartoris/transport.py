@@ -273,8 +273,12 @@ class Connector:
         return connection
 
     async def _jump_connection(self) -> asyncssh.SSHClientConnection:
-        """One connection to the bastion, opened on first use and shared by every host (one channel each)."""
-        if self._jump is None or (self._jump.done() and self._jump.exception() is not None):
+        """One connection to the bastion, opened on first use and shared by every host (one channel each); opened
+        again when the last attempt failed or the bastion dropped it (a host connecting again after its connection
+        was lost mid-switch must not be handed the dead one)."""
+        if self._jump is None or (
+            self._jump.done() and (self._jump.exception() is not None or self._jump.result().is_closed())
+        ):
             self._jump = asyncio.ensure_future(self._open_jump())
         try:
             return await asyncio.shield(self._jump)

@@ -268,6 +268,30 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     assert deployment.pool_changes() == [f"depool {hosts[0]}"]
 
 
+def test_a_rollback_does_not_stop_at_switch_failures(deployment: Deployment) -> None:
+    """A rollback takes every host it can back to the good release, whatever max_failures says of the switch: a
+    host it left behind would run the release being rolled back from. Its failures are depooled (exit 5)."""
+    hosts = deployment.fleet.hosts[24:28]
+    deployment.group("four", hosts)
+    _short(deployment)
+    good = _first_sync(deployment, "four")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'bad';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "four").code == 0
+    for address in hosts[:2]:  # the good release's tree is kept (no checkout to refuse): its swap fails instead
+        slot = deployment.host_slot(address)
+        (slot.parent / f"{slot.name}.sartoris-new" / "in-the-way").mkdir(parents=True)
+    run = deployment.sartoris(
+        "rollback", "--slot", str(deployment.slot), "--hosts", "four", "--max-failures", "0", "--concurrency", "1",
+        "--json",
+    )
+    assert run.code == 5, run.stderr
+    report = run.json()
+    assert [h["host"] for h in report["hosts"] if h["depooled"]] == hosts[:2]
+    assert report["counts"]["not_switched"] == 0 and report["reason"] is None
+    assert all(_on(deployment, address, good) for address in hosts[2:])
+    assert sorted(deployment.pool_changes()) == sorted(f"depool {address}" for address in hosts[:2])
+
+
 def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment: Deployment, tmp_path: Path) -> None:
     """The hosts switched, but the deploy host's history would not take the run (another process holds its write
     lock past the 10 s wait, as a full disk or a broken database would refuse it): the report is still printed,
@@ -684,4 +708,5 @@ def test_keepalives_detect_a_host_that_went_silent(private_fleet: Fleet, tmp_pat
     assert _on(deployment, slow, new) and _on(deployment, other, new)
     assert _on(deployment, silent, old)
     assert seconds < command_timeout, f"a silent host held the run {seconds:.0f}s (keep-alives every 1s)"
-    assert not _mentions_timeout(broken["error"]), broken["error"]
+    lost, _, afterwards = str(broken["error"]).partition("; ")  # then: connecting again to look timed out
+    assert not _mentions_timeout(lost) and afterwards.startswith("could not connect again"), broken["error"]

@@ -35,3 +35,21 @@ def test_a_pool_change_in_the_log_names_its_hosts(tmp_path: Path) -> None:
         {"host": "mw1019", "ok": False, "error": "confctl exited 1"},
     ]
     assert "depool   partial   mw1017, mw1018" in log_table([entry])
+
+
+def test_a_partial_run_that_put_no_host_on_its_release_is_not_deployed(tmp_path: Path) -> None:
+    """A sync that stopped before any host got its release (its hosts failed, one within the budget depooled: a
+    `partial` run) is not the slot's current release, nor a step of the rollback stack; one that switched a host is."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    history = History(tmp_path)
+    good = SyncReport(0, "t1", "a" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),))
+    failed = HostResult("mw1", False, Phase.CHECKOUT, "refused", depooled=True)
+    stopped = HostResult("mw2", False, Phase.CHECKOUT, "not switched: 2 hosts failed", stopped=True)
+    nowhere = SyncReport(0, "t2", "b" * 40, Outcome.PARTIAL, (failed, stopped))
+    somewhere = SyncReport(0, "t3", "c" * 40, Outcome.PARTIAL, (HostResult("mw2", True, Phase.DONE), failed))
+    history.record("sync", good, "one", 0.0)
+    history.record("sync", nowhere, "two", 0.0)
+    assert [r.tag for r in history.deployed(0)] == ["t1"]
+    history.record("sync", somewhere, "three", 0.0)
+    assert [r.tag for r in history.deployed(0)] == ["t3", "t1"]

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sample_repo import add_nested_submodules, git, make_checkout
+from sample_repo import add_nested_submodules, add_submodule, git, make_checkout, make_upstream
 
 from sartoris.errors import DirtyCheckoutError, RefusedError
 from sartoris.remote import RemoteRelease, fetch_command, status_command, switch_command
@@ -148,3 +148,21 @@ def test_a_release_whose_submodules_left_the_working_copy_is_rolled_back_to(tmp_
     for module in release.submodules:
         assert git(slot / module.path, "rev-parse", "HEAD") == module.commit
     assert not (slot / "lib" / "Ext0").exists()
+
+
+def test_another_repository_at_a_moved_submodules_old_path_is_not_taken_for_it(tmp_path: Path) -> None:
+    """Ext0 moved away and another repository added where it was: a rollback to the release before reads Ext0's
+    commit from the git dir git keeps for Ext0, not from the repository now standing at its old path."""
+    checkout = make_checkout(tmp_path / "deploy", 0, files=5, submodules=1)
+    local = SlotCheckout(checkout, 60)
+    before = local.tag_release("r1", "release")
+    (checkout / "lib").mkdir()
+    git(checkout, "mv", "extensions/Ext0", "lib/Ext0")
+    git(checkout, "commit", "--quiet", "--message", "move Ext0")
+    add_submodule(checkout, make_upstream(tmp_path / "other", 2, "Other"), "Other", "extensions/Ext0")
+    again = local.release_of("r1")
+    assert again.submodules == before.submodules
+    published = tmp_path / "publish.git"
+    local.publish(again, str(published))
+    module = before.submodules[0]
+    assert git(published, "rev-parse", f"refs/sartoris/submodules/{module.commit}") == module.commit

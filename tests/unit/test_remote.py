@@ -36,6 +36,7 @@ from sartoris.remote import (
     status_command,
     submodule_ref,
     switch_command,
+    switch_outcome_command,
 )
 from sartoris.results import Phase
 
@@ -904,3 +905,26 @@ def test_a_swap_that_fails_is_the_checkouts_failure_and_leaves_the_old_tree(host
     assert done.returncode != 0
     assert last_phase(done.stdout, Phase.FETCH) is Phase.CHECKOUT and "sartoris-phase:submodules" in done.stdout
     assert host.head() == first.commit
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="util-linux flock is not installed")
+def test_the_look_after_a_lost_switch_waits_for_it_and_says_where_the_host_is(host: Host) -> None:
+    """What runs on a new connection after a switch's connection dropped: it waits while the slot's switch lock is
+    held (the lost switch still running), within its own deadline, which says it was not a look (exit 124); once
+    the lock is free it prints the live tree's commit, and with no live tree nothing, each time to its end."""
+    release = host.release()
+    look = switch_outcome_command(release)
+    nothing = run_on_host(bounded(look, 30.0))
+    assert nothing.returncode == 0 and ran_to_its_end(nothing.stdout) and parse_head(nothing.stdout) is None
+    assert host.deploy(release).returncode == 0
+    lock = host.root / ".sartoris" / "php-slot0" / "switch.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    try:
+        time.sleep(0.5)
+        held = run_on_host(bounded(look, 3.0))  # the host gives up after 1.5 s
+        assert held.returncode == 124 and parse_head(held.stdout) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    seen = run_on_host(bounded(look, 30.0))
+    assert seen.returncode == 0 and ran_to_its_end(seen.stdout) and parse_head(seen.stdout) == release.commit

@@ -84,9 +84,12 @@ def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkou
     assert os.readlink(checkouts / "etc") == "/etc"
 
 
-@pytest.mark.parametrize("name", ["php-x\n", "php-" + "x" * 300], ids=["trailing-newline", "too-long"])
+@pytest.mark.parametrize(
+    "name", ["php-x\n", "php-" + "x" * 300, "php-slot01"], ids=["trailing-newline", "too-long", "a-slots-look-alike"]
+)
 def test_slots_link_refuses_a_name_no_operator_could_type_back(checkouts: Path, tmp_path: Path, name: str) -> None:
-    """A name ending in a newline (which `$` in a pattern lets through) or longer than a file name: exit 2, no link."""
+    """A name ending in a newline (which `$` in a pattern lets through), longer than a file name, or read like a slot
+    folder (php-slot01, which is not slot 1's): exit 2, no link."""
     config = config_at(tmp_path / "conf", str(checkouts))
     with pytest.raises(UsageError, match="must be a plain name"):
         link_slot(config, 0, name)

@@ -180,3 +180,29 @@ class _TextStream:
     async def read(self, n: int) -> str:
         chunk, self._text = self._text[:n], self._text[n:]
         return chunk
+
+
+async def test_a_bastion_connection_that_dropped_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection to the jump host is shared; once the bastion dropped it (every host's connection through it
+    lost at once), the next host to connect, a look after a lost switch included, gets a new one, not the dead."""
+    from sartoris.config import SshSettings
+    from sartoris.transport import Connector
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    settings = SshSettings(known_hosts=known_hosts, config_file=None, jump_host="bastion")
+    connector = Connector(settings, connect_timeout=5)
+    opened: list[_StandInSession] = []
+
+    async def open_jump() -> _StandInSession:
+        opened.append(_StandInSession(f"bastion{len(opened)}"))
+        return opened[-1]
+
+    monkeypatch.setattr(connector, "_open_jump", open_jump)
+    first = await connector._jump_connection()
+    assert await connector._jump_connection() is first and len(opened) == 1  # shared while it lives
+    first.dropped = True
+    second = await connector._jump_connection()
+    assert second is not first and [s.name for s in opened] == ["bastion0", "bastion1"]

@@ -480,7 +480,8 @@ class SyncPlan:
         to = f"{self.tag}" if self.action == "rollback" else f"a new tag {self.tag}"
         lines = [
             f"would {what} slot {self.slot} to {to} at {self.commit[:12]}",
-            f"  publish to {self.publish_url}; {len(self.hosts)} hosts; abort past {self.budget} fetch failures",
+            f"  publish to {self.publish_url}; {len(self.hosts)} hosts; abort past {self.budget} fetch failures"
+            + ("" if self.action == "rollback" else f", start no further switch past {self.budget} failures in all"),
         ]
         if self.canaries:
             lines.append(f"  canaries first: {', '.join(self.canaries)}")

@@ -49,6 +49,10 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         for host, error in not_out.items():
             by_error.setdefault(f"depool: {error}", []).append(host)
         lines += grouped(by_error)
+    pooled = [r.host for r in report.hosts if r.failed and not r.depooled and not r.depool_error]
+    if pooled and counts["depooled"]:  # some failures were depooled, these were not (past max_failures or the cap)
+        lines.append(f"  failed and still in the pool (on their old tree): {len(pooled)}")
+        lines += grouped({"not depooled": pooled})
     return "\n".join(lines)
 
 

@@ -189,7 +189,7 @@ async def _decide_and_switch(
     interrupted = interrupted or interrupted_late
     finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
     if interrupted or switch.halted is not None:  # aborted only while no host switched, nobody depooled
-        why = "interrupted" if interrupted else switch.halt_reason()
+        why = "interrupted" if interrupted else switch.outcome(len(beyond))
         return RolloutResult(outcome_of_stopped_run(finals), finals, why, interrupted=interrupted)
     return RolloutResult(Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL, finals)
 
@@ -236,7 +236,7 @@ class _SwitchPhase:
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
-                    self.halted = self.halt_reason()
+                    self.halted = self._past_budget()
                     log.error("switch_stopped", reason=self.halted)
         self.results[item.host.label] = result
         self._progress.finished(item.host.label, result.ok)
@@ -274,13 +274,23 @@ class _SwitchPhase:
         unseen = answer.error_line() if not answer.ok else NOT_RUN
         return _failed_switch(label, f"{error}; could not see how it ended: {unseen}", seconds())
 
-    def halt_reason(self) -> str:
-        """Why no further switch started, with the failures counted so far (those in flight may add to them)."""
+    def _past_budget(self) -> str:
         with_fetch = f" with the {self._fetch_failures}" if self._fetch_failures else ""
-        return (
-            f"{len(self.failed)} hosts failed to switch{with_fetch}, more than {self._budget.name} ({self._budget}):"
-            " no further switch started"
-        )
+        failed = _hosts(len(self.failed))
+        return f"{failed} failed to switch{with_fetch}, more than {self._budget.name} ({self._budget})"
+
+    def outcome(self, left_pooled: int) -> str:
+        """The run's reason once the phase stopped: how many failed (all of them, in flight ones included), and
+        what the stop did."""
+        not_started = sum(r.stopped for r in self.results.values())
+        what = [f"{_hosts(not_started)} not switched" if not_started else "every host had already started"]
+        if left_pooled:
+            what.append(f"{_hosts(left_pooled, 'failed host')} left in the pool")
+        return f"{self._past_budget()}: " + ", ".join(what)
+
+
+def _hosts(count: int, noun: str = "host") -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class _Fetcher:

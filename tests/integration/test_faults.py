@@ -251,7 +251,9 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "1", "--concurrency", "1")
     assert code == 5, stderr
-    assert report["reason"] == "2 hosts failed to switch, more than max_failures (1): no further switch started"
+    assert report["reason"] == (
+        "2 hosts failed to switch, more than max_failures (1): 3 hosts not switched, 1 failed host left in the pool"
+    )
     first, second = _host(report, hosts[0]), _host(report, hosts[1])
     assert first["depooled"] and REFUSED_CHECKOUT in str(first["error"])
     assert not second["depooled"] and REFUSED_CHECKOUT in str(second["error"])
@@ -263,7 +265,7 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     assert deployment.pool_changes() == [f"depool {hosts[0]}"]
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "0", "--concurrency", "1")
     assert code == 3 and report["outcome"] == "aborted", stderr
-    assert "1 hosts failed to switch, more than max_failures (0)" in str(report["reason"])
+    assert "1 host failed to switch, more than max_failures (0): 4 hosts not switched" in str(report["reason"])
     assert all(_on(deployment, address, old) for address in hosts)
     assert deployment.pool_changes() == [f"depool {hosts[0]}"]
 

@@ -45,3 +45,24 @@ def test_status_names_the_depooled_hosts_not_only_their_count() -> None:
     )
     lines = status_summary(StatusReport(0, "app-slot0-20261126-120000", "a" * 40, hosts)).splitlines()
     assert lines[-4:] == ["  [1] behind: bbbbbbbbbbbb", "      mw3", "  [2] depooled", "      mw2, mw3"]
+
+
+def test_a_stopped_switch_says_which_failed_hosts_are_still_in_the_pool() -> None:
+    """Past max_failures the failed hosts beyond it stay pooled: the plain report lists them apart from the
+    depooled ones, which share their error line with them."""
+    hosts = (
+        HostResult("mw1", False, Phase.CHECKOUT, "error: refused", 0.2, depooled=True),
+        HostResult("mw2", False, Phase.CHECKOUT, "error: refused", 0.2),
+        HostResult("mw3", True, Phase.DONE, None, 0.2),
+    )
+    reason = "2 hosts failed to switch, more than max_failures (1): 1 failed host left in the pool"
+    report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.PARTIAL, hosts, 0.5, reason)
+    assert sync_summary(report).splitlines()[1:] == [
+        "  3 targeted, 1 ok, 2 failed, 1 depooled",
+        f"  {reason}",
+        "  [2] checkout: error: refused",
+        "      mw1, mw2",
+        "  failed and still in the pool (on their old tree): 1",
+        "  [1] not depooled",
+        "      mw2",
+    ]

@@ -16,7 +16,7 @@ from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import NOT_A_CHECKOUT, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
-from sartoris.state import History, SlotLock, history_exists
+from sartoris.state import SlotLock, existing_history
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
@@ -29,8 +29,7 @@ def status(
 ) -> StatusReport:
     """The census of `slot` on `targets`, compared with the last release deployed from here."""
     last, depooled = None, frozenset[str]()
-    if history_exists(config.state_dir):  # a census creates nothing on the deploy host
-        history = History(config.state_dir)
+    if (history := existing_history(config.state_dir)) is not None:
         last = history.last_deployed(slot)
         depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))

@@ -367,12 +367,12 @@ def history_log(
     """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
     from sartoris import render
     from sartoris.slots import slot_at
-    from sartoris.state import History, history_exists
+    from sartoris.state import existing_history
 
     config = _load_config(ctx)
     if slot is None:
         slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
-    history = History(config.state_dir) if history_exists(config.state_dir) else None  # reading creates nothing
+    history = existing_history(config.state_dir)
     if tag is not None:
         entry = history.entry_for_tag(tag) if history else None
         if entry is None:
@@ -429,13 +429,12 @@ def slots(ctx: typer.Context, json_output: JsonOption = False) -> None:
         return
     from sartoris import render
     from sartoris.slots import list_slots
-    from sartoris.state import History, history_exists
+    from sartoris.state import existing_history
 
     config = _load_config(ctx)
     infos = list_slots(config, {})
     last = {}
-    if history_exists(config.state_dir):  # reading creates nothing
-        history = History(config.state_dir)
+    if (history := existing_history(config.state_dir)) is not None:
         last = {info.slot: release.tag for info in infos if (release := history.last_deployed(info.slot))}
     infos = list_slots(config, last)
     _emit({"slots": [i.as_json() for i in infos]}, render.slots_table(infos), json_output)

@@ -166,11 +166,20 @@ class Config:
     def slot_of(self, folder_name: str) -> int | None:
         """The slot a folder name stands for (php-slot3 -> 3), or None if it is not a slot folder: only the name
         slot_name gives (php-slot03 is not slot 3's folder, whose working copy is php-slot3)."""
-        prefix = self.deploy.slot_prefix
-        number = folder_name[len(prefix) :]
-        if folder_name.startswith(prefix) and number.isascii() and number.isdigit() and int(number) <= MAX_SLOT:
-            return int(number) if str(int(number)) == number else None
+        number = self._slot_digits(folder_name)
+        if number is not None and int(number) <= MAX_SLOT and str(int(number)) == number:
+            return int(number)
         return None
+
+    def looks_like_a_slot(self, name: str) -> bool:
+        """Whether `name` is the slot prefix and digits only (php-slot3, and php-slot03 too): no name for anything
+        else, such as a version link."""
+        return self._slot_digits(name) is not None
+
+    def _slot_digits(self, name: str) -> str | None:
+        prefix = self.deploy.slot_prefix
+        number = name[len(prefix) :]
+        return number if name.startswith(prefix) and number.isascii() and number.isdigit() else None
 
     def checkout_path(self, slot: int) -> Path:
         """The deploy host's working copy of the slot."""

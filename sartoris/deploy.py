@@ -33,7 +33,7 @@ from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import CANARY_FAILED, HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
-from sartoris.state import DeployedRelease, History, SlotLock, history_exists, written_after_the_change
+from sartoris.state import DeployedRelease, History, SlotLock, existing_history, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
@@ -501,7 +501,7 @@ def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncP
     _refuse_if_locked(config, request.slot, request.force)
     _preflight(config, request)
     # no history yet is no deploy yet; opening it would create it
-    deployed = History(config.state_dir).deployed(request.slot) if history_exists(config.state_dir) else []
+    deployed = history.deployed(request.slot) if (history := existing_history(config.state_dir)) else []
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     release = checkout.release_of(_rollback_tag(checkout, deployed, request.slot, to))
     return _plan(config, request, release, (), "rollback")

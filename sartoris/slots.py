@@ -131,9 +131,7 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
 
 def link_slot(config: Config, slot: int, name: str) -> Path:
     """Create or move `name -> <slot_prefix>N` in checkout_root atomically (a new link renamed over the old)."""
-    number = name[len(config.deploy.slot_prefix) :]
-    slot_like = name.startswith(config.deploy.slot_prefix) and number.isascii() and number.isdigit()  # php-slot01 too
-    if not _LINK_NAME.fullmatch(name) or slot_like:
+    if not _LINK_NAME.fullmatch(name) or config.looks_like_a_slot(name):
         raise UsageError(f"version link name {name!r} must be a plain name like php-1.20wmf1, not a slot name")
     root = config.deploy.checkout_root
     target = config.slot_name(slot)

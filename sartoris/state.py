@@ -148,9 +148,10 @@ def written_after_the_change(what: str, **context: Any) -> Iterator[HistoryWrite
 _HISTORY_FILE = "history.sqlite3"
 
 
-def history_exists(state_dir: Path) -> bool:
-    """Whether a History was ever opened in `state_dir` (opening one creates it)."""
-    return (state_dir / _HISTORY_FILE).exists()
+def existing_history(state_dir: Path) -> History | None:
+    """The History in `state_dir` for a command that only reads it, or None where no run has been: opening one
+    creates it, and reading must leave nothing behind."""
+    return History(state_dir) if (state_dir / _HISTORY_FILE).exists() else None
 
 
 class History:
@@ -229,7 +230,9 @@ class History:
             rows = db.execute(
                 "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
                 f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED}"
-                " AND EXISTS (SELECT 1 FROM json_each(report, '$.hosts') WHERE json_extract(value, '$.ok'))"
+                # an ok run has every host on its release; only a partial one's hosts are read
+                " AND (outcome = 'ok'"
+                " OR EXISTS (SELECT 1 FROM json_each(report, '$.hosts') WHERE json_extract(value, '$.ok')))"
                 " ORDER BY id DESC",
                 (slot,),
             ).fetchall()

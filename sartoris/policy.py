@@ -109,7 +109,10 @@ def decide_after_fetch(
     failed = tuple(r.host for r in results if not r.ok)
     targeted = list(pool) if pool is not None else [r.host for r in results]  # "N% of the targeted hosts": the run's
     if budget.exceeded(len(failed), len(targeted)):
-        reason = f"{len(failed)} of {len(targeted)} hosts failed to fetch, more than {budget.name} ({budget})"
+        reason = f"{len(failed)} of {len(results)} hosts failed to fetch, more than {budget.name} ({budget}"
+        if budget.percent is not None and len(targeted) != len(results):  # after the canaries, or the canaries
+            reason += f" of the run's {len(targeted)} hosts: {budget.allowed(len(targeted))}"
+        reason += ")"
         return FetchDecision(abort=True, depool=(), proceed=(), reason=reason)
     newly_out = [host for host in failed if host not in already_depooled]
     out_after = already_depooled.intersection(targeted).union(failed)

@@ -259,7 +259,16 @@ def test_the_failure_budget_is_a_share_of_the_whole_run_not_of_the_rest_after_th
     assert not decide_after_fetch(rest, FailureBudget.parse("5%"), pool=whole).abort
     past = decide_after_fetch(_fetched(tuple(f"h{n}" for n in range(17)), ("h17", "h18")), FailureBudget.parse("5%"),
                               pool=whole)
-    assert past.abort and "2 of 20 hosts failed to fetch" in str(past.reason)
+    assert past.reason == "2 of 19 hosts failed to fetch, more than max_failures (5% of the run's 20 hosts: 1)"
+
+
+def test_a_canary_phase_abort_counts_the_canaries_that_fetched_not_the_whole_run() -> None:
+    """One canary of three failed to fetch in a run of eleven hosts: the reason says 1 of 3, not "1 of 11 hosts",
+    which read as if the whole fleet had been asked."""
+    canaries = _fetched(("c1", "c2"), ("c3",))
+    whole = ["c1", "c2", "c3", *(f"h{n}" for n in range(8))]
+    decision = decide_after_fetch(canaries, FailureBudget(count=0, name="the canaries' budget"), pool=whole)
+    assert decision.reason == "1 of 3 hosts failed to fetch, more than the canaries' budget (0)"
 
 
 @pytest.mark.parametrize(

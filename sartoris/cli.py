@@ -343,9 +343,26 @@ def _pool_report(change: Any, json_output: bool) -> int:
         report = change()
     except InterruptedRun as exc:
         _emit(exc.report.as_json(), exc.report.describe(), json_output)  # type: ignore[attr-defined]
+        _say_pool_not_recorded(exc.report)
         raise
     _emit(report.as_json(), report.describe(), json_output)
+    if _say_pool_not_recorded(report):  # the load balancer was told, the deploy host does not know it
+        return EXIT_PARTIAL
     return EXIT_OK if not report.failed else EXIT_PARTIAL
+
+
+def _say_pool_not_recorded(report: Any) -> bool:
+    """Say on stderr that a depool/pool's change is not in the history, if so (whether it is not)."""
+    why = getattr(report, "not_recorded", None)
+    if why is None:
+        return False
+    hosts = ", ".join(report.changed) or "no host"
+    unaware = "`status`, `log` and `pool --caught-up` do not know it"
+    if report.state_recorded:
+        unaware = "`log` does not list it (the pool state that `status` reads has it)"
+    _stdout.error = _one_line(f"the {report.action} of {hosts} was not written to the history ({why}): {unaware}")
+    _say(_stdout.error)
+    return True
 
 
 @app.command("log")
@@ -517,13 +534,19 @@ def _run_report(run: Any, action: str, as_json: bool, summary: Any) -> int:
 
 
 def _say_not_recorded(report: Any, action: str) -> bool:
-    """Say on stderr that the run is not in the history, if so (whether it is not)."""
+    """Say on stderr that the run, or the depools it made, are not in the history, if so (whether they are not)."""
     why = getattr(report, "not_recorded", None)
-    if why is None:
+    forgotten = getattr(report, "depools_not_recorded", ())
+    if why is None and not forgotten:
         return False
-    _stdout.error = _one_line(
-        f"the {action} was not written to the history ({why}): `status`, `log` and `rollback` do not know it"
-    )
+    out = f"{', '.join(forgotten)} {'is' if len(forgotten) == 1 else 'are'} out of the pool"
+    if why is None:
+        said = f"the {action} depooled {', '.join(forgotten)}, but the history did not take it: `status` and"
+        said += f" `pool --caught-up` do not know that {out}"
+    else:
+        said = f"the {action} was not written to the history ({why}): `status`, `log` and `rollback` do not know it"
+        said += f", nor that {out}" if forgotten else ""
+    _stdout.error = _one_line(said)
     _say(_stdout.error)
     return True
 

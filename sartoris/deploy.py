@@ -21,7 +21,7 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, UsageError
+from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, StateError, UsageError
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
@@ -265,6 +265,22 @@ def _retry_plan(
     return checkout.release_of(last.tag), stragglers
 
 
+def _depools_not_remembered(
+    config: Config, history: History, targets: Sequence[Host], hosts: Sequence[HostResult]
+) -> tuple[str, ...]:
+    """The hosts the run depooled that the pool state does not hold as out, because the history would not take
+    the change (a full disk, a locked database): `status` and `pool --caught-up` do not know they are out."""
+    depooled = {r.host for r in hosts if r.depooled}
+    if not depooled:
+        return ()
+    out = [h for h in targets if h.label in depooled]
+    try:
+        remembered = depooled_among(history, out, config.ssh.default_port, config.depool.scope)
+    except StateError:  # a history that cannot be read does not know them either
+        remembered = frozenset()
+    return tuple(h.label for h in out if h.label not in remembered)
+
+
 def _roll_out_and_record(
     config: Config,
     request: SyncRequest,
@@ -294,6 +310,9 @@ def _roll_out_and_record(
             history.record(action, report, request.message, started)
         if written.error is not None:
             report = replace(report, not_recorded=written.error)
+        forgotten = _depools_not_remembered(config, history, targets, report.hosts)
+        if forgotten:
+            report = replace(report, depools_not_recorded=forgotten)
         return report, result.interrupted
 
     progress = progress or Progress()

@@ -23,14 +23,12 @@ _ONE_WRITER = threading.Lock()  # one per process, not per logger: every logger 
 class _StreamLogger:
     """structlog's last step: each rendered event as one line on stderr, written so that a reader gone away (a
     closed pipe, a hung-up terminal) costs the events, never the run; one writer at a time (the publish logs
-    from a worker thread)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    from a worker thread). stderr is looked up at each write: a logger is cached on first use, and must not keep
+    writing to a stream that has since been replaced (and closed), as an embedding program or a test does."""
 
     def msg(self, message: str) -> None:
         with _ONE_WRITER:
-            streams.write(self._stream, message + "\n")
+            streams.write(sys.stderr, message + "\n")
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
@@ -102,6 +100,6 @@ def configure(verbosity: int = 0, json_lines: bool = False, log_file: Path | Non
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if handle else level),
-        logger_factory=lambda *_: _StreamLogger(sys.stderr),
+        logger_factory=lambda *_: _StreamLogger(),
         cache_logger_on_first_use=True,
     )

@@ -96,6 +96,8 @@ class PoolReport:
     changed: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]
     interrupted: bool = False
+    not_recorded: str | None = None  # why the history did not take the change, when it did not
+    state_recorded: bool = True  # whether the pool state (what `status` reads) took it, even if the log did not
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,7 @@ class PoolReport:
             "changed": list(self.changed),
             "failed": [{"host": host, "error": error} for host, error in self.failed],
             "interrupted": self.interrupted,
+            "recorded": self.not_recorded is None,
         }
 
     def describe(self) -> str:
@@ -124,8 +127,10 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
     def record(ran: tuple[PoolReport, bool]) -> PoolReport:
         """Remember the change in the history (Ctrl-C is held meanwhile)."""
         report = replace(ran[0], interrupted=ran[1])
-        with written_after_the_change(action):
+        with written_after_the_change(action) as written:
             history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+        if written.error is not None and report.not_recorded is None:
+            report = replace(report, not_recorded=written.error)
         return report
 
     changing = _change_until_interrupted(config, history, hosts, depool)
@@ -166,7 +171,7 @@ async def apply_pool_change(
     outcomes = await fan_out(hosts, one, limit=_POOL_CONCURRENCY)
     changed = tuple(label for label, error in outcomes if error is None)
     failed = tuple((label, error) for label, error in outcomes if error is not None)
-    with written_after_the_change(f"{action} state", hosts=list(changed)):  # the load balancer was told anyway
+    with written_after_the_change(f"{action} state", hosts=list(changed)) as written:  # the load balancer was told
         remember_pool_state(
             history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope
         )
@@ -174,7 +179,8 @@ async def apply_pool_change(
         log.info(f"host_{action}ed", host=label)
     for label, error in failed:
         log.error(f"{action}_failed", host=label, error=error)
-    return PoolReport(action, changed, failed)
+    not_recorded = written.error if changed else None
+    return PoolReport(action, changed, failed, not_recorded=not_recorded, state_recorded=not_recorded is None)
 
 
 def pool_caught_up(config: Config, slot: int, targets: Sequence[Host] | None) -> PoolReport:

@@ -94,6 +94,7 @@ class SyncReport:
     seconds: float = 0.0
     reason: str | None = None
     not_recorded: str | None = None  # why the deploy host's history could not take the run, when it could not
+    depools_not_recorded: tuple[str, ...] = ()  # hosts the run depooled that the pool state does not hold as out
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -122,7 +123,7 @@ class SyncReport:
             "hosts": [r.as_json() for r in self.hosts],
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
-            "recorded": self.not_recorded is None,
+            "recorded": self.not_recorded is None and not self.depools_not_recorded,
         }
 
 

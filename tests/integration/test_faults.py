@@ -295,20 +295,24 @@ def test_a_rollback_does_not_stop_at_switch_failures(deployment: Deployment) -> 
 
 
 def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment: Deployment, tmp_path: Path) -> None:
-    """The hosts switched, but the deploy host's history would not take the run (another process holds its write
-    lock past the 10 s wait, as a full disk or a broken database would refuse it): the report is still printed,
-    with "recorded": false, one stderr line says `status`, `log` and `rollback` do not know the run, and the exit is
-    5, not 0, so a script does not carry on as if all were done."""
-    hosts = deployment.fleet.hosts[29:31]
-    deployment.group("two", hosts)
+    """Two hosts switched and one failed its checkout and was depooled, but the deploy host's history would take
+    neither the run nor the depool (another process holds its write lock past the 10 s wait, as a full disk or a
+    broken database would refuse it): the report is still printed, with "recorded": false, one stderr line says
+    `status`, `log` and `rollback` do not know the run, nor that the depooled host is out of the pool, and the exit
+    is 5, so a script does not carry on as if all were done."""
+    hosts = deployment.fleet.hosts[29:32]
+    deployment.group("three", hosts)
     _short(deployment)
-    _first_sync(deployment, "two")
+    _first_sync(deployment, "three")
     fetching = tmp_path / "fetching"
     slow_fetch(deployment, hosts[0], 2, fetching)
+    refuse_checkouts(live_tree(deployment, hosts[2]))
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
     try:
-        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two", "--json")
+        process = start_sartoris(
+            deployment, "sync", "--slot", str(deployment.slot), "--hosts", "three", "--max-failures", "1", "--json"
+        )
         stdout, stderr, _ = act_mid_run(
             process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
         )
@@ -316,10 +320,12 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
         holder.close()
     assert process.returncode == 5, stderr
     report = json.loads(stdout)
-    assert report["outcome"] == "ok" and report["recorded"] is False
-    assert all(_on(deployment, h, new) for h in hosts)
+    assert report["outcome"] == "partial" and report["recorded"] is False
+    assert _host(report, hosts[2])["depooled"] is True and f"depool {hosts[2]}" in deployment.pool_changes()
+    assert all(_on(deployment, h, new) for h in hosts[:2])
     said = [line for line in stderr.splitlines() if line.startswith("sartoris: ")]
     assert said and "was not written to the history" in said[-1] and "database is locked" in said[-1], stderr
+    assert f"nor that {hosts[2]} is out of the pool" in said[-1], stderr
 
 
 @pytest.mark.parametrize("where", ["submodule", "checkout"])

@@ -249,3 +249,35 @@ def test_a_history_that_fails_after_the_commands_ran_is_an_event_not_a_refusal(
         report = change_pool(config, [parse_host("mw1")], depool=True, message="hand depool")
     assert report.changed == ("mw1",) and ran.read_text().split() == ["mw1"]
     assert [e["what"] for e in events if e["event"] == "history_not_recorded"] == ["depool state", "depool"]
+    assert "disk is full" in str(report.not_recorded) and not report.state_recorded
+    assert report.as_json()["recorded"] is False
+
+
+@pytest.mark.parametrize("lost", ["set_depooled", "record_event"])
+def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lost: str
+) -> None:
+    """`depool mw1` ran its command (the load balancer took mw1 out) but the history would not take the change:
+    it exited 0 with a log line, and `status` went on showing mw1 in the pool. Now "recorded": false, exit 5, and
+    one stderr line saying which of `status` and `log` do not know it."""
+    from sartoris import cli
+
+    ran = tmp_path / "ran"
+    config = depool_config(tmp_path, f"sh -c 'echo $1 >> {ran}' sh {{host}}")
+    config.path.write_text(f'[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "{tmp_path}/p.git"\n'
+                           f'[depool]\ncommand = "sh -c \'echo $1 >> {ran}\' sh {{host}}"\n')
+
+    def locked(self: History, *args: object, **kwargs: object) -> None:
+        raise StateError("history: database is locked")
+
+    monkeypatch.setattr(History, lost, locked)
+    code = cli.main(["--config", str(config.path), "depool", "mw1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 5 and ran.read_text().split() == ["mw1"], err
+    assert '"recorded": false' in out
+    said = [line for line in err.splitlines() if line.startswith("sartoris: ")]
+    assert said and "the depool of mw1 was not written to the history (history: database is locked)" in said[-1]
+    if lost == "set_depooled":
+        assert "`status`, `log` and `pool --caught-up` do not know it" in said[-1]
+    else:
+        assert "`log` does not list it" in said[-1]

@@ -368,7 +368,9 @@ def _say_pool_not_recorded(report: Any) -> bool:
 @app.command("log")
 def history_log(
     ctx: typer.Context,
-    tag: Annotated[str | None, typer.Argument(help="Show one deploy's per-host outcomes.")] = None,
+    tag: Annotated[
+        str | None, typer.Argument(help="Show the per-host outcomes of each run of this tag (newest first).")
+    ] = None,
     slot: Annotated[
         int | None,
         typer.Option(
@@ -381,7 +383,7 @@ def history_log(
     count: Annotated[int, typer.Option("-n", min=1, max=MAX_ENTRIES, help="How many entries.")] = 20,
     json_output: JsonOption = False,
 ) -> int:
-    """Deploy history: who, when, tag, outcome, duration; with TAG, that deploy's per-host results."""
+    """Deploy history: who, when, tag, outcome, duration; with TAG, the per-host results of its runs."""
     from sartoris import render
     from sartoris.slots import slot_at
     from sartoris.state import existing_history
@@ -391,10 +393,12 @@ def history_log(
         slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
     history = existing_history(config.state_dir)
     if tag is not None:
-        entry = history.entry_for_tag(tag) if history else None
-        if entry is None:
+        runs = history.entries_for_tag(tag, count) if history else []
+        if not runs:
             raise UsageError(f"no deploy of tag {tag!r} in the history")
-        _emit(entry.as_json(with_hosts=True), render.log_entry(entry), json_output)
+        shown = runs[0].as_json(with_hosts=True)  # the newest run, as before; the ones before it beside it
+        shown["earlier_runs"] = [run.as_json(with_hosts=True) for run in runs[1:]]
+        _emit(shown, "\n\n".join(render.log_entry(run) for run in runs), json_output)
         return EXIT_OK
     entries = history.entries(slot, count) if history else []
     _emit({"entries": [e.as_json(with_hosts=True) for e in entries]}, render.log_table(entries), json_output)

@@ -254,12 +254,18 @@ class History:
 
     def entry_for_tag(self, tag: str) -> Entry | None:
         """The newest sync or rollback of `tag`."""
+        runs = self.entries_for_tag(tag, 1)
+        return runs[0] if runs else None
+
+    def entries_for_tag(self, tag: str, limit: int = 20) -> list[Entry]:
+        """The syncs and rollbacks of `tag`, newest first: a tag's first sync, its `--retry-failed` runs and the
+        rollbacks to it each went to their own hosts."""
         with self._connect() as db:
-            row = db.execute(
-                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT 1",
-                (tag,),
-            ).fetchone()
-        return _entry(row) if row else None
+            rows = db.execute(
+                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT ?",
+                (tag, limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
 
     def set_depooled(self, hosts: Iterable[str], depooled: bool, scope: str) -> None:
         """Remember `hosts` as out of (or back in) the pool named `scope` ('' when the depool commands are the same

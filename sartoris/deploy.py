@@ -136,6 +136,7 @@ def sync(
             report = _roll_out_and_record(
                 config, request, publish, targets, history, "sync", started,
                 canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
+                before_switching=partial(_note_switching, started_lock),
             )
         except InterruptedRun as stopped:  # hosts that switched before the Ctrl-C are on the tag all the same
             if isinstance(stopped.report, SyncReport):
@@ -147,9 +148,25 @@ def sync(
 
 def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
     """Inside a started deploy, note the tag a sync or rollback put hosts on (so abort refuses, finish announces
-    the release the hosts run, not one rolled back from)."""
-    if started_lock is not None and report.outcome is not Outcome.ABORTED:
-        started_lock.update(synced=report.tag)
+    the release the hosts run, not one rolled back from), and the tag of its last run whatever its outcome (so
+    finish announces a deploy whose only sync aborted as aborted); the run is no longer switching."""
+    if started_lock is None:
+        return
+    noted = {"switching": None, "last_run": report.tag}
+    if report.outcome is not Outcome.ABORTED:
+        noted["synced"] = report.tag
+    started_lock.update(**noted)
+
+
+def _note_switching(started_lock: SlotLock | None, tag: str) -> None:
+    """Inside a started deploy, note that a run's hosts may begin switching to `tag`: if the run dies before it
+    ends (kill -9, a power cut), abort still knows that hosts may run that tag, and refuses."""
+    if started_lock is None:
+        return
+    try:
+        started_lock.update(switching=tag)
+    except (RefusedError, OSError) as exc:  # a safety net only: the run goes on without it, and says so
+        log.warning("switching_not_noted", tag=tag, lock=str(started_lock.path), error=str(exc))
 
 
 def rollback(config: Config, request: SyncRequest, to: str | None, progress: Progress | None = None) -> SyncReport:
@@ -169,6 +186,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
             report = _roll_out_and_record(
                 config, request, republish, request.targets, history, "rollback",
                 started, canary_hosts=(), connector=connector, progress=progress,
+                before_switching=partial(_note_switching, started_lock),
             )
         except InterruptedRun as stopped:  # inside a started deploy, finish announces what the hosts now run
             if isinstance(stopped.report, SyncReport):
@@ -293,6 +311,7 @@ def _roll_out_and_record(
     canary_hosts: tuple[Host, ...],
     connector: Connector,
     progress: Progress | None,
+    before_switching: Callable[[str], None],
 ) -> SyncReport:
     def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:
         """Write the run down (Ctrl-C is held meanwhile, so the record is never cut or lost)."""
@@ -316,7 +335,9 @@ def _roll_out_and_record(
         return report, result.interrupted
 
     progress = progress or Progress()
-    run = _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress)
+    run = _publish_and_deploy(
+        config, request, publish, targets, canary_hosts, history, connector, progress, before_switching
+    )
     (report, interrupted), pressed_while_recording = run_stoppable_then(run, report_and_record)
     try:
         post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
@@ -340,12 +361,16 @@ async def _publish_and_deploy(
     history: History,
     connector: Connector,
     progress: Progress,
+    before_switching: Callable[[str], None],
 ) -> tuple[Release, RolloutResult]:
     """Publish while the first hosts' connections open, then deploy."""
     first = (canary_hosts or tuple(targets))[: request.concurrency]
     try:
         release = await _publish_while_connecting(publish, connector, first)
-        return release, await _deploy(config, request, release, targets, canary_hosts, history, connector, progress)
+        switching = partial(before_switching, release.tag)
+        return release, await _deploy(
+            config, request, release, targets, canary_hosts, history, connector, progress, switching
+        )
     finally:  # the rollout closes what it used; this closes the early connections nothing took (after a failed
         # or interrupted publish, or an error)
         await despite_interrupt(connector.close())
@@ -387,6 +412,7 @@ async def _deploy(
     history: History,
     connector: Connector,
     progress: Progress,
+    before_switching: Callable[[], None],
 ) -> RolloutResult:
     """Canaries first (any failure stops the run), then the rest of the targets."""
     remote = _remote_release(config, request.slot, release)
@@ -404,6 +430,7 @@ async def _deploy(
             connector=connector,
             progress=progress,
             pool=targets,  # max_depooled counts over the whole run, not the canaries alone
+            before_switching=before_switching,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
             why = "interrupted" if canary.interrupted else CANARY_FAILED
@@ -417,6 +444,7 @@ async def _deploy(
     main = await roll_out(
         config, remote, rest, concurrency=request.concurrency, budget=request.budget, history=history,
         connector=connector, progress=progress, pool=targets, stop_past_budget=request.action != "rollback",
+        before_switching=before_switching,
     )
     if canary is None:
         return main

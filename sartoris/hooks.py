@@ -56,7 +56,7 @@ DRAIN_GRACE = 1.0
 
 _ERROR_LINE_LIMIT = 300
 _ACTIONS = frozenset({"sync", "rollback", "finish", "abort"})
-_OUTCOMES = frozenset({"ok", "partial", "aborted"})
+_OUTCOMES = frozenset({"ok", "partial", "aborted", "unknown"})  # unknown: finish after a run that died switching
 
 
 class HookPhase(enum.StrEnum):

@@ -89,17 +89,20 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        synced = held.get("synced")
+        # the release the hosts run; else the tag of a run that died while switching (its hosts may run it); else
+        # that of the deploy's last run, which aborted
+        synced = held.get("synced") or held.get("switching") or held.get("last_run")
         last = history.entry_for_tag(synced) if synced else None
         lock.release()
     rejected = last is not None and last.report.get("reason") == CANARY_FAILED
-    # A release a canary rejected did not go out: announced as aborted, never as the deploy's release.
-    outcome = "aborted" if rejected else last.outcome if last else None
+    # A release a canary rejected did not go out: announced as aborted, never as the deploy's release. A run that
+    # died while switching left no record: how it ended is unknown.
+    outcome = "aborted" if rejected else last.outcome if last else "unknown" if synced else None
     hosts = last.report.get("hosts", []) if last else []
     failed = tuple(h["host"] for h in hosts if _failed(h))
     stopped = tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped"))
     with written_after_the_change("finish", slot=slot):
-        record = {"synced": synced, "rejected": True} if rejected else {"synced": synced}
+        record = {"synced": held.get("synced"), "outcome": outcome} | ({"rejected": True} if rejected else {})
         history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
     post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""), stopped)
     if rejected and last is not None:
@@ -107,6 +110,10 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (
             f"; still on {len(running)} canary host(s): `sartoris rollback` puts them back" if running else ""
         )
+    elif outcome == "aborted":
+        detail = f"slot {slot} released; the deploy's last sync ({synced}) aborted: no host was switched to it"
+    elif outcome == "unknown":
+        detail = f"slot {slot} released; the run of {synced} died while switching hosts: see `sartoris status`"
     else:
         detail = f"slot {slot} released" + (f"; deployed {synced}" if synced else "")
     return LifecycleReport("finish", slot, None, detail)
@@ -121,6 +128,11 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
                 f"slot {slot}: {held['synced']} was already synced in this deploy; roll back with"
                 " `sartoris rollback`, then `sartoris finish`"
             )
+        if held.get("switching"):  # noted before its first switch, cleared when it ended: that run died
+            raise RefusedError(
+                f"slot {slot}: a run of this deploy died while switching hosts to {held['switching']}, so some may"
+                " run it: see `sartoris status`, then `sartoris rollback` or `sync --retry-failed`, and `finish`"
+            )
         head = held.get("head")
         if not isinstance(head, str):
             raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
@@ -131,7 +143,8 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
                 f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
                 " switch back before aborting"
             )
-        checkout.restore(head)
+        # start found a detached HEAD (branch recorded as None): put HEAD back there, leaving every branch alone
+        checkout.restore(head, detach="branch" in held and held["branch"] is None)
         lock.release()
     with written_after_the_change("abort", slot=slot):
         history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)

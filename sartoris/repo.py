@@ -170,10 +170,14 @@ class SlotCheckout:
         except git.GitCommandError as exc:
             raise RefusedError(f"{self.path}: git fetch failed: {_git_error(exc)}") from None
 
-    def restore(self, commit: str) -> None:
-        """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`."""
+    def restore(self, commit: str, *, detach: bool = False) -> None:
+        """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`; with `detach`,
+        HEAD is detached at `commit` and no branch moves (the checkout was found detached)."""
         try:
-            self._git("reset", "--quiet", "--hard", commit)
+            if detach:
+                self._git("checkout", "--quiet", "--force", "--detach", commit)
+            else:
+                self._git("reset", "--quiet", "--hard", commit)
             if self.submodules_at(commit):
                 self._git(
                     "-c", "protocol.file.allow=always", "submodule", "--quiet", "update", "--init", "--force",

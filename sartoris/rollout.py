@@ -89,12 +89,14 @@ async def roll_out(
     progress: Progress | None = None,
     pool: Sequence[Host] | None = None,
     stop_past_budget: bool = True,
+    before_switching: Callable[[], None] | None = None,
 ) -> RolloutResult:
     """Fetch on every target, then abort or depool-and-switch; never raises for a host's failure. `pool`: the
     hosts `max_failures`' percentage and `max_depooled` count over, when the run is wider than these targets
     (canaries, then the rest). `stop_past_budget`: switch failures count against max_failures, and past it no
     further switch starts; a rollback switches every host it can instead (a host it leaves behind is on the
-    release being rolled back from, which the others are leaving), and depools each failure."""
+    release being rolled back from, which the others are leaving), and depools each failure.
+    `before_switching`: called once, just before the first host may switch (never when none will)."""
     progress = progress or Progress()
     fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
     done: dict[str, _Fetched] = {}
@@ -121,7 +123,7 @@ async def roll_out(
     try:
         return await _decide_and_switch(
             config, release, fetched, concurrency, budget, history, progress, pool or targets, connector,
-            stop_past_budget,
+            stop_past_budget, before_switching,
         )
     finally:  # an interrupt now would lose the run's result: the (bounded) close ends first
         await despite_interrupt(_close_all(fetched, connector))
@@ -138,6 +140,7 @@ async def _decide_and_switch(
     pool: Sequence[Host],
     connector: Connector,
     stop_past_budget: bool,
+    before_switching: Callable[[], None] | None,
 ) -> RolloutResult:
     labels = [h.label for h in pool]
     already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
@@ -173,7 +176,10 @@ async def _decide_and_switch(
         tolerated, f"{len(decision.depool)} failed to fetch" if decision.depool else None, budget, progress,
         connector,
     )
-    interrupted = await switch.run([f for f in fetched if f.session is not None], concurrency)
+    ready = [f for f in fetched if f.session is not None]
+    if ready and before_switching is not None:
+        before_switching()
+    interrupted = await switch.run(ready, concurrency)
     switched = switch.results
     # failed hosts are on their old tree; past the budget the run stopped, and they are left in the pool like the
     # hosts it did not reach: depooling them would only shrink the pool, which that old release still serves

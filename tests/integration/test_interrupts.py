@@ -107,14 +107,18 @@ def _signal_mid_switch(
     times: int = 1,
     outputs: dict[str, object] | None = None,
     before_signal: Callable[[], object] = lambda: None,
+    started: bool = False,
 ) -> tuple[str, str, int, str, str]:
     """Deploy once, then sync a new commit two hosts at a time with every host's checkout held for 3 s, and send
     `signum` to the controller one second into the first switch (`times` times, half a second apart), right
-    after `before_signal()`. `outputs` replaces the piped stdout/stderr. Returns old and new commits, exit code,
-    output."""
+    after `before_signal()`. `outputs` replaces the piped stdout/stderr; `started`: the new commit and its sync
+    come inside a deploy begun with `start`. Returns old and new commits, exit code, output."""
     deployment.group("six", hosts)
     deployment.configure(command_timeout=12, connect_timeout=CONNECT_TIMEOUT)
     old = _first_sync(deployment, "six")
+    if started:
+        begun = deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote")
+        assert begun.code == 0, begun.stderr
     switching = tmp_path / "switching"
     switching.mkdir()
     for host in hosts:
@@ -323,6 +327,24 @@ def test_a_second_ctrl_c_does_not_abandon_the_switches_in_flight(deployment: Dep
     assert "new" in where.values(), "the switches in flight at Ctrl-C were not let finish"
     history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")
     assert history.json()["entries"][0]["tag"] == report["tag"]
+    assert not _lock(deployment).exists()
+
+
+def test_abort_refuses_after_a_run_of_the_deploy_was_killed_while_switching(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGKILL to a sync inside a started deploy, mid-switch: some hosts may run its tag, and no record says so.
+    abort used to break the dead run's lock and put the checkout back under them; it now refuses, leaving the
+    checkout as it is, and finish says the run died while switching."""
+    hosts = deployment.fleet.hosts[44:50]
+    _old, new, code, _stdout, _stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGKILL, started=True)
+    assert code == -signal.SIGKILL
+    _settle(deployment)
+    aborted = deployment.sartoris("abort", "--slot", str(deployment.slot))
+    assert aborted.code == 4 and "died while switching hosts to" in aborted.stderr, aborted.stderr
+    assert git(deployment.checkout, "rev-parse", "HEAD") == new
+    finished = deployment.sartoris("finish", "--slot", str(deployment.slot))
+    assert finished.code == 0 and "died while switching" in finished.stdout, finished.stdout + finished.stderr
     assert not _lock(deployment).exists()
 
 

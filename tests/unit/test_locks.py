@@ -103,3 +103,75 @@ def test_a_run_refuses_when_the_started_deploy_ends_as_it_begins(
     with pytest.raises(RefusedError, match="ended as this sync began"), _run_lock(config, 0, "sync", "", False):
         pass
     assert SlotLock(config.state_dir, 0, run=True).holder() is None
+
+
+def _history_of_commits(checkout: Path, count: int) -> list[str]:
+    """A repository at `checkout` on branch main with `count` commits; their ids, oldest first."""
+    checkout.mkdir()
+    identity = {f"GIT_{who}_{what}": "t@t" for who in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")}
+    env = {**os.environ, **identity}
+    subprocess.run(["git", "-C", str(checkout), "init", "-q", "-b", "main"], check=True, env=env)
+    for n in range(count):
+        commit = ["git", "-C", str(checkout), "commit", "-q", "--allow-empty", "-m", f"c{n}"]
+        subprocess.run(commit, check=True, env=env)
+    return _git(checkout, "rev-list", "--reverse", "HEAD").split()
+
+
+def _git(checkout: Path, *argv: str) -> str:
+    done = subprocess.run(["git", "-C", str(checkout), *argv], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def test_abort_of_a_deploy_started_on_a_detached_head_moves_no_branch(config: Config, tmp_path: Path) -> None:
+    """start found HEAD detached; the operator then checked out main. abort used to `reset --hard` main back to
+    the start's commit, dropping main's newer commits; it now detaches HEAD at that commit and leaves main alone."""
+    checkout = tmp_path / "php-slot0"
+    commits = _history_of_commits(checkout, 3)
+    _git(checkout, "checkout", "-q", "--detach", commits[0])
+    start(config, 0, "train", no_remote=True, force=False)
+    _git(checkout, "checkout", "-q", "main")
+    abort(config, 0, force=False)
+    assert _git(checkout, "rev-parse", "main") == commits[2]
+    assert _git(checkout, "rev-parse", "HEAD") == commits[0]
+    assert subprocess.run(["git", "-C", str(checkout), "symbolic-ref", "-q", "HEAD"], check=False).returncode == 1
+
+
+def test_finish_after_the_deploys_only_sync_aborted_announces_an_abort(config: Config, tmp_path: Path) -> None:
+    """The deploy's one sync aborted (too many hosts failed to fetch): finish told the finish hook nothing (no tag,
+    no outcome), which the shipped notifier announced as "deploy … finished". It now passes that sync's tag and
+    `aborted`, and says so."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(tmp_path / "php-slot0", 1)
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_TAG $SARTORIS_OUTCOME" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    start(config, 0, "train", no_remote=True, force=False)
+    tag = "mw-slot0-20261127-110000"
+    failed = HostResult("mw1", False, Phase.FETCH, "connection refused")
+    History(config.state_dir).record("sync", SyncReport(0, tag, commits[0], Outcome.ABORTED, (failed,)), "", 0.0)
+    SlotLock(config.state_dir, 0).update(last_run=tag)  # as the aborted sync noted it
+    report = finish(config, 0, force=False)
+    assert "aborted" in report.detail and tag in report.detail
+    assert (tmp_path / "announced").read_text().split() == [tag, "aborted"]
+
+
+def test_a_run_inside_a_started_deploy_notes_its_tag_before_switching_and_when_it_ends(config: Config) -> None:
+    """Before its first switch a run notes the tag it is switching to (a run that dies then leaves it, so abort
+    refuses); when it ends, the tag of its last run whatever the outcome, and the synced tag unless it aborted."""
+    from sartoris.deploy import _note_switching, _note_synced
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("start", "train")
+    _note_switching(lock, "t1")
+    assert (lock.holder() or {}).get("switching") == "t1"
+    failed = HostResult("mw1", False, Phase.CHECKOUT, "refused")
+    _note_synced(lock, SyncReport(0, "t1", "c" * 40, Outcome.ABORTED, (failed,)))
+    held = lock.holder() or {}
+    assert (held.get("switching"), held.get("last_run"), held.get("synced")) == (None, "t1", None)
+    _note_synced(lock, SyncReport(0, "t2", "c" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)))
+    held = lock.holder() or {}
+    assert (held.get("last_run"), held.get("synced")) == ("t2", "t2")

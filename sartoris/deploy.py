@@ -200,7 +200,9 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     """Read everything a run needs before anything changes: keys, known_hosts, ssh config, canary groups,
     and the open-files limit the run's connections need (sessions stay open from the fetch to the switch), so
     a bad setting is a one-line error with no tag made and no host touched. The connector that read them, and
-    the targeted canaries, serve the whole run."""
+    the targeted canaries, serve the whole run. A damaged history is refused too: the run could not be recorded."""
+    if (history := existing_history(config.state_dir)) is not None:
+        history.ensure_sound()
     ensure_open_files(len(request.targets) + min(request.concurrency, len(request.targets)))
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 

@@ -39,6 +39,7 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
     checkout.ensure_clean(before="a start")
     history = History(config.state_dir)  # a state folder that cannot be used refuses the start before the lock
+    history.ensure_sound()
     lock = SlotLock(config.state_dir, slot)
     head = checkout.head_commit()
     lock.acquire(

@@ -123,6 +123,7 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
         key = "command" if depool else "pool_command"
         raise ConfigError(f"{config.path}: [depool] {key} is not set, so Sartoris cannot {action} hosts")
     history = History(config.state_dir)
+    history.ensure_sound()  # before any command runs: the change could not be remembered
 
     def record(ran: tuple[PoolReport, bool]) -> PoolReport:
         """Remember the change in the history (Ctrl-C is held meanwhile)."""

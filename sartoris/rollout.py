@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from sartoris.config import Config
-from sartoris.errors import HostError
+from sartoris.errors import HostError, StateError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt
 from sartoris.inventory import Host
@@ -143,7 +143,13 @@ async def _decide_and_switch(
     before_switching: Callable[[], None] | None,
 ) -> RolloutResult:
     labels = [h.label for h in pool]
-    already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
+    try:
+        already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
+    except StateError as exc:  # the cap cannot be counted (a locked or broken history): switch nobody
+        reason = f"the pool state could not be read ({exc}): no host switched"
+        log.error("rollout_aborted", reason=reason)
+        unswitched = tuple(_stopped(f.result, Phase.FETCH, "not switched: the run aborted") for f in fetched)
+        return RolloutResult(Outcome.ABORTED, unswitched, reason)
     decision = decide_after_fetch(
         [f.result for f in fetched],
         budget,

@@ -328,6 +328,34 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     assert f"nor that {hosts[2]} is out of the pool" in said[-1], stderr
 
 
+def test_a_history_that_cannot_be_read_before_the_switch_aborts_the_run_with_its_report(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Another process holds the history exclusively (no reads either) from the fetch on: the pool state the depool
+    cap counts cannot be read. The run ended with exit 4 and no report, though it had published and fetched; it now
+    aborts before any switch, with its report (reason, "recorded": false) and exit 3, every host on its old tree."""
+    hosts = deployment.fleet.hosts[32:34]
+    deployment.group("pair", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "pair")
+    fetching = tmp_path / "fetching"
+    slow_fetch(deployment, hosts[0], 2, fetching)
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
+    try:
+        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
+        stdout, stderr, _ = act_mid_run(
+            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN EXCLUSIVE"), timeout=120
+        )
+    finally:
+        holder.close()
+    assert process.returncode == 3, stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "aborted" and report["recorded"] is False
+    assert "the pool state could not be read" in str(report["reason"]) and "locked" in str(report["reason"])
+    assert all(_on(deployment, h, old) for h in hosts)
+
+
 @pytest.mark.parametrize("where", ["submodule", "checkout"])
 def test_a_switch_whose_connection_drops_is_reported_as_it_ended_on_the_host(
     deployment: Deployment, tmp_path: Path, where: str

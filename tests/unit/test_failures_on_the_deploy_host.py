@@ -75,3 +75,57 @@ def test_a_ctrl_c_while_python_imports_sartoris_is_the_one_line_and_exit_130(
         launch.run()
     assert exited.value.code == 130
     assert capsys.readouterr() == ('{"error": "interrupted", "exit": 130}\n', "sartoris: interrupted\n")
+
+
+def _damaged_history(state_dir: Path) -> Path:
+    """A history whose header is sound but whose later pages are overwritten (a disk fault, a bad copy): its first
+    read of those pages fails, not its opening."""
+    history = History(state_dir)
+    for n in range(200):
+        history.record_event("depool", None, f"event {n}", {"hosts": [f"mw{n}"] * 20})
+    path = state_dir / "history.sqlite3"
+    with path.open("r+b") as database:
+        database.seek(4096)
+        database.write(bytes((n * 97 + 13) % 256 for n in range(12000)))
+    return path
+
+
+def test_a_damaged_history_is_refused_before_a_command_changes_anything(tmp_path: Path) -> None:
+    """quick_check finds the damaged pages that opening the history does not read."""
+    state = tmp_path / ".sartoris"
+    _damaged_history(state)
+    history = History(state)  # opens: only the header is read
+    with pytest.raises(StateError, match="is damaged"):
+        history.ensure_sound()
+
+
+@pytest.mark.parametrize("command", [["sync", "--slot", "0"], ["start", "--slot", "0"], ["depool", "mw1"]])
+def test_sync_start_and_depool_refuse_a_damaged_history_with_nothing_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """The audit's case: `status` refused the damaged history, but `sync` tagged, published and switched every
+    host, then could neither record nor roll the release back. Now sync, start and depool refuse it (exit 4) before
+    a tag, a lock or a depool command."""
+    import subprocess
+
+    checkout = tmp_path / "php-slot0"
+    checkout.mkdir()
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "-C", str(checkout), "init", "-q"], check=True)
+    subprocess.run(["git", "-C", str(checkout), *identity, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "web").write_text("127.0.0.1:1\n")
+    (tmp_path / "known_hosts").write_text("")
+    ran = tmp_path / "depool-ran"
+    (tmp_path / "sartoris.toml").write_text(
+        '[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "publish/php-slot{slot}.git"\n'
+        'hosts = ["web"]\n[ssh]\nknown_hosts = "known_hosts"\n'
+        f'[depool]\ncommand = "touch {ran}.{{host}}"\n'
+    )
+    _damaged_history(tmp_path / ".sartoris")
+    code = cli.main(["--config", str(tmp_path / "sartoris.toml"), *command])
+    err = capsys.readouterr().err
+    assert code == 4 and "is damaged" in err and err.count("\n") == 1, err
+    tags = subprocess.run(["git", "-C", str(checkout), "tag"], capture_output=True, text=True, check=True).stdout
+    assert tags == "" and not (tmp_path / "publish").exists() and not list(tmp_path.glob("depool-ran*"))
+    assert not list((tmp_path / ".sartoris").glob("locks/*.lock"))

@@ -327,6 +327,18 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat's 22nd field), to tell it from a later
+    process given the same PID (after a reboot, or PIDs wrapping); None where /proc does not say."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+_UNREADABLE_AFTER = 10.0  # seconds: a lock file still unreadable this long after it was made is not being written
+
+
 class SlotLock:
     """The slot's deploy lock: one holder at a time, created atomically, describing who holds it."""
 
@@ -339,20 +351,33 @@ class SlotLock:
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
         try:
-            return dict(json.loads(self.path.read_text()))
+            held = json.loads(self.path.read_text())
         except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
         except (OSError, ValueError):
-            return {"user": "?", "host": "?", "pid": None, "since": None, "command": "?", "message": "unreadable lock"}
+            held = None
+        if isinstance(held, dict):
+            return held
+        return {
+            "user": "?", "host": "?", "pid": None, "since": None, "command": "?", "message": "unreadable lock",
+            "unreadable": True,
+        }
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
-        """A run's lock (not a start's) taken on this host by a process that no longer exists."""
-        pid = holder.get("pid")
+        """A run's lock (not a start's) taken on this host by a process that no longer exists (a later process
+        with its PID is not it); or a lock file that cannot be read (empty or damaged: a crash between its
+        creation and its write) and has not been written for a while."""
+        if holder.get("unreadable"):
+            try:
+                return time.time() - self.path.stat().st_mtime > _UNREADABLE_AFTER
+            except OSError:
+                return False
+        pid, started = holder.get("pid"), holder.get("pid_start")
         return (
             holder.get("command") != "start"
             and holder.get("host") == socket.gethostname()
             and isinstance(pid, int)
-            and not _pid_alive(pid)
+            and (not _pid_alive(pid) or (isinstance(started, str) and _process_start(pid) not in (None, started)))
         )
 
     def is_ours(self, holder: dict[str, Any]) -> bool:
@@ -375,6 +400,7 @@ class SlotLock:
             "user": current_user(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()),
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": command,
             "message": message,
@@ -413,7 +439,10 @@ class SlotLock:
         )
         if held.get("message"):
             text += f" ({held['message']})"
-        if self.is_stale(held):
+        if held.get("unreadable"):
+            text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read (empty or damaged)"
+            text += "; pass --force to break it" if self.is_stale(held) else "; it may be being written: try again"
+        elif self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
         elif self.is_own_start(held):
             text += "; that is your own deploy: sync inside it, or end it with `sartoris finish` or `abort`"

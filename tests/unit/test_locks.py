@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,34 @@ def test_a_run_inside_a_started_deploy_notes_its_tag_before_switching_and_when_i
     _note_synced(lock, SyncReport(0, "t2", "c" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)))
     held = lock.holder() or {}
     assert (held.get("last_run"), held.get("synced")) == ("t2", "t2")
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", '{"user": "ali'], ids=["empty", "not-an-object", "cut-short"])
+def test_a_lock_file_that_cannot_be_read_is_broken_by_force_once_it_is_not_being_written(
+    config: Config, content: str
+) -> None:
+    """A crash between the lock's creation and its write leaves an empty file; --force said it could not break a
+    lock of "?@? (pid None)", and a lock holding a JSON list was "unexpected TypeError", exit 1. Such a file is
+    named as unreadable; a fresh one may be being written (refused), an old one is broken by --force."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.path.parent.mkdir(parents=True)
+    lock.path.write_text(content)
+    with pytest.raises(LockHeldError, match=r"cannot be read.*try again"):
+        lock.acquire("sync", force=True)
+    an_hour_ago = time.time() - 3600
+    os.utime(lock.path, (an_hour_ago, an_hour_ago))
+    with pytest.raises(LockHeldError, match=r"cannot be read.*pass --force"):
+        lock.acquire("sync")
+    lock.acquire("sync", force=True)
+    assert (lock.holder() or {}).get("pid") == os.getpid()
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(config: Config) -> None:
+    """After a reboot (or PIDs wrapping) the dead run's PID can be alive again in another process: the lock notes
+    when its process started, so that process is not taken for the run."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("sync")
+    held = lock.holder() or {}
+    assert held.get("pid_start") and not lock.is_stale(held)  # this very process: alive, not stale
+    reused = {**held, "pid": 1}  # pid 1 lives, but did not start when this lock's process did
+    assert lock.is_stale(reused)

@@ -128,6 +128,7 @@ def sync(
             publish: Publish = partial(_already_published, known)
         else:
             checkout.ensure_clean()
+            checkout.ensure_submodules_initialised(checkout.head_commit())
             tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
             pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag, request.message)
             publish = partial(_tag_and_publish, config, request.slot, checkout, tag, request.message)
@@ -565,6 +566,7 @@ def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     checkout.ensure_clean()
     commit = checkout.head_commit()
+    checkout.ensure_submodules_initialised(commit)
     tag = checkout.next_tag(config.deploy.name, request.slot, datetime.now(UTC))
     return _plan(config, request, Release(tag, commit, checkout.submodules_at(commit)), canaries, "sync")
 

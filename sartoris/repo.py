@@ -62,6 +62,7 @@ class SlotCheckout:
             raise RefusedError(f"{path}: not a git working copy (the slot has no checkout)") from None
         self.path = path
         self._timeout = git_timeout
+        self._submodules: dict[str, tuple[SubmoduleSpec, ...]] = {}  # submodules_at's answers, by commit
 
     def head_commit(self) -> str:
         return _head_commit(self._repo, self._timeout) or _no_commit(self.path)
@@ -75,6 +76,17 @@ class SlotCheckout:
         `before` names what was refused, for the message."""
         if self._repo.is_dirty(index=True, working_tree=True, untracked_files=False, submodules=True):
             raise DirtyCheckoutError(f"{self.path}: uncommitted changes; commit or stash them before {before}")
+
+    def ensure_submodules_initialised(self, commit: str) -> None:
+        """Refuse (exit 4) a release whose submodules are not all here to publish, before anything is tagged or
+        created: a clone made without --recurse-submodules has empty folders where they go."""
+        listed = self.submodules_at(commit)
+        for module in listed:
+            if _open_submodule(self._repo, module, listed) is None:
+                raise RefusedError(
+                    f"submodule {module.path} is not initialised in {self.path}: run `git submodule update --init"
+                    " --recursive` there first"
+                )
 
     def ensure_no_uncommitted_edits(self, before: str) -> None:
         """Refuse when a tracked file has edits not committed, here or inside a submodule at any depth (restoring
@@ -173,6 +185,7 @@ class SlotCheckout:
     def restore(self, commit: str, *, detach: bool = False) -> None:
         """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`; with `detach`,
         HEAD is detached at `commit` and no branch moves (the checkout was found detached)."""
+        self._submodules.clear()  # nested submodules initialised below become readable
         try:
             if detach:
                 self._git("checkout", "--quiet", "--force", "--detach", commit)
@@ -209,8 +222,11 @@ class SlotCheckout:
 
     def submodules_at(self, commit: str) -> tuple[SubmoduleSpec, ...]:
         """The submodules recorded by `commit`: gitlinks in its tree, named by its .gitmodules, then, after each,
-        the submodules its own commit records (read from its repository here; an uninitialised one has none)."""
-        return tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
+        the submodules its own commit records (read from its repository here; an uninitialised one has none).
+        Read once per commit for this command (about 10 ms: a sync checks them, then publishes them)."""
+        if commit not in self._submodules:
+            self._submodules[commit] = tuple(_submodules_of(self._repo, commit, within="", timeout=self._timeout))
+        return self._submodules[commit]
 
     def publish(
         self, release: Release, url: str, stop: threading.Event | None = None, connect_timeout: float | None = None

@@ -211,6 +211,32 @@ def test_listing_fails_before_the_tag_is_made(checkout: SlotCheckout, monkeypatc
     assert git(checkout.path, "tag") == ""
 
 
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "sync"])
+def test_a_clone_without_its_submodules_is_refused_before_anything_is_made(
+    checkout: SlotCheckout, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    """A working copy cloned without --recurse-submodules: the dry run approved it, and the sync then created the
+    publish repository and failed saying to run `git submodule absorbgitdirs`. Both now refuse it (exit 4) with
+    the day-one fix, before a tag or a publish repository is made."""
+    from sartoris import cli
+
+    project = tmp_path / "fresh"
+    project.mkdir()
+    subprocess.run(["git", "clone", "-q", str(checkout.path), str(project / "php-slot0")], check=True)
+    (project / "hosts").mkdir()
+    (project / "hosts" / "web").write_text("127.0.0.1:1\n")
+    (project / "known_hosts").write_text("")
+    (project / "sartoris.toml").write_text(
+        '[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "publish/php-slot{slot}.git"\n'
+        'hosts = ["web"]\n[ssh]\nknown_hosts = "known_hosts"\n'
+    )
+    command = ["--config", str(project / "sartoris.toml"), "sync", "--slot", "0", *(["--dry-run"] if dry_run else [])]
+    code = cli.main(command)
+    err = capsys.readouterr().err
+    assert code == 4 and "is not initialised" in err and "git submodule update --init --recursive" in err, err
+    assert git(project / "php-slot0", "tag") == "" and not (project / "publish").exists()
+
+
 # --- publishing while connecting --------------------------------------------------------------------------------
 
 RELEASE = Release("t1", "a" * 40, ())

@@ -263,7 +263,7 @@ REQUEST = deploy.SyncRequest(0, tuple(HOSTS), "m", concurrency=100, budget=Failu
 async def publish_then_deploy(publish: deploy.Publish, connector: StandInConnector) -> object:
     """A run's publish and rollout; only publishes that fail or are interrupted reach it (no rollout runs)."""
     return await deploy._publish_and_deploy(
-        None, REQUEST, publish, HOSTS, (), None, connector, None  # type: ignore[arg-type]
+        None, REQUEST, publish, HOSTS, (), None, connector, None, lambda tag: None  # type: ignore[arg-type]
     )
 
 

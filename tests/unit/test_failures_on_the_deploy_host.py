@@ -4,6 +4,7 @@ traceback: the history database, the state folder, and the command line's last r
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_a_damaged_history_is_refused_before_a_command_changes_anything(tmp_path
 
 @pytest.mark.parametrize("command", [["sync", "--slot", "0"], ["start", "--slot", "0"], ["depool", "mw1"]])
 def test_sync_start_and_depool_refuse_a_damaged_history_with_nothing_changed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], cli_main: Callable[[list[str]], int]
 ) -> None:
     """The audit's case: `status` refused the damaged history, but `sync` tagged, published and switched every
     host, then could neither record nor roll the release back. Now sync, start and depool refuse it (exit 4) before
@@ -123,7 +124,7 @@ def test_sync_start_and_depool_refuse_a_damaged_history_with_nothing_changed(
         f'[depool]\ncommand = "touch {ran}.{{host}}"\n'
     )
     _damaged_history(tmp_path / ".sartoris")
-    code = cli.main(["--config", str(tmp_path / "sartoris.toml"), *command])
+    code = cli_main(["--config", str(tmp_path / "sartoris.toml"), *command])
     err = capsys.readouterr().err
     assert code == 4 and "is damaged" in err and err.count("\n") == 1, err
     tags = subprocess.run(["git", "-C", str(checkout), "tag"], capture_output=True, text=True, check=True).stdout

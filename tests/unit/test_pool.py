@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -255,13 +256,12 @@ def test_a_history_that_fails_after_the_commands_ran_is_an_event_not_a_refusal(
 
 @pytest.mark.parametrize("lost", ["set_depooled", "record_event"])
 def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lost: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lost: str,
+    cli_main: Callable[[list[str]], int],
 ) -> None:
     """`depool mw1` ran its command (the load balancer took mw1 out) but the history would not take the change:
     it exited 0 with a log line, and `status` went on showing mw1 in the pool. Now "recorded": false, exit 5, and
     one stderr line saying which of `status` and `log` do not know it."""
-    from sartoris import cli
-
     ran = tmp_path / "ran"
     config = depool_config(tmp_path, f"sh -c 'echo $1 >> {ran}' sh {{host}}")
     config.path.write_text(f'[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "{tmp_path}/p.git"\n'
@@ -271,7 +271,7 @@ def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_i
         raise StateError("history: database is locked")
 
     monkeypatch.setattr(History, lost, locked)
-    code = cli.main(["--config", str(config.path), "depool", "mw1", "--json"])
+    code = cli_main(["--config", str(config.path), "depool", "mw1", "--json"])
     out, err = capsys.readouterr()
     assert code == 5 and ran.read_text().split() == ["mw1"], err
     assert '"recorded": false' in out

@@ -11,6 +11,7 @@ import asyncio
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import git as gitpython
@@ -213,13 +214,12 @@ def test_listing_fails_before_the_tag_is_made(checkout: SlotCheckout, monkeypatc
 
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "sync"])
 def test_a_clone_without_its_submodules_is_refused_before_anything_is_made(
-    checkout: SlotCheckout, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+    checkout: SlotCheckout, tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool,
+    cli_main: Callable[[list[str]], int],
 ) -> None:
     """A working copy cloned without --recurse-submodules: the dry run approved it, and the sync then created the
     publish repository and failed saying to run `git submodule absorbgitdirs`. Both now refuse it (exit 4) with
     the day-one fix, before a tag or a publish repository is made."""
-    from sartoris import cli
-
     project = tmp_path / "fresh"
     project.mkdir()
     subprocess.run(["git", "clone", "-q", str(checkout.path), str(project / "php-slot0")], check=True)
@@ -231,7 +231,7 @@ def test_a_clone_without_its_submodules_is_refused_before_anything_is_made(
         'hosts = ["web"]\n[ssh]\nknown_hosts = "known_hosts"\n'
     )
     command = ["--config", str(project / "sartoris.toml"), "sync", "--slot", "0", *(["--dry-run"] if dry_run else [])]
-    code = cli.main(command)
+    code = cli_main(command)
     err = capsys.readouterr().err
     assert code == 4 and "is not initialised" in err and "git submodule update --init --recursive" in err, err
     assert git(project / "php-slot0", "tag") == "" and not (project / "publish").exists()

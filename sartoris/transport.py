@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import resource
 import time
 from collections import deque
@@ -267,7 +268,7 @@ class Connector:
         except TimeoutError:
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
         except (asyncssh.Error, OSError, ValueError) as exc:  # ValueError: an ssh_config value for this host
-            raise HostError(_describe(exc)) from exc
+            raise HostError(self._why_not(exc, host.name, port or 22)) from exc
         if trust_new:
             self._remember(host.name, port or 22, connection)
         return connection
@@ -313,6 +314,15 @@ class Connector:
         elif self._jump is not None and not self._jump.cancelled() and self._jump.exception() is None:
             self._jump.result().close()
         self._jump = None
+
+    def _why_not(self, exc: BaseException, name: str, port: int) -> str:
+        """Why connecting to `name` failed, in words that do not name it: a summary groups hosts by identical
+        error, and asyncssh's own text (`Host key is not trusted for host mw1001`) would make one group a host."""
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable) and exc.reason.startswith("Host key is not trusted"):
+            if self._is_known(name, port):
+                return "host key not verifiable: the host's key differs from the one known_hosts has for it"
+            return "host key not verifiable: the host's key is not in known_hosts"
+        return _describe(exc, name)
 
     def _is_known(self, name: str, port: int) -> bool:
         host_keys, ca_keys, revoked, *_ = self._known_hosts.match(name, "", port)
@@ -418,20 +428,35 @@ def _client_options(
     )
 
 
-def _describe(exc: BaseException) -> str:
-    """A short, stable description of a connection failure (stable so hosts group by identical error)."""
+def _describe(exc: BaseException, host: str | None = None) -> str:
+    """A short, stable description of a connection failure (stable so hosts group by identical error): the name
+    or address of the `host` it happened to is left out, asyncssh and asyncio quoting either in their text."""
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return f"host key not verifiable: {exc.reason}"
+        return f"host key not verifiable: {_without_host(exc.reason.partition(' for host ')[0], host)}"
     if isinstance(exc, asyncssh.PermissionDenied):
         return "authentication failed: permission denied"
     if isinstance(exc, asyncssh.ConnectionLost):
-        return f"connection lost: {exc.reason}"
+        return f"connection lost: {_without_host(exc.reason, host)}"
     if isinstance(exc, asyncssh.DisconnectError):
-        return f"disconnected: {exc.reason}"
+        return f"disconnected: {_without_host(exc.reason, host)}"
     if isinstance(exc, asyncssh.ChannelOpenError):
-        return f"could not open a session: {exc.reason}"
+        return f"could not open a session: {_without_host(exc.reason, host)}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:  # (a resolver's errno is negative)
+        return os.strerror(exc.errno)  # its strerror is asyncio's `Connect call failed ('10.0.0.1', 22)`
+    if isinstance(exc, OSError) and exc.strerror:
+        return _without_host(exc.strerror, host)
+    return _without_host(str(exc), host) or type(exc).__name__
+
+
+# asyncio's word for one address it could not connect to, as it is listed in "Multiple exceptions: …"
+_CONNECT_CALL_FAILED = re.compile(r"\[Errno (\d+)\] Connect call failed \([^)]*\)")
+
+
+def _without_host(text: str, host: str | None) -> str:
+    """`text` without the addresses asyncio names and without `host` where it is quoted."""
+    text = _CONNECT_CALL_FAILED.sub(lambda match: os.strerror(int(match[1])), text)
+    if host:
+        text = text.replace(f'"{host}"', "<host>").replace(f"'{host}'", "<host>")
+    return text

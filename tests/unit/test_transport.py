@@ -206,3 +206,81 @@ async def test_a_bastion_connection_that_dropped_is_opened_again(
     first.dropped = True
     second = await connector._jump_connection()
     assert second is not first and [s.name for s in opened] == ["bastion0", "bastion1"]
+
+
+async def _host_key_failures(tmp_path: Path, known: str, names: tuple[str, ...]) -> list[str]:
+    """The connect error of each of `names` against one real SSH server on a loopback port, its key unknown to a
+    known_hosts holding `known` (`{port}` filled in)."""
+    import asyncssh
+
+    from sartoris.config import SshSettings
+    from sartoris.inventory import parse_host
+    from sartoris.transport import ConnectError, Connector
+
+    server = await asyncssh.create_server(
+        asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")]
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(known.format(port=port))
+        connector = Connector(SshSettings(known_hosts=known_hosts, config_file=None), connect_timeout=5)
+        errors = []
+        for name in names:
+            with pytest.raises(ConnectError) as failed:
+                await connector.connect(parse_host(f"{name}:{port}"))
+            errors.append(str(failed.value))
+        return errors
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_hosts_whose_key_is_unknown_share_one_error_line(tmp_path: Path) -> None:
+    """asyncssh names the host in its host-key error; the error line does not, so a fleet missing from known_hosts
+    is one group in the summary, not one group a host, and the line says what is wrong."""
+    errors = await _host_key_failures(tmp_path, "", ("127.0.0.1", "localhost"))
+    assert errors == ["host key not verifiable: the host's key is not in known_hosts"] * 2
+
+
+async def test_a_host_whose_key_changed_is_told_from_one_never_seen(tmp_path: Path) -> None:
+    """A host known_hosts has a different key for fails with a line saying so (a reinstalled server, or a man in
+    the middle), not the line of a host it has never seen."""
+    import asyncssh
+
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    errors = await _host_key_failures(tmp_path, f"[127.0.0.1]:{{port}} {other_key}\n", ("127.0.0.1",))
+    assert errors == ["host key not verifiable: the host's key differs from the one known_hosts has for it"]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        pytest.param(
+            OSError(113, "Connect call failed ('10.64.0.7', 22)"), "No route to host", id="asyncio-names-the-address"
+        ),
+        pytest.param(
+            OSError(
+                "Multiple exceptions: [Errno 111] Connect call failed ('::1', 22, 0, 0), "
+                "[Errno 101] Connect call failed ('10.64.0.7', 22)"
+            ),
+            "Multiple exceptions: Connection refused, Network is unreachable",
+            id="every-address-failed-differently",
+        ),
+        pytest.param(
+            OSError('Unable to canonicalize hostname "mw1007.eqiad.wmnet"'),
+            "Unable to canonicalize hostname <host>",
+            id="asyncssh-quotes-the-name",
+        ),
+        pytest.param(OSError(-2, "Name or service not known"), "Name or service not known", id="resolver"),
+        pytest.param(
+            ConnectionRefusedError(111, "Connect call failed ('10.64.0.7', 22)"), "connection refused", id="refused"
+        ),
+    ],
+)
+def test_a_connect_error_does_not_name_the_host(error: Exception, expected: str) -> None:
+    """Whatever names the host's name or address in an OS or asyncio error is left out of the line, so hosts
+    failing for one cause group together."""
+    from sartoris.transport import _describe
+
+    assert _describe(error, "mw1007.eqiad.wmnet") == expected

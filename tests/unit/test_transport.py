@@ -284,3 +284,28 @@ def test_a_connect_error_does_not_name_the_host(error: Exception, expected: str)
     from sartoris.transport import _describe
 
     assert _describe(error, "mw1007.eqiad.wmnet") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(None, "No such file or directory", id="missing"),
+        pytest.param("Host *\n  Port abc\n", "Invalid Port integer value: abc", id="port-abc"),
+    ],
+)
+def test_an_ssh_config_file_that_cannot_be_used_is_a_config_error_before_any_host(
+    tmp_path: Path, text: str | None, message: str
+) -> None:
+    """[ssh] config_file missing or unparsable is one ConfigError naming the file when the run's connector is built,
+    before any host is contacted (docs/sartoris.toml.md says exit 2 before anything is tagged), not a failure of
+    every host at connect nor a traceback."""
+    from sartoris.config import SshSettings
+    from sartoris.errors import ConfigError
+    from sartoris.transport import Connector
+
+    known_hosts, ssh_config = tmp_path / "known_hosts", tmp_path / "ssh_config"
+    known_hosts.write_text("")
+    if text is not None:
+        ssh_config.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{ssh_config}: .*{message}"):
+        Connector(SshSettings(known_hosts=known_hosts, config_file=ssh_config), connect_timeout=5)

@@ -8,10 +8,12 @@ Every problem is a ConfigError with one line: ``<file>: [section] key must be ..
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import shlex
+import stat
 import subprocess
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from sartoris.errors import ConfigError
 from sartoris.inventory import is_user_name
-from sartoris.limits import MAX_KEEP_RELEASES, MAX_RETRIES, MAX_SECONDS, MAX_SLOT
+from sartoris.limits import MAX_KEEP_RELEASES, MAX_RETRIES, MAX_SECONDS, MAX_SLOT, MAX_USER_NAME
 from sartoris.policy import FailureBudget
 
 CONFIG_NAME = "sartoris.toml"
@@ -539,7 +541,11 @@ def _optional_path(value: str | None, base: Path) -> Path | None:
 
 def _user(value: str) -> str | None:
     """Why value is not a login name, if it is not."""
-    return None if is_user_name(value) else "must be a login name (letters, digits, '.', '_', '-')"
+    if is_user_name(value):
+        return None
+    if len(value) > MAX_USER_NAME:
+        return f"must be a login name of at most {MAX_USER_NAME} characters ({len(value)} given)"
+    return f"must be a login name (letters, digits, '.', '_', '-'; at most {MAX_USER_NAME} characters)"
 
 
 def _is_url(location: str) -> bool:
@@ -561,13 +567,18 @@ def _local_path(value: str, base: Path) -> Path:
 
 
 def _must_exist(path: Path, origin: str) -> Path:
-    """The path when it is a file, else a ConfigError saying where the name came from."""
+    """The path when it is a regular file, else a ConfigError saying what is there instead (nothing, a folder,
+    a device such as /dev/null) and where the name came from."""
     try:
-        found = path.is_file()
-    except OSError as exc:  # a name too long, say
-        raise ConfigError(f"{path}: {exc.strerror or exc} (from {origin})") from None
-    if not found:
-        raise ConfigError(f"{path}: no such config file (from {origin})")
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise ConfigError(f"{path}: no such config file (from {origin})") from None
+        raise ConfigError(f"{path}: {exc.strerror or exc} (from {origin})") from None  # a name too long, say
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{path}: is a directory, not a config file (from {origin})")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: not a regular file, so not a config file (from {origin})")
     return path
 
 

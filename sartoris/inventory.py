@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sartoris.errors import InventoryError
+from sartoris.limits import MAX_USER_NAME
 
 MAX_EXPANSION = 100_000
 
@@ -29,7 +30,7 @@ _SPEC = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 # re.ASCII: with IGNORECASE alone, [a-z] would also match the Kelvin sign and the long s.
-_USER = re.compile(r"[a-z_][a-z0-9._-]{0,31}", re.IGNORECASE | re.ASCII)
+_USER = re.compile(rf"[a-z_][a-z0-9._-]{{0,{MAX_USER_NAME - 1}}}", re.IGNORECASE | re.ASCII)
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE | re.ASCII)
 _NUMERIC = re.compile(r"[0-9.]+")
 _IPV6 = re.compile(r"[0-9a-f:.]+(?:%[a-z0-9_.-]+)?", re.IGNORECASE | re.ASCII)

@@ -6,3 +6,4 @@ MAX_ENTRIES = 1_000_000  # `log -n`
 MAX_SECONDS = 7 * 24 * 3600  # any timeout or interval: no deploy step waits a week on purpose
 MAX_RETRIES = 10  # fetch retries, with an exponential backoff
 MAX_KEEP_RELEASES = 100  # old trees kept per slot on every host
+MAX_USER_NAME = 32  # characters in a login name (useradd's and the ssh servers' limit)

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sartoris.config import SshSettings
@@ -407,10 +408,7 @@ def _client_options(
 ) -> asyncssh.SSHClientConnectionOptions:
     kwargs: dict[str, Any] = {}
     if settings.identity_files:
-        try:
-            kwargs["client_keys"] = asyncssh.load_keypairs([str(p) for p in settings.identity_files])
-        except (OSError, asyncssh.Error, ValueError) as exc:
-            raise ConfigError(f"cannot read identity file: {exc}") from exc
+        kwargs["client_keys"] = [key for path in settings.identity_files for key in _load_identity(path)]
     if not gss.gss_available:
         # Without the optional gssapi package asyncssh cannot use GSS, yet it would build (and fail) a GSS client
         # for every connection: about 4% of a status run's Python time. No GSS host says so once.
@@ -426,6 +424,18 @@ def _client_options(
         encryption_algs=_cipher_preference(),
         **kwargs,
     )
+
+
+def _load_identity(path: Path) -> Sequence[asyncssh.SSHKeyPair]:
+    """The key pair(s) in one identity file, or a ConfigError naming the file and why it cannot be used (asyncssh's
+    own words, `Invalid private key`, name neither the file nor, for a `.pub`, the likely mistake)."""
+    try:
+        return asyncssh.load_keypairs([str(path)])
+    except OSError as exc:
+        raise ConfigError(f"cannot read identity file {path}: {exc.strerror or exc}") from exc
+    except (asyncssh.Error, ValueError) as exc:
+        hint = " (a public key: name the private key, without .pub)" if path.suffix == ".pub" else ""
+        raise ConfigError(f"cannot read identity file {path}: {exc}{hint}") from exc
 
 
 def _describe(exc: BaseException, host: str | None = None) -> str:

@@ -469,6 +469,9 @@ def test_toml_syntax_error_multiline_string() -> None:
         pytest.param("ssh", "port = 65536", "port must be from 1 to 65535, not 65536", id="port-big"),
         pytest.param("ssh", 'user = "de ploy"', "user must be a login name", id="user-space"),
         pytest.param("ssh", 'user = "-oProxyCommand=x"', "user must be a login name", id="user-dash"),
+        pytest.param(
+            "ssh", f'user = "{"d" * 33}"', "user must be a login name of at most 32 characters", id="user-too-long"
+        ),
         pytest.param("ssh", "keepalive_interval = -1", "keepalive_interval must be a number of seconds >= 0", id="ka"),
         pytest.param("ssh", 'known_hosts = ""', "known_hosts must not be empty", id="known-hosts-empty"),
         pytest.param("depool", "timeout = 0", "timeout must be a number of seconds > 0", id="depool-timeout"),
@@ -606,6 +609,21 @@ def test_find_named_but_missing(tmp_path: Path, explicit: Path | None, variable:
     with pytest.raises(ConfigError) as caught:
         find_config(explicit, tmp_path, environ)
     assert str(caught.value) == f"{tmp_path / 'missing.toml'}: no such config file (from {origin})"
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        pytest.param(".", "is a directory, not a config file", id="directory"),
+        pytest.param("/dev/null", "not a regular file, so not a config file", id="device"),
+    ],
+)
+def test_a_named_config_that_is_not_a_file_says_what_it_is(tmp_path: Path, name: str, what: str) -> None:
+    """`--config /some/dir` or `--config /dev/null` exists: the line says it is a folder or not a regular file,
+    never "no such config file", which sends the operator looking for a typo."""
+    with pytest.raises(ConfigError) as caught:
+        find_config(Path(name), tmp_path, no_git_environ())
+    assert str(caught.value) == f"{tmp_path / name}: {what} (from --config)"
 
 
 def test_find_nothing(tmp_path: Path) -> None:

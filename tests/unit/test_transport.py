@@ -309,3 +309,36 @@ def test_an_ssh_config_file_that_cannot_be_used_is_a_config_error_before_any_hos
         ssh_config.write_text(text)
     with pytest.raises(ConfigError, match=f"^{ssh_config}: .*{message}"):
         Connector(SshSettings(known_hosts=known_hosts, config_file=ssh_config), connect_timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param("encrypted", "Passphrase must be specified", id="encrypted"),
+        pytest.param("public", "Invalid private key (a public key: name the private key, without .pub)", id="pub"),
+        pytest.param("missing", "No such file or directory", id="missing"),
+    ],
+)
+def test_an_identity_file_that_cannot_be_used_is_named(tmp_path: Path, make: str, reason: str) -> None:
+    """Of several identity files, the one that cannot be used is named in the ConfigError with why (asyncssh's
+    `Invalid private key` alone left the operator to guess which file, and that a .pub is the wrong half)."""
+    import asyncssh
+
+    from sartoris.config import SshSettings
+    from sartoris.errors import ConfigError
+    from sartoris.transport import Connector
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    good, bad = tmp_path / "id_good", tmp_path / "id_bad"
+    key.write_private_key(good)
+    if make == "encrypted":
+        key.write_private_key(bad, format_name="pkcs8-pem", passphrase="secret")  # (openssh format needs bcrypt)
+    elif make == "public":
+        bad = tmp_path / "id_bad.pub"
+        key.write_public_key(bad)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    settings = SshSettings(known_hosts=known_hosts, config_file=None, identity_files=(good, bad))
+    with pytest.raises(ConfigError) as caught:
+        Connector(settings, connect_timeout=5)
+    assert str(caught.value).startswith(f"cannot read identity file {bad}: {reason}")

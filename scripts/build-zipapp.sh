@@ -7,8 +7,9 @@
 #
 # PYTHON picks the interpreter (default python3): it sets the pyz's Python version. Built with shiv, which
 # unpacks the dependencies once per build into a cache folder on first run; our own __main__.py picks that
-# folder so a clean, empty or read-only HOME still works (order: $SHIV_ROOT, $XDG_CACHE_HOME/sartoris/zipapp,
-# ~/.cache/sartoris/zipapp, then a private $TMPDIR/sartoris-zipapp-<uid>).
+# folder so a clean, empty, missing or read-only HOME still works (order: $SHIV_ROOT,
+# $XDG_CACHE_HOME/sartoris/zipapp, ~/.cache/sartoris/zipapp when HOME exists (a missing HOME is never created),
+# then a private $TMPDIR/sartoris-zipapp-<uid>).
 #
 # What goes in is the work tree's copy of the package (tracked and untracked-but-not-ignored files), plus a
 # generated sartoris/_build.py carrying the commit, "-dirty" when the packed files differ from that commit.
@@ -28,7 +29,7 @@ say() { echo "build-zipapp: $*" >&2; }
 while (($#)); do
     case $1 in
         -o|--output) (($# >= 2)) || die "$1 needs a path"; OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (usage: build-zipapp.sh [-o OUTPUT])" ;;
     esac
 done
@@ -106,60 +107,9 @@ find "$SITE" -path '*.dist-info/RECORD' -exec sed -i -e '/\/direct_url\.json,/d'
     --reproducible --compile-pyc --output-file "$STAGE/shiv.pyz" >/dev/null
 
 # shiv's own __main__.py unpacks into ~/.shiv and fails with a traceback when HOME cannot be written (a system
-# user's /nonexistent, a read-only HOME). Ours picks a folder that works (see the header), then hands over to
-# shiv's bootstrap unchanged.
-cat >"$STAGE/__main__.py" <<'EOF'
-# Sartoris zipapp (scripts/build-zipapp.sh): choose where shiv unpacks the dependencies, then run shiv.
-import os
-import stat
-import sys
-
-
-def _usable(folder, private):
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if private:  # a shared temp dir: refuse a folder (or symlink) that someone else made or can write
-            info = os.lstat(folder)
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-                return False
-        return os.access(folder, os.W_OK | os.X_OK)
-    except OSError:
-        return False
-
-
-def _unpack_root():
-    candidates = []
-    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
-    if os.path.isabs(xdg_cache):
-        candidates.append(os.path.join(xdg_cache, "sartoris", "zipapp"))
-    home = os.path.expanduser("~")  # $HOME, else the password database
-    if os.path.isabs(home):
-        candidates.append(os.path.join(home, ".cache", "sartoris", "zipapp"))
-    for folder in candidates:
-        if _usable(folder, private=False):
-            return folder
-    folder = os.path.join(os.environ.get("TMPDIR") or "/tmp", "sartoris-zipapp-%d" % os.getuid())
-    if _usable(folder, private=True):
-        return folder
-    tried = ", ".join([*candidates, folder + " (must be ours, mode 700)"])
-    sys.stderr.write("sartoris: no folder to unpack the zipapp into (tried %s); set SHIV_ROOT\n" % tried)
-    sys.exit(2)  # the contract's exit code for a bad environment or configuration
-
-
-if not os.environ.get("SHIV_ROOT"):
-    os.environ["SHIV_ROOT"] = _unpack_root()
-
-try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 130, not a traceback
-    import _bootstrap  # noqa: E402  (shiv's runtime, packed beside this file)
-
-    _bootstrap.bootstrap()
-except KeyboardInterrupt:  # as sartoris/launch.py does once Sartoris's own code runs
-    sys.stderr.write("sartoris: interrupted\n")
-    _args = sys.argv[1:]
-    if "--json" in (_args[: _args.index("--")] if "--" in _args else _args):
-        sys.stdout.write('{"error": "interrupted", "exit": 130}\n')
-    sys.exit(130)
-EOF
+# user's /nonexistent, a read-only HOME). Ours (scripts/zipapp_main.py) picks a folder that works (see the
+# header), then hands over to shiv's bootstrap unchanged.
+cp "$ROOT/scripts/zipapp_main.py" "$STAGE/__main__.py"
 "$TOOLS/bin/python" - "$STAGE/shiv.pyz" "$STAGE/__main__.py" "$STAGE/sartoris.pyz" <<'EOF'
 """Copy shiv's archive entry by entry (same order, times and modes), swapping in our __main__.py."""
 import os

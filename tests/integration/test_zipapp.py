@@ -1,7 +1,7 @@
 """The zipapp: scripts/build-zipapp.sh's sartoris.pyz run by the system Python in an empty environment.
 
 Built once for the module (the build resolves dependencies from the package index); every run below starts from
-`env -i` with only PATH and a HOME of its own that does not exist yet, as on a fresh app-server or in CI.
+`env -i` with only PATH and an empty HOME of its own, as on a fresh app-server or in CI.
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ def pyz(zipapp: Zipapp) -> Path:
 def run_pyz(
     *argv: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300,
 ) -> Run:
-    """Run a command in an empty environment: only PATH, HOME and what `env` adds."""
+    """Run a command in an empty environment: only PATH, HOME (made, empty, unless there is something there) and
+    what `env` adds."""
+    if not home.exists() and not home.is_symlink():
+        home.mkdir(parents=True)
     done = subprocess.run(
         list(argv), env={"PATH": PATH, "HOME": str(home), **(env or {})}, cwd=cwd,
         capture_output=True, text=True, timeout=timeout, check=False,
@@ -105,7 +108,7 @@ def test_version_prints_package_version_and_commit(zipapp: Zipapp, tmp_path: Pat
     pytest.param(True, id="python3 sartoris.pyz"),
 ])
 def test_help_works_in_an_empty_environment_with_a_clean_home(pyz: Path, tmp_path: Path, via_python: bool) -> None:
-    """--help answers with only PATH and a HOME that does not exist yet; the dependencies unpack under it."""
+    """--help answers with only PATH and an empty HOME (a fresh account); the dependencies unpack under it."""
     home = tmp_path / "home"
     launch = [PYTHON, str(pyz)] if via_python else [str(pyz)]
     run = run_pyz(*launch, "--help", home=home)
@@ -138,6 +141,20 @@ def test_help_works_when_home_cannot_be_written(pyz: Path, tmp_path: Path) -> No
     private = tmpdir / f"sartoris-zipapp-{os.getuid()}"
     assert private.stat().st_mode & 0o777 == 0o700
     assert any(private.glob("sartoris.pyz_*/site-packages"))
+
+
+def test_a_missing_home_is_not_created(pyz: Path, tmp_path: Path) -> None:
+    """HOME=/nonexistent (a system user's, or root's in a service): the unpacking goes to a private folder in TMPDIR
+    and the missing HOME is not created, not even by root."""
+    home, tmpdir = tmp_path / "nonexistent", tmp_path / "tmp"
+    tmpdir.mkdir()
+    done = subprocess.run(
+        [str(pyz), "--help"], env={"PATH": PATH, "HOME": str(home), "TMPDIR": str(tmpdir)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not home.exists()
+    assert any((tmpdir / f"sartoris-zipapp-{os.getuid()}").glob("sartoris.pyz_*/site-packages"))
 
 
 def test_pyz_syncs_the_fleet_and_reports_it_current(pyz: Path, deployment: Deployment, tmp_path: Path) -> None:

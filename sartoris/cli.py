@@ -605,6 +605,7 @@ class _Stdout:
 
     json_printed: bool = False
     error: str | None = None  # the one line a failed command said
+    lost: str | None = None  # why the report could not be written, its reader still there (a full disk)
 
 
 _stdout = _Stdout()
@@ -612,7 +613,10 @@ _stdout = _Stdout()
 
 def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
     _stdout.json_printed = _stdout.json_printed or as_json  # before writing: never a second, after half of one
-    if not streams.write(sys.stdout, (json.dumps(document) if as_json else text) + "\n"):
+    undelivered = streams.deliver(sys.stdout, (json.dumps(document) if as_json else text) + "\n")
+    if undelivered is not None and not undelivered.reader_gone:
+        _stdout.lost = undelivered.reason
+    elif undelivered is not None:
         import structlog  # only here: --help and --version stay fast
 
         structlog.get_logger("sartoris").warning(
@@ -623,8 +627,10 @@ def _emit(document: dict[str, Any], text: str, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, print any error as one line, return the contract's exit code."""
     args = sys.argv[1:] if argv is None else argv
-    _stdout.json_printed, _stdout.error = False, None  # one invocation's (tests call main more than once)
+    _stdout.json_printed, _stdout.error, _stdout.lost = False, None, None  # one invocation's (tests call main again)
     code = _run(argv, args)
+    if _stdout.lost is not None and _stdout.error is None:  # a report lost on a full disk is no success
+        code = _fail(f"the report was not printed: stdout: {_stdout.lost}", code or 1, [])
     log = sys.modules.get("sartoris.log")  # loaded once the command's logging was set up (not for --help)
     if log is not None:
         log.command_ended(code, _stdout.error)  # how it ended, also in --log-file

@@ -47,9 +47,11 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 slots_app = typer.Typer(
-    cls=_Commands, help="Slots, their deployed tags and version links.", rich_markup_mode=None
+    cls=_Commands, help="Slots, their deployed tags and version links.", rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(slots_app, name="slots")
 
@@ -119,11 +121,27 @@ SlotOption = Annotated[
 ]
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-MessageOption = Annotated[str, typer.Option("--message", "-m", help="Why (recorded in the tag, lock and history).")]
+def _plain_message(message: str) -> str:
+    """A -m message without control characters: it is shown in other operators' lock refusals, `status` and `log`,
+    where an escape sequence would act on their terminal and a newline would break the one-line messages."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in message):
+        raise UsageError("-m: a message cannot hold control characters (an escape sequence, a newline, a tab)")
+    return message
+
+
+MessageOption = Annotated[
+    str,
+    typer.Option(
+        "--message", "-m", callback=_plain_message, help="Why: kept with the run in the history (and a sync's tag)."
+    ),
+]
 ForceOption = Annotated[bool, typer.Option("--force", help="Break a stale lock (its process is gone).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 ConcurrencyOption = Annotated[int | None, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")]
-MaxFailuresOption = Annotated[str | None, typer.Option("--max-failures", help="N hosts or N% that may fail to fetch.")]
+MaxFailuresOption = Annotated[
+    str | None,
+    typer.Option("--max-failures", help="N hosts or N% (of the run's) that may fail, fetch and switch together."),
+]
 
 
 @app.command()
@@ -467,6 +485,7 @@ def slots_link(
     ctx: typer.Context,
     slot: Annotated[int, typer.Argument(min=0, max=MAX_SLOT, help="Slot number.")],
     name: Annotated[str, typer.Argument(help="Version link name, e.g. php-1.20wmf1.")],
+    json_output: JsonOption = False,
 ) -> int:
     """Create or move the version link NAME -> <slot_prefix>N atomically.
 
@@ -476,7 +495,9 @@ def slots_link(
 
     config = _load_config(ctx).for_slot(slot)
     link = link_slot(config, slot, name)
-    typer.echo(f"{link.name} -> {config.slot_name(slot)}")
+    as_json = json_output or bool(ctx.parent is not None and ctx.parent.params.get("json_output"))  # slots --json link
+    document = {"link": link.name, "slot": slot, "target": config.slot_name(slot)}
+    _emit(document, f"{link.name} -> {config.slot_name(slot)}", as_json)
     return EXIT_OK
 
 

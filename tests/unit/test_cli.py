@@ -287,3 +287,27 @@ def test_a_report_lost_on_a_full_disk_is_said_and_is_no_success(project: Path) -
         shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=project, timeout=60, check=False,
     )
     assert left.returncode == 0, left.stderr
+
+
+def test_a_message_with_control_characters_is_refused(project: Path) -> None:
+    """An escape sequence in -m was echoed raw in other operators' lock refusals, `status` and `log`."""
+    done = sartoris("start", "-m", "train \x1b[2J", cwd=project)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "control characters" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "where",
+    [["slots", "link", "0", "php-x", "--json"], ["slots", "--json", "link", "0", "php-x"]],
+    ids=["after", "before"],
+)
+def test_slots_link_prints_json_when_asked(project: Path, where: list[str]) -> None:
+    """`slots link` printed its text line under --json, given before or after `link`."""
+    done = sartoris(*where, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"link": "php-x", "slot": 0, "target": "php-slot0"}
+    assert (project / "php-x").resolve() == (project / "php-slot0").resolve()
+
+
+def test_dash_h_is_help() -> None:
+    done = sartoris("-h")
+    assert done.returncode == 0 and done.stdout.startswith("Usage: sartoris")

@@ -28,12 +28,13 @@ class Progress:
         self.total = 0
         self.done = 0
         self.failed = 0
+        self.not_run = 0  # hosts the phase passed over (the run stopped before their turn): not failed
         self.began = time.monotonic()
         self._running: dict[str, float] = {}
 
     def phase(self, name: str, total: int) -> None:
         """A new phase over `total` hosts begins."""
-        self.name, self.total, self.done, self.failed = name, total, 0, 0
+        self.name, self.total, self.done, self.failed, self.not_run = name, total, 0, 0, 0
         self.began = time.monotonic()
         self._running.clear()
         self._render(force=True)
@@ -42,10 +43,12 @@ class Progress:
         self._running[host] = time.monotonic()
         self._render()
 
-    def finished(self, host: str, ok: bool) -> None:
+    def finished(self, host: str, ok: bool, *, not_run: bool = False) -> None:
+        """`host` is done in this phase: ok, failed, or passed over (`not_run`: the run stopped before its turn)."""
         self._running.pop(host, None)
         self.done += 1
-        self.failed += not ok
+        self.not_run += not_run
+        self.failed += not ok and not not_run
         self._render(force=self.done == self.total)
 
     def in_flight(self) -> int:
@@ -63,8 +66,9 @@ class Progress:
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.began
+        not_run = f", {self.not_run} not run" if self.not_run else ""
         text = (
-            f"{self.name}: {self.done}/{self.total} done, {self.failed} failed, {len(self._running)} running,"
+            f"{self.name}: {self.done}/{self.total} done, {self.failed} failed{not_run}, {len(self._running)} running,"
             f" {elapsed:.1f}s"
         )
         slowest = self.slowest()
@@ -128,6 +132,7 @@ class EventProgress(LineProgress):
             phase=self.name,
             done=self.done,
             failed=self.failed,
+            not_run=self.not_run,
             running=len(self._running),
             total=self.total,
             seconds=round(time.monotonic() - self.began, 1),

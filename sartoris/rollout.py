@@ -251,7 +251,7 @@ class _SwitchPhase:
                     self.halted = self._past_budget()
                     log.error("switch_stopped", reason=self.halted)
         self.results[item.host.label] = result
-        self._progress.finished(item.host.label, result.ok)
+        self._progress.finished(item.host.label, result.ok, not_run=result.stopped)
         return result
 
     async def _outcome_after_loss(self, item: _Fetched, lost: HostError, began: float) -> HostResult:

@@ -190,6 +190,19 @@ def test_line_progress_writes_a_line_per_tenth_without_escapes(tmp_path: Path) -
     assert not any("\x1b" in line or "\r" in line for line in lines)
 
 
+def test_hosts_a_stopped_phase_passed_over_are_not_counted_as_failed(tmp_path: Path) -> None:
+    """An interrupted switch phase read "12/12 done, 7 failed" while the report said 0 failed, 7 not switched."""
+    out = (tmp_path / "progress").open("w+")
+    progress = LineProgress(out)
+    progress.phase("switch", 3)
+    progress.finished("a", ok=True)
+    progress.finished("b", ok=False, not_run=True)
+    progress.finished("c", ok=False)
+    progress.end()
+    out.seek(0)
+    assert out.read().splitlines()[-1].startswith("switch: 3/3 done, 1 failed, 1 not run, 0 running")
+
+
 def test_live_progress_redraws_in_place(tmp_path: Path) -> None:
     """LiveProgress redraws one line with carriage return + erase and ends the phase with a newline."""
     out = (tmp_path / "progress").open("w+", newline="")

@@ -178,6 +178,8 @@ def run_hook(
         raise ValueError(f"timeout must be > 0 and kill_grace >= 0, not {timeout} and {kill_grace}")
     phase = context.phase
     path = hook_path(hooks_dir, phase).absolute()
+    if os.path.lexists(hooks_dir) and not hooks_dir.is_dir():  # a misspelt setting must not skip the pre-sync gate
+        return _not_started(phase, f"hooks_dir {hooks_dir} is not a folder, so the {phase} hook cannot be looked for")
     if not os.path.lexists(path):
         return HookResult(phase, ran=False, ok=True, exit_status=None, seconds=0.0, output_tail="", error=None)
     problem = _unrunnable(path, phase)

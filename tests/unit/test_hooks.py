@@ -88,6 +88,14 @@ def test_missing_hook_is_skipped(tmp_path: Path, workdir: Path, make_dir: bool) 
     assert result.skipped
 
 
+def test_a_hooks_dir_that_is_not_a_folder_fails_the_hook(tmp_path: Path, workdir: Path) -> None:
+    """hooks_dir naming a file (a misspelt setting) silently meant no hooks, the pre-sync gate included."""
+    hooks_dir = tmp_path / "hooks.conf"
+    hooks_dir.write_text("pre-sync = check\n")
+    result = run_hook(hooks_dir, SYNC_CONTEXT, timeout=5, cwd=workdir)
+    assert not result.ok and "is not a folder" in str(result.error)
+
+
 def test_not_executable_is_reported(tmp_path: Path, workdir: Path) -> None:
     """A hook file without the execute bit fails with a message that says to chmod +x it."""
     path = write_hook(tmp_path / "hooks", HookPhase.PRE_SYNC, "#!/bin/sh\nexit 0\n", mode=0o644)

@@ -124,7 +124,9 @@ def sync(
             known, targets = _retry_plan(config, request, checkout, history, progress)
             if not targets:  # no run: nothing recorded (log TAG keeps the real deploy's hosts), no hook announces
                 why = "nothing to retry: every targeted host is on the tag"
-                return SyncReport(request.slot, known.tag, known.commit, Outcome.OK, (), time.time() - started, why)
+                return SyncReport(
+                    request.slot, known.tag, known.commit, Outcome.OK, (), time.time() - started, why, kept=False
+                )
             publish: Publish = partial(_already_published, known)
         else:
             checkout.ensure_clean()

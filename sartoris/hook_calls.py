@@ -20,6 +20,8 @@ def _run(config: Config, context: HookContext) -> HookResult:
     )
     if result.ran:
         log.info("hook_ran", hook=context.phase.value, ok=result.ok, seconds=round(result.seconds, 3))
+        if result.ok and result.output_tail:  # what it did ("purged 42 urls"): with -v, and always in --log-file
+            log.debug("hook_output", hook=context.phase.value, tail=result.output_tail)
     return result
 
 

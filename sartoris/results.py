@@ -95,6 +95,7 @@ class SyncReport:
     reason: str | None = None
     not_recorded: str | None = None  # why the deploy host's history could not take the run, when it could not
     depools_not_recorded: tuple[str, ...] = ()  # hosts the run depooled that the pool state does not hold as out
+    kept: bool = True  # False for a run meant to leave no record (a --retry-failed with nothing to retry)
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -123,7 +124,7 @@ class SyncReport:
             "hosts": [r.as_json() for r in self.hosts],
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
-            "recorded": self.not_recorded is None and not self.depools_not_recorded,
+            "recorded": self.kept and self.not_recorded is None and not self.depools_not_recorded,
         }
 
 

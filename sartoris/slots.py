@@ -131,8 +131,13 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
 
 def link_slot(config: Config, slot: int, name: str) -> Path:
     """Create or move `name -> <slot_prefix>N` in checkout_root atomically (a new link renamed over the old)."""
-    if not _LINK_NAME.fullmatch(name) or config.looks_like_a_slot(name):
+    if config.looks_like_a_slot(name):
         raise UsageError(f"version link name {name!r} must be a plain name like php-1.20wmf1, not a slot name")
+    if not _LINK_NAME.fullmatch(name):
+        raise UsageError(
+            f"version link name {name!r} must be a plain name like php-1.20wmf1: letters, digits and . _ + -,"
+            " starting with a letter or digit"
+        )
     root = config.deploy.checkout_root
     target = config.slot_name(slot)
     if not (root / target).is_dir():

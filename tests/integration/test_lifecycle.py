@@ -536,6 +536,7 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
     # TAG` still shows the real deploy's hosts); its dry run is refused as bad usage, as it cannot know the hosts.
     again = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six", "--retry-failed", "--json")
     assert again.code == 0 and again.json()["hosts"] == [] and "nothing to retry" in again.json()["reason"]
+    assert again.json()["recorded"] is False  # it wrote nothing, and says so
     runs = deployment.sartoris("log", partial["tag"], "--json").json()
     assert len(runs["hosts"]) == 1  # the retry's one host, then the first run of the tag with its failed host
     assert [[h["ok"] for h in run["hosts"]] for run in runs["earlier_runs"]] == [[False] + [True] * 5]

@@ -388,3 +388,23 @@ def test_timeout_must_be_positive(tmp_path: Path) -> None:
     """An unbounded or negative timeout is a programmer error."""
     with pytest.raises(ValueError):
         run_hook(tmp_path, SYNC_CONTEXT, timeout=0, cwd=tmp_path)
+
+
+def test_what_a_successful_hook_printed_is_logged_at_debug(tmp_path: Path) -> None:
+    """A post-sync hook's "purged 42 urls" was thrown away even with -v or --log-file; it is now a debug event."""
+    import structlog.testing
+
+    from sartoris.config import parse_config
+    from sartoris.hook_calls import post_hook
+
+    (tmp_path / "php-slot0").mkdir()
+    hook = tmp_path / "hooks" / "post-sync"
+    hook.parent.mkdir()
+    hook.write_text("#!/bin/sh\necho purged 42 urls\n")
+    hook.chmod(0o755)
+    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
+    config = parse_config(text, tmp_path / "sartoris.toml")
+    with structlog.testing.capture_logs() as events:
+        post_hook(config, HookPhase.POST_SYNC, "sync", 0, "t1", "ok")
+    said = [e for e in events if e["event"] == "hook_output"]
+    assert said and "purged 42 urls" in said[0]["tail"] and said[0]["log_level"] == "debug"

@@ -96,6 +96,15 @@ def test_slots_link_refuses_a_name_no_operator_could_type_back(checkouts: Path, 
     assert sorted(p.name for p in checkouts.iterdir()) == ["php-1.20wmf1", "php-slot0", "php-slot1"]
 
 
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".sartoris"])
+def test_a_link_name_that_is_a_path_is_not_called_a_slot_name(checkouts: Path, tmp_path: Path, name: str) -> None:
+    """`slots link 0 ../escape` was refused as "not a slot name"; the refusal now says what a name may hold."""
+    config = config_at(tmp_path / "conf", str(checkouts))
+    with pytest.raises(UsageError, match="starting with a letter or digit") as refused:
+        link_slot(config, 0, name)
+    assert "slot name" not in str(refused.value)
+
+
 def test_slots_link_that_cannot_be_made_is_refused_in_one_line(checkouts: Path, tmp_path: Path) -> None:
     """The link cannot be made (the tests run as root, so instead of a read-only folder a directory sits where the
     temporary link goes, and unlink(2) fails): a StateError naming the link (exit 4, one line), not a traceback."""

@@ -65,21 +65,24 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
     return None
 
 
-def depooled_among(history: History, targets: Sequence[Host], default_port: int, scope: str) -> frozenset[str]:
+def depooled_among(
+    history: History, targets: Sequence[Host], default_port: int, scope: str, *, by_hand: bool = False
+) -> frozenset[str]:
     """The labels of `targets` that are out of the pool `scope` (DepoolSettings.scope), however the depool spelled
-    them (mw1, mw1:22)."""
-    out = {_machine(stored, default_port) for stored in history.depooled_hosts(scope)}
+    them (mw1, mw1:22); with `by_hand`, only those an operator's `depool` took out."""
+    out = {_machine(stored, default_port) for stored in history.depooled_hosts(scope, by_hand=by_hand)}
     return frozenset(h.label for h in targets if h.key(default_port) in out)
 
 
 def remember_pool_state(
-    history: History, hosts: Sequence[Host], depooled: bool, default_port: int, scope: str
+    history: History, hosts: Sequence[Host], depooled: bool, default_port: int, scope: str, *, by_hand: bool = False
 ) -> None:
     """Remember `hosts` as out of (or back in) the pool `scope`, under every spelling already remembered for the
-    same machine there too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out."""
+    same machine there too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out.
+    `by_hand`: an operator's `depool`, which `pool --caught-up` leaves alone."""
     machines = {h.key(default_port) for h in hosts}
     spellings = {stored for stored in history.pool_hosts(scope) if _machine(stored, default_port) in machines}
-    history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled, scope)
+    history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled, scope, by_hand=by_hand)
 
 
 def _machine(stored: str, default_port: int) -> tuple[str, int] | None:
@@ -98,6 +101,7 @@ class PoolReport:
     interrupted: bool = False
     not_recorded: str | None = None  # why the history did not take the change, when it did not
     state_recorded: bool = True  # whether the pool state (what `status` reads) took it, even if the log did not
+    left_out: tuple[str, ...] = ()  # `pool --caught-up`: hosts it leaves out, as an operator depooled them by hand
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class PoolReport:
             "failed": [{"host": host, "error": error} for host, error in self.failed],
             "interrupted": self.interrupted,
             "recorded": self.not_recorded is None,
+            "left_out": list(self.left_out),
         }
 
     def describe(self) -> str:
@@ -113,6 +118,9 @@ class PoolReport:
         lines += [f"  {host}: {error}" for host, error in self.failed]
         if self.changed:
             lines.append("  " + ", ".join(self.changed))
+        if self.left_out:
+            why = "left out, depooled by hand (`sartoris pool HOST` puts one back): "
+            lines.append("  " + why + ", ".join(self.left_out))
         return "\n".join(lines)
 
 
@@ -134,7 +142,7 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
             report = replace(report, not_recorded=written.error)
         return report
 
-    changing = _change_until_interrupted(config, history, hosts, depool)
+    changing = _change_until_interrupted(config, history, hosts, depool, by_hand=depool)
     report, pressed_while_recording = run_stoppable_then(changing, record)
     if report.interrupted or pressed_while_recording:
         raise InterruptedRun(report)
@@ -142,20 +150,27 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
 
 
 async def _change_until_interrupted(
-    config: Config, history: History, hosts: Sequence[Host], depool: bool
+    config: Config, history: History, hosts: Sequence[Host], depool: bool, *, by_hand: bool
 ) -> tuple[PoolReport, bool]:
     """apply_pool_change, where Ctrl-C starts no further command but lets the running ones end (bounded by the
     depool timeout) and remembers them, so the pool state says what the load balancer was told."""
     stop = asyncio.Event()
-    return await despite_interrupt(apply_pool_change(config, history, hosts, depool=depool, stop=stop), stop.set)
+    change = apply_pool_change(config, history, hosts, depool=depool, stop=stop, by_hand=by_hand)
+    return await despite_interrupt(change, stop.set)
 
 
 async def apply_pool_change(
-    config: Config, history: History, hosts: Sequence[Host], *, depool: bool, stop: asyncio.Event | None = None
+    config: Config,
+    history: History,
+    hosts: Sequence[Host],
+    *,
+    depool: bool,
+    stop: asyncio.Event | None = None,
+    by_hand: bool = False,
 ) -> PoolReport:
-    """Run the configured depool/pool command once per host (bounded), remember the hosts it worked for.
-    Without a configured command nothing runs and the hosts are reported as not changed; once `stop` is set,
-    no further command starts and the hosts left are reported as not run."""
+    """Run the configured depool/pool command once per host (bounded), remember the hosts it worked for (`by_hand`:
+    an operator's depool, not a run's). Without a configured command nothing runs and the hosts are reported as not
+    changed; once `stop` is set, no further command starts and the hosts left are reported as not run."""
     action = "depool" if depool else "pool"
     template = config.depool.command if depool else config.depool.pool_command
     if not hosts:
@@ -174,7 +189,8 @@ async def apply_pool_change(
     failed = tuple((label, error) for label, error in outcomes if error is not None)
     with written_after_the_change(f"{action} state", hosts=list(changed)) as written:  # the load balancer was told
         remember_pool_state(
-            history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope
+            history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope,
+            by_hand=by_hand,
         )
     for label in changed:
         log.info(f"host_{action}ed", host=label)
@@ -194,14 +210,17 @@ def pool_caught_up(config: Config, slot: int, targets: Sequence[Host] | None) ->
     if targets is None:
         targets = dedupe([host for stored in sorted(history.depooled_hosts(scope)) if (host := _host(stored))], port)
     depooled = depooled_among(history, targets, port, scope)
+    by_hand = depooled_among(history, targets, port, scope, by_hand=True)  # maintenance: not the deploy's to undo
     last = history.last_deployed(slot)
-    candidates = [h for h in targets if h.label in depooled]
+    candidates = [h for h in targets if h.label in depooled and h.label not in by_hand]
+    left_out = tuple(h.label for h in targets if h.label in by_hand)
     if last is None or not candidates:
-        return PoolReport("pool", (), ())
+        return PoolReport("pool", (), (), left_out=left_out)
     statuses = asyncio.run(census(config, slot, candidates, last.commit, depooled, config.fanout.concurrency))
     current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
-    log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current))
-    return change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
+    log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
+    report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
+    return replace(report, left_out=left_out)
 
 
 def _host(stored: str) -> Host | None:

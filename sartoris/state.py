@@ -52,12 +52,15 @@ CREATE TABLE IF NOT EXISTS pool_state (
     host TEXT NOT NULL,
     depooled INTEGER NOT NULL,
     changed REAL NOT NULL,
+    by_hand INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, host)
 );
 """
 # `pool` is where Sartoris kept pool state before it had scopes (schema version 0). The first open by a newer
 # Sartoris copies its rows into the host-wide scope ('') once (version 1); the table itself is left as it was.
-_SCHEMA_VERSION = 1
+# Version 2 notes which depools were made by hand (`sartoris depool`), which `pool --caught-up` leaves alone; the
+# rows kept before it read as made by a run, as `--caught-up` treated every depool then.
+_SCHEMA_VERSION = 2
 _FROM_VERSION_0 = "INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', * FROM pool"
 _SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
 
@@ -164,9 +167,13 @@ class History:
         except OSError as exc:
             raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
         with self._connect() as db:
-            if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:  # else: read-only is enough
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < _SCHEMA_VERSION:  # else: read-only is enough
                 db.executescript(_SCHEMA)
-                db.execute(_FROM_VERSION_0)
+                if version < 1:
+                    db.execute(_FROM_VERSION_0)
+                if "by_hand" not in {row[1] for row in db.execute("PRAGMA table_info(pool_state)")}:
+                    db.execute("ALTER TABLE pool_state ADD COLUMN by_hand INTEGER NOT NULL DEFAULT 0")
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def ensure_sound(self) -> None:
@@ -279,26 +286,32 @@ class History:
             ).fetchall()
         return [_entry(row) for row in rows]
 
-    def set_depooled(self, hosts: Iterable[str], depooled: bool, scope: str) -> None:
+    def set_depooled(self, hosts: Iterable[str], depooled: bool, scope: str, *, by_hand: bool = False) -> None:
         """Remember `hosts` as out of (or back in) the pool named `scope` ('' when the depool commands are the same
-        for every slot, 'slot<N>' when they name the slot)."""
+        for every slot, 'slot<N>' when they name the slot); `by_hand`: an operator's `depool`, not a run's. A run's
+        depool of a host already out by hand leaves it out by hand."""
         now = time.time()
         with self._connect() as db:
             db.executemany(
-                "INSERT INTO pool_state (scope, host, depooled, changed) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(scope, host) DO UPDATE SET depooled = excluded.depooled, changed = excluded.changed",
-                [(scope, host, int(depooled), now) for host in hosts],
+                "INSERT INTO pool_state (scope, host, depooled, changed, by_hand) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(scope, host) DO UPDATE SET changed = excluded.changed, by_hand = CASE"
+                " WHEN excluded.depooled = 1 AND pool_state.depooled = 1 AND pool_state.by_hand = 1 THEN 1"
+                " ELSE excluded.by_hand END, depooled = excluded.depooled",
+                [(scope, host, int(depooled), now, int(depooled and by_hand)) for host in hosts],
             )
 
-    def depooled_hosts(self, scope: str) -> frozenset[str]:
-        """Every host remembered as out of the pool `scope`, spelled as its depool named it. A slot's pool also
-        counts a host the host-wide pool has out and the slot's own has no word on (state kept before the
-        commands named the slot, or before Sartoris kept pools apart): out until told otherwise."""
+    def depooled_hosts(self, scope: str, *, by_hand: bool = False) -> frozenset[str]:
+        """Every host remembered as out of the pool `scope`, spelled as its depool named it (with `by_hand`, only
+        those an operator's `depool` took out). A slot's pool also counts a host the host-wide pool has out and the
+        slot's own has no word on (state kept before the commands named the slot, or before Sartoris kept pools
+        apart): out until told otherwise."""
+        hand = " AND by_hand = 1" if by_hand else ""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT host FROM pool_state WHERE scope = ?1 AND depooled = 1"
+                f"SELECT host FROM pool_state WHERE scope = ?1 AND depooled = 1{hand}"
                 " UNION SELECT host FROM pool_state AS wide WHERE ?1 != '' AND wide.scope = '' AND wide.depooled = 1"
-                " AND NOT EXISTS (SELECT 1 FROM pool_state AS own WHERE own.scope = ?1 AND own.host = wide.host)",
+                f"{hand} AND NOT EXISTS"
+                " (SELECT 1 FROM pool_state AS own WHERE own.scope = ?1 AND own.host = wide.host)",
                 (scope,),
             )
             return frozenset(row[0] for row in rows)

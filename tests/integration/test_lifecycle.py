@@ -308,9 +308,11 @@ def test_failing_pre_sync_hook_stops_everything(deployment: Deployment) -> None:
 
 
 def test_depool_pool_and_caught_up(deployment: Deployment) -> None:
-    """depool records the host out (status shows it); pool --caught-up re-pools it once it is current."""
+    """depool records the host out (status shows it); pool --caught-up leaves a host depooled by hand out (taken out
+    for maintenance, it would have gone back to the load balancer once current) and names it; pool HOST puts it
+    back."""
     host = deployment.fleet.hosts[0]
-    assert deployment.sartoris("depool", host).code == 0
+    assert deployment.sartoris("depool", host, "-m", "disk swap").code == 0
     assert deployment.pool_changes() == [f"depool {host}"]
     status = deployment.sartoris("status", "--slot", str(deployment.slot), "--json").json()
     assert next(h for h in status["hosts"] if h["host"] == host)["depooled"] is True
@@ -318,20 +320,22 @@ def test_depool_pool_and_caught_up(deployment: Deployment) -> None:
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "one").code == 0
     run = deployment.sartoris("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
     assert run.code == 0, run.stderr
-    assert run.json()["changed"] == [host]
+    assert run.json()["changed"] == [] and run.json()["left_out"] == [host]
+    assert deployment.pool_changes() == [f"depool {host}"]
+    assert deployment.sartoris("pool", host).code == 0
     assert deployment.pool_changes() == [f"depool {host}", f"pool {host}"]
     status = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "one", "--json").json()
     assert status["counts"]["depooled"] == 0
 
 
 def test_caught_up_looks_at_every_depooled_host_or_at_the_hosts_named(deployment: Deployment) -> None:
-    """`pool --caught-up` re-pools every host remembered as depooled that is now current, also one outside the
-    config's default `hosts` (deployed with --hosts); `--hosts G` narrows it to that group."""
+    """`pool --caught-up` re-pools every host a run depooled that is now current, also one outside the config's
+    default `hosts` (deployed with --hosts); `--hosts G` narrows it to that group."""
     inside, outside = deployment.fleet.hosts[:2]
     deployment.group("default", [inside])
     deployment.group("both", [inside, outside])
     deployment.configure(deploy={"hosts": ["default"]})
-    assert deployment.sartoris("depool", inside, outside).code == 0
+    History(deployment.root / ".sartoris").set_depooled([inside, outside], True, "")  # as a run that failed them
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "both").code == 0
     caught_up = ("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
     narrowed = deployment.sartoris(*caught_up, "--hosts", "default")

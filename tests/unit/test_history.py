@@ -53,3 +53,30 @@ def test_a_partial_run_that_put_no_host_on_its_release_is_not_deployed(tmp_path:
     assert [r.tag for r in history.deployed(0)] == ["t1"]
     history.record("sync", somewhere, "three", 0.0)
     assert [r.tag for r in history.deployed(0)] == ["t3", "t1"]
+
+
+def test_a_depool_by_hand_stays_by_hand_when_a_run_depools_the_host_again(tmp_path: Path) -> None:
+    """`pool --caught-up` leaves hosts an operator took out; a run that fails such a host and depools it again must
+    not turn it into one of the run's depools (which --caught-up would put back)."""
+    history = History(tmp_path)
+    history.set_depooled(["mw1"], True, "", by_hand=True)
+    history.set_depooled(["mw1", "mw2"], True, "")  # a run's depool of both
+    assert history.depooled_hosts("", by_hand=True) == frozenset({"mw1"})
+    assert history.depooled_hosts("") == frozenset({"mw1", "mw2"})
+    history.set_depooled(["mw1"], False, "")  # pooled: no longer out by hand either
+    history.set_depooled(["mw1"], True, "")
+    assert history.depooled_hosts("", by_hand=True) == frozenset()
+
+
+def test_a_version_1_history_gains_the_hand_column_and_its_depools_read_as_a_runs(tmp_path: Path) -> None:
+    """A history kept before depools were told apart: opened, it gains the column; its depools read as made by a run,
+    which `pool --caught-up` handled as before."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "history.sqlite3") as db:
+        db.execute("CREATE TABLE pool_state (scope TEXT NOT NULL, host TEXT NOT NULL, depooled INTEGER NOT NULL,"
+                   " changed REAL NOT NULL, PRIMARY KEY (scope, host))")
+        db.execute("INSERT INTO pool_state VALUES ('', 'mw1', 1, 0)")
+        db.execute("PRAGMA user_version = 1")
+    history = History(tmp_path)
+    assert history.depooled_hosts("") == frozenset({"mw1"}) and history.depooled_hosts("", by_hand=True) == frozenset()

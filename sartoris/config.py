@@ -274,7 +274,7 @@ def load_config(path: Path) -> Config:
     """Read and validate the config file at path; relative paths in it are taken from its folder."""
     path = path.absolute()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a leading BOM is not TOML
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:

@@ -184,7 +184,7 @@ def resolve_hosts(
         path = _find_group(selector, hosts_dir, cwd if base is None else base)
         source = _display(path, cwd)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # -sig: a leading BOM (a Windows editor) is no host
         except UnicodeDecodeError:
             raise InventoryError(f"{source}: not a UTF-8 text file") from None
         except OSError as exc:

@@ -704,6 +704,13 @@ def test_load_config_reads_file(tree: Path) -> None:
     assert config.hosts_dir == tree / "hosts"
 
 
+def test_a_config_saved_with_a_byte_order_mark_loads(tree: Path) -> None:
+    """A leading U+FEFF made the whole file "not valid TOML: Invalid statement (line 1, column 1)"."""
+    path = tree / "sartoris.toml"
+    path.write_text("\ufeff" + path.read_text())
+    assert load_config(path).deploy.checkout_root == tree
+
+
 def test_load_config_relative_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A relative path is made absolute first, so base_dir is absolute."""
     monkeypatch.chdir(tree / "a")

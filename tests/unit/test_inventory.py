@@ -211,6 +211,12 @@ def test_resolve_group(fleet: Path) -> None:
     assert labels(hosts) == ["mw1", "mw2", "mw3"]
 
 
+def test_a_group_file_saved_with_a_byte_order_mark_reads_its_first_host(fleet: Path) -> None:
+    """A file saved by a Windows editor starts with U+FEFF; its first line was refused as "not a host"."""
+    (fleet / "deploy" / "hosts" / "bom").write_text("\ufeffmw9\nmw10\n", encoding="utf-8")
+    assert labels(resolve_hosts(["bom"], fleet / "deploy" / "hosts", fleet)) == ["mw9", "mw10"]
+
+
 def test_resolve_path_relative_to_cwd(fleet: Path) -> None:
     """A selector that is not a group is read as a file path from cwd."""
     hosts = resolve_hosts(["elsewhere/canary"], fleet / "deploy" / "hosts", fleet)

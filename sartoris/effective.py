@@ -26,7 +26,7 @@ class Setting:
 
 def effective_settings(config: Config) -> list[Setting]:
     """Each known key with the value Sartoris will use: written in the file, or the built-in default."""
-    written = tomllib.loads(config.path.read_text(encoding="utf-8"))
+    written = tomllib.loads(config.path.read_text(encoding="utf-8-sig"))  # as load_config read it
     sections = {"deploy": config.deploy, "fanout": config.fanout, "ssh": config.ssh, "depool": config.depool}
     settings = []
     for section, keys in KNOWN_KEYS.items():
@@ -57,6 +57,8 @@ def render(settings: list[Setting], found_by: str) -> str:
             section = setting.section
             lines.append(f"\n[{section}]")
         origin = "# default" if setting.source == "default" else "# set in the file"
+        if (setting.section, setting.key, setting.value) == ("deploy", "fetch_url", None):
+            origin += ": the hosts fetch from publish_url"
         lines.append(f"{setting.key} = {_toml_value(setting.value)}  {origin}")
     return "\n".join(lines)
 

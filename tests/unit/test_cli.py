@@ -119,6 +119,16 @@ def test_a_host_file_path_in_the_config_is_read_from_the_config_files_folder(pro
     assert done.returncode == 2 and "[deploy] hosts uses {slot}: pass --slot N" in done.stderr, done.stderr
 
 
+def test_config_says_an_unset_fetch_url_means_publish_url_and_reads_a_file_with_a_bom(project: Path) -> None:
+    """`fetch_url = (unset)` did not say what the hosts fetch from; a config with a byte-order mark, which every
+    other command reads, made `config` fail."""
+    config = project / "sartoris.toml"
+    config.write_text("\ufeff" + config.read_text())
+    done = sartoris("config", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "fetch_url = (unset)  # default: the hosts fetch from publish_url" in done.stdout
+
+
 def test_config_shows_values_and_where_they_came_from(project: Path) -> None:
     """`config --json` lists every key with its effective value and whether the file or the default set it."""
     done = sartoris("config", "--json", cwd=project)

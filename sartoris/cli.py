@@ -569,7 +569,8 @@ def _say_not_recorded(report: Any, action: str) -> bool:
         said = f"the {action} depooled {', '.join(forgotten)}, but the history did not take it: `status` and"
         said += f" `pool --caught-up` do not know that {out}"
     else:
-        said = f"the {action} was not written to the history ({why}): `status`, `log` and `rollback` do not know it"
+        said = f"the {action} was not written to the history ({why}): `status`, `log` and `rollback` do not know how"
+        said += " it ended"
         said += f", nor that {out}" if forgotten else ""
     _stdout.error = _one_line(said)
     _say(_stdout.error)

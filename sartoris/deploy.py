@@ -318,6 +318,15 @@ def _roll_out_and_record(
     progress: Progress | None,
     before_switching: Callable[[str], None],
 ) -> SyncReport:
+    begun: list[int] = []  # the history's note of this run, once hosts may switch
+
+    def switching(release: Release) -> None:
+        """Before the first host may switch: the started deploy's note, then the history's (once, canaries first)."""
+        before_switching(release.tag)
+        if not begun:
+            with written_after_the_change(f"{action} begun", tag=release.tag):  # the record at the end inserts it
+                begun.append(history.begin(action, request.slot, release.tag, release.commit, request.message, started))
+
     def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:
         """Write the run down (Ctrl-C is held meanwhile, so the record is never cut or lost)."""
         release, result = ran
@@ -331,7 +340,7 @@ def _roll_out_and_record(
             reason=result.abort_reason,
         )
         with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value) as written:
-            history.record(action, report, request.message, started)
+            history.record(action, report, request.message, started, begun[0] if begun else None)
         if written.error is not None:
             report = replace(report, not_recorded=written.error)
         forgotten = _depools_not_remembered(config, history, targets, report.hosts)
@@ -340,9 +349,7 @@ def _roll_out_and_record(
         return report, result.interrupted
 
     progress = progress or Progress()
-    run = _publish_and_deploy(
-        config, request, publish, targets, canary_hosts, history, connector, progress, before_switching
-    )
+    run = _publish_and_deploy(config, request, publish, targets, canary_hosts, history, connector, progress, switching)
     (report, interrupted), pressed_while_recording = run_stoppable_then(run, report_and_record)
     try:
         post = HookPhase.POST_SYNC if action == "sync" else HookPhase.POST_ROLLBACK
@@ -366,13 +373,13 @@ async def _publish_and_deploy(
     history: History,
     connector: Connector,
     progress: Progress,
-    before_switching: Callable[[str], None],
+    before_switching: Callable[[Release], None],
 ) -> tuple[Release, RolloutResult]:
     """Publish while the first hosts' connections open, then deploy."""
     first = (canary_hosts or tuple(targets))[: request.concurrency]
     try:
         release = await _publish_while_connecting(publish, connector, first)
-        switching = partial(before_switching, release.tag)
+        switching = partial(before_switching, release)
         return release, await _deploy(
             config, request, release, targets, canary_hosts, history, connector, progress, switching
         )

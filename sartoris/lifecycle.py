@@ -16,7 +16,7 @@ from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
 from sartoris.results import CANARY_FAILED
-from sartoris.state import History, SlotLock, written_after_the_change
+from sartoris.state import UNFINISHED, History, SlotLock, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -99,6 +99,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     # A release a canary rejected did not go out: announced as aborted, never as the deploy's release. A run that
     # died while switching left no record: how it ended is unknown.
     outcome = "aborted" if rejected else last.outcome if last else "unknown" if synced else None
+    outcome = "unknown" if outcome == UNFINISHED else outcome  # its history note, never written down
     hosts = last.report.get("hosts", []) if last else []
     failed = tuple(h["host"] for h in hosts if _failed(h))
     stopped = tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped"))

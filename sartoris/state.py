@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS pool_state (
 # rows kept before it read as made by a run, as `--caught-up` treated every depool then.
 _SCHEMA_VERSION = 2
 _FROM_VERSION_0 = "INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', * FROM pool"
-_SWITCHED = ("ok", "partial")  # outcomes after which hosts run the release
+_SWITCHED = ("ok", "partial", "unfinished")  # outcomes after which hosts may run the release
+UNFINISHED = "unfinished"  # a run's row from its first switch until it is written down: still running, or died
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +197,28 @@ class History:
         except sqlite3.Error as exc:
             raise StateError(f"history {self._path}: {exc}") from None
 
-    def record(self, action: str, report: SyncReport, message: str, started: float) -> None:
-        """Keep one run: who, when, what, how it ended, and every host's result."""
+    def begin(self, action: str, slot: int, tag: str, commit: str, message: str, started: float) -> int:
+        """Note, before its first host switches, a run that may put hosts on `tag`; its row id. Written down, the run
+        replaces the note (record); a run that dies first (kill -9, a power cut) leaves it, so `rollback`, `status`
+        and `--retry-failed` count its release as one that reached hosts, and `log` shows it unfinished."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (slot, action, tag, commit, UNFINISHED, message, current_user(), started, json.dumps({"hosts": []})),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def record(self, action: str, report: SyncReport, message: str, started: float, begun: int | None = None) -> None:
+        """Keep one run: who, when, what, how it ended, and every host's result; in place of its `begun` note."""
+        if begun is not None:
+            with self._connect() as db:
+                replaced = db.execute(
+                    "UPDATE deploys SET outcome = ?, seconds = ?, report = ? WHERE id = ? AND outcome = ?",
+                    (report.outcome.value, report.seconds, json.dumps(report.as_json()), begun, UNFINISHED),
+                ).rowcount
+            if replaced:
+                return
         self._insert(
             report.slot,
             action,
@@ -249,8 +270,9 @@ class History:
             rows = db.execute(
                 "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
                 f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED}"
-                # an ok run has every host on its release; only a partial one's hosts are read
-                " AND (outcome = 'ok'"
+                # an ok run has every host on its release, an unfinished one may have any; only a partial one's hosts
+                # are read
+                f" AND (outcome IN ('ok', '{UNFINISHED}')"
                 " OR EXISTS (SELECT 1 FROM json_each(report, '$.hosts') WHERE json_extract(value, '$.ok')))"
                 " ORDER BY id DESC",
                 (slot,),

@@ -333,11 +333,12 @@ def test_a_second_ctrl_c_does_not_abandon_the_switches_in_flight(deployment: Dep
 def test_abort_refuses_after_a_run_of_the_deploy_was_killed_while_switching(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """SIGKILL to a sync inside a started deploy, mid-switch: some hosts may run its tag, and no record says so.
+    """SIGKILL to a sync inside a started deploy, mid-switch: some hosts may run its tag, and no record said so.
     abort used to break the dead run's lock and put the checkout back under them; it now refuses, leaving the
-    checkout as it is, and finish says the run died while switching."""
+    checkout as it is, and finish says the run died while switching. The history keeps the run as unfinished, so
+    `rollback` goes back to the release before it (it used to skip that one, going two releases back)."""
     hosts = deployment.fleet.hosts[44:50]
-    _old, new, code, _stdout, _stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGKILL, started=True)
+    old, new, code, _stdout, _stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGKILL, started=True)
     assert code == -signal.SIGKILL
     _settle(deployment)
     aborted = deployment.sartoris("abort", "--slot", str(deployment.slot))
@@ -346,6 +347,10 @@ def test_abort_refuses_after_a_run_of_the_deploy_was_killed_while_switching(
     finished = deployment.sartoris("finish", "--slot", str(deployment.slot))
     assert finished.code == 0 and "died while switching" in finished.stdout, finished.stdout + finished.stderr
     assert not _lock(deployment).exists()
+    entries = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"]
+    assert [e["commit"] for e in entries if e["outcome"] == "unfinished"] == [new]
+    plan = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--dry-run", "--json")
+    assert plan.code == 0 and plan.json()["commit"] == old, plan.stderr
 
 
 def test_a_killed_controller_leaves_a_stale_lock_that_force_breaks(deployment: Deployment, tmp_path: Path) -> None:

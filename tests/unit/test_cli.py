@@ -332,5 +332,6 @@ def test_slots_link_prints_json_when_asked(project: Path, where: list[str]) -> N
 
 
 def test_dash_h_is_help() -> None:
+    """`sartoris -h` said "No such option: -h"; it is --help, as in most tools."""
     done = sartoris("-h")
     assert done.returncode == 0 and done.stdout.startswith("Usage: sartoris")

@@ -80,3 +80,20 @@ def test_a_version_1_history_gains_the_hand_column_and_its_depools_read_as_a_run
         db.execute("PRAGMA user_version = 1")
     history = History(tmp_path)
     assert history.depooled_hosts("") == frozenset({"mw1"}) and history.depooled_hosts("", by_hand=True) == frozenset()
+
+
+def test_a_run_noted_before_its_switch_is_replaced_by_its_record_or_stays_unfinished(tmp_path: Path) -> None:
+    """A run notes itself before its first switch; its record replaces the note. A run that died in between left no
+    row, so `rollback` skipped its release and went two back; its note now stays, as a release that may have
+    reached hosts."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    history = History(tmp_path)
+    done = HostResult("mw1", True, Phase.DONE)
+    history.record("sync", SyncReport(0, "t1", "1" * 40, Outcome.OK, (done,)), "", 0.0)
+    row = history.begin("sync", 0, "t2", "2" * 40, "", 1.0)
+    history.record("sync", SyncReport(0, "t2", "2" * 40, Outcome.OK, (done,)), "", 1.0, row)
+    assert [(e.tag, e.outcome) for e in history.entries(0)] == [("t2", "ok"), ("t1", "ok")]
+    history.begin("sync", 0, "t3", "3" * 40, "", 2.0)  # and then the run died
+    assert [r.tag for r in history.deployed(0)] == ["t3", "t2", "t1"]
+    assert history.entries(0)[0].outcome == "unfinished"

@@ -106,7 +106,7 @@ def _refuse_if_locked(config: Config, slot: int, force: bool) -> None:
     if lock.is_own_start(held):
         lock = SlotLock(config.state_dir, slot, run=True)  # this operator's started deploy: one run at a time
         held = lock.holder()
-    if held is not None and not (force and lock.is_stale(held)):
+    if held is not None and not (force and lock.may_be_broken(held)):
         raise LockHeldError(lock.describe(held))
 
 

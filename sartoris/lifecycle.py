@@ -70,7 +70,8 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
     of that deploy runs meanwhile (nor starts while it ends). A run lock whose process is gone is broken."""
     lock, run_lock = SlotLock(config.state_dir, slot), SlotLock(config.state_dir, slot, run=True)
     try:
-        run_lock.acquire(action, force=True)  # `force` breaks only a stale lock
+        run_lock.break_if_stale()  # a killed run's; an unreadable one only by the operator's --force
+        run_lock.acquire(action)
     except LockHeldError as exc:
         raise RefusedError(
             f"{exc}; wait for it to end before you {action} (if that run is gone, remove {run_lock.path})"

@@ -385,28 +385,24 @@ class SlotLock:
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
+        unknown = {"user": "?", "host": "?", "pid": None, "since": None, "command": "?"}
         try:
-            held = json.loads(self.path.read_text())
+            text = self.path.read_text()
         except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
-        except (OSError, ValueError):
+        except OSError as exc:  # someone's lock this user may not read (a umask of 077): held, never breakable
+            return unknown | {"message": f"lock file unreadable: {exc.strerror or exc}"}
+        try:
+            held = json.loads(text)
+        except ValueError:
             held = None
         if isinstance(held, dict):
             return held
-        return {
-            "user": "?", "host": "?", "pid": None, "since": None, "command": "?", "message": "unreadable lock",
-            "unreadable": True,
-        }
+        return unknown | {"message": "unreadable lock", "unreadable": True}  # empty, cut short, or not an object
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
         """A run's lock (not a start's) taken on this host by a process that no longer exists (a later process
-        with its PID is not it); or a lock file that cannot be read (empty or damaged: a crash between its
-        creation and its write) and has not been written for a while."""
-        if holder.get("unreadable"):
-            try:
-                return time.time() - self.path.stat().st_mtime > _UNREADABLE_AFTER
-            except OSError:
-                return False
+        with its PID is not it)."""
         pid, started = holder.get("pid"), holder.get("pid_start")
         return (
             holder.get("command") != "start"
@@ -414,6 +410,17 @@ class SlotLock:
             and isinstance(pid, int)
             and (not _pid_alive(pid) or (isinstance(started, str) and _process_start(pid) not in (None, started)))
         )
+
+    def may_be_broken(self, holder: dict[str, Any]) -> bool:
+        """What `--force` breaks: a stale lock, or a lock file whose content cannot be read (empty or damaged: a
+        crash between its creation and its write) and that has not been written for a while. Never broken without
+        the operator's --force (see break_if_stale)."""
+        if not holder.get("unreadable"):
+            return self.is_stale(holder)
+        try:
+            return time.time() - self.path.stat().st_mtime > _UNREADABLE_AFTER
+        except OSError:
+            return False
 
     def is_ours(self, holder: dict[str, Any]) -> bool:
         """Taken by this user on this host (a start lock that this operator's sync may run under)."""
@@ -444,9 +451,10 @@ class SlotLock:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.fchmod(fd, 0o644)  # readable by the other operators whatever this one's umask: they see who holds it
             except FileExistsError:
                 held = self.holder() or {}
-                if force and self.is_stale(held):
+                if force and self.may_be_broken(held):
                     self.path.unlink(missing_ok=True)
                     continue
                 raise LockHeldError(self.describe(held)) from None
@@ -476,7 +484,7 @@ class SlotLock:
             text += f" ({held['message']})"
         if held.get("unreadable"):
             text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read (empty or damaged)"
-            text += "; pass --force to break it" if self.is_stale(held) else "; it may be being written: try again"
+            text += "; pass --force to break it" if self.may_be_broken(held) else "; it may be being written: retry"
         elif self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
         elif self.is_own_start(held):
@@ -491,6 +499,7 @@ class SlotLock:
         held.update(fields)
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(held))
+        temporary.chmod(0o644)  # as acquire made it, whatever the umask
         os.replace(temporary, self.path)
 
     def release(self) -> None:

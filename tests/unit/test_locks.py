@@ -188,7 +188,7 @@ def test_a_lock_file_that_cannot_be_read_is_broken_by_force_once_it_is_not_being
     lock = SlotLock(config.state_dir, 0)
     lock.path.parent.mkdir(parents=True)
     lock.path.write_text(content)
-    with pytest.raises(LockHeldError, match=r"cannot be read.*try again"):
+    with pytest.raises(LockHeldError, match=r"cannot be read.*retry"):
         lock.acquire("sync", force=True)
     an_hour_ago = time.time() - 3600
     os.utime(lock.path, (an_hour_ago, an_hour_ago))
@@ -196,6 +196,40 @@ def test_a_lock_file_that_cannot_be_read_is_broken_by_force_once_it_is_not_being
         lock.acquire("sync")
     lock.acquire("sync", force=True)
     assert (lock.holder() or {}).get("pid") == os.getpid()
+
+
+def test_a_lock_this_user_may_not_read_is_held_and_never_broken(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another operator's lock written under a umask of 077 could not be read, was taken for a damaged one and,
+    ten seconds on, broken by --force under a live run. A lock this user may not read is held, and stays so."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("sync")
+    an_hour_ago = time.time() - 3600
+    os.utime(lock.path, (an_hour_ago, an_hour_ago))
+    read = Path.read_text
+
+    def denied(path: Path, *args: object, **kwargs: object) -> str:
+        if path == lock.path:
+            raise PermissionError(13, "Permission denied")
+        return read(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    held = lock.holder() or {}
+    assert "Permission denied" in str(held.get("message")) and not lock.may_be_broken(held)
+    with pytest.raises(LockHeldError):
+        SlotLock(config.state_dir, 0).acquire("sync", force=True)
+
+
+def test_a_lock_file_is_readable_by_every_operator_whatever_the_umask(config: Config) -> None:
+    """Written under a umask of 077 it was 0600, so the next operator could not see who held it."""
+    old = os.umask(0o077)
+    try:
+        lock = SlotLock(config.state_dir, 0)
+        lock.acquire("sync")
+    finally:
+        os.umask(old)
+    assert lock.path.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(config: Config) -> None:

@@ -158,7 +158,10 @@ def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
     noted = {"switching": None, "last_run": report.tag}
     if report.outcome is not Outcome.ABORTED:
         noted["synced"] = report.tag
-    started_lock.update(**noted)
+    try:
+        started_lock.update(**noted)
+    except (RefusedError, OSError) as exc:  # the run is over and recorded: its report still goes out
+        log.warning("deploy_lock_not_updated", tag=report.tag, lock=str(started_lock.path), error=str(exc))
 
 
 def _note_switching(started_lock: SlotLock | None, tag: str) -> None:
@@ -445,9 +448,12 @@ async def _deploy(
             before_switching=before_switching,
         )
         if canary.outcome is not Outcome.OK or canary.interrupted:
-            why = "interrupted" if canary.interrupted else CANARY_FAILED
-            if not canary.interrupted:
-                log.error("canary_failed", failed=[r.host for r in canary.hosts if r.failed])
+            failed = [r.host for r in canary.hosts if r.failed]
+            # a canary failing is the canaries' verdict; a stop before any did (the history unreadable) is not
+            why = CANARY_FAILED if failed else canary.abort_reason or CANARY_FAILED
+            why = "interrupted" if canary.interrupted else why
+            if failed and not canary.interrupted:
+                log.error("canary_failed", failed=failed)
             skipped = tuple(
                 HostResult(h.label, False, Phase.FETCH, f"not attempted: {why}", stopped=True) for h in rest
             )

@@ -91,16 +91,17 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        # the release the hosts run; else the tag of a run that died while switching (its hosts may run it); else
-        # that of the deploy's last run, which aborted
-        synced = held.get("synced") or held.get("switching") or held.get("last_run")
+        # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
+        # release the hosts run; else the tag of the deploy's last run, which aborted
+        died = held.get("switching")
+        synced = died or held.get("synced") or held.get("last_run")
         last = history.entry_for_tag(synced) if synced else None
         lock.release()
     rejected = last is not None and last.report.get("reason") == CANARY_FAILED
     # A release a canary rejected did not go out: announced as aborted, never as the deploy's release. A run that
-    # died while switching left no record: how it ended is unknown.
+    # died while switching was never written down (its history note says unfinished): how it ended is unknown.
     outcome = "aborted" if rejected else last.outcome if last else "unknown" if synced else None
-    outcome = "unknown" if outcome == UNFINISHED else outcome  # its history note, never written down
+    outcome = "unknown" if outcome == UNFINISHED or died else outcome
     hosts = last.report.get("hosts", []) if last else []
     failed = tuple(h["host"] for h in hosts if _failed(h))
     stopped = tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped"))
@@ -115,8 +116,10 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         )
     elif outcome == "aborted":
         detail = f"slot {slot} released; the deploy's last sync ({synced}) aborted: no host was switched to it"
-    elif outcome == "unknown":
+    elif died:
         detail = f"slot {slot} released; the run of {synced} died while switching hosts: see `sartoris status`"
+    elif outcome == "unknown":  # it ended, but the history could not take its record
+        detail = f"slot {slot} released; deployed {synced} (its run is not in the history: see `sartoris status`)"
     else:
         detail = f"slot {slot} released" + (f"; deployed {synced}" if synced else "")
     return LifecycleReport("finish", slot, None, detail)

@@ -328,16 +328,21 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     assert f"nor that {hosts[2]} is out of the pool" in said[-1], stderr
 
 
+@pytest.mark.parametrize("canary", [False, True], ids=["plain", "with-a-canary"])
 def test_a_history_that_cannot_be_read_before_the_switch_aborts_the_run_with_its_report(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, tmp_path: Path, canary: bool
 ) -> None:
     """Another process holds the history exclusively (no reads either) from the fetch on: the pool state the depool
     cap counts cannot be read. The run ended with exit 4 and no report, though it had published and fetched; it now
-    aborts before any switch, with its report (reason, "recorded": false) and exit 3, every host on its old tree."""
+    aborts before any switch, with its report (reason, "recorded": false) and exit 3, every host on its old tree.
+    In the canary phase the reason is that one too, not "a canary failed" (no canary did)."""
     hosts = deployment.fleet.hosts[32:34]
     deployment.group("pair", hosts)
     _short(deployment)
     old = _first_sync(deployment, "pair")
+    if canary:
+        deployment.group("canary", hosts[:1])
+        _short(deployment, deploy={"canaries": ["canary"]})
     fetching = tmp_path / "fetching"
     slow_fetch(deployment, hosts[0], 2, fetching)
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")

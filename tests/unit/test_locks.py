@@ -241,3 +241,47 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(config: Config
     assert held.get("pid_start") and not lock.is_stale(held)  # this very process: alive, not stale
     reused = {**held, "pid": 1}  # pid 1 lives, but did not start when this lock's process did
     assert lock.is_stale(reused)
+
+
+def test_finish_announces_a_run_that_died_switching_even_after_an_earlier_sync(config: Config, tmp_path: Path) -> None:
+    """t1 synced, then the run of t2 was killed mid-switch: finish announced "deployed t1" with `ok`, though some
+    hosts may run t2. It now names t2 with `unknown`."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    _history_of_commits(tmp_path / "php-slot0", 1)
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_TAG $SARTORIS_OUTCOME" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    start(config, 0, "train", no_remote=True, force=False)
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+    history.record("sync", SyncReport(0, "t1", "1" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 0)
+    lock.update(synced="t1", last_run="t1")
+    history.begin("sync", 0, "t2", "2" * 40, "", 1.0)
+    lock.update(switching="t2")  # and then that run was killed
+    report = finish(config, 0, force=False)
+    assert "t2 died while switching" in report.detail
+    assert (tmp_path / "announced").read_text().split() == ["t2", "unknown"]
+
+
+def test_a_deploy_lock_that_cannot_be_updated_after_a_run_costs_a_warning_not_the_report(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Noting the run's tag in the started deploy's lock on a full disk raised OSError after the run: its report
+    was lost and the exit was 1. The run is over and recorded; the failed note is a warning."""
+    import structlog.testing
+
+    from sartoris.deploy import _note_synced
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("start", "train")
+
+    def full_disk(self: SlotLock, **fields: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SlotLock, "update", full_disk)
+    with structlog.testing.capture_logs() as events:
+        _note_synced(lock, SyncReport(0, "t1", "1" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)))
+    assert [e["event"] for e in events] == ["deploy_lock_not_updated"]

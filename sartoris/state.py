@@ -168,14 +168,8 @@ class History:
         except OSError as exc:
             raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
         with self._connect() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version < _SCHEMA_VERSION:  # else: read-only is enough
-                db.executescript(_SCHEMA)
-                if version < 1:
-                    db.execute(_FROM_VERSION_0)
-                if "by_hand" not in {row[1] for row in db.execute("PRAGMA table_info(pool_state)")}:
-                    db.execute("ALTER TABLE pool_state ADD COLUMN by_hand INTEGER NOT NULL DEFAULT 0")
-                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:  # else: read-only is enough
+                _migrate(db)
 
     def ensure_sound(self) -> None:
         """Refuse (StateError) a damaged history before a command changes anything: a run that went out to the
@@ -343,6 +337,29 @@ class History:
         with self._connect() as db:
             rows = db.execute("SELECT host FROM pool_state WHERE scope = ? OR scope = ''", (scope,))
             return frozenset(row[0] for row in rows)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the history to this schema, once: other processes opening it meanwhile wait for the write lock, then
+    find it done. A history this user may only read (a monitoring account, a read-only mount) is read as it is:
+    what readers use is there in every version, and a writer migrates it."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= _SCHEMA_VERSION:
+            return  # another process migrated it while this one waited
+        for statement in _SCHEMA.split(";"):  # not executescript, which would commit the transaction first
+            if statement.strip():
+                db.execute(statement)
+        if version < 1:
+            db.execute(_FROM_VERSION_0)
+        if "by_hand" not in {row[1] for row in db.execute("PRAGMA table_info(pool_state)")}:
+            db.execute("ALTER TABLE pool_state ADD COLUMN by_hand INTEGER NOT NULL DEFAULT 0")
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise
+        db.rollback()
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

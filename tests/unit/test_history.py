@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from sartoris.state import History
 
@@ -68,18 +75,54 @@ def test_a_depool_by_hand_stays_by_hand_when_a_run_depools_the_host_again(tmp_pa
     assert history.depooled_hosts("", by_hand=True) == frozenset()
 
 
-def test_a_version_1_history_gains_the_hand_column_and_its_depools_read_as_a_runs(tmp_path: Path) -> None:
-    """A history kept before depools were told apart: opened, it gains the column; its depools read as made by a run,
-    which `pool --caught-up` handled as before."""
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "history.sqlite3") as db:
+def _version_1_history(folder: Path) -> None:
+    """A history as Sartoris kept it before depools were told apart (schema 1), with mw1 out of the pool."""
+    with closing(sqlite3.connect(folder / "history.sqlite3")) as db, db:
         db.execute("CREATE TABLE pool_state (scope TEXT NOT NULL, host TEXT NOT NULL, depooled INTEGER NOT NULL,"
                    " changed REAL NOT NULL, PRIMARY KEY (scope, host))")
         db.execute("INSERT INTO pool_state VALUES ('', 'mw1', 1, 0)")
         db.execute("PRAGMA user_version = 1")
+
+
+def test_a_version_1_history_gains_the_hand_column_and_its_depools_read_as_a_runs(tmp_path: Path) -> None:
+    """A history kept before depools were told apart: opened, it gains the column; its depools read as made by a run,
+    which `pool --caught-up` handled as before."""
+    _version_1_history(tmp_path)
     history = History(tmp_path)
     assert history.depooled_hosts("") == frozenset({"mw1"}) and history.depooled_hosts("", by_hand=True) == frozenset()
+
+
+def test_a_version_1_history_this_user_may_only_read_is_read_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monitoring account's `status` on a history it may not write: the migration failed it ("attempt to write a
+    readonly database"); it reads the history as it is, and a writer migrates it later."""
+    _version_1_history(tmp_path)
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True, **options)
+    )
+    assert History(tmp_path).depooled_hosts("") == frozenset({"mw1"})
+
+
+def test_processes_opening_a_version_1_history_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Two processes read version 1 and both added the column: the second failed on "duplicate column name"
+    (7 of 30 trials with 6 processes). The migration now runs under the write lock, re-reading the version."""
+    for trial in range(10):
+        folder = tmp_path / str(trial)
+        folder.mkdir()
+        _version_1_history(folder)
+        go = folder / "go"
+        opener = (  # imported first, then all open the history at once
+            "import time; from pathlib import Path; from sartoris.state import History\n"
+            f"while not Path({str(go)!r}).exists(): time.sleep(0.001)\n"
+            f"History(Path({str(folder)!r}))"
+        )
+        opening = [subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE) for _ in range(6)]
+        time.sleep(0.5)
+        go.touch()
+        failures = [p.communicate(timeout=60)[1] for p in opening if p.wait(timeout=60) != 0]
+        assert failures == [], failures
 
 
 def test_a_run_noted_before_its_switch_is_replaced_by_its_record_or_stays_unfinished(tmp_path: Path) -> None:

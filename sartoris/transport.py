@@ -322,7 +322,8 @@ class Connector:
         if isinstance(exc, asyncssh.HostKeyNotVerifiable) and exc.reason.startswith("Host key is not trusted"):
             if self._is_known(name, port):
                 return "host key not verifiable: the host's key differs from the one known_hosts has for it"
-            return "host key not verifiable: the host's key is not in known_hosts"
+            # known_hosts may hold its key under an address or a HostKeyAlias that this name lookup does not try
+            return "host key not verifiable: known_hosts has no key for this host, or a different one"
         return _describe(exc, name)
 
     def _is_known(self, name: str, port: int) -> bool:

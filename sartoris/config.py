@@ -86,6 +86,7 @@ class DeploySettings:
     keep_releases: int = 3
     hook_timeout: float = 120.0
     canaries: tuple[str, ...] = ()
+    hooks_dir_set: bool = False  # written in the file: then a missing folder is a mistake, not "no hooks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,7 @@ def _deploy(section: _Section, base: Path) -> DeploySettings:
         keep_releases=section.integer("keep_releases", 3, minimum=1, maximum=MAX_KEEP_RELEASES),
         hook_timeout=section.seconds("hook_timeout", 120.0),
         canaries=section.strings("canaries"),
+        hooks_dir_set="hooks_dir" in section.table,
     )
 
 

@@ -8,6 +8,7 @@ calls the post hook with the outcome, and records the run.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,15 @@ import structlog
 
 from sartoris.census import census
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, LockHeldError, PublishError, RefusedError, StateError, UsageError
+from sartoris.errors import (
+    ConfigError,
+    InterruptedRun,
+    LockHeldError,
+    PublishError,
+    RefusedError,
+    StateError,
+    UsageError,
+)
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
@@ -209,6 +218,9 @@ def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[H
     the targeted canaries, serve the whole run. A damaged history is refused too: the run could not be recorded."""
     if (history := existing_history(config.state_dir)) is not None:
         history.ensure_sound()
+    hooks_dir = config.deploy.hooks_dir
+    if config.deploy.hooks_dir_set and not os.path.lexists(hooks_dir):  # misspelt: its pre hook would not gate
+        raise ConfigError(f"{config.path}: [deploy] hooks_dir {hooks_dir} does not exist (no hooks would run)")
     ensure_open_files(len(request.targets) + min(request.concurrency, len(request.targets)))
     return Connector(config.ssh, config.fanout.connect_timeout), _canaries(config, request.targets)
 

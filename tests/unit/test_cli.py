@@ -335,3 +335,12 @@ def test_dash_h_is_help() -> None:
     """`sartoris -h` said "No such option: -h"; it is --help, as in most tools."""
     done = sartoris("-h")
     assert done.returncode == 0 and done.stdout.startswith("Usage: sartoris")
+
+
+def test_a_hooks_dir_written_in_the_config_that_does_not_exist_is_refused(project: Path) -> None:
+    """A misspelt hooks_dir meant "no hooks", the pre-sync gate included, without a word. Written in the file, a
+    missing folder is a mistake (exit 2, before anything); left to its default, it still means no hooks."""
+    config = project / "sartoris.toml"
+    config.write_text(config.read_text().replace('hosts = ["web"]', 'hosts = ["web"]\nhooks_dir = "hookz"'))
+    done = sartoris("sync", "--slot", "0", "--dry-run", cwd=project)
+    assert done.returncode == 2 and "hooks_dir" in done.stderr and "does not exist" in done.stderr, done.stderr

@@ -122,10 +122,11 @@ SlotOption = Annotated[
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 def _plain_message(message: str) -> str:
-    """A -m message without control characters: it is shown in other operators' lock refusals, `status` and `log`,
-    where an escape sequence would act on their terminal and a newline would break the one-line messages."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in message):
-        raise UsageError("-m: a message cannot hold control characters (an escape sequence, a newline, a tab)")
+    """A -m message without control characters but line breaks and tabs (a tag's message may have several lines):
+    it is shown in other operators' lock refusals, `status` and `log`, where an escape sequence would act on
+    their terminal."""
+    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in message):
+        raise UsageError("-m: a message cannot hold control characters (an escape sequence, a carriage return)")
     return message
 
 

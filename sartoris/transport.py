@@ -206,6 +206,23 @@ async def _read_tail(stream: asyncssh.SSHReader[str], capture: _Capture) -> None
         capture.stderr.append(chunk)
 
 
+class _FirstUse(asyncssh.SSHClient):
+    """accept_new_host_keys: asyncssh asks this about a host key known_hosts does not trust. It is taken only when
+    known_hosts has nothing for the host under any name asyncssh matched it by (its name or HostKeyAlias, its
+    address, its port): a host seen for the first time. A key that differs from one listed, even under the host's
+    address only, is refused, as without the option."""
+
+    def __init__(self, known_hosts: asyncssh.SSHKnownHosts, first_seen: list[bool]) -> None:
+        self._known_hosts, self._first_seen = known_hosts, first_seen
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        host_keys, ca_keys, revoked, *_ = self._known_hosts.match(host, addr, port)
+        if host_keys or ca_keys or revoked:
+            return False
+        self._first_seen.append(True)
+        return True
+
+
 class Connector:
     """Opens sessions to hosts with the run's SSH settings; keys and known_hosts are read once.
 
@@ -252,15 +269,15 @@ class Connector:
 
     async def _handshake(self, host: Host) -> asyncssh.SSHClientConnection:
         port = host.port or self._settings.port
-        trust_new = self._settings.accept_new_host_keys and not self._is_known(host.name, port or 22)
+        first_seen: list[bool] = []  # set by _FirstUse when it took the host's key as new
         kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
         if port is not None:
             kwargs["port"] = port
         user = host.user or self._settings.user
         if user is not None:
             kwargs["username"] = user
-        if trust_new:
-            kwargs["known_hosts"] = None
+        if self._settings.accept_new_host_keys:
+            kwargs["client_factory"] = lambda: _FirstUse(self._known_hosts, first_seen)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._settings.jump_host is not None:
@@ -270,7 +287,7 @@ class Connector:
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
         except (asyncssh.Error, OSError, ValueError) as exc:  # ValueError: an ssh_config value for this host
             raise HostError(self._why_not(exc, host.name, port or 22)) from exc
-        if trust_new:
+        if first_seen:
             self._remember(host.name, port or 22, connection)
         return connection
 

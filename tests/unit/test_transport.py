@@ -208,7 +208,9 @@ async def test_a_bastion_connection_that_dropped_is_opened_again(
     assert second is not first and [s.name for s in opened] == ["bastion0", "bastion1"]
 
 
-async def _host_key_failures(tmp_path: Path, known: str, names: tuple[str, ...]) -> list[str]:
+async def _host_key_failures(
+    tmp_path: Path, known: str, names: tuple[str, ...], accept_new: bool = False
+) -> list[str]:
     """The connect error of each of `names` against one real SSH server on a loopback port, its key unknown to a
     known_hosts holding `known` (`{port}` filled in)."""
     import asyncssh
@@ -224,7 +226,8 @@ async def _host_key_failures(tmp_path: Path, known: str, names: tuple[str, ...])
         port = server.sockets[0].getsockname()[1]
         known_hosts = tmp_path / "known_hosts"
         known_hosts.write_text(known.format(port=port))
-        connector = Connector(SshSettings(known_hosts=known_hosts, config_file=None), connect_timeout=5)
+        settings = SshSettings(known_hosts=known_hosts, config_file=None, accept_new_host_keys=accept_new)
+        connector = Connector(settings, connect_timeout=5)
         errors = []
         for name in names:
             with pytest.raises(ConnectError) as failed:
@@ -251,6 +254,20 @@ async def test_a_host_whose_key_changed_is_told_from_one_never_seen(tmp_path: Pa
     other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
     errors = await _host_key_failures(tmp_path, f"[127.0.0.1]:{{port}} {other_key}\n", ("127.0.0.1",))
     assert errors == ["host key not verifiable: the host's key differs from the one known_hosts has for it"]
+
+
+async def test_trust_on_first_use_refuses_a_host_whose_address_known_hosts_lists_with_another_key(
+    tmp_path: Path,
+) -> None:
+    """accept_new_host_keys took a host as first seen when known_hosts did not list the name it was reached by, and
+    accepted any key, though known_hosts listed its address with another: a man in the middle got through. Only a
+    host known_hosts has nothing for, under its name or its address, is new now."""
+    import asyncssh
+
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    errors = await _host_key_failures(tmp_path, f"[127.0.0.1]:{{port}} {other_key}\n", ("localhost",), accept_new=True)
+    assert errors and errors[0].startswith("host key not verifiable")
+    assert "localhost" not in (tmp_path / "known_hosts").read_text()  # nothing was learnt
 
 
 @pytest.mark.parametrize(

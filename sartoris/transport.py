@@ -212,15 +212,33 @@ class _FirstUse(asyncssh.SSHClient):
     address, its port): a host seen for the first time. A key that differs from one listed, even under the host's
     address only, is refused, as without the option."""
 
-    def __init__(self, known_hosts: asyncssh.SSHKnownHosts, first_seen: list[bool]) -> None:
-        self._known_hosts, self._first_seen = known_hosts, first_seen
+    def __init__(
+        self, known_hosts: asyncssh.SSHKnownHosts, revoked_keys: frozenset[str], first_seen: list[bool]
+    ) -> None:
+        self._known_hosts, self._revoked_keys, self._first_seen = known_hosts, revoked_keys, first_seen
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         host_keys, ca_keys, revoked, *_ = self._known_hosts.match(host, addr, port)
-        if host_keys or ca_keys or revoked:
+        if host_keys or ca_keys or revoked or _key_text(key) in self._revoked_keys:
             return False
         self._first_seen.append(True)
         return True
+
+
+def _key_text(key: asyncssh.SSHKey) -> str:
+    """A public key as `type base64`, the way known_hosts writes it (no comment)."""
+    return " ".join(key.export_public_key().decode().split()[:2])
+
+
+def _revoked_keys(path: Path) -> frozenset[str]:
+    """Every key an `@revoked` line of known_hosts names, whatever its host pattern: asyncssh does not match such a
+    line written for a port (`@revoked [mw1]:2200 …`), and trust on first use must never take a revoked key."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return frozenset()
+    revoked = (line.split() for line in lines if line.startswith("@revoked"))
+    return frozenset(" ".join(fields[2:4]) for fields in revoked if len(fields) >= 4)
 
 
 class Connector:
@@ -234,6 +252,7 @@ class Connector:
         self._settings = settings
         self._connect_timeout = connect_timeout
         self._known_hosts = _read_known_hosts(settings)
+        self._revoked = _revoked_keys(settings.known_hosts) if settings.accept_new_host_keys else frozenset()
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._early: dict[Host, asyncio.Task[Session]] = {}
@@ -277,7 +296,7 @@ class Connector:
         if user is not None:
             kwargs["username"] = user
         if self._settings.accept_new_host_keys:
-            kwargs["client_factory"] = lambda: _FirstUse(self._known_hosts, first_seen)
+            kwargs["client_factory"] = lambda: _FirstUse(self._known_hosts, self._revoked, first_seen)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._settings.jump_host is not None:

@@ -270,6 +270,30 @@ async def test_trust_on_first_use_refuses_a_host_whose_address_known_hosts_lists
     assert "localhost" not in (tmp_path / "known_hosts").read_text()  # nothing was learnt
 
 
+async def test_trust_on_first_use_never_takes_a_key_known_hosts_revokes(tmp_path: Path) -> None:
+    """`@revoked [host]:port key` is a line asyncssh does not match, so a host under it looked never seen, and its
+    revoked key was taken and saved as trusted (OpenSSH's accept-new refuses it)."""
+    import asyncssh
+
+    from sartoris.config import SshSettings
+    from sartoris.inventory import parse_host
+    from sartoris.transport import ConnectError, Connector
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[key])
+    try:
+        port = server.sockets[0].getsockname()[1]
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(f"@revoked [127.0.0.1]:{port} {key.export_public_key().decode().strip()}\n")
+        settings = SshSettings(known_hosts=known_hosts, config_file=None, accept_new_host_keys=True)
+        with pytest.raises(ConnectError, match="host key not verifiable"):
+            await Connector(settings, connect_timeout=5).connect(parse_host(f"127.0.0.1:{port}"))
+        assert known_hosts.read_text().count("\n") == 1  # nothing learnt
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [

@@ -338,9 +338,8 @@ def _roll_out_and_record(
     def switching(release: Release) -> None:
         """Before the first host may switch: the started deploy's note, then the history's (once, canaries first)."""
         before_switching(release.tag)
-        if not begun:
-            with written_after_the_change(f"{action} begun", tag=release.tag):  # the record at the end inserts it
-                begun.append(history.begin(action, request.slot, release.tag, release.commit, request.message, started))
+        if not begun:  # a StateError stops the run before any switch: a run the history cannot note is not begun
+            begun.append(history.begin(action, request.slot, release.tag, release.commit, request.message, started))
 
     def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:
         """Write the run down (Ctrl-C is held meanwhile, so the record is never cut or lost)."""

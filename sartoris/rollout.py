@@ -184,7 +184,14 @@ async def _decide_and_switch(
     )
     ready = [f for f in fetched if f.session is not None]
     if ready and before_switching is not None:
-        before_switching()
+        try:
+            before_switching()
+        except StateError as exc:  # the run could not be noted: a run that dies would leave no trace, so stop
+            reason = f"the history could not note the run before its switch ({exc}): no host switched"
+            log.error("rollout_aborted", reason=reason)
+            unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, "not switched: the run aborted"))
+                               for f in fetched)
+            return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, reason)
     interrupted = await switch.run(ready, concurrency)
     switched = switch.results
     # failed hosts are on their old tree; past the budget the run stopped, and they are left in the pool like the

@@ -172,8 +172,8 @@ class History:
                 _migrate(db)
 
     def ensure_sound(self) -> None:
-        """Refuse (StateError) a damaged history before a command changes anything: a run that went out to the
-        fleet could not be recorded, rolled back or seen by `status` afterwards. quick_check reads every page
+        """Refuse (StateError) a damaged or unwritable history before a command changes anything: a run that went
+        out to the fleet could not be recorded, rolled back or seen by `status` afterwards. quick_check reads every page
         (about 20 ms for 60 MB), where a damaged page would otherwise surface only when the run is written down."""
         with self._connect() as db:
             problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(1)")]
@@ -182,6 +182,13 @@ class History:
                 f"history {self._path} is damaged ({problems[0] if problems else 'no answer'}): move it aside (a new"
                 f" one is started) or recover it with `sqlite3 {self._path} .recover`"
             )
+        try:  # and writable: a write, rolled back (a history this user may only read cannot record the run)
+            with closing(sqlite3.connect(self._path, timeout=10)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
+                db.rollback()
+        except sqlite3.Error as exc:
+            raise StateError(f"history {self._path} cannot be written ({exc}): the run could not be recorded") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

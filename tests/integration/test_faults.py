@@ -304,8 +304,8 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     deployment.group("three", hosts)
     _short(deployment)
     _first_sync(deployment, "three")
-    fetching = tmp_path / "fetching"
-    slow_fetch(deployment, hosts[0], 2, fetching)
+    switching = tmp_path / "switching"
+    hang_switch(deployment, hosts[0], 2, switching)
     refuse_checkouts(live_tree(deployment, hosts[2]))
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
@@ -314,7 +314,7 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
             deployment, "sync", "--slot", str(deployment.slot), "--hosts", "three", "--max-failures", "1", "--json"
         )
         stdout, stderr, _ = act_mid_run(
-            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
+            process, switching.exists, "a host's switch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
         )
     finally:
         holder.close()
@@ -326,6 +326,33 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     said = [line for line in stderr.splitlines() if line.startswith("sartoris: ")]
     assert said and "was not written to the history" in said[-1] and "database is locked" in said[-1], stderr
     assert f"nor that {hosts[2]} is out of the pool" in said[-1], stderr
+
+
+def test_a_run_the_history_cannot_note_before_its_switch_switches_no_host(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Another process holds the history's write lock from the fetch on: the run cannot note itself (`unfinished`)
+    before its first switch. It switched every host and then could not record them; a run that died then would have
+    left no trace at all. It now aborts before any switch (exit 3), every host on its old tree."""
+    hosts = deployment.fleet.hosts[34:36]
+    deployment.group("pair", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "pair")
+    fetching = tmp_path / "fetching"
+    slow_fetch(deployment, hosts[0], 2, fetching)
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
+    try:
+        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
+        stdout, stderr, _ = act_mid_run(
+            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
+        )
+    finally:
+        holder.close()
+    assert process.returncode == 3, stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "aborted" and "could not note the run" in str(report["reason"])
+    assert all(_on(deployment, h, old) for h in hosts)
 
 
 @pytest.mark.parametrize("canary", [False, True], ids=["plain", "with-a-canary"])

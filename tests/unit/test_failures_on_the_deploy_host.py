@@ -100,6 +100,22 @@ def test_a_damaged_history_is_refused_before_a_command_changes_anything(tmp_path
         history.ensure_sound()
 
 
+def test_a_history_this_user_may_only_read_is_refused_before_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history the user may not write passed the check, and a sync switched every host it then could not record:
+    the check now makes a write, rolled back."""
+    import sqlite3
+
+    History(tmp_path / ".sartoris")
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True, **options)
+    )
+    with pytest.raises(StateError, match="cannot be written"):
+        History(tmp_path / ".sartoris").ensure_sound()
+
+
 @pytest.mark.parametrize("command", [["sync", "--slot", "0"], ["start", "--slot", "0"], ["depool", "mw1"]])
 def test_sync_start_and_depool_refuse_a_damaged_history_with_nothing_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], cli_main: Callable[[list[str]], int]

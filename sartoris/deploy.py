@@ -40,7 +40,7 @@ from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
-from sartoris.results import CANARY_FAILED, HostResult, HostState, Outcome, Phase, SyncReport
+from sartoris.results import CANARY_FAILED, CANARY_PHASE, HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
 from sartoris.state import DeployedRelease, History, SlotLock, existing_history, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
@@ -288,8 +288,8 @@ def _retry_plan(
     releases = history.deployed(request.slot)
     if releases and releases[0].rejected:  # retrying would take a release its canaries failed to everyone
         raise RefusedError(
-            f"slot {request.slot}: the last sync ({releases[0].tag}) stopped because a canary failed; fix it and"
-            " sync again (canaries first), or put the canaries back with `sartoris rollback`"
+            f"slot {request.slot}: the last sync ({releases[0].tag}) stopped in its canary phase (a canary failed, or"
+            " the run died); sync again (canaries first), or put the canaries back with `sartoris rollback`"
         )
     last = history.last_deployed(request.slot)
     if last is None:
@@ -336,10 +336,17 @@ def _roll_out_and_record(
     begun: list[int] = []  # the history's note of this run, once hosts may switch
 
     def switching(release: Release) -> None:
-        """Before the first host may switch: the started deploy's note, then the history's (once, canaries first)."""
+        """Before a phase's first host may switch: the started deploy's note, then the history's, written once, in
+        the canary phase as not yet past its canaries, and cleared of that when the rest begin switching. A
+        StateError stops the run before any switch: a run the history cannot note is not begun."""
         before_switching(release.tag)
-        if not begun:  # a StateError stops the run before any switch: a run the history cannot note is not begun
-            begun.append(history.begin(action, request.slot, release.tag, release.commit, request.message, started))
+        if begun:
+            history.past_the_canaries(begun[0])
+            return
+        in_canary_phase = CANARY_PHASE if canary_hosts else None
+        begun.append(
+            history.begin(action, request.slot, release.tag, release.commit, request.message, started, in_canary_phase)
+        )
 
     def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:
         """Write the run down (Ctrl-C is held meanwhile, so the record is never cut or lost)."""

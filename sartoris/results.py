@@ -25,6 +25,9 @@ class Phase(enum.StrEnum):
 # A run's reason when a canary failed: its release reached at most the canaries and was rejected there, so it
 # is never the slot's current release (status's baseline, --retry-failed's tag) nor a rollback's target.
 CANARY_FAILED = "a canary failed"
+# An unfinished run's note while only its canaries may switch: a run that dies there is as good as rejected (its
+# release passed no canary), so status, --retry-failed and rollback do not take it for the fleet's release.
+CANARY_PHASE = "unfinished in its canary phase"
 
 
 class Outcome(enum.StrEnum):

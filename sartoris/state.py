@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from sartoris.errors import LockHeldError, RefusedError, StateError
-from sartoris.results import CANARY_FAILED, SyncReport
+from sartoris.results import CANARY_FAILED, CANARY_PHASE, SyncReport
 
 log = structlog.get_logger("sartoris")
 
@@ -198,7 +198,9 @@ class History:
         except sqlite3.Error as exc:
             raise StateError(f"history {self._path}: {exc}") from None
 
-    def begin(self, action: str, slot: int, tag: str, commit: str, message: str, started: float) -> int:
+    def begin(
+        self, action: str, slot: int, tag: str, commit: str, message: str, started: float, reason: str | None = None
+    ) -> int:
         """Note, before its first host switches, a run that may put hosts on `tag`; its row id. Written down, the run
         replaces the note (record); a run that dies first (kill -9, a power cut) leaves it, so `rollback`, `status`
         and `--retry-failed` count its release as one that reached hosts, and `log` shows it unfinished."""
@@ -206,9 +208,18 @@ class History:
             cursor = db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (slot, action, tag, commit, UNFINISHED, message, current_user(), started, json.dumps({"hosts": []})),
+                (slot, action, tag, commit, UNFINISHED, message, current_user(), started,
+                 json.dumps({"hosts": [], "reason": reason})),
             )
             return int(cursor.lastrowid or 0)
+
+    def past_the_canaries(self, begun: int) -> None:
+        """The run noted as `begun` in its canary phase now switches the rest: its note is no longer a rejection."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE deploys SET report = json_set(report, '$.reason', NULL) WHERE id = ? AND outcome = ?",
+                (begun, UNFINISHED),
+            )
 
     def record(self, action: str, report: SyncReport, message: str, started: float, begun: int | None = None) -> None:
         """Keep one run: who, when, what, how it ended, and every host's result; in place of its `begun` note."""
@@ -278,7 +289,7 @@ class History:
                 " ORDER BY id DESC",
                 (slot,),
             ).fetchall()
-        return [DeployedRelease(row[0], row[1], row[2], row[3] == CANARY_FAILED) for row in rows]
+        return [DeployedRelease(row[0], row[1], row[2], row[3] in (CANARY_FAILED, CANARY_PHASE)) for row in rows]
 
     def last_deployed(self, slot: int) -> DeployedRelease | None:
         """The slot's current release: the newest that switched hosts (ok or partial) and that no canary

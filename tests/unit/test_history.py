@@ -140,3 +140,20 @@ def test_a_run_noted_before_its_switch_is_replaced_by_its_record_or_stays_unfini
     history.begin("sync", 0, "t3", "3" * 40, "", 2.0)  # and then the run died
     assert [r.tag for r in history.deployed(0)] == ["t3", "t2", "t1"]
     assert history.entries(0)[0].outcome == "unfinished"
+
+
+def test_a_run_that_died_in_its_canary_phase_is_not_the_fleets_release(tmp_path: Path) -> None:
+    """A run killed while only its canaries could switch became the slot's current release: `status` measured the
+    fleet against it and `--retry-failed` took it to every host, canaries bypassed. Its note says it is in its
+    canary phase, which counts as rejected, until the rest begin switching."""
+    from sartoris.results import CANARY_PHASE, HostResult, Outcome, Phase, SyncReport
+
+    history = History(tmp_path)
+    history.record("sync", SyncReport(0, "t1", "1" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 0)
+    row = history.begin("sync", 0, "t2", "2" * 40, "", 1.0, CANARY_PHASE)  # then killed
+    assert history.deployed(0)[0].rejected
+    last = history.last_deployed(0)
+    assert last is not None and last.tag == "t1"
+    history.past_the_canaries(row)  # had it lived on: the rest begin switching
+    last = history.last_deployed(0)
+    assert last is not None and last.tag == "t2"

@@ -125,7 +125,7 @@ def _plain_message(message: str) -> str:
     """A -m message without control characters but line breaks and tabs (a tag's message may have several lines):
     it is shown in other operators' lock refusals, `status` and `log`, where an escape sequence would act on
     their terminal."""
-    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in message):
+    if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in message):  # C0, DEL and C1
         raise UsageError("-m: a message cannot hold control characters (an escape sequence, a carriage return)")
     return message
 
@@ -379,6 +379,8 @@ def _say_pool_not_recorded(report: Any) -> bool:
     unaware = "`status`, `log` and `pool --caught-up` do not know it"
     if report.state_recorded:
         unaware = "`log` does not list it (the pool state that `status` reads has it)"
+    elif report.logged:
+        unaware = "`status` and `pool --caught-up` do not know it (`log` lists it)"
     _stdout.error = _one_line(f"the {report.action} of {hosts} was not written to the history ({why}): {unaware}")
     _say(_stdout.error)
     return True

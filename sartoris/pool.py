@@ -101,6 +101,7 @@ class PoolReport:
     interrupted: bool = False
     not_recorded: str | None = None  # why the history did not take the change, when it did not
     state_recorded: bool = True  # whether the pool state (what `status` reads) took it, even if the log did not
+    logged: bool = True  # whether the history's log (what `log` lists) took it
     left_out: tuple[str, ...] = ()  # `pool --caught-up`: hosts it leaves out, as an operator depooled them by hand
 
     def as_json(self) -> dict[str, Any]:
@@ -138,8 +139,8 @@ def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message:
         report = replace(ran[0], interrupted=ran[1])
         with written_after_the_change(action) as written:
             history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
-        if written.error is not None and report.not_recorded is None:
-            report = replace(report, not_recorded=written.error)
+        if written.error is not None:
+            report = replace(report, not_recorded=report.not_recorded or written.error, logged=False)
         return report
 
     changing = _change_until_interrupted(config, history, hosts, depool, by_hand=depool)

@@ -314,8 +314,9 @@ def test_a_report_lost_on_a_full_disk_is_said_and_is_no_success(project: Path) -
 
 def test_a_message_with_control_characters_is_refused(project: Path) -> None:
     """An escape sequence in -m was echoed raw in other operators' lock refusals, `status` and `log`."""
-    done = sartoris("start", "-m", "train \x1b[2J", cwd=project)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "control characters" in done.stderr
+    for message in ("train \x1b[2J", "train \u009b2J"):  # ESC [, and its one-character C1 form (CSI)
+        done = sartoris("start", "-m", message, cwd=project)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "control characters" in done.stderr
 
 
 @pytest.mark.parametrize(

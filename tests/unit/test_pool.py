@@ -254,7 +254,7 @@ def test_a_history_that_fails_after_the_commands_ran_is_an_event_not_a_refusal(
     assert report.as_json()["recorded"] is False
 
 
-@pytest.mark.parametrize("lost", ["set_depooled", "record_event"])
+@pytest.mark.parametrize("lost", ["set_depooled", "record_event", "set_depooled record_event"])
 def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lost: str,
     cli_main: Callable[[list[str]], int],
@@ -270,14 +270,17 @@ def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_i
     def locked(self: History, *args: object, **kwargs: object) -> None:
         raise StateError("history: database is locked")
 
-    monkeypatch.setattr(History, lost, locked)
+    for method in lost.split():
+        monkeypatch.setattr(History, method, locked)
     code = cli_main(["--config", str(config.path), "depool", "mw1", "--json"])
     out, err = capsys.readouterr()
     assert code == 5 and ran.read_text().split() == ["mw1"], err
     assert '"recorded": false' in out
     said = [line for line in err.splitlines() if line.startswith("sartoris: ")]
     assert said and "the depool of mw1 was not written to the history (history: database is locked)" in said[-1]
-    if lost == "set_depooled":
-        assert "`status`, `log` and `pool --caught-up` do not know it" in said[-1]
-    else:
-        assert "`log` does not list it" in said[-1]
+    unaware = {
+        "set_depooled": "`status` and `pool --caught-up` do not know it (`log` lists it)",
+        "record_event": "`log` does not list it",
+        "set_depooled record_event": "`status`, `log` and `pool --caught-up` do not know it",
+    }[lost]
+    assert unaware in said[-1]

@@ -78,6 +78,11 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
         ) from None
     try:
         held = lock.holder()  # read under the run lock: what the last run of the deploy recorded is in it
+        if held is not None and held.get("command") == "?":  # a lock file that cannot be read: whose is unknown
+            raise RefusedError(
+                f"slot {slot}: the lock file {lock.path} cannot be read ({held.get('message')}), so whose deploy it"
+                f" holds is unknown; once no deploy is in progress, remove that file"
+            )
         if held is None or held.get("command") != "start":
             raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
         if not lock.is_ours(held) and not force:

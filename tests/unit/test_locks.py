@@ -285,3 +285,15 @@ def test_a_deploy_lock_that_cannot_be_updated_after_a_run_costs_a_warning_not_th
     with structlog.testing.capture_logs() as events:
         _note_synced(lock, SyncReport(0, "t1", "1" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)))
     assert [e["event"] for e in events] == ["deploy_lock_not_updated"]
+
+
+def test_finish_and_abort_do_not_call_an_unreadable_deploy_lock_no_deploy(config: Config) -> None:
+    """A started deploy's lock file emptied (a crash): finish and abort said "no deploy in progress", which is false;
+    they now say the lock cannot be read and what to do."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("start", "train")
+    lock.path.write_text("")
+    for end in (finish, abort):
+        with pytest.raises(RefusedError, match="cannot be read") as refused:
+            end(config, 0, force=True)
+        assert "no deploy in progress" not in str(refused.value)

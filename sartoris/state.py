@@ -164,7 +164,7 @@ class History:
     def __init__(self, state_dir: Path) -> None:
         self._path = state_dir / _HISTORY_FILE
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            _shared_folder(state_dir)
         except OSError as exc:
             raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
         with self._connect() as db:
@@ -397,6 +397,20 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _shared_folder(folder: Path) -> None:
+    """Make `folder` (and its missing parents) 0755 whatever the umask: every operator of the deploy host reads the
+    locks and the history in it (under a umask of 077 they were 0700, and the next operator could not see who held
+    a lock). A folder that was there already is left as it is."""
+    missing = []
+    for step in (folder, *folder.parents):
+        if step.exists():
+            break
+        missing.append(step)
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        made.chmod(0o755)
+
+
 def _process_start(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot, /proc/PID/stat's 22nd field), to tell it from a later
     process given the same PID (after a reboot, or PIDs wrapping); None where /proc does not say."""
@@ -470,7 +484,7 @@ class SlotLock:
         """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock. A lock folder
         or file that cannot be written (a file in its place, a full disk) is a StateError, and leaves no lock."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _shared_folder(self.path.parent)
         except OSError as exc:
             raise StateError(f"cannot create the lock folder {self.path.parent}: {exc.strerror or exc}") from None
         record = {

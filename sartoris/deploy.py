@@ -162,26 +162,28 @@ def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
     """Inside a started deploy, note the tag a sync or rollback put hosts on (so abort refuses, finish announces
     the release the hosts run, not one rolled back from), and the tag of its last run whatever its outcome (so
     finish announces a deploy whose only sync aborted as aborted); the run is no longer switching."""
-    if started_lock is None:
-        return
     noted = {"switching": None, "last_run": report.tag}
     if report.outcome is not Outcome.ABORTED:
         noted["synced"] = report.tag
-    try:
-        started_lock.update(**noted)
-    except (RefusedError, OSError) as exc:  # the run is over and recorded: its report still goes out
-        log.warning("deploy_lock_not_updated", tag=report.tag, lock=str(started_lock.path), error=str(exc))
+    # the run is over and recorded: a note that cannot be written costs a warning, never its report
+    _note_in_the_deploy(started_lock, "deploy_lock_not_updated", report.tag, **noted)
 
 
 def _note_switching(started_lock: SlotLock | None, tag: str) -> None:
     """Inside a started deploy, note that a run's hosts may begin switching to `tag`: if the run dies before it
     ends (kill -9, a power cut), abort still knows that hosts may run that tag, and refuses."""
+    _note_in_the_deploy(started_lock, "switching_not_noted", tag, switching=tag)  # a safety net: the run goes on
+
+
+def _note_in_the_deploy(started_lock: SlotLock | None, warning: str, tag: str, **fields: str | None) -> None:
+    """Add `fields` to the started deploy's lock, if the run is inside one; a lock that cannot be written (a full
+    disk, the lock gone) is logged as `warning`, not raised."""
     if started_lock is None:
         return
     try:
-        started_lock.update(switching=tag)
-    except (RefusedError, OSError) as exc:  # a safety net only: the run goes on without it, and says so
-        log.warning("switching_not_noted", tag=tag, lock=str(started_lock.path), error=str(exc))
+        started_lock.update(**fields)
+    except (RefusedError, OSError) as exc:
+        log.warning(warning, tag=tag, lock=str(started_lock.path), error=str(exc))
 
 
 def rollback(config: Config, request: SyncRequest, to: str | None, progress: Progress | None = None) -> SyncReport:

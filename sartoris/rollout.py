@@ -146,10 +146,7 @@ async def _decide_and_switch(
     try:
         already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
     except StateError as exc:  # the cap cannot be counted (a locked or broken history): switch nobody
-        reason = f"the pool state could not be read ({exc}): no host switched"
-        log.error("rollout_aborted", reason=reason)
-        unswitched = tuple(_stopped(f.result, Phase.FETCH, "not switched: the run aborted") for f in fetched)
-        return RolloutResult(Outcome.ABORTED, unswitched, reason)
+        return _aborted(fetched, f"the pool state could not be read ({exc}): no host switched", Phase.FETCH)
     decision = decide_after_fetch(
         [f.result for f in fetched],
         budget,
@@ -164,9 +161,8 @@ async def _decide_and_switch(
         abort=decision.abort,
     )
     if decision.abort:
-        log.error("rollout_aborted", reason=decision.reason)
-        unswitched = tuple(_stopped(f.result, Phase.FETCH, "not switched: the run aborted") for f in fetched)
-        return RolloutResult(Outcome.ABORTED, unswitched, decision.reason)
+        assert decision.reason is not None  # FetchDecision holds it: an abort, and only an abort, carries one
+        return _aborted(fetched, decision.reason, Phase.FETCH)
     by_label = {f.host.label: f for f in fetched}
     depools = _Depools()
     failed_fetch = [by_label[label].host for label in decision.depool]
@@ -188,10 +184,7 @@ async def _decide_and_switch(
             before_switching()
         except StateError as exc:  # the run could not be noted: a run that dies would leave no trace, so stop
             reason = f"the history could not note the run before its switch ({exc}): no host switched"
-            log.error("rollout_aborted", reason=reason)
-            unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, "not switched: the run aborted"))
-                               for f in fetched)
-            return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, reason)
+            return _aborted(fetched, reason, Phase.CHECKOUT, depools)
     interrupted = await switch.run(ready, concurrency)
     switched = switch.results
     # failed hosts are on their old tree; past the budget the run stopped, and they are left in the pool like the
@@ -452,6 +445,18 @@ async def depool_hosts(
     into.out.update(report.changed)
     into.errors.update(dict(report.failed))
     return interrupted
+
+
+def _aborted(
+    fetched: Sequence[_Fetched], reason: str, phase: Phase, depools: _Depools | None = None
+) -> RolloutResult:
+    """The run stopped before any switch, for `reason`: every host that fetched is not switched (stopped before
+    `phase`), the hosts `depools` took out marked so; aborted while nobody was depooled, else partial."""
+    log.error("rollout_aborted", reason=reason)
+    unswitched = tuple(_stopped(f.result, phase, "not switched: the run aborted") for f in fetched)
+    if depools is not None:
+        unswitched = tuple(depools.mark(result) for result in unswitched)
+    return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, reason)
 
 
 def _stopped(result: HostResult, phase: Phase, why: str) -> HostResult:

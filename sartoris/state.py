@@ -62,8 +62,8 @@ CREATE TABLE IF NOT EXISTS pool_state (
 # rows kept before it read as made by a run, as `--caught-up` treated every depool then.
 _SCHEMA_VERSION = 2
 _FROM_VERSION_0 = "INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', * FROM pool"
-_SWITCHED = ("ok", "partial", "unfinished")  # outcomes after which hosts may run the release
 UNFINISHED = "unfinished"  # a run's row from its first switch until it is written down: still running, or died
+_SWITCHED = ("ok", "partial", UNFINISHED)  # outcomes after which hosts may run the release
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,16 +525,17 @@ class SlotLock:
             self.release()
 
     def describe(self, held: dict[str, Any]) -> str:
+        if held.get("unreadable"):
+            text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read (empty or damaged)"
+            breakable = self.may_be_broken(held)
+            return text + ("; pass --force to break it" if breakable else "; it may be being written: retry")
         text = (
             f"slot {self.slot} is locked by {held.get('user')}@{held.get('host')} (pid {held.get('pid')})"
             f" since {held.get('since')}: {held.get('command')}"
         )
         if held.get("message"):
             text += f" ({held['message']})"
-        if held.get("unreadable"):
-            text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read (empty or damaged)"
-            text += "; pass --force to break it" if self.may_be_broken(held) else "; it may be being written: retry"
-        elif self.is_stale(held):
+        if self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
         elif self.is_own_start(held):
             text += "; that is your own deploy: sync inside it, or end it with `sartoris finish` or `abort`"

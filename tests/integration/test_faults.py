@@ -294,6 +294,20 @@ def test_a_rollback_does_not_stop_at_switch_failures(deployment: Deployment) -> 
     assert sorted(deployment.pool_changes()) == sorted(f"depool {address}" for address in hosts[:2])
 
 
+def _sync_holding_the_history(
+    deployment: Deployment, ready: Path, what: str, lock: str, *args: str
+) -> tuple[int | None, str, str]:
+    """`sync --json` with `args`, while another process takes the history's lock (`BEGIN IMMEDIATE` or `EXCLUSIVE`)
+    once `ready` exists and holds it to the run's end; its exit code, stdout and stderr."""
+    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
+    try:
+        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), *args, "--json")
+        stdout, stderr, _ = act_mid_run(process, ready.exists, what, lambda: holder.execute(lock), timeout=120)
+    finally:
+        holder.close()
+    return process.returncode, stdout, stderr
+
+
 def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment: Deployment, tmp_path: Path) -> None:
     """Two hosts switched and one failed its checkout and was depooled, but the deploy host's history would take
     neither the run nor the depool (another process holds its write lock past the 10 s wait, as a full disk or a
@@ -308,17 +322,10 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     hang_switch(deployment, hosts[0], 2, switching)
     refuse_checkouts(live_tree(deployment, hosts[2]))
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
-    try:
-        process = start_sartoris(
-            deployment, "sync", "--slot", str(deployment.slot), "--hosts", "three", "--max-failures", "1", "--json"
-        )
-        stdout, stderr, _ = act_mid_run(
-            process, switching.exists, "a host's switch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
-        )
-    finally:
-        holder.close()
-    assert process.returncode == 5, stderr
+    code, stdout, stderr = _sync_holding_the_history(
+        deployment, switching, "a host's switch", "BEGIN IMMEDIATE", "--hosts", "three", "--max-failures", "1"
+    )
+    assert code == 5, stderr
     report = json.loads(stdout)
     assert report["outcome"] == "partial" and report["recorded"] is False
     assert _host(report, hosts[2])["depooled"] is True and f"depool {hosts[2]}" in deployment.pool_changes()
@@ -341,15 +348,10 @@ def test_a_run_the_history_cannot_note_before_its_switch_switches_no_host(
     fetching = tmp_path / "fetching"
     slow_fetch(deployment, hosts[0], 2, fetching)
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
-    try:
-        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
-        stdout, stderr, _ = act_mid_run(
-            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN IMMEDIATE"), timeout=120
-        )
-    finally:
-        holder.close()
-    assert process.returncode == 3, stderr
+    code, stdout, stderr = _sync_holding_the_history(
+        deployment, fetching, "a host's fetch", "BEGIN IMMEDIATE", "--hosts", "pair"
+    )
+    assert code == 3, stderr
     report = json.loads(stdout)
     assert report["outcome"] == "aborted" and "could not note the run" in str(report["reason"])
     assert all(_on(deployment, h, old) for h in hosts)
@@ -373,15 +375,10 @@ def test_a_history_that_cannot_be_read_before_the_switch_aborts_the_run_with_its
     fetching = tmp_path / "fetching"
     slow_fetch(deployment, hosts[0], 2, fetching)
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    holder = sqlite3.connect(deployment.root / ".sartoris" / "history.sqlite3", isolation_level=None)
-    try:
-        process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
-        stdout, stderr, _ = act_mid_run(
-            process, fetching.exists, "a host's fetch", lambda: holder.execute("BEGIN EXCLUSIVE"), timeout=120
-        )
-    finally:
-        holder.close()
-    assert process.returncode == 3, stderr
+    code, stdout, stderr = _sync_holding_the_history(
+        deployment, fetching, "a host's fetch", "BEGIN EXCLUSIVE", "--hosts", "pair"
+    )
+    assert code == 3, stderr
     report = json.loads(stdout)
     assert report["outcome"] == "aborted" and report["recorded"] is False
     assert "the pool state could not be read" in str(report["reason"]) and "locked" in str(report["reason"])

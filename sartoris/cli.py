@@ -353,7 +353,9 @@ def _pool(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     unique = dedupe(parsed, config.ssh.default_port)
-    return _pool_report(lambda: pooling.change_pool(config, unique, depool=depool, message=message), json_output)
+    return _pool_report(
+        lambda: pooling.change_pool(config, unique, depool=depool, message=message, listed_only=True), json_output
+    )
 
 
 def _pool_report(change: Any, json_output: bool) -> int:

@@ -173,6 +173,12 @@ def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:
     return tuple(unique)
 
 
+def unlisted(hosts: Sequence[Host], known: Sequence[Host], default_port: int) -> tuple[str, ...]:
+    """The labels of `hosts` that name no machine among `known` (same name and port, however spelled)."""
+    machines = {host.key(default_port) for host in known}
+    return tuple(host.label for host in hosts if host.key(default_port) not in machines)
+
+
 def resolve_hosts(
     selectors: Sequence[str], hosts_dir: Path, cwd: Path, default_port: int = 22, base: Path | None = None
 ) -> tuple[Host, ...]:

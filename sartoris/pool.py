@@ -19,10 +19,10 @@ from typing import Any
 import structlog
 
 from sartoris.config import Config, expand_command
-from sartoris.errors import ConfigError, InterruptedRun
+from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, parse_host
+from sartoris.inventory import Host, dedupe, parse_host, parse_hosts, resolve_hosts, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -125,14 +125,57 @@ class PoolReport:
         return "\n".join(lines)
 
 
-def change_pool(config: Config, hosts: Sequence[Host], *, depool: bool, message: str = "") -> PoolReport:
-    """`sartoris depool|pool HOST...`: run the command per host, remember and record the change."""
+def _refuse_unlisted(config: Config, history: History, hosts: Sequence[Host], action: str) -> None:
+    """Refuse (exit 2, nothing run) a host that no hosts file lists and no pool state remembers: a typo, most
+    likely, which a load balancer's `select name=...` would match nothing with and still succeed on."""
+    remembered = history.pool_hosts(config.depool.scope)
+    known = _listed_hosts(config) + [host for stored in remembered if (host := _host(stored))]
+    strangers = unlisted(hosts, known, config.ssh.default_port)
+    if strangers:
+        where = f"{config.hosts_dir}/ or [deploy] hosts"
+        named = {host.name.lower(): host.label for host in known}  # the same name on another port: say how it is listed
+        hints = [
+            f"{host.label} is listed as {named[host.name.lower()]}"
+            for host in hosts
+            if host.label in strangers and host.name.lower() in named
+        ]
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise InventoryError(
+            f"{action}: {', '.join(strangers)}: in no hosts file ({where}) and never depooled{hint}: check the name"
+        )
+
+
+def _listed_hosts(config: Config) -> list[Host]:
+    """Every host the hosts folder's files and the config's own groups list; a file that cannot be read or parsed
+    lists none (the operator's depool is not held up by a broken group it does not need)."""
+    listed: list[Host] = []
+    with contextlib.suppress(OSError):
+        for path in sorted(config.hosts_dir.iterdir()):
+            with contextlib.suppress(OSError, UnicodeDecodeError, InventoryError):
+                if path.is_file():
+                    listed += parse_hosts(path.read_text(encoding="utf-8-sig"), str(path))
+    for entry in (*config.deploy.hosts, *config.deploy.canaries):
+        if "{slot}" not in entry:
+            with contextlib.suppress(InventoryError):
+                listed += resolve_hosts(
+                    [entry], config.hosts_dir, config.base_dir, config.ssh.default_port, base=config.base_dir
+                )
+    return listed
+
+
+def change_pool(
+    config: Config, hosts: Sequence[Host], *, depool: bool, message: str = "", listed_only: bool = False
+) -> PoolReport:
+    """`sartoris depool|pool HOST...`: run the command per host, remember and record the change. `listed_only`
+    (hosts an operator typed): refuse, before any command, a host no hosts file lists and no pool state remembers."""
     action = "depool" if depool else "pool"
     if (config.depool.command if depool else config.depool.pool_command) is None:
         key = "command" if depool else "pool_command"
         raise ConfigError(f"{config.path}: [depool] {key} is not set, so Sartoris cannot {action} hosts")
     history = History(config.state_dir)
     history.ensure_sound()  # before any command runs: the change could not be remembered
+    if listed_only:
+        _refuse_unlisted(config, history, hosts, action)
 
     def record(ran: tuple[PoolReport, bool]) -> PoolReport:
         """Remember the change in the history (Ctrl-C is held meanwhile)."""

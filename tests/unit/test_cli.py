@@ -277,9 +277,9 @@ def test_a_depool_command_naming_the_slot_gets_the_slot_given(project: Path) -> 
     config = project / "sartoris.toml"
     command = f"sh -c 'echo $0 >> {seen}' {{host}}:php{{slot}}"
     config.write_text(config.read_text() + f'\n[depool]\ncommand = "{command}"\n')
-    done = sartoris("depool", "--slot", "2", "web01.example", cwd=project)
+    done = sartoris("depool", "--slot", "2", "web01.example:2222", cwd=project)
     assert done.returncode == 0, done.stderr
-    inside = sartoris("depool", "web02.example", cwd=project / "php-slot0")
+    inside = sartoris("depool", "web02.example:2222", cwd=project / "php-slot0")
     assert inside.returncode == 0, inside.stderr
     assert seen.read_text().split() == ["web01.example:php2", "web02.example:php0"]
 

@@ -270,6 +270,8 @@ def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_i
     def locked(self: History, *args: object, **kwargs: object) -> None:
         raise StateError("history: database is locked")
 
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "app").write_text("mw1\n")
     for method in lost.split():
         monkeypatch.setattr(History, method, locked)
     code = cli_main(["--config", str(config.path), "depool", "mw1", "--json"])
@@ -284,3 +286,32 @@ def test_a_depool_the_history_did_not_take_exits_5_and_says_what_does_not_know_i
         "set_depooled record_event": "`status`, `log` and `pool --caught-up` do not know it",
     }[lost]
     assert unaware in said[-1]
+
+
+def test_a_depool_of_a_host_no_hosts_file_lists_is_refused_before_any_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_main: Callable[[list[str]], int]
+) -> None:
+    """`depool mw1O01` (a typo) ran the load balancer's command, which matched nothing and succeeded, and the host
+    was remembered as depooled: the operator believed mw1001 was out. A name no hosts file lists (on that port) and
+    no pool state remembers is now refused, exit 2, with nothing run; a host remembered as depooled can be pooled
+    back after its hosts file dropped it."""
+    ran = tmp_path / "ran"
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "app").write_text("mw[1001-1002]\nmw2001:2222\n")
+    (tmp_path / "hosts" / "broken").write_text("not a host!\n")  # a broken group does not hold a depool up
+    command = f"sh -c 'echo $1 >> {ran}' sh {{host}}"
+    (tmp_path / "sartoris.toml").write_text(
+        f'[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "{tmp_path}/p.git"\n'
+        f'[depool]\ncommand = "{command}"\npool_command = "{command}"\n'
+    )
+    run = ["--config", str(tmp_path / "sartoris.toml")]
+
+    assert cli_main([*run, "depool", "mw1O01", "mw1002"]) == 2
+    assert "depool: mw1O01: in no hosts file" in capsys.readouterr().err and not ran.exists()
+    assert cli_main([*run, "depool", "mw2001"]) == 2
+    assert "mw2001 is listed as mw2001:2222" in capsys.readouterr().err and not ran.exists()
+
+    assert cli_main([*run, "depool", "mw1001", "mw2001:2222"]) == 0
+    (tmp_path / "hosts" / "app").write_text("mw1002\n")  # mw1001 decommissioned, still out of the pool
+    assert cli_main([*run, "pool", "mw1001"]) == 0
+    assert ran.read_text().split() == ["mw1001", "mw2001", "mw1001"]

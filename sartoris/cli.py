@@ -73,7 +73,7 @@ def _version(value: bool) -> None:
     if value:
         from sartoris.version import version_string
 
-        typer.echo(version_string())
+        _emit({}, version_string(), as_json=False)  # a full disk is said, like a lost report
         raise typer.Exit(0)
 
 

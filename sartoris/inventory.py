@@ -129,18 +129,35 @@ def expand_ranges(pattern: str) -> list[str]:
     return hosts
 
 
+class NotAHost(ValueError):
+    """A `[user@]name[:port]` that is not one; `why` names the part at fault when the rest is a host."""
+
+    def __init__(self, spec: str, why: str = "") -> None:
+        super().__init__(f"not a host: {spec!r}" + (f" ({why})" if why else ""))
+        self.why = why
+
+
 def parse_host(spec: str) -> Host:
     """Parse one ``[user@]name[:port]`` (no ranges, no comment); ValueError if it is not strictly a host."""
     match = _SPEC.fullmatch(spec)
     if match is None or not (
-        (match["user"] is None or is_user_name(match["user"]))
-        and (match["ipv6"] is None or is_ipv6_address(match["ipv6"]))
+        (match["ipv6"] is None or is_ipv6_address(match["ipv6"]))
         and (match["name"] is None or is_host_name(match["name"]))
-        and (match["port"] is None or 1 <= int(match["port"]) <= 65535)
     ):
-        raise ValueError(f"not a host: {spec!r}")
+        raise NotAHost(spec)
+    if match["user"] is not None and not is_user_name(match["user"]):
+        raise NotAHost(spec, _why_not_a_user(match["user"]))
+    if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
+        raise NotAHost(spec, "a port is 1 to 65535")
     port = int(match["port"]) if match["port"] is not None else None
     return Host(label=spec, name=match["ipv6"] or match["name"], user=match["user"], port=port)
+
+
+def _why_not_a_user(user: str) -> str:
+    """What is wrong with a `user@` that is not a login name, for the error that names the line."""
+    if len(user) > MAX_USER_NAME:
+        return f"a user name is at most {MAX_USER_NAME} characters"
+    return "a user name is letters, digits, '.', '_' and '-', not starting with a digit, '.' or '-'"
 
 
 def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
@@ -156,8 +173,9 @@ def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
             raise InventoryError(f"{source}:{number}: {exc}: {line!r}") from None
         try:
             hosts += [parse_host(spec) for spec in specs]
-        except ValueError:
-            raise InventoryError(f"{source}:{number}: not a host: {line!r}") from None
+        except NotAHost as exc:
+            why = f" ({exc.why})" if exc.why else ""
+            raise InventoryError(f"{source}:{number}: not a host: {line!r}{why}") from None
     return tuple(hosts)
 
 

@@ -145,7 +145,24 @@ def test_bad_line_names_file_and_line(spec: str) -> None:
     text = f"# mediawiki\nmw1\n{spec}\nmw2\n"
     with pytest.raises(InventoryError) as caught:
         parse_hosts(text, "hosts/app")
-    assert str(caught.value) == f"hosts/app:3: not a host: {spec!r}"
+    assert str(caught.value).startswith(f"hosts/app:3: not a host: {spec!r}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("deploy-" + "x" * 30 + "@mw1", "(a user name is at most 32 characters)"),
+        ("-deploy@mw1", "(a user name is letters, digits, '.', '_' and '-', not starting with a digit, '.' or '-')"),
+        ("mw1:70000", "(a port is 1 to 65535)"),
+        ("mw1;x", ""),
+    ],
+)
+def test_a_bad_line_says_which_part_is_not_a_host(spec: str, why: str) -> None:
+    """`deploy-automation-account-for-mw@mw1` was "not a host", though the host was fine and the user name one
+    character too long: the operator looked for the fault in the wrong place. The part at fault is now named."""
+    with pytest.raises(InventoryError) as caught:
+        parse_hosts(f"{spec}\n", "hosts/app")
+    assert str(caught.value) == f"hosts/app:1: not a host: {spec!r}" + (f" {why}" if why else "")
 
 
 def test_parse_hosts_comments_and_blanks() -> None:

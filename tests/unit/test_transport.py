@@ -383,3 +383,35 @@ def test_an_identity_file_that_cannot_be_used_is_named(tmp_path: Path, make: str
     with pytest.raises(ConfigError) as caught:
         Connector(settings, connect_timeout=5)
     assert str(caught.value).startswith(f"cannot read identity file {bad}: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("config_text", "sure"),
+    [
+        pytest.param("Host *\n  User deploy\n  IdentityFile ~/.ssh/id\n", True, id="user-and-keys"),
+        pytest.param("Host web1\n  HostName 10.0.0.1\n", False, id="hostname"),
+        pytest.param("host *\n\tport 2222\n", False, id="port-lowercase-tab"),
+        pytest.param("Host *.eqiad\n  ProxyJump bastion\n", False, id="proxyjump"),
+        pytest.param("Match host mw*\n  User x\n", False, id="match"),
+        pytest.param("Include ~/.ssh/conf.d/*\n", False, id="include"),
+        pytest.param("Host *\n  # HostName is not set here\n", True, id="commented"),
+    ],
+)
+def test_connections_are_opened_early_only_where_the_address_is_sure(config_text: str, sure: bool) -> None:
+    """A connection opened before asyncssh reads the ssh config must go where asyncssh would send it: any
+    HostName, Port, ProxyJump, Match or Include anywhere means the address is not sure, and none is opened early."""
+    from sartoris.early_sockets import routes_by_name_and_port
+
+    assert routes_by_name_and_port([config_text]) is sure
+    assert routes_by_name_and_port([]) is True
+
+
+def test_no_connection_is_opened_early_through_a_bastion(tmp_path: Path) -> None:
+    """With a jump host every connection goes through the bastion: none is opened to the hosts themselves."""
+    from sartoris.config import SshSettings
+    from sartoris.early_sockets import open_early
+    from sartoris.inventory import parse_host
+
+    settings = SshSettings(jump_host="bastion", config_file=tmp_path / "none")
+    assert open_early(settings, [parse_host("127.0.0.1")]) is None
+    assert open_early(SshSettings(config_file=tmp_path / "missing"), [parse_host("127.0.0.1")]) is None

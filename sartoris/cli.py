@@ -329,9 +329,10 @@ def pool(
     if caught_up:
         from sartoris import pool as pooling
 
-        config, caught_up_slot = _slot_config(ctx, slot)
-        targets = _targets(config, among) if among else None  # else every host remembered as depooled
-        return _pool_report(lambda: pooling.pool_caught_up(config, caught_up_slot, targets), json_output)
+        base = _load_config(ctx)
+        caught_up_slot = _slot(base, slot)
+        targets = _targets(base.for_slot(caught_up_slot), among) if among else None  # else every host depooled
+        return _pool_report(lambda: pooling.pool_caught_up(base, caught_up_slot, targets), json_output)
     if among:
         raise UsageError("pool: --hosts goes with --caught-up; name the hosts to pool as arguments")
     if not hosts:

@@ -103,6 +103,7 @@ class PoolReport:
     state_recorded: bool = True  # whether the pool state (what `status` reads) took it, even if the log did not
     logged: bool = True  # whether the history's log (what `log` lists) took it
     left_out: tuple[str, ...] = ()  # `pool --caught-up`: hosts it leaves out, as an operator depooled them by hand
+    behind_elsewhere: tuple[tuple[str, int], ...] = ()  # `pool --caught-up`: hosts left out, behind on another slot
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +113,7 @@ class PoolReport:
             "interrupted": self.interrupted,
             "recorded": self.not_recorded is None,
             "left_out": list(self.left_out),
+            "behind_in_other_slots": [{"host": host, "slot": slot} for host, slot in self.behind_elsewhere],
         }
 
     def describe(self) -> str:
@@ -122,6 +124,8 @@ class PoolReport:
         if self.left_out:
             why = "left out, depooled by hand (`sartoris pool HOST` puts one back): "
             lines.append("  " + why + ", ".join(self.left_out))
+        for host, slot in self.behind_elsewhere:
+            lines.append(f"  left out, not on slot {slot}'s current release (the slot whose run depooled it): {host}")
         return "\n".join(lines)
 
 
@@ -244,11 +248,14 @@ async def apply_pool_change(
     return PoolReport(action, changed, failed, not_recorded=not_recorded, state_recorded=not_recorded is None)
 
 
-def pool_caught_up(config: Config, slot: int, targets: Sequence[Host] | None) -> PoolReport:
+def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> PoolReport:
     """Re-pool every depooled host whose slot is now on the slot's current release: among `targets`, or, when
-    None, among every host remembered as out of this pool (however it was targeted when it was depooled)."""
+    None, among every host remembered as out of this pool (however it was targeted when it was depooled). Where
+    one pool serves every slot, a host a run of another slot took out must be on that slot's release too.
+    `base`: the configuration before `{slot}` is filled in (each slot asked gets its own)."""
     from sartoris.census import census
 
+    config = base.for_slot(slot)
     history = History(config.state_dir)
     port, scope = config.ssh.default_port, config.depool.scope
     if targets is None:
@@ -262,9 +269,51 @@ def pool_caught_up(config: Config, slot: int, targets: Sequence[Host] | None) ->
         return PoolReport("pool", (), (), left_out=left_out)
     statuses = asyncio.run(census(config, slot, candidates, last.commit, depooled, config.fanout.concurrency))
     current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
+    behind_elsewhere: tuple[tuple[str, int], ...] = ()
+    if scope == "":  # one pool for every slot
+        current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
     report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
-    return replace(report, left_out=left_out)
+    return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
+
+
+def slots_owed(changes: Sequence[tuple[int | None, str, str]], default_port: int) -> dict[tuple[str, int], set[int]]:
+    """For each machine, the slots whose runs took it out of the pool since a `pool` last put it back (from
+    History.pool_changes_by_runs, oldest first)."""
+    owed: dict[tuple[str, int], set[int]] = {}
+    for slot, action, stored in changes:
+        machine = _machine(stored, default_port)
+        if machine is None:
+            continue
+        if action == "pool":
+            owed.pop(machine, None)
+        elif slot is not None:
+            owed.setdefault(machine, set()).add(slot)
+    return owed
+
+
+def _caught_up_on_the_slots_that_depooled_them(
+    base: Config, history: History, slot: int, hosts: Sequence[Host]
+) -> tuple[list[Host], tuple[tuple[str, int], ...]]:
+    """`hosts` (current on `slot`) that are also on the current release of every other slot whose run depooled
+    them, and the rest with the slot each is behind on: the pool serves every slot, so a host still serving an
+    old release of slot 10 must stay out whatever slot 11 says."""
+    from sartoris.census import census
+
+    port = base.ssh.default_port
+    owed = slots_owed(history.pool_changes_by_runs(), port)
+    kept, behind = list(hosts), []
+    for other in sorted({owed_slot for h in hosts for owed_slot in owed.get(h.key(port), ())} - {slot}):
+        asked = [h for h in kept if other in owed.get(h.key(port), ())]
+        last = history.last_deployed(other)
+        if last is None or not asked:
+            continue
+        config = base.for_slot(other)
+        statuses = asyncio.run(census(config, other, asked, last.commit, frozenset(), config.fanout.concurrency))
+        lagging = {h.label for h, s in zip(asked, statuses, strict=True) if s.state is not HostState.CURRENT}
+        kept = [h for h in kept if h.label not in lagging]
+        behind += [(label, other) for label in sorted(lagging)]
+    return kept, tuple(behind)
 
 
 def _host(stored: str) -> Host | None:

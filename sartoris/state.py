@@ -350,6 +350,19 @@ class History:
             )
             return frozenset(row[0] for row in rows)
 
+    def pool_changes_by_runs(self) -> list[tuple[int | None, str, str]]:
+        """Every host a sync or rollback depooled, with the run's slot, and every host a `pool` put back, oldest
+        first, as (slot, action, host spelled as the run or the pool named it)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT d.id, d.slot, d.action, json_extract(h.value, '$.host')"
+                " FROM deploys AS d, json_each(d.report, '$.hosts') AS h"
+                " WHERE d.action IN ('sync', 'rollback') AND json_extract(h.value, '$.depooled')"
+                " UNION ALL SELECT d.id, d.slot, d.action, c.value"
+                " FROM deploys AS d, json_each(d.report, '$.changed') AS c WHERE d.action = 'pool' ORDER BY 1"
+            ).fetchall()
+        return [(slot, action, host) for _, slot, action, host in rows if isinstance(host, str)]
+
     def pool_hosts(self, scope: str) -> frozenset[str]:
         """Every host with a remembered state that the pool `scope` reads (its own, and the host-wide pool's)."""
         with self._connect() as db:

@@ -38,6 +38,11 @@ def unreachable_faults(fleet: Fleet) -> list[str]:
 _slots = itertools.count(1)
 
 
+def fresh_slot() -> int:
+    """A slot number no other test of the session uses (the fleet's hosts are shared)."""
+    return next(_slots)
+
+
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
     """50 healthy sshd hosts plus one host of each connect-phase fault."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Deployment
+from conftest import Deployment, fresh_slot
 from faults import (
     REFUSED_CHECKOUT,
     act_mid_run,
@@ -45,7 +45,7 @@ from faults import (
     write_script,
 )
 from fleet import Fleet
-from sample_repo import commit_change, git
+from sample_repo import commit_change, git, make_checkout
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +235,37 @@ def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment
     status_code, status = _status(deployment, "four")
     assert status_code == 0 and status[hosts[0]]["state"] == "current"
     assert f"pool {hosts[0]}" in deployment.pool_changes()
+
+
+def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_depooled_it(
+    deployment: Deployment,
+) -> None:
+    """One pool serves every slot: a host that a run of slot A depooled (its checkout failed) was put back by
+    `pool --caught-up --slot B` as soon as it was current on B, while it still served A's old release. It is now
+    left out, named with slot A, until it is on A's release too."""
+    hosts = deployment.fleet.hosts[30:33]
+    deployment.group("three", hosts)
+    _short(deployment)
+    other = fresh_slot()
+    make_checkout(deployment.root, other, files=20, submodules=1, submodule_files=3)
+    _first_sync(deployment, "three")
+    assert deployment.sartoris("sync", "--slot", str(other), "--hosts", "three").code == 0
+    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three", "--max-failures", "1")
+    assert code == 5 and _host(report, hosts[0])["depooled"], stderr
+    commit_change(deployment.root / f"php-slot{other}", "index.php", "<?php echo 'other 2';\n")
+    assert deployment.sartoris("sync", "--slot", str(other), "--hosts", "three").code == 0
+
+    caught_up = ("pool", "--caught-up", "--slot", str(other), "--json")
+    run = deployment.sartoris(*caught_up)
+    assert run.code == 0, run.stderr
+    assert run.json()["changed"] == [] and f"pool {hosts[0]}" not in deployment.pool_changes()
+    assert run.json()["behind_in_other_slots"] == [{"host": hosts[0], "slot": deployment.slot}]
+    refusing_hook.unlink()
+    assert _timed_sync(deployment, "--hosts", "three", "--retry-failed")[0] == 0
+    run = deployment.sartoris(*caught_up)
+    assert run.code == 0 and run.json()["changed"] == [hosts[0]], run.stderr
 
 
 def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_within_it(deployment: Deployment) -> None:

@@ -315,3 +315,19 @@ def test_a_depool_of_a_host_no_hosts_file_lists_is_refused_before_any_command(
     (tmp_path / "hosts" / "app").write_text("mw1002\n")  # mw1001 decommissioned, still out of the pool
     assert cli_main([*run, "pool", "mw1001"]) == 0
     assert ran.read_text().split() == ["mw1001", "mw2001", "mw1001"]
+
+
+def test_the_slots_a_host_owes_are_those_whose_runs_depooled_it_since_it_was_last_pooled() -> None:
+    """A host is owed to every slot whose run took it out after the last `pool` that put it back, however each
+    named it (mw1, mw1:22); a remembered entry no hosts line could have written is ignored."""
+    from sartoris.pool import slots_owed
+
+    changes = [
+        (3, "sync", "mw1"),
+        (None, "pool", "mw1:22"),  # put back: slot 3 is settled
+        (4, "sync", "mw1:22"),
+        (5, "rollback", "mw1"),
+        (4, "sync", "mw2"),
+        (4, "sync", "not a host"),
+    ]
+    assert slots_owed(changes, 22) == {("mw1", 22): {4, 5}, ("mw2", 22): {4}}

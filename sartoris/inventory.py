@@ -222,15 +222,19 @@ def resolve_hosts(
 
 
 def _find_group(selector: str, hosts_dir: Path, base: Path) -> Path:
-    """The file a selector names: hosts_dir/<selector> if it exists, else the path from `base`."""
+    """The file a selector names: hosts_dir/<selector> if it exists, else the path from `base`; a selector written
+    as a path (`./fleet`, `../x`, `/srv/x`) is only ever that path, never the group of the same name."""
+    as_path = selector.startswith(("/", "./", "../"))
     if selector.strip():
-        for candidate in (hosts_dir / selector, base / selector):
+        for candidate in (base / selector,) if as_path else (hosts_dir / selector, base / selector):
             try:
                 if candidate.is_file():
                     return candidate
             except OSError:  # a name too long for a file name: no such group
                 continue
-    raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir})")
+    if as_path:
+        raise InventoryError(f"no hosts file {selector!r} (from {base})")
+    raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir} and {base})")
 
 
 def _display(path: Path, cwd: Path) -> str:

@@ -278,7 +278,23 @@ def test_resolve_unknown_group(fleet: Path) -> None:
     hosts_dir = fleet / "deploy" / "hosts"
     with pytest.raises(InventoryError) as caught:
         resolve_hosts(["nope"], hosts_dir, fleet)
-    assert str(caught.value) == f"no host group or file named 'nope' (looked in {hosts_dir})"
+    assert str(caught.value) == f"no host group or file named 'nope' (looked in {hosts_dir} and {fleet})"
+
+
+def test_a_selector_written_as_a_path_is_that_file_never_the_group_of_its_name(tmp_path: Path) -> None:
+    """`--hosts ./fleet` read hosts/fleet (every host) instead of the one-host file in the current folder: a path
+    (`./x`, `../x`, `/x`) now names only that file, and a missing one says so; a bare name is still a group first."""
+    hosts_dir = tmp_path / "deploy" / "hosts"
+    hosts_dir.mkdir(parents=True)
+    (hosts_dir / "fleet").write_text("mw[1-8]\n")
+    (tmp_path / "fleet").write_text("mw1\n")
+    assert labels(resolve_hosts(["./fleet"], hosts_dir, tmp_path)) == ["mw1"]
+    assert labels(resolve_hosts([str(tmp_path / "fleet")], hosts_dir, tmp_path)) == ["mw1"]
+    assert len(resolve_hosts(["fleet"], hosts_dir, tmp_path)) == 8
+    (tmp_path / "fleet").unlink()
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts(["./fleet"], hosts_dir, tmp_path)
+    assert str(caught.value) == f"no hosts file './fleet' (from {tmp_path})"
 
 
 def test_resolve_directory_is_not_a_group(fleet: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 
 def run() -> None:
     """Import the command line under the guard, then run it."""
+    _open_closed_standard_streams()
     try:
         from sartoris.cli import run as run_command_line
     except KeyboardInterrupt:
@@ -22,3 +23,23 @@ def run() -> None:
 def json_asked(args: list[str]) -> bool:
     """Whether the command line asks for --json (among the options, not after `--`)."""
     return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _open_closed_standard_streams() -> None:
+    """Point a standard descriptor the caller closed (`sartoris sync >&-`, a daemon's 2>&-) at /dev/null. Python
+    then has no sys.stdout or sys.stderr and every write failed; and the next file opened, the history database,
+    would get descriptor 1 or 2, where a hook's or git's output would be written into it."""
+    import io
+    import os
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if opened != fd:  # the lowest free descriptor is this one unless a lower one is closed too, done before
+                os.dup2(opened, fd)
+                os.close(opened)
+            if getattr(sys, name) is None:
+                mode = "r" if fd == 0 else "w"
+                setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, mode, closefd=False), encoding="utf-8"))

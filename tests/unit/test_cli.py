@@ -314,6 +314,32 @@ def test_a_report_lost_on_a_full_disk_is_said_and_is_no_success(project: Path, c
     assert left.returncode == 0, left.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "closed", "code"),
+    [
+        pytest.param("hosts", ">&-", 0, id="stdout-closed"),
+        pytest.param("hosts --json", "2>&-", 0, id="stderr-closed"),
+        pytest.param("sync --slot 99 --json", ">&-", 2, id="stdout-closed-bad-input"),
+        pytest.param("sync --slot 99", "2>&- <&-", 2, id="stderr-and-stdin-closed-bad-input"),
+    ],
+)
+def test_a_closed_standard_stream_costs_only_its_output(project: Path, command: str, closed: str, code: int) -> None:
+    """With stdout or stderr closed by the caller (`>&-`), every command exited 1 ("unexpected AttributeError", or
+    a traceback): a successful deploy looked failed to the cron job that ran it. The closed stream's output is
+    dropped; the exit code and the other stream are as usual."""
+    launcher = f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'sartoris.py'))}"
+    done = subprocess.run(
+        f"{launcher} {command} {closed}", shell=True, executable="/bin/bash", capture_output=True, text=True,
+        cwd=project, timeout=60, check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "unexpected" not in done.stderr
+    if closed.startswith(">&-") and code == 2:
+        assert done.stderr.count("\n") == 1 and "no such slot" in done.stderr
+    if command == "hosts --json":
+        assert json.loads(done.stdout)["hosts"]
+
+
 def test_a_message_with_control_characters_is_refused(project: Path) -> None:
     """An escape sequence in -m was echoed raw in other operators' lock refusals, `status` and `log`."""
     for message in ("train \x1b[2J", "train \u009b2J"):  # ESC [, and its one-character C1 form (CSI)

@@ -542,6 +542,7 @@ def _request(
         budget=budget,
         force=force,
         action=action,
+        hosts_chosen=bool(hosts),
     )
 
 

@@ -89,6 +89,7 @@ class SyncRequest:
     budget: FailureBudget
     force: bool = False
     action: str = "sync"  # or "rollback": a rollback does not stop switching past max_failures (see roll_out)
+    hosts_chosen: bool = False  # the operator named the hosts (--hosts), rather than the config's own `hosts`
 
 
 @contextmanager
@@ -129,6 +130,8 @@ def sync(
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
         connector, canary_hosts = _preflight(config, request)
+        if not retry_failed:
+            _check_the_canary_gate(config, request, canary_hosts)
         if retry_failed:
             known, targets = _retry_plan(config, request, checkout, history, progress)
             if not targets:  # no run: nothing recorded (log TAG keeps the real deploy's hosts), no hook announces
@@ -507,6 +510,22 @@ def _canaries(config: Config, targets: Sequence[Host]) -> tuple[Host, ...]:
     return tuple(h for h in targets if h.key(port) in canary_keys)
 
 
+def _check_the_canary_gate(config: Config, request: SyncRequest, canary_hosts: Sequence[Host]) -> None:
+    """Configured canaries of which no host is targeted would skip the canary phase without a word (a name spelt
+    otherwise than in the hosts files, `mw1:22` for `mw1`, turned the gate off): refused (exit 2) for the
+    config's own hosts, said on stderr for hosts the operator chose with --hosts (a few hosts, a new server)."""
+    if not config.deploy.canaries or canary_hosts:
+        return
+    groups = ", ".join(config.deploy.canaries)
+    if request.hosts_chosen:
+        log.warning("no_canary_targeted", canaries=groups, note="no canary phase: none of their hosts is targeted")
+        return
+    raise ConfigError(
+        f"{config.path}: [deploy] canaries ({groups}): none of their hosts is among [deploy] hosts, so the canary"
+        " phase would be skipped; list them as the hosts files do (name and port)"
+    )
+
+
 def _remote_release(config: Config, slot: int, release: Release) -> RemoteRelease:
     return RemoteRelease(
         slot_path=config.remote_slot_path(slot),
@@ -598,6 +617,7 @@ def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:
     canary group), without taking or changing anything."""
     _refuse_if_locked(config, request.slot, request.force)
     _, canaries = _preflight(config, request)
+    _check_the_canary_gate(config, request, canaries)
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     checkout.ensure_clean()
     commit = checkout.head_commit()

@@ -373,3 +373,20 @@ def test_a_hooks_dir_written_in_the_config_that_does_not_exist_is_refused(projec
     config.write_text(config.read_text().replace('hosts = ["web"]', 'hosts = ["web"]\nhooks_dir = "hookz"'))
     done = sartoris("sync", "--slot", "0", "--dry-run", cwd=project)
     assert done.returncode == 2 and "hooks_dir" in done.stderr and "does not exist" in done.stderr, done.stderr
+
+
+def test_canaries_none_of_which_is_targeted_are_refused_not_skipped(project: Path) -> None:
+    """A canary group whose hosts are spelt otherwise than in the targeted groups (`web01.example` for
+    `web01.example:2222`) skipped the canary phase without a word, the whole fleet switching at once. For the
+    config's own hosts it is refused (exit 2, before anything); for hosts chosen with --hosts it is said."""
+    config = project / "sartoris.toml"
+    config.write_text(config.read_text().replace('hosts = ["web"]', 'hosts = ["web"]\ncanaries = ["canary"]'))
+    (project / "hosts" / "canary").write_text("web01.example\n")
+    refused = sartoris("sync", "--slot", "0", "--dry-run", cwd=project)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "[deploy] canaries (canary): none of their hosts is among [deploy] hosts" in refused.stderr
+    chosen = sartoris("sync", "--slot", "0", "--dry-run", "--hosts", "web", cwd=project)
+    assert "no_canary_targeted" in chosen.stderr and "[deploy] canaries" not in chosen.stderr, chosen.stderr
+    (project / "hosts" / "canary").write_text("web01.example:2222\n")
+    spelt_alike = sartoris("sync", "--slot", "0", "--dry-run", cwd=project)
+    assert "[deploy] canaries" not in spelt_alike.stderr and "no_canary" not in spelt_alike.stderr

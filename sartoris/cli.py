@@ -326,6 +326,8 @@ def pool(
     json_output: JsonOption = False,
 ) -> int:
     """Run the configured pool command for each host and remember it is back in the pool."""
+    if caught_up and hosts:  # it would look at every depooled host, not at these
+        raise UsageError("pool: --caught-up takes no HOST; narrow it with --hosts G (a group or a file)")
     if caught_up:
         from sartoris import pool as pooling
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from sartoris.errors import ConfigError
 from sartoris.inventory import is_user_name
-from sartoris.limits import MAX_KEEP_RELEASES, MAX_RETRIES, MAX_SECONDS, MAX_SLOT, MAX_USER_NAME
+from sartoris.limits import MAX_KEEP_RELEASES, MAX_NAME, MAX_RETRIES, MAX_SECONDS, MAX_SLOT, MAX_USER_NAME
 from sartoris.policy import FailureBudget
 
 CONFIG_NAME = "sartoris.toml"
@@ -293,13 +293,15 @@ def parse_config(text: str, path: Path) -> Config:
     for section, table in data.items():
         if section not in KNOWN_KEYS:
             if isinstance(table, dict):
-                raise ConfigError(f"{path}: unknown section [{section}]")
-            raise ConfigError(f"{path}: unknown key {section} (keys go in [deploy], [fanout], [ssh], [depool])")
+                raise ConfigError(f"{path}: unknown section [{_shown(section)}]")
+            raise ConfigError(
+                f"{path}: unknown key {_shown(section)} (keys go in [deploy], [fanout], [ssh], [depool])"
+            )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}]), not {_kind(table)}")
         for key in table:
             if key not in KNOWN_KEYS[section]:
-                raise ConfigError(f"{path}: unknown key [{section}] {key}")
+                raise ConfigError(f"{path}: unknown key [{section}] {_shown(key)}")
     base = path.parent
     return Config(
         path=path,
@@ -490,8 +492,16 @@ def _kind(value: object) -> str:
     return next((name for kind, name in kinds if isinstance(value, kind)), "a date/time")
 
 
+def _shown(key: str) -> str:
+    """A key as an error names it: quoted, escapes and all, when it is not plain text (a quoted TOML key may hold
+    anything, an escape sequence that would clear the operator's screen included)."""
+    return key if key.isprintable() and key.strip() == key and key else repr(key)
+
+
 def _tag_safe(value: str) -> str | None:
     """Why value cannot go into a git tag or folder name, if it cannot."""
+    if len(value) > MAX_NAME:
+        return f"must be at most {MAX_NAME} characters (a tag's name is one file name, with the slot and time)"
     if not _NAME.fullmatch(value):
         return "must be letters, digits, '.', '_' or '-', starting with a letter or digit"
     if ".." in value or value.endswith((".", ".lock")):

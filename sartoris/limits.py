@@ -7,3 +7,4 @@ MAX_SECONDS = 7 * 24 * 3600  # any timeout or interval: no deploy step waits a w
 MAX_RETRIES = 10  # fetch retries, with an exponential backoff
 MAX_KEEP_RELEASES = 100  # old trees kept per slot on every host
 MAX_USER_NAME = 32  # characters in a login name (useradd's and the ssh servers' limit)
+MAX_NAME = 200  # characters in [deploy] name: a tag <name>-slot<N>-<time> is one file name (255 bytes at most)

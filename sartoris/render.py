@@ -93,11 +93,17 @@ def log_table(entries: Sequence[Entry]) -> str:
             hosts = f" {names}" if names else ""
         slot = f"slot {e.slot} " if e.slot is not None else ""
         what = e.tag or e.commit[:12] or ""
-        lines.append(
-            f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}"
-            + (f"  {e.message}" if e.message else "")
-        )
+        lines.append(f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}" + _one_line(e.message))
     return "\n".join(lines)
+
+
+def _one_line(message: str) -> str:
+    """A -m message in a table row: its first line, then ` …` when it has more (a later line would read as a row
+    of its own, and could pass for one)."""
+    lines = message.strip().splitlines()
+    if not lines:
+        return ""
+    return f"  {lines[0].strip()}" + (" …" if len(lines) > 1 else "")
 
 
 def log_entry(entry: Entry) -> str:

@@ -390,3 +390,9 @@ def test_canaries_none_of_which_is_targeted_are_refused_not_skipped(project: Pat
     (project / "hosts" / "canary").write_text("web01.example:2222\n")
     spelt_alike = sartoris("sync", "--slot", "0", "--dry-run", cwd=project)
     assert "[deploy] canaries" not in spelt_alike.stderr and "no_canary" not in spelt_alike.stderr
+
+
+def test_pool_caught_up_with_a_host_named_is_refused(project: Path) -> None:
+    """`pool --caught-up mw4` ignored mw4 and looked at every depooled host: the operator meant to narrow it."""
+    done = sartoris("pool", "--caught-up", "web01.example:2222", "--slot", "0", cwd=project)
+    assert done.returncode == 2 and "--caught-up takes no HOST" in done.stderr and "--hosts" in done.stderr

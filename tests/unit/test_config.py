@@ -301,6 +301,8 @@ def test_relative_config_path_keeps_relative_base() -> None:
     ("extra", "message"),
     [
         pytest.param("[fanout]\nconcurency = 3", "unknown key [fanout] concurency", id="key"),
+        pytest.param('[fanout]\n"\\u001b[2Jx" = 3', "unknown key [fanout] '\\x1b[2Jx'", id="key-with-an-escape"),
+        pytest.param('["\\u001b[2Jx"]\nx = 3', "unknown section ['\\x1b[2Jx']", id="section-with-an-escape"),
         pytest.param("[deploy.extra]\nx = 1", "unknown key [deploy] extra", id="subtable"),
         pytest.param("[fanot]\nconcurrency = 3", "unknown section [fanot]", id="section"),
         pytest.param("[ssh.options]\nx = 1", "unknown key [ssh] options", id="ssh-subtable"),
@@ -432,6 +434,7 @@ def test_toml_syntax_error_multiline_string() -> None:
         pytest.param("deploy", 'name = ""', "name must be letters, digits", id="name-empty"),
         pytest.param("deploy", 'name = "a/b"', "name must be letters, digits", id="name-slash"),
         pytest.param("deploy", 'name = "a..b"', "name must not contain '..'", id="name-dotdot"),
+        pytest.param("deploy", f'name = "{"a" * 201}"', "name must be at most 200 characters", id="name-too-long"),
         pytest.param("deploy", 'name = "a.lock"', "name must not contain '..' or end with", id="name-lock"),
         pytest.param("deploy", 'name = "a\\nb"', "name must not contain control characters", id="name-newline"),
         pytest.param("deploy", 'slot_prefix = "php slot"', "slot_prefix must be letters", id="prefix-space"),

@@ -66,3 +66,14 @@ def test_a_stopped_switch_says_which_failed_hosts_are_still_in_the_pool() -> Non
         "  [1] not depooled",
         "      mw2",
     ]
+
+
+def test_a_message_of_several_lines_keeps_its_log_row_one_line() -> None:
+    """`-m $'first\\nsartoris: fake'` printed its second line as a row of its own in `log`, which could pass for an
+    entry; a row now shows the first line and ` …`."""
+    from sartoris.render import log_table
+    from sartoris.state import Entry
+
+    entry = Entry(1, 0, "sync", "app-slot0-1", "c" * 40, "ok", "first\nsartoris: fake second line", "ops", 0.0, 1.0, {})
+    table = log_table([entry, entry])
+    assert table.count("\n") == 1 and "fake" not in table and table.splitlines()[0].endswith("  first …")

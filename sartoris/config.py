@@ -262,13 +262,27 @@ def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) 
     configured = _git_config_path(cwd, environ)
     if configured is not None:
         return _must_exist(configured, "git config sartoris.config"), "git config sartoris.config"
-    for folder in (cwd, *cwd.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder / CONFIG_NAME, f"nearest {CONFIG_NAME} from {cwd}"
+    for start in _where_the_operator_is(cwd, environ.get("PWD")):
+        for folder in (start, *start.parents):
+            if (folder / CONFIG_NAME).is_file():
+                return folder / CONFIG_NAME, f"nearest {CONFIG_NAME} from {start}"
     raise ConfigError(
         f"no {CONFIG_NAME} found: no --config, no $SARTORIS_CONFIG, no git config sartoris.config, "
         f"and none in {cwd} or above"
     )
+
+
+def _where_the_operator_is(cwd: Path, pwd: str | None) -> list[Path]:
+    """The folders to look up from: the shell's $PWD first when it is this same folder reached through a link (a
+    slot's working copy linked from elsewhere: its config is above the link, not above the folder it points at),
+    then the folder itself."""
+    if pwd and Path(pwd).is_absolute() and Path(pwd) != cwd:
+        try:
+            if os.path.samefile(pwd, cwd):
+                return [Path(pwd), cwd]
+        except OSError:
+            pass
+    return [cwd]
 
 
 def load_config(path: Path) -> Config:

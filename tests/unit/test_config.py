@@ -592,6 +592,21 @@ def test_find_empty_environment_is_ignored(tree: Path) -> None:
     assert find_config(None, tree / "a", environ) == tree / "sartoris.toml"
 
 
+def test_find_walks_up_from_a_working_copy_linked_from_elsewhere(
+    tree: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A slot's working copy may be a link to a folder elsewhere: from inside it the config above the link was not
+    found (only the folder it points at was walked up). The shell's $PWD, when it is that same folder, is walked
+    first; a $PWD that is another folder (a stale one) is not."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "php-slot1"
+    elsewhere.mkdir()
+    (tree / "php-slot1").symlink_to(elsewhere)
+    environ = no_git_environ()
+    assert find_config(None, elsewhere, environ | {"PWD": str(tree / "php-slot1")}) == tree / "sartoris.toml"
+    with pytest.raises(ConfigError, match=r"no sartoris\.toml found"):
+        find_config(None, elsewhere, environ | {"PWD": str(tree / "a")})
+
+
 def test_find_walks_up(tree: Path) -> None:
     """Without --config, $SARTORIS_CONFIG or git config, the nearest sartoris.toml in cwd or above is used."""
     assert find_config(None, tree / "a" / "b", no_git_environ()) == tree / "sartoris.toml"

@@ -260,7 +260,7 @@ class Connector:
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._early: dict[Host, asyncio.Task[Session]] = {}
         self._ssh_config = ssh_config_files(settings)
-        _check_ssh_config(self._ssh_config)
+        _check_ssh_config(self._ssh_config, named=settings.config_file is not None)
         _cycles.freeze_imports()
 
     def open_early(self, hosts: Iterable[Host]) -> None:
@@ -431,13 +431,17 @@ def ensure_open_files(connections: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
 
 
-def _check_ssh_config(files: list[str]) -> None:
-    """Parse the OpenSSH client config once up front, so a malformed file is a config error, not N failures."""
+def _check_ssh_config(files: list[str], named: bool) -> None:
+    """Parse the OpenSSH client config once up front, so a malformed file is a config error, not N failures;
+    `named`: the file is [ssh] config_file (else ~/.ssh/config), which the error says."""
     for file in files:
+        which = "[ssh] config_file" if named else "ssh config"
         try:
             asyncssh.SSHClientConnectionOptions(config=[file], host="sartoris-config-check.invalid")
-        except (OSError, ValueError, asyncssh.Error) as exc:
-            raise ConfigError(f"{file}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{which} {file}: cannot read: {exc.strerror or exc}") from None
+        except (ValueError, asyncssh.Error) as exc:
+            raise ConfigError(f"{which} {file}: {exc}") from None
 
 
 def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:

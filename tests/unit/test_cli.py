@@ -396,3 +396,14 @@ def test_pool_caught_up_with_a_host_named_is_refused(project: Path) -> None:
     """`pool --caught-up mw4` ignored mw4 and looked at every depooled host: the operator meant to narrow it."""
     done = sartoris("pool", "--caught-up", "web01.example:2222", "--slot", "0", cwd=project)
     assert done.returncode == 2 and "--caught-up takes no HOST" in done.stderr and "--hosts" in done.stderr
+
+
+def test_a_missing_ssh_config_file_is_named_as_the_setting_it_is(project: Path) -> None:
+    """`[ssh] config_file` naming no file said "/x: [Errno 2] No such file or directory: '/x'", naming neither the
+    setting nor what was wrong in words: now the key, the file and why."""
+    config = project / "sartoris.toml"
+    config.write_text(config.read_text().replace("[ssh]\n", '[ssh]\nconfig_file = "/nonexistent/ssh_config"\n'))
+    done = sartoris("status", "--slot", "0", cwd=project)
+    assert done.returncode == 2, done.stderr
+    said = "sartoris: [ssh] config_file /nonexistent/ssh_config: cannot read: No such file or directory\n"
+    assert done.stderr == said

@@ -92,7 +92,7 @@ def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pyte
     import pwd
 
     from sartoris.config import SshSettings, _local_path
-    from sartoris.transport import _ssh_config_files
+    from sartoris.early_sockets import ssh_config_files
 
     def no_entry(uid: int) -> pwd.struct_passwd:
         raise KeyError(uid)
@@ -100,7 +100,7 @@ def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pyte
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     assert _local_path("~/.ssh/known_hosts", Path("/base")) == Path("/base/~/.ssh/known_hosts")
-    assert _ssh_config_files(SshSettings(config_file=None)) == []
+    assert ssh_config_files(SshSettings(config_file=None)) == []
 
 
 class _StandInSession:
@@ -348,7 +348,7 @@ def test_an_ssh_config_file_that_cannot_be_used_is_a_config_error_before_any_hos
     known_hosts.write_text("")
     if text is not None:
         ssh_config.write_text(text)
-    with pytest.raises(ConfigError, match=f"^{ssh_config}: .*{message}"):
+    with pytest.raises(ConfigError, match=rf"^\[ssh\] config_file {ssh_config}: .*{message}"):
         Connector(SshSettings(known_hosts=known_hosts, config_file=ssh_config), connect_timeout=5)
 
 

@@ -129,8 +129,7 @@ def bounded(script: str, seconds: float) -> HostCommand:
     when it fires, say so on stderr (timeout itself exits 124 silently). Exit 137 is a KILL: the deadline's, for a
     script still running REMOTE_KILL_GRACE seconds after it, or anyone's (the kernel's out-of-memory killer), which
     timeout cannot tell apart, so neither is called a timeout."""
-    # the margin, or half the time when that is too short for one: the host never outlives the controller
-    limit = seconds - _REMOTE_MARGIN if seconds > 2 * _REMOTE_MARGIN else seconds / 2
+    limit = host_deadline(seconds)
     timed_out = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
     killed = shell_words(
         "echo",
@@ -148,6 +147,19 @@ def bounded(script: str, seconds: float) -> HostCommand:
     # (on a line of its own, whatever a login shell printed before without a newline)
     end = shell_words("printf", "\\n%s\\n", SCRIPT_END)
     return HostCommand(command, "{\n" + script + "\n" + end + "\n} </dev/null\n")
+
+
+def host_deadline(seconds: float) -> float:
+    """The host's own deadline for a command the controller gives `seconds`: the margin less, or half the time when
+    that is too short for one, so the host never outlives the controller."""
+    return seconds - _REMOTE_MARGIN if seconds > 2 * _REMOTE_MARGIN else seconds / 2
+
+
+def gone_from_the_host(seconds: float) -> float:
+    """Seconds after the controller sent a command `bounded` by `seconds` by which it has ended on the host, however
+    it ran: the host's deadline, the KILL REMOTE_KILL_GRACE seconds after it, and the margin again for the command's
+    way to the host (it starts there after it was sent, by about a round trip)."""
+    return host_deadline(seconds) + REMOTE_KILL_GRACE + _REMOTE_MARGIN
 
 
 def ran_to_its_end(stdout: str) -> bool:

@@ -29,6 +29,7 @@ from sartoris.remote import (
     SubmoduleSpec,
     bounded,
     fetch_command,
+    gone_from_the_host,
     last_phase,
     parse_head,
     ran_to_its_end,
@@ -88,6 +89,19 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n\n{SCRIPT_END}\n"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
+
+
+def test_a_bounded_script_is_gone_from_the_host_before_a_look_at_how_it_ended() -> None:
+    """A switch whose outcome is unknown (its reply late past the controller's timeout) is looked at once
+    gone_from_the_host has passed: by then the host's own `timeout` has sent its KILL (deadline plus grace), with a
+    margin for the command's way to the host, so the look cannot race a switch still running there."""
+    for controller in (0.5, 1.0, 4.0, 5.0, 15.0, 300.0):
+        words = bounded("true", controller).command.split()
+        at = words.index("timeout")
+        assert words[at + 1] == "-k"
+        killed_by = float(words[at + 2]) + float(words[at + 3])  # the KILL's grace after the deadline
+        assert gone_from_the_host(controller) >= killed_by + 0.25, controller
+        assert gone_from_the_host(controller) > controller  # never before the controller gave up on the reply
 
 
 def test_a_script_killed_on_the_host_is_not_called_a_timeout() -> None:

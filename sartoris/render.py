@@ -42,6 +42,11 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     elif report.reason:  # a canary failed, interrupted, nothing to retry
         lines.append(f"  {report.reason}")
     lines += grouped(dict(group_by_error(report.hosts)))
+    noted: dict[str, list[str]] = {}
+    for result in report.hosts:  # on the release, though the run first could not see it (a reply that came late)
+        if result.note:
+            noted.setdefault(f"ok: {result.note}", []).append(result.host)
+    lines += grouped(noted)
     not_out = {r.host: r.depool_error for r in report.hosts if r.depool_error}
     if not_out:  # a failed host still in the pool is what an operator must act on first
         lines.append(f"  depool command failed, still in the pool: {len(not_out)}")

@@ -60,10 +60,15 @@ class HostResult:
     depooled: bool = False
     stopped: bool = False
     depool_error: str | None = None  # the depool command failed: the host is still in the pool, and why
+    # a host on the release whose switch's outcome was first unknown (its connection lost, its reply late): how
+    # it was settled, e.g. "timed out after 15s; on the release (seen on a new connection)"
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
             raise ValueError(f"{self.host}: ok={self.ok} contradicts error={self.error!r}")
+        if self.note and not self.ok:
+            raise ValueError(f"{self.host}: a failed host says why in its error, not in a note")
         if self.ok and self.stopped:
             raise ValueError(f"{self.host}: a host on the release was not stopped")
 
@@ -82,6 +87,7 @@ class HostResult:
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
             "depool_error": self.depool_error,
+            "note": self.note,
         }
 
 

@@ -77,3 +77,16 @@ def test_a_message_of_several_lines_keeps_its_log_row_one_line() -> None:
     entry = Entry(1, 0, "sync", "app-slot0-1", "c" * 40, "ok", "first\nsartoris: fake second line", "ops", 0.0, 1.0, {})
     table = log_table([entry, entry])
     assert table.count("\n") == 1 and "fake" not in table and table.splitlines()[0].endswith("  first …")
+
+
+def test_a_host_seen_on_the_release_on_a_new_connection_is_ok_and_the_summary_says_how_it_was_seen() -> None:
+    """A host whose switch reply came late but that a look on a new connection found on the release counts as ok,
+    and is named under its note (a stalled network is worth knowing), not hidden among the rest."""
+    note = "timed out after 15s; on the release (seen on a new connection)"
+    hosts = (HostResult("mw1", True, Phase.DONE, seconds=20.0, note=note), HostResult("mw2", True, Phase.DONE))
+    report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.OK, hosts, 21.0)
+    assert sync_summary(report).splitlines()[1:] == [
+        "  2 targeted, 2 ok, 0 failed, 0 depooled",
+        f"  [1] ok: {note}",
+        "      mw1",
+    ]

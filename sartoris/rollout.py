@@ -4,9 +4,9 @@ Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connectio
 fetch, or while the release was published) and reused for the switch. On Ctrl-C (the run's task cancelled):
 during the fetch nothing is switched; while failed hosts are depooled, that depool ends (bounded by the depool
 timeout) and no host is switched; during the switch no new host is started and the ones in flight finish (each
-is bounded by command_timeout; one whose connection dropped, by the look at how it ended: its deadline again,
-plus connect_timeout and a few seconds), so no host is left between its old and new tree. Either way the result is
-returned, so the run is recorded.
+is bounded by command_timeout; one whose connection dropped or whose reply was late, by the look at how it ended:
+its deadline's KILL, plus connect_timeout and a few seconds), so no host is left between its old and new tree.
+Either way the result is returned, so the run is recorded.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from sartoris.pool import apply_pool_change, depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import (
     NOT_RUN,
-    REMOTE_KILL_GRACE,
     HostCommand,
     RemoteRelease,
     bounded,
     fetch_command,
+    gone_from_the_host,
     last_phase,
     parse_head,
     ran_to_its_end,
@@ -50,7 +50,7 @@ from sartoris.remote import (
 )
 from sartoris.results import HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandTimeout, ConnectError, Connector, Session, close_sessions
+from sartoris.transport import CommandResult, CommandTimeout, ConnectError, Connector, Session, close_sessions
 
 log = structlog.get_logger("sartoris")
 
@@ -244,7 +244,7 @@ class _SwitchPhase:
             result = _stopped(item.result, Phase.CHECKOUT, f"not switched: {self.halted}")
         else:
             self._progress.started(item.host.label)
-            result = await _switch_host(item, self._command, self._timeout, self._outcome_after_loss)
+            result = await _switch_host(item, self._command, self._timeout, self._look_again)
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
@@ -254,37 +254,48 @@ class _SwitchPhase:
         self._progress.finished(item.host.label, result.ok, not_run=result.stopped)
         return result
 
-    async def _outcome_after_loss(self, item: _Fetched, lost: HostError, began: float) -> HostResult:
-        """The connection a switch ran on was lost, and its script goes on without it on the host: on a new
-        connection, wait for that switch to end (it cannot outlive its own deadline), then report what the host
-        really ended on, the release or its old tree, not a guess either way."""
-        label, error = item.host.label, str(lost)
+    async def _look_again(self, item: _Fetched, unseen: HostError, began: float) -> HostResult:
+        """How a switch ended is unknown: its connection was lost (its script goes on without it on the host), or
+        its reply did not come within command_timeout (a stalled network can hold back the reply of a switch that
+        swapped the link). On a new connection, once that switch cannot run any more, report what the host really
+        ended on, the release or its old tree, not a guess either way.
+
+        A connection may be lost early: the look waits on the slot's switch lock for that switch to end (see
+        remote.switch_outcome_command). A reply is late only at the deadline, when the host's own is past: the look
+        first waits out the rest here (the KILL after it; a few seconds), so a switch that is not holding the lock
+        yet (queued behind another run's) cannot swap after the look saw the old tree."""
+        label, error = item.host.label, str(unseen)
+        gone = began + gone_from_the_host(self._timeout)  # the switch is no longer running on the host by then
+        timed_out, reached = False, Phase.CHECKOUT
+        if isinstance(unseen, CommandTimeout):  # how far its output came: the phase it failed in, if it did
+            timed_out, reached = True, last_phase(unseen.stdout, Phase.CHECKOUT)
 
         def seconds() -> float:
             return item.result.seconds + time.monotonic() - began
 
-        # the lost script is gone from the host by then: its deadline, the KILL after it, and a margin
-        wait = max(began + self._timeout + REMOTE_KILL_GRACE - time.monotonic(), 0.0) + _OUTCOME_CHECK_SECONDS
+        if timed_out:
+            await asyncio.sleep(max(gone - time.monotonic(), 0.0))
+        wait = max(gone - time.monotonic(), 0.0) + _OUTCOME_CHECK_SECONDS
         probe = bounded(switch_outcome_command(self._release), wait)
         try:
             session = await self._connector.connect(item.host)
         except HostError as again:
-            return _failed_switch(label, f"{error}; could not connect again to see how it ended: {again}", seconds())
+            return _failed_switch(
+                label, f"{error}; could not connect again to see how it ended: {again}", seconds(), reached
+            )
         try:
             answer = await session.run(probe.command, timeout=wait, stdin=probe.script)
         except HostError as again:
-            return _failed_switch(label, f"{error}; could not see how it ended: {again}", seconds())
+            return _failed_switch(label, f"{error}; could not see how it ended: {again}", seconds(), reached)
         finally:
             session.close()
-        if answer.ok and parse_head(answer.stdout) == self._release.commit:
-            log.warning("switched_despite_lost_connection", host=label, error=error)
-            return HostResult(label, True, Phase.DONE, seconds=seconds())
-        if answer.ok and ran_to_its_end(answer.stdout):
-            return _failed_switch(
-                label, f"{error}; the host is not on the release (seen on a new connection)", seconds()
-            )
-        unseen = answer.error_line() if not answer.ok else NOT_RUN
-        return _failed_switch(label, f"{error}; could not see how it ended: {unseen}", seconds())
+        result = seen_again(label, error, answer, self._release.commit, seconds(), reached)
+        if result.ok:
+            event = "switched_despite_timeout" if timed_out else "switched_despite_lost_connection"
+            log.warning(event, host=label, error=error)
+        else:
+            log.debug("host_failed", host=label, phase=result.phase.value, error=result.error)
+        return result
 
     def _past_budget(self) -> str:
         with_fetch = f" with the {self._fetch_failures}" if self._fetch_failures else ""
@@ -367,7 +378,25 @@ def _failed_fetch(host: Host, phase: Phase, error: str, begin: float, stderr: st
     return _Fetched(host, HostResult(host.label, False, phase, error, time.monotonic() - begin), None)
 
 
-_OUTCOME_CHECK_SECONDS = 10.0  # for the check of a switch whose connection was lost, beyond that switch's own end
+_OUTCOME_CHECK_SECONDS = 10.0  # for the look at a switch whose outcome is unknown, beyond that switch's own end
+
+
+SEEN_AGAIN = "(seen on a new connection)"
+
+
+def seen_again(
+    label: str, unseen: str, answer: CommandResult, commit: str, seconds: float, reached: Phase = Phase.CHECKOUT
+) -> HostResult:
+    """A switch whose outcome was `unseen` (its connection lost, its reply late), as the look on a new connection
+    (remote.switch_outcome_command) `answer`ed: on the release `commit`, ok, with a note saying how that was known;
+    on another tree, failed (at the phase the switch was seen to reach); no answer, failed, saying the outcome is
+    still unknown."""
+    if answer.ok and parse_head(answer.stdout) == commit:
+        return HostResult(label, True, Phase.DONE, seconds=seconds, note=f"{unseen}; on the release {SEEN_AGAIN}")
+    if answer.ok and ran_to_its_end(answer.stdout):
+        return HostResult(label, False, reached, f"{unseen}; the host is not on the release {SEEN_AGAIN}", seconds)
+    why = answer.error_line() if not answer.ok else NOT_RUN
+    return HostResult(label, False, reached, f"{unseen}; could not see how it ended: {why}", seconds)
 
 
 def _failed_switch(
@@ -381,9 +410,10 @@ async def _switch_host(
     item: _Fetched,
     command: HostCommand,
     timeout: float,
-    after_loss: Callable[[_Fetched, HostError, float], Awaitable[HostResult]],
+    look_again: Callable[[_Fetched, HostError, float], Awaitable[HostResult]],
 ) -> HostResult:
-    """Run the switch on the host's session; a lost connection is settled by `after_loss`."""
+    """Run the switch on the host's session. A switch whose end was not seen (the connection lost, or the reply
+    not in within `timeout`) before its swap marker came is settled by `look_again`."""
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
@@ -393,11 +423,13 @@ async def _switch_host(
     try:
         result = await item.session.run(command.command, timeout=timeout, stdin=command.script)
     except CommandTimeout as exc:
-        if (reached := last_phase(exc.stdout, Phase.CHECKOUT)) is not Phase.DONE:
-            return failed(reached, str(exc))
+        # the host's own deadline comes first and is answered (exit 124): no reply at all by ours is a stall on the
+        # way back, which may have held back the marker of a switch that ended, swap and all, on the host
+        if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
+            return await look_again(item, exc, begin)
         log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
     except HostError as exc:  # the connection was lost (or no session could be opened on it)
-        return await after_loss(item, exc, begin)
+        return await look_again(item, exc, begin)
     else:
         reached = last_phase(result.stdout, Phase.CHECKOUT)
         if not result.ok and reached is not Phase.DONE:

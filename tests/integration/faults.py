@@ -68,6 +68,40 @@ def drop_connections(fleet: Fleet, address: str) -> list[int]:
     return killed
 
 
+def stall_connections(fleet: Fleet, address: str) -> list[int]:
+    """SIGSTOP the host's per-connection sshd processes (every sshd under its listener, not the listener, nor what
+    their sessions run): the controller's connection stalls, its replies held back, while the host's commands go
+    on, as when the network between them stalls. A new connection is served as usual. The PIDs stopped, for
+    SIGCONT."""
+    listener, children = sshd_pid(fleet, address), _children()
+    stopped, queue = [], list(children.get(listener, []))
+    while queue:
+        pid = queue.pop()
+        try:
+            is_sshd = (Path("/proc") / str(pid) / "comm").read_text().strip() == "sshd"
+        except OSError:
+            continue
+        if is_sshd:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            queue += children.get(pid, [])
+    return stopped
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, by parent PID."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
 def in_host_namespace(fleet: Fleet, address: str, *argv: str) -> None:
     """Run a command (mount, umount) inside a host's mount namespace."""
     subprocess.run(

@@ -37,10 +37,12 @@ from faults import (
     refuse_checkouts,
     slow_fetch,
     sshd_pid,
+    stall_connections,
     start_sartoris,
     store,
     store_tags,
     tree_commit,
+    trees,
     wait_for,
     write_script,
 )
@@ -449,6 +451,7 @@ def test_a_switch_whose_connection_drops_is_reported_as_it_ended_on_the_host(
     if where == "submodule":
         assert process.returncode == 0, stderr
         assert dropped["ok"] and dropped["phase"] == "done" and not dropped["depooled"], dropped
+        assert str(dropped["note"]).endswith("; on the release (seen on a new connection)"), dropped
         assert "switched_despite_lost_connection" in stderr
         assert _on(deployment, hosts[0], new) and deployment.pool_changes() == []
     else:
@@ -456,6 +459,55 @@ def test_a_switch_whose_connection_drops_is_reported_as_it_ended_on_the_host(
         assert not dropped["ok"] and dropped["phase"] == "checkout" and dropped["depooled"], dropped
         assert str(dropped["error"]).endswith("the host is not on the release (seen on a new connection)")
         assert _on(deployment, hosts[0], old) and deployment.pool_changes() == [f"depool {hosts[0]}"]
+
+
+@pytest.mark.parametrize("action", ["sync", "rollback"])
+def test_a_switch_whose_reply_is_held_past_the_timeout_is_reported_as_it_ended_on_the_host(
+    deployment: Deployment, tmp_path: Path, action: str
+) -> None:
+    """A host's SSH session stalls (its sshd stopped, as a network stall would) while its switch runs, and the
+    switch ends on the host, swap and all, with its reply held back past command_timeout. It was reported failed at
+    checkout and depooled though the host ran the release; now, once the host's own deadline is past, Sartoris looks
+    on a new connection and reports it ok, not depooled, with a note saying how it was seen (a rollback alike)."""
+    hosts = deployment.fleet.hosts[36:38]
+    deployment.group("two", hosts)
+    _short(deployment)
+    first = _first_sync(deployment, "two")
+    if action == "rollback":  # the good release's tree is gone from the host: the rollback checks it out again
+        commit_change(deployment.checkout, "index.php", "<?php echo 'bad';\n")
+        assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two").code == 0
+        shutil.rmtree(trees(deployment, hosts[0]) / first)
+        target = first
+    else:
+        target = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    checking_out = tmp_path / "checking-out"
+    hang_switch(deployment, hosts[0], 2, checking_out)  # the swap comes 2 s after the stall
+    stalled: list[int] = []
+    args = ("--slot", str(deployment.slot), "--hosts", "two", "--json")
+    process = start_sartoris(deployment, action, *args, *(("--max-failures", "1") if action == "sync" else ()))
+    try:
+        stdout, stderr, seconds = act_mid_run(
+            process,
+            checking_out.exists,
+            "the host's checkout",
+            lambda: stalled.extend(stall_connections(deployment.fleet, hosts[0])),
+        )
+    finally:
+        for pid in stalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert stalled, "no sshd session of the host was found to stall"
+    assert process.returncode == 0, stderr
+    report = json.loads(stdout)
+    held = _host(report, hosts[0])
+    assert (held["ok"], held["phase"], held["error"], held["depooled"]) == (True, "done", None, False), held
+    assert held["note"] == f"timed out after {COMMAND_TIMEOUT}s; on the release (seen on a new connection)"
+    assert "switched_despite_timeout" in stderr
+    assert seconds < COMMAND_TIMEOUT + OVERHEAD
+    assert deployment.pool_changes() == []
+    assert all(_on(deployment, h, target) for h in hosts)
+    _, status = _status(deployment, "two")
+    assert all(status[h]["state"] == "current" for h in hosts), status
 
 
 def _garbage_head(deployment: Deployment, address: str) -> None:

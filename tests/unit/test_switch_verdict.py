@@ -3,12 +3,14 @@ the link swap is the switch, so a host whose script got past it is on the releas
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 
 from sartoris.inventory import Host
-from sartoris.remote import NOT_RUN, HostCommand
+from sartoris.remote import NOT_RUN, SCRIPT_END, HostCommand
 from sartoris.results import HostResult, Phase
-from sartoris.rollout import _Fetched, _switch_host
+from sartoris.rollout import _Fetched, _switch_host, seen_again
 from sartoris.transport import CommandResult, CommandTimeout, HostError
 
 SWAPPED = "sartoris-phase:checkout\nsartoris-phase:done\n"  # the marker the switch prints right after the swap
@@ -26,14 +28,18 @@ class _Script:
         return self._end
 
 
+Look = Callable[[_Fetched, HostError, float], Awaitable[HostResult]]
+
+
 async def _unseen(item: _Fetched, lost: HostError, began: float) -> HostResult:
-    """A lost connection's outcome as the check on a new connection would give it when the host stayed behind."""
+    """An unknown outcome (lost connection, late reply) as the look on a new connection gives it for a host that
+    stayed behind."""
     return HostResult(item.host.label, False, Phase.CHECKOUT, f"{lost}; not on the release", 1.0)
 
 
-async def _switched(end: CommandResult | Exception) -> HostResult:
+async def _switched(end: CommandResult | Exception, look: Look = _unseen) -> HostResult:
     fetched = _Fetched(Host("web1", "web1"), HostResult("web1", True, Phase.FETCH, seconds=1.0), _Script(end))  # type: ignore[arg-type]
-    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0, _unseen)
+    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0, look)
 
 
 async def test_a_deadline_that_strikes_the_prune_after_the_swap_leaves_the_host_on_the_release() -> None:
@@ -48,14 +54,63 @@ async def test_a_failure_after_the_swap_leaves_the_host_on_the_release() -> None
     assert (await _switched(CommandResult(1, SWAPPED, "rm: cannot remove ...\n"))).ok
 
 
-async def test_a_failure_or_deadline_before_the_swap_is_a_failed_checkout() -> None:
-    """Before the marker, the host kept its old tree: failed, at the phase it reached."""
-    timed_out = await _switched(CommandTimeout("timed out after 8s", "sartoris-phase:checkout\n"))
-    assert not timed_out.ok and timed_out.phase is Phase.CHECKOUT and timed_out.error == "timed out after 8s"
+async def test_a_failure_before_the_swap_is_a_failed_checkout() -> None:
+    """A script that ended before the marker left the host on its old tree: failed, at the phase it reached."""
     failed = await _switched(CommandResult(1, "sartoris-phase:checkout\nsartoris-phase:submodules\n", "fatal: x\n"))
     assert not failed.ok and failed.phase is Phase.SUBMODULES
     dropped = await _switched(HostError("disconnected"))  # settled by a look on a new connection (integration)
     assert not dropped.ok and dropped.phase is Phase.CHECKOUT and dropped.error == "disconnected; not on the release"
+
+
+async def test_a_reply_late_past_the_timeout_before_the_swap_is_settled_by_a_look_not_failed_outright() -> None:
+    """No reply within command_timeout (the host's own deadline answers before it) is a stall on the way back, which
+    may have held back the marker of a switch that swapped: it is settled by a look on a new connection, as a lost
+    connection is, instead of being reported failed (and depooled) outright."""
+    seen: list[HostError] = []
+
+    async def look(item: _Fetched, unseen: HostError, began: float) -> HostResult:
+        seen.append(unseen)
+        return HostResult(item.host.label, True, Phase.DONE, seconds=1.0, note=f"{unseen}; on the release")
+
+    result = await _switched(CommandTimeout("timed out after 8s", "sartoris-phase:checkout\n"), look)
+    assert [str(e) for e in seen] == ["timed out after 8s"] and isinstance(seen[0], CommandTimeout)
+    assert result.ok and result.note == "timed out after 8s; on the release"
+
+
+RELEASE = "c" * 40
+OLD = "d" * 40
+
+
+def _looked(exit_status: int, stdout: str, stderr: str = "") -> HostResult:
+    answer = CommandResult(exit_status, stdout, stderr)
+    return seen_again("web1", "timed out after 15s", answer, RELEASE, 16.0, Phase.SUBMODULES)
+
+
+def test_a_look_that_finds_the_release_reports_the_host_ok_saying_how_it_was_seen() -> None:
+    """The look on a new connection prints the live tree's commit: the release's is an ok host, done, not failed,
+    with a note (added to the JSON) that says the outcome was first unknown and how it was settled."""
+    result = _looked(0, f"{RELEASE}\n\n{SCRIPT_END}\n")
+    assert (result.ok, result.phase, result.error) == (True, Phase.DONE, None)
+    assert result.note == "timed out after 15s; on the release (seen on a new connection)"
+    assert result.as_json()["note"] == result.note
+
+
+def test_a_look_that_finds_the_old_tree_fails_the_host_at_the_phase_it_reached() -> None:
+    """Another commit (or no live tree at all), seen to the script's end: failed, at the phase the switch's output
+    reached, saying it is not on the release."""
+    for stdout in (f"{OLD}\n\n{SCRIPT_END}\n", f"\n{SCRIPT_END}\n"):
+        result = _looked(0, stdout)
+        assert (result.ok, result.phase, result.note) == (False, Phase.SUBMODULES, None)
+        assert result.error == "timed out after 15s; the host is not on the release (seen on a new connection)"
+
+
+def test_a_look_that_got_no_answer_says_the_outcome_is_still_unknown() -> None:
+    """A look that failed on the host, or whose script never ran, is no answer: failed, saying why it could not see."""
+    failed = _looked(124, "", "sartoris: timed out after 8s (stopped on the host)\n")
+    assert not failed.ok and failed.error == (
+        "timed out after 15s; could not see how it ended: sartoris: timed out after 8s (stopped on the host)"
+    )
+    assert _looked(0, "").error == f"timed out after 15s; could not see how it ended: {NOT_RUN}"
 
 
 async def test_a_switch_script_that_never_ran_is_not_a_switch() -> None:

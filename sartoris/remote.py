@@ -285,10 +285,10 @@ def switch_command(release: RemoteRelease) -> str:
         " exit 2; fi",
         _switch_lock(release),
         "{",
+        _leftover_builds(release),
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
         "  fresh=",
-        f"  [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
         f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
         f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
@@ -352,6 +352,15 @@ def _switch_lock(release: RemoteRelease) -> str:
 
 
 _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
+
+
+def _leftover_builds(release: RemoteRelease) -> str:
+    """Remove every tree a switch of the slot left half built (`<commit>.building`, of any release): a switch that
+    failed (a disk that filled up, a checkout refused, the deadline) leaves its build behind, and only the next
+    switch of the slot comes back to it. Left there, a build that filled the disk failed every later release of
+    the slot, retries too. No other run is building one: the deploy host holds the slot's lock, the host its switch
+    lock. A shell glob: no process unless there is one."""
+    return f'for b in {shlex.quote(release.trees)}/*.building; do [ ! -e "$b" ] || rm -rf "$b" || exit; done'
 
 
 def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str:

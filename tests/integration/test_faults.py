@@ -270,6 +270,31 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
     assert run.code == 0 and run.json()["changed"] == [hosts[0]], run.stderr
 
 
+def test_a_build_a_failed_switch_left_is_removed_by_the_next_sync(deployment: Deployment) -> None:
+    """A switch that fails mid-build leaves its tree (`<commit>.building`) on the host; the slot's next sync, of
+    another release, removes it and any other left build, and the host switches: a build that filled a disk no
+    longer fails every later release there."""
+    hosts = deployment.fleet.hosts[36:38]
+    deployment.group("pair", hosts)
+    _short(deployment)
+    _first_sync(deployment, "pair")
+    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    failed = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
+    assert code == 5 and not _host(report, hosts[0])["ok"], stderr
+    left = trees(deployment, hosts[0]) / f"{failed}.building"
+    assert left.is_dir()  # what the failed switch left, as a full disk's would be
+    planted = trees(deployment, hosts[0]) / f"{'e' * 40}.building"  # and one from an earlier run
+    (planted / "big").mkdir(parents=True)
+    (planted / "big" / "file.bin").write_bytes(b"\0" * 1_000_000)
+    refusing_hook.unlink()  # the host is fixed
+    third = commit_change(deployment.checkout, "index.php", "<?php echo 'release 3';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair")
+    assert code == 0, stderr
+    assert all(_on(deployment, h, third) for h in hosts)
+    assert sorted(trees(deployment, hosts[0]).glob("*.building")) == []
+
+
 def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_within_it(deployment: Deployment) -> None:
     """A release whose switch fails host after host does not take the fleet out of the pool: switch failures count
     against max_failures with the fetch's; past it no further switch starts. The host that failed within the

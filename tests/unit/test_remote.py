@@ -352,6 +352,36 @@ def test_a_failed_switch_leaves_the_live_tree_and_link_alone(host: Host) -> None
     assert host.head() == first.commit
 
 
+def test_builds_failed_switches_left_are_removed_by_the_next_switch(host: Host) -> None:
+    """A tree a failed switch left half built (`<commit>.building`, of another release or of this one) is removed
+    by the slot's next switch, which succeeds: left there, one that filled the disk failed every later release."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    trees = host.root / ".sartoris" / "php-slot0" / "trees"
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    leftovers = [trees / f"{'e' * 40}.building", trees / f"{second.commit}.building"]
+    for leftover in leftovers:
+        (leftover / "big").mkdir(parents=True)
+        (leftover / "big" / "file.bin").write_bytes(b"\0" * 65536)
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    assert host.head() == second.commit
+    assert sorted(p.name for p in trees.iterdir()) == sorted([first.commit, second.commit])
+
+
+def test_a_switch_to_the_live_release_still_removes_builds_failed_switches_left(host: Host) -> None:
+    """A switch that finds the host already on the release (a retry) removes what failed switches left too."""
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    leftover = host.root / ".sartoris" / "php-slot0" / "trees" / f"{'e' * 40}.building"
+    leftover.mkdir()
+    (leftover / "file.bin").write_bytes(b"\0" * 65536)
+    done = run_on_host(bounded(switch_command(release), 60.0))
+    assert done.returncode == 0, done.stderr
+    assert not leftover.exists() and host.head() == release.commit
+
+
 def _start_switch(release: RemoteRelease, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """A switch running in the background, as a host runs it (its line, the script on stdin)."""
     command = bounded(switch_command(release), 120.0)

@@ -37,6 +37,10 @@ ERROR_LINE_LIMIT = 300  # one host's error in summaries, JSON and history
 _CHUNK = 16 * 1024
 _TAIL_KEPT = 1024  # characters of the end of stdout kept past OUTPUT_LIMIT
 _CLOSE_TIMEOUT = 5.0  # seconds to wait for connections being closed to say goodbye
+# Why the host's system refused a write, as git and coreutils say it. git's checkout names the file it could not
+# write ("error: unable to write file big.txt") and says why only in a later line ("fatal: … write error. Out of
+# diskspace"); the error line keeps the reason, which is what the operator acts on.
+_SYSTEM_CAUSES = ("No space left on device", "Out of diskspace", "Disk quota exceeded", "Read-only file system")
 
 
 class _CycleCollector:
@@ -92,22 +96,32 @@ class CommandResult:
     def error_line(self) -> str:
         """The most telling line of a failure, at most ERROR_LINE_LIMIT characters: Sartoris's own word
         (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
-        consequences like `unpack-objects failed`), else the last stderr line; then the switch's note that it
-        waited for another run, if it did (a timeout then is that run's doing more likely than this host's)."""
+        consequences like `unpack-objects failed`), else the last stderr line; then, when that line does not say
+        it and another does, why the system refused a write (a full disk: see _SYSTEM_CAUSES), in parentheses;
+        then the switch's note that it waited for another run, if it did (a timeout then is that run's doing
+        more likely than this host's)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith(WAIT_MARK)]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
+        cause = next((cause for line in lines for cause in _SYSTEM_CAUSES if cause in line), None)
+        if cause is not None and cause not in chosen:
+            chosen = _cut(chosen, ERROR_LINE_LIMIT - len(cause) - 3) + f" ({cause})"
         if (waited := self.wait_note()) is not None:
             chosen = f"{chosen}; before that: {waited}"
-        return chosen if len(chosen) <= ERROR_LINE_LIMIT else chosen[: ERROR_LINE_LIMIT - 1] + "…"
+        return _cut(chosen, ERROR_LINE_LIMIT)
 
     def wait_note(self) -> str | None:
         """What the switch said when it had to wait for another run's hold on the slot's host lock, or None."""
         if WAIT_MARK not in self.stderr:
             return None
         return self.stderr.partition(WAIT_MARK)[2].partition("\n")[0].strip()
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters, the last one an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(slots=True)

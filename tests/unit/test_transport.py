@@ -44,11 +44,31 @@ from sartoris.transport import ERROR_LINE_LIMIT, OUTPUT_LIMIT, CommandResult, _C
             " host: waiting for it to end",
             id="a-wait-never-hides-gits-cause",
         ),
+        pytest.param(
+            "error: unable to write file big.txt\n"
+            "fatal: sha1 file '/srv/.sartoris/php-slot0/trees/1f.building/.git/index.lock' write error. Out of"
+            " diskspace\n",
+            "error: unable to write file big.txt (Out of diskspace)",
+            id="a-full-disk-git-names-only-in-a-later-line-is-kept",
+        ),
+        pytest.param(
+            "error: unable to write file r3.php\nfatal: cannot create directory at 'x': No space left on device\n",
+            "error: unable to write file r3.php (No space left on device)",
+            id="no-space-left-on-device-is-kept",
+        ),
+        pytest.param(
+            "sartoris-wait: another run is switching /s/php-slot0 on this host: waiting for it to end\n"
+            "error: unable to write file big.txt\nfatal: unable to write new index file: Disk quota exceeded\n",
+            "error: unable to write file big.txt (Disk quota exceeded); before that: another run is switching"
+            " /s/php-slot0 on this host: waiting for it to end",
+            id="a-quota-is-kept-before-the-wait-note",
+        ),
         pytest.param("", "exit status 3", id="silent-failure"),
     ],
 )
 def test_error_line_picks_the_cause(stderr: str, expected: str) -> None:
-    """The error line is Sartoris's own message, else git's first fatal/error line, else the last line."""
+    """The error line is Sartoris's own message, else git's first fatal/error line, else the last line; a full disk
+    another line names is kept."""
     assert CommandResult(3, "", stderr).error_line() == expected
 
 
@@ -56,6 +76,13 @@ def test_error_line_is_bounded() -> None:
     """One endless stderr line cannot flood the summary, the JSON or the history."""
     line = CommandResult(1, "", "fatal: " + "x" * 100_000).error_line()
     assert len(line) == ERROR_LINE_LIMIT and line.endswith("…")
+
+
+def test_a_bounded_error_line_still_says_the_disk_is_full() -> None:
+    """An error line cut to its limit keeps why the system refused the write, said on a later line."""
+    stderr = f"error: unable to write file {'x' * 1000}\nfatal: No space left on device\n"
+    line = CommandResult(1, "", stderr).error_line()
+    assert len(line) == ERROR_LINE_LIMIT and line.endswith("… (No space left on device)")
 
 
 def test_connections_skip_gss_unless_gssapi_is_installed(tmp_path: Path) -> None:

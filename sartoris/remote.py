@@ -280,16 +280,15 @@ def switch_command(release: RemoteRelease) -> str:
         *_SWITCH_FUNCTIONS,
         _leftovers_function(release),
         _mark(Phase.CHECKOUT),
-        f"if [ -e {q(release.slot_name)} ] && [ ! -L {q(release.slot_name)} ]; then"
-        f" echo {q(f'{release.slot_path} is not managed by sartoris (a directory, not a link); move it away')} >&2;"
-        " exit 2; fi",
         _switch_lock(release),
         "{",
+        # under the lock: a switch running meanwhile swaps the link and prunes the tree it pointed at
+        f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
+        _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
         "  fresh=",
-        f"  [ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         "  " + _retired_tree(release),
         f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
         f" && {checkout} 2>/dev/null; then :;",
@@ -352,6 +351,30 @@ def _switch_lock(release: RemoteRelease) -> str:
 
 
 _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
+
+
+def _refuse_a_slot_not_ours(release: RemoteRelease) -> str:
+    """Fail the switch (exit 2, the slot path untouched) unless the slot path is missing or Sartoris's own link: one
+    into the slot's trees folder, to a tree there or, dangling, to one removed since. A plain directory, or a link
+    Sartoris did not make (to /etc, to a clone made by hand elsewhere, dangling elsewhere), is someone's, and
+    renaming a link over it would throw it away unseen. Run from the deploy root, with the trees folder made.
+    Shell tests: a link to a folder has its parent as `<link>/..`, so `-ef` tells one into the trees folder from
+    the rest without reading it; only a link that is dangling or not ours is read (`readlink`), to say where it
+    points."""
+    q, where = shlex.quote, release.slot_path
+    slot, trees = q(release.slot_name), q(release.trees)
+    directory = f"{OWN_LINE_MARK} {where} is not managed by sartoris (a directory, not a link); move it away"
+    not_ours = (
+        q(f"{OWN_LINE_MARK} {where} is not managed by sartoris: a link sartoris did not make, to ")
+        + '"$t"'
+        + q(f" (not into {release.trees}); look at what it points to, then move the link away")
+    )
+    dangling_into_trees = f'{{ [ ! -e {slot} ] && t=$(readlink {slot}) && [ "${{t%/*}}" -ef {trees} ]; }}'
+    return (
+        f"if [ -L {slot} ]; then [ {slot}/.. -ef {trees} ] || {dangling_into_trees} ||"
+        f" {{ t=$(readlink {slot}); printf '%s\\n' {not_ours} >&2; exit 2; }};"
+        f" elif [ -e {slot} ]; then {shell_words('echo', directory)} >&2; exit 2; fi"
+    )
 
 
 def _leftover_builds(release: RemoteRelease) -> str:

@@ -610,6 +610,32 @@ def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, 
     assert status[hosts[0]]["state"] == "behind" and status[hosts[0]]["commit"] == foreign_head
 
 
+def test_a_slot_link_sartoris_did_not_make_is_never_replaced(deployment: Deployment) -> None:
+    """A host whose slot path is a link to a folder elsewhere (a clone made by hand, as scap-era hosts have) fails
+    in the checkout phase, saying the link is not sartoris's and where it points, and is depooled; the link and the
+    clone are untouched; the other hosts switch."""
+    hosts = deployment.fleet.hosts[40:43]
+    deployment.group("three", hosts)
+    _short(deployment)
+    root = deployment.fleet.host_root(hosts[0])
+    clone = root / "scap" / f"php-slot{deployment.slot}"
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(deployment.checkout, clone, symlinks=True)
+    clone_head = git(clone, "rev-parse", "HEAD")
+    slot = deployment.host_slot(hosts[0])
+    slot.symlink_to(f"scap/php-slot{deployment.slot}")  # relative: the same folder as the host sees its disk
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three", "--max-failures", "1")
+    assert code == 5, stderr
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "checkout" and not broken["ok"] and broken["depooled"]
+    assert "a link sartoris did not make, to scap/php-slot" in str(broken["error"]), broken["error"]
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+    assert os.readlink(slot) == f"scap/php-slot{deployment.slot}"
+    assert git(clone, "rev-parse", "HEAD") == clone_head and git(clone, "status", "--porcelain") == ""
+    assert all(_on(deployment, h, new) for h in hosts[1:])
+
+
 # --- a private fleet: hosts that die, deploy roots that fill up or turn read-only -------------------------------
 
 

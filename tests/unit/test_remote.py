@@ -563,6 +563,55 @@ def test_a_slot_that_is_a_plain_directory_is_refused(host: Host) -> None:
     assert (host.slot / "precious").read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("{elsewhere}", id="a-folder-elsewhere"),
+        pytest.param("hand-made/php-slot0", id="a-clone-made-by-hand"),
+        pytest.param("{elsewhere}/gone", id="dangling-elsewhere"),
+        pytest.param(".sartoris/php-slot9/trees/{commit}", id="another-slots-tree"),
+        pytest.param(".sartoris/php-slot0/trees/{commit}/sub", id="inside-a-tree"),
+        pytest.param(".sartoris/php-slot0/trees/{commit}/index.php", id="a-file-in-a-tree"),
+    ],
+)
+def test_a_slot_link_sartoris_did_not_make_is_refused_and_left_alone(host: Host, tmp_path: Path, target: str) -> None:
+    """A slot path that is a link not into the slot's own trees folder (dangling or not) is never replaced: the
+    switch fails, saying the link is not sartoris's and where it points, and the link and what it points at stay."""
+    first = host.release()
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "passwd").write_text("root:x:0:0\n")
+    hand_made = host.root / "hand-made" / "php-slot0"
+    shutil.copytree(host.checkout, hand_made, symlinks=True)
+    for folder in ("php-slot0", "php-slot9"):  # a tree at the commit, in this slot's trees and another slot's
+        tree = host.root / ".sartoris" / folder / "trees" / first.commit
+        shutil.copytree(host.checkout, tree, symlinks=True)
+        (tree / "sub").mkdir()
+    link = target.format(elsewhere=elsewhere, commit=first.commit)
+    host.slot.symlink_to(link)
+    done = host.deploy(first)
+    assert done.returncode == 2, done.stderr
+    assert "not managed by sartoris: a link sartoris did not make" in done.stderr and link in done.stderr
+    assert os.readlink(host.slot) == link
+    assert (elsewhere / "passwd").read_text() == "root:x:0:0\n"
+    assert git(hand_made, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("trees_too", [False, True], ids=["its-tree-gone", "the-trees-folder-gone"])
+def test_a_dangling_slot_link_into_the_slots_trees_folder_is_replaced(host: Host, trees_too: bool) -> None:
+    """A slot link sartoris made whose tree (or whole trees folder) someone removed is still sartoris's: the
+    switch replaces it with the release's tree."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    shutil.rmtree(host.slot.resolve().parent if trees_too else host.slot.resolve())
+    assert host.slot.is_symlink() and not host.slot.exists()
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
+
+
 def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
     """No slot: the status script succeeds and prints no commit (the census calls that `missing`)."""
     done = run_sh(status_command(str(host.slot)))

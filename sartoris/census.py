@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import structlog
 
 from sartoris.config import Config
-from sartoris.early_sockets import EarlySockets
 from sartoris.errors import HostError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
@@ -26,21 +25,14 @@ _NOT_A_CHECKOUT = "the slot holds no git checkout (not managed by sartoris)"
 
 
 def status(
-    config: Config,
-    slot: int,
-    targets: Sequence[Host],
-    concurrency: int,
-    progress: Progress | None = None,
-    early: EarlySockets | None = None,
+    config: Config, slot: int, targets: Sequence[Host], concurrency: int, progress: Progress | None = None
 ) -> StatusReport:
-    """The census of `slot` on `targets`, compared with the last release deployed from here (`early`: connections
-    opened before this module's import, see sartoris.early_sockets)."""
+    """The census of `slot` on `targets`, compared with the last release deployed from here."""
     last, depooled = None, frozenset[str]()
     if (history := existing_history(config.state_dir)) is not None:
         last = history.last_deployed(slot)
         depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
-    expected = last.commit if last else None
-    hosts = asyncio.run(census(config, slot, targets, expected, depooled, concurrency, progress, early))
+    hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(
         slot=slot,
         tag=last.tag if last else None,
@@ -58,11 +50,10 @@ async def census(
     depooled: frozenset[str],
     concurrency: int,
     progress: Progress | None = None,
-    early: EarlySockets | None = None,
 ) -> list[HostStatus]:
     """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
     ensure_open_files(min(concurrency, len(targets)))  # never more connections at once than hosts
-    connector = Connector(config.ssh, config.fanout.connect_timeout, early)
+    connector = Connector(config.ssh, config.fanout.connect_timeout)
     command = status_command(config.remote_slot_path(slot))
     timeout = config.fanout.command_timeout
 

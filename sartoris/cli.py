@@ -281,19 +281,11 @@ def status(
     json_output: JsonOption = False,
 ) -> int:
     """Ask every host which commit its slot is on and compare with the last deploy from here."""
-    from sartoris.early_sockets import open_early
-
-    config, slot_number = _slot_config(ctx, slot)
-    targets, concurrency = _targets(config, hosts), config.fanout.concurrency
-    early = open_early(config.ssh, targets[:concurrency])  # the first hosts' sshd start up while asyncssh imports
     from sartoris import census, render
 
+    config, slot_number = _slot_config(ctx, slot)
     progress = ctx.find_root().obj.progress()
-    try:
-        report = census.status(config, slot_number, targets, concurrency, progress, early)
-    finally:
-        if early is not None:  # closed by the run's connector, unless the run failed before it had one
-            early.close()
+    report = census.status(config, slot_number, _targets(config, hosts), config.fanout.concurrency, progress)
     _emit(report.as_json(), render.status_summary(report), json_output)
     return EXIT_OK if report.all_current else EXIT_PARTIAL
 

@@ -12,7 +12,6 @@ import gc
 import os
 import re
 import resource
-import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from sartoris.config import SshSettings
-from sartoris.early_sockets import EarlySockets, ssh_config_files
 from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
 from sartoris.native_libs import loader_library_lookup
@@ -264,16 +262,15 @@ class Connector:
     mention at all is trusted on first use and its key appended; a host whose key changed still fails.
     """
 
-    def __init__(self, settings: SshSettings, connect_timeout: float, early: EarlySockets | None = None) -> None:
+    def __init__(self, settings: SshSettings, connect_timeout: float) -> None:
         self._settings = settings
-        self._early_sockets = early  # TCP connections opened before asyncssh was imported
         self._connect_timeout = connect_timeout
         self._known_hosts = _read_known_hosts(settings)
         self._revoked = _revoked_keys(settings.known_hosts) if settings.accept_new_host_keys else frozenset()
         self._options = _client_options(settings, self._known_hosts, connect_timeout)
         self._jump: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._early: dict[Host, asyncio.Task[Session]] = {}
-        self._ssh_config = ssh_config_files(settings)
+        self._ssh_config = _ssh_config_files(settings)
         _check_ssh_config(self._ssh_config, named=settings.config_file is not None)
         _cycles.freeze_imports()
 
@@ -314,17 +311,12 @@ class Connector:
             kwargs["username"] = user
         if self._settings.accept_new_host_keys:
             kwargs["client_factory"] = lambda: _FirstUse(self._known_hosts, self._revoked, first_seen)
-        sock = self._early_sockets.take(host) if self._early_sockets is not None else None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._settings.jump_host is not None:
                     kwargs["tunnel"] = await self._jump_connection()
-                if sock is not None and await _connected(sock):
-                    kwargs["sock"] = sock
                 connection = await asyncssh.connect(host.name, **kwargs)
         except TimeoutError:
-            if sock is not None:
-                sock.close()
             raise HostError(f"connect timed out after {self._connect_timeout:g}s") from None
         except (asyncssh.Error, OSError, ValueError) as exc:  # ValueError: an ssh_config value for this host
             raise HostError(self._why_not(exc, host.name, port or 22)) from exc
@@ -363,8 +355,6 @@ class Connector:
     async def close(self) -> None:
         """Close the connections opened early that no `connect` took, and the shared bastion connection, if one
         was opened (a later connect opens a new one)."""
-        if self._early_sockets is not None:
-            self._early_sockets.close()
         early, self._early = list(self._early.values()), {}
         for task in early:
             task.cancel()
@@ -402,27 +392,6 @@ class Connector:
         self._known_hosts.load(line)
 
 
-async def _connected(sock: socket.socket) -> bool:
-    """Wait until a connection opened early is made; False (and closed) when it failed, so that the usual connect
-    runs and says why in its own words."""
-    loop = asyncio.get_running_loop()
-    writable: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not writable.done():
-            writable.set_result(None)
-
-    loop.add_writer(sock, ready)
-    try:
-        await writable
-    finally:
-        loop.remove_writer(sock)
-    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-        return True
-    sock.close()
-    return False
-
-
 async def close_sessions(sessions: Sequence[Session]) -> None:
     """Close `sessions` and wait (at most _CLOSE_TIMEOUT) for each host to see its connection end."""
     for session in sessions:
@@ -443,6 +412,14 @@ def ensure_open_files(connections: int) -> None:
             f" raise it (ulimit -Hn {needed}) or target fewer hosts"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
+
+
+def _ssh_config_files(settings: SshSettings) -> list[str]:
+    """The OpenSSH client config to honour: [ssh] config_file, else ~/.ssh/config when readable."""
+    if settings.config_file is not None:
+        return [str(settings.config_file)]
+    default = os.path.expanduser("~/.ssh/config")  # left as is where there is no home: then unreadable
+    return [default] if os.access(default, os.R_OK) else []
 
 
 def _check_ssh_config(files: list[str], named: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,41 +98,3 @@ def test_jump_host_carries_every_connection(deployment: Deployment, bastion_kind
         assert run.code == 5
         assert {h["phase"] for h in report["hosts"]} == {"connect"}
         assert all(f"jump host {bastion}" in h["error"] for h in report["hosts"])
-
-
-def test_connections_opened_before_asyncssh_is_imported_give_the_same_census(deployment: Deployment) -> None:
-    """`status` opens its first hosts' TCP connections before importing asyncssh (the hosts' sshd start up
-    meanwhile): every host answers through them, and a host that refuses, never answers, rejects the key or shows
-    another host key reads exactly as it does without them."""
-    import asyncio
-
-    from sartoris import early_sockets
-    from sartoris.census import census
-    from sartoris.config import load_config
-    from sartoris.inventory import parse_host
-
-    config = load_config(deployment.config)
-    faulty = [deployment.fleet.faults[kind][0] for kind in ("refused", "tarpit", "auth", "hostkey")]
-    targets = [parse_host(address) for address in [*deployment.fleet.hosts[:6], *faulty]]
-    config = replace(config, fanout=replace(config.fanout, connect_timeout=3.0))
-    taken: list[object] = []
-    take = early_sockets.EarlySockets.take
-
-    def counted(self: early_sockets.EarlySockets, host: object) -> object:
-        sock = take(self, host)  # type: ignore[arg-type]
-        taken.append(sock)
-        return sock
-
-    def answers(early: early_sockets.EarlySockets | None) -> list[tuple[str, str, str | None]]:
-        found = asyncio.run(census(config, deployment.slot, targets, None, frozenset(), 20, None, early))
-        return [(s.host, s.state.value, s.error) for s in found]
-
-    without = answers(None)
-    early = early_sockets.open_early(config.ssh, targets)
-    assert early is not None
-    early._thread.join(10)  # every connection opened before the first is asked for, as when asyncssh imports
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(early_sockets.EarlySockets, "take", counted)
-        assert answers(early) == without
-    assert len(taken) == len(targets) and all(sock is not None for sock in taken)
-    assert [state for _, state, _ in without] == ["missing"] * 6 + ["unreachable"] * 4

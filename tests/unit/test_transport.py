@@ -119,7 +119,7 @@ def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pyte
     import pwd
 
     from sartoris.config import SshSettings, _local_path
-    from sartoris.early_sockets import ssh_config_files
+    from sartoris.transport import _ssh_config_files
 
     def no_entry(uid: int) -> pwd.struct_passwd:
         raise KeyError(uid)
@@ -127,7 +127,7 @@ def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pyte
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     assert _local_path("~/.ssh/known_hosts", Path("/base")) == Path("/base/~/.ssh/known_hosts")
-    assert ssh_config_files(SshSettings(config_file=None)) == []
+    assert _ssh_config_files(SshSettings(config_file=None)) == []
 
 
 class _StandInSession:
@@ -410,35 +410,3 @@ def test_an_identity_file_that_cannot_be_used_is_named(tmp_path: Path, make: str
     with pytest.raises(ConfigError) as caught:
         Connector(settings, connect_timeout=5)
     assert str(caught.value).startswith(f"cannot read identity file {bad}: {reason}")
-
-
-@pytest.mark.parametrize(
-    ("config_text", "sure"),
-    [
-        pytest.param("Host *\n  User deploy\n  IdentityFile ~/.ssh/id\n", True, id="user-and-keys"),
-        pytest.param("Host web1\n  HostName 10.0.0.1\n", False, id="hostname"),
-        pytest.param("host *\n\tport 2222\n", False, id="port-lowercase-tab"),
-        pytest.param("Host *.eqiad\n  ProxyJump bastion\n", False, id="proxyjump"),
-        pytest.param("Match host mw*\n  User x\n", False, id="match"),
-        pytest.param("Include ~/.ssh/conf.d/*\n", False, id="include"),
-        pytest.param("Host *\n  # HostName is not set here\n", True, id="commented"),
-    ],
-)
-def test_connections_are_opened_early_only_where_the_address_is_sure(config_text: str, sure: bool) -> None:
-    """A connection opened before asyncssh reads the ssh config must go where asyncssh would send it: any
-    HostName, Port, ProxyJump, Match or Include anywhere means the address is not sure, and none is opened early."""
-    from sartoris.early_sockets import routes_by_name_and_port
-
-    assert routes_by_name_and_port([config_text]) is sure
-    assert routes_by_name_and_port([]) is True
-
-
-def test_no_connection_is_opened_early_through_a_bastion(tmp_path: Path) -> None:
-    """With a jump host every connection goes through the bastion: none is opened to the hosts themselves."""
-    from sartoris.config import SshSettings
-    from sartoris.early_sockets import open_early
-    from sartoris.inventory import parse_host
-
-    settings = SshSettings(jump_host="bastion", config_file=tmp_path / "none")
-    assert open_early(settings, [parse_host("127.0.0.1")]) is None
-    assert open_early(SshSettings(config_file=tmp_path / "missing"), [parse_host("127.0.0.1")]) is None

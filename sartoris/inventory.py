@@ -11,8 +11,10 @@ Parsing is pure; only resolve_hosts() reads files.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import itertools
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -234,7 +236,29 @@ def _find_group(selector: str, hosts_dir: Path, base: Path) -> Path:
                 continue
     if as_path:
         raise InventoryError(f"no hosts file {selector!r} (from {base})")
+    for candidate in (hosts_dir / selector, base / selector):  # there, but not a file: say what it is instead
+        if (why := _not_a_file(candidate)) is not None:
+            raise InventoryError(f"{selector!r}: {candidate} {why}, not a hosts file")
     raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir} and {base})")
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What is at `path` when it is not a readable regular file (a folder, a dangling or looping link), or None
+    when nothing is there (or it is a file)."""
+    try:
+        if path.is_dir():
+            return "is a folder"
+        if not path.is_symlink():
+            return None
+    except OSError:  # a name too long for a file name: nothing can be there
+        return None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return "is a link to nothing"
+        return f"is a link that cannot be followed ({exc.strerror})"
+    return None
 
 
 def _display(path: Path, cwd: Path) -> str:

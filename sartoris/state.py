@@ -155,6 +155,8 @@ _HISTORY_FILE = "history.sqlite3"
 def existing_history(state_dir: Path) -> History | None:
     """The History in `state_dir` for a command that only reads it, or None where no run has been: opening one
     creates it, and reading must leave nothing behind."""
+    if state_dir.exists() and not state_dir.is_dir():  # "no history yet" would hide every run recorded elsewhere
+        raise StateError(f"the state folder {state_dir} is not a folder: move it away to let Sartoris keep its history")
     return History(state_dir) if (state_dir / _HISTORY_FILE).exists() else None
 
 

@@ -407,3 +407,12 @@ def test_a_missing_ssh_config_file_is_named_as_the_setting_it_is(project: Path) 
     assert done.returncode == 2, done.stderr
     said = "sartoris: [ssh] config_file /nonexistent/ssh_config: cannot read: No such file or directory\n"
     assert done.stderr == said
+
+
+def test_a_state_folder_that_is_a_file_is_refused_not_read_as_no_history(project: Path) -> None:
+    """With `.sartoris` a plain file, `log` said "no history yet" (exit 0) and `status` compared the fleet with no
+    release, while `sync` refused it: every reader now refuses it too, saying what to do (exit 4)."""
+    (project / ".sartoris").write_text("")
+    for command in (("log",), ("slots",)):
+        done = sartoris(*command, cwd=project)
+        assert done.returncode == 4 and "is not a folder" in done.stderr, (command, done.stderr)

@@ -298,9 +298,28 @@ def test_a_selector_written_as_a_path_is_that_file_never_the_group_of_its_name(t
 
 
 def test_resolve_directory_is_not_a_group(fleet: Path) -> None:
-    """A folder is not a hosts file."""
-    with pytest.raises(InventoryError, match="no host group or file named 'elsewhere'"):
+    """A folder is not a hosts file, and the error says it is a folder (it said "no host group or file named")."""
+    with pytest.raises(InventoryError) as caught:
         resolve_hosts(["elsewhere"], fleet / "deploy" / "hosts", fleet)
+    assert str(caught.value) == f"'elsewhere': {fleet / 'elsewhere'} is a folder, not a hosts file"
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        pytest.param("nowhere", "is a link to nothing", id="dangling"),
+        pytest.param("loop", "is a link that cannot be followed (Too many levels of symbolic links)", id="loop"),
+    ],
+)
+def test_a_group_that_is_a_broken_link_says_so(fleet: Path, target: str, why: str) -> None:
+    """A group that is a dangling link or a loop of links was "no host group or file named …", sending the
+    operator to look for a missing file: the error now says what is there."""
+    hosts_dir = fleet / "deploy" / "hosts"
+    (hosts_dir / "loop").symlink_to(hosts_dir / "loop")
+    (hosts_dir / "broken").symlink_to(hosts_dir / target)
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts(["broken"], hosts_dir, fleet)
+    assert str(caught.value) == f"'broken': {hosts_dir / 'broken'} {why}, not a hosts file"
 
 
 def test_resolve_empty_result(fleet: Path) -> None:

@@ -43,7 +43,7 @@ class FailureBudget:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(f"{expected}, not {value!r}")
         if isinstance(value, int):
-            if value < 0:
+            if not 0 <= value < 10**9:  # the same bound as a count written as text (_COUNT)
                 raise ValueError(f"{expected}, not {value!r}")
             return cls(count=value)
         text = value.strip()

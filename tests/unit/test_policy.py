@@ -40,6 +40,8 @@ def test_parse_accepts(value: int | str, expected: FailureBudget) -> None:
         pytest.param(True, id="bool-true"),
         pytest.param(False, id="bool-false"),
         pytest.param(-1, id="negative-int"),
+        pytest.param(10**9, id="int-past-the-bound-of-its-text-form"),  # "1000000000" was refused, the int was not
+        pytest.param(99999999999999999999999, id="huge-int"),
         pytest.param("-1", id="negative-str"),
         pytest.param("x%", id="percent-garbage"),
         pytest.param("101%", id="over-hundred"),

@@ -680,10 +680,21 @@ def _run(argv: list[str] | None, args: list[str]) -> int:
     except SartorisError as exc:
         return _fail(str(exc), exc.exit_code, args)
     except Exception as exc:  # a bug or an unforeseen OS condition: still one line; SARTORIS_DEBUG=1 re-raises
+        if isinstance(exc, OSError) and _help_asked(args):  # click wrote the help itself: the failure is stdout's
+            undelivered = streams.deliver(sys.stdout, "")  # flushes what is left (failing again), then discards it
+            if undelivered is not None and not undelivered.reader_gone:
+                _stdout.lost = undelivered.reason  # said by main, as for a lost report
+            return EXIT_OK
         if os.environ.get("SARTORIS_DEBUG"):
             raise
         return _fail(f"unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)", 1, args)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _help_asked(args: list[str]) -> bool:
+    """Whether the command line asks for --help or -h (among the options, not after `--`)."""
+    options = args[: args.index("--")] if "--" in args else args
+    return "--help" in options or "-h" in options
 
 
 def _fail(message: str, code: int, args: list[str]) -> int:

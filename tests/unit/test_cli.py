@@ -293,16 +293,16 @@ def test_reading_commands_create_no_state_on_the_deploy_host(project: Path) -> N
     assert not (project / ".sartoris").exists()
 
 
-@pytest.mark.parametrize("command", ["hosts", "--version"])
+@pytest.mark.parametrize("command", ["hosts", "--version", "--help", "sync --help"])
 def test_a_report_lost_on_a_full_disk_is_said_and_is_no_success(project: Path, command: str) -> None:
     """stdout on a full disk (ENOSPC) lost the report, and the command exited 0 saying "stdout's reader is gone":
     `sartoris sync --json > report.json` left an empty file behind a success. Now one stderr line and exit 1 (a run's
-    own non-zero code is kept); a reader that left (`| head -1`) still costs nothing. `--version` said "unexpected
-    OSError"."""
+    own non-zero code is kept); a reader that left (`| head -1`) still costs nothing. `--version` and `--help` said
+    "unexpected OSError"."""
     with open("/dev/full", "w") as full:
         lost = subprocess.run(
-            [sys.executable, str(ROOT / "sartoris.py"), command], stdout=full, stderr=subprocess.PIPE, text=True,
-            cwd=project, timeout=60, check=False,
+            [sys.executable, str(ROOT / "sartoris.py"), *command.split()], stdout=full, stderr=subprocess.PIPE,
+            text=True, cwd=project, timeout=60, check=False,
         )
     said = "sartoris: the report was not printed: stdout: No space left on device\n"
     assert lost.returncode == 1 and lost.stderr == said

@@ -22,7 +22,7 @@ import typer.core  # noqa: E402
 
 from sartoris import streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
-from sartoris.launch import json_asked  # noqa: E402
+from sartoris.launch import help_asked, json_asked  # noqa: E402
 from sartoris.limits import MAX_ENTRIES, MAX_SLOT  # noqa: E402
 
 EXIT_OK, EXIT_USAGE, EXIT_ABORTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 5, 130
@@ -680,7 +680,7 @@ def _run(argv: list[str] | None, args: list[str]) -> int:
     except SartorisError as exc:
         return _fail(str(exc), exc.exit_code, args)
     except Exception as exc:  # a bug or an unforeseen OS condition: still one line; SARTORIS_DEBUG=1 re-raises
-        if isinstance(exc, OSError) and _help_asked(args):  # click wrote the help itself: the failure is stdout's
+        if isinstance(exc, OSError) and help_asked(args):  # click wrote the help itself: the failure is stdout's
             undelivered = streams.deliver(sys.stdout, "")  # flushes what is left (failing again), then discards it
             if undelivered is not None and not undelivered.reader_gone:
                 _stdout.lost = undelivered.reason  # said by main, as for a lost report
@@ -689,12 +689,6 @@ def _run(argv: list[str] | None, args: list[str]) -> int:
             raise
         return _fail(f"unexpected {type(exc).__name__}: {exc} (SARTORIS_DEBUG=1 shows where)", 1, args)
     return result if isinstance(result, int) else EXIT_OK
-
-
-def _help_asked(args: list[str]) -> bool:
-    """Whether the command line asks for --help or -h (among the options, not after `--`)."""
-    options = args[: args.index("--")] if "--" in args else args
-    return "--help" in options or "-h" in options
 
 
 def _fail(message: str, code: int, args: list[str]) -> int:

@@ -272,17 +272,24 @@ def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) 
     )
 
 
+def logical_folder(cwd: Path, pwd: str | None) -> Path | None:
+    """The shell's $PWD (`..` folded), which keeps the names of the links the operator `cd`ed through, when it is
+    really the folder `cwd`; None when it is not (a script may start Sartoris elsewhere with a stale $PWD)."""
+    if pwd and os.path.isabs(pwd):
+        try:
+            if os.path.samefile(pwd, cwd):
+                return Path(os.path.normpath(pwd))
+        except OSError:
+            pass
+    return None
+
+
 def _where_the_operator_is(cwd: Path, pwd: str | None) -> list[Path]:
     """The folders to look up from: the shell's $PWD first when it is this same folder reached through a link (a
     slot's working copy linked from elsewhere: its config is above the link, not above the folder it points at),
     then the folder itself."""
-    if pwd and Path(pwd).is_absolute() and Path(pwd) != cwd:
-        try:
-            if os.path.samefile(pwd, cwd):
-                return [Path(pwd), cwd]
-        except OSError:
-            pass
-    return [cwd]
+    logical = logical_folder(cwd, pwd)
+    return [logical, cwd] if logical is not None and logical != cwd else [cwd]
 
 
 def load_config(path: Path) -> Config:

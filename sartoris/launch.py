@@ -22,7 +22,18 @@ def run() -> None:
 
 def json_asked(args: list[str]) -> bool:
     """Whether the command line asks for --json (among the options, not after `--`)."""
-    return "--json" in (args[: args.index("--")] if "--" in args else args)
+    return _asked(args, "--json")
+
+
+def help_asked(args: list[str]) -> bool:
+    """Whether the command line asks for --help or -h (among the options, not after `--`)."""
+    return _asked(args, "--help", "-h")
+
+
+def _asked(args: list[str], *options: str) -> bool:
+    """Whether any of `options` is among the command line's options (before a `--`, after which all are words)."""
+    before = args[: args.index("--")] if "--" in args else args
+    return any(option in before for option in options)
 
 
 def _open_closed_standard_streams() -> None:

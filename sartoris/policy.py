@@ -15,7 +15,8 @@ from typing import Protocol
 
 from sartoris.results import HostResult, Outcome, Phase
 
-_COUNT = re.compile(r"[0-9]{1,9}")
+_COUNT_DIGITS = 9  # a host count is below 10**9, written as text or as an integer
+_COUNT = re.compile(rf"[0-9]{{1,{_COUNT_DIGITS}}}")
 _PERCENT = re.compile(r"(?P<number>[0-9]{1,3}(?:\.[0-9]{1,6})?)%")
 
 
@@ -43,7 +44,7 @@ class FailureBudget:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(f"{expected}, not {value!r}")
         if isinstance(value, int):
-            if not 0 <= value < 10**9:  # the same bound as a count written as text (_COUNT)
+            if not 0 <= value < 10**_COUNT_DIGITS:
                 raise ValueError(f"{expected}, not {value!r}")
             return cls(count=value)
         text = value.strip()

@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, parse_host, parse_hosts, resolve_hosts, unlisted
+from sartoris.inventory import Host, dedupe, parse_host, resolve_hosts, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -152,18 +152,16 @@ def _refuse_unlisted(config: Config, history: History, hosts: Sequence[Host], ac
 def _listed_hosts(config: Config) -> list[Host]:
     """Every host the hosts folder's files and the config's own groups list; a file that cannot be read or parsed
     lists none (the operator's depool is not held up by a broken group it does not need)."""
-    listed: list[Host] = []
+    groups: list[str] = []
     with contextlib.suppress(OSError):
-        for path in sorted(config.hosts_dir.iterdir()):
-            with contextlib.suppress(OSError, UnicodeDecodeError, InventoryError):
-                if path.is_file():
-                    listed += parse_hosts(path.read_text(encoding="utf-8-sig"), str(path))
-    for entry in (*config.deploy.hosts, *config.deploy.canaries):
-        if "{slot}" not in entry:
-            with contextlib.suppress(InventoryError):
-                listed += resolve_hosts(
-                    [entry], config.hosts_dir, config.base_dir, config.ssh.default_port, base=config.base_dir
-                )
+        groups += sorted(path.name for path in config.hosts_dir.iterdir())
+    groups += [entry for entry in (*config.deploy.hosts, *config.deploy.canaries) if "{slot}" not in entry]
+    listed: list[Host] = []
+    for group in groups:
+        with contextlib.suppress(InventoryError):  # not a file, unreadable, a bad line, no host
+            listed += resolve_hosts(
+                [group], config.hosts_dir, config.base_dir, config.ssh.default_port, base=config.base_dir
+            )
     return listed
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sartoris.config import Config
+from sartoris.config import Config, logical_folder
 from sartoris.errors import StateError, UsageError
 
 _LINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # fullmatch; a file name fits
@@ -81,12 +81,8 @@ def _where_we_are(root: Path, cwd: Path, pwd: str | None) -> list[tuple[Path, Pa
     """(folder, checkout_root) pairs to compare: the logical path (through links, `..` folded) when $PWD is
     really `cwd`, then both with every link resolved."""
     pairs = []
-    if pwd and os.path.isabs(pwd):
-        try:
-            if os.path.samefile(pwd, cwd):
-                pairs.append((Path(os.path.normpath(pwd)), Path(os.path.normpath(root))))
-        except OSError:
-            pass
+    if (logical := logical_folder(cwd, pwd)) is not None:
+        pairs.append((logical, Path(os.path.normpath(root))))
     pairs.append((cwd.resolve(), root.resolve()))
     return pairs
 

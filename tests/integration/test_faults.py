@@ -366,6 +366,25 @@ def _sync_holding_the_history(
     return process.returncode, stdout, stderr
 
 
+def _release_2_with_the_history_held_from_the_fetch(
+    deployment: Deployment, tmp_path: Path, hosts: list[str], lock: str, *, canary: bool = False
+) -> tuple[str, int | None, str, str]:
+    """Deploy release 1 to `hosts` (with the first as the canary when `canary`), then sync release 2 while another
+    process takes the history's lock (`lock`) once the first host's fetch has begun; the old commit and the sync's
+    exit code, stdout and stderr."""
+    deployment.group("pair", hosts)
+    _short(deployment)
+    old = _first_sync(deployment, "pair")
+    if canary:
+        deployment.group("canary", hosts[:1])
+        _short(deployment, deploy={"canaries": ["canary"]})
+    fetching = tmp_path / "fetching"
+    slow_fetch(deployment, hosts[0], 2, fetching)
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, stdout, stderr = _sync_holding_the_history(deployment, fetching, "a host's fetch", lock, "--hosts", "pair")
+    return old, code, stdout, stderr
+
+
 def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment: Deployment, tmp_path: Path) -> None:
     """Two hosts switched and one failed its checkout and was depooled, but the deploy host's history would take
     neither the run nor the depool (another process holds its write lock past the 10 s wait, as a full disk or a
@@ -400,14 +419,8 @@ def test_a_run_the_history_cannot_note_before_its_switch_switches_no_host(
     before its first switch. It switched every host and then could not record them; a run that died then would have
     left no trace at all. It now aborts before any switch (exit 3), every host on its old tree."""
     hosts = deployment.fleet.hosts[34:36]
-    deployment.group("pair", hosts)
-    _short(deployment)
-    old = _first_sync(deployment, "pair")
-    fetching = tmp_path / "fetching"
-    slow_fetch(deployment, hosts[0], 2, fetching)
-    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    code, stdout, stderr = _sync_holding_the_history(
-        deployment, fetching, "a host's fetch", "BEGIN IMMEDIATE", "--hosts", "pair"
+    old, code, stdout, stderr = _release_2_with_the_history_held_from_the_fetch(
+        deployment, tmp_path, hosts, "BEGIN IMMEDIATE"
     )
     assert code == 3, stderr
     report = json.loads(stdout)
@@ -424,17 +437,8 @@ def test_a_history_that_cannot_be_read_before_the_switch_aborts_the_run_with_its
     aborts before any switch, with its report (reason, "recorded": false) and exit 3, every host on its old tree.
     In the canary phase the reason is that one too, not "a canary failed" (no canary did)."""
     hosts = deployment.fleet.hosts[32:34]
-    deployment.group("pair", hosts)
-    _short(deployment)
-    old = _first_sync(deployment, "pair")
-    if canary:
-        deployment.group("canary", hosts[:1])
-        _short(deployment, deploy={"canaries": ["canary"]})
-    fetching = tmp_path / "fetching"
-    slow_fetch(deployment, hosts[0], 2, fetching)
-    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    code, stdout, stderr = _sync_holding_the_history(
-        deployment, fetching, "a host's fetch", "BEGIN EXCLUSIVE", "--hosts", "pair"
+    old, code, stdout, stderr = _release_2_with_the_history_held_from_the_fetch(
+        deployment, tmp_path, hosts, "BEGIN EXCLUSIVE", canary=canary
     )
     assert code == 3, stderr
     report = json.loads(stdout)

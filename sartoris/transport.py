@@ -224,10 +224,11 @@ class _FirstUse(asyncssh.SSHClient):
     """accept_new_host_keys: asyncssh asks this about a host key known_hosts does not trust. It is taken only when
     known_hosts has nothing for the host under any name asyncssh matched it by (its name or HostKeyAlias, its
     address, its port): a host seen for the first time. A key that differs from one listed, even under the host's
-    address only, is refused, as without the option."""
+    address only, is refused, as without the option. The name and port a taken key was matched under are noted in
+    `first_seen`: they are what the key must be saved under, so that the next run matches it."""
 
     def __init__(
-        self, known_hosts: asyncssh.SSHKnownHosts, revoked_keys: frozenset[str], first_seen: list[bool]
+        self, known_hosts: asyncssh.SSHKnownHosts, revoked_keys: frozenset[str], first_seen: list[tuple[str, int]]
     ) -> None:
         self._known_hosts, self._revoked_keys, self._first_seen = known_hosts, revoked_keys, first_seen
 
@@ -235,7 +236,7 @@ class _FirstUse(asyncssh.SSHClient):
         host_keys, ca_keys, revoked, *_ = self._known_hosts.match(host, addr, port)
         if host_keys or ca_keys or revoked or _key_text(key) in self._revoked_keys:
             return False
-        self._first_seen.append(True)
+        self._first_seen.append((host, port))
         return True
 
 
@@ -302,7 +303,7 @@ class Connector:
 
     async def _handshake(self, host: Host) -> asyncssh.SSHClientConnection:
         port = host.port or self._settings.port
-        first_seen: list[bool] = []  # set by _FirstUse when it took the host's key as new
+        first_seen: list[tuple[str, int]] = []  # set by _FirstUse when it took the host's key as new
         kwargs: dict[str, Any] = {"options": self._options, "config": self._ssh_config}
         if port is not None:
             kwargs["port"] = port
@@ -321,7 +322,7 @@ class Connector:
         except (asyncssh.Error, OSError, ValueError) as exc:  # ValueError: an ssh_config value for this host
             raise HostError(self._why_not(exc, host.name, port or 22)) from exc
         if first_seen:
-            self._remember(host.name, port or 22, connection)
+            self._remember(*first_seen[-1], connection)
         return connection
 
     async def _jump_connection(self) -> asyncssh.SSHClientConnection:
@@ -381,7 +382,9 @@ class Connector:
         return bool(host_keys or ca_keys or revoked)
 
     def _remember(self, name: str, port: int, connection: asyncssh.SSHClientConnection) -> None:
-        """Append a first-seen host's key to known_hosts (the opt-in trust on first use)."""
+        """Append a first-seen host's key to known_hosts (the opt-in trust on first use), under the name and port
+        asyncssh matched it by: an ssh config alias's HostName (or its HostKeyAlias) and Port, not the alias. Saved
+        under the alias, the key was never matched again, so every run took whatever key the host showed as new."""
         key = connection.get_server_host_key()
         if key is None:
             return

@@ -321,6 +321,48 @@ async def test_trust_on_first_use_never_takes_a_key_known_hosts_revokes(tmp_path
         await server.wait_closed()
 
 
+async def test_trust_on_first_use_pins_a_host_reached_through_an_ssh_config_alias(tmp_path: Path) -> None:
+    """A host reached by an ssh config alias had its first-seen key saved under the alias, while asyncssh matches
+    known_hosts by the alias's HostName and Port: the key never matched again, so every run took whatever key the
+    host showed as new, a changed one too. The key is saved under what asyncssh matched, and a changed key fails."""
+    import asyncssh
+
+    from sartoris.config import SshSettings
+    from sartoris.inventory import parse_host
+    from sartoris.transport import ConnectError, Connector, close_sessions
+
+    class _Open(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return False  # no authentication: the host key is what is under test
+
+    first, second = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
+    server = await asyncssh.create_server(_Open, "127.0.0.1", 0, server_host_keys=[first])
+    port = server.sockets[0].getsockname()[1]
+    ssh_config, known_hosts = tmp_path / "ssh_config", tmp_path / "known_hosts"
+    ssh_config.write_text(f"Host web1\n  HostName 127.0.0.1\n  Port {port}\n")
+    settings = SshSettings(known_hosts=known_hosts, config_file=ssh_config, accept_new_host_keys=True)
+    try:
+        for _ in range(2):  # two runs: the second matches what the first saved, and saves nothing more
+            await close_sessions([await Connector(settings, connect_timeout=5).connect(parse_host("web1"))])
+        assert known_hosts.read_text() == f"[127.0.0.1]:{port} {_key_text(first)}\n"
+    finally:
+        server.close()
+        await server.wait_closed()
+    server = await asyncssh.create_server(_Open, "127.0.0.1", port, server_host_keys=[second])
+    try:
+        with pytest.raises(ConnectError, match="host key not verifiable"):
+            await Connector(settings, connect_timeout=5).connect(parse_host("web1"))
+        assert known_hosts.read_text().count("\n") == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _key_text(key: object) -> str:
+    """A private key's public half as known_hosts writes it: `type base64`."""
+    return " ".join(key.export_public_key().decode().split()[:2])  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [

@@ -502,10 +502,12 @@ def slots_link(
     from sartoris.slots import link_slot
 
     config = _load_config(ctx).for_slot(slot)
-    link = link_slot(config, slot, name)
+    made = link_slot(config, slot, name)
     as_json = json_output or bool(ctx.parent is not None and ctx.parent.params.get("json_output"))  # slots --json link
-    document = {"link": link.name, "slot": slot, "target": config.slot_name(slot)}
-    _emit(document, f"{link.name} -> {config.slot_name(slot)}", as_json)
+    before = None if made.moved_from is None else config.slot_name(made.moved_from)
+    document = {"link": made.path.name, "slot": slot, "target": config.slot_name(slot), "moved_from": before}
+    moved = f" (moved from {before})" if before else ""
+    _emit(document, f"{made.path.name} -> {config.slot_name(slot)}{moved}", as_json)
     return EXIT_OK
 
 

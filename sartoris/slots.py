@@ -125,7 +125,16 @@ def list_slots(config: Config, last_tags: dict[int, str]) -> list[SlotInfo]:
     ]
 
 
-def link_slot(config: Config, slot: int, name: str) -> Path:
+@dataclass(frozen=True, slots=True)
+class VersionLink:
+    """A version link `slots link` made or moved, and the slot it named before (None: it is new, or named this
+    slot already): moving a link that web servers follow to another slot is said, never done silently."""
+
+    path: Path
+    moved_from: int | None
+
+
+def link_slot(config: Config, slot: int, name: str) -> VersionLink:
     """Create or move `name -> <slot_prefix>N` in checkout_root atomically (a new link renamed over the old)."""
     if config.looks_like_a_slot(name):
         raise UsageError(f"version link name {name!r} must be a plain name like php-1.20wmf1, not a slot name")
@@ -138,9 +147,10 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
     target = config.slot_name(slot)
     if not (root / target).is_dir():
         raise UsageError(f"slot {slot} has no working copy at {root / target}")
-    link = root / name
+    link, before = root / name, None
     if link.is_symlink():
-        if _named_slot(config, link) is None:
+        before = _named_slot(config, link)
+        if before is None:
             pointed = _followed(link)
             raise UsageError(f"{link} points at {pointed or 'a link loop'}, not at a slot; refusing to replace it")
     elif link.exists():
@@ -152,7 +162,7 @@ def link_slot(config: Config, slot: int, name: str) -> Path:
         os.replace(temporary, link)
     except OSError as exc:
         raise StateError(f"cannot link {link} -> {target}: {exc.strerror or exc}") from None
-    return link
+    return VersionLink(link, before if before != slot else None)
 
 
 def _followed(link: Path) -> Path | None:

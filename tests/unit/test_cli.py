@@ -356,7 +356,7 @@ def test_slots_link_prints_json_when_asked(project: Path, where: list[str]) -> N
     """`slots link` printed its text line under --json, given before or after `link`."""
     done = sartoris(*where, cwd=project)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"link": "php-x", "slot": 0, "target": "php-slot0"}
+    assert json.loads(done.stdout) == {"link": "php-x", "slot": 0, "target": "php-slot0", "moved_from": None}
     assert (project / "php-x").resolve() == (project / "php-slot0").resolve()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from sartoris.config import Config, parse_config
 from sartoris.errors import StateError, UsageError
-from sartoris.slots import infer_slot, link_slot, list_slots
+from sartoris.slots import VersionLink, infer_slot, link_slot, list_slots
 
 
 def config_at(folder: Path, checkout_root: str) -> Config:
@@ -73,10 +73,11 @@ def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkou
     """`slots link` moves a version link to another slot (atomically), also one written by hand with an absolute
     path; a link in checkout_root that points elsewhere (`etc -> /etc`) is not a version link: refused, left."""
     config = config_at(tmp_path / "conf", str(checkouts))
-    assert link_slot(config, 1, "php-1.20wmf1") == checkouts / "php-1.20wmf1"
+    assert link_slot(config, 1, "php-1.20wmf1") == VersionLink(checkouts / "php-1.20wmf1", moved_from=0)
     assert os.readlink(checkouts / "php-1.20wmf1") == "php-slot1"
+    assert link_slot(config, 1, "php-1.20wmf1").moved_from is None  # already there: nothing moved
     os.symlink(str(checkouts / "php-slot0"), checkouts / "php-by-hand")
-    link_slot(config, 1, "php-by-hand")
+    assert link_slot(config, 1, "php-by-hand").moved_from == 0
     assert os.readlink(checkouts / "php-by-hand") == "php-slot1"
     os.symlink("/etc", checkouts / "etc")
     with pytest.raises(UsageError, match="not at a slot"):
@@ -164,4 +165,4 @@ def test_a_slot_folder_may_be_a_link_to_a_working_copy_elsewhere(tmp_path: Path)
     assert {info.slot: info.links for info in list_slots(config, {})} == {0: ("php-1.20wmf1",), 1: ()}
     assert infer_slot(config, data, str(root / "php-slot0")) == 0
     assert infer_slot(config, data, str(root / "php-1.20wmf1")) == 0
-    assert link_slot(config, 1, "php-1.20wmf1") == root / "php-1.20wmf1"
+    assert link_slot(config, 1, "php-1.20wmf1") == VersionLink(root / "php-1.20wmf1", moved_from=0)

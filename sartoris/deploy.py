@@ -477,8 +477,8 @@ async def _deploy(
             why = "interrupted" if canary.interrupted else why
             if failed and not canary.interrupted:
                 log.error("canary_failed", failed=failed)
-            skipped = tuple(
-                HostResult(h.label, False, Phase.FETCH, f"not attempted: {why}", stopped=True) for h in rest
+            skipped = tuple(  # never begun: not connected, let alone fetched
+                HostResult(h.label, False, Phase.CONNECT, f"not attempted: {why}", stopped=True) for h in rest
             )
             hosts = _in_order(targets, canary.hosts + skipped)
             return RolloutResult(outcome_of_stopped_run(hosts), hosts, why, canary.interrupted)

@@ -146,7 +146,7 @@ async def _decide_and_switch(
     try:
         already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
     except StateError as exc:  # the cap cannot be counted (a locked or broken history): switch nobody
-        return _aborted(fetched, f"the pool state could not be read ({exc}): no host switched", Phase.FETCH)
+        return _aborted(fetched, f"the pool state could not be read ({exc}): no host switched")
     decision = decide_after_fetch(
         [f.result for f in fetched],
         budget,
@@ -162,13 +162,13 @@ async def _decide_and_switch(
     )
     if decision.abort:
         assert decision.reason is not None  # FetchDecision holds it: an abort, and only an abort, carries one
-        return _aborted(fetched, decision.reason, Phase.FETCH)
+        return _aborted(fetched, decision.reason)
     by_label = {f.host.label: f for f in fetched}
     depools = _Depools()
     failed_fetch = [by_label[label].host for label in decision.depool]
     interrupted = await depool_hosts(config, history, failed_fetch, depools, before_the_switch=True)
     if interrupted:  # nobody switched yet: the hosts that fetched stay on their old tree
-        unswitched = tuple(depools.mark(_stopped(f.result, Phase.CHECKOUT, INTERRUPTED)) for f in fetched)
+        unswitched = tuple(depools.mark(_stopped(f.result, INTERRUPTED)) for f in fetched)
         return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, "interrupted", interrupted=True)
     tolerated = len(fetched)  # a rollback: no failure stops it
     if stop_past_budget:
@@ -184,7 +184,7 @@ async def _decide_and_switch(
             before_switching()
         except StateError as exc:  # the run could not be noted: a run that dies would leave no trace, so stop
             reason = f"the history could not note the run before its switch ({exc}): no host switched"
-            return _aborted(fetched, reason, Phase.CHECKOUT, depools)
+            return _aborted(fetched, reason, depools)
     interrupted = await switch.run(ready, concurrency)
     switched = switch.results
     # failed hosts are on their old tree; past the budget the run stopped, and they are left in the pool like the
@@ -239,9 +239,9 @@ class _SwitchPhase:
 
     async def _switch_one(self, item: _Fetched) -> HostResult:
         if self._interrupted:
-            result = _stopped(item.result, Phase.CHECKOUT, INTERRUPTED)
+            result = _stopped(item.result, INTERRUPTED)
         elif self.halted is not None:
-            result = _stopped(item.result, Phase.CHECKOUT, f"not switched: {self.halted}")
+            result = _stopped(item.result, f"not switched: {self.halted}")
         else:
             self._progress.started(item.host.label)
             result = await _switch_host(item, self._command, self._timeout, self._look_again)
@@ -479,22 +479,22 @@ async def depool_hosts(
     return interrupted
 
 
-def _aborted(
-    fetched: Sequence[_Fetched], reason: str, phase: Phase, depools: _Depools | None = None
-) -> RolloutResult:
-    """The run stopped before any switch, for `reason`: every host that fetched is not switched (stopped before
-    `phase`), the hosts `depools` took out marked so; aborted while nobody was depooled, else partial."""
+def _aborted(fetched: Sequence[_Fetched], reason: str, depools: _Depools | None = None) -> RolloutResult:
+    """The run stopped before any switch, for `reason`: every host that fetched is not switched, the hosts
+    `depools` took out marked so; aborted while nobody was depooled, else partial."""
     log.error("rollout_aborted", reason=reason)
-    unswitched = tuple(_stopped(f.result, phase, "not switched: the run aborted") for f in fetched)
+    unswitched = tuple(_stopped(f.result, "not switched: the run aborted") for f in fetched)
     if depools is not None:
         unswitched = tuple(depools.mark(result) for result in unswitched)
     return RolloutResult(outcome_of_stopped_run(unswitched), unswitched, reason)
 
 
-def _stopped(result: HostResult, phase: Phase, why: str) -> HostResult:
-    """A host's result when the run stopped before its next step (`phase`): a failure stays as it was; a host whose
-    work so far succeeded is still not on the release (`ok` means on it), so it is reported as stopped, and why."""
-    return result if not result.ok else HostResult(result.host, False, phase, why, result.seconds, stopped=True)
+def _stopped(result: HostResult, why: str) -> HostResult:
+    """A host's result when the run stopped before its next step: a failure stays as it was; a host whose work so
+    far succeeded is still not on the release (`ok` means on it), so it is reported as stopped, and why, at the
+    phase it got to (a host that fetched and was never switched says `fetch`: `checkout` would read as a checkout
+    that ran, or failed, on it)."""
+    return result if not result.ok else HostResult(result.host, False, result.phase, why, result.seconds, stopped=True)
 
 
 def _interrupted_fetch(
@@ -506,7 +506,7 @@ def _interrupted_fetch(
     for host in targets:
         fetched = done.get(host.label)
         if fetched is not None:
-            results.append(_stopped(fetched.result, Phase.FETCH, INTERRUPTED))
+            results.append(_stopped(fetched.result, INTERRUPTED))
         elif host.label in connected:
             results.append(HostResult(host.label, False, Phase.FETCH, "interrupted during the fetch", stopped=True))
         else:

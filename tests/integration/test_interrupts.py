@@ -496,7 +496,7 @@ def test_ctrl_c_during_the_depool_records_who_was_depooled_and_switches_nobody(
     assert report["outcome"] == "partial"
     assert by_host[faulty]["depooled"] and not by_host[faulty]["ok"]
     for host in hosts:
-        assert not by_host[host]["ok"] and by_host[host]["phase"] == "checkout", by_host[host]
+        assert not by_host[host]["ok"] and by_host[host]["phase"] == "fetch", by_host[host]  # fetched, not switched
         assert deployment.host_head(host) is None
     assert deployment.pool_changes() == [f"depool {faulty}"]
     history = deployment.sartoris("log", "--slot", str(deployment.slot), "--json")

@@ -130,12 +130,11 @@ def _plain_message(message: str) -> str:
     return message
 
 
-MessageOption = Annotated[
-    str,
-    typer.Option(
-        "--message", "-m", callback=_plain_message, help="Why: kept with the run in the history (and a sync's tag)."
-    ),
-]
+def _message_option(kept: str) -> Any:
+    """-m as one command uses it: `kept` says where the message goes there (only a sync makes a tag)."""
+    return typer.Option("--message", "-m", callback=_plain_message, help=f"Why: {kept}.")
+
+
 ForceOption = Annotated[bool, typer.Option("--force", help="Break a stale lock (its process is gone).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 ConcurrencyOption = Annotated[int | None, typer.Option("--concurrency", min=1, help="Hosts worked on at once.")]
@@ -152,7 +151,13 @@ def start(
     no_remote: Annotated[
         bool, typer.Option("--no-remote", help="Skip fetching upstream (emergency live hack).")
     ] = False,
-    message: MessageOption = "",
+    message: Annotated[
+        str,
+        _message_option(
+            "kept in the lock (named to anyone it refuses) and the history, given to the finish or abort hook, and"
+            " the default -m of your syncs and rollbacks in this deploy"
+        ),
+    ] = "",
     force: ForceOption = False,
     json_output: JsonOption = False,
 ) -> int:
@@ -172,7 +177,13 @@ def start(
 def sync(
     ctx: typer.Context,
     slot: SlotOption = None,
-    message: MessageOption = "",
+    message: Annotated[
+        str,
+        _message_option(
+            "the release tag's message, kept with the run in the history and given to the hooks (default: the"
+            " started deploy's -m, else 'sync by USER')"
+        ),
+    ] = "",
     hosts: HostsOption = None,
     concurrency: ConcurrencyOption = None,
     max_failures: MaxFailuresOption = None,
@@ -250,7 +261,13 @@ def rollback(
     hosts: HostsOption = None,
     concurrency: ConcurrencyOption = None,
     max_failures: MaxFailuresOption = None,
-    message: MessageOption = "",
+    message: Annotated[
+        str,
+        _message_option(
+            "kept with the run in the history and given to the hooks (default: the started deploy's -m, else"
+            " 'rollback by USER'); a rollback makes no tag"
+        ),
+    ] = "",
     dry_run: DryRunOption = False,
     force: ForceOption = False,
     json_output: JsonOption = False,
@@ -295,7 +312,10 @@ def depool(
     ctx: typer.Context,
     hosts: Annotated[list[str], typer.Argument(help="Hosts as written in the hosts files.")],
     slot: SlotOption = None,
-    message: MessageOption = "",
+    message: Annotated[
+        str,
+        _message_option("kept with the depool in the history (`sartoris log`)"),
+    ] = "",
     json_output: JsonOption = False,
 ) -> int:
     """Run the configured depool command for each host and remember it is out of the pool."""
@@ -314,7 +334,13 @@ def pool(
         typer.Option("--hosts", help="With --caught-up: only hosts of this group or file (repeatable)."),
     ] = None,
     slot: SlotOption = None,
-    message: MessageOption = "",
+    message: Annotated[
+        str,
+        _message_option(
+            "kept with the pool change in the history (`sartoris log`); with --caught-up the history notes the tag"
+            " the hosts caught up with instead"
+        ),
+    ] = "",
     json_output: JsonOption = False,
 ) -> int:
     """Run the configured pool command for each host and remember it is back in the pool."""

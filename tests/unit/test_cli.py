@@ -89,6 +89,28 @@ def test_every_main_command_has_help(command: str) -> None:
         assert "Example" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        pytest.param("start", "kept in the lock", id="start"),
+        pytest.param("sync", "the release tag's message", id="sync"),
+        pytest.param("rollback", "a rollback makes no tag", id="rollback"),
+        pytest.param("depool", "the depool in the history", id="depool"),
+        pytest.param("pool", "the pool change in the history", id="pool"),
+    ],
+)
+def test_each_commands_message_option_says_what_it_does_there(command: str, said: str) -> None:
+    """-m's help said "kept with the run in the history (and a sync's tag)" on start, rollback, depool and pool too,
+    which make no tag (and the last two no run): each command's -m help says where the message goes there."""
+    from typer.main import get_command
+
+    from sartoris.cli import app
+
+    group = get_command(app)
+    option = next(p for p in group.commands[command].params if "--message" in p.opts)  # type: ignore[attr-defined]
+    assert said in str(option.help) and "a sync's tag" not in str(option.help)
+
+
 def test_hosts_prints_the_resolved_inventory(project: Path) -> None:
     """`hosts` expands ranges and keeps labels as written."""
     done = sartoris("hosts", "--json", cwd=project)

@@ -19,6 +19,7 @@ sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 import typer  # noqa: E402
 import typer.core  # noqa: E402
+from typer._completion_classes import completion_init  # noqa: E402
 
 from sartoris import streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
@@ -39,12 +40,90 @@ class _Commands(typer.core.TyperGroup):
         except KeyboardInterrupt:
             raise Interrupted from None
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # the top level's options: --install-completion and --show-completion are there
+            valued = {
+                name
+                for param in self.get_params(ctx)
+                if param.param_type_name == "option" and not getattr(param, "is_flag", False)
+                and not getattr(param, "count", False)
+                for name in param.opts
+            }
+            args = _shell_optional(args, valued)
+        return super().parse_args(ctx, args)
+
+
+_COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
+_COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")  # those Typer has completion scripts for
+
+
+def _shell_optional(args: list[str], valued: set[str]) -> list[str]:
+    """The top level's options with a bare --install-completion or --show-completion (nothing, or another option,
+    after it) given an empty shell name, which means the shell this runs in: click has no option whose value may
+    be left out. `valued`: the options that take the next word as their value."""
+    args = list(args)
+    at = 0
+    while at < len(args) and args[at].startswith("-") and args[at] != "--":  # up to the command (or a stray word)
+        if args[at] in _COMPLETION_OPTIONS and (at + 1 == len(args) or args[at + 1].startswith("-")):
+            args[at] += "="
+        elif args[at] in valued:
+            at += 1  # its value, whatever it looks like
+        at += 1
+    return args
+
+
+def _completion_shell(option: str, named: str) -> str:
+    """The shell `option` is for: the one `named`, else the one this runs in; bad usage when Typer has no
+    completion for it (Typer itself took any word for the shell it detected, and wrote that one's rc file)."""
+    shell = named or _shell_running_this()
+    if shell in _COMPLETION_SHELLS:
+        return shell
+    what = f"shell {named!r}" if named else f"the shell this runs in ({shell})" if shell else "an unknown shell"
+    raise UsageError(f"{option}: no completion for {what}: name one of {', '.join(_COMPLETION_SHELLS)}")
+
+
+def _shell_running_this() -> str | None:
+    """The name of the shell that started Sartoris (as Typer detects it), or None where it cannot be told."""
+    try:
+        import shellingham  # type: ignore[import-untyped]  # Typer's own shell detection
+
+        return str(shellingham.detect_shell()[0])
+    except (ImportError, OSError):  # not installed (typer-slim), or no shell among the parent processes
+        return None
+
+
+def _install_completion(value: str | None) -> None:
+    """--install-completion [SHELL]: write the completion script and the line of the shell's rc file that loads it."""
+    if value is None:
+        return
+    from typer._completion_shared import install  # what Typer's own option calls
+
+    shell = _completion_shell("--install-completion", value)
+    try:
+        _, path = install(shell=shell, prog_name="sartoris", complete_var="_SARTORIS_COMPLETE")
+    except OSError as exc:
+        raise SartorisError(f"--install-completion: cannot install the {shell} completion: {exc}") from None
+    _emit({}, f"{shell} completion installed in {path}; it takes effect in a new {shell}", as_json=False)
+    raise typer.Exit(0)
+
+
+def _show_completion(value: str | None) -> None:
+    """--show-completion [SHELL]: print the completion script, to copy it or install it by hand."""
+    if value is None:
+        return
+    from typer._completion_shared import get_completion_script
+
+    shell = _completion_shell("--show-completion", value)
+    script = get_completion_script(prog_name="sartoris", complete_var="_SARTORIS_COMPLETE", shell=shell)
+    _emit({}, script, as_json=False)
+    raise typer.Exit(0)
+
 
 app = typer.Typer(
     cls=_Commands,
     name="sartoris",
     help="Git-based deploys to large fleets over SSH: tag, publish, fetch everywhere, switch, depool the failures.",
-    add_completion=True,
+    add_completion=False,  # its --install-completion took any word for the shell it detected: see _main's own
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -54,6 +133,7 @@ slots_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(slots_app, name="slots")
+completion_init()  # the completion scripts ask Sartoris through Typer's completion classes (its option set them up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +181,27 @@ def _main(
     ] = "console",
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also write every event (per host, with stderr tails) here.")
+    ] = None,
+    install_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--install-completion",
+            metavar="[SHELL]",
+            callback=_install_completion,
+            is_eager=True,
+            help=f"Install shell completion for SHELL ({', '.join(_COMPLETION_SHELLS)}; default: the shell this"
+            " runs in).",
+        ),
+    ] = None,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            metavar="[SHELL]",
+            callback=_show_completion,
+            is_eager=True,
+            help="Print the completion script for SHELL (default: the shell this runs in), to install it by hand.",
+        ),
     ] = None,
 ) -> None:
     if ctx.invoked_subcommand is None:  # bad usage: the contract's one line, naming what would do

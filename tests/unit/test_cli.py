@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -173,6 +174,59 @@ def test_completion_script_generates() -> None:
     """Typer's shell completion script is available for bash."""
     done = sartoris("--show-completion", "bash")
     assert done.returncode == 0 and "_sartoris_completion" in done.stdout
+
+
+def _with_home(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Sartoris run with `home` as $HOME (where completion is installed) and `env` added."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "sartoris.py"), *args],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "HOME": str(home), **env},
+    )
+
+
+@pytest.mark.parametrize("shell", ["nosuchshell", "Bash", "sync"])
+def test_completion_for_a_shell_it_has_none_for_is_refused_and_writes_nothing(tmp_path: Path, shell: str) -> None:
+    """`--install-completion nosuchshell` took the word for nothing and installed the completion of the shell it
+    ran in, writing ~/.bashrc; `--show-completion zsh` printed bash's script. An unknown shell is refused: one
+    line, exit 2, nothing written."""
+    for option in ("--install-completion", "--show-completion"):
+        done = _with_home(tmp_path, option, shell)
+        assert done.returncode == 2 and done.stdout == "", done
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"sartoris: {option}: ") and shell in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "read_as"),
+    [
+        pytest.param(["--install-completion"], ["--install-completion="], id="bare-last"),
+        pytest.param(["--show-completion", "-v", "log"], ["--show-completion=", "-v", "log"], id="bare-then-option"),
+        pytest.param(["--install-completion", "fish"], ["--install-completion", "fish"], id="shell-named"),
+        pytest.param(["--config", "--show-completion", "log"], ["--config", "--show-completion", "log"], id="a-value"),
+        pytest.param(["log", "--install-completion"], ["log", "--install-completion"], id="after-the-command"),
+    ],
+)
+def test_a_completion_option_given_no_shell_means_the_shell_this_runs_in(args: list[str], read_as: list[str]) -> None:
+    """A bare --install-completion or --show-completion among the top level's options gets an empty shell name (the
+    shell this runs in); a word after it is its shell, and what is another option's value or the command's is left
+    alone."""
+    from sartoris.cli import _shell_optional
+
+    assert _shell_optional(args, {"--config", "--install-completion", "--show-completion"}) == read_as
+
+
+def test_completion_is_for_the_shell_named(tmp_path: Path) -> None:
+    """A shell named is the one completion is shown or installed for, not the shell Sartoris runs in; and the
+    script, once loaded, gets its answers (Typer's completion classes still serve it)."""
+    shown = _with_home(tmp_path, "--show-completion", "zsh")
+    assert shown.returncode == 0 and shown.stdout.startswith("#compdef sartoris")
+    installed = _with_home(tmp_path, "--install-completion", "fish")
+    assert installed.returncode == 0 and "fish completion installed" in installed.stdout
+    assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()] == [
+        ".config/fish/completions/sartoris.fish"
+    ]
+    asked = _with_home(tmp_path, _SARTORIS_COMPLETE="complete_bash", COMP_WORDS="sartoris sy", COMP_CWORD="1")
+    assert asked.returncode == 0 and asked.stdout.split() == ["sync"]
 
 
 def test_piped_output_has_no_control_characters_and_json_logs_parse(project: Path) -> None:

@@ -4,7 +4,8 @@ A group file holds one host per line as ``[user@]name[:port]``; ``#`` starts a c
 ignored; ``mw[1001-1003]`` and ``web[01-10]`` expand (zero padding kept, several ranges multiply). IPv6
 addresses are written in brackets: ``[::1]`` or ``deploy@[2001:db8::5]:2222``. Anything else is refused
 with the file and line, because a host name ends up as an argument on a remote connection: a line that
-is not strictly a host (spaces, quotes, ``;``, a leading ``-``) must never get through.
+is not strictly a host (spaces, quotes, ``;``, a leading ``-``) must never get through. Nor does a name of
+numbers that is not a dotted-quad IPv4 address (``0x7f.1``, ``127.1``): the resolver reads it as an address.
 
 Parsing is pure; only resolve_hosts() reads files.
 """
@@ -16,6 +17,7 @@ import ipaddress
 import itertools
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,9 @@ _SPEC = re.compile(
 # re.ASCII: with IGNORECASE alone, [a-z] would also match the Kelvin sign and the long s.
 _USER = re.compile(rf"[a-z_][a-z0-9._-]{{0,{MAX_USER_NAME - 1}}}", re.IGNORECASE | re.ASCII)
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE | re.ASCII)
-_NUMERIC = re.compile(r"[0-9.]+")
+# A name whose every label is a number, decimal or hex: the C library's resolver reads 127.1, 2130706433, 0177.0.0.1
+# and 0x7f.1 as IPv4 addresses (inet_aton's shorthands) before any DNS, so such a name is never a host's name.
+_NUMERIC = re.compile(r"(?:[0-9]+|0x[0-9a-f]+)(?:\.(?:[0-9]+|0x[0-9a-f]+))*\.?", re.IGNORECASE | re.ASCII)
 _IPV6 = re.compile(r"[0-9a-f:.]+(?:%[a-z0-9_.-]+)?", re.IGNORECASE | re.ASCII)
 
 
@@ -83,14 +87,27 @@ def is_user_name(text: str) -> bool:
 
 
 def is_host_name(text: str) -> bool:
-    """True for an RFC 1123 host name (underscores allowed) or IPv4 address; all-numeric must be IPv4."""
+    """True for an RFC 1123 host name (underscores allowed) or IPv4 address; a name of numbers (hex ones too) must
+    be an IPv4 address written as a dotted quad."""
     if _NUMERIC.fullmatch(text):
-        try:
-            ipaddress.IPv4Address(text)
-        except ValueError:
-            return False
-        return True
+        return _why_not_a_dotted_quad(text) is None
     return len(text) <= 253 and all(_LABEL.fullmatch(label) for label in text.split("."))
+
+
+def _why_not_a_dotted_quad(text: str) -> str | None:
+    """None for an IPv4 address written as four decimal numbers; else what is wrong with a name made of numbers
+    (the resolver would read 0x7f.1 or 127.1 as 127.0.0.1, which the operator did not write)."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        read_as = socket.inet_ntoa(socket.inet_aton(text))
+    except OSError:
+        return "a name made only of numbers must be an IPv4 address: four decimal numbers 0 to 255, like 10.64.0.1"
+    return f"the resolver reads it as the address {read_as}, not as a name: write an address as four decimal numbers"
 
 
 def is_ipv6_address(text: str) -> bool:
@@ -142,6 +159,9 @@ class NotAHost(ValueError):
 def parse_host(spec: str) -> Host:
     """Parse one ``[user@]name[:port]`` (no ranges, no comment); ValueError if it is not strictly a host."""
     match = _SPEC.fullmatch(spec)
+    name = match["name"] if match is not None else None
+    if name is not None and _NUMERIC.fullmatch(name) and (why := _why_not_a_dotted_quad(name)) is not None:
+        raise NotAHost(spec, why)  # a number, not a name: say which address it would reach
     if match is None or not (
         (match["ipv6"] is None or is_ipv6_address(match["ipv6"]))
         and (match["name"] is None or is_host_name(match["name"]))

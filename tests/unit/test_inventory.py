@@ -86,6 +86,8 @@ def test_expand_exactly_the_limit_is_allowed() -> None:
         pytest.param("Web-01.Example", Host("Web-01.Example", "Web-01.Example"), id="mixed-case"),
         pytest.param("host:65535", Host("host:65535", "host", port=65535), id="max-port"),
         pytest.param("Deploy_1.x-y@h", Host("Deploy_1.x-y@h", "h", user="Deploy_1.x-y"), id="user-charset"),
+        pytest.param("10-64-0-1.example", Host("10-64-0-1.example", "10-64-0-1.example"), id="digits-and-dashes"),
+        pytest.param("0x7f.example", Host("0x7f.example", "0x7f.example"), id="hex-looking-label-in-a-name"),
     ],
 )
 def test_parse_host(spec: str, expected: Host) -> None:
@@ -163,6 +165,32 @@ def test_a_bad_line_says_which_part_is_not_a_host(spec: str, why: str) -> None:
     with pytest.raises(InventoryError) as caught:
         parse_hosts(f"{spec}\n", "hosts/app")
     assert str(caught.value) == f"hosts/app:1: not a host: {spec!r}" + (f" {why}" if why else "")
+
+
+@pytest.mark.parametrize(
+    ("spec", "read_as"),
+    [
+        pytest.param("0x7f.1", "127.0.0.1", id="hex"),
+        pytest.param("0X7F.0.0.1", "127.0.0.1", id="hex-upper-case"),
+        pytest.param("127.0.0.0x1", "127.0.0.1", id="hex-last-part"),
+        pytest.param("0x7f000001", "127.0.0.1", id="hex-whole"),
+        pytest.param("0xdead", "0.0.222.173", id="hex-word"),
+        pytest.param("127.1", "127.0.0.1", id="two-parts"),
+        pytest.param("2130706433", "127.0.0.1", id="one-number"),
+        pytest.param("0177.0.0.1", "127.0.0.1", id="octal"),
+        pytest.param("deploy@0x7f.1:2222", "127.0.0.1", id="with-user-and-port"),
+    ],
+)
+def test_a_number_the_resolver_reads_as_an_address_is_refused_saying_which(spec: str, read_as: str) -> None:
+    """`0x7f.1` passed for a host name, and the C library's resolver took it for 127.0.0.1 (inet_aton's shorthand),
+    which the operator had not written; `127.1` and the like were refused without saying why. Each is refused
+    with its file and line, naming the address it would have reached."""
+    with pytest.raises(InventoryError) as caught:
+        parse_hosts(f"mw1\n{spec}\n", "hosts/app")
+    assert str(caught.value) == (
+        f"hosts/app:2: not a host: {spec!r} (the resolver reads it as the address {read_as}, not as a name: write an"
+        " address as four decimal numbers)"
+    )
 
 
 def test_parse_hosts_comments_and_blanks() -> None:

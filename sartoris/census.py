@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import structlog
 
 from sartoris.config import Config
-from sartoris.errors import HostError
+from sartoris.errors import HostError, UsageError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
@@ -27,9 +27,16 @@ _NOT_A_CHECKOUT = "the slot holds no git checkout (not managed by sartoris)"
 def status(
     config: Config, slot: int, targets: Sequence[Host], concurrency: int, progress: Progress | None = None
 ) -> StatusReport:
-    """The census of `slot` on `targets`, compared with the last release deployed from here."""
+    """The census of `slot` on `targets`, compared with the last release deployed from here. A slot this deploy host
+    knows nothing of (no working copy, no release of it in the history) is bad input, not a fleet that lacks it."""
     last, depooled = None, frozenset[str]()
-    if (history := existing_history(config.state_dir)) is not None:
+    history = existing_history(config.state_dir)
+    if not config.checkout_path(slot).is_dir() and not (history is not None and history.deployed(slot)):
+        raise UsageError(
+            f"slot {slot} is unknown here: no working copy at {config.checkout_path(slot)} and no deploy of it in the"
+            " history (`sartoris slots` lists the slots)"
+        )
+    if history is not None:
         last = history.last_deployed(slot)
         depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))

@@ -610,6 +610,7 @@ def test_slot_in_hooks_dir_hosts_and_the_depool_command_is_the_synced_slot(deplo
     assert deployment.pool_changes() == [f"depool {faulty}-php{slot}"]
     other = slot + 1  # the host is out of this slot's pool only: the other slot's status does not call it depooled
     deployment.group(f"slot{other}-hosts", [faulty])
+    (deployment.root / f"php-slot{other}").mkdir()  # a slot this deploy host has (status refuses one it has not)
     statuses = {
         n: deployment.sartoris("status", "--slot", str(n), "--json").json()["hosts"][-1] for n in (slot, other)
     }

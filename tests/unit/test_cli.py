@@ -330,12 +330,31 @@ def test_slot_in_any_value_is_the_commands_slot(project: Path) -> None:
     config.write_text(config.read_text().replace('hosts = ["web"]', 'hosts = ["web{slot}"]'))
     (project / "hosts" / "web1").write_text("127.0.0.1:1\n")
     (project / "hosts" / "web0").write_text("127.0.0.2:1\n127.0.0.3:1\n")
+    (project / "php-slot1").mkdir()
     done = sartoris("status", "--slot", "1", "--json", cwd=project)
     assert done.returncode == 5, done.stderr  # the one host refuses connections
     assert [h["host"] for h in json.loads(done.stdout)["hosts"]] == ["127.0.0.1:1"]
     listed = sartoris("hosts", "--json", cwd=project / "php-slot0")
     assert listed.returncode == 0, listed.stderr
     assert [h["host"] for h in json.loads(listed.stdout)["hosts"]] == ["127.0.0.2:1", "127.0.0.3:1"]
+
+
+def test_status_of_a_slot_unknown_here_is_bad_input_not_a_census(project: Path) -> None:
+    """`status --slot 7`, a slot with no working copy on this deploy host and no deploy of it in the history, asked
+    every host and reported them all missing (or unreachable), exit 5. It is bad input: one line, exit 2, no host
+    asked. A slot whose working copy is gone but whose deploys are in the history is still asked about."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    (project / "hosts" / "one").write_text("127.0.0.1:1\n")
+    done = sartoris("status", "--slot", "7", "--hosts", "one", "--json", cwd=project)
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("sartoris: slot 7 is unknown here: ")
+    assert json.loads(done.stdout)["exit"] == 2
+    report = SyncReport(7, "t7", "a" * 40, Outcome.OK, (HostResult("127.0.0.1:1", True, Phase.DONE),))
+    History(project / ".sartoris").record("sync", report, "", 0.0)
+    asked = sartoris("status", "--slot", "7", "--hosts", "one", "--json", cwd=project)
+    assert asked.returncode == 5 and json.loads(asked.stdout)["tag"] == "t7", asked  # the host refuses connections
 
 
 def test_a_depool_command_naming_the_slot_is_refused_for_a_standalone_depool(project: Path) -> None:

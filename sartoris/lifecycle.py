@@ -16,7 +16,7 @@ from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
 from sartoris.results import CANARY_FAILED
-from sartoris.state import UNFINISHED, History, SlotLock, written_after_the_change
+from sartoris.state import UNFINISHED, History, SlotLock, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -78,10 +78,10 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
         ) from None
     try:
         held = lock.holder()  # read under the run lock: what the last run of the deploy recorded is in it
-        if held is not None and held.get("command") == "?":  # a lock file that cannot be read: whose is unknown
+        if (why := lock.unreadable(held)) is not None:  # whose deploy it holds, if any, is unknown
             raise RefusedError(
-                f"slot {slot}: the lock file {lock.path} cannot be read ({held.get('message')}), so whose deploy it"
-                f" holds is unknown; once no deploy is in progress, remove that file"
+                f"slot {slot}: the lock file {lock.path} cannot be read ({why}), so whose deploy it holds is unknown;"
+                " once no deploy is in progress, remove that file"
             )
         if held is None or held.get("command") != "start":
             raise RefusedError(f"slot {slot} has no deploy in progress (no `sartoris start`) to {action}")
@@ -114,6 +114,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         record = {"synced": held.get("synced"), "outcome": outcome} | ({"rejected": True} if rejected else {})
         history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
     post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""), stopped)
+    synced = shown(synced) if synced else synced  # from here on only said: a tag from the lock, which a hand may write
     if rejected and last is not None:
         running = [h["host"] for h in hosts if h.get("ok")]
         detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (
@@ -136,13 +137,14 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     with _started_deploy(config, slot, "abort", force) as (lock, held):
         if held.get("synced"):
             raise RefusedError(
-                f"slot {slot}: {held['synced']} was already synced in this deploy; roll back with"
+                f"slot {slot}: {shown(held['synced'])} was already synced in this deploy; roll back with"
                 " `sartoris rollback`, then `sartoris finish`"
             )
         if held.get("switching"):  # noted before its first switch, cleared when it ended: that run died
             raise RefusedError(
-                f"slot {slot}: a run of this deploy died while switching hosts to {held['switching']}, so some may"
-                " run it: see `sartoris status`, then `sartoris rollback` or `sync --retry-failed`, and `finish`"
+                f"slot {slot}: a run of this deploy died while switching hosts to {shown(held['switching'])}, so"
+                " some may run it: see `sartoris status`, then `sartoris rollback` or `sync --retry-failed`, and"
+                " `finish`"
             )
         head = held.get("head")
         if not isinstance(head, str):
@@ -151,7 +153,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         checkout.ensure_no_uncommitted_edits(before="an abort (it would discard them)")
         if held.get("branch") and checkout.branch() != held["branch"]:
             raise RefusedError(
-                f"slot {slot}: the checkout moved from branch {held['branch']} to {checkout.branch()};"
+                f"slot {slot}: the checkout moved from branch {shown(held['branch'])} to {checkout.branch()};"
                 " switch back before aborting"
             )
         # start found a detached HEAD (branch recorded as None): put HEAD back there, leaving every branch alone

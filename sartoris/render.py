@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sartoris.results import HostState, StatusReport, SyncReport, group_by_error
 from sartoris.slots import SlotInfo
-from sartoris.state import Entry
+from sartoris.state import Entry, SlotLock, shown
 
 _SHOWN_PER_GROUP = 12
 
@@ -68,10 +68,11 @@ def status_summary(report: StatusReport) -> str:
         f"slot {report.slot}: {tag}",
         "  " + ", ".join(f"{counts[s.value]} {s.value}" for s in HostState) + f", {counts['depooled']} depooled",
     ]
-    if report.lock:
-        lines.append(
-            f"  locked by {report.lock.get('user')}@{report.lock.get('host')} since {report.lock.get('since')}"
-        )
+    if report.lock and (why := SlotLock.unreadable(report.lock)) is not None:  # held, by whom is unknown
+        lines.append(f"  locked, but the lock file {report.lock.get('path')} cannot be read ({why})")
+    elif report.lock:
+        held = {key: shown(report.lock.get(key)) for key in ("user", "host", "since")}
+        lines.append(f"  locked by {held['user']}@{held['host']} since {held['since']}")
     groups: dict[str, list[str]] = {}
     for host in report.hosts:
         if host.state is not HostState.CURRENT:

@@ -436,6 +436,16 @@ def _process_start(pid: int) -> str | None:
 
 
 _UNREADABLE_AFTER = 10.0  # seconds: a lock file still unreadable this long after it was made is not being written
+_UNREADABLE = "unreadable"  # the key of a holder that only says why its lock file cannot be read, and where
+_DAMAGED = "empty or damaged"  # why, for a lock file read but not a JSON object (a crash between create and write)
+
+
+def shown(value: object) -> str:
+    """A lock's field as text for a terminal: as it is when plain, else quoted with its control characters escaped
+    (a lock written by hand or by an old version may hold an escape sequence, which would act on the reader's
+    terminal, or a line break, which would pass for a line of Sartoris's own)."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
 
 
 class SlotLock:
@@ -448,21 +458,29 @@ class SlotLock:
         self.path = state_dir / "locks" / (f"slot{slot}.run.lock" if run else f"slot{slot}.lock")
 
     def holder(self) -> dict[str, Any] | None:
-        """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free."""
-        unknown = {"user": "?", "host": "?", "pid": None, "since": None, "command": "?"}
+        """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free. A lock file
+        that cannot be read names no holder: only why not, and its path (see unreadable)."""
         try:
             text = self.path.read_text()
         except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
         except OSError as exc:  # someone's lock this user may not read (a umask of 077): held, never breakable
-            return unknown | {"message": f"lock file unreadable: {exc.strerror or exc}"}
+            return {_UNREADABLE: exc.strerror or str(exc), "path": str(self.path)}
         try:
             held = json.loads(text)
         except ValueError:
             held = None
-        if isinstance(held, dict):
-            return held
-        return unknown | {"message": "unreadable lock", "unreadable": True}  # empty, cut short, or not an object
+        if not isinstance(held, dict):  # empty, cut short, or not an object
+            return {_UNREADABLE: _DAMAGED, "path": str(self.path)}
+        held.pop(_UNREADABLE, None)  # a lock is unreadable by this reading only, never by what its file says
+        return held
+
+    @staticmethod
+    def unreadable(holder: dict[str, Any] | None) -> str | None:
+        """Why the lock file `holder` was read from cannot be read (so whose lock it is is unknown): the system's
+        word ("Permission denied"), or "empty or damaged"; None for a lock that was read, or none at all."""
+        why = holder.get(_UNREADABLE) if holder is not None else None
+        return why if isinstance(why, str) else None
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
         """A run's lock (not a start's) taken on this host by a process that no longer exists (a later process
@@ -479,8 +497,11 @@ class SlotLock:
         """What `--force` breaks: a stale lock, or a lock file whose content cannot be read (empty or damaged: a
         crash between its creation and its write) and that has not been written for a while. Never broken without
         the operator's --force (see break_if_stale)."""
-        if not holder.get("unreadable"):
+        why = self.unreadable(holder)
+        if why is None:
             return self.is_stale(holder)
+        if why != _DAMAGED:  # a lock this user may not read: someone holds it, and it is never broken
+            return False
         try:
             return time.time() - self.path.stat().st_mtime > _UNREADABLE_AFTER
         except OSError:
@@ -540,16 +561,20 @@ class SlotLock:
             self.release()
 
     def describe(self, held: dict[str, Any]) -> str:
-        if held.get("unreadable"):
-            text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read (empty or damaged)"
+        """Who holds the lock and since when, for a refusal (its fields escaped where they are not plain text)."""
+        why = self.unreadable(held)
+        if why is not None:
+            text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read ({why})"
+            if why != _DAMAGED:
+                return text + ", so whose it is is unknown: its owner (or root) can read it"
             breakable = self.may_be_broken(held)
             return text + ("; pass --force to break it" if breakable else "; it may be being written: retry")
         text = (
-            f"slot {self.slot} is locked by {held.get('user')}@{held.get('host')} (pid {held.get('pid')})"
-            f" since {held.get('since')}: {held.get('command')}"
+            f"slot {self.slot} is locked by {shown(held.get('user'))}@{shown(held.get('host'))}"
+            f" (pid {shown(held.get('pid'))}) since {shown(held.get('since'))}: {shown(held.get('command'))}"
         )
-        if held.get("message"):
-            text += f" ({held['message']})"
+        if held.get("message"):  # a -m message may have several lines: one, here
+            text += f" ({shown(' '.join(str(held['message']).split()))})"
         if self.is_stale(held):
             text += "; that process is gone: the lock is stale, pass --force to break it"
         elif self.is_own_start(held):
@@ -561,6 +586,8 @@ class SlotLock:
         held = self.holder()
         if held is None:
             raise RefusedError(f"slot {self.slot} is not locked")
+        if (why := self.unreadable(held)) is not None:  # writing it back would put a made-up holder in it
+            raise RefusedError(f"slot {self.slot}: the lock file {self.path} cannot be read ({why})")
         held.update(fields)
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(held))

@@ -3,6 +3,7 @@ cannot be finished or aborted under a running sync."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -198,6 +199,18 @@ def test_a_lock_file_that_cannot_be_read_is_broken_by_force_once_it_is_not_being
     assert (lock.holder() or {}).get("pid") == os.getpid()
 
 
+def _denied_reading(monkeypatch: pytest.MonkeyPatch, lock: SlotLock) -> None:
+    """Reading `lock`'s file fails as for another operator's lock under a umask of 077 (root reads any file)."""
+    read = Path.read_text
+
+    def denied(path: Path, *args: object, **kwargs: object) -> str:
+        if path == lock.path:
+            raise PermissionError(13, "Permission denied")
+        return read(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", denied)
+
+
 def test_a_lock_this_user_may_not_read_is_held_and_never_broken(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,16 +220,9 @@ def test_a_lock_this_user_may_not_read_is_held_and_never_broken(
     lock.acquire("sync")
     an_hour_ago = time.time() - 3600
     os.utime(lock.path, (an_hour_ago, an_hour_ago))
-    read = Path.read_text
-
-    def denied(path: Path, *args: object, **kwargs: object) -> str:
-        if path == lock.path:
-            raise PermissionError(13, "Permission denied")
-        return read(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "read_text", denied)
+    _denied_reading(monkeypatch, lock)
     held = lock.holder() or {}
-    assert "Permission denied" in str(held.get("message")) and not lock.may_be_broken(held)
+    assert lock.unreadable(held) == "Permission denied" and not lock.may_be_broken(held)
     with pytest.raises(LockHeldError):
         SlotLock(config.state_dir, 0).acquire("sync", force=True)
 
@@ -299,3 +305,72 @@ def test_finish_and_abort_do_not_call_an_unreadable_deploy_lock_no_deploy(config
         with pytest.raises(RefusedError, match="cannot be read") as refused:
             end(config, 0, force=True)
         assert "no deploy in progress" not in str(refused.value)
+
+
+@pytest.mark.parametrize("why", ["empty or damaged", "Permission denied"])
+def test_status_shows_an_unreadable_lock_as_unreadable_with_its_path(
+    config: Config, monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    """A lock file that cannot be read showed in `status` as "locked by ?@? since None", and in its JSON as a holder
+    named "?". It is shown as unreadable, why, and where the file is; the JSON names no holder."""
+    from sartoris.render import status_summary
+    from sartoris.results import StatusReport
+
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("start", "train")
+    if why == "Permission denied":
+        _denied_reading(monkeypatch, lock)
+    else:
+        lock.path.write_text("")
+    report = StatusReport(0, None, None, (), lock=lock.holder())
+    assert f"  locked, but the lock file {lock.path} cannot be read ({why})" in status_summary(report).splitlines()
+    assert report.as_json()["lock"] == {"unreadable": why, "path": str(lock.path)}
+
+
+def test_lock_fields_holding_control_characters_are_shown_escaped(config: Config) -> None:
+    """A lock written by hand or by an old version may hold escape sequences: `status` and the refusal naming the
+    holder wrote them raw to the operator's terminal (which acts on them). They are shown quoted and escaped."""
+    from sartoris.render import status_summary
+    from sartoris.results import StatusReport
+
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("sync")
+    hostile = {"user": "ali\x1b[2J", "host": "deploy\rX", "since": "\x9b31m", "command": "sync\x07", "pid": 1,
+               "message": "go\x1b]0;owned\x07"}
+    lock.path.write_text(json.dumps(hostile))
+    with pytest.raises(LockHeldError) as refused:
+        SlotLock(config.state_dir, 0).acquire("sync")
+    shown = [str(refused.value), status_summary(StatusReport(0, None, None, (), lock=lock.holder()))]
+    for text in shown:
+        assert not any(c in text for c in "\x1b\r\x07\x9b"), text
+    assert "locked by 'ali\\x1b[2J'@'deploy\\rX' since '\\x9b31m'" in shown[1]
+    assert "(pid 1)" in shown[0] and "'go\\x1b]0;owned\\x07'" in shown[0]
+    lock.release()
+    lock.acquire("start", "train", synced="t1\x1b[2J")  # a tag the deploy's lock names, shown by abort and finish
+    with pytest.raises(RefusedError) as refused_abort:
+        abort(config, 0, force=False)
+    said = [str(refused_abort.value), finish(config, 0, force=False).detail]
+    assert all("\x1b" not in text and "'t1\\x1b[2J'" in text for text in said), said
+
+
+def test_finish_and_abort_tell_an_unreadable_lock_by_reading_it_not_by_a_question_mark(config: Config) -> None:
+    """finish and abort took a lock whose command is "?" for an unreadable one, since that is what the reading
+    filled in: a readable lock saying so (written by hand) was "cannot be read". SlotLock.unreadable says it now."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("?", "by hand")
+    for end in (finish, abort):
+        with pytest.raises(RefusedError, match="no deploy in progress") as refused:
+            end(config, 0, force=True)
+        assert "cannot be read" not in str(refused.value)
+    assert lock.unreadable(lock.holder()) is None
+
+
+def test_an_unreadable_lock_is_never_written_back_with_a_made_up_holder(config: Config) -> None:
+    """Noting a run in a started deploy's lock that could not be read wrote the reading's stand-in holder ("?")
+    back into the file, which then read as held by "?". It is refused and the file left as it was."""
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("start", "train")
+    lock.path.write_text("")
+    with pytest.raises(RefusedError, match="cannot be read"):
+        lock.update(synced="t1")
+    assert lock.path.read_text() == ""

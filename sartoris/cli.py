@@ -21,7 +21,7 @@ import typer  # noqa: E402
 import typer.core  # noqa: E402
 from typer._completion_classes import completion_init  # noqa: E402
 
-from sartoris import streams  # noqa: E402
+from sartoris import completion, streams  # noqa: E402
 from sartoris.errors import Interrupted, InterruptedRun, SartorisError, UsageError  # noqa: E402
 from sartoris.launch import help_asked, json_asked  # noqa: E402
 from sartoris.limits import MAX_ENTRIES, MAX_SLOT  # noqa: E402
@@ -49,47 +49,8 @@ class _Commands(typer.core.TyperGroup):
                 and not getattr(param, "count", False)
                 for name in param.opts
             }
-            args = _shell_optional(args, valued)
+            args = completion.shell_optional(args, valued)
         return super().parse_args(ctx, args)
-
-
-_COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
-_COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")  # those Typer has completion scripts for
-
-
-def _shell_optional(args: list[str], valued: set[str]) -> list[str]:
-    """The top level's options with a bare --install-completion or --show-completion (nothing, or another option,
-    after it) given an empty shell name, which means the shell this runs in: click has no option whose value may
-    be left out. `valued`: the options that take the next word as their value."""
-    args = list(args)
-    at = 0
-    while at < len(args) and args[at].startswith("-") and args[at] != "--":  # up to the command (or a stray word)
-        if args[at] in _COMPLETION_OPTIONS and (at + 1 == len(args) or args[at + 1].startswith("-")):
-            args[at] += "="
-        elif args[at] in valued:
-            at += 1  # its value, whatever it looks like
-        at += 1
-    return args
-
-
-def _completion_shell(option: str, named: str) -> str:
-    """The shell `option` is for: the one `named`, else the one this runs in; bad usage when Typer has no
-    completion for it (Typer itself took any word for the shell it detected, and wrote that one's rc file)."""
-    shell = named or _shell_running_this()
-    if shell in _COMPLETION_SHELLS:
-        return shell
-    what = f"shell {named!r}" if named else f"the shell this runs in ({shell})" if shell else "an unknown shell"
-    raise UsageError(f"{option}: no completion for {what}: name one of {', '.join(_COMPLETION_SHELLS)}")
-
-
-def _shell_running_this() -> str | None:
-    """The name of the shell that started Sartoris (as Typer detects it), or None where it cannot be told."""
-    try:
-        import shellingham  # type: ignore[import-untyped]  # Typer's own shell detection
-
-        return str(shellingham.detect_shell()[0])
-    except (ImportError, OSError):  # not installed (typer-slim), or no shell among the parent processes
-        return None
 
 
 def _install_completion(value: str | None) -> None:
@@ -98,7 +59,7 @@ def _install_completion(value: str | None) -> None:
         return
     from typer._completion_shared import install  # what Typer's own option calls
 
-    shell = _completion_shell("--install-completion", value)
+    shell = completion.shell_for("--install-completion", value)
     try:
         _, path = install(shell=shell, prog_name="sartoris", complete_var="_SARTORIS_COMPLETE")
     except OSError as exc:
@@ -113,7 +74,7 @@ def _show_completion(value: str | None) -> None:
         return
     from typer._completion_shared import get_completion_script
 
-    shell = _completion_shell("--show-completion", value)
+    shell = completion.shell_for("--show-completion", value)
     script = get_completion_script(prog_name="sartoris", complete_var="_SARTORIS_COMPLETE", shell=shell)
     _emit({}, script, as_json=False)
     raise typer.Exit(0)
@@ -189,7 +150,7 @@ def _main(
             metavar="[SHELL]",
             callback=_install_completion,
             is_eager=True,
-            help=f"Install shell completion for SHELL ({', '.join(_COMPLETION_SHELLS)}; default: the shell this"
+            help=f"Install shell completion for SHELL ({', '.join(completion.SHELLS)}; default: the shell this"
             " runs in).",
         ),
     ] = None,

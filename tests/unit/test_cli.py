@@ -210,9 +210,9 @@ def test_a_completion_option_given_no_shell_means_the_shell_this_runs_in(args: l
     """A bare --install-completion or --show-completion among the top level's options gets an empty shell name (the
     shell this runs in); a word after it is its shell, and what is another option's value or the command's is left
     alone."""
-    from sartoris.cli import _shell_optional
+    from sartoris.completion import shell_optional
 
-    assert _shell_optional(args, {"--config", "--install-completion", "--show-completion"}) == read_as
+    assert shell_optional(args, {"--config", "--install-completion", "--show-completion"}) == read_as
 
 
 def test_completion_is_for_the_shell_named(tmp_path: Path) -> None:

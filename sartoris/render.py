@@ -105,11 +105,12 @@ def log_table(entries: Sequence[Entry]) -> str:
 
 def _one_line(message: str) -> str:
     """A -m message in a table row: its first line, then ` …` when it has more (a later line would read as a row
-    of its own, and could pass for one)."""
+    of its own, and could pass for one). A history written by an old version, or a message taken from a lock written
+    by hand, may hold an escape sequence: such a line is shown quoted and escaped, never acted on by the terminal."""
     lines = message.strip().splitlines()
     if not lines:
         return ""
-    return f"  {lines[0].strip()}" + (" …" if len(lines) > 1 else "")
+    return f"  {shown(lines[0].strip())}" + (" …" if len(lines) > 1 else "")
 
 
 def log_entry(entry: Entry) -> str:

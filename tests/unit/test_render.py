@@ -79,6 +79,17 @@ def test_a_message_of_several_lines_keeps_its_log_row_one_line() -> None:
     assert table.count("\n") == 1 and "fake" not in table and table.splitlines()[0].endswith("  first …")
 
 
+def test_an_escape_sequence_in_a_recorded_message_is_shown_escaped_in_log() -> None:
+    """-m refuses control characters, but a history from an old version (or a message taken from a lock written by
+    hand) may hold one: `log` printed it raw, where it acted on the operator's terminal."""
+    from sartoris.render import log_table
+    from sartoris.state import Entry
+
+    entry = Entry(1, 0, "sync", "app-slot0-1", "c" * 40, "ok", "train \x1b[2J\x1b]0;owned\x07", "ops", 0.0, 1.0, {})
+    row = log_table([entry])
+    assert "\x1b" not in row and row.endswith("  'train \\x1b[2J\\x1b]0;owned\\x07'")
+
+
 def test_a_host_seen_on_the_release_on_a_new_connection_is_ok_and_the_summary_says_how_it_was_seen() -> None:
     """A host whose switch reply came late but that a look on a new connection found on the release counts as ok,
     and is named under its note (a stalled network is worth knowing), not hidden among the rest."""

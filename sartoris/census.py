@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -45,8 +46,17 @@ def status(
         tag=last.tag if last else None,
         commit=last.commit if last else None,
         hosts=tuple(hosts),
-        lock=SlotLock(config.state_dir, slot).holder(),
+        lock=_lock_as_seen(SlotLock(config.state_dir, slot)),
     )
+
+
+def _lock_as_seen(lock: SlotLock) -> dict[str, Any] | None:
+    """The slot lock's holder for `status`, marked `stale` when the run that took it is gone from this host: status
+    showed a killed run's lock like a live one, and only the next sync or start said it could be broken."""
+    held = lock.holder()
+    if held is not None and lock.is_stale(held):
+        return {**held, "stale": True}
+    return held
 
 
 async def census(

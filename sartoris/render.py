@@ -72,7 +72,9 @@ def status_summary(report: StatusReport) -> str:
         lines.append(f"  locked, but the lock file {report.lock.get('path')} cannot be read ({why})")
     elif report.lock:
         held = {key: shown(report.lock.get(key)) for key in ("user", "host", "since")}
-        lines.append(f"  locked by {held['user']}@{held['host']} since {held['since']}")
+        gone = "; that run is gone: the lock is stale, and --force on the next sync or start breaks it"
+        stale = gone if report.lock.get("stale") else ""
+        lines.append(f"  locked by {held['user']}@{held['host']} since {held['since']}{stale}")
     groups: dict[str, list[str]] = {}
     for host in report.hosts:
         if host.state is not HostState.CURRENT:

@@ -374,3 +374,21 @@ def test_an_unreadable_lock_is_never_written_back_with_a_made_up_holder(config: 
     with pytest.raises(RefusedError, match="cannot be read"):
         lock.update(synced="t1")
     assert lock.path.read_text() == ""
+
+
+def test_status_says_a_lock_whose_run_is_gone_is_stale(config: Config) -> None:
+    """A standalone sync killed with its lock held showed in `status` as a live holder; only the next sync or start
+    said it was stale. status now says so (and its JSON marks the lock `stale`); a live run's lock is not marked."""
+    from sartoris.census import _lock_as_seen
+    from sartoris.render import status_summary
+    from sartoris.results import StatusReport
+
+    lock = SlotLock(config.state_dir, 0)
+    lock.acquire("sync")
+    live = _lock_as_seen(lock)
+    assert live is not None and "stale" not in live
+    assert "stale" not in status_summary(StatusReport(0, None, None, (), lock=live))
+    lock.path.write_text(lock.path.read_text().replace('"pid": ', '"pid": 999999999, "was": '))
+    seen = _lock_as_seen(lock)
+    assert seen is not None and StatusReport(0, None, None, (), lock=seen).as_json()["lock"]["stale"] is True
+    assert "that run is gone: the lock is stale" in status_summary(StatusReport(0, None, None, (), lock=seen))

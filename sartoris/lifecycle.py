@@ -1,8 +1,11 @@
-"""Bracketing a deploy: `start` takes the slot's lock and remembers the checkout, `finish` releases it,
-`abort` puts the checkout back where start found it (only before any sync) and releases it."""
+"""Bracketing a deploy: `start` takes the slot's lock and remembers the checkout and the slot's release, `finish`
+releases it, `abort` puts the checkout back where start found it (only while no host runs another release than
+the one live at start) and releases it."""
 
 from __future__ import annotations
 
+import calendar
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from sartoris.closing import DeployRun, abort_refusal, reached_hosts
 from sartoris.config import Config
 from sartoris.errors import LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
@@ -53,6 +57,9 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
     )
     SlotLock(config.state_dir, slot, run=True).break_if_stale()  # left by a killed run of an earlier deploy
     try:
+        # read under the lock, so no other run comes between: the deploy's runs are the rows after this mark
+        mark, live = history.newest_id(), history.last_deployed(slot)
+        lock.update(history_mark=mark, live_tag=live.tag if live else None, live_commit=live.commit if live else None)
         if not no_remote:
             checkout.fetch_upstream()
     except BaseException:
@@ -92,6 +99,30 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
         run_lock.release()
 
 
+def _deploy_runs(history: History, slot: int, held: dict[str, Any]) -> tuple[tuple[str, str] | None, list[DeployRun]]:
+    """The slot's release (tag, commit) when the started deploy `held` began, and the deploy's runs, oldest first.
+    A lock taken by an earlier Sartoris notes neither: its runs are those begun once it was taken."""
+    mark = held.get("history_mark")
+    if not isinstance(mark, int):
+        mark = history.newest_id(before=_since(held.get("since")))
+    if "live_tag" in held:
+        tag, commit = held.get("live_tag"), held.get("live_commit")
+        live = (tag, commit) if isinstance(tag, str) and isinstance(commit, str) else None
+    else:
+        release = history.last_deployed(slot, up_to=mark)
+        live = (release.tag, release.commit) if release is not None else None
+    entries = history.runs_after(slot, mark)
+    return live, [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
+
+
+def _since(since: object) -> float:
+    """A lock's `since` (UTC, to the second) as a time; 0 (the whole history) when it cannot be read."""
+    try:
+        return float(calendar.timegm(time.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return 0.0
+
+
 def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
@@ -101,6 +132,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         died = held.get("switching")
         synced = died or held.get("synced") or held.get("last_run")
         last = history.entry_for_tag(synced) if synced else None
+        _, runs = _deploy_runs(history, slot, held)
         lock.release()
     rejected = last is not None and last.report.get("reason") == CANARY_FAILED
     # A release a canary rejected did not go out: announced as aborted, never as the deploy's release. A run that
@@ -126,26 +158,24 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         detail = f"slot {slot} released; the run of {synced} died while switching hosts: see `sartoris status`"
     elif outcome == "unknown":  # it ended, but the history could not take its record
         detail = f"slot {slot} released; deployed {synced} (its run is not in the history: see `sartoris status`)"
+    elif synced and not reached_hosts(runs, synced):  # a partial run whose every host failed
+        detail = f"slot {slot} released; this deploy switched no host to {synced}: see `sartoris status`"
     else:
         detail = f"slot {slot} released" + (f"; deployed {synced}" if synced else "")
     return LifecycleReport("finish", slot, None, detail)
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
-    """Before any sync: restore the checkout and submodules to where start found them, release the lock."""
+    """While no host runs a release other than the one live at start (see closing.abort_refusal): restore the
+    checkout and submodules to where start found them, release the lock."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
-        if held.get("synced"):
-            raise RefusedError(
-                f"slot {slot}: {shown(held['synced'])} was already synced in this deploy; roll back with"
-                " `sartoris rollback`, then `sartoris finish`"
-            )
-        if held.get("switching"):  # noted before its first switch, cleared when it ended: that run died
-            raise RefusedError(
-                f"slot {slot}: a run of this deploy died while switching hosts to {shown(held['switching'])}, so"
-                " some may run it: see `sartoris status`, then `sartoris rollback` or `sync --retry-failed`, and"
-                " `finish`"
-            )
+        live, runs = _deploy_runs(history, slot, held)
+        noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
+        # the switching note is made before a run's first switch and cleared when it ends: that run died
+        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"))
+        if refusal is not None:
+            raise RefusedError(refusal)
         head = held.get("head")
         if not isinstance(head, str):
             raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")

@@ -64,6 +64,7 @@ _SCHEMA_VERSION = 2
 _FROM_VERSION_0 = "INSERT OR IGNORE INTO pool_state (scope, host, depooled, changed) SELECT '', * FROM pool"
 UNFINISHED = "unfinished"  # a run's row from its first switch until it is written down: still running, or died
 _SWITCHED = ("ok", "partial", UNFINISHED)  # outcomes after which hosts may run the release
+_NEWEST = 2**63 - 1  # the largest row id sqlite gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +278,10 @@ class History:
                 (slot, action, tag, commit, outcome, message, current_user(), started, seconds, json.dumps(report)),
             )
 
-    def deployed(self, slot: int) -> list[DeployedRelease]:
+    def deployed(self, slot: int, up_to: int | None = None) -> list[DeployedRelease]:
         """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries): a partial run that
-        stopped before any host got the release (its hosts failed, some depooled) is not one."""
+        stopped before any host got the release (its hosts failed, some depooled) is not one. With `up_to`, only
+        those written down by row `up_to` (see newest_id)."""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
@@ -288,15 +290,29 @@ class History:
                 # are read
                 f" AND (outcome IN ('ok', '{UNFINISHED}')"
                 " OR EXISTS (SELECT 1 FROM json_each(report, '$.hosts') WHERE json_extract(value, '$.ok')))"
-                " ORDER BY id DESC",
-                (slot,),
+                " AND id <= ? ORDER BY id DESC",
+                (slot, up_to if up_to is not None else _NEWEST),
             ).fetchall()
         return [DeployedRelease(row[0], row[1], row[2], row[3] in (CANARY_FAILED, CANARY_PHASE)) for row in rows]
 
-    def last_deployed(self, slot: int) -> DeployedRelease | None:
-        """The slot's current release: the newest that switched hosts (ok or partial) and that no canary
-        rejected; None before the first."""
-        return next((release for release in self.deployed(slot) if not release.rejected), None)
+    def last_deployed(self, slot: int, up_to: int | None = None) -> DeployedRelease | None:
+        """The slot's current release (with `up_to`, as it was once row `up_to` was written): the newest that
+        switched hosts (ok or partial) and that no canary rejected; None before the first."""
+        return next((release for release in self.deployed(slot, up_to) if not release.rejected), None)
+
+    def newest_id(self, before: float | None = None) -> int:
+        """The id of the newest row (0 in an empty history), which a started deploy notes: its runs are the rows
+        after it (see runs_after). With `before`, of the newest row begun before that time."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT max(id) FROM deploys WHERE started < ?", (before if before is not None else float("inf"),)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def runs_after(self, slot: int, mark: int) -> list[Entry]:
+        """The slot's syncs and rollbacks (unfinished ones too) written after row `mark`, oldest first: the runs
+        of a deploy started when `mark` was the newest row."""
+        return self._runs("slot = ? AND id > ? ORDER BY id", (slot, mark))
 
     def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
@@ -315,12 +331,13 @@ class History:
     def entries_for_tag(self, tag: str, limit: int = 20) -> list[Entry]:
         """The syncs and rollbacks of `tag`, newest first: a tag's first sync, its `--retry-failed` runs and the
         rollbacks to it each went to their own hosts."""
+        return self._runs("tag = ? ORDER BY id DESC LIMIT ?", (tag, limit))
+
+    def _runs(self, where: str, args: tuple[Any, ...]) -> list[Entry]:
+        """The syncs and rollbacks that match `where` (a condition, then its order and limit)."""
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT * FROM deploys WHERE tag = ? AND action IN ('sync', 'rollback') ORDER BY id DESC LIMIT ?",
-                (tag, limit),
-            ).fetchall()
-        return [_entry(row) for row in rows]
+            rows = db.execute(f"SELECT * FROM deploys WHERE action IN ('sync', 'rollback') AND {where}", args)
+            return [_entry(row) for row in rows.fetchall()]
 
     def set_depooled(self, hosts: Iterable[str], depooled: bool, scope: str, *, by_hand: bool = False) -> None:
         """Remember `hosts` as out of (or back in) the pool named `scope` ('' when the depool commands are the same

@@ -150,12 +150,48 @@ def test_abort_refuses_to_throw_away_uncommitted_edits(deployment: Deployment, e
 
 
 def test_abort_after_a_sync_is_refused(deployment: Deployment) -> None:
-    """Once a started deploy has synced, abort refuses (exit 4) and points to rollback; the lock stays."""
+    """Once a started deploy has synced the slot's first release, abort refuses (exit 4), saying there is no
+    earlier release to roll back to (`sartoris rollback` would refuse too); the lock stays."""
     assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0
     assert deployment.sartoris("sync", "--slot", str(deployment.slot)).code == 0
     run = deployment.sartoris("abort", "--slot", str(deployment.slot))
-    assert run.code == 4 and "rollback" in run.stderr
+    assert run.code == 4 and "none to roll back to" in run.stderr and "sartoris finish" in run.stderr, run.stderr
     assert lock_file(deployment).exists()
+
+
+def test_abort_goes_on_while_the_deploy_moved_no_host_else_names_the_release_live_at_start(
+    deployment: Deployment,
+) -> None:
+    """Inside a started deploy, a sync that ended partial with its one host failed (no host switched) made abort
+    refuse, advising a bare rollback that would have taken the fleet one release back: abort now restores the
+    checkout. After a sync that switched hosts it refuses and names `rollback --to` the release live at start;
+    once that rollback ran, abort goes on."""
+    slot = str(deployment.slot)
+    hosts = deployment.fleet.hosts[:3]
+    three, one = deployment.group("three", hosts), deployment.group("one", hosts[:1])
+    live = deployment.sartoris("sync", "--slot", slot, "--hosts", three, "--json").json()
+    head = deployment.head()
+    assert deployment.sartoris("start", "--slot", slot, "--no-remote").code == 0
+    refusing = refuse_checkouts(live_tree(deployment, hosts[0]))
+    commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
+    partial = deployment.sartoris("sync", "--slot", slot, "--hosts", one, "--max-failures", "1", "--json")
+    assert partial.code == 5 and partial.json()["counts"]["ok"] == 0, partial.stderr
+    aborted = deployment.sartoris("abort", "--slot", slot)
+    assert aborted.code == 0, aborted.stderr
+    assert deployment.head() == head and not lock_file(deployment).exists()
+    refusing.unlink()
+    assert deployment.sartoris("start", "--slot", slot, "--no-remote").code == 0
+    commit_change(deployment.checkout, "index.php", "<?php echo 'three';\n")
+    assert deployment.sartoris("sync", "--slot", slot, "--hosts", three).code == 0
+    refused = deployment.sartoris("abort", "--slot", slot)
+    assert refused.code == 4 and f"`sartoris rollback --to {live['tag']}`" in refused.stderr, refused.stderr
+    assert lock_file(deployment).exists()
+    back = deployment.sartoris("rollback", "--slot", slot, "--hosts", three, "--to", live["tag"])
+    assert back.code == 0, back.stderr
+    assert all(deployment.host_head(h) == live["commit"] for h in hosts)
+    aborted = deployment.sartoris("abort", "--slot", slot)
+    assert aborted.code == 0, aborted.stderr
+    assert deployment.head() == head and not lock_file(deployment).exists()
 
 
 def test_stale_lock_is_reported_and_broken_with_force(deployment: Deployment) -> None:

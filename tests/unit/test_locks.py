@@ -392,3 +392,57 @@ def test_status_says_a_lock_whose_run_is_gone_is_stale(config: Config) -> None:
     seen = _lock_as_seen(lock)
     assert seen is not None and StatusReport(0, None, None, (), lock=seen).as_json()["lock"]["stale"] is True
     assert "that run is gone: the lock is stale" in status_summary(StatusReport(0, None, None, (), lock=seen))
+def test_abort_goes_on_after_runs_that_left_every_host_on_the_release_live_at_start(config: Config) -> None:
+    """A retry inside the deploy that only finished the release live at `start` marked the deploy "synced", and
+    abort refused, advising a rollback that would have taken the fleet one release back; abort now restores the
+    checkout. Once a run put hosts on a new release, abort refuses and names the rollback to the live one."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 2)
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+    done = (HostResult("mw1", True, Phase.DONE), HostResult("mw8", False, Phase.CHECKOUT, "refused", depooled=True))
+    history.record("sync", SyncReport(0, "live", commits[0], Outcome.PARTIAL, done), "", 0.0)
+    start(config, 0, "train", no_remote=True, force=False)
+    assert (lock.holder() or {}).get("live_tag") == "live"
+    retried = SyncReport(0, "live", commits[0], Outcome.OK, (HostResult("mw8", True, Phase.DONE),))
+    history.record("sync", retried, "train", 1.0)
+    lock.update(synced="live", last_run="live")  # as the retry noted it
+    _git(config.checkout_path(0), "commit", "-q", "--allow-empty", "-m", "a hack")
+    abort(config, 0, force=False)
+    assert _git(config.checkout_path(0), "rev-parse", "HEAD") == commits[1] and lock.holder() is None
+    start(config, 0, "train 2", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "new", commits[1], Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 2)
+    lock.update(synced="new", last_run="new")
+    with pytest.raises(RefusedError, match="`sartoris rollback --to live`"):
+        abort(config, 0, force=False)
+
+
+def test_finish_does_not_say_deployed_of_a_release_no_host_got(config: Config) -> None:
+    """The deploy's sync ended partial with its one host failed: finish said "deployed <tag>" of a release no host
+    runs. It now says this deploy switched no host to it."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 1)
+    start(config, 0, "train", no_remote=True, force=False)
+    failed = HostResult("mw8", False, Phase.CHECKOUT, "refused", depooled=True)
+    History(config.state_dir).record("sync", SyncReport(0, "t1", commits[0], Outcome.PARTIAL, (failed,)), "", 1.0)
+    SlotLock(config.state_dir, 0).update(synced="t1", last_run="t1")
+    report = finish(config, 0, force=False)
+    assert "switched no host to t1" in report.detail and "deployed" not in report.detail
+
+
+def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_begun_after_its_lock(config: Config) -> None:
+    """A start lock that notes neither the slot's release nor where the history stood (taken before Sartoris noted
+    them): the runs begun before the lock's time make the live release, those after are the deploy's."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 1)
+    history, done = History(config.state_dir), (HostResult("mw1", True, Phase.DONE),)
+    history.record("sync", SyncReport(0, "live", "1" * 40, Outcome.OK, done), "", time.time() - 60)
+    SlotLock(config.state_dir, 0).acquire("start", "train", head=commits[0], branch="main")
+    history.record("sync", SyncReport(0, "new", "2" * 40, Outcome.OK, done), "", time.time() + 1)
+    with pytest.raises(RefusedError, match="this deploy put hosts on new; `sartoris rollback --to live`"):
+        abort(config, 0, force=False)

@@ -1,0 +1,80 @@
+"""Tests for the pure decisions on ending a started deploy: what abort may do after the deploy's runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from sartoris.closing import DeployRun, abort_refusal
+
+LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
+X = ("mw-slot0-x", "b" * 40)  # a release the deploy made
+OLDER = ("mw-slot0-older", "c" * 40)  # the release before LIVE
+
+
+def run(release: tuple[str, str], outcome: str, action: str = "sync", **hosts: tuple[str, ...]) -> DeployRun:
+    """A run of `release` with the hosts it switched, those that failed and those it stopped before."""
+    return DeployRun(action, release[0], release[1], outcome, **hosts)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param([], id="no-run"),
+        pytest.param([run(X, "aborted", failed=("mw1",), not_switched=("mw2",))], id="aborted"),
+        pytest.param([run(X, "partial", failed=("mw8",))], id="partial-with-no-host-switched"),
+        pytest.param([run(LIVE, "ok", switched=("mw8",))], id="retry-that-finished-the-live-release"),
+        pytest.param(
+            [run(X, "ok", switched=("mw1", "mw2")), run(LIVE, "ok", "rollback", switched=("mw1", "mw2"))],
+            id="synced-then-rolled-back-to-the-live-release",
+        ),
+    ],
+)
+def test_abort_may_go_on_while_no_host_runs_another_release_than_the_live_one(runs: list[DeployRun]) -> None:
+    """A started deploy whose runs left every host on the release live at start (a retry of it, a run that
+    switched no host, a rollback to it) was refused as "already synced"; abort now goes on."""
+    assert abort_refusal(0, LIVE, runs, [r.tag for r in runs[-1:]]) is None
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param([run(X, "ok", switched=("mw1", "mw2"))], id="synced"),
+        pytest.param([run(X, "partial", switched=("mw1",), failed=("mw2",))], id="partial"),
+        pytest.param([run(OLDER, "ok", "rollback", switched=("mw1", "mw2"))], id="rolled-back-inside-the-deploy"),
+        pytest.param(
+            [run(X, "ok", switched=("mw1", "mw2")), run(LIVE, "ok", "rollback", switched=("mw1",))],
+            id="rolled-back-on-some-hosts-only",
+        ),
+        pytest.param(
+            [DeployRun("sync", X[0], X[1], "partial", rejected=True, switched=("mw1",), failed=("mw2",))],
+            id="canary-rejected-after-one-switched",
+        ),
+    ],
+)
+def test_abort_refused_after_hosts_moved_names_the_release_live_at_start(runs: list[DeployRun]) -> None:
+    """Hosts left on another release than the live one: abort refuses, and its advice is a rollback to the release
+    live at start (a bare `sartoris rollback` went one release further back after a rollback inside the deploy)."""
+    refusal = abort_refusal(0, LIVE, runs, [runs[-1].tag])
+    assert refusal is not None and f"`sartoris rollback --to {LIVE[0]}`" in refusal
+
+
+def test_abort_refused_when_a_run_died_while_switching() -> None:
+    """A run that died while switching (unfinished in the history, or only the lock's note) may have put any host
+    on its release: refused, naming it, with the rollback to the live release."""
+    for runs, switching in (([run(X, "unfinished")], None), ([], X[0])):
+        refusal = abort_refusal(0, LIVE, runs, [], switching)
+        assert refusal is not None and f"died while switching hosts to {X[0]}" in refusal
+        assert f"--to {LIVE[0]}" in refusal
+
+
+def test_abort_refused_after_the_slots_first_release_offers_no_rollback() -> None:
+    """With no release live before the deploy there is nothing to roll back to: the advice is finish."""
+    refusal = abort_refusal(0, None, [run(X, "ok", switched=("mw1",))], [X[0]])
+    assert refusal is not None and "none to roll back to" in refusal and "--to" not in refusal
+
+
+def test_abort_refused_when_the_history_lacks_a_run_the_lock_noted() -> None:
+    """The lock says the deploy ran X, the history has no such run (it could not take it): where hosts are is
+    unknown, so abort refuses."""
+    refusal = abort_refusal(0, LIVE, [], [X[0]])
+    assert refusal is not None and "not in the history" in refusal

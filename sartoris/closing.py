@@ -92,9 +92,78 @@ def abort_refusal(
     )
 
 
-def reached_hosts(runs: Sequence[DeployRun], tag: str) -> bool:
-    """Whether a run of `runs` put a host on `tag` (or may have: it died while switching)."""
-    return any(run.switched or run.unfinished for run in runs if run.tag == tag)
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What `finish` tells its hook of the deploy's release, and says on its line."""
+
+    tag: str | None  # None: the deploy ran nothing
+    outcome: str | None  # ok, partial, aborted, or unknown (a run died while switching, or is not in the history)
+    failed: tuple[str, ...] = ()  # hosts that failed in a run of the release and that no later run put on it
+    not_switched: tuple[str, ...] = ()  # hosts a run of it stopped before their turn, or a later run moved off it
+    running: tuple[str, ...] = ()  # hosts the deploy's runs left on it
+    rejected: bool = False  # its last run was rejected by a canary: announced as aborted, never as deployed
+    died: bool = False  # its last run died while switching
+    recorded: bool = True  # the history has its runs
+    action: str = "sync"  # of its last run
+
+    def detail(self, slot: int) -> str:
+        """finish's line."""
+        released = f"slot {slot} released"
+        if self.tag is None:
+            return released
+        tag = shown(self.tag)  # only said from here on: a tag from the lock, which a hand may have written
+        if self.died:
+            return f"{released}; the run of {tag} died while switching hosts: see `sartoris status`"
+        if not self.recorded:
+            return f"{released}; deployed {tag} (its run is not in the history: see `sartoris status`)"
+        if self.rejected:
+            still = f"; still on {len(self.running)} canary host(s): `sartoris rollback` puts them back"
+            return f"{released}; {tag} was rejected by a canary and not deployed" + (still if self.running else "")
+        if self.outcome == "aborted":
+            return f"{released}; the deploy's last sync ({tag}) aborted: no host was switched to it"
+        if not self.running:  # a partial run whose every host failed
+            return f"{released}; this deploy switched no host to {tag}: see `sartoris status`"
+        done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
+        if self.outcome == "partial":
+            return done + (
+                f" (partial: {len(self.failed)} host(s) failed, {len(self.not_switched)} not switched: see"
+                " `sartoris status`)"
+            )
+        return done
+
+
+def announcement(runs: Sequence[DeployRun], tag: str | None, switching: str | None = None) -> Announcement:
+    """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
+    its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
+    in one of them stays failed until a later one puts it on the release (a `--retry-failed --hosts` of one fixed
+    host leaves the others failed), and a host a later run moved to another release is no longer on it.
+    `switching`: the lock's note of a run that died while switching, which is announced as unknown."""
+    if switching is not None:
+        return Announcement(switching, "unknown", died=True)
+    if tag is None:
+        return Announcement(None, None)
+    own = [run for run in runs if run.tag == tag]
+    if not own:
+        return Announcement(tag, "unknown", recorded=False)
+    last = own[-1]
+    if last.unfinished:
+        return Announcement(tag, "unknown", died=True)
+    where: dict[str, str] = {}  # host -> on, failed, or not_switched (stopped before its turn, or moved off)
+    for run in runs:
+        if run.tag != tag:
+            where.update({host: "not_switched" for host in run.switched if host in where})
+            continue
+        where.update({host: "failed" for host in run.failed})
+        where.update({host: "not_switched" for host in run.not_switched if where.get(host) not in ("on", "failed")})
+        where.update({host: "on" for host in run.switched})
+    hosts = {state: tuple(h for h, s in where.items() if s == state) for state in ("on", "failed", "not_switched")}
+    if last.rejected or all(run.outcome == "aborted" for run in own):
+        outcome = "aborted"  # a release a canary rejected did not go out: never announced as the deploy's
+    else:
+        outcome = "partial" if hosts["failed"] or hosts["not_switched"] else "ok"
+    return Announcement(
+        tag, outcome, hosts["failed"], hosts["not_switched"], hosts["on"], last.rejected, action=last.action
+    )
 
 
 def _last_switch(runs: Sequence[DeployRun]) -> dict[str, int]:

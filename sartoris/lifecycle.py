@@ -13,14 +13,13 @@ from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, abort_refusal, reached_hosts
+from sartoris.closing import DeployRun, abort_refusal, announcement
 from sartoris.config import Config
 from sartoris.errors import LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
-from sartoris.results import CANARY_FAILED
-from sartoris.state import UNFINISHED, History, SlotLock, shown, written_after_the_change
+from sartoris.state import History, SlotLock, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -127,42 +126,17 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
-        # release the hosts run; else the tag of the deploy's last run, which aborted
-        died = held.get("switching")
-        synced = died or held.get("synced") or held.get("last_run")
-        last = history.entry_for_tag(synced) if synced else None
         _, runs = _deploy_runs(history, slot, held)
         lock.release()
-    rejected = last is not None and last.report.get("reason") == CANARY_FAILED
-    # A release a canary rejected did not go out: announced as aborted, never as the deploy's release. A run that
-    # died while switching was never written down (its history note says unfinished): how it ended is unknown.
-    outcome = "aborted" if rejected else last.outcome if last else "unknown" if synced else None
-    outcome = "unknown" if outcome == UNFINISHED or died else outcome
-    hosts = last.report.get("hosts", []) if last else []
-    failed = tuple(h["host"] for h in hosts if _failed(h))
-    stopped = tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped"))
+    # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
+    # release the hosts run; else the tag of the deploy's last run, which aborted
+    said = announcement(runs, held.get("synced") or held.get("last_run"), held.get("switching"))
+    message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
-        record = {"synced": held.get("synced"), "outcome": outcome} | ({"rejected": True} if rejected else {})
-        history.record_event("finish", slot, held.get("message", ""), record, tag=synced or "")
-    post_hook(config, HookPhase.FINISH, "finish", slot, synced, outcome, failed, held.get("message", ""), stopped)
-    synced = shown(synced) if synced else synced  # from here on only said: a tag from the lock, which a hand may write
-    if rejected and last is not None:
-        running = [h["host"] for h in hosts if h.get("ok")]
-        detail = f"slot {slot} released; {synced} was rejected by a canary and not deployed" + (
-            f"; still on {len(running)} canary host(s): `sartoris rollback` puts them back" if running else ""
-        )
-    elif outcome == "aborted":
-        detail = f"slot {slot} released; the deploy's last sync ({synced}) aborted: no host was switched to it"
-    elif died:
-        detail = f"slot {slot} released; the run of {synced} died while switching hosts: see `sartoris status`"
-    elif outcome == "unknown":  # it ended, but the history could not take its record
-        detail = f"slot {slot} released; deployed {synced} (its run is not in the history: see `sartoris status`)"
-    elif synced and not reached_hosts(runs, synced):  # a partial run whose every host failed
-        detail = f"slot {slot} released; this deploy switched no host to {synced}: see `sartoris status`"
-    else:
-        detail = f"slot {slot} released" + (f"; deployed {synced}" if synced else "")
-    return LifecycleReport("finish", slot, None, detail)
+        record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})
+        history.record_event("finish", slot, message, record, tag=said.tag or "")
+    post_hook(config, HookPhase.FINISH, "finish", slot, said.tag, said.outcome, said.failed, message, said.not_switched)
+    return LifecycleReport("finish", slot, None, said.detail(slot))
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
@@ -194,8 +168,3 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")
 
-
-def _failed(host: dict[str, Any]) -> bool:
-    """A host of a recorded run that failed itself (not one the run stopped before its turn; older records have
-    no `stopped`, and then every host not on the release counts)."""
-    return not host.get("ok") and not host.get("stopped")

@@ -1,10 +1,11 @@
-"""Tests for the pure decisions on ending a started deploy: what abort may do after the deploy's runs."""
+"""Tests for the pure decisions on ending a started deploy: what abort may do after the deploy's runs, and what
+finish announces of its release."""
 
 from __future__ import annotations
 
 import pytest
 
-from sartoris.closing import DeployRun, abort_refusal
+from sartoris.closing import DeployRun, abort_refusal, announcement
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
 X = ("mw-slot0-x", "b" * 40)  # a release the deploy made
@@ -78,3 +79,49 @@ def test_abort_refused_when_the_history_lacks_a_run_the_lock_noted() -> None:
     unknown, so abort refuses."""
     refusal = abort_refusal(0, LIVE, [], [X[0]])
     assert refusal is not None and "not in the history" in refusal
+
+
+@pytest.mark.parametrize(
+    ("runs", "outcome", "failed", "not_switched"),
+    [
+        pytest.param(
+            [run(X, "partial", switched=("mw1",), failed=("mw2", "mw3")), run(X, "ok", switched=("mw2",))],
+            "partial", ("mw3",), (), id="a-retry-of-one-fixed-host-leaves-the-other-failed",
+        ),
+        pytest.param(
+            [run(X, "partial", switched=("mw1",), failed=("mw2", "mw3")), run(X, "ok", switched=("mw2", "mw3"))],
+            "ok", (), (), id="a-retry-that-fixed-every-host",
+        ),
+        pytest.param(
+            [
+                run(X, "partial", switched=("mw1",), failed=("mw2",), not_switched=("mw3",)),
+                run(X, "ok", switched=("mw2",)),
+            ],
+            "partial", (), ("mw3",), id="a-host-the-run-stopped-before-stays-not-switched",
+        ),
+        pytest.param(
+            [run(X, "ok", switched=("mw1", "mw2")), run(OLDER, "ok", switched=("mw1", "mw2")),
+             run(X, "ok", "rollback", switched=("mw1",))],
+            "partial", (), ("mw2",), id="a-host-a-later-run-moved-off-the-release",
+        ),
+        pytest.param(
+            [run(X, "aborted", failed=("mw2",), not_switched=("mw1",))], "aborted", ("mw2",), ("mw1",), id="aborted"
+        ),
+    ],
+)
+def test_finish_announces_the_release_over_all_the_deploys_runs_of_it(
+    runs: list[DeployRun], outcome: str, failed: tuple[str, ...], not_switched: tuple[str, ...]
+) -> None:
+    """finish took the outcome and failed hosts from the newest run of the release only, so a `--retry-failed
+    --hosts` of one fixed host announced `ok` while another never got the release: a host failed in any of the
+    deploy's runs stays failed until a later run puts it on the release."""
+    said = announcement(runs, X[0])
+    assert (said.tag, said.outcome, said.failed, said.not_switched) == (X[0], outcome, failed, not_switched)
+
+
+def test_finish_announces_a_release_a_canary_rejected_as_aborted_and_not_deployed() -> None:
+    """A canary switched, another failed: the release is announced aborted, with the canary still on it."""
+    rejected = DeployRun("sync", X[0], X[1], "partial", True, ("mw1",), ("mw2",), ("mw3",))
+    said = announcement([rejected], X[0])
+    assert (said.outcome, said.running, said.failed, said.not_switched) == ("aborted", ("mw1",), ("mw2",), ("mw3",))
+    assert "rejected by a canary and not deployed; still on 1 canary host(s)" in said.detail(0)

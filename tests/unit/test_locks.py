@@ -446,3 +446,26 @@ def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_begun_aft
     history.record("sync", SyncReport(0, "new", "2" * 40, Outcome.OK, done), "", time.time() + 1)
     with pytest.raises(RefusedError, match="this deploy put hosts on new; `sartoris rollback --to live`"):
         abort(config, 0, force=False)
+
+
+def test_finish_announces_a_host_a_retry_of_other_hosts_left_failed(config: Config, tmp_path: Path) -> None:
+    """A partial sync (mw2 and mw3 failed), then `sync --retry-failed --hosts mw2` (ok): finish announced `ok` with
+    no failed host from the retry alone, while mw3 never got the release. It now announces `partial` with mw3."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 1)
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_OUTCOME $SARTORIS_FAILED_HOSTS" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    start(config, 0, "train", no_remote=True, force=False)
+    history = History(config.state_dir)
+    failed = [HostResult(h, False, Phase.CHECKOUT, "refused", depooled=True) for h in ("mw2", "mw3")]
+    first = SyncReport(0, "t1", commits[0], Outcome.PARTIAL, (HostResult("mw1", True, Phase.DONE), *failed))
+    history.record("sync", first, "train", 1.0)
+    history.record("sync", SyncReport(0, "t1", commits[0], Outcome.OK, (HostResult("mw2", True, Phase.DONE),)), "", 2)
+    SlotLock(config.state_dir, 0).update(synced="t1", last_run="t1")
+    report = finish(config, 0, force=False)
+    assert (tmp_path / "announced").read_text().split() == ["partial", "mw3"]
+    assert "partial: 1 host(s) failed" in report.detail

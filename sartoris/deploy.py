@@ -147,24 +147,18 @@ def sync(
             pre_hook(config, HookPhase.PRE_SYNC, "sync", request.slot, tag, request.message)
             publish = partial(_tag_and_publish, config, request.slot, checkout, tag, request.message)
             targets = request.targets
-        try:
-            report = _roll_out_and_record(
-                config, request, publish, targets, history, "sync", started,
-                canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
-                before_switching=partial(_note_switching, started_lock),
-            )
-        except InterruptedRun as stopped:  # hosts that switched before the Ctrl-C are on the tag all the same
-            if isinstance(stopped.report, SyncReport):
-                _note_synced(started_lock, stopped.report)
-            raise
-        _note_synced(started_lock, report)
-        return report
+        return _roll_out_and_record(
+            config, request, publish, targets, history, "sync", started,
+            canary_hosts=() if retry_failed else canary_hosts, connector=connector, progress=progress,
+            before_switching=partial(_note_switching, started_lock), recorded=partial(_note_synced, started_lock),
+        )
 
 
 def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
-    """Inside a started deploy, note the tag a sync or rollback put hosts on (so abort refuses, finish announces
-    the release the hosts run, not one rolled back from), and the tag of its last run whatever its outcome (so
-    finish announces a deploy whose only sync aborted as aborted); the run is no longer switching."""
+    """Inside a started deploy, once a sync or rollback is written down (before its post hook, which a kill -9 may
+    cut short: finish then announces the run's record, not a run that died switching), note the tag it put hosts
+    on (finish announces the release the hosts run, not one rolled back from), and the tag of its last run whatever
+    its outcome (so finish announces a deploy whose only sync aborted as aborted); the run is no longer switching."""
     noted = {"switching": None, "last_run": report.tag}
     if report.outcome is not Outcome.ABORTED:
         noted["synced"] = report.tag
@@ -202,18 +196,11 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
         pre_hook(config, HookPhase.PRE_ROLLBACK, "rollback", request.slot, tag, request.message)
         url, connect_timeout = config.publish_url(request.slot), config.fanout.connect_timeout
         republish = partial(_republish, checkout, release, url, connect_timeout)
-        try:
-            report = _roll_out_and_record(
-                config, request, republish, request.targets, history, "rollback",
-                started, canary_hosts=(), connector=connector, progress=progress,
-                before_switching=partial(_note_switching, started_lock),
-            )
-        except InterruptedRun as stopped:  # inside a started deploy, finish announces what the hosts now run
-            if isinstance(stopped.report, SyncReport):
-                _note_synced(started_lock, stopped.report)
-            raise
-        _note_synced(started_lock, report)
-        return report
+        return _roll_out_and_record(
+            config, request, republish, request.targets, history, "rollback",
+            started, canary_hosts=(), connector=connector, progress=progress,
+            before_switching=partial(_note_switching, started_lock), recorded=partial(_note_synced, started_lock),
+        )
 
 
 def _preflight(config: Config, request: SyncRequest) -> tuple[Connector, tuple[Host, ...]]:
@@ -337,7 +324,9 @@ def _roll_out_and_record(
     connector: Connector,
     progress: Progress | None,
     before_switching: Callable[[str], None],
+    recorded: Callable[[SyncReport], None],
 ) -> SyncReport:
+    """Publish, roll out and write the run down, tell `recorded` (before the post hook), then run the post hook."""
     begun: list[int] = []  # the history's note of this run, once hosts may switch
 
     def switching(release: Release) -> None:
@@ -372,6 +361,7 @@ def _roll_out_and_record(
         forgotten = _depools_not_remembered(config, history, targets, report.hosts)
         if forgotten:
             report = replace(report, depools_not_recorded=forgotten)
+        recorded(report)
         return report, result.interrupted
 
     progress = progress or Progress()

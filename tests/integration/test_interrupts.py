@@ -530,3 +530,31 @@ def test_ctrl_c_during_the_post_sync_hook_still_prints_the_recorded_report(
     last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
     assert last["action"] == "sync" and last["tag"] == report["tag"] and last["outcome"] == "ok"
     assert not _lock(deployment).exists()
+
+
+def test_a_run_killed_during_its_post_sync_hook_is_announced_by_finish_as_recorded(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGKILL to a sync inside a started deploy while its post-sync hook runs: the run was already written down
+    (ok), but the lock's "switching" note was cleared only after the hook, so finish announced `unknown` ("died
+    while switching"). The note is now cleared as the run is written down: finish announces the recorded run."""
+    hosts = deployment.fleet.hosts[30:32]
+    deployment.group("two", hosts)
+    assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote").code == 0
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    started, hook_pid, announced = tmp_path / "post-sync-started", tmp_path / "hook.pid", tmp_path / "announced"
+    write_script(deployment.root / "hooks" / "post-sync", f"echo $$ > {hook_pid}\ntouch {started}\nexec sleep 30\n")
+    write_script(deployment.root / "hooks" / "finish", f'echo "$SARTORIS_TAG $SARTORIS_OUTCOME" > {announced}\n')
+    process = start_sartoris(deployment, "sync", "--slot", str(deployment.slot), "--hosts", "two")
+    try:
+        act_mid_run(process, started.exists, "the post-sync hook", lambda: process.send_signal(signal.SIGKILL))
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(hook_pid.read_text()), signal.SIGKILL)  # the hook runs in a session of its own
+    assert process.returncode == -signal.SIGKILL
+    last = deployment.sartoris("log", "--slot", str(deployment.slot), "--json").json()["entries"][0]
+    assert (last["action"], last["outcome"], last["commit"]) == ("sync", "ok", new)
+    finished = deployment.sartoris("finish", "--slot", str(deployment.slot))
+    assert finished.code == 0 and f"deployed {last['tag']}" in finished.stdout, finished.stdout + finished.stderr
+    assert announced.read_text().split() == [last["tag"], "ok"]
+    assert not _lock(deployment).exists()

@@ -310,7 +310,11 @@ def _bracket(ctx: typer.Context, action: str, slot: int | None, force: bool, jso
 
     config, slot_number = _slot_config(ctx, slot)
     close = lifecycle.finish if action == "finish" else lifecycle.abort
-    report = close(config, slot_number, force=force)
+    try:
+        report = close(config, slot_number, force=force)
+    except InterruptedRun as exc:  # during its hook: the finish or abort is done, and says so
+        _emit(exc.report.as_json(), exc.report.detail, json_output)  # type: ignore[attr-defined]
+        raise
     _emit(report.as_json(), report.detail, json_output)
     return EXIT_OK
 

@@ -68,12 +68,13 @@ class HostError(SartorisError):
 
 
 class InterruptedRun(SartorisError):
-    """Ctrl-C: what finished was recorded and no host is between trees; carries the partial report."""
+    """Ctrl-C: what finished was recorded and no host is between trees; carries the partial report (or, stopped
+    in its hook, the report of a finish or abort that is done), and `said`, the line that says so."""
 
     exit_code = 130
 
-    def __init__(self, report: object) -> None:
-        super().__init__("interrupted: the hosts that finished are recorded; none is left half switched")
+    def __init__(self, report: object, said: str = "") -> None:
+        super().__init__(said or "interrupted: the hosts that finished are recorded; none is left half switched")
         self.report = report
 
 

@@ -50,12 +50,17 @@ def post_hook(
     not_switched: tuple[str, ...] = (),
 ) -> None:
     """Run a post-* or finish/abort hook with the outcome, the hosts that failed and those the run stopped before
-    their turn; a failure is reported, the outcome stands."""
+    their turn; a failure is reported, the outcome stands. An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops the hook,
+    says so, and goes on up: the caller reports what it did all the same."""
     context = _context(
         config, phase, action, slot, tag, outcome=outcome, failed_hosts=failed, not_switched_hosts=not_switched,
         message=message,
     )
-    result = _run(config, context)
+    try:
+        result = _run(config, context)
+    except KeyboardInterrupt:  # run_hook has ended the hook's process group
+        log.error("hook_failed", hook=phase.value, error=f"{phase} hook stopped: interrupted")
+        raise
     if not result.ok:
         log.error("hook_failed", hook=phase.value, error=result.error)
         log.debug("hook_output", hook=phase.value, tail=result.output_tail)

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
 from sartoris.closing import DeployRun, abort_refusal, announcement
 from sartoris.config import Config
-from sartoris.errors import LockHeldError, RefusedError
+from sartoris.errors import InterruptedRun, LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.repo import SlotCheckout
@@ -32,9 +32,13 @@ class LifecycleReport:
     slot: int
     lock: dict[str, Any] | None
     detail: str
+    hook_stopped: bool = False  # an interrupt stopped the finish or abort hook
 
     def as_json(self) -> dict[str, Any]:
-        return {"action": self.action, "slot": self.slot, "lock": self.lock, "detail": self.detail}
+        return {
+            "action": self.action, "slot": self.slot, "lock": self.lock, "detail": self.detail,
+            "hook_stopped": self.hook_stopped,
+        }
 
 
 def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bool) -> LifecycleReport:
@@ -135,8 +139,13 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})
         history.record_event("finish", slot, message, record, tag=said.tag or "")
-    post_hook(config, HookPhase.FINISH, "finish", slot, said.tag, said.outcome, said.failed, message, said.not_switched)
-    return LifecycleReport("finish", slot, None, said.detail(slot))
+    report = LifecycleReport("finish", slot, None, said.detail(slot))
+    return _after_the_hook(
+        report,
+        lambda: post_hook(
+            config, HookPhase.FINISH, "finish", slot, said.tag, said.outcome, said.failed, message, said.not_switched
+        ),
+    )
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
@@ -165,6 +174,22 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         lock.release()
     with written_after_the_change("abort", slot=slot):
         history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
-    post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
-    return LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")
+    report = LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")
+    return _after_the_hook(
+        report, lambda: post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
+    )
+
+
+def _after_the_hook(report: LifecycleReport, hook: Callable[[], None]) -> LifecycleReport:
+    """`report`, once `hook` (finish's or abort's, run when the command is done and recorded) has run. An interrupt
+    there stops the hook; the command is done all the same, so it still reports, saying that its hook (what it
+    would have announced) was stopped: InterruptedRun, exit 130, as sync after an interrupted post hook."""
+    try:
+        hook()
+    except KeyboardInterrupt:
+        what = f"its {report.action} hook was stopped"
+        detail = f"{report.detail}; interrupted: {what} (what it announces may not have gone out)"
+        stopped = replace(report, detail=detail, hook_stopped=True)
+        raise InterruptedRun(stopped, f"interrupted: the {report.action} is done and recorded; {what}") from None
+    return report
 

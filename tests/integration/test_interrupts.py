@@ -512,7 +512,8 @@ def test_ctrl_c_during_the_post_sync_hook_still_prints_the_recorded_report(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     """Every host is switched and the run recorded when the post-sync hook starts; a Ctrl-C there stops the hook,
-    exits 130 and still prints the run's one JSON report (before, it printed only an error line)."""
+    says so (`hook_failed`: before, nothing said the purge or announcement did not happen), exits 130 and still
+    prints the run's one JSON report (before, it printed only an error line)."""
     hosts = deployment.fleet.hosts[40:43]
     deployment.group("three", hosts)
     started = tmp_path / "post-sync-started"
@@ -524,6 +525,7 @@ def test_ctrl_c_during_the_post_sync_hook_still_prints_the_recorded_report(
         process, started.exists, "the post-sync hook", lambda: os.killpg(process.pid, signal.SIGINT)
     )
     _assert_ended_promptly_by_the_interrupt(process, stderr, took)
+    assert "hook_failed" in stderr and "post-sync hook stopped: interrupted" in stderr, stderr
     report = json.loads(stdout)
     assert report["outcome"] == "ok" and report["counts"]["ok"] == 3
     assert all(deployment.host_head(host) == report["commit"] for host in hosts)

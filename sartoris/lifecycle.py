@@ -138,7 +138,8 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})
-        history.record_event("finish", slot, message, record, tag=said.tag or "")
+        # its outcome is what it announced (a deploy that ran nothing ended ok), not always ok
+        history.record_event("finish", slot, message, record, tag=said.tag or "", outcome=said.outcome or "ok")
     report = LifecycleReport("finish", slot, None, said.detail(slot))
     return _after_the_hook(
         report,

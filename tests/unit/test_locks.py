@@ -15,6 +15,7 @@ from sartoris.config import Config, parse_config
 from sartoris.deploy import _run_lock
 from sartoris.errors import LockHeldError, RefusedError
 from sartoris.lifecycle import abort, finish, start
+from sartoris.results import Outcome
 from sartoris.state import SlotLock
 
 
@@ -469,3 +470,39 @@ def test_finish_announces_a_host_a_retry_of_other_hosts_left_failed(config: Conf
     report = finish(config, 0, force=False)
     assert (tmp_path / "announced").read_text().split() == ["partial", "mw3"]
     assert "partial: 1 host(s) failed" in report.detail
+
+
+@pytest.mark.parametrize(
+    ("runs", "outcome"),
+    [
+        pytest.param([], "ok", id="nothing-synced"),
+        pytest.param([("t1", Outcome.ABORTED, False)], "aborted", id="its-sync-aborted"),
+        pytest.param([("t1", Outcome.PARTIAL, True)], "partial", id="partial"),
+        pytest.param([("t1", None, False)], "unknown", id="its-run-died-switching"),
+    ],
+)
+def test_log_shows_the_outcome_finish_announced(
+    config: Config, runs: list[tuple[str, Outcome | None, bool]], outcome: str
+) -> None:
+    """`log` showed every finish as `ok`, also of a deploy whose release aborted, was partial, or whose run died
+    switching (its hook got aborted, partial, unknown); the finish entry now has the outcome finish announced."""
+    from sartoris.render import log_table
+    from sartoris.results import HostResult, Phase, SyncReport
+    from sartoris.state import History
+
+    _history_of_commits(config.checkout_path(0), 1)
+    start(config, 0, "train", no_remote=True, force=False)
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+    for tag, ended, one_ok in runs:
+        if ended is None:  # noted before its first switch, then killed
+            history.begin("sync", 0, tag, "1" * 40, "train", 1.0)
+            lock.update(switching=tag)
+            continue
+        hosts = (HostResult("mw1", True, Phase.DONE),) if one_ok else ()
+        failed = HostResult("mw2", False, Phase.FETCH, "connection refused")
+        history.record("sync", SyncReport(0, tag, "1" * 40, ended, (*hosts, failed)), "train", 1.0)
+        lock.update(last_run=tag, **({} if ended is Outcome.ABORTED else {"synced": tag}))
+    finish(config, 0, force=False)
+    entry = history.entries(0, limit=1)[0]
+    assert (entry.action, entry.outcome, entry.as_json()["outcome"]) == ("finish", outcome, outcome)
+    assert f"finish   {outcome}" in log_table([entry])

@@ -44,11 +44,12 @@ class LifecycleReport:
 def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bool) -> LifecycleReport:
     """Take the slot's lock for a deploy, record HEAD and submodule commits, fetch upstream (unless --no-remote)."""
     checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)
-    checkout.ensure_clean(before="a start")
     history = History(config.state_dir)  # a state folder that cannot be used refuses the start before the lock
     history.ensure_sound()
     lock = SlotLock(config.state_dir, slot)
     head = checkout.head_commit()
+    # the lock before the working copy: while another deploy holds the slot, its edits are its operator's, and the
+    # refusal names that deploy (not "commit or stash" someone else's work)
     lock.acquire(
         "start",
         message,
@@ -58,8 +59,9 @@ def start(config: Config, slot: int, message: str, *, no_remote: bool, force: bo
         submodules=checkout.submodule_heads(),
         no_remote=no_remote,
     )
-    SlotLock(config.state_dir, slot, run=True).break_if_stale()  # left by a killed run of an earlier deploy
     try:
+        checkout.ensure_clean(before="a start")
+        SlotLock(config.state_dir, slot, run=True).break_if_stale()  # left by a killed run of an earlier deploy
         # read under the lock, so no other run comes between: the deploy's runs are the rows after this mark
         mark, live = history.newest_id(), history.last_deployed(slot)
         lock.update(history_mark=mark, live_tag=live.tag if live else None, live_commit=live.commit if live else None)

@@ -13,10 +13,10 @@ import pytest
 
 from sartoris.config import Config, parse_config
 from sartoris.deploy import _run_lock
-from sartoris.errors import LockHeldError, RefusedError
+from sartoris.errors import DirtyCheckoutError, LockHeldError, RefusedError
 from sartoris.lifecycle import abort, finish, start
 from sartoris.results import Outcome
-from sartoris.state import SlotLock
+from sartoris.state import SlotLock, current_user
 
 
 @pytest.fixture
@@ -506,3 +506,27 @@ def test_log_shows_the_outcome_finish_announced(
     entry = history.entries(0, limit=1)[0]
     assert (entry.action, entry.outcome, entry.as_json()["outcome"]) == ("finish", outcome, outcome)
     assert f"finish   {outcome}" in log_table([entry])
+
+
+def test_a_start_on_a_slot_another_deploy_holds_names_that_deploy_not_its_uncommitted_edits(config: Config) -> None:
+    """alice started a deploy and is editing the working copy; bob's `start` was told to "commit or stash" her
+    uncommitted changes. The lock is now looked at first: bob is told alice holds the slot (and alice, starting
+    again from a second terminal, that it is her own deploy); the lock and the edits stay as they were. On a free
+    slot the dirty working copy still refuses the start, leaving no lock."""
+    checkout = config.checkout_path(0)
+    _history_of_commits(checkout, 1)
+    lock = SlotLock(config.state_dir, 0)
+    start(config, 0, "alice: 1.20wmf2 train", no_remote=True, force=False)
+    (checkout / "wip.php").write_text("<?php // alice's work in progress\n")
+    _git(checkout, "add", "wip.php")
+    with pytest.raises(LockHeldError, match="your own deploy"):
+        start(config, 0, "again", no_remote=True, force=True)
+    lock.path.write_text(lock.path.read_text().replace(f'"user": "{current_user()}"', '"user": "alice"'))
+    held = lock.path.read_text()
+    with pytest.raises(LockHeldError, match=r"locked by alice@.*1\.20wmf2 train"):
+        start(config, 0, "bob: security fix", no_remote=True, force=True)
+    assert lock.path.read_text() == held and _git(checkout, "status", "--porcelain") == "A  wip.php"
+    lock.release()  # a free slot: the dirty working copy refuses the start, which leaves no lock behind
+    with pytest.raises(DirtyCheckoutError, match="commit or stash"):
+        start(config, 0, "bob: security fix", no_remote=True, force=False)
+    assert lock.holder() is None

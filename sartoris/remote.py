@@ -16,7 +16,9 @@ server only ever sees the old tree or the new one:
 A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live
 one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
 changed is checked out; submodules whose commit did not change are not touched at all (a submodule the release
-dropped or moved has its old work tree removed first). The switch script prints phase markers so a failure (or
+dropped or moved has its old work tree removed first). Those starts only save work: a build from one that fails
+(a tree whose `.git` someone broke) is thrown away and made again from a fresh clone of the store, and only that
+build's failure fails the host. The switch script prints phase markers so a failure (or
 a timeout, whose partial output we keep) is attributed to the step that was running, and holds the slot's lock on
 the host while it runs, so two switches of one slot never interleave.
 """
@@ -264,14 +266,16 @@ def switch_command(release: RemoteRelease) -> str:
     """Build (or reuse) the tree for the release beside the live one, then swap the slot link to it.
 
     The new tree starts from a tree the prune would delete anyway (only what changed since is checked out),
-    else from a hard-link copy of the live tree, else from an empty clone of the store. Every step that has
-    nothing to do is skipped by a shell test, not a process: a host pays for the git work and little else.
+    else from a hard-link copy of the live tree, else from an empty clone of the store. The first two are only
+    ways to write less: a build from them that fails (a live tree whose `.git` someone broke is copied broken
+    into every build) is thrown away, quietly, and the tree built again from the next, a fresh clone last; only the
+    last one's failure fails the host, with its own error. Every step that has nothing to do is skipped by a shell
+    test, not a process: a host pays for the git work and little else.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
     link_target = posixpath.relpath(tree, release.root)
     building = f"{tree}.building"
-    checkout = _checkout_command(building, release.commit)
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
         shell_words("cd", release.root) + " || exit",
@@ -279,6 +283,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"B={q(building)} S={q(release.store)} SE={q(_config_escape(release.store))}",
         *_SWITCH_FUNCTIONS,
         _leftovers_function(release),
+        _build_function(release, building),
         _mark(Phase.CHECKOUT),
         _switch_lock(release),
         "{",
@@ -290,27 +295,14 @@ def switch_command(release: RemoteRelease) -> str:
         f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
         "  fresh=",
         "  " + _retired_tree(release),
-        f'  if [ -n "$retired" ] && mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
-        f" && {checkout} 2>/dev/null; then :;",
-        f"  else [ ! -e {q(building)} ] || rm -rf {q(building)} || exit",
+        f'  if [ -n "$retired" ] && {{ mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
+        " && sartoris_build; } 2>/dev/null; then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
-        f"    if [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ];"
-        f" then {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers || exit;"
-        f" else {clone} || exit; fresh=1; fi",
-        f"    {checkout} || exit",
+        f"  elif [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ] && {_removed(building)}"
+        f" && {{ {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
+        " 2>/dev/null; then :;",
+        f"  else {_removed(building)} && {clone} && fresh=1 && sartoris_build || exit",
         "  fi",
-    ]
-    if release.submodules:
-        lines.append("  " + _mark(Phase.SUBMODULES))
-        lines += ["  " + line for line in _submodule_lines(release, building)]
-    own_layout = _layout_id(_modules_in(release, ""))
-    lines.append(f"  {shell_words('sartoris_record_layout', posixpath.join(building, '.git'), own_layout)} || exit")
-    index = posixpath.join(building, ".git", "index")
-    lines += [
-        # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the
-        # fresh index a second ahead saves the next deploy from hashing the whole tree again; the tree's own
-        # mtime orders the prune (newest kept).
-        f"  touch -c -d '1 second' {q(building)} {q(index)} || exit",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || exit",
         f"  mv {q(building)} {q(tree)} || exit",
         # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
@@ -329,6 +321,30 @@ def switch_command(release: RemoteRelease) -> str:
         "} 9>&-",
     ]
     return _script(lines)
+
+
+def _build_function(release: RemoteRelease, building: str) -> str:
+    """`sartoris_build`: bring the tree being built, started one way or another (see switch_command), to the
+    release: its checkout, its submodules, its layout mark, its dates. Returns the status of the first step that
+    failed, so a build from a copy can be thrown away and made again; each build says its phases from the start."""
+    q = shlex.quote
+    steps = [_mark(Phase.CHECKOUT), _checkout_command(building, release.commit) + " || return"]
+    if release.submodules:
+        steps.append(_mark(Phase.SUBMODULES))
+        steps += _submodule_lines(release, building)
+    own_layout = _layout_id(_modules_in(release, ""))
+    steps.append(f"{shell_words('sartoris_record_layout', posixpath.join(building, '.git'), own_layout)} || return")
+    index = posixpath.join(building, ".git", "index")
+    # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the fresh
+    # index a second ahead saves the next deploy from hashing the whole tree again; the tree's own mtime orders the
+    # prune (newest kept).
+    steps.append(f"touch -c -d '1 second' {q(building)} {q(index)}")
+    return "sartoris_build() {\n" + "\n".join("  " + step for step in steps) + "\n}"
+
+
+def _removed(path: str) -> str:
+    """Shell that succeeds when nothing is at `path` (any there is removed first): a test, no process, when none is."""
+    return f"{{ [ ! -e {shlex.quote(path)} ] || rm -rf {shlex.quote(path)}; }}"
 
 
 _CHANGED = "it was changed on the host; deploy another release, or remove that tree"
@@ -386,14 +402,14 @@ def _leftover_builds(release: RemoteRelease) -> str:
     return f'for b in {shlex.quote(release.trees)}/*.building; do [ ! -e "$b" ] || rm -rf "$b" || exit; done'
 
 
-def _checkout_command(repo: str, commit: str, git_dir: str | None = None) -> str:
-    """`git checkout` of `commit` in the work tree `repo` (a slot tree or a submodule in it), detached, quiet.
-    A submodule's checkout names its git dir: with `-C` alone, a work tree missing its `.git` file would send
-    git up to the slot's own repository, and check that out to the submodule's commit.
+def _checkout_command(tree: str, commit: str) -> str:
+    """`git checkout` of `commit` in the slot tree `tree`, detached, quiet. It names the tree's git dir, as a
+    submodule's checkout does: with `-C` alone, a copy whose `.git` git no longer takes for a repository (its HEAD
+    gone) would send git up the folders above, to check out in whatever repository holds the deploy root.
     The hard-link copy changed every file's ctime (link(2) does); mtime, size and inode still match the index,
     so trusting ctime would make git re-read every file of the tree."""
-    where = ["--git-dir", git_dir, "--work-tree", repo] if git_dir else ["-C", repo]
-    return shell_words("git", *where, *_CHECKOUT_OPTIONS, commit)
+    git_dir = posixpath.join(tree, ".git")
+    return shell_words("git", "--git-dir", git_dir, "--work-tree", tree, *_CHECKOUT_OPTIONS, commit)
 
 
 # A host's own git config must not change the files deployed (CRLF from a global core.autocrlf) nor start programs
@@ -465,6 +481,7 @@ def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
                 _config_escape(module.name),
                 *(path for _, path in children),
             )
+            + " || return"
         )
     return lines
 
@@ -503,7 +520,8 @@ _MODULE_CHECKOUT = f'git --git-dir "$md" --work-tree "$mw" {shell_words(*_CHECKO
 
 # Shell functions every switch script defines once: the work per submodule, written once, called with each
 # submodule's values (paths relative to the tree being built, `$B`; the store `$S`, and `$SE` for git config).
-# Their variables are their own (md, mw, dd, ...); `exit` in them ends the script, as it would inline.
+# Their variables are their own (md, mw, dd, ...); a failure returns its status (the build, `sartoris_build`,
+# returns it in turn, and the switch may build again from a fresh clone).
 _SWITCH_FUNCTIONS = (
     # git dir, work tree (from $B), layout id, then the paths its submodules keep. Before the checkout of a work
     # tree that held another commit (a copied or recycled slot tree, a submodule moving on), remove the work tree
@@ -542,23 +560,23 @@ _SWITCH_FUNCTIONS = (
     "sartoris_module() {"
     ' mp=$2 mg=$4 mw=$B/$2 md=$B/$4 mc=$3 mi=$7;'
     ' h=; [ -f "$md/HEAD" ] && read -r h < "$md/HEAD"; g=; [ -f "$mw/.git" ] && read -r g < "$mw/.git";'
-    ' if [ "$g" != "$5" ]; then [ ! -e "$mw/.git" ] || rm -rf "$mw" || exit;'
+    ' if [ "$g" != "$5" ]; then [ ! -e "$mw/.git" ] || rm -rf "$mw" || return;'
     ' if [ ! -d "$md" ]; then { [ -d "${md%/*}" ] || mkdir -p "${md%/*}"; } &&'
-    f' git clone {shell_words(*_CLONE_OPTIONS)} --separate-git-dir="$md" -- "$S" "$mw" || exit;'
+    f' git clone {shell_words(*_CLONE_OPTIONS)} --separate-git-dir="$md" -- "$S" "$mw" || return;'
     ' if [ "$fresh" = 1 ]; then printf \'[submodule "%s"]\\n\\turl = "%s"\\n\' "$8" "$SE" >> "$B/$6/config";'
-    ' else git config --file "$B/$6/config" "submodule.$1.url" "$S"; fi || exit;'
-    f' : > "$md/{_LAYOUT_MARK}$mi" || exit;'  # a fresh clone holds no module of another layout
-    ' else { [ -d "$mw" ] || mkdir -p "$mw"; } || exit; h=;'
+    ' else git config --file "$B/$6/config" "submodule.$1.url" "$S"; fi || return;'
+    f' : > "$md/{_LAYOUT_MARK}$mi" || return;'  # a fresh clone holds no module of another layout
+    ' else { [ -d "$mw" ] || mkdir -p "$mw"; } || return; h=;'
     ' git config --file "$md/config" --unset core.worktree 2>/dev/null; fi;'
-    ' printf \'%s\\n\' "$5" > "$mw/.git" || exit; fi;'
-    ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || exit;'
+    ' printf \'%s\\n\' "$5" > "$mw/.git" || return; fi;'
+    ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || return;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
     # (no automatic gc after it: git may detach one, which would outlive the switch and its deadline)
     ' { git --git-dir "$md" -c gc.auto=0 -c maintenance.auto=false fetch --quiet --no-tags --no-write-fetch-head "$S"'
     f' "+{submodule_ref("$mc")}:{submodule_ref("$mc")}" && {_MODULE_CHECKOUT}; }} ||'
     # the store lacks a commit its marks say it fetched (someone pruned it): the next fetch asks for all again
-    f' {{ rc=$?; rm -rf "$S/{_FETCHED_DIR}"; exit $rc; }};'
-    ' fi; sartoris_record_layout "$md" "$mi" || exit; }',
+    f' {{ rc=$?; rm -rf "$S/{_FETCHED_DIR}"; return $rc; }};'
+    ' fi; sartoris_record_layout "$md" "$mi" || return; }',
 )
 
 
@@ -586,7 +604,8 @@ def _is_safe_module_name(name: str) -> bool:
 
 def _refused_module_line(module: SubmoduleSpec) -> str:
     """A submodule inside a submodule whose name git would refuse: the host fails, saying which."""
-    return shell_words("echo", f"{OWN_LINE_MARK} submodule {module.path}: unsafe name {module.name!r}") + " >&2; exit 1"
+    refusal = shell_words("echo", f"{OWN_LINE_MARK} submodule {module.path}: unsafe name {module.name!r}")
+    return refusal + " >&2; return 1"
 
 
 def _config_escape(value: str) -> str:
@@ -602,7 +621,7 @@ def _submodule_update_line(release: RemoteRelease, building: str, module: Submod
         "git", "-C", building, "-c", "protocol.file.allow=always", "-c", "core.trustctime=false",
         "submodule", "--quiet", "update", "--init", "--force", "--", module.path,
     )
-    return f'{_read_head(head)} [ "$h" = {shlex.quote(module.commit)} ] || {{ {set_url} && {update}; }} || exit'
+    return f'{_read_head(head)} [ "$h" = {shlex.quote(module.commit)} ] || {{ {set_url} && {update}; }} || return'
 
 
 def _prune_lines(release: RemoteRelease) -> str:

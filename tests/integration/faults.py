@@ -4,7 +4,8 @@ for tests that kill hosts or mount things, and readers of a host's slot straight
 git runs hooks from a repository's own hooks/ folder, so a fault is planted on one host without touching the
 fleet script: a `post-checkout` hook in the live tree's .git is copied into the next tree the switch builds
 (`cp -RlP`) and runs during its `git checkout`; a `reference-transaction` hook in the slot's store.git runs while
-a fetch updates refs.
+a fetch updates refs. A checkout that must fail however the switch builds its tree (it builds again from a fresh
+clone, which has no hook, when a build from a copy fails) takes its hook from git config instead (checkout_hook).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from conftest import ROOT, Deployment, fleet_on_a_free_net, write_config
-from fleet import Fleet
+from fleet import Fleet, Layout
 from sample_repo import make_checkout
 
 # Slots of the deployments on a private fleet (a fleet of its own, so any number is free; high to stand out).
@@ -125,12 +126,39 @@ def write_script(path: Path, body: str) -> Path:
 
 
 REFUSED_CHECKOUT = "error: post-checkout refused"
+_FAULTS = ".test-faults"  # on a host's disk, beside its slots: the git config that plants checkout hooks
 
 
-def refuse_checkouts(tree: Path) -> Path:
-    """A post-checkout hook in a host's tree: the next switch, built from a copy of it, fails at checkout saying
-    REFUSED_CHECKOUT, and the old tree stays live. Unlink it to fix the host."""
-    return write_script(tree / ".git" / "hooks" / "post-checkout", f"echo '{REFUSED_CHECKOUT}' >&2\nexit 1\n")
+def refuse_checkouts(deployment: Deployment, address: str) -> Path:
+    """Every checkout in the slot's trees on the host fails, saying REFUSED_CHECKOUT: its next switch fails at
+    checkout, and the old tree stays live. Unlink the returned file to fix the host."""
+    return checkout_hook(deployment, address, f"echo '{REFUSED_CHECKOUT}' >&2\nexit 1\n")
+
+
+def checkout_hook(deployment: Deployment, address: str, body: str) -> Path:
+    """A post-checkout hook (a /bin/sh script) that every checkout in the slot's trees on one host runs, however
+    the switch began the tree: a hard-link copy of the live tree, a recycled tree, or a fresh clone of the store,
+    which has no hook of the live tree's (a switch whose build from a copy fails builds again from one). Planted
+    through git config as the host reads it: the fleet's home, which its hosts share, includes a file under
+    remote_root, which only this host's disk holds; that file points core.hooksPath at the hook for this slot's
+    trees. The returned file is the link to the hook: unlink it to remove the hook."""
+    fleet, slot = deployment.fleet, f"php-slot{deployment.slot}"
+    remote, faults = fleet.remote_root, fleet.host_root(address) / _FAULTS
+    _add_once(Layout(fleet.directory).home / ".gitconfig", f'[include]\n\tpath = "{remote}/{_FAULTS}/gitconfig"\n')
+    trees = f"{remote}/.sartoris/{slot}/trees/"
+    _add_once(faults / "gitconfig", f'[includeIf "gitdir:{trees}"]\n\tpath = "{slot}.gitconfig"\n')
+    write_script(faults / slot / "post-checkout", body)
+    config = faults / f"{slot}.gitconfig"
+    config.write_text(f'[core]\n\thooksPath = "{remote}/{_FAULTS}/{slot}"\n')
+    return config
+
+
+def _add_once(path: Path, text: str) -> None:
+    """Append `text` to the file at `path` (made when missing) unless it holds it already."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = path.read_text() if path.exists() else ""
+    if text not in held:
+        path.write_text(held + text)
 
 
 def store(deployment: Deployment, address: str) -> Path:

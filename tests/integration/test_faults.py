@@ -218,7 +218,7 @@ def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment
     deployment.group("four", hosts)
     _short(deployment)
     old = _first_sync(deployment, "four")
-    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    refusing_hook = refuse_checkouts(deployment, hosts[0])
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "four", "--max-failures", "1")
     assert code == 5, stderr
@@ -252,7 +252,7 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
     make_checkout(deployment.root, other, files=20, submodules=1, submodule_files=3)
     _first_sync(deployment, "three")
     assert deployment.sartoris("sync", "--slot", str(other), "--hosts", "three").code == 0
-    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    refusing_hook = refuse_checkouts(deployment, hosts[0])
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three", "--max-failures", "1")
     assert code == 5 and _host(report, hosts[0])["depooled"], stderr
@@ -278,7 +278,7 @@ def test_a_build_a_failed_switch_left_is_removed_by_the_next_sync(deployment: De
     deployment.group("pair", hosts)
     _short(deployment)
     _first_sync(deployment, "pair")
-    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    refusing_hook = refuse_checkouts(deployment, hosts[0])
     failed = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
     assert code == 5 and not _host(report, hosts[0])["ok"], stderr
@@ -305,7 +305,7 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     _short(deployment)
     old = _first_sync(deployment, "five")
     for address in hosts[:2]:
-        refuse_checkouts(live_tree(deployment, address))
+        refuse_checkouts(deployment, address)
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "1", "--concurrency", "1")
     assert code == 5, stderr
@@ -397,7 +397,7 @@ def test_a_run_the_history_cannot_take_is_reported_and_never_exits_0(deployment:
     _first_sync(deployment, "three")
     switching = tmp_path / "switching"
     hang_switch(deployment, hosts[0], 2, switching)
-    refuse_checkouts(live_tree(deployment, hosts[2]))
+    refuse_checkouts(deployment, hosts[2])
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, stdout, stderr = _sync_holding_the_history(
         deployment, switching, "a host's switch", "BEGIN IMMEDIATE", "--hosts", "three", "--max-failures", "1"
@@ -547,24 +547,19 @@ def _no_objects(deployment: Deployment, address: str) -> None:
     shutil.rmtree(store(deployment, address) / "objects")
 
 
-def _garbage_live_head(deployment: Deployment, address: str) -> None:
-    (live_tree(deployment, address) / ".git" / "HEAD").write_text("garbage\n")
-
-
 @pytest.mark.parametrize(
     "corrupt",
     [
         pytest.param(_garbage_head, id="store-HEAD-garbage"),
         pytest.param(_no_objects, id="store-objects-deleted"),
-        pytest.param(_garbage_live_head, id="live-tree-HEAD-garbage"),
     ],
 )
 def test_a_corrupt_repository_fails_only_that_host_and_status_says_so(
     deployment: Deployment, corrupt: Callable[[Deployment, str], None]
 ) -> None:
-    """A host whose slot store or live tree is corrupt fails with a clear git error (no traceback), is depooled,
-    its slot link is left where it was; the others switch; status neither calls that host current nor passes its
-    broken slot off as a slot never deployed."""
+    """A host whose slot store is corrupt fails with a clear git error (no traceback), is depooled, its slot link
+    is left where it was; the others switch; status neither calls that host current nor passes its broken slot off
+    as a slot never deployed. (A broken live tree no longer fails its host: see the next test.)"""
     hosts = deployment.fleet.hosts[17:21]
     deployment.group("four", hosts)
     _short(deployment)
@@ -585,6 +580,49 @@ def test_a_corrupt_repository_fails_only_that_host_and_status_says_so(
     assert all(status[h]["state"] == "current" for h in hosts[1:])
     # The host has a slot; if its commit cannot be read, status must say so rather than call it never deployed.
     assert status[hosts[0]]["state"] != "missing" or status[hosts[0]]["error"], status[hosts[0]]
+
+
+def _garbage_live_head(deployment: Deployment, address: str) -> None:
+    (live_tree(deployment, address) / ".git" / "HEAD").write_text("garbage\n")
+
+
+def _no_live_head(deployment: Deployment, address: str) -> None:
+    (live_tree(deployment, address) / ".git" / "HEAD").unlink()
+
+
+def _truncated_live_index(deployment: Deployment, address: str) -> None:
+    index = live_tree(deployment, address) / ".git" / "index"
+    index.write_bytes(index.read_bytes()[:10])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(_garbage_live_head, id="HEAD-garbage"),
+        pytest.param(_no_live_head, id="HEAD-removed"),
+        pytest.param(_truncated_live_index, id="index-truncated"),
+    ],
+)
+def test_a_live_tree_whose_git_is_broken_no_longer_fails_its_host(
+    deployment: Deployment, damage: Callable[[Deployment, str], None]
+) -> None:
+    """A host whose live tree's `.git` is broken (its objects/info/alternates still there, so a switch builds the
+    next tree from a copy of it) failed every later release of the slot: each switch copied the broken tree, and
+    its checkout failed again. The build from the copy is now thrown away and made again from a fresh clone of the
+    store: the host switches like the others, whole and clean, is not depooled, and status calls it current."""
+    hosts = deployment.fleet.hosts[43:46]
+    deployment.group("three", hosts)
+    _short(deployment)
+    _first_sync(deployment, "three")
+    damage(deployment, hosts[0])
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three")
+    assert code == 0, stderr
+    assert report["counts"] == {"targeted": 3, "ok": 3, "failed": 0, "depooled": 0, "not_switched": 0}
+    assert all(_on(deployment, h, new) for h in hosts)
+    assert deployment.pool_changes() == []
+    status_code, status = _status(deployment, "three")
+    assert status_code == 0 and all(status[h]["state"] == "current" for h in hosts), status
 
 
 def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Deployment, Run
-from faults import live_tree, store, write_script
+from faults import checkout_hook, live_tree, store, write_script
 from sample_repo import UNREACHABLE_UPSTREAM, commit_change, git, make_upstream
 
 pytestmark = pytest.mark.integration
@@ -199,13 +199,14 @@ def test_a_hosts_file_path_with_spaces_and_shell_syntax_is_just_a_path(deploymen
 # --- a host that floods its output ---------------------------------------------------------------------------
 
 def test_output_that_is_not_utf8_is_read_as_text_not_a_lost_connection(deployment: Deployment, tmp_path: Path) -> None:
-    """A hook on a host printing bytes that are not UTF-8 while the switch succeeds: that ended the connection
-    (a decode error), so the host was reported failed and depooled though it switched. Now it is ok."""
+    """A hook on a host printing bytes that are not UTF-8 while the sync succeeds: that ended the connection (a
+    decode error), so the host was reported failed and depooled though it switched. Now it is ok. (The store's
+    hook, run by the fetch: a switch that succeeds shows no output of a build from a copy of the live tree.)"""
     hosts = deployment.fleet.hosts[11:13]
     deployment.group("pair", hosts)
     assert _sartoris(deployment, tmp_path / "cwd", "sync", "--slot", str(deployment.slot), "--hosts", "pair").code == 0
-    hook = live_tree(deployment, hosts[0]) / ".git" / "hooks" / "post-checkout"
-    write_script(hook, "printf '\\377\\376 latin-1 \\351\\n' >&2\n")
+    hook = store(deployment, hosts[0]) / "hooks" / "reference-transaction"
+    write_script(hook, "cat >/dev/null\nprintf '\\377\\376 latin-1 \\351\\n' >&2\n")
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'bytes';\n")
     run = _sartoris(deployment, tmp_path / "cwd", "sync", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
     assert run.code == 0, run.stderr
@@ -235,8 +236,7 @@ def test_a_host_flooding_its_output_cannot_exhaust_the_controller(
     deployment.configure(command_timeout=180, connect_timeout=4)
     run = _sartoris(deployment, tmp_path / "cwd", "sync", "--slot", str(deployment.slot), "--hosts", "trio")
     assert run.code == 0, run.stderr
-    hook = live_tree(deployment, hosts[0]) / ".git" / "hooks" / "post-checkout"
-    write_script(hook, flood.format(n=FLOOD_BYTES) + "\nprintf 'flood over\\n' >&2\nexit 1\n")
+    checkout_hook(deployment, hosts[0], flood.format(n=FLOOD_BYTES) + "\nprintf 'flood over\\n' >&2\nexit 1\n")
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     began = time.monotonic()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Deployment, unreachable_faults
-from faults import live_tree, refuse_checkouts, write_script
+from faults import refuse_checkouts
 from sample_repo import commit_change, git
 
 from sartoris.state import History
@@ -422,7 +422,7 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
     assert first.code == 0, first.stderr
     old = deployment.head()
-    write_script(live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout", "exit 1\n")
+    refusing = refuse_checkouts(deployment, canary_bad)
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'canary 2';\n")
     deployment.configure(deploy={"canaries": ["canary"]}, max_failures=5)
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all", "--json")
@@ -450,7 +450,7 @@ def test_a_canary_that_fails_after_another_switched_is_a_partial_run(deployment:
     assert to_rejected.code == 2 and "a canary rejected that release" in to_rejected.stderr, to_rejected.stderr
     assert all(deployment.host_head(h) == old for h in rest)
     # `rollback` puts the canaries back on the release the rest of the fleet runs.
-    (live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout").unlink()
+    refusing.unlink()
     back = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", "all", "--json")
     assert back.code == 0, back.stderr
     assert back.json()["commit"] == old
@@ -495,7 +495,7 @@ def test_finish_after_a_canary_rejected_the_release_does_not_announce_it(deploym
     deployment.group("canary", [canary_good, canary_bad])
     deployment.group("all", [canary_good, canary_bad, *deployment.fleet.hosts[18:20]])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "all").code == 0
-    write_script(live_tree(deployment, canary_bad) / ".git" / "hooks" / "post-checkout", "exit 1\n")
+    refuse_checkouts(deployment, canary_bad)
     deployment.configure(deploy={"canaries": ["canary"]}, max_failures=5)
     assert deployment.sartoris("start", "--slot", str(deployment.slot), "--no-remote", "-m", "train").code == 0
     commit_change(deployment.checkout, "index.php", "<?php echo 'rejected';\n")
@@ -559,7 +559,7 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
     hosts = deployment.fleet.hosts[:6]
     deployment.group("six", hosts)
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "six").code == 0
-    refusing_hook = refuse_checkouts(live_tree(deployment, hosts[0]))
+    refusing_hook = refuse_checkouts(deployment, hosts[0])
     commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
     partial = deployment.sartoris(
         "sync", "--slot", str(deployment.slot), "--hosts", "six", "--max-failures", "1", "--json"

@@ -230,7 +230,7 @@ def test_a_host_failing_the_switch_is_depooled_and_the_others_switch(deployment:
     deployment.group("some", fleet.hosts[:5])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "some").code == 0
     old = deployment.head()
-    refuse_checkouts(deployment.host_slot(fleet.hosts[0]).resolve())
+    refuse_checkouts(deployment, fleet.hosts[0])
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     run = deployment.sartoris(
         "sync", "--slot", str(deployment.slot), "--hosts", "some", "--max-failures", "1", "--json"

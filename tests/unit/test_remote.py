@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -335,15 +336,31 @@ def test_old_trees_are_pruned_to_keep(host: Host) -> None:
     assert host.slot.resolve().name in trees
 
 
-def test_a_failed_switch_leaves_the_live_tree_and_link_alone(host: Host) -> None:
-    """A checkout that fails (a hook left in the live tree fails it) reports the checkout phase; the slot still
-    shows the old release."""
-    first = host.release()
-    host.deploy(first)
-    hook = host.slot / ".git" / "hooks" / "post-checkout"
-    hook.parent.mkdir(exist_ok=True)
+def _refuse_every_checkout(host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every checkout in the host's trees fails from now on, saying "post-checkout: refused", however a switch began
+    its tree (a copy, a recycled tree, a fresh clone): a hook named by the deploy account's git config, for the
+    trees folder alone. Unlink the returned hook to let checkouts through again."""
+    hook = tmp_path / "refusing-hooks" / "post-checkout"
+    hook.parent.mkdir()
     hook.write_text("#!/bin/sh\necho 'post-checkout: refused' >&2\nexit 1\n")
     hook.chmod(0o755)
+    home = tmp_path / "home-refusing-checkouts"
+    home.mkdir()
+    (home / "hooks.gitconfig").write_text(f'[core]\n\thooksPath = "{hook.parent}"\n')
+    trees = host.root / ".sartoris" / "php-slot0" / "trees"
+    (home / ".gitconfig").write_text(f'[includeIf "gitdir:{trees}/"]\n\tpath = hooks.gitconfig\n')
+    monkeypatch.setenv("HOME", str(home))
+    return hook
+
+
+def test_a_failed_switch_leaves_the_live_tree_and_link_alone(
+    host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A checkout that fails (the host refuses every checkout in its trees) reports the checkout phase and the
+    checkout's own error; the slot still shows the old release."""
+    first = host.release()
+    host.deploy(first)
+    _refuse_every_checkout(host, monkeypatch, tmp_path)
     commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
     done = host.deploy(host.release())
     assert done.returncode != 0
@@ -525,6 +542,87 @@ def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: 
     assert done.returncode == 0, done.stderr
     assert host.head() == release.commit
     assert not (host.slot / ".git" / "index.lock").exists()
+
+
+def _truncated_index(gitdir: Path) -> None:
+    (gitdir / "index").write_bytes((gitdir / "index").read_bytes()[:10])
+
+
+def _garbage_index(gitdir: Path) -> None:
+    (gitdir / "index").write_bytes(b"garbage " * 20)
+
+
+def _no_head(gitdir: Path) -> None:
+    (gitdir / "HEAD").unlink()
+
+
+def _garbage_head(gitdir: Path) -> None:
+    (gitdir / "HEAD").write_text("garbage\n")
+
+
+@pytest.mark.parametrize(
+    ("keep", "broken", "damage"),
+    [
+        pytest.param(2, ".git", _truncated_index, id="copy-index-truncated"),
+        pytest.param(2, ".git", _garbage_index, id="copy-index-garbage"),
+        pytest.param(2, ".git", _no_head, id="copy-HEAD-removed"),
+        pytest.param(2, ".git", _garbage_head, id="copy-HEAD-garbage"),
+        pytest.param(2, ".git/modules/Ext0", _garbage_index, id="copy-submodule-index-garbage"),
+        pytest.param(1, ".git/modules/Ext0", _garbage_index, id="recycled-submodule-index-garbage"),
+    ],
+)
+def test_a_tree_whose_git_is_broken_does_not_block_the_next_releases(
+    host: Host, keep: int, broken: str, damage: Callable[[Path], None]
+) -> None:
+    """A build starts from a copy of the live tree (or from the tree the prune would remove), `.git` and all: one
+    whose git is broken (its index cut short or garbage, its HEAD gone; a submodule's index) failed every later
+    switch of the slot, each copying it again. A build from a copy that fails is thrown away and the tree built
+    again from a fresh clone of the store, so the host switches, and says nothing of the copy's failure."""
+    _two_releases(host, keep)
+    tree_to_break = host.slot.resolve() if keep > 1 else min(_trees(host), key=lambda t: t.stat().st_mtime)
+    damage(tree_to_break / broken)
+    commit_change(host.checkout, "extensions/Ext0/fix.php", "<?php // fix\n", "fix")
+    commit_change(host.checkout, "index.php", "<?php echo 'after the damage';\n", "three")
+    for release in (host.release(), _another(host)):
+        done = host.deploy(release)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        _assert_is_the_release(host.slot.resolve(), release)
+
+
+def _trees(host: Host) -> list[Path]:
+    """The slot's trees on the host (kept and live)."""
+    return list((host.root / ".sartoris" / "php-slot0" / "trees").iterdir())
+
+
+def _another(host: Host) -> RemoteRelease:
+    """One more one-file release."""
+    commit_change(host.checkout, "index.php", "<?php echo 'another';\n", "another")
+    return host.release()
+
+
+def test_a_copy_whose_git_is_broken_never_checks_out_a_repository_around_the_deploy_root(
+    host: Host, tmp_path: Path
+) -> None:
+    """A deploy root inside another git repository (one that has the release's commits): the build's checkout in a
+    copy whose HEAD is gone went up the folders to that repository and checked the release out there, over its
+    work tree. The checkout names the tree's git dir; the outer repository keeps its commit and files."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    git(tmp_path, "init", "--quiet", str(host.root))
+    git(host.root, "fetch", "--quiet", str(host.publish), f"refs/tags/{second.tag}:refs/tags/{second.tag}")
+    (host.root / "precious.txt").write_text("the outer repository's own file\n")
+    git(host.root, "add", "precious.txt")
+    git(host.root, "commit", "--quiet", "--message", "the repository around the deploy root")
+    outer = git(host.root, "rev-parse", "HEAD")
+    (host.slot / ".git" / "HEAD").unlink()
+    done = host.deploy(second)
+    assert git(host.root, "rev-parse", "HEAD") == outer
+    assert (host.root / "precious.txt").read_text() == "the outer repository's own file\n"
+    assert not (host.root / "index.php").exists()
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
 
 
 def test_git_variables_and_global_config_of_the_deploy_account_change_nothing(

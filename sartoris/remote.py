@@ -301,10 +301,10 @@ def switch_command(release: RemoteRelease) -> str:
         f"  elif [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ] && {_removed(building)}"
         f" && {{ {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
         " 2>/dev/null; then :;",
-        f"  else {_removed(building)} && {clone} && fresh=1 && sartoris_build || exit",
+        f"  else {_removed(building)} && {clone} && fresh=1 && sartoris_build || sartoris_give_up $?",
         "  fi",
-        f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || exit",
-        f"  mv {q(building)} {q(tree)} || exit",
+        f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
+        f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",
         # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
         f"else {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
@@ -394,11 +394,12 @@ def _refuse_a_slot_not_ours(release: RemoteRelease) -> str:
 
 
 def _leftover_builds(release: RemoteRelease) -> str:
-    """Remove every tree a switch of the slot left half built (`<commit>.building`, of any release): a switch that
-    failed (a disk that filled up, a checkout refused, the deadline) leaves its build behind, and only the next
-    switch of the slot comes back to it. Left there, a build that filled the disk failed every later release of
-    the slot, retries too. No other run is building one: the deploy host holds the slot's lock, the host its switch
-    lock. A shell glob: no process unless there is one."""
+    """Remove every tree a switch of the slot left half built (`<commit>.building`, of any release): a switch whose
+    build fails removes it itself (sartoris_give_up), but one stopped by the KILL at its deadline (or an older
+    Sartoris, or a removal that failed) leaves it behind, and only the next switch of the slot comes back to it.
+    Left there, a build that filled the disk failed every later release of the slot, retries too. No other run is
+    building one: the deploy host holds the slot's lock, the host its switch lock. A shell glob: no process unless
+    there is one."""
     return f'for b in {shlex.quote(release.trees)}/*.building; do [ ! -e "$b" ] || rm -rf "$b" || exit; done'
 
 
@@ -523,6 +524,10 @@ _MODULE_CHECKOUT = f'git --git-dir "$md" --work-tree "$mw" {shell_words(*_CHECKO
 # Their variables are their own (md, mw, dd, ...); a failure returns its status (the build, `sartoris_build`,
 # returns it in turn, and the switch may build again from a fresh clone).
 _SWITCH_FUNCTIONS = (
+    # the exit status of the build's step that failed: remove the tree being built, then exit with that status. A
+    # build that filled the disk frees it now, not at the slot's next switch (_leftover_builds is for the builds a
+    # KILL at the deadline leaves); a removal that fails leaves it to that switch, and says nothing over the error.
+    'sartoris_give_up() { rm -rf "$B" 2>/dev/null; exit "$1"; }',
     # git dir, work tree (from $B), layout id, then the paths its submodules keep. Before the checkout of a work
     # tree that held another commit (a copied or recycled slot tree, a submodule moving on), remove the work tree
     # of each submodule in it that the new commit no longer has at that path (dropped, or moved: its git dir

@@ -270,10 +270,11 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
     assert run.code == 0 and run.json()["changed"] == [hosts[0]], run.stderr
 
 
-def test_a_build_a_failed_switch_left_is_removed_by_the_next_sync(deployment: Deployment) -> None:
-    """A switch that fails mid-build leaves its tree (`<commit>.building`) on the host; the slot's next sync, of
-    another release, removes it and any other left build, and the host switches: a build that filled a disk no
-    longer fails every later release there."""
+def test_a_failed_build_is_removed_at_once_and_one_a_kill_left_by_the_next_sync(deployment: Deployment) -> None:
+    """A switch whose build fails removes the tree it was building (`<commit>.building`) before it exits: it was
+    left on the host until the slot's next switch, keeping a disk it filled full until then. A build a switch could
+    not remove (killed at its deadline) is removed by the slot's next sync, of another release, with any other, and
+    the host switches: a build that filled a disk no longer fails every later release there."""
     hosts = deployment.fleet.hosts[36:38]
     deployment.group("pair", hosts)
     _short(deployment)
@@ -281,12 +282,12 @@ def test_a_build_a_failed_switch_left_is_removed_by_the_next_sync(deployment: De
     refusing_hook = refuse_checkouts(deployment, hosts[0])
     failed = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
-    assert code == 5 and not _host(report, hosts[0])["ok"], stderr
-    left = trees(deployment, hosts[0]) / f"{failed}.building"
-    assert left.is_dir()  # what the failed switch left, as a full disk's would be
-    planted = trees(deployment, hosts[0]) / f"{'e' * 40}.building"  # and one from an earlier run
-    (planted / "big").mkdir(parents=True)
-    (planted / "big" / "file.bin").write_bytes(b"\0" * 1_000_000)
+    assert code == 5 and REFUSED_CHECKOUT in str(_host(report, hosts[0])["error"]), stderr
+    assert sorted(trees(deployment, hosts[0]).glob("*.building")) == []
+    for name in (failed, "e" * 40):  # as a KILL at the deadline leaves them: this release's and an earlier one's
+        planted = trees(deployment, hosts[0]) / f"{name}.building"
+        (planted / "big").mkdir(parents=True)
+        (planted / "big" / "file.bin").write_bytes(b"\0" * 1_000_000)
     refusing_hook.unlink()  # the host is fixed
     third = commit_change(deployment.checkout, "index.php", "<?php echo 'release 3';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair")
@@ -880,6 +881,9 @@ def test_a_disk_that_fills_up_during_the_switch_leaves_the_host_on_its_old_tree(
         assert status[full]["state"] == "behind" and status[full]["commit"] == old
         # git's checkout names the file it could not write and says why only on a later line: the error keeps why
         assert "space" in str(broken["error"]).lower(), broken["error"]
+        # and the half-built tree is gone with the switch: the disk is not left full until the next deploy
+        builds = _in_host(private_fleet, full, f"ls -d {root}/.sartoris/{slot}/trees/*.building")
+        assert builds.returncode != 0 and builds.stdout == "", builds.stdout
     finally:
         _in_host(private_fleet, full, f"umount {root}")
 

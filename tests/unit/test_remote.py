@@ -369,6 +369,23 @@ def test_a_failed_switch_leaves_the_live_tree_and_link_alone(
     assert host.head() == first.commit
 
 
+def test_a_build_that_fails_is_removed_before_the_switch_exits(
+    host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A switch whose build failed (here the host refuses every checkout) left its tree half built
+    (`<commit>.building`) until the slot's next switch, so a build that filled the disk kept it full until the
+    next deploy. It is removed before the switch exits, which it does with the failed step's status and error."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    _refuse_every_checkout(host, monkeypatch, tmp_path)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    done = host.deploy(host.release())
+    assert done.returncode == 1 and "post-checkout: refused" in done.stderr, done.stderr
+    assert last_phase(done.stdout, Phase.FETCH) is Phase.CHECKOUT
+    assert sorted(p.name for p in (host.root / ".sartoris" / "php-slot0" / "trees").iterdir()) == [first.commit]
+    assert host.head() == first.commit
+
+
 def test_builds_failed_switches_left_are_removed_by_the_next_switch(host: Host) -> None:
     """A tree a failed switch left half built (`<commit>.building`, of another release or of this one) is removed
     by the slot's next switch, which succeeds: left there, one that filled the disk failed every later release."""

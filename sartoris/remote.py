@@ -11,7 +11,8 @@ server only ever sees the old tree or the new one:
 
     <remote_root>/php-slot0 -> .sartoris/php-slot0/trees/<commit>     the live tree (a git clone)
     <remote_root>/.sartoris/php-slot0/store.git                       objects: tags, submodule commits
-    <remote_root>/.sartoris/php-slot0/trees/<commit>                  kept trees: instant rollback
+    <remote_root>/.sartoris/php-slot0/trees/<commit>                  kept trees: instant rollback (reused
+                                                                      once git says they are their commit)
 
 A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live
 one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
@@ -270,7 +271,9 @@ def switch_command(release: RemoteRelease) -> str:
     ways to write less: a build from them that fails (a live tree whose `.git` someone broke is copied broken
     into every build) is thrown away, quietly, and the tree built again from the next, a fresh clone last; only the
     last one's failure fails the host, with its own error. Every step that has nothing to do is skipped by a shell
-    test, not a process: a host pays for the git work and little else.
+    test, not a process: a host pays for the git work and little else. A kept tree at the release (a rollback) is
+    reused once git says its tracked files are its commit's (_matches_its_commit), else built again from a fresh
+    clone.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
@@ -291,24 +294,34 @@ def switch_command(release: RemoteRelease) -> str:
         f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
+        "kept_changed=",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
-        f"if ! [ {q(release.slot_name)} -ef {q(tree)} ] && ! {_tree_ready(release, tree)}; then",
+        f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
+        # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
+        f"  {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
+        f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
+        f" exit 1; fi; touch -c {q(tree)}",
+        # A kept tree of the release (a rollback) is reused as it is, unless someone changed it on the host: then it
+        # is built again, here (not live, it can be replaced), from a fresh clone. Trees share unchanged files (hard
+        # links): a file edited in place is edited in every tree holding it, the live one too, and a build from a
+        # copy checks out no submodule whose commit the release keeps, so it would carry such an edit over.
+        f"elif {_tree_ready(release, tree)} && {{ {_matches_its_commit(tree)} || {{ kept_changed=1; false; }}; }}; then"
+        f" touch -c {q(tree)}",
+        "else",
         "  fresh=",
         "  " + _retired_tree(release),
-        f'  if [ -n "$retired" ] && {{ mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers'
-        " && sartoris_build; } 2>/dev/null; then :;",
+        f'  if [ -z "$kept_changed" ] && [ -n "$retired" ] && {{ mv {q(release.trees)}/"$retired" {q(building)}'
+        " && sartoris_leftovers && sartoris_build; } 2>/dev/null; then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
-        f"  elif [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ] && {_removed(building)}"
+        f"  elif [ -z \"$kept_changed\" ] && [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ]"
+        f" && {_removed(building)}"
         f" && {{ {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
         " 2>/dev/null; then :;",
         f"  else {_removed(building)} && {clone} && fresh=1 && sartoris_build || sartoris_give_up $?",
         "  fi",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
         f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",
-        # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
-        f"else {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
-        f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
-        f" exit 1; fi; touch -c {q(tree)}; fi",
+        "fi",
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. One that fails (a read-only or
         # immutable deploy root) is the checkout's failure, not the submodules': its marker is printed then, not
         # before (a switch whose connection dropped dies at its next line of output; none comes before the swap).
@@ -449,11 +462,28 @@ def _retired_tree(release: RemoteRelease) -> str:
 
 
 def _tree_ready(release: RemoteRelease, tree: str) -> str:
-    """A kept tree already at the release (rollback), built by a Sartoris that marks its submodule layout: reuse
-    it as is."""
+    """A kept tree already at the release (rollback), built by a Sartoris that marks its submodule layout: reused
+    as it is when its files are its commit's too (_matches_its_commit). Shell tests only."""
     head = posixpath.join(tree, ".git", "HEAD")
     mark = _layout_mark(posixpath.join(tree, ".git"), _modules_in(release, ""))
     return f'{{ {_read_head(head)} [ "$h" = {shlex.quote(release.commit)} ] && [ -f {shlex.quote(mark)} ]; }}'
+
+
+def _matches_its_commit(tree: str) -> str:
+    """Shell that succeeds when the slot tree `tree` holds what its HEAD commit does: its tracked files, and its
+    submodules' checked-out commits and tracked files (`diff-index` asks each submodule, a process each). Untracked
+    files do not count: apps write caches there. The index is refreshed first, so a file whose dates changed but
+    not its content is no change; git writes the refreshed index as a new file renamed over the old one, and no
+    file of the tree is written. Run only before a tree is reused as the release, never for a new release's build:
+    two processes, plus one per submodule."""
+    git = ("git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree, *_COMPARE_OPTIONS)
+    refresh = shell_words(*git, "update-index", "-q", "--refresh")
+    compare = shell_words(*git, "diff-index", "--quiet", "--ignore-submodules=untracked", "HEAD", "--")
+    return f"{{ {refresh} >/dev/null 2>&1; {compare} 2>/dev/null; }}"
+
+
+# Files are compared as the checkout wrote them (see _checkout_command for ctime, _EXACT_CHECKOUT for the rest).
+_COMPARE_OPTIONS = ("-c", "core.trustctime=false", *_EXACT_CHECKOUT)
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:

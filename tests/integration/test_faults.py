@@ -71,6 +71,17 @@ def _first_sync(deployment: Deployment, group: str) -> str:
     return str(run.json()["commit"])
 
 
+def _two_releases(deployment: Deployment, group: str, hosts: list[str]) -> str:
+    """Deploy the current commit, then a one-file change of index.php, to `hosts` (as the group `group`), with short
+    timeouts: the first release's commit, whose tree every host keeps."""
+    deployment.group(group, hosts)
+    _short(deployment)
+    first = _first_sync(deployment, group)
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", group).code == 0
+    return first
+
+
 def _timed_sync(deployment: Deployment, *args: str) -> tuple[int, dict[str, object], str, float]:
     began = time.monotonic()
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--json", *args)
@@ -333,11 +344,7 @@ def test_a_rollback_does_not_stop_at_switch_failures(deployment: Deployment) -> 
     """A rollback takes every host it can back to the good release, whatever max_failures says of the switch: a
     host it left behind would run the release being rolled back from. Its failures are depooled (exit 5)."""
     hosts = deployment.fleet.hosts[24:28]
-    deployment.group("four", hosts)
-    _short(deployment)
-    good = _first_sync(deployment, "four")
-    commit_change(deployment.checkout, "index.php", "<?php echo 'bad';\n")
-    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "four").code == 0
+    good = _two_releases(deployment, "four", hosts)
     for address in hosts[:2]:  # the good release's tree is kept (no checkout to refuse): its swap fails instead
         slot = deployment.host_slot(address)
         (slot.parent / f"{slot.name}.sartoris-new" / "in-the-way").mkdir(parents=True)
@@ -624,6 +631,22 @@ def test_a_live_tree_whose_git_is_broken_no_longer_fails_its_host(
     assert deployment.pool_changes() == []
     status_code, status = _status(deployment, "three")
     assert status_code == 0 and all(status[h]["state"] == "current" for h in hosts), status
+
+
+def test_a_rollback_builds_again_a_kept_tree_someone_changed_on_the_host(deployment: Deployment) -> None:
+    """A rollback to a release whose tree a host still keeps reused that tree as it was, though its tracked files
+    had been edited and deleted on the host: the host served them as the release. That host now builds the tree
+    again and ends on the release exactly, like the others, and nobody is depooled."""
+    hosts = deployment.fleet.hosts[46:48]
+    first = _two_releases(deployment, "pair", hosts)
+    kept = trees(deployment, hosts[0]) / first
+    (kept / "index.php").write_text("<?php echo 'patched on the host';\n")  # its own file: release 2 changed it
+    (kept / "includes" / "dir03" / "file0003.php").unlink()
+    run = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--hosts", "pair", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["commit"] == first
+    assert all(_on(deployment, h, first) for h in hosts)
+    assert deployment.pool_changes() == []
 
 
 def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, tmp_path: Path) -> None:

@@ -265,6 +265,78 @@ def test_rollback_reuses_the_kept_tree_and_fetches_nothing(host: Host) -> None:
     assert "sartoris-phase:submodules" not in done.stdout
 
 
+def _edit_a_file(tree: Path) -> None:
+    (tree / "index.php").write_text("<?php echo 'patched on the host';\n")
+
+
+def _delete_a_file(tree: Path) -> None:
+    (tree / "includes" / "dir01" / "file0001.php").unlink()
+
+
+def _edit_a_submodule_file(tree: Path) -> None:
+    module_file = tree / "extensions" / "Ext0" / "includes" / "dir00" / "file0000.php"
+    module_file.unlink()  # a new file, not a write into the one other trees may share (a hard link)
+    module_file.write_text("<?php // patched on the host\n")
+
+
+def _edit_a_shared_submodule_file_in_place(tree: Path) -> None:
+    """A write into a file the live tree shares (the second release copied the first's tree, Ext1 unchanged)."""
+    with (tree / "extensions" / "Ext1" / "includes" / "dir00" / "file0000.php").open("a") as shared:
+        shared.write("// patched in place on the host\n")
+
+
+def _move_a_submodule_on(tree: Path) -> None:
+    git(tree / "extensions" / "Ext1", "commit", "--quiet", "--allow-empty", "--message", "made on the host")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_edit_a_file, id="file-edited"),
+        pytest.param(_delete_a_file, id="file-deleted"),
+        pytest.param(_edit_a_submodule_file, id="submodule-file-edited"),
+        pytest.param(_edit_a_shared_submodule_file_in_place, id="submodule-file-shared-with-the-live-tree-edited"),
+        pytest.param(_move_a_submodule_on, id="submodule-at-another-commit"),
+    ],
+)
+def test_a_kept_tree_changed_on_the_host_is_built_again_not_reused(host: Host, change: Callable[[Path], None]) -> None:
+    """A rollback reused a kept tree as it was when its HEAD was the release's commit: one whose tracked files
+    (or a submodule's files or commit) were changed on the host was served as the release. Such a tree is built
+    again (it is not live), from a fresh clone: a file edited in place may be the live tree's too, which a build
+    from its copy would carry over in a submodule the release does not move. The host is on the release exactly."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    assert host.deploy(host.release()).returncode == 0
+    kept = host.slot.resolve().parent / first.commit
+    change(kept)
+    done = host.deploy(first)
+    assert done.returncode == 0, done.stderr
+    assert host.slot.resolve() == kept
+    _assert_is_the_release(kept, first)
+    assert (kept / "index.php").read_text() == "<?php\necho 'release 1';\n"
+
+
+def test_a_kept_tree_with_only_untracked_files_is_reused_as_it_is(host: Host) -> None:
+    """Files a tree's tracked files do not name (an app's caches, in the tree or a submodule) do not make a kept
+    tree changed: a rollback reuses it as it is, caches and all, and builds nothing."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    assert host.deploy(host.release()).returncode == 0
+    kept = host.slot.resolve().parent / first.commit
+    caches = [kept / "cache" / "l10n.cdb", kept / "extensions" / "Ext0" / "cache.json"]
+    for cache in caches:
+        cache.parent.mkdir(exist_ok=True)
+        cache.write_text("cached\n")
+    inode = kept.stat().st_ino
+    done = host.deploy(first)
+    assert done.returncode == 0, done.stderr
+    assert host.slot.resolve() == kept and kept.stat().st_ino == inode
+    assert all(cache.read_text() == "cached\n" for cache in caches)
+    assert "sartoris-phase:submodules" not in done.stdout
+
+
 def test_a_known_tag_missing_one_submodule_commit_is_fetched_again(host: Host) -> None:
     """A retry after a fetch cut short, or a store someone pruned: the tag is there but one submodule's commit is
     not, so the host fetches (one missing commit among the release's is enough) and the switch succeeds."""

@@ -297,10 +297,13 @@ def switch_command(release: RemoteRelease) -> str:
         "kept_changed=",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
-        # the live tree is the release's: unless someone changed it on the host, which is said, not hidden
+        # the live tree is the release's: unless someone changed it on the host (its HEAD, or its files), which is
+        # said, not hidden, nor mended in place (not atomic: the web server reads it meanwhile)
         f"  {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
-        f" exit 1; fi; touch -c {q(tree)}",
+        " exit 1; fi",
+        f"  {_matches_its_commit(tree)} || {{ {_say_what_changed(tree)}; exit 1; }}",
+        f"  touch -c {q(tree)}",
         # A kept tree of the release (a rollback) is reused as it is, unless someone changed it on the host: then it
         # is built again, here (not live, it can be replaced), from a fresh clone. Trees share unchanged files (hard
         # links): a file edited in place is edited in every tree holding it, the live one too, and a build from a
@@ -360,7 +363,13 @@ def _removed(path: str) -> str:
     return f"{{ [ ! -e {shlex.quote(path)} ] || rm -rf {shlex.quote(path)}; }}"
 
 
-_CHANGED = "it was changed on the host; deploy another release, or remove that tree"
+# What the operator can do about a live tree changed on the host (never remove it: the slot would link nothing). The
+# next release's tree starts as a copy of it, and its checkout writes again each file whose stat differs from the
+# index (the edited and deleted ones), but in the submodules only those whose commit the release moves.
+_ANOTHER_RELEASE = (
+    "deploy another release; its tree, copied from this one, is checked out clean (submodules only where it moves them)"
+)
+_CHANGED = f"it was changed on the host: {_ANOTHER_RELEASE}"
 
 
 def _switch_lock(release: RemoteRelease) -> str:
@@ -474,12 +483,32 @@ def _matches_its_commit(tree: str) -> str:
     submodules' checked-out commits and tracked files (`diff-index` asks each submodule, a process each). Untracked
     files do not count: apps write caches there. The index is refreshed first, so a file whose dates changed but
     not its content is no change; git writes the refreshed index as a new file renamed over the old one, and no
-    file of the tree is written. Run only before a tree is reused as the release, never for a new release's build:
-    two processes, plus one per submodule."""
+    file of the tree is written. Run only for a tree about to be the release as it is (a kept tree, or the live one
+    deployed again), never for a new release's build: two processes, plus one per submodule."""
     git = ("git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree, *_COMPARE_OPTIONS)
     refresh = shell_words(*git, "update-index", "-q", "--refresh")
     compare = shell_words(*git, "diff-index", "--quiet", "--ignore-submodules=untracked", "HEAD", "--")
     return f"{{ {refresh} >/dev/null 2>&1; {compare} 2>/dev/null; }}"
+
+
+def _say_what_changed(tree: str) -> str:
+    """Shell that says, on one stderr line, that the live tree `tree` was changed on the host, the first few paths
+    that differ from its commit (git quotes unusual names, so each is one line of its output; git's own error
+    instead, when it cannot compare), and what to do. Only for a host that fails: three processes."""
+    listing = shell_words(
+        "git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree, *_COMPARE_OPTIONS,
+        "diff-index", "--name-only", "--ignore-submodules=untracked", "HEAD", "--",
+    )
+    first_few = shlex.quote(
+        f'NR <= {_PATHS_SAID} {{ s = s (NR > 1 ? ", " : "") $0 }}'
+        f' END {{ if (NR > {_PATHS_SAID}) s = s " and " (NR - {_PATHS_SAID}) " more"; print s }}'
+    )
+    said = shlex.quote(f"{OWN_LINE_MARK} the live tree {tree} was changed on the host (") + '"$c"'
+    said += shlex.quote(f"): {_ANOTHER_RELEASE}")
+    return f"c=$({listing} 2>&1 | awk {first_few}); printf '%s\\n' {said} >&2"
+
+
+_PATHS_SAID = 3  # of a live tree changed on the host
 
 
 # Files are compared as the checkout wrote them (see _checkout_command for ctime, _EXACT_CHECKOUT for the rest).

@@ -649,6 +649,41 @@ def test_a_rollback_builds_again_a_kept_tree_someone_changed_on_the_host(deploym
     assert deployment.pool_changes() == []
 
 
+def test_a_live_tree_whose_files_were_changed_on_the_host_fails_a_redeploy_and_the_next_release_is_exact(
+    deployment: Deployment,
+) -> None:
+    """A sync of the release a host already runs (no new commit) reported the host on it though files of its live
+    tree had been edited and deleted on the host. That host now fails in the checkout phase with one line naming
+    the tree and those files, is depooled, and serves its tree as it is (no mending in place); the next release,
+    built from a copy of that tree, is exact there, and the old tree keeps the edits."""
+    hosts = deployment.fleet.hosts[48:50]
+    deployment.group("pair", hosts)
+    _short(deployment)
+    first = _first_sync(deployment, "pair")
+    live = live_tree(deployment, hosts[0])
+    edited, deleted = live / "includes" / "dir02" / "file0002.php", live / "includes" / "dir01" / "file0001.php"
+    edited.write_text("<?php // patched on the host\n")
+    deleted.unlink()
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--max-failures", "1")
+    assert code == 5 and report["commit"] == first, stderr
+    broken = _host(report, hosts[0])
+    assert broken["phase"] == "checkout" and broken["depooled"]
+    tree = f"{deployment.fleet.remote_root}/{tree_commit(deployment, first)}"
+    assert str(broken["error"]).startswith(
+        f"sartoris: the live tree {tree} was changed on the host (includes/dir01/file0001.php,"
+        " includes/dir02/file0002.php): deploy another release"
+    ), broken["error"]
+    assert deployment.pool_changes() == [f"depool {hosts[0]}"]
+    assert link_target(deployment, hosts[0]) == tree_commit(deployment, first)
+    assert edited.read_text() == "<?php // patched on the host\n" and not deleted.exists()
+    assert _on(deployment, hosts[1], first)
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair")
+    assert code == 0, stderr
+    assert all(_on(deployment, h, new) for h in hosts)
+    assert edited.read_text() == "<?php // patched on the host\n" and not deleted.exists()
+
+
 def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, tmp_path: Path) -> None:
     """A host whose slot path is a real folder (here someone's own git checkout) fails in the checkout phase with
     an error saying the slot is not managed by sartoris; the folder and its files are untouched; status reports

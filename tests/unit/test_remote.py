@@ -1039,6 +1039,55 @@ def test_a_live_tree_changed_on_the_host_is_reported_not_left_as_is(host: Host) 
     done = host.deploy(other)
     assert done.returncode == 1
     assert f"is at {release.commit}, not {other.commit}: it was changed on the host" in done.stderr
+    assert "deploy another release" in done.stderr and "remove" not in done.stderr  # never the tree the slot links
+
+
+def test_a_live_tree_whose_files_were_changed_on_the_host_fails_a_redeploy_and_is_left_as_it_is(host: Host) -> None:
+    """Deploying the live release again checked the live tree's HEAD only: files edited or deleted there were
+    reported as the release. The switch now fails (exit 1) with one line naming the tree, the first paths changed,
+    and what to do, and leaves the tree as it is (mending it in place would not be atomic). Untracked files (an
+    app's caches) are no change."""
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    live = host.slot.resolve()
+    (live / "cache").mkdir()
+    (live / "cache" / "l10n.cdb").write_text("cached\n")
+    assert host.deploy(release).returncode == 0
+    (live / "index.php").write_text("<?php echo 'patched on the host';\n")
+    (live / "includes" / "dir01" / "file0001.php").unlink()
+    (live / "includes" / "dir02" / "file0002.php").write_text("<?php // patched\n")
+    (live / "extensions" / "Ext0" / "includes" / "dir00" / "file0000.php").write_text("<?php // patched\n")
+    done = host.deploy(release)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"sartoris: the live tree {live} was changed on the host (extensions/Ext0, includes/dir01/file0001.php,"
+        " includes/dir02/file0002.php and 1 more): deploy another release; its tree, copied from this one, is checked"
+        " out clean (submodules only where it moves them)"
+    ]
+    assert host.slot.resolve() == live
+    assert (live / "index.php").read_text() == "<?php echo 'patched on the host';\n"
+    assert not (live / "includes" / "dir01" / "file0001.php").exists()
+
+
+def test_files_edited_on_the_host_are_the_releases_again_in_the_next_tree_and_stay_so_in_the_old(host: Host) -> None:
+    """The next release's tree starts as a hard-link copy of a live tree whose files were edited in place or deleted
+    on the host, files that release does not change: its checkout --force writes them again as the release has
+    them (a new file, so the live tree's link is not written through), and the old tree keeps the edits."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    old = host.slot.resolve()
+    edited, deleted = old / "includes" / "dir02" / "file0002.php", old / "includes" / "dir01" / "file0001.php"
+    original = edited.read_text()
+    with edited.open("a") as in_place:
+        in_place.write("// patched in place on the host\n")
+    deleted.unlink()
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
+    assert (host.slot / "includes" / "dir02" / "file0002.php").read_text() == original
+    assert edited.read_text() == original + "// patched in place on the host\n" and not deleted.exists()
 
 
 def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:

@@ -172,7 +172,7 @@ def test_abort_goes_on_while_the_deploy_moved_no_host_else_names_the_release_liv
     live = deployment.sartoris("sync", "--slot", slot, "--hosts", three, "--json").json()
     head = deployment.head()
     assert deployment.sartoris("start", "--slot", slot, "--no-remote").code == 0
-    refusing = refuse_checkouts(live_tree(deployment, hosts[0]))
+    refusing = refuse_checkouts(deployment, hosts[0])
     commit_change(deployment.checkout, "index.php", "<?php echo 'two';\n")
     partial = deployment.sartoris("sync", "--slot", slot, "--hosts", one, "--max-failures", "1", "--json")
     assert partial.code == 5 and partial.json()["counts"]["ok"] == 0, partial.stderr

@@ -1,17 +1,26 @@
 """Pure decisions on ending a started deploy, from the runs it made (its syncs and rollbacks as the history wrote
 them down, oldest first): whether `abort` may put the checkout back, and what `finish` says of a release.
 
-Nothing here does I/O: lifecycle reads the deploy's lock and history and calls these.
+Nothing here does I/O: lifecycle reads the deploy's lock and history and calls these. Hosts are compared as the
+machines they name (`same_host`: inventory.machine_of with the config's port), never as written: a run of
+`127.0.0.8` and one of `root@127.0.0.8:2200` switched one host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sartoris.results import CANARY_FAILED
 from sartoris.state import UNFINISHED, shown
+
+SameHost = Callable[[str], Hashable]  # a host's label -> the machine it names
+
+
+def as_written(label: str) -> Hashable:
+    """Each label its own machine (where no config says which port a host line without one means)."""
+    return label
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,7 @@ def abort_refusal(
     runs: Sequence[DeployRun],
     noted: Iterable[str] = (),
     switching: str | None = None,
+    same_host: SameHost = as_written,
 ) -> str | None:
     """Why `abort` must leave the deploy as it is, or None when no host may run a release other than `live` (the
     slot's release, tag and commit, when the deploy started): each host is where the last of `runs` that switched
@@ -78,7 +88,8 @@ def abort_refusal(
             + (f"{back} or " if back else "")
             + "`sync --retry-failed`, and `finish`"
         )
-    moved = _unique(runs[i].tag for i in sorted(set(_last_switch(runs).values())) if runs[i].commit != live_commit)
+    last = sorted(set(_last_switch(runs, same_host).values()))
+    moved = _unique(runs[i].tag for i in last if runs[i].commit != live_commit)
     if not moved:
         return None
     if back is None:
@@ -132,7 +143,9 @@ class Announcement:
         return done
 
 
-def announcement(runs: Sequence[DeployRun], tag: str | None, switching: str | None = None) -> Announcement:
+def announcement(
+    runs: Sequence[DeployRun], tag: str | None, switching: str | None = None, same_host: SameHost = as_written
+) -> Announcement:
     """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
     in one of them stays failed until a later one puts it on the release (a `--retry-failed --hosts` of one fixed
@@ -148,15 +161,25 @@ def announcement(runs: Sequence[DeployRun], tag: str | None, switching: str | No
     last = own[-1]
     if last.unfinished:
         return Announcement(tag, "unknown", died=True)
-    where: dict[str, str] = {}  # host -> on, failed, or not_switched (stopped before its turn, or moved off)
+    # machine -> (its label as the last run that named it wrote it; on, failed, or not_switched: stopped before its
+    # turn, or moved off)
+    where: dict[Hashable, tuple[str, str]] = {}
+
+    def put(hosts: Iterable[str], state: str, unless: tuple[str, ...] = ()) -> None:
+        for host in hosts:
+            if where.get(same_host(host), ("", ""))[1] not in unless:
+                where[same_host(host)] = (host, state)
+
     for run in runs:
         if run.tag != tag:
-            where.update({host: "not_switched" for host in run.switched if host in where})
+            put((host for host in run.switched if same_host(host) in where), "not_switched")
             continue
-        where.update({host: "failed" for host in run.failed})
-        where.update({host: "not_switched" for host in run.not_switched if where.get(host) not in ("on", "failed")})
-        where.update({host: "on" for host in run.switched})
-    hosts = {state: tuple(h for h, s in where.items() if s == state) for state in ("on", "failed", "not_switched")}
+        put(run.failed, "failed")
+        put(run.not_switched, "not_switched", unless=("on", "failed"))
+        put(run.switched, "on")
+    hosts = {
+        state: tuple(label for label, s in where.values() if s == state) for state in ("on", "failed", "not_switched")
+    }
     if last.rejected or all(run.outcome == "aborted" for run in own):
         outcome = "aborted"  # a release a canary rejected did not go out: never announced as the deploy's
     else:
@@ -166,9 +189,9 @@ def announcement(runs: Sequence[DeployRun], tag: str | None, switching: str | No
     )
 
 
-def _last_switch(runs: Sequence[DeployRun]) -> dict[str, int]:
-    """For each host a run switched, the index in `runs` of the last run that did."""
-    return {host: index for index, run in enumerate(runs) for host in run.switched}
+def _last_switch(runs: Sequence[DeployRun], same_host: SameHost) -> dict[Hashable, int]:
+    """For each machine a run switched, the index in `runs` of the last run that did."""
+    return {same_host(host): index for index, run in enumerate(runs) for host in run.switched}
 
 
 def _unique(tags: Iterable[str]) -> list[str]:

@@ -201,6 +201,15 @@ def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
     return tuple(hosts)
 
 
+def machine_of(label: str, default_port: int) -> tuple[str, int] | None:
+    """The machine a host as written (a hosts line, or a label a run or a depool recorded) names, as Host.key reads
+    it (`mw1`, `mw1:22` and `deploy@mw1` are one); None for text no hosts line could have written."""
+    try:
+        return parse_host(label).key(default_port)
+    except ValueError:
+        return None
+
+
 def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:
     """Drop repeated hosts (same name and port), keeping the first occurrence and the order."""
     seen: set[tuple[str, int]] = set()

@@ -13,11 +13,12 @@ from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, abort_refusal, announcement
+from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement
 from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
+from sartoris.inventory import machine_of
 from sartoris.repo import SlotCheckout
 from sartoris.state import History, SlotLock, shown, written_after_the_change
 
@@ -120,6 +121,12 @@ def _deploy_runs(history: History, slot: int, held: dict[str, Any]) -> tuple[tup
     return live, [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
 
 
+def _same_host(config: Config) -> SameHost:
+    """Hosts as the machines they name, as targeting dedupes them: `mw1`, `mw1:22` and `deploy@mw1` are one."""
+    port = config.ssh.default_port
+    return lambda label: machine_of(label, port) or label
+
+
 def _since(since: object) -> float:
     """A lock's `since` (UTC, to the second) as a time; 0 (the whole history) when it cannot be read."""
     try:
@@ -136,7 +143,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
-    said = announcement(runs, held.get("synced") or held.get("last_run"), held.get("switching"))
+    said = announcement(runs, held.get("synced") or held.get("last_run"), held.get("switching"), _same_host(config))
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})
@@ -159,7 +166,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         live, runs = _deploy_runs(history, slot, held)
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
-        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"))
+        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), _same_host(config))
         if refusal is not None:
             raise RefusedError(refusal)
         head = held.get("head")

@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, parse_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, dedupe, machine_of, parse_host, resolve_hosts, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -70,7 +70,7 @@ def depooled_among(
 ) -> frozenset[str]:
     """The labels of `targets` that are out of the pool `scope` (DepoolSettings.scope), however the depool spelled
     them (mw1, mw1:22); with `by_hand`, only those an operator's `depool` took out."""
-    out = {_machine(stored, default_port) for stored in history.depooled_hosts(scope, by_hand=by_hand)}
+    out = {machine_of(stored, default_port) for stored in history.depooled_hosts(scope, by_hand=by_hand)}
     return frozenset(h.label for h in targets if h.key(default_port) in out)
 
 
@@ -81,14 +81,8 @@ def remember_pool_state(
     same machine there too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out.
     `by_hand`: an operator's `depool`, which `pool --caught-up` leaves alone."""
     machines = {h.key(default_port) for h in hosts}
-    spellings = {stored for stored in history.pool_hosts(scope) if _machine(stored, default_port) in machines}
+    spellings = {stored for stored in history.pool_hosts(scope) if machine_of(stored, default_port) in machines}
     history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled, scope, by_hand=by_hand)
-
-
-def _machine(stored: str, default_port: int) -> tuple[str, int] | None:
-    """The machine a remembered pool entry names; None for one no hosts line could have written."""
-    host = _host(stored)
-    return None if host is None else host.key(default_port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +274,7 @@ def slots_owed(changes: Sequence[tuple[int | None, str, str]], default_port: int
     History.pool_changes_by_runs, oldest first)."""
     owed: dict[tuple[str, int], set[int]] = {}
     for slot, action, stored in changes:
-        machine = _machine(stored, default_port)
+        machine = machine_of(stored, default_port)
         if machine is None:
             continue
         if action == "pool":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sartoris.closing import DeployRun, abort_refusal, announcement
+from sartoris.inventory import machine_of
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
 X = ("mw-slot0-x", "b" * 40)  # a release the deploy made
@@ -125,3 +126,25 @@ def test_finish_announces_a_release_a_canary_rejected_as_aborted_and_not_deploye
     said = announcement([rejected], X[0])
     assert (said.outcome, said.running, said.failed, said.not_switched) == ("aborted", ("mw1",), ("mw2",), ("mw3",))
     assert "rejected by a canary and not deployed; still on 1 canary host(s)" in said.detail(0)
+
+
+def _machine(label: str) -> object:
+    """A host as targeting reads it, with a config whose [ssh] port is 2200."""
+    return machine_of(label, 2200) or label
+
+
+def test_abort_and_finish_take_one_host_spelt_two_ways_as_one() -> None:
+    """`127.0.0.8` and `root@127.0.0.8:2200` (the config's port) are one host: a rollback of one spelling after a
+    sync of the other left every host on the live release, yet abort refused (following its advice looped), and
+    a retry under the other spelling left finish announcing that host failed."""
+    rolled_back = [
+        run(X, "ok", switched=("127.0.0.8",)), run(LIVE, "ok", "rollback", switched=("root@127.0.0.8:2200",))
+    ]
+    assert abort_refusal(0, LIVE, rolled_back, [LIVE[0]], same_host=_machine) is None
+    retried = [
+        run(X, "partial", switched=("127.0.0.1",), failed=("127.0.0.8",)),
+        run(X, "ok", switched=("root@127.0.0.8:2200",)),
+    ]
+    said = announcement(retried, X[0], same_host=_machine)
+    assert (said.outcome, said.failed, said.not_switched) == ("ok", (), ())
+    assert "partial" not in said.detail(0)

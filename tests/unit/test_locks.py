@@ -530,3 +530,35 @@ def test_a_start_on_a_slot_another_deploy_holds_names_that_deploy_not_its_uncomm
     with pytest.raises(DirtyCheckoutError, match="commit or stash"):
         start(config, 0, "bob: security fix", no_remote=True, force=False)
     assert lock.holder() is None
+
+
+def test_abort_and_finish_read_a_host_spelt_two_ways_as_one_machine(config: Config, tmp_path: Path) -> None:
+    """A sync of `127.0.0.8` then a rollback of `root@127.0.0.8:22` (the same machine, the default port): abort
+    refused for good; a partial sync then a retry under the other spelling: finish announced that host failed."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 2)
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+
+    def on(*labels: str) -> tuple[HostResult, ...]:
+        return tuple(HostResult(label, True, Phase.DONE) for label in labels)
+
+    history.record("sync", SyncReport(0, "live", "1" * 40, Outcome.OK, on("127.0.0.8")), "", 0)
+    start(config, 0, "train", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "new", "2" * 40, Outcome.OK, on("127.0.0.8")), "", 1)
+    history.record("rollback", SyncReport(0, "live", "1" * 40, Outcome.OK, on("root@127.0.0.8:22")), "", 2)
+    lock.update(synced="live", last_run="live")
+    abort(config, 0, force=False)
+    assert _git(config.checkout_path(0), "rev-parse", "HEAD") == commits[1] and lock.holder() is None
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_OUTCOME $SARTORIS_FAILED_HOSTS" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    start(config, 0, "train 2", no_remote=True, force=False)
+    failed = HostResult("127.0.0.8", False, Phase.CHECKOUT, "refused", depooled=True)
+    history.record("sync", SyncReport(0, "t2", "3" * 40, Outcome.PARTIAL, (*on("127.0.0.1"), failed)), "", 3)
+    history.record("sync", SyncReport(0, "t2", "3" * 40, Outcome.OK, on("root@127.0.0.8:22")), "", 4)
+    lock.update(synced="t2", last_run="t2")
+    report = finish(config, 0, force=False)
+    assert (tmp_path / "announced").read_text().split() == ["ok"] and report.detail == "slot 0 released; deployed t2"

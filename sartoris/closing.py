@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sartoris.results import CANARY_FAILED
+from sartoris.results import CANARY_FAILED, switch_unseen
 from sartoris.state import UNFINISHED, shown
 
 SameHost = Callable[[str], Hashable]  # a host's label -> the machine it names
@@ -35,6 +35,7 @@ class DeployRun:
     switched: tuple[str, ...] = ()  # hosts it put on its release
     failed: tuple[str, ...] = ()  # hosts that failed themselves
     not_switched: tuple[str, ...] = ()  # hosts it stopped before their turn
+    unseen: tuple[str, ...] = ()  # of `failed`, those whose switch was not seen to end: they may run its release
 
     @classmethod
     def from_record(cls, action: str, tag: str, commit: str, outcome: str, report: Mapping[str, Any]) -> DeployRun:
@@ -49,6 +50,7 @@ class DeployRun:
             switched=tuple(h["host"] for h in hosts if h.get("ok")),
             failed=tuple(h["host"] for h in hosts if not h.get("ok") and not h.get("stopped")),
             not_switched=tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped")),
+            unseen=tuple(h["host"] for h in hosts if not h.get("ok") and switch_unseen(h.get("error"))),
         )
 
     @property
@@ -67,10 +69,11 @@ def abort_refusal(
 ) -> str | None:
     """Why `abort` must leave the deploy as it is, or None when no host may run a release other than `live` (the
     slot's release, tag and commit, when the deploy started): each host is where the last of `runs` that switched
-    it put it, and a run that died while switching (`switching`, the lock's note, or an unfinished run) may have
-    put any. A rollback to `live`, a retry that only finished it, a run that switched no host: abort may go on.
-    `noted`: the tags the deploy's lock says its runs went to; one that is not among `runs` (the history did not
-    take it) leaves where hosts are unknown."""
+    it put it, a host whose switch was not seen to end (its connection lost, and no look on a new one could tell)
+    may also run that run's release, and a run that died while switching (`switching`, the lock's note, or an
+    unfinished run) may have put any. A rollback to `live`, a retry that only finished it, a run that switched no
+    host: abort may go on. `noted`: the tags the deploy's lock says its runs went to; one that is not among `runs`
+    (the history did not take it) leaves where hosts are unknown."""
     live_tag, live_commit = live if live is not None else (None, None)
     back = f"`sartoris rollback --to {live_tag}` (the release live at `start`)" if live_tag else None
     recorded = {run.tag for run in runs}
@@ -88,8 +91,10 @@ def abort_refusal(
             + (f"{back} or " if back else "")
             + "`sync --retry-failed`, and `finish`"
         )
-    last = sorted(set(_last_switch(runs, same_host).values()))
-    moved = _unique(runs[i].tag for i in last if runs[i].commit != live_commit)
+    at_start = frozenset({live}) if live is not None else frozenset()
+    off = {tag for _, releases in _may_run(runs, same_host, at_start).values() for tag, commit in releases
+           if commit != live_commit}
+    moved = _unique(run.tag for run in runs if run.tag in off)
     if not moved:
         return None
     if back is None:
@@ -112,6 +117,7 @@ class Announcement:
     failed: tuple[str, ...] = ()  # hosts that failed in a run of the release and that no later run put on it
     not_switched: tuple[str, ...] = ()  # hosts a run of it stopped before their turn, or a later run moved off it
     running: tuple[str, ...] = ()  # hosts the deploy's runs left on it
+    unseen: tuple[str, ...] = ()  # of `failed`, those whose switch was not seen to end: they may run it
     rejected: bool = False  # its last run was rejected by a canary: announced as aborted, never as deployed
     died: bool = False  # its last run died while switching
     recorded: bool = True  # the history has its runs
@@ -132,12 +138,18 @@ class Announcement:
             return f"{released}; {tag} was rejected by a canary and not deployed" + (still if self.running else "")
         if self.outcome == "aborted":
             return f"{released}; the deploy's last sync ({tag}) aborted: no host was switched to it"
+        if not self.running and self.unseen:  # no host seen on it, but some may be
+            return (
+                f"{released}; {tag} may run on {len(self.unseen)} host(s) whose switch was not seen to end, and on"
+                " no host seen switched: see `sartoris status`"
+            )
         if not self.running:  # a partial run whose every host failed
             return f"{released}; this deploy switched no host to {tag}: see `sartoris status`"
         done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
         if self.outcome == "partial":
+            unseen = f" ({len(self.unseen)} may run it: not seen to end)" if self.unseen else ""
             return done + (
-                f" (partial: {len(self.failed)} host(s) failed, {len(self.not_switched)} not switched: see"
+                f" (partial: {len(self.failed)} host(s) failed{unseen}, {len(self.not_switched)} not switched: see"
                 " `sartoris status`)"
             )
         return done
@@ -149,7 +161,8 @@ def announcement(
     """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
     in one of them stays failed until a later one puts it on the release (a `--retry-failed --hosts` of one fixed
-    host leaves the others failed), and a host a later run moved to another release is no longer on it.
+    host leaves the others failed), and a host a later run moved to another release is no longer on it. A host
+    whose switch to it was not seen to end is failed (it was depooled) but may run it: not "no host got it".
     `switching`: the lock's note of a run that died while switching, which is announced as unknown."""
     if switching is not None:
         return Announcement(switching, "unknown", died=True)
@@ -161,8 +174,8 @@ def announcement(
     last = own[-1]
     if last.unfinished:
         return Announcement(tag, "unknown", died=True)
-    # machine -> (its label as the last run that named it wrote it; on, failed, or not_switched: stopped before its
-    # turn, or moved off)
+    # machine -> (its label as the last run that named it wrote it; on, failed, unseen (failed, but may be on it),
+    # or not_switched: stopped before its turn, or moved off)
     where: dict[Hashable, tuple[str, str]] = {}
 
     def put(hosts: Iterable[str], state: str, unless: tuple[str, ...] = ()) -> None:
@@ -175,23 +188,43 @@ def announcement(
             put((host for host in run.switched if same_host(host) in where), "not_switched")
             continue
         put(run.failed, "failed")
-        put(run.not_switched, "not_switched", unless=("on", "failed"))
+        put(run.unseen, "unseen")
+        put(run.not_switched, "not_switched", unless=("on", "failed", "unseen"))
         put(run.switched, "on")
     hosts = {
-        state: tuple(label for label, s in where.values() if s == state) for state in ("on", "failed", "not_switched")
+        state: tuple(label for label, s in where.values() if s == state)
+        for state in ("on", "failed", "unseen", "not_switched")
     }
+    failed = tuple(label for label, s in where.values() if s in ("failed", "unseen"))  # what the hook is told
     if last.rejected or all(run.outcome == "aborted" for run in own):
         outcome = "aborted"  # a release a canary rejected did not go out: never announced as the deploy's
+    elif not hosts["on"] and hosts["unseen"]:
+        outcome = "unknown"  # no host seen on it, some may be
     else:
-        outcome = "partial" if hosts["failed"] or hosts["not_switched"] else "ok"
+        outcome = "partial" if failed or hosts["not_switched"] else "ok"
     return Announcement(
-        tag, outcome, hosts["failed"], hosts["not_switched"], hosts["on"], last.rejected, action=last.action
+        tag, outcome, failed, hosts["not_switched"], hosts["on"], hosts["unseen"], last.rejected, action=last.action
     )
 
 
-def _last_switch(runs: Sequence[DeployRun], same_host: SameHost) -> dict[Hashable, int]:
-    """For each machine a run switched, the index in `runs` of the last run that did."""
-    return {same_host(host): index for index, run in enumerate(runs) for host in run.switched}
+Release = tuple[str, str]  # tag, commit
+
+
+def _may_run(
+    runs: Sequence[DeployRun], same_host: SameHost, at_start: frozenset[Release]
+) -> dict[Hashable, tuple[str, frozenset[Release]]]:
+    """For each machine `runs` switched or may have switched, its label and every release it may run after them:
+    the one the last run that switched it put it on; with, after that, the release of each run whose switch of it
+    was not seen to end (on top of where it was: `at_start` before any run switched it)."""
+    where: dict[Hashable, tuple[str, frozenset[Release]]] = {}
+    for run in runs:
+        release = (run.tag, run.commit)
+        for host in run.switched:
+            where[same_host(host)] = (host, frozenset({release}))
+        for host in run.unseen:
+            _, before = where.get(same_host(host), (host, at_start))
+            where[same_host(host)] = (host, before | {release})
+    return where
 
 
 def _unique(tags: Iterable[str]) -> list[str]:

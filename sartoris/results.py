@@ -29,6 +29,17 @@ CANARY_FAILED = "a canary failed"
 # release passed no canary), so status, --retry-failed and rollback do not take it for the fleet's release.
 CANARY_PHASE = "unfinished in its canary phase"
 
+# How a host whose switch's outcome stayed unknown says so in its error: its connection was lost or its reply late,
+# and the look on a new connection could not tell (rollout._look_again). Its switch may have swapped the link: the
+# host may run the release, though it is filed as failed.
+NOT_SEEN_AGAIN = "could not connect again to see how it ended"
+NOT_SEEN = "could not see how it ended"
+
+
+def switch_unseen(error: object) -> bool:
+    """A failed host's `error` says its switch may have ended on the release, unseen (see NOT_SEEN)."""
+    return isinstance(error, str) and (f"; {NOT_SEEN_AGAIN}: " in error or f"; {NOT_SEEN}: " in error)
+
 
 class Outcome(enum.StrEnum):
     """The verdict on a whole sync or rollback."""

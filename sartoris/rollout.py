@@ -48,7 +48,7 @@ from sartoris.remote import (
     switch_command,
     switch_outcome_command,
 )
-from sartoris.results import HostResult, Outcome, Phase
+from sartoris.results import NOT_SEEN, NOT_SEEN_AGAIN, HostResult, Outcome, Phase
 from sartoris.state import History
 from sartoris.transport import CommandResult, CommandTimeout, ConnectError, Connector, Session, close_sessions
 
@@ -281,12 +281,12 @@ class _SwitchPhase:
             session = await self._connector.connect(item.host)
         except HostError as again:
             return _failed_switch(
-                label, f"{error}; could not connect again to see how it ended: {again}", seconds(), reached
+                label, f"{error}; {NOT_SEEN_AGAIN}: {again}", seconds(), reached
             )
         try:
             answer = await session.run(probe.command, timeout=wait, stdin=probe.script)
         except HostError as again:
-            return _failed_switch(label, f"{error}; could not see how it ended: {again}", seconds(), reached)
+            return _failed_switch(label, f"{error}; {NOT_SEEN}: {again}", seconds(), reached)
         finally:
             session.close()
         result = seen_again(label, error, answer, self._release.commit, seconds(), reached)
@@ -396,7 +396,7 @@ def seen_again(
     if answer.ok and ran_to_its_end(answer.stdout):
         return HostResult(label, False, reached, f"{unseen}; the host is not on the release {SEEN_AGAIN}", seconds)
     why = answer.error_line() if not answer.ok else NOT_RUN
-    return HostResult(label, False, reached, f"{unseen}; could not see how it ended: {why}", seconds)
+    return HostResult(label, False, reached, f"{unseen}; {NOT_SEEN}: {why}", seconds)
 
 
 def _failed_switch(

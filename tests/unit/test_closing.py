@@ -148,3 +148,40 @@ def test_abort_and_finish_take_one_host_spelt_two_ways_as_one() -> None:
     said = announcement(retried, X[0], same_host=_machine)
     assert (said.outcome, said.failed, said.not_switched) == ("ok", (), ())
     assert "partial" not in said.detail(0)
+
+
+LOST = "connection lost; could not connect again to see how it ended: connect timed out after 5s"
+
+
+def test_a_host_whose_switch_was_not_seen_to_end_may_run_the_release() -> None:
+    """A switch whose connection was lost, with no new connection to look (filed as failed, depooled), may have
+    swapped the link: abort went on (restoring the checkout, releasing the lock) while the host ran the abandoned
+    release, and finish said no host got it. abort now refuses until a rollback puts the host back; finish says
+    the release may run there (outcome unknown), never "switched no host"."""
+    record = {"hosts": [{"host": "mw8", "ok": False, "phase": "checkout", "error": LOST, "depooled": True}]}
+    lost = DeployRun.from_record("sync", X[0], X[1], "partial", record)
+    assert (lost.failed, lost.unseen) == (("mw8",), ("mw8",))
+    refusal = abort_refusal(0, LIVE, [lost], [X[0]])
+    assert refusal is not None and f"this deploy put hosts on {X[0]}; `sartoris rollback --to {LIVE[0]}`" in refusal
+    assert abort_refusal(0, LIVE, [lost, run(LIVE, "ok", "rollback", switched=("mw8",))], [LIVE[0]]) is None
+    said = announcement([lost], X[0])
+    assert (said.outcome, said.failed, said.unseen, said.running) == ("unknown", ("mw8",), ("mw8",), ())
+    assert "switched no host" not in said.detail(0) and "may run on 1 host(s)" in said.detail(0)
+    beside = DeployRun("sync", X[0], X[1], "partial", switched=("mw1",), failed=("mw8",), unseen=("mw8",))
+    assert announcement([beside], X[0]).detail(0).endswith(
+        "(partial: 1 host(s) failed (1 may run it: not seen to end), 0 not switched: see `sartoris status`)"
+    )
+
+
+def test_only_a_switch_whose_end_is_unknown_is_read_as_maybe_on_the_release() -> None:
+    """The look's own words (rollout.seen_again): "could not see how it ended" may run the release; "not on the
+    release (seen on a new connection)" and an ordinary failure do not."""
+    from sartoris.remote import SCRIPT_END
+    from sartoris.rollout import seen_again
+    from sartoris.transport import CommandResult
+
+    unknown = seen_again("mw1", "timed out after 15s", CommandResult(124, "", "sartoris: timed out\n"), X[1], 1.0)
+    old = seen_again("mw2", "timed out after 15s", CommandResult(0, f"{OLDER[1]}\n\n{SCRIPT_END}\n", ""), X[1], 1.0)
+    assert not unknown.ok and not old.ok and "not on the release" in (old.error or "")
+    hosts = [r.as_json() for r in (unknown, old)] + [{"host": "mw3", "ok": False, "error": "exit 1: refused"}]
+    assert DeployRun.from_record("sync", X[0], X[1], "partial", {"hosts": hosts}).unseen == ("mw1",)

@@ -562,3 +562,32 @@ def test_abort_and_finish_read_a_host_spelt_two_ways_as_one_machine(config: Conf
     lock.update(synced="t2", last_run="t2")
     report = finish(config, 0, force=False)
     assert (tmp_path / "announced").read_text().split() == ["ok"] and report.detail == "slot 0 released; deployed t2"
+
+
+def test_abort_refuses_while_a_host_whose_switch_was_not_seen_to_end_may_run_the_release(
+    config: Config, tmp_path: Path
+) -> None:
+    """The deploy's one sync lost its host's connection mid-switch and could not look again (partial, the host
+    depooled): abort restored the checkout and released the lock while that host may run the release, and finish
+    said this deploy switched no host to it. abort now refuses; finish tells its hook `unknown`."""
+    from sartoris.results import NOT_SEEN_AGAIN, HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    commits = _history_of_commits(config.checkout_path(0), 2)
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+    history.record("sync", SyncReport(0, "live", "1" * 40, Outcome.OK, (HostResult("mw8", True, Phase.DONE),)), "", 0)
+    start(config, 0, "train", no_remote=True, force=False)
+    error = f"timed out after 30s; {NOT_SEEN_AGAIN}: connect timed out after 5s"
+    lost = HostResult("mw8", False, Phase.CHECKOUT, error, depooled=True)
+    history.record("sync", SyncReport(0, "new", "2" * 40, Outcome.PARTIAL, (lost,)), "", 1)
+    lock.update(synced="new", last_run="new")
+    with pytest.raises(RefusedError, match="`sartoris rollback --to live`"):
+        abort(config, 0, force=False)
+    assert lock.holder() is not None and _git(config.checkout_path(0), "rev-parse", "HEAD") == commits[1]
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_OUTCOME $SARTORIS_FAILED_HOSTS" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    report = finish(config, 0, force=False)
+    assert (tmp_path / "announced").read_text().split() == ["unknown", "mw8"]
+    assert "switched no host" not in report.detail and "new may run on 1 host(s)" in report.detail

@@ -36,11 +36,15 @@ class DeployRun:
     failed: tuple[str, ...] = ()  # hosts that failed themselves
     not_switched: tuple[str, ...] = ()  # hosts it stopped before their turn
     unseen: tuple[str, ...] = ()  # of `failed`, those whose switch was not seen to end: they may run its release
+    # an unfinished run's targets, any of which it may have switched; None where its note (by a Sartoris before
+    # notes named them) does not say
+    targets: tuple[str, ...] | None = None
 
     @classmethod
     def from_record(cls, action: str, tag: str, commit: str, outcome: str, report: Mapping[str, Any]) -> DeployRun:
         """The run from its history row (older records have no `stopped`: every host not on the release failed)."""
         hosts = [h for h in report.get("hosts") or [] if isinstance(h, dict) and isinstance(h.get("host"), str)]
+        targets = report.get("targets")
         return cls(
             action,
             tag,
@@ -51,11 +55,12 @@ class DeployRun:
             failed=tuple(h["host"] for h in hosts if not h.get("ok") and not h.get("stopped")),
             not_switched=tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped")),
             unseen=tuple(h["host"] for h in hosts if not h.get("ok") and switch_unseen(h.get("error"))),
+            targets=tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else None,
         )
 
     @property
     def unfinished(self) -> bool:
-        """The run died while its hosts could switch: any of them may run its release."""
+        """The run died while its hosts could switch: any of its targets may run its release."""
         return self.outcome == UNFINISHED
 
 
@@ -70,10 +75,13 @@ def abort_refusal(
     """Why `abort` must leave the deploy as it is, or None when no host may run a release other than `live` (the
     slot's release, tag and commit, when the deploy started): each host is where the last of `runs` that switched
     it put it, a host whose switch was not seen to end (its connection lost, and no look on a new one could tell)
-    may also run that run's release, and a run that died while switching (`switching`, the lock's note, or an
-    unfinished run) may have put any. A rollback to `live`, a retry that only finished it, a run that switched no
-    host: abort may go on. `noted`: the tags the deploy's lock says its runs went to; one that is not among `runs`
-    (the history did not take it) leaves where hosts are unknown."""
+    may also run that run's release, and so may each target of a run that died while switching (unfinished) until a
+    later run switched it. A run that died while switching and that no later run followed (`switching`, the
+    lock's note, cleared once a run is written down), or whose targets its record does not name, may have put
+    any host there: refused, for good in the second case (no run can show every host back). A rollback to `live`,
+    a retry that only finished it, a run that switched no host: abort may go on. `noted`: the tags the deploy's
+    lock says its runs went to; one that is not among `runs` (the history did not take it) leaves where hosts are
+    unknown."""
     live_tag, live_commit = live if live is not None else (None, None)
     back = f"`sartoris rollback --to {live_tag}` (the release live at `start`)" if live_tag else None
     recorded = {run.tag for run in runs}
@@ -83,13 +91,22 @@ def abort_refusal(
             f"slot {slot}: this deploy's run of {shown(lost[0])} is not in the history, so which hosts run it is"
             " unknown: see `sartoris status`, then " + (f"{back} or " if back else "") + "`sartoris finish`"
         )
-    died = [run.tag for run in runs if run.unfinished and run.commit != live_commit]
-    if switching or died:
+    if switching:
         return (
-            f"slot {slot}: a run of this deploy died while switching hosts to {shown(switching or died[-1])}, so some"
-            " may run it: see `sartoris status`, then "
-            + (f"{back} or " if back else "")
-            + "`sync --retry-failed`, and `finish`"
+            f"slot {slot}: a run of this deploy died while switching hosts to {shown(switching)}, so some may run"
+            " it: see `sartoris status`, then "
+            + (f"{back} and `sartoris abort`, or " if back else "")
+            + "`sync --retry-failed` and `finish`"
+        )
+    blind = [run.tag for run in runs if run.unfinished and run.targets is None and run.commit != live_commit]
+    if blind:
+        return (
+            f"slot {slot}: a run of this deploy died while switching hosts to {shown(blind[-1])}, and its record (by an"
+            " earlier Sartoris) does not name the hosts it targeted, so any may run it and no later run can show"
+            " every host back: see `sartoris status`, put the hosts back"
+            + (f" with {back}" if back else "")
+            + ", then end the deploy with `sartoris finish` and reset the checkout to the commit `start` found"
+            " (`sartoris log` shows it)"
         )
     at_start = frozenset({live}) if live is not None else frozenset()
     off = {tag for _, releases in _may_run(runs, same_host, at_start).values() for tag, commit in releases
@@ -97,6 +114,10 @@ def abort_refusal(
     moved = _unique(run.tag for run in runs if run.tag in off)
     if not moved:
         return None
+    died = _unique(run.tag for run in runs if run.unfinished and run.tag in off)
+    if died:
+        moved = [tag + (" (a run of it died while switching: its hosts may run it)" if tag in died else "")
+                 for tag in moved]
     if back is None:
         return (
             f"slot {slot}: this deploy put hosts on {', '.join(moved)}, and no release was live before it, so there is"
@@ -172,7 +193,7 @@ def announcement(
     if not own:
         return Announcement(tag, "unknown", recorded=False)
     last = own[-1]
-    if last.unfinished:
+    if last.unfinished or any(run.unfinished and run.targets is None for run in own):
         return Announcement(tag, "unknown", died=True)
     # machine -> (its label as the last run that named it wrote it; on, failed, unseen (failed, but may be on it),
     # or not_switched: stopped before its turn, or moved off)
@@ -189,6 +210,8 @@ def announcement(
             continue
         put(run.failed, "failed")
         put(run.unseen, "unseen")
+        if run.unfinished:  # an earlier run of it died while these were its targets
+            put(run.targets or (), "unseen", unless=("on",))
         put(run.not_switched, "not_switched", unless=("on", "failed", "unseen"))
         put(run.switched, "on")
     hosts = {
@@ -215,13 +238,14 @@ def _may_run(
 ) -> dict[Hashable, tuple[str, frozenset[Release]]]:
     """For each machine `runs` switched or may have switched, its label and every release it may run after them:
     the one the last run that switched it put it on; with, after that, the release of each run whose switch of it
-    was not seen to end (on top of where it was: `at_start` before any run switched it)."""
+    was not seen to end, or that died while it was a target (on top of where it was: `at_start` before any run
+    switched it)."""
     where: dict[Hashable, tuple[str, frozenset[Release]]] = {}
     for run in runs:
         release = (run.tag, run.commit)
         for host in run.switched:
             where[same_host(host)] = (host, frozenset({release}))
-        for host in run.unseen:
+        for host in run.unseen + ((run.targets or ()) if run.unfinished else ()):
             _, before = where.get(same_host(host), (host, at_start))
             where[same_host(host)] = (host, before | {release})
     return where

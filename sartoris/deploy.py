@@ -339,7 +339,10 @@ def _roll_out_and_record(
             return
         in_canary_phase = CANARY_PHASE if canary_hosts else None
         begun.append(
-            history.begin(action, request.slot, release.tag, release.commit, request.message, started, in_canary_phase)
+            history.begin(
+                action, request.slot, release.tag, release.commit, request.message, started, in_canary_phase,
+                targets=[host.label for host in targets],
+            )
         )
 
     def report_and_record(ran: tuple[Release, RolloutResult]) -> tuple[SyncReport, bool]:

@@ -202,17 +202,26 @@ class History:
             raise StateError(f"history {self._path}: {exc}") from None
 
     def begin(
-        self, action: str, slot: int, tag: str, commit: str, message: str, started: float, reason: str | None = None
+        self,
+        action: str,
+        slot: int,
+        tag: str,
+        commit: str,
+        message: str,
+        started: float,
+        reason: str | None = None,
+        targets: Iterable[str] = (),
     ) -> int:
         """Note, before its first host switches, a run that may put hosts on `tag`; its row id. Written down, the run
         replaces the note (record); a run that dies first (kill -9, a power cut) leaves it, so `rollback`, `status`
-        and `--retry-failed` count its release as one that reached hosts, and `log` shows it unfinished."""
+        and `--retry-failed` count its release as one that reached hosts, `log` shows it unfinished, and `abort`
+        reads its `targets` (the hosts it may have switched) until later runs switched them elsewhere."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 (slot, action, tag, commit, UNFINISHED, message, current_user(), started,
-                 json.dumps({"hosts": [], "reason": reason})),
+                 json.dumps({"hosts": [], "reason": reason, "targets": list(targets)})),
             )
             return int(cursor.lastrowid or 0)
 

@@ -353,6 +353,27 @@ def test_abort_refuses_after_a_run_of_the_deploy_was_killed_while_switching(
     assert plan.code == 0 and plan.json()["commit"] == old, plan.stderr
 
 
+def test_abort_goes_on_once_a_rollback_put_back_every_host_a_killed_run_targeted(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A sync inside a started deploy SIGKILLed mid-switch leaves its `unfinished` row for good: abort refused
+    forever, also once `rollback --to <the release live at start>`, as its advice said, put every host back (the
+    advice looped). The row now names the run's targets, and a later run that switched them all lets abort go on."""
+    hosts = deployment.fleet.hosts[44:50]
+    old, _new, code, _stdout, _stderr = _signal_mid_switch(deployment, tmp_path, hosts, signal.SIGKILL, started=True)
+    assert code == -signal.SIGKILL
+    _settle(deployment)
+    slot = str(deployment.slot)
+    refused = deployment.sartoris("abort", "--slot", slot)
+    assert refused.code == 4 and "`sartoris rollback --to " in refused.stderr, refused.stderr
+    live = refused.stderr.split("`sartoris rollback --to ")[1].split("`")[0]
+    back = deployment.sartoris("rollback", "--slot", slot, "--to", live, "--hosts", "six")
+    assert back.code == 0, back.stderr
+    aborted = deployment.sartoris("abort", "--slot", slot)
+    assert aborted.code == 0, aborted.stderr
+    assert git(deployment.checkout, "rev-parse", "HEAD") == old and not _lock(deployment).exists()
+
+
 def test_a_killed_controller_leaves_a_stale_lock_that_force_breaks(deployment: Deployment, tmp_path: Path) -> None:
     """SIGKILL to the controller mid-switch: every host is still wholly old or new; the next sync is refused (exit 4,
     stale lock, --force named) and changes nothing; status meanwhile reports each host's real commit, its exit

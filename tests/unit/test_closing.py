@@ -185,3 +185,32 @@ def test_only_a_switch_whose_end_is_unknown_is_read_as_maybe_on_the_release() ->
     assert not unknown.ok and not old.ok and "not on the release" in (old.error or "")
     hosts = [r.as_json() for r in (unknown, old)] + [{"host": "mw3", "ok": False, "error": "exit 1: refused"}]
     assert DeployRun.from_record("sync", X[0], X[1], "partial", {"hosts": hosts}).unseen == ("mw1",)
+
+
+def test_a_run_that_died_while_switching_is_superseded_on_the_targets_a_later_run_switched() -> None:
+    """A run killed while switching stays `unfinished` in the history: abort refused for good, even once a rollback
+    to the live release put every host back (its advice looped). Its note now names its targets: each may run its
+    release until a later run switched it; a rollback of only some of them still leaves abort refused."""
+    record = {"hosts": [], "reason": None, "targets": ["mw1", "mw2"]}
+    died = DeployRun.from_record("sync", X[0], X[1], "unfinished", record)
+    assert died.targets == ("mw1", "mw2")
+    refusal = abort_refusal(0, LIVE, [died], [])
+    assert refusal is not None and f"`sartoris rollback --to {LIVE[0]}`" in refusal and "died" in refusal
+    some = run(LIVE, "ok", "rollback", switched=("mw1",))
+    assert abort_refusal(0, LIVE, [died, some], [LIVE[0]]) is not None
+    every = run(LIVE, "ok", "rollback", switched=("mw2", "mw1"))
+    assert abort_refusal(0, LIVE, [died, every], [LIVE[0]]) is None
+    retried = run(X, "ok", switched=("mw1",))
+    said = announcement([died, retried], X[0])
+    assert (said.outcome, said.running, said.unseen) == ("partial", ("mw1",), ("mw2",))
+
+
+def test_a_run_that_died_with_no_targets_noted_leaves_abort_refused_and_advises_finish() -> None:
+    """The note of a run by an earlier Sartoris names no targets: any host may run its release and no later run can
+    show every host back, so abort stays refused, and its advice ends in `finish` (not a loop back to abort)."""
+    died = DeployRun.from_record("sync", X[0], X[1], "unfinished", {"hosts": [], "reason": None})
+    assert died.targets is None
+    every = run(LIVE, "ok", "rollback", switched=("mw1", "mw2"))
+    refusal = abort_refusal(0, LIVE, [died, every], [LIVE[0]])
+    assert refusal is not None and "does not name the hosts it targeted" in refusal
+    assert "`sartoris finish`" in refusal and "then `sartoris abort`" not in refusal

@@ -105,12 +105,19 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
         run_lock.release()
 
 
-def _deploy_runs(history: History, slot: int, held: dict[str, Any]) -> tuple[tuple[str, str] | None, list[DeployRun]]:
-    """The slot's release (tag, commit) when the started deploy `held` began, and the deploy's runs, oldest first.
-    A lock taken by an earlier Sartoris notes neither: its runs are those begun once it was taken."""
+def _deploy_runs(
+    history: History, slot: int, held: dict[str, Any]
+) -> tuple[tuple[str, str] | None, list[DeployRun] | None]:
+    """The slot's release (tag, commit) when the started deploy `held` began, and the deploy's runs, oldest first;
+    None for the runs when where they begin is unknown. A lock taken by an earlier Sartoris notes neither: its
+    runs are those after its own `start` row (the slot's newest start, written once the lock was taken, and
+    every Sartoris wrote it), not those begun after its time, which is to the second only (a sync that ended
+    in the second the start began would pass for the deploy's)."""
     mark = held.get("history_mark")
     if not isinstance(mark, int):
-        mark = history.newest_id(before=_since(held.get("since")))
+        mark = _start_row(history, slot, held)
+        if mark is None:
+            return None, None
     if "live_tag" in held:
         tag, commit = held.get("live_tag"), held.get("live_commit")
         live = (tag, commit) if isinstance(tag, str) and isinstance(commit, str) else None
@@ -119,6 +126,16 @@ def _deploy_runs(history: History, slot: int, held: dict[str, Any]) -> tuple[tup
         live = (release.tag, release.commit) if release is not None else None
     entries = history.runs_after(slot, mark)
     return live, [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
+
+
+def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:
+    """The id of the `start` row of the deploy `held` (a lock with no history mark): the slot's newest start, if it
+    is this deploy's (the head the lock noted, written no earlier than the lock's time); None when the history
+    has none (its write failed)."""
+    row = history.newest_start(slot)
+    if row is None or row.commit != held.get("head") or row.started < _since(held.get("since")):
+        return None
+    return row.id
 
 
 def _same_host(config: Config) -> SameHost:
@@ -139,11 +156,12 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        _, runs = _deploy_runs(history, slot, held)
+        _, runs = _deploy_runs(history, slot, held)  # unknown: its release is announced as not in the history
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
-    said = announcement(runs, held.get("synced") or held.get("last_run"), held.get("switching"), _same_host(config))
+    tag = held.get("synced") or held.get("last_run")
+    said = announcement(runs or [], tag, held.get("switching"), _same_host(config))
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})
@@ -164,6 +182,13 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
         live, runs = _deploy_runs(history, slot, held)
+        if runs is None:
+            raise RefusedError(
+                f"slot {slot}: the deploy's lock (taken by an earlier Sartoris) does not say where its runs begin in"
+                " the history, which has no `start` of it: which hosts its runs moved is unknown, so there is no"
+                " release to name for a rollback: see `sartoris status`, put the hosts back, then end the deploy"
+                " with `sartoris finish`"
+            )
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
         refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), _same_host(config))

@@ -309,14 +309,21 @@ class History:
         switched hosts (ok or partial) and that no canary rejected; None before the first."""
         return next((release for release in self.deployed(slot, up_to) if not release.rejected), None)
 
-    def newest_id(self, before: float | None = None) -> int:
+    def newest_id(self) -> int:
         """The id of the newest row (0 in an empty history), which a started deploy notes: its runs are the rows
-        after it (see runs_after). With `before`, of the newest row begun before that time."""
+        after it (see runs_after)."""
+        with self._connect() as db:
+            row = db.execute("SELECT max(id) FROM deploys").fetchone()
+        return int(row[0] or 0)
+
+    def newest_start(self, slot: int) -> Entry | None:
+        """The slot's newest `start` event: while a deploy's lock is held, that deploy's (no other start gets in),
+        if its start was written down."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT max(id) FROM deploys WHERE started < ?", (before if before is not None else float("inf"),)
+                "SELECT * FROM deploys WHERE slot = ? AND action = 'start' ORDER BY id DESC LIMIT 1", (slot,)
             ).fetchone()
-        return int(row[0] or 0)
+        return _entry(row) if row is not None else None
 
     def runs_after(self, slot: int, mark: int) -> list[Entry]:
         """The slot's syncs and rollbacks (unfinished ones too) written after row `mark`, oldest first: the runs

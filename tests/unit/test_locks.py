@@ -3,6 +3,7 @@ cannot be finished or aborted under a running sync."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import subprocess
@@ -347,7 +348,7 @@ def test_lock_fields_holding_control_characters_are_shown_escaped(config: Config
     assert "locked by 'ali\\x1b[2J'@'deploy\\rX' since '\\x9b31m'" in shown[1]
     assert "(pid 1)" in shown[0] and "'go\\x1b]0;owned\\x07'" in shown[0]
     lock.release()
-    lock.acquire("start", "train", synced="t1\x1b[2J")  # a tag the deploy's lock names, shown by abort and finish
+    lock.acquire("start", "train", synced="t1\x1b[2J", history_mark=0)  # a tag the lock names, shown by abort, finish
     with pytest.raises(RefusedError) as refused_abort:
         abort(config, 0, force=False)
     said = [str(refused_abort.value), finish(config, 0, force=False).detail]
@@ -434,18 +435,31 @@ def test_finish_does_not_say_deployed_of_a_release_no_host_got(config: Config) -
     assert "switched no host to t1" in report.detail and "deployed" not in report.detail
 
 
-def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_begun_after_its_lock(config: Config) -> None:
+def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_after_its_start_row(config: Config) -> None:
     """A start lock that notes neither the slot's release nor where the history stood (taken before Sartoris noted
-    them): the runs begun before the lock's time make the live release, those after are the deploy's."""
+    them): its runs are those after its own `start` row. They were those begun after the lock's time, which is to
+    the second, so a sync that ended in the second the start began (`sync -m hotfix && start`) passed for the
+    deploy's, and abort named the release before it as live at start (following it reverted the hotfix). With no
+    start row to go by, abort refuses, naming no rollback target."""
     from sartoris.results import HostResult, Outcome, Phase, SyncReport
     from sartoris.state import History
 
     commits = _history_of_commits(config.checkout_path(0), 1)
-    history, done = History(config.state_dir), (HostResult("mw1", True, Phase.DONE),)
-    history.record("sync", SyncReport(0, "live", "1" * 40, Outcome.OK, done), "", time.time() - 60)
-    SlotLock(config.state_dir, 0).acquire("start", "train", head=commits[0], branch="main")
-    history.record("sync", SyncReport(0, "new", "2" * 40, Outcome.OK, done), "", time.time() + 1)
-    with pytest.raises(RefusedError, match="this deploy put hosts on new; `sartoris rollback --to live`"):
+    history, lock = History(config.state_dir), SlotLock(config.state_dir, 0)
+    done = (HostResult("mw1", True, Phase.DONE),)
+    history.record("sync", SyncReport(0, "older", "1" * 40, Outcome.OK, done), "", time.time() - 60)
+    lock.acquire("start", "train", head=commits[0], branch="main")  # as an earlier Sartoris took it
+    with pytest.raises(RefusedError, match="no `start` of it") as refused:
+        abort(config, 0, force=False)
+    assert "--to" not in str(refused.value)
+    since = float(calendar.timegm(time.strptime(str((lock.holder() or {})["since"]), "%Y-%m-%dT%H:%M:%SZ")))
+    history.record("sync", SyncReport(0, "hotfix", "2" * 40, Outcome.OK, done), "hotfix", since + 0.4)  # same second
+    history.record_event("start", 0, "train", {"head": commits[0]}, commit=commits[0])  # the start's own row
+    abort(config, 0, force=False)  # the hotfix was live at start: the deploy moved nothing
+    lock.acquire("start", "train 2", head=commits[0], branch="main")
+    history.record_event("start", 0, "train 2", {"head": commits[0]}, commit=commits[0])
+    history.record("sync", SyncReport(0, "new", "3" * 40, Outcome.OK, done), "", time.time())
+    with pytest.raises(RefusedError, match="this deploy put hosts on new; `sartoris rollback --to hotfix`"):
         abort(config, 0, force=False)
 
 

@@ -71,6 +71,7 @@ def abort_refusal(
     noted: Iterable[str] = (),
     switching: str | None = None,
     same_host: SameHost = as_written,
+    before: Sequence[DeployRun] = (),
 ) -> str | None:
     """Why `abort` must leave the deploy as it is, or None when no host may run a release other than `live` (the
     slot's release, tag and commit, when the deploy started): each host is where the last of `runs` that switched
@@ -81,7 +82,10 @@ def abort_refusal(
     any host there: refused, for good in the second case (no run can show every host back). A rollback to `live`,
     a retry that only finished it, a run that switched no host: abort may go on. `noted`: the tags the deploy's
     lock says its runs went to; one that is not among `runs` (the history did not take it) leaves where hosts are
-    unknown."""
+    unknown. `before`: the slot's runs before the deploy, replayed the same way, say what each host ran at start
+    (a host they never named ran `live`); when the hosts the deploy moved did not all run one release then, or
+    others ran another, the advice is a rollback of each group of them to its own release (`--hosts`), never the
+    fleet's to `live`, which would move hosts the deploy never touched."""
     live_tag, live_commit = live if live is not None else (None, None)
     back = f"`sartoris rollback --to {live_tag}` (the release live at `start`)" if live_tag else None
     recorded = {run.tag for run in runs}
@@ -108,25 +112,86 @@ def abort_refusal(
             + ", then end the deploy with `sartoris finish` and reset the checkout to the commit `start` found"
             " (`sartoris log` shows it)"
         )
-    at_start = frozenset({live}) if live is not None else frozenset()
-    off = {tag for _, releases in _may_run(runs, same_host, at_start).values() for tag, commit in releases
-           if commit != live_commit}
-    moved = _unique(run.tag for run in runs if run.tag in off)
-    if not moved:
+    start = _Start(live, _may_run(before, same_host, lambda _: frozenset()))
+    after = _may_run(runs, same_host, start.of)
+    off = {machine: label for machine, (label, releases) in after.items() if not start.may_leave(machine, releases)}
+    if not off:
         return None
-    died = _unique(run.tag for run in runs if run.unfinished and run.tag in off)
-    if died:
-        moved = [tag + (" (a run of it died while switching: its hosts may run it)" if tag in died else "")
-                 for tag in moved]
+    offs = {r for machine in off for r in after[machine][1] if not start.may_leave(machine, frozenset({r}))}
+    died = {run.tag for run in runs if run.unfinished}
+    moved = [tag + (_DIED if tag in died else "") for tag in _unique(r.tag for r in runs if (r.tag, r.commit) in offs)]
     if back is None:
         return (
             f"slot {slot}: this deploy put hosts on {', '.join(moved)}, and no release was live before it, so there is"
             " none to roll back to: end the deploy with `sartoris finish`"
         )
-    return (
-        f"slot {slot}: this deploy put hosts on {', '.join(moved)}; {back} puts them back, then `sartoris abort`"
-        " restores the checkout (or keep them there and `sartoris finish`)"
+    homes: dict[Release | None, list[str]] = {}
+    for machine, label in off.items():
+        homes.setdefault(start.home(machine), []).append(label)
+    now = {machine: releases for machine, (_, releases) in {**start.hosts, **after}.items() if machine not in off}
+    if set(homes) == {live} and all({commit for _, commit in r} == {live_commit} for r in now.values()):
+        return (
+            f"slot {slot}: this deploy put hosts on {', '.join(moved)}; {back} puts them back, then `sartoris abort`"
+            " restores the checkout (or keep them there and `sartoris finish`)"
+        )
+    return f"slot {slot}: this deploy put hosts on {', '.join(moved)}; " + _put_back_each(homes)
+
+
+_DIED = " (a run of it died while switching: its hosts may run it)"
+
+
+def _put_back_each(homes: Mapping[Release | None, Sequence[str]]) -> str:
+    """The advice when the hosts a deploy moved did not all run one release at start, or others run another: a
+    rollback of each group of them to the release it ran (a fleet-wide one would move hosts the deploy never
+    touched), in a hosts file of its own."""
+    steps = [
+        f"`sartoris rollback --to {shown(tag)} --hosts ./back-to-{shown(tag)}`, ./back-to-{shown(tag)} listing"
+        f" {', '.join(shown(label) for label in labels)} (one per line)"
+        for (tag, _), labels in ((home, labels) for home, labels in homes.items() if home is not None)
+    ]
+    unknown = homes.get(None, ())
+    text = (
+        "they did not all run one release at `start`, or other hosts ran another, so a rollback of the whole fleet"
+        " would move hosts this deploy did not: put back only these, each to the release it ran at `start`: "
+        + "; ".join(steps)
     )
+    if unknown:
+        return (
+            text + ("; and " if steps else "")
+            + f"what {', '.join(shown(label) for label in unknown)} ran at `start` is unknown (a run before the deploy"
+            " could not tell): see `sartoris status`, and end the deploy with `sartoris finish`"
+        )
+    return text + "; then `sartoris abort` restores the checkout (or keep them there and `sartoris finish`)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """Where each host was when the deploy started, by the slot's runs before it (`hosts`: the machines they
+    named, with every release each may have run); a host none named runs `live`, the slot's release then."""
+
+    live: Release | None
+    hosts: Mapping[Hashable, tuple[str, frozenset[Release]]]
+
+    def of(self, machine: Hashable) -> frozenset[Release]:
+        """Every release `machine` may have run at start."""
+        if machine in self.hosts:
+            return self.hosts[machine][1]
+        return frozenset({self.live}) if self.live is not None else frozenset()
+
+    def may_leave(self, machine: Hashable, releases: frozenset[Release]) -> bool:
+        """Abort may leave `machine` where it may run `releases`: each is one it may have run at start, or the
+        slot's release then (a `--retry-failed` that finished it on a host it had failed on moved it there)."""
+        allowed = {commit for _, commit in self.of(machine)} | ({self.live[1]} if self.live is not None else set())
+        return {commit for _, commit in releases} <= allowed
+
+    def home(self, machine: Hashable) -> Release | None:
+        """The release to put `machine` back on: the one it ran at start; the slot's release then where it may
+        have run that or another; None where the history cannot tell which (a run before the deploy died, or its
+        switch was not seen to end, and neither was the slot's release)."""
+        at = self.of(machine)
+        if len({commit for _, commit in at}) == 1:
+            return next(iter(sorted(at)))
+        return self.live if self.live in at or not at else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +299,7 @@ Release = tuple[str, str]  # tag, commit
 
 
 def _may_run(
-    runs: Sequence[DeployRun], same_host: SameHost, at_start: frozenset[Release]
+    runs: Sequence[DeployRun], same_host: SameHost, at_start: Callable[[Hashable], frozenset[Release]]
 ) -> dict[Hashable, tuple[str, frozenset[Release]]]:
     """For each machine `runs` switched or may have switched, its label and every release it may run after them:
     the one the last run that switched it put it on; with, after that, the release of each run whose switch of it
@@ -246,7 +311,7 @@ def _may_run(
         for host in run.switched:
             where[same_host(host)] = (host, frozenset({release}))
         for host in run.unseen + ((run.targets or ()) if run.unfinished else ()):
-            _, before = where.get(same_host(host), (host, at_start))
+            _, before = where.get(same_host(host), (host, at_start(same_host(host))))
             where[same_host(host)] = (host, before | {release})
     return where
 

@@ -20,7 +20,7 @@ from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_of
 from sartoris.repo import SlotCheckout
-from sartoris.state import History, SlotLock, shown, written_after_the_change
+from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -107,9 +107,10 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
 
 def _deploy_runs(
     history: History, slot: int, held: dict[str, Any]
-) -> tuple[tuple[str, str] | None, list[DeployRun] | None]:
-    """The slot's release (tag, commit) when the started deploy `held` began, and the deploy's runs, oldest first;
-    None for the runs when where they begin is unknown. A lock taken by an earlier Sartoris notes neither: its
+) -> tuple[tuple[str, str] | None, list[DeployRun] | None, list[DeployRun]]:
+    """The slot's release (tag, commit) when the started deploy `held` began, the deploy's runs, oldest first
+    (None when where they begin is unknown), and the slot's runs before it (where they left each host is where
+    the deploy found it). A lock taken by an earlier Sartoris notes neither: its
     runs are those after its own `start` row (the slot's newest start, written once the lock was taken, and
     every Sartoris wrote it), not those begun after its time, which is to the second only (a sync that ended
     in the second the start began would pass for the deploy's)."""
@@ -117,15 +118,19 @@ def _deploy_runs(
     if not isinstance(mark, int):
         mark = _start_row(history, slot, held)
         if mark is None:
-            return None, None
+            return None, None, []
     if "live_tag" in held:
         tag, commit = held.get("live_tag"), held.get("live_commit")
         live = (tag, commit) if isinstance(tag, str) and isinstance(commit, str) else None
     else:
         release = history.last_deployed(slot, up_to=mark)
         live = (release.tag, release.commit) if release is not None else None
-    entries = history.runs_after(slot, mark)
-    return live, [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
+    runs, before = history.runs_after(slot, mark), history.runs_up_to(slot, mark)
+    return live, _as_runs(runs), _as_runs(before)
+
+
+def _as_runs(entries: list[Entry]) -> list[DeployRun]:
+    return [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
 
 
 def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:
@@ -156,7 +161,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        _, runs = _deploy_runs(history, slot, held)  # unknown: its release is announced as not in the history
+        _, runs, _ = _deploy_runs(history, slot, held)  # unknown: its release is announced as not in the history
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
@@ -181,7 +186,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     checkout and submodules to where start found them, release the lock."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
-        live, runs = _deploy_runs(history, slot, held)
+        live, runs, before = _deploy_runs(history, slot, held)
         if runs is None:
             raise RefusedError(
                 f"slot {slot}: the deploy's lock (taken by an earlier Sartoris) does not say where its runs begin in"
@@ -191,7 +196,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
             )
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
-        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), _same_host(config))
+        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), _same_host(config), before)
         if refusal is not None:
             raise RefusedError(refusal)
         head = held.get("head")

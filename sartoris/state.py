@@ -330,6 +330,11 @@ class History:
         of a deploy started when `mark` was the newest row."""
         return self._runs("slot = ? AND id > ? ORDER BY id", (slot, mark))
 
+    def runs_up_to(self, slot: int, mark: int) -> list[Entry]:
+        """The slot's syncs and rollbacks (unfinished ones too) written by row `mark`, oldest first: where they left
+        each host is where a deploy started when `mark` was the newest row found it."""
+        return self._runs("slot = ? AND id <= ? ORDER BY id", (slot, mark))
+
     def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
         changes (they belong to no slot and matter to every one)."""

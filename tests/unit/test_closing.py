@@ -214,3 +214,37 @@ def test_a_run_that_died_with_no_targets_noted_leaves_abort_refused_and_advises_
     refusal = abort_refusal(0, LIVE, [died, every], [LIVE[0]])
     assert refusal is not None and "does not name the hosts it targeted" in refusal
     assert "`sartoris finish`" in refusal and "then `sartoris abort`" not in refusal
+
+
+FLEET = tuple(f"mw{n}" for n in range(1, 9))
+
+
+def test_abort_after_a_mixed_fleet_at_start_puts_back_only_the_hosts_it_moved_each_to_its_own_release() -> None:
+    """An interrupted run before the deploy left mw1-mw2 on LIVE and mw3-mw8 on OLDER; the deploy synced mw1-mw3.
+    abort advised a fleet-wide `rollback --to LIVE`, which moved mw4-mw8, never touched, onto LIVE. It now names
+    each group of moved hosts with the release it ran at start, in a --hosts file; followed, abort goes on."""
+    before = [
+        run(OLDER, "ok", switched=FLEET),
+        run(LIVE, "partial", switched=("mw1", "mw2"), not_switched=FLEET[2:]),
+    ]
+    runs = [run(X, "ok", switched=("mw1", "mw2", "mw3"))]
+    refusal = abort_refusal(0, LIVE, runs, [X[0]], before=before)
+    assert refusal is not None and f"this deploy put hosts on {X[0]};" in refusal
+    for (tag, _), hosts in ((LIVE, "mw1, mw2 "), (OLDER, "mw3 ")):
+        assert f"`sartoris rollback --to {tag} --hosts ./back-to-{tag}`, ./back-to-{tag} listing {hosts}" in refusal
+    assert f"`sartoris rollback --to {LIVE[0]}` (the release live" not in refusal
+    followed = [
+        *runs, run(LIVE, "ok", "rollback", switched=("mw1", "mw2")), run(OLDER, "ok", "rollback", switched=("mw3",))
+    ]
+    assert abort_refusal(0, LIVE, followed, [OLDER[0]], before=before) is None
+
+
+def test_abort_after_moving_only_hosts_that_ran_the_live_release_beside_others_names_them() -> None:
+    """The hosts the deploy moved all ran LIVE at start, but others ran OLDER: a fleet-wide rollback to LIVE would
+    move those too, so the advice names the moved hosts; on a uniform fleet it stays the fleet-wide rollback."""
+    before = [run(OLDER, "ok", switched=FLEET), run(LIVE, "partial", switched=("mw1",), failed=FLEET[1:])]
+    refusal = abort_refusal(0, LIVE, [run(X, "ok", switched=("mw1",))], [X[0]], before=before)
+    assert refusal is not None and f"--hosts ./back-to-{LIVE[0]}`, ./back-to-{LIVE[0]} listing mw1 " in refusal
+    uniform = [run(LIVE, "ok", switched=FLEET)]
+    refusal = abort_refusal(0, LIVE, [run(X, "ok", switched=("mw1",))], [X[0]], before=uniform)
+    assert refusal is not None and f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`)" in refusal

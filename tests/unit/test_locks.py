@@ -605,3 +605,23 @@ def test_abort_refuses_while_a_host_whose_switch_was_not_seen_to_end_may_run_the
     report = finish(config, 0, force=False)
     assert (tmp_path / "announced").read_text().split() == ["unknown", "mw8"]
     assert "switched no host" not in report.detail and "new may run on 1 host(s)" in report.detail
+
+
+def test_abort_after_a_fleet_mixed_at_start_advises_rolling_back_only_the_hosts_it_moved(config: Config) -> None:
+    """A run before the deploy was interrupted with mw1 on `live` and mw2 still on `older`; the deploy synced mw1.
+    abort advised `rollback --to live` for the whole fleet, which would move mw2, never touched, onto `live`; from
+    the slot's runs before the deploy it now names mw1 alone, in a hosts file, to go back to `live`."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    _history_of_commits(config.checkout_path(0), 1)
+    history = History(config.state_dir)
+    on = (HostResult("mw1", True, Phase.DONE), HostResult("mw2", True, Phase.DONE))
+    history.record("sync", SyncReport(0, "older", "1" * 40, Outcome.OK, on), "", 0)
+    stopped = HostResult("mw2", False, Phase.FETCH, "interrupted before this host was switched", stopped=True)
+    history.record("sync", SyncReport(0, "live", "2" * 40, Outcome.PARTIAL, (on[0], stopped)), "", 1)
+    start(config, 0, "train", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "new", "3" * 40, Outcome.OK, on[:1]), "", 2)
+    SlotLock(config.state_dir, 0).update(synced="new", last_run="new")
+    with pytest.raises(RefusedError, match=r"rollback --to live --hosts ./back-to-live`, ./back-to-live listing mw1 "):
+        abort(config, 0, force=False)

@@ -247,7 +247,8 @@ def announcement(
     """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
     in one of them stays failed until a later one puts it on the release (a `--retry-failed --hosts` of one fixed
-    host leaves the others failed), and a host a later run moved to another release is no longer on it. A host
+    host leaves the others failed), and a host a run of the deploy put on another release, and no later run of
+    `tag` moved, is not on it (a rollback of a few hosts leaves the rest on the release the deploy synced). A host
     whose switch to it was not seen to end is failed (it was depooled) but may run it: not "no host got it".
     `switching`: the lock's note of a run that died while switching, which is announced as unknown."""
     if switching is not None:
@@ -270,8 +271,8 @@ def announcement(
                 where[same_host(host)] = (host, state)
 
     for run in runs:
-        if run.tag != tag:
-            put((host for host in run.switched if same_host(host) in where), "not_switched")
+        if run.tag != tag:  # hosts it put on another release, before a run of `tag` or after: not on `tag`
+            put(run.switched, "not_switched")
             continue
         put(run.failed, "failed")
         put(run.unseen, "unseen")

@@ -128,6 +128,19 @@ def test_finish_announces_a_release_a_canary_rejected_as_aborted_and_not_deploye
     assert "rejected by a canary and not deployed; still on 1 canary host(s)" in said.detail(0)
 
 
+def test_finish_after_rolling_back_a_few_hosts_says_the_rest_still_run_the_synced_release() -> None:
+    """A deploy that synced X everywhere, then rolled back mw1 alone (`rollback --to LIVE --hosts ./mw1`), was
+    announced as "rolled back to LIVE", ok, no host failed or left out, while mw2 and mw3 still ran X, which the
+    deploy put there: the hosts a run put on another release, that no run of the announced one moved, are not on
+    it."""
+    runs = [run(X, "ok", switched=("mw1", "mw2", "mw3")), run(LIVE, "ok", "rollback", switched=("mw1",))]
+    said = announcement(runs, LIVE[0])
+    assert (said.outcome, said.running, said.not_switched) == ("partial", ("mw1",), ("mw2", "mw3"))
+    assert said.detail(0) == (
+        f"slot 0 released; rolled back to {LIVE[0]} (partial: 0 host(s) failed, 2 not switched: see `sartoris status`)"
+    )
+
+
 def _machine(label: str) -> object:
     """A host as targeting reads it, with a config whose [ssh] port is 2200."""
     return machine_of(label, 2200) or label

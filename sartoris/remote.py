@@ -320,7 +320,9 @@ def switch_command(release: RemoteRelease) -> str:
         f" && {_removed(building)}"
         f" && {{ {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
         " 2>/dev/null; then :;",
-        f"  else {_removed(building)} && {clone} && fresh=1 && sartoris_build || sartoris_give_up $?",
+        # its marker before the clone: a clone that fails is the checkout's, not the phase a quiet build reached
+        f"  else {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone} && fresh=1 && sartoris_build"
+        " || sartoris_give_up $?",
         "  fi",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
         f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",

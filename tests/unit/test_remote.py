@@ -92,6 +92,17 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
 
 
+def test_the_build_from_a_fresh_clone_says_checkout_before_its_clone() -> None:
+    """The last build, from a fresh clone, ran `git clone` before its first phase marker: a clone that failed (a
+    full disk) after a quiet build from a copy had reached the submodules was reported at phase submodules."""
+    from sartoris.remote import RemoteRelease, SubmoduleSpec, switch_command
+
+    release = RemoteRelease("/srv/app/php-slot0", "/srv/pub.git", "t1", "a" * 40, (SubmoduleSpec("m", "m", "b" * 40),))
+    script = switch_command(release)
+    clone_line = next(line for line in script.splitlines() if "git clone" in line and "fresh=1" in line)
+    assert clone_line.index("echo sartoris-phase:checkout") < clone_line.index("git clone")
+
+
 def test_a_bounded_script_is_gone_from_the_host_before_a_look_at_how_it_ended() -> None:
     """A switch whose outcome is unknown (its reply late past the controller's timeout) is looked at once
     gone_from_the_host has passed: by then the host's own `timeout` has sent its KILL (deadline plus grace), with a

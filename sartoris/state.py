@@ -474,7 +474,7 @@ def _process_start(pid: int) -> str | None:
 
 
 _UNREADABLE_AFTER = 10.0  # seconds: a lock file still unreadable this long after it was made is not being written
-_UNREADABLE = "unreadable"  # the key of a holder that only says why its lock file cannot be read, and where
+_UNREADABLE = "unreadable"  # true in the holder of a lock file that cannot be read (see _unreadable_holder)
 _DAMAGED = "empty or damaged"  # why, for a lock file read but not a JSON object (a crash between create and write)
 
 
@@ -503,22 +503,29 @@ class SlotLock:
         except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
         except OSError as exc:  # someone's lock this user may not read (a umask of 077): held, never breakable
-            return {_UNREADABLE: exc.strerror or str(exc), "path": str(self.path)}
+            return self._unreadable_holder(exc.strerror or str(exc))
         try:
             held = json.loads(text)
         except ValueError:
             held = None
         if not isinstance(held, dict):  # empty, cut short, or not an object
-            return {_UNREADABLE: _DAMAGED, "path": str(self.path)}
+            return self._unreadable_holder(_DAMAGED)
         held.pop(_UNREADABLE, None)  # a lock is unreadable by this reading only, never by what its file says
         return held
+
+    def _unreadable_holder(self, why: str) -> dict[str, Any]:
+        """The holder of a lock file that cannot be read: no one named (the holder's keys are there, null, as status
+        --json has always had them), `unreadable` true, why not, and where the file is."""
+        unknown = dict.fromkeys(("user", "host", "pid", "since", "command", "message"))
+        return {**unknown, _UNREADABLE: True, "why": why, "path": str(self.path)}
 
     @staticmethod
     def unreadable(holder: dict[str, Any] | None) -> str | None:
         """Why the lock file `holder` was read from cannot be read (so whose lock it is is unknown): the system's
         word ("Permission denied"), or "empty or damaged"; None for a lock that was read, or none at all."""
-        why = holder.get(_UNREADABLE) if holder is not None else None
-        return why if isinstance(why, str) else None
+        if holder is None or holder.get(_UNREADABLE) is not True:
+            return None
+        return str(holder.get("why"))
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
         """A run's lock (not a start's) taken on this host by a process that no longer exists (a later process

@@ -201,13 +201,20 @@ def parse_hosts(text: str, source: str) -> tuple[Host, ...]:
     return tuple(hosts)
 
 
+def recorded_host(label: str) -> Host | None:
+    """A host as a run or a depool recorded it; None for text no hosts line could have written (a hand-edited or
+    damaged record is skipped, never a traceback)."""
+    try:
+        return parse_host(label)
+    except ValueError:
+        return None
+
+
 def machine_of(label: str, default_port: int) -> tuple[str, int] | None:
     """The machine a host as written (a hosts line, or a label a run or a depool recorded) names, as Host.key reads
     it (`mw1`, `mw1:22` and `deploy@mw1` are one); None for text no hosts line could have written."""
-    try:
-        return parse_host(label).key(default_port)
-    except ValueError:
-        return None
+    host = recorded_host(label)
+    return host.key(default_port) if host is not None else None
 
 
 def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:

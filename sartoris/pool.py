@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, machine_of, parse_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, dedupe, machine_of, recorded_host, resolve_hosts, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -127,7 +127,7 @@ def _refuse_unlisted(config: Config, history: History, hosts: Sequence[Host], ac
     """Refuse (exit 2, nothing run) a host that no hosts file lists and no pool state remembers: a typo, most
     likely, which a load balancer's `select name=...` would match nothing with and still succeed on."""
     remembered = history.pool_hosts(config.depool.scope)
-    known = _listed_hosts(config) + [host for stored in remembered if (host := _host(stored))]
+    known = _listed_hosts(config) + [host for stored in remembered if (host := recorded_host(stored))]
     strangers = unlisted(hosts, known, config.ssh.default_port)
     if strangers:
         where = f"{config.hosts_dir}/ or [deploy] hosts"
@@ -251,7 +251,8 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     history = History(config.state_dir)
     port, scope = config.ssh.default_port, config.depool.scope
     if targets is None:
-        targets = dedupe([host for stored in sorted(history.depooled_hosts(scope)) if (host := _host(stored))], port)
+        remembered = sorted(history.depooled_hosts(scope))
+        targets = dedupe([host for stored in remembered if (host := recorded_host(stored))], port)
     depooled = depooled_among(history, targets, port, scope)
     by_hand = depooled_among(history, targets, port, scope, by_hand=True)  # maintenance: not the deploy's to undo
     last = history.last_deployed(slot)
@@ -307,10 +308,3 @@ def _caught_up_on_the_slots_that_depooled_them(
         behind += [(label, other) for label in sorted(lagging)]
     return kept, tuple(behind)
 
-
-def _host(stored: str) -> Host | None:
-    """A remembered pool entry as a host to ask; None for one no hosts line could have written."""
-    try:
-        return parse_host(stored)
-    except ValueError:
-        return None

@@ -8,7 +8,7 @@ machines they name (`same_host`: inventory.machine_of with the config's port), n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,20 +72,24 @@ def abort_refusal(
     switching: str | None = None,
     same_host: SameHost = as_written,
     before: Sequence[DeployRun] = (),
+    fleet: Collection[Hashable] | None = None,
 ) -> str | None:
-    """Why `abort` must leave the deploy as it is, or None when no host may run a release other than `live` (the
-    slot's release, tag and commit, when the deploy started): each host is where the last of `runs` that switched
-    it put it, a host whose switch was not seen to end (its connection lost, and no look on a new one could tell)
-    may also run that run's release, and so may each target of a run that died while switching (unfinished) until a
-    later run switched it. A run that died while switching and that no later run followed (`switching`, the
-    lock's note, cleared once a run is written down), or whose targets its record does not name, may have put
-    any host there: refused, for good in the second case (no run can show every host back). A rollback to `live`,
-    a retry that only finished it, a run that switched no host: abort may go on. `noted`: the tags the deploy's
-    lock says its runs went to; one that is not among `runs` (the history did not take it) leaves where hosts are
-    unknown. `before`: the slot's runs before the deploy, replayed the same way, say what each host ran at start
-    (a host they never named ran `live`); when the hosts the deploy moved did not all run one release then, or
+    """Why `abort` must leave the deploy as it is, or None when every host may run only a release it ran at start (see
+    `before`) or `live` (the slot's release, tag and commit, when the deploy started: a retry that finished it on a
+    host that had failed it moved that host there, which abort may leave): each host is where the last of `runs`
+    that switched it put it, a host whose switch was not seen to end (its connection lost, and no look on a new one
+    could tell) may also run that run's release, and so may each target of a run that died while switching
+    (unfinished) until a later run switched it. A run that died while switching and that no later run followed
+    (`switching`, the lock's note, cleared once a run is written down), or whose targets its record does not name,
+    may have put any host there: refused, for good in the second case (no run can show every host back). A rollback
+    to `live`, a retry that only finished it, a run that switched no host: abort may go on. `noted`: the tags the
+    deploy's lock says its runs went to; one that is not among `runs` (the history did not take it) leaves where
+    hosts are unknown. `before`: the slot's runs before the deploy, replayed the same way, say what each host ran at
+    start (a host they never named ran `live`); when the hosts the deploy moved did not all run one release then, or
     others ran another, the advice is a rollback of each group of them to its own release (`--hosts`), never the
-    fleet's to `live`, which would move hosts the deploy never touched."""
+    fleet's to `live`, which would move hosts the deploy never touched. `fleet`: the machines a rollback of the
+    whole fleet would switch (the config's hosts); a host only the history names (decommissioned) is not one of the
+    "others"; None: every host the history names is."""
     live_tag, live_commit = live if live is not None else (None, None)
     back = f"`sartoris rollback --to {live_tag}` (the release live at `start`)" if live_tag else None
     recorded = {run.tag for run in runs}
@@ -128,7 +132,11 @@ def abort_refusal(
     homes: dict[Release | None, list[str]] = {}
     for machine, label in off.items():
         homes.setdefault(start.home(machine), []).append(label)
-    now = {machine: releases for machine, (_, releases) in {**start.hosts, **after}.items() if machine not in off}
+    now = {
+        machine: releases
+        for machine, (_, releases) in {**start.hosts, **after}.items()
+        if machine not in off and (fleet is None or machine in fleet)
+    }
     if set(homes) == {live} and all({commit for _, commit in r} == {live_commit} for r in now.values()):
         return (
             f"slot {slot}: this deploy put hosts on {', '.join(moved)}; {back} puts them back, then `sartoris abort`"

@@ -1,24 +1,26 @@
 """Bracketing a deploy: `start` takes the slot's lock and remembers the checkout and the slot's release, `finish`
-releases it, `abort` puts the checkout back where start found it (only while no host runs another release than
-the one live at start) and releases it."""
+releases it, `abort` puts the checkout back where start found it (only while every host may run only a release
+it ran at start, or the slot's release then) and releases it."""
 
 from __future__ import annotations
 
 import calendar
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement
 from sartoris.config import Config
-from sartoris.errors import InterruptedRun, LockHeldError, RefusedError
+from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
-from sartoris.inventory import machine_of
+from sartoris.inventory import machine_of, resolve_hosts
 from sartoris.repo import SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
@@ -106,7 +108,7 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
 
 
 def _deploy_runs(
-    history: History, slot: int, held: dict[str, Any]
+    history: History, slot: int, held: dict[str, Any], *, before_too: bool = True
 ) -> tuple[tuple[str, str] | None, list[DeployRun] | None, list[DeployRun]]:
     """The slot's release (tag, commit) when the started deploy `held` began, the deploy's runs, oldest first
     (None when where they begin is unknown), and the slot's runs before it (where they left each host is where
@@ -125,8 +127,8 @@ def _deploy_runs(
     else:
         release = history.last_deployed(slot, up_to=mark)
         live = (release.tag, release.commit) if release is not None else None
-    runs, before = history.runs_after(slot, mark), history.runs_up_to(slot, mark)
-    return live, _as_runs(runs), _as_runs(before)
+    before = history.runs_up_to(slot, mark) if before_too else []  # the whole slot's past: only abort needs it
+    return live, _as_runs(history.runs_after(slot, mark)), _as_runs(before)
 
 
 def _as_runs(entries: list[Entry]) -> list[DeployRun]:
@@ -144,9 +146,28 @@ def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:
 
 
 def _same_host(config: Config) -> SameHost:
-    """Hosts as the machines they name, as targeting dedupes them: `mw1`, `mw1:22` and `deploy@mw1` are one."""
+    """Hosts as the machines they name, as targeting dedupes them: `mw1`, `mw1:22` and `deploy@mw1` are one. Each
+    label is parsed once: a long history names the same hosts in every run."""
     port = config.ssh.default_port
-    return lambda label: machine_of(label, port) or label
+
+    @functools.cache
+    def machine(label: str) -> Hashable:
+        return machine_of(label, port) or label
+
+    return machine
+
+
+def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
+    """The machines a rollback of the whole fleet would switch ([deploy] hosts); None when the config names none
+    or its hosts cannot be read (then every host the history names counts)."""
+    if not config.deploy.hosts or any("{slot}" in entry for entry in config.deploy.hosts):
+        return None
+    port = config.ssh.default_port
+    try:
+        hosts = resolve_hosts(config.deploy.hosts, config.hosts_dir, Path.cwd(), port, base=config.base_dir)
+    except (SartorisError, OSError):
+        return None
+    return frozenset(same_host(host.label) for host in hosts)
 
 
 def _since(since: object) -> float:
@@ -161,7 +182,8 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
-        _, runs, _ = _deploy_runs(history, slot, held)  # unknown: its release is announced as not in the history
+        # unknown: its release is announced as not in the history
+        _, runs, _ = _deploy_runs(history, slot, held, before_too=False)
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
@@ -182,7 +204,8 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
 
 
 def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
-    """While no host runs a release other than the one live at start (see closing.abort_refusal): restore the
+    """While every host may run only a release it ran at start, or the slot's release then (a retry that finished
+    that release on a host it had failed on; see closing.abort_refusal): restore the
     checkout and submodules to where start found them, release the lock."""
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
@@ -196,7 +219,10 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
             )
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
-        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), _same_host(config), before)
+        same_host = _same_host(config)
+        refusal = abort_refusal(
+            slot, live, runs, noted, held.get("switching"), same_host, before, _fleet(config, same_host)
+        )
         if refusal is not None:
             raise RefusedError(refusal)
         head = held.get("head")

@@ -261,3 +261,16 @@ def test_abort_after_moving_only_hosts_that_ran_the_live_release_beside_others_n
     uniform = [run(LIVE, "ok", switched=FLEET)]
     refusal = abort_refusal(0, LIVE, [run(X, "ok", switched=("mw1",))], [X[0]], before=uniform)
     assert refusal is not None and f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`)" in refusal
+
+
+def test_a_host_only_the_history_names_does_not_make_the_fleet_mixed() -> None:
+    """A host decommissioned while it ran OLDER is still in the history; abort took it for a host of the fleet
+    running another release, and advised a rollback per host (hundreds listed on one line) instead of the fleet's.
+    Only the hosts a rollback of the whole fleet would switch (the config's) count."""
+    before = [run(OLDER, "ok", switched=("mw1", "mw2", "gone1")), run(LIVE, "ok", switched=("mw1", "mw2"))]
+    runs = [run(X, "ok", switched=("mw1", "mw2"))]
+    mixed = abort_refusal(0, LIVE, runs, [X[0]], before=before)
+    assert mixed is not None and "--hosts ./back-to-" in mixed  # every host the history names counts
+    fleet = abort_refusal(0, LIVE, runs, [X[0]], before=before, fleet={"mw1", "mw2"})
+    whole = f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`) puts them back"
+    assert fleet is not None and whole in fleet

@@ -714,14 +714,7 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
 
     if hosts:  # typed by the operator: a path is from the current folder
         return resolve_hosts(hosts, config.hosts_dir, Path.cwd(), config.ssh.default_port)
-    if not config.deploy.hosts:
-        raise UsageError("no hosts to target: pass --hosts or set [deploy] hosts in sartoris.toml")
-    if any("{slot}" in entry for entry in config.deploy.hosts):
-        raise UsageError(f"{config.path}: [deploy] hosts uses {{slot}}: pass --slot N (or run it inside a slot)")
-    # the config file's own entries: a path is from the file's folder, like every relative path in it
-    return resolve_hosts(
-        config.deploy.hosts, config.hosts_dir, Path.cwd(), config.ssh.default_port, base=config.base_dir
-    )
+    return config.fleet()
 
 
 @dataclass(slots=True)

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from sartoris.errors import ConfigError
-from sartoris.inventory import is_user_name
+from sartoris.errors import ConfigError, UsageError
+from sartoris.inventory import Host, is_user_name, resolve_hosts
 from sartoris.limits import MAX_KEEP_RELEASES, MAX_NAME, MAX_RETRIES, MAX_SECONDS, MAX_SLOT, MAX_USER_NAME
 from sartoris.policy import FailureBudget
 
@@ -202,6 +202,16 @@ class Config:
         """What app servers fetch the slot's release from; publish_url when not set."""
         template = self.deploy.fetch_url if self.deploy.fetch_url is not None else self.deploy.publish_url
         return _resolve_url(template.replace("{slot}", str(slot)), self.base_dir)
+
+    def fleet(self) -> tuple[Host, ...]:
+        """[deploy] hosts, the hosts a run targets without --hosts: the config file's own entries, so a path is read
+        from the file's folder, like every relative path in it. UsageError when it names none, or still holds
+        `{slot}` (a config not made for one slot), or a group cannot be read."""
+        if not self.deploy.hosts:
+            raise UsageError("no hosts to target: pass --hosts or set [deploy] hosts in sartoris.toml")
+        if any("{slot}" in entry for entry in self.deploy.hosts):
+            raise UsageError(f"{self.path}: [deploy] hosts uses {{slot}}: pass --slot N (or run it inside a slot)")
+        return resolve_hosts(self.deploy.hosts, self.hosts_dir, Path.cwd(), self.ssh.default_port, base=self.base_dir)
 
     def for_slot(self, slot: int) -> Config:
         """This configuration for one slot: `{slot}` replaced by its number in every value that can hold it

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,7 +19,7 @@ from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
-from sartoris.inventory import machine_of, resolve_hosts
+from sartoris.inventory import machine_of
 from sartoris.repo import SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
@@ -160,14 +159,10 @@ def _same_host(config: Config) -> SameHost:
 def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
     """The machines a rollback of the whole fleet would switch ([deploy] hosts); None when the config names none
     or its hosts cannot be read (then every host the history names counts)."""
-    if not config.deploy.hosts or any("{slot}" in entry for entry in config.deploy.hosts):
-        return None
-    port = config.ssh.default_port
     try:
-        hosts = resolve_hosts(config.deploy.hosts, config.hosts_dir, Path.cwd(), port, base=config.base_dir)
+        return frozenset(same_host(host.label) for host in config.fleet())
     except (SartorisError, OSError):
         return None
-    return frozenset(same_host(host.label) for host in hosts)
 
 
 def _since(since: object) -> float:

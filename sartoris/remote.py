@@ -433,8 +433,13 @@ def _checkout_command(tree: str, commit: str) -> str:
     gone) would send git up the folders above, to check out in whatever repository holds the deploy root.
     The hard-link copy changed every file's ctime (link(2) does); mtime, size and inode still match the index,
     so trusting ctime would make git re-read every file of the tree."""
-    git_dir = posixpath.join(tree, ".git")
-    return shell_words("git", "--git-dir", git_dir, "--work-tree", tree, *_CHECKOUT_OPTIONS, commit)
+    return shell_words(*_git_in(tree), *_CHECKOUT_OPTIONS, commit)
+
+
+def _git_in(tree: str) -> tuple[str, ...]:
+    """`git` for the slot tree `tree`, its git dir named (never found by walking up from a folder: see
+    _checkout_command)."""
+    return ("git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree)
 
 
 # A host's own git config must not change the files deployed (CRLF from a global core.autocrlf) nor start programs
@@ -487,9 +492,8 @@ def _matches_its_commit(tree: str) -> str:
     not its content is no change; git writes the refreshed index as a new file renamed over the old one, and no
     file of the tree is written. Run only for a tree about to be the release as it is (a kept tree, or the live one
     deployed again), never for a new release's build: two processes, plus one per submodule."""
-    git = ("git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree, *_COMPARE_OPTIONS)
-    refresh = shell_words(*git, "update-index", "-q", "--refresh")
-    compare = shell_words(*git, "diff-index", "--quiet", "--ignore-submodules=untracked", "HEAD", "--")
+    refresh = shell_words(*_git_in(tree), *_COMPARE_OPTIONS, "update-index", "-q", "--refresh")
+    compare = shell_words(*_git_in(tree), *_COMPARE_OPTIONS, "diff-index", "--quiet", *_AGAINST_HEAD)
     return f"{{ {refresh} >/dev/null 2>&1; {compare} 2>/dev/null; }}"
 
 
@@ -497,10 +501,7 @@ def _say_what_changed(tree: str) -> str:
     """Shell that says, on one stderr line, that the live tree `tree` was changed on the host, the first few paths
     that differ from its commit (git quotes unusual names, so each is one line of its output; git's own error
     instead, when it cannot compare), and what to do. Only for a host that fails: three processes."""
-    listing = shell_words(
-        "git", "--git-dir", posixpath.join(tree, ".git"), "--work-tree", tree, *_COMPARE_OPTIONS,
-        "diff-index", "--name-only", "--ignore-submodules=untracked", "HEAD", "--",
-    )
+    listing = shell_words(*_git_in(tree), *_COMPARE_OPTIONS, "diff-index", "--name-only", *_AGAINST_HEAD)
     first_few = shlex.quote(
         f'NR <= {_PATHS_SAID} {{ s = s (NR > 1 ? ", " : "") $0 }}'
         f' END {{ if (NR > {_PATHS_SAID}) s = s " and " (NR - {_PATHS_SAID}) " more"; print s }}'
@@ -515,6 +516,7 @@ _PATHS_SAID = 3  # of a live tree changed on the host
 
 # Files are compared as the checkout wrote them (see _checkout_command for ctime, _EXACT_CHECKOUT for the rest).
 _COMPARE_OPTIONS = ("-c", "core.trustctime=false", *_EXACT_CHECKOUT)
+_AGAINST_HEAD = ("--ignore-submodules=untracked", "HEAD", "--")  # diff-index: tracked files and submodules
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:

@@ -14,14 +14,14 @@ server only ever sees the old tree or the new one:
     <remote_root>/.sartoris/php-slot0/trees/<commit>                  kept trees: instant rollback (reused
                                                                       once git says they are their commit)
 
-A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live
-one (git replaces files rather than writing into them, so no other tree is ever touched), and only what
-changed is checked out; submodules whose commit did not change are not touched at all (a submodule the release
-dropped or moved has its old work tree removed first). Those starts only save work: a build from one that fails
-(a tree whose `.git` someone broke) is thrown away and made again from a fresh clone of the store, and only that
-build's failure fails the host. The switch script prints phase markers so a failure (or
-a timeout, whose partial output we keep) is attributed to the step that was running, and holds the slot's lock on
-the host while it runs, so two switches of one slot never interleave.
+A new tree starts as a tree the prune would remove anyway (recycled), else as a hard-link copy of the live one (git
+replaces files rather than writing into them, so no other tree is ever touched), and only what changed is checked
+out; submodules whose commit did not change are not touched at all (a submodule the release dropped or moved has its
+old work tree removed first). Those starts only save work: a build from one that fails (a tree whose `.git` someone
+broke) is thrown away and made again from a fresh clone of the store, which the switch says in a note (NOTE_MARK),
+and only that build's failure fails the host. The switch script prints phase markers so a failure (or a timeout,
+whose partial output we keep) is attributed to the step that was running, and holds the slot's lock on the host
+while it runs, so two switches of one slot never interleave.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it 
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the slot's lock on the host
+# a note, not an error: the switch built the release's tree from a fresh clone because a quicker start failed
+NOTE_MARK = "sartoris-note:"
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -266,14 +268,14 @@ def _housekeeping_when_due(store: str) -> str:
 def switch_command(release: RemoteRelease) -> str:
     """Build (or reuse) the tree for the release beside the live one, then swap the slot link to it.
 
-    The new tree starts from a tree the prune would delete anyway (only what changed since is checked out),
-    else from a hard-link copy of the live tree, else from an empty clone of the store. The first two are only
-    ways to write less: a build from them that fails (a live tree whose `.git` someone broke is copied broken
-    into every build) is thrown away, quietly, and the tree built again from the next, a fresh clone last; only the
-    last one's failure fails the host, with its own error. Every step that has nothing to do is skipped by a shell
-    test, not a process: a host pays for the git work and little else. A kept tree at the release (a rollback) is
-    reused once git says its tracked files are its commit's (_matches_its_commit), else built again from a fresh
-    clone.
+    The new tree starts from a tree the prune would delete anyway (only what changed since is checked out), else from a
+    hard-link copy of the live tree, else from an empty clone of the store. The first two are only ways to write
+    less: a build from them that fails (a live tree whose `.git` someone broke is copied broken into every build) is
+    thrown away and the tree built again from the next, a fresh clone last, with a note saying why
+    (_fresh_clone_note); only the last one's failure fails the host, with its own error. Every step that has nothing
+    to do is skipped by a shell test, not a process: a host pays for the git work and little else. A kept tree at
+    the release (a rollback) is reused once git says its tracked files are its commit's (_matches_its_commit), else
+    built again from a fresh clone.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
@@ -311,17 +313,19 @@ def switch_command(release: RemoteRelease) -> str:
         f"elif {_tree_ready(release, tree)} && {{ {_matches_its_commit(tree)} || {{ kept_changed=1; false; }}; }}; then"
         f" touch -c {q(tree)}",
         "else",
-        "  fresh=",
+        "  tried=",  # the quicker starts that failed to build, said when the fresh clone is built instead
         "  " + _retired_tree(release),
-        f'  if [ -z "$kept_changed" ] && [ -n "$retired" ] && {{ mv {q(release.trees)}/"$retired" {q(building)}'
-        " && sartoris_leftovers && sartoris_build; } 2>/dev/null; then :;",
+        f'  if [ -z "$kept_changed" ] && [ -n "$retired" ] && {{ tried="a retired tree ($retired)";'
+        f' mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers && sartoris_build; }} 2>/dev/null;'
+        " then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
         f"  elif [ -z \"$kept_changed\" ] && [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ]"
         f" && {_removed(building)}"
-        f" && {{ {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
+        ' && { tried="${tried:+$tried, then }a copy of the live tree";'
+        f" {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
         " 2>/dev/null; then :;",
         # its marker before the clone: a clone that fails is the checkout's, not the phase a quiet build reached
-        f"  else {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone} && fresh=1 && sartoris_build"
+        f"  else {_fresh_clone_note(tree)} {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone} && sartoris_build"
         " || sartoris_give_up $?",
         "  fi",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
@@ -339,6 +343,18 @@ def switch_command(release: RemoteRelease) -> str:
         "} 9>&-",
     ]
     return _script(lines)
+
+
+def _fresh_clone_note(tree: str) -> str:
+    """Shell that says, on a stderr note line, why the tree `tree` is built from a fresh clone when that is not
+    simply the slot's first tree: its kept tree was changed on the host, or the quicker starts `tried` did not
+    build (a `.git` someone broke is copied into every build). Shell tests only: no process."""
+    kept = f"{NOTE_MARK} the kept tree {tree} was changed on the host: built again from a fresh clone"
+    tried = f"{NOTE_MARK} the release did not build from "
+    return (
+        f'if [ -n "$kept_changed" ]; then echo {shlex.quote(kept)} >&2;'
+        f' elif [ -n "$tried" ]; then echo {shlex.quote(tried)}"$tried: built from a fresh clone" >&2; fi;'
+    )
 
 
 def _build_function(release: RemoteRelease, building: str) -> str:

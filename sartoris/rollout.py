@@ -440,6 +440,8 @@ async def _switch_host(
             log.warning("old_trees_not_pruned", host=label, error=result.error_line())
         if (note := result.wait_note()) is not None:  # another run switched this slot on this host at once
             log.warning("waited_for_another_switch", host=label, note=note)
+        for note in result.notes():  # a quicker start of the tree did not build, or a kept tree was changed
+            log.warning("tree_built_from_a_fresh_clone", host=label, note=note)
     seconds = item.result.seconds + time.monotonic() - begin
     log.debug("host_switched", host=label, seconds=round(seconds, 3))
     return HostResult(label, True, Phase.DONE, seconds=seconds)

@@ -23,7 +23,7 @@ from sartoris.config import SshSettings
 from sartoris.errors import ConfigError, HostError, RefusedError
 from sartoris.inventory import Host
 from sartoris.native_libs import loader_library_lookup
-from sartoris.remote import OWN_LINE_MARK, WAIT_MARK
+from sartoris.remote import NOTE_MARK, OWN_LINE_MARK, WAIT_MARK
 
 with loader_library_lookup():  # asyncssh looks for optional C libraries as it is imported
     import asyncssh
@@ -99,7 +99,7 @@ class CommandResult:
         then the switch's note that it waited for another run, if it did (a timeout then is that run's doing
         more likely than this host's)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        lines = [line for line in lines if not line.startswith(WAIT_MARK)]
+        lines = [line for line in lines if not line.startswith((WAIT_MARK, NOTE_MARK))]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
@@ -115,6 +115,10 @@ class CommandResult:
         if WAIT_MARK not in self.stderr:
             return None
         return self.stderr.partition(WAIT_MARK)[2].partition("\n")[0].strip()
+
+    def notes(self) -> list[str]:
+        """What the host script noted on the way without failing (a tree built from a fresh clone, and why)."""
+        return [line[len(NOTE_MARK) :].strip() for line in self.stderr.splitlines() if line.startswith(NOTE_MARK)]
 
 
 def _cut(text: str, limit: int) -> str:

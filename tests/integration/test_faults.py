@@ -617,7 +617,8 @@ def test_a_live_tree_whose_git_is_broken_no_longer_fails_its_host(
     """A host whose live tree's `.git` is broken (its objects/info/alternates still there, so a switch builds the
     next tree from a copy of it) failed every later release of the slot: each switch copied the broken tree, and
     its checkout failed again. The build from the copy is now thrown away and made again from a fresh clone of the
-    store: the host switches like the others, whole and clean, is not depooled, and status calls it current."""
+    store: the host switches like the others, whole and clean, is not depooled, and status calls it current. The
+    run says, for that host only, that its tree was built from a fresh clone because the copy did not build."""
     hosts = deployment.fleet.hosts[43:46]
     deployment.group("three", hosts)
     _short(deployment)
@@ -626,6 +627,8 @@ def test_a_live_tree_whose_git_is_broken_no_longer_fails_its_host(
     new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "three")
     assert code == 0, stderr
+    said = [line for line in stderr.splitlines() if "tree_built_from_a_fresh_clone" in line]
+    assert len(said) == 1 and hosts[0] in said[0] and "a copy of the live tree" in said[0], stderr
     assert report["counts"] == {"targeted": 3, "ok": 3, "failed": 0, "depooled": 0, "not_switched": 0}
     assert all(_on(deployment, h, new) for h in hosts)
     assert deployment.pool_changes() == []

@@ -23,6 +23,7 @@ from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 from sartoris.remote import (
     ALREADY_PRESENT,
     NOT_A_CHECKOUT,
+    NOTE_MARK,
     SCRIPT_END,
     SUBMODULE_REF_PREFIX,
     HostCommand,
@@ -41,6 +42,7 @@ from sartoris.remote import (
     switch_outcome_command,
 )
 from sartoris.results import Phase
+from sartoris.transport import CommandResult
 
 
 def run_sh(script: str) -> subprocess.CompletedProcess[str]:
@@ -99,7 +101,7 @@ def test_the_build_from_a_fresh_clone_says_checkout_before_its_clone() -> None:
 
     release = RemoteRelease("/srv/app/php-slot0", "/srv/pub.git", "t1", "a" * 40, (SubmoduleSpec("m", "m", "b" * 40),))
     script = switch_command(release)
-    clone_line = next(line for line in script.splitlines() if "git clone" in line and "fresh=1" in line)
+    clone_line = next(line for line in script.splitlines() if "git clone" in line and "sartoris_build" in line)
     assert clone_line.index("echo sartoris-phase:checkout") < clone_line.index("git clone")
 
 
@@ -323,6 +325,8 @@ def test_a_kept_tree_changed_on_the_host_is_built_again_not_reused(host: Host, c
     change(kept)
     done = host.deploy(first)
     assert done.returncode == 0, done.stderr
+    said = f"the kept tree {kept} was changed on the host: built again from a fresh clone"
+    assert CommandResult(0, done.stdout, done.stderr).notes() == [said]
     assert host.slot.resolve() == kept
     _assert_is_the_release(kept, first)
     assert (kept / "index.php").read_text() == "<?php\necho 'release 1';\n"
@@ -677,15 +681,25 @@ def test_a_tree_whose_git_is_broken_does_not_block_the_next_releases(
     """A build starts from a copy of the live tree (or from the tree the prune would remove), `.git` and all: one
     whose git is broken (its index cut short or garbage, its HEAD gone; a submodule's index) failed every later
     switch of the slot, each copying it again. A build from a copy that fails is thrown away and the tree built
-    again from a fresh clone of the store, so the host switches, and says nothing of the copy's failure."""
+    again from a fresh clone of the store, so the host switches, saying so in a note (the operator learns that the
+    host's tree was broken); the next release builds from a copy of the healthy tree again, and notes nothing."""
     _two_releases(host, keep)
     tree_to_break = host.slot.resolve() if keep > 1 else min(_trees(host), key=lambda t: t.stat().st_mtime)
     damage(tree_to_break / broken)
     commit_change(host.checkout, "extensions/Ext0/fix.php", "<?php // fix\n", "fix")
     commit_change(host.checkout, "index.php", "<?php echo 'after the damage';\n", "three")
-    for release in (host.release(), _another(host)):
+    start = "a copy of the live tree" if keep > 1 else "a retired tree"
+    for release, said in ((host.release(), start), (_another(host), None)):
         done = host.deploy(release)
-        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert done.returncode == 0, done.stderr
+        notes = CommandResult(0, done.stdout, done.stderr).notes()
+        if said is None:
+            assert notes == []
+        else:
+            [note] = notes
+            assert note.startswith(f"the release did not build from {said}"), note
+            assert note.endswith(": built from a fresh clone"), note
+        assert [line for line in done.stderr.splitlines() if not line.startswith(NOTE_MARK)] == []
         _assert_is_the_release(host.slot.resolve(), release)
 
 

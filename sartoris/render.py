@@ -96,12 +96,15 @@ def log_table(entries: Sequence[Entry]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.started))
         counts = e.report.get("counts") or {}
         hosts = f" {counts.get('ok', 0)}/{counts.get('targeted', 0)} ok" if counts else ""
-        if "changed" in e.report:  # a depool or pool: which hosts
-            names = host_list([h["host"] for h in e.host_outcomes() if h["ok"]])
-            hosts = f" {names}" if names else ""
-        slot = f"slot {e.slot} " if e.slot is not None else ""
+        if "changed" in e.report:  # a depool or pool: which hosts it changed, and which it failed for
+            outcomes = e.host_outcomes()
+            names = host_list([h["host"] for h in outcomes if h["ok"]])
+            failed = host_list([h["host"] for h in outcomes if not h["ok"]])
+            hosts = (f" {names}" if names else "") + (f"{';' if names else ''} failed: {failed}" if failed else "")
+        slot = f"slot {e.slot}" if e.slot is not None else ""  # none for a pool change: it is every slot's
         what = e.tag or e.commit[:12] or ""
-        lines.append(f"{when}Z {e.user:<10} {slot}{e.action:<8} {e.outcome:<8} {what}{hosts}" + _one_line(e.message))
+        row = f"{when}Z {e.user:<10} {slot:<9} {e.action:<8} {e.outcome:<8} {what}{hosts}"
+        lines.append(row.rstrip() + _one_line(e.message))
     return "\n".join(lines)
 
 

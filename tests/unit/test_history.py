@@ -41,7 +41,24 @@ def test_a_pool_change_in_the_log_names_its_hosts(tmp_path: Path) -> None:
         {"host": "mw1018", "ok": True, "error": None},
         {"host": "mw1019", "ok": False, "error": "confctl exited 1"},
     ]
-    assert "depool   partial   mw1017, mw1018" in log_table([entry])
+    assert "depool   partial   mw1017, mw1018; failed: mw1019  by hand" in log_table([entry])
+
+
+def test_log_rows_line_their_columns_up_with_and_without_a_slot() -> None:
+    """A pool change belongs to no slot, and its row lacked the `slot N` column, so its action and outcome stood
+    under the other rows' slot; a depool that failed for its only host showed no host at all."""
+    from sartoris.render import log_table
+    from sartoris.state import Entry
+
+    failed = {"changed": [], "failed": [{"host": "mw3", "error": "exit 1"}]}
+    rows = log_table(
+        [
+            Entry(2, None, "depool", "", "", "partial", "", "ops", 0.0, 1.0, failed),
+            Entry(1, 0, "sync", "app-slot0-1", "c" * 40, "ok", "", "ops", 0.0, 1.0, {}),
+        ]
+    ).splitlines()
+    assert rows[0].index("depool") == rows[1].index("sync") and rows[0].index("partial") == rows[1].index("ok")
+    assert rows[0].endswith("partial   failed: mw3")
 
 
 def test_a_partial_run_that_put_no_host_on_its_release_is_not_deployed(tmp_path: Path) -> None:

@@ -266,6 +266,8 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
+    if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
+        return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere)
     report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
     return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
 

@@ -255,7 +255,8 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
 ) -> None:
     """One pool serves every slot: a host that a run of slot A depooled (its checkout failed) was put back by
     `pool --caught-up --slot B` as soon as it was current on B, while it still served A's old release. It is now
-    left out, named with slot A, until it is on A's release too."""
+    left out, named with slot A, until it is on A's release too. A caught-up that pools nobody writes no history
+    row (a cron'd one filled `log` with empty pool rows)."""
     hosts = deployment.fleet.hosts[30:33]
     deployment.group("three", hosts)
     _short(deployment)
@@ -271,9 +272,11 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
     assert deployment.sartoris("sync", "--slot", str(other), "--hosts", "three").code == 0
 
     caught_up = ("pool", "--caught-up", "--slot", str(other), "--json")
+    rows = len(deployment.sartoris("log", "-n", "1000", "--json").json()["entries"])
     run = deployment.sartoris(*caught_up)
     assert run.code == 0, run.stderr
     assert run.json()["changed"] == [] and f"pool {hosts[0]}" not in deployment.pool_changes()
+    assert len(deployment.sartoris("log", "-n", "1000", "--json").json()["entries"]) == rows
     assert run.json()["behind_in_other_slots"] == [{"host": hosts[0], "slot": deployment.slot}]
     refusing_hook.unlink()
     assert _timed_sync(deployment, "--hosts", "three", "--retry-failed")[0] == 0

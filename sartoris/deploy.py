@@ -546,13 +546,16 @@ class SyncPlan:
     action: str = "sync"
 
     def as_json(self) -> dict[str, object]:
-        """The `sync --json` shape (no host has run anything: ok and phase are null), plus the plan's own keys."""
+        """The `sync --json` shape, plus the plan's own keys. No host has run anything: each is a host the run
+        stopped before its turn (ok false, phase connect, stopped), as the contract's types want (not null)."""
         return {
             "slot": self.slot,
             "tag": self.tag,
             "commit": self.commit,
             "outcome": "planned",
-            "counts": {"targeted": len(self.hosts), "ok": 0, "failed": 0, "depooled": 0, "not_switched": 0},
+            "counts": {
+                "targeted": len(self.hosts), "ok": 0, "failed": 0, "depooled": 0, "not_switched": len(self.hosts)
+            },
             "hosts": [self._host_json(host) for host in self.hosts],
             "publish_url": self.publish_url,
             "max_failures": self.budget,
@@ -563,12 +566,12 @@ class SyncPlan:
     def _host_json(self, host: str) -> dict[str, object]:
         return {
             "host": host,
-            "ok": None,
-            "phase": None,
+            "ok": False,
+            "phase": Phase.CONNECT.value,
             "error": None,
             "depooled": False,
             "seconds": 0.0,
-            "stopped": None,
+            "stopped": True,
             "canary": host in self.canaries,
         }
 

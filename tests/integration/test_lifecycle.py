@@ -586,14 +586,16 @@ def test_retry_failed_converges(deployment: Deployment) -> None:
 
 
 def test_dry_run_changes_nothing(deployment: Deployment) -> None:
-    """--dry-run prints the plan (tag, hosts, commands) and creates no tag, lock, publish repo or host tree."""
+    """--dry-run prints the plan (tag, hosts, commands) and creates no tag, lock, publish repo or host tree. Its
+    hosts have the contract's types (ok a bool, phase a step: null was neither): each was stopped before its turn."""
     run = deployment.sartoris("sync", "--slot", str(deployment.slot), "--dry-run", "--json")
     assert run.code == 0, run.stderr
     plan = run.json()
     assert plan["outcome"] == "planned"
-    assert plan["counts"] == {"targeted": 50, "ok": 0, "failed": 0, "depooled": 0, "not_switched": 0}
+    assert plan["counts"] == {"targeted": 50, "ok": 0, "failed": 0, "depooled": 0, "not_switched": 50}
     assert [h["host"] for h in plan["hosts"]] == list(deployment.fleet.hosts)
-    assert {(h["ok"], h["phase"], h["depooled"]) for h in plan["hosts"]} == {(None, None, False)}
+    hosts = {(h["ok"], h["phase"], h["depooled"], h["stopped"]) for h in plan["hosts"]}
+    assert hosts == {(False, "connect", False, True)}
     assert "git" in plan["commands"]["fetch"] and "checkout" in plan["commands"]["switch"]
     assert git(deployment.checkout, "tag") == ""
     assert not (deployment.root / "publish").exists()

@@ -10,13 +10,14 @@ from typing import Any
 import structlog
 
 from sartoris.config import Config
-from sartoris.errors import HostError, UsageError
+from sartoris.errors import HostError
 from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import NOT_A_CHECKOUT, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
+from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import SlotLock, existing_history
 from sartoris.transport import Connector, ensure_open_files
 
@@ -32,11 +33,7 @@ def status(
     knows nothing of (no working copy, no release of it in the history) is bad input, not a fleet that lacks it."""
     last, depooled = None, frozenset[str]()
     history = existing_history(config.state_dir)
-    if not config.checkout_path(slot).is_dir() and not (history is not None and history.deployed(slot)):
-        raise UsageError(
-            f"slot {slot} is unknown here: no working copy at {config.checkout_path(slot)} and no deploy of it in the"
-            " history (`sartoris slots` lists the slots)"
-        )
+    refuse_an_unknown_slot(config, slot, history is not None and bool(history.deployed(slot)))
     if history is not None:
         last = history.last_deployed(slot)
         depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)

@@ -503,17 +503,22 @@ def history_log(
 ) -> int:
     """Deploy history: who, when, tag, outcome, duration; with TAG, the per-host results of its runs."""
     from sartoris import render
-    from sartoris.slots import slot_at
+    from sartoris.slots import refuse_an_unknown_slot, slot_at
     from sartoris.state import existing_history
 
     config = _load_config(ctx)
+    given = slot is not None
     if slot is None:
         slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
     history = existing_history(config.state_dir)
+    if given and slot is not None:  # a typo of the slot is said, not answered with an empty history
+        refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
     if tag is not None:
         runs = history.entries_for_tag(tag, count) if history else []
         if not runs:
             raise UsageError(f"no deploy of tag {tag!r} in the history")
+        if given and all(run.slot != slot for run in runs):
+            raise UsageError(f"tag {tag!r} was deployed in slot {runs[0].slot}, not slot {slot}")
         shown = runs[0].as_json(with_hosts=True)  # the newest run, as before; the ones before it beside it
         shown["earlier_runs"] = [run.as_json(with_hosts=True) for run in runs[1:]]
         _emit(shown, "\n\n".join(render.log_entry(run) for run in runs), json_output)

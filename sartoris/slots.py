@@ -97,6 +97,17 @@ def _slot_folders(config: Config) -> list[tuple[int, Path]]:
     return [(slot, p) for p in entries if (slot := config.slot_of(p.name)) is not None and p.is_dir()]
 
 
+def refuse_an_unknown_slot(config: Config, slot: int, in_history: bool) -> None:
+    """Bad input (exit 2) when this deploy host knows nothing of `slot`: no working copy, and not `in_history` (the
+    caller's test of its rows). A typo of a slot number is then said, not answered as a fleet or a history that
+    lacks it."""
+    if not config.checkout_path(slot).is_dir() and not in_history:
+        raise UsageError(
+            f"slot {slot} is unknown here: no working copy at {config.checkout_path(slot)} and no deploy of it in the"
+            " history (`sartoris slots` lists the slots)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SlotInfo:
     """One slot's working copy on the deploy host, its last deployed tag and the version links naming it."""

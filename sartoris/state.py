@@ -335,10 +335,10 @@ class History:
         each host is where a deploy started when `mark` was the newest row found it."""
         return self._runs("slot = ? AND id <= ? ORDER BY id", (slot, mark))
 
-    def entries(self, slot: int | None = None, limit: int = 20) -> list[Entry]:
+    def entries(self, slot: int | None = None, limit: int = 20, own_only: bool = False) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
-        changes (they belong to no slot and matter to every one)."""
-        where = " WHERE slot = ? OR slot IS NULL" if slot is not None else ""
+        changes (they belong to no slot and matter to every one), or, `own_only`, that slot's alone."""
+        where = (" WHERE slot = ?" if own_only else " WHERE slot = ? OR slot IS NULL") if slot is not None else ""
         query = "SELECT * FROM deploys" + where + " ORDER BY id DESC LIMIT ?"
         args: tuple[Any, ...] = (slot, limit) if slot is not None else (limit,)
         with self._connect() as db:

@@ -379,6 +379,24 @@ def test_a_depool_command_naming_the_slot_gets_the_slot_given(project: Path) -> 
     assert seen.read_text().split() == ["web01.example:php2", "web02.example:php0"]
 
 
+def test_log_of_an_unknown_slot_or_of_a_tag_from_another_slot_is_bad_input(project: Path) -> None:
+    """`log --slot 7` (no such slot here) listed the pool changes and exited 0, as if slot 7 had a history of none,
+    and `log TAG --slot 1` showed slot 0's runs of TAG; both are now exit 2, one line saying why, as `status
+    --slot 7` is. The slot of the current folder narrows nothing it was not asked to."""
+    from sartoris.state import History
+
+    (project / "php-slot1").mkdir()
+    History(project / ".sartoris").record_event("sync", 0, "", {"hosts": []}, tag="app-slot0-t1", commit="c" * 40)
+    unknown = sartoris("log", "--slot", "7", cwd=project)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert "slot 7 is unknown here" in unknown.stderr
+    elsewhere = sartoris("log", "app-slot0-t1", "--slot", "1", cwd=project)
+    assert elsewhere.returncode == 2 and "was deployed in slot 0, not slot 1" in elsewhere.stderr, elsewhere.stderr
+    for known in (("--slot", "0"), ("--slot", "1"), ("app-slot0-t1", "--slot", "0")):
+        assert sartoris("log", *known, cwd=project).returncode == 0, known
+    assert sartoris("log", "app-slot0-t1", cwd=project / "php-slot1").returncode == 0
+
+
 def test_reading_commands_create_no_state_on_the_deploy_host(project: Path) -> None:
     """`log`, `log TAG` and `slots` in a folder no run has used yet answer from no history, and leave none."""
     assert sartoris("log", "--json", cwd=project).stdout.strip() == '{"entries": []}'

@@ -300,7 +300,8 @@ def abort(
     force: Annotated[bool, typer.Option("--force", help="Abort a deploy someone else started.")] = False,
     json_output: JsonOption = False,
 ) -> int:
-    """Before any sync: put the checkout and submodules back where start found them and release the lock."""
+    """Abandon a started deploy: put the checkout and submodules back where start found them and release the lock
+    (refused, saying what to run first, while hosts may run a release this deploy synced)."""
     return _bracket(ctx, "abort", slot, force, json_output)
 
 
@@ -588,8 +589,8 @@ def slots(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @slots_app.command("link")
 def slots_link(
     ctx: typer.Context,
-    slot: Annotated[int, typer.Argument(min=0, max=MAX_SLOT, help="Slot number.")],
-    name: Annotated[str, typer.Argument(help="Version link name, e.g. php-1.20wmf1.")],
+    slot: Annotated[int, typer.Argument(min=0, max=MAX_SLOT, metavar="N", help="Slot number.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Version link name, e.g. php-1.20wmf1.")],
     json_output: JsonOption = False,
 ) -> int:
     """Create or move the version link NAME -> <slot_prefix>N atomically.

@@ -12,6 +12,7 @@ import gc
 import os
 import re
 import resource
+import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -515,6 +516,8 @@ def _describe(exc: BaseException, host: str | None = None) -> str:
         return f"could not open a session: {_without_host(exc.reason, host)}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, socket.gaierror):  # the resolver's own words alone do not say what was looked up
+        return f"cannot resolve the host name: {exc.strerror or exc}"
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:  # (a resolver's errno is negative)
         return os.strerror(exc.errno)  # its strerror is asyncio's `Connect call failed ('10.0.0.1', 22)`
     if isinstance(exc, OSError) and exc.strerror:

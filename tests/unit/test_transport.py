@@ -4,6 +4,7 @@ connection starts from."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -382,7 +383,11 @@ def _key_text(key: object) -> str:
             "Unable to canonicalize hostname <host>",
             id="asyncssh-quotes-the-name",
         ),
-        pytest.param(OSError(-2, "Name or service not known"), "Name or service not known", id="resolver"),
+        pytest.param(
+            socket.gaierror(-2, "Name or service not known"),
+            "cannot resolve the host name: Name or service not known",
+            id="resolver",
+        ),
         pytest.param(
             ConnectionRefusedError(111, "Connect call failed ('10.64.0.7', 22)"), "connection refused", id="refused"
         ),

@@ -87,11 +87,12 @@ def is_user_name(text: str) -> bool:
 
 
 def is_host_name(text: str) -> bool:
-    """True for an RFC 1123 host name (underscores allowed) or IPv4 address; a name of numbers (hex ones too) must
-    be an IPv4 address written as a dotted quad."""
+    """True for an RFC 1123 host name (underscores allowed; absolute, with its trailing dot, too) or IPv4 address;
+    a name of numbers (hex ones too) must be an IPv4 address written as a dotted quad."""
     if _NUMERIC.fullmatch(text):
         return _why_not_a_dotted_quad(text) is None
-    return len(text) <= 253 and all(_LABEL.fullmatch(label) for label in text.split("."))
+    relative = text.removesuffix(".")
+    return len(relative) <= 253 and all(_LABEL.fullmatch(label) for label in relative.split("."))
 
 
 def _why_not_a_dotted_quad(text: str) -> str | None:
@@ -166,6 +167,8 @@ def parse_host(spec: str) -> Host:
         (match["ipv6"] is None or is_ipv6_address(match["ipv6"]))
         and (match["name"] is None or is_host_name(match["name"]))
     ):
+        if is_ipv6_address(spec.rpartition("@")[2]):  # `::1`: the colons would read as a port
+            raise NotAHost(spec, "an IPv6 address is written in brackets, like [::1] or [::1]:2222")
         raise NotAHost(spec)
     if match["user"] is not None and not is_user_name(match["user"]):
         raise NotAHost(spec, _why_not_a_user(match["user"]))

@@ -134,6 +134,14 @@ BAD_SPECS = [
 ]
 
 
+def test_an_absolute_name_with_its_trailing_dot_is_a_host() -> None:
+    """`mw1001.eqiad.wmnet.` (a fully qualified name, as DNS writes it) was refused as not a host; SSH takes it."""
+    host = parse_host("deploy@mw1001.eqiad.wmnet.:2222")
+    assert (host.name, host.user, host.port) == ("mw1001.eqiad.wmnet.", "deploy", 2222)
+    with pytest.raises(ValueError, match="not a host"):
+        parse_host("mw1001..")
+
+
 @pytest.mark.parametrize("spec", BAD_SPECS)
 def test_parse_host_refuses(spec: str) -> None:
     """Anything that is not strictly a host, user or port is refused."""
@@ -157,11 +165,14 @@ def test_bad_line_names_file_and_line(spec: str) -> None:
         ("-deploy@mw1", "(a user name is letters, digits, '.', '_' and '-', not starting with a digit, '.' or '-')"),
         ("mw1:70000", "(a port is 1 to 65535)"),
         ("mw1;x", ""),
+        ("::1", "(an IPv6 address is written in brackets, like [::1] or [::1]:2222)"),
+        ("deploy@fe80::1%eth0", "(an IPv6 address is written in brackets, like [::1] or [::1]:2222)"),
     ],
 )
 def test_a_bad_line_says_which_part_is_not_a_host(spec: str, why: str) -> None:
     """`deploy-automation-account-for-mw@mw1` was "not a host", though the host was fine and the user name one
-    character too long: the operator looked for the fault in the wrong place. The part at fault is now named."""
+    character too long: the operator looked for the fault in the wrong place. The part at fault is now named; an
+    IPv6 address without its brackets is told how to write it."""
     with pytest.raises(InventoryError) as caught:
         parse_hosts(f"{spec}\n", "hosts/app")
     assert str(caught.value) == f"hosts/app:1: not a host: {spec!r}" + (f" {why}" if why else "")

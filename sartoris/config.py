@@ -196,12 +196,17 @@ class Config:
 
     def publish_url(self, slot: int) -> str:
         """Where sync pushes the slot's release: a URL as written, or an absolute local path."""
-        return _resolve_url(self.deploy.publish_url.replace("{slot}", str(slot)), self.base_dir)
+        return self.url_as_used(self.deploy.publish_url.replace("{slot}", str(slot)))
 
     def fetch_url(self, slot: int) -> str:
         """What app servers fetch the slot's release from; publish_url when not set."""
         template = self.deploy.fetch_url if self.deploy.fetch_url is not None else self.deploy.publish_url
-        return _resolve_url(template.replace("{slot}", str(slot)), self.base_dir)
+        return self.url_as_used(template.replace("{slot}", str(slot)))
+
+    def url_as_used(self, written: str) -> str:
+        """A publish or fetch location as runs use it: a URL as written, a local path absolute (from the config
+        file's folder, ~ expanded)."""
+        return _resolve_url(written, self.base_dir)
 
     def fleet(self) -> tuple[Host, ...]:
         """[deploy] hosts, the hosts a run targets without --hosts: the config file's own entries, so a path is read

@@ -24,14 +24,20 @@ class Setting:
         return {"section": self.section, "key": self.key, "value": self.value, "source": self.source}
 
 
+_LOCATIONS = {("deploy", "publish_url"), ("deploy", "fetch_url")}  # shown as runs use them (config.url_as_used)
+
+
 def effective_settings(config: Config) -> list[Setting]:
-    """Each known key with the value Sartoris will use: written in the file, or the built-in default."""
+    """Each known key with the value Sartoris will use: written in the file, or the built-in default; a relative
+    publish or fetch path as the absolute one runs use, as the other paths are shown."""
     written = tomllib.loads(config.path.read_text(encoding="utf-8-sig"))  # as load_config read it
     sections = {"deploy": config.deploy, "fanout": config.fanout, "ssh": config.ssh, "depool": config.depool}
     settings = []
     for section, keys in KNOWN_KEYS.items():
         for key in keys:
             value = _plain(getattr(sections[section], key))
+            if (section, key) in _LOCATIONS and isinstance(value, str):
+                value = config.url_as_used(value)
             source = str(config.path) if key in written.get(section, {}) else "default"
             settings.append(Setting(section, key, value, source))
     return settings

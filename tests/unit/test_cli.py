@@ -168,6 +168,8 @@ def test_config_shows_values_and_where_they_came_from(project: Path) -> None:
     }
     assert settings[("fanout", "max_failures")]["value"] == "5%"
     assert document["found_by"].startswith("nearest sartoris.toml")
+    # a relative publish path as runs use it (from the config's folder), as the other paths are shown, not as written
+    assert settings[("deploy", "publish_url")]["value"] == str(project / "publish" / "php-slot{slot}.git")
 
 
 def test_completion_script_generates() -> None:

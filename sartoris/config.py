@@ -620,7 +620,9 @@ def _must_exist(path: Path, origin: str) -> Path:
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        if exc.errno == errno.ELOOP:  # a link that leads back to itself: there is a name, but no file behind it
+            raise ConfigError(f"{path}: a symbolic link loop, not a config file (from {origin})") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise ConfigError(f"{path}: no such config file (from {origin})") from None
         raise ConfigError(f"{path}: {exc.strerror or exc} (from {origin})") from None  # a name too long, say
     if stat.S_ISDIR(mode):

@@ -450,7 +450,9 @@ def _read_known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o644)
         return asyncssh.read_known_hosts(str(path))
-    except (OSError, asyncssh.Error, ValueError) as exc:
+    except OSError as exc:  # its strerror alone: str() repeats the path the line already names
+        raise ConfigError(f"cannot read known_hosts {path}: {exc.strerror or exc}") from exc
+    except (asyncssh.Error, ValueError) as exc:
         raise ConfigError(f"cannot read known_hosts {path}: {exc}") from exc
 
 

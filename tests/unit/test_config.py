@@ -644,6 +644,15 @@ def test_a_named_config_that_is_not_a_file_says_what_it_is(tmp_path: Path, name:
     assert str(caught.value) == f"{tmp_path / name}: {what} (from --config)"
 
 
+def test_a_named_config_that_is_a_link_loop_says_so(tmp_path: Path) -> None:
+    """`--config` naming a symbolic link that leads back to itself said "no such config file", sending the operator
+    looking for a typo in a name that is there."""
+    (tmp_path / "sartoris.toml").symlink_to("sartoris.toml")
+    with pytest.raises(ConfigError) as caught:
+        find_config(Path("sartoris.toml"), tmp_path, no_git_environ())
+    assert str(caught.value) == f"{tmp_path / 'sartoris.toml'}: a symbolic link loop, not a config file (from --config)"
+
+
 def test_find_nothing(tmp_path: Path) -> None:
     """No config anywhere is an error that lists where it looked."""
     with pytest.raises(ConfigError) as caught:

@@ -110,8 +110,22 @@ def test_a_known_hosts_file_that_cannot_be_created_is_a_config_error(tmp_path: P
 
     (tmp_path / "ssh").write_text("a file, not a folder")
     known_hosts = tmp_path / "ssh" / "known_hosts"
-    with pytest.raises(ConfigError, match=f"cannot read known_hosts {known_hosts}"):
+    with pytest.raises(ConfigError) as caught:
         Connector(SshSettings(known_hosts=known_hosts, config_file=None, accept_new_host_keys=True), 5)
+    assert str(caught.value) == f"cannot read known_hosts {known_hosts}: File exists"  # the path said once
+
+
+def test_a_missing_known_hosts_names_its_path_once(tmp_path: Path) -> None:
+    """A missing known_hosts said "cannot read known_hosts /x: [Errno 2] No such file or directory: '/x'", the
+    system's text repeating the path; the line now ends with the reason alone, as an identity file's does."""
+    from sartoris.config import SshSettings
+    from sartoris.errors import ConfigError
+    from sartoris.transport import Connector
+
+    known_hosts = tmp_path / "known_hosts"
+    with pytest.raises(ConfigError) as caught:
+        Connector(SshSettings(known_hosts=known_hosts, config_file=None), 5)
+    assert str(caught.value) == f"cannot read known_hosts {known_hosts}: No such file or directory"
 
 
 def test_no_home_directory_leaves_the_default_paths_unexpanded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -282,7 +282,7 @@ def announcement(
         if run.tag != tag:  # hosts it put on another release, before a run of `tag` or after: not on `tag`
             put(run.switched, "not_switched")
             continue
-        put(run.failed, "failed")
+        put(run.failed, "failed", unless=("unseen",))  # a plain failure does not show it off the release
         put(run.unseen, "unseen")
         if run.unfinished:  # an earlier run of it died while these were its targets
             put(run.targets or (), "unseen", unless=("on",))

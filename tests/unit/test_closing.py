@@ -274,3 +274,15 @@ def test_a_host_only_the_history_names_does_not_make_the_fleet_mixed() -> None:
     fleet = abort_refusal(0, LIVE, runs, [X[0]], before=before, fleet={"mw1", "mw2"})
     whole = f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`) puts them back"
     assert fleet is not None and whole in fleet
+
+
+def test_a_host_that_may_run_the_release_still_may_after_a_later_run_failed_on_it() -> None:
+    """A switch to X not seen to end, then a retry that failed on that host before switching (unreachable): finish
+    said "switched no host to X" while abort, rightly, refused because the host may run X. It still may: finish
+    says so."""
+    lost = run(X, "partial", failed=("mw8",), unseen=("mw8",))
+    retried = run(X, "partial", failed=("mw8",))
+    assert abort_refusal(0, LIVE, [lost, retried], [X[0]]) is not None
+    said = announcement([lost, retried], X[0])
+    assert (said.outcome, said.failed, said.unseen) == ("unknown", ("mw8",), ("mw8",))
+    assert "may run on 1 host(s)" in said.detail(0)

@@ -63,6 +63,12 @@ class DeployRun:
         """The run died while its hosts could switch: any of its targets may run its release."""
         return self.outcome == UNFINISHED
 
+    @property
+    def maybe_switched(self) -> tuple[str, ...]:
+        """The hosts it may have put on its release unseen: those whose switch was not seen to end, and, when it
+        died while switching, each of its targets."""
+        return self.unseen + ((self.targets or ()) if self.unfinished else ())
+
 
 def abort_refusal(
     slot: int,
@@ -278,10 +284,15 @@ def announcement(
             if where.get(same_host(host), ("", ""))[1] not in unless:
                 where[same_host(host)] = (host, state)
 
+    seen_on: set[Hashable] = set()  # seen switched to `tag` by the last run that switched them (a failure since or not)
     for run in runs:
         if run.tag != tag:  # hosts it put on another release, before a run of `tag` or after: not on `tag`
             put(run.switched, "not_switched")
+            seen_on.difference_update(same_host(h) for h in run.switched)
+            # a host seen on `tag` that it may have moved is no longer seen there: it may run `tag`
+            put([h for h in run.maybe_switched if same_host(h) in seen_on], "unseen")
             continue
+        seen_on.update(same_host(h) for h in run.switched)
         put(run.failed, "failed", unless=("unseen",))  # a plain failure does not show it off the release
         put(run.unseen, "unseen")
         if run.unfinished:  # an earlier run of it died while these were its targets
@@ -319,7 +330,7 @@ def _may_run(
         release = (run.tag, run.commit)
         for host in run.switched:
             where[same_host(host)] = (host, frozenset({release}))
-        for host in run.unseen + ((run.targets or ()) if run.unfinished else ()):
+        for host in run.maybe_switched:
             _, before = where.get(same_host(host), (host, at_start(same_host(host))))
             where[same_host(host)] = (host, before | {release})
     return where

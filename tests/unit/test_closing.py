@@ -286,3 +286,24 @@ def test_a_host_that_may_run_the_release_still_may_after_a_later_run_failed_on_i
     said = announcement([lost, retried], X[0])
     assert (said.outcome, said.failed, said.unseen) == ("unknown", ("mw8",), ("mw8",))
     assert "may run on 1 host(s)" in said.detail(0)
+
+
+@pytest.mark.parametrize(
+    "moving",
+    [
+        pytest.param(run(LIVE, "partial", "rollback", failed=("mw1",), unseen=("mw1",)), id="switch-not-seen-to-end"),
+        pytest.param(DeployRun("rollback", LIVE[0], LIVE[1], "unfinished", targets=("mw1",)), id="run-died-switching"),
+    ],
+)
+def test_a_host_on_the_release_that_a_later_run_may_have_moved_off_is_not_announced_on_it(moving: DeployRun) -> None:
+    """X synced everywhere, then a rollback of mw1 to LIVE that may have switched it unseen, then a run of X on mw3:
+    abort, rightly, counts mw1 as maybe on LIVE, but finish announced X "deployed" with mw1 running it. mw1 now may
+    run X (not seen there since), as a host whose switch to X was not seen to end, also after a run of X failed on it
+    (which does not move it)."""
+    runs = [run(X, "ok", switched=("mw1", "mw2")), moving, run(X, "ok", "rollback", switched=("mw3",))]
+    assert abort_refusal(0, LIVE, runs, [X[0]]) is not None
+    said = announcement(runs, X[0])
+    assert (said.outcome, said.running, said.unseen) == ("partial", ("mw2", "mw3"), ("mw1",))
+    assert "(1 may run it: not seen to end)" in said.detail(0)
+    refailed = [runs[0], run(X, "partial", "rollback", failed=("mw1",)), *runs[1:]]  # a failure leaves mw1 on X
+    assert announcement(refailed, X[0]).unseen == ("mw1",)

@@ -9,13 +9,14 @@ machines they name (`same_host`: inventory.machine_of with the config's port), n
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sartoris.results import CANARY_FAILED, switch_unseen
 from sartoris.state import UNFINISHED, shown
 
 SameHost = Callable[[str], Hashable]  # a host's label -> the machine it names
+Release = tuple[str, str]  # tag, commit
 
 
 def as_written(label: str) -> Hashable:
@@ -275,35 +276,11 @@ def announcement(
     last = own[-1]
     if last.unfinished or any(run.unfinished and run.targets is None for run in own):
         return Announcement(tag, "unknown", died=True)
-    # machine -> (its label as the last run that named it wrote it; on, failed, unseen (failed, but may be on it),
-    # or not_switched: stopped before its turn, or moved off)
-    where: dict[Hashable, tuple[str, str]] = {}
-
-    def put(hosts: Iterable[str], state: str, unless: tuple[str, ...] = ()) -> None:
-        for host in hosts:
-            if where.get(same_host(host), ("", ""))[1] not in unless:
-                where[same_host(host)] = (host, state)
-
-    seen_on: set[Hashable] = set()  # seen switched to `tag` by the last run that switched them (a failure since or not)
-    for run in runs:
-        if run.tag != tag:  # hosts it put on another release, before a run of `tag` or after: not on `tag`
-            put(run.switched, "not_switched")
-            seen_on.difference_update(same_host(h) for h in run.switched)
-            # a host seen on `tag` that it may have moved is no longer seen there: it may run `tag`
-            put([h for h in run.maybe_switched if same_host(h) in seen_on], "unseen")
-            continue
-        seen_on.update(same_host(h) for h in run.switched)
-        put(run.failed, "failed", unless=("unseen",))  # a plain failure does not show it off the release
-        put(run.unseen, "unseen")
-        if run.unfinished:  # an earlier run of it died while these were its targets
-            put(run.targets or (), "unseen", unless=("on",))
-        put(run.not_switched, "not_switched", unless=("on", "failed", "unseen"))
-        put(run.switched, "on")
+    states = [(machine.label, machine.state(tag)) for machine in _replay(runs, same_host).values()]
     hosts = {
-        state: tuple(label for label, s in where.values() if s == state)
-        for state in ("on", "failed", "unseen", "not_switched")
+        state: tuple(label for label, s in states if s == state) for state in ("on", "failed", "unseen", "not_switched")
     }
-    failed = tuple(label for label, s in where.values() if s in ("failed", "unseen"))  # what the hook is told
+    failed = tuple(label for label, s in states if s in ("failed", "unseen"))  # what the hook is told
     if last.rejected or all(run.outcome == "aborted" for run in own):
         outcome = "aborted"  # a release a canary rejected did not go out: never announced as the deploy's
     elif not hosts["on"] and hosts["unseen"]:
@@ -315,24 +292,72 @@ def announcement(
     )
 
 
-Release = tuple[str, str]  # tag, commit
-
-
 def _may_run(
     runs: Sequence[DeployRun], same_host: SameHost, at_start: Callable[[Hashable], frozenset[Release]]
 ) -> dict[Hashable, tuple[str, frozenset[Release]]]:
-    """For each machine `runs` switched or may have switched, its label and every release it may run after them:
-    the one the last run that switched it put it on; with, after that, the release of each run whose switch of it
-    was not seen to end, or that died while it was a target (on top of where it was: `at_start` before any run
-    switched it)."""
-    where: dict[Hashable, tuple[str, frozenset[Release]]] = {}
+    """For each machine `runs` switched or may have switched, its label and every release it may run after them
+    (`at_start`: where it was before them)."""
+    return {
+        key: (machine.label, machine.may_run(at_start(key)))
+        for key, machine in _replay(runs, same_host).items()
+        if machine.on is not None or machine.maybe
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Machine:
+    """Where runs left one machine: the release the last run seen to switch it put it on, and what the runs since
+    then did to it (those since the first run that named it, when none was seen to switch it). abort reads what it
+    may run, finish what it says of it for one release."""
+
+    label: str  # as the last run that named it wrote it
+    on: Release | None = None  # None: no run was seen to switch it
+    maybe: frozenset[Release] = frozenset()  # of the runs since that may have switched it unseen
+    failed: frozenset[str] = frozenset()  # the tags of the runs since that failed on it (unseen or not)
+    stopped: frozenset[str] = frozenset()  # the tags of the runs since that stopped before its turn
+
+    def may_run(self, before: frozenset[Release]) -> frozenset[Release]:
+        """Every release it may run: the one it was seen switched to (else any of `before`, where it was before
+        the runs), or that of a run since that may have switched it unseen."""
+        return (frozenset({self.on}) if self.on is not None else before) | self.maybe
+
+    def state(self, tag: str) -> str | None:
+        """What finish says of it for `tag`: on (seen switched to it, and no run since failed on it or may have
+        moved it); unseen (it may run `tag`, not seen there since); failed (a run of `tag` failed on it since,
+        which stays so until a run switches it); not_switched (a run of `tag` stopped before its turn, or it was
+        seen switched to another release); None: no run of `tag` named it and none switched it."""
+        maybe = {t for t, _ in self.maybe}
+        here = self.on is not None and self.on[0] == tag
+        moved = here and bool(maybe - {tag})  # seen on `tag`, then a run of another release may have moved it
+        if tag in self.failed:
+            return "unseen" if tag in maybe or moved else "failed"
+        if here:
+            return "unseen" if moved else "on"
+        if tag in maybe:
+            return "unseen"
+        return "not_switched" if tag in self.stopped or self.on is not None else None
+
+
+def _replay(runs: Sequence[DeployRun], same_host: SameHost) -> dict[Hashable, _Machine]:
+    """Where `runs` (oldest first) left each machine they named, in the order they first named them."""
+    where: dict[Hashable, _Machine] = {}
+
+    def named(host: str) -> _Machine:
+        return replace(where.get(same_host(host)) or _Machine(host), label=host)
+
     for run in runs:
         release = (run.tag, run.commit)
         for host in run.switched:
-            where[same_host(host)] = (host, frozenset({release}))
+            where[same_host(host)] = _Machine(host, release)
+        for host in run.failed + run.unseen:
+            machine = named(host)
+            where[same_host(host)] = replace(machine, failed=machine.failed | {run.tag})
         for host in run.maybe_switched:
-            _, before = where.get(same_host(host), (host, at_start(same_host(host))))
-            where[same_host(host)] = (host, before | {release})
+            machine = named(host)
+            where[same_host(host)] = replace(machine, maybe=machine.maybe | {release})
+        for host in run.not_switched:
+            machine = named(host)
+            where[same_host(host)] = replace(machine, stopped=machine.stopped | {run.tag})
     return where
 
 

@@ -20,7 +20,7 @@ from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, Sartori
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_of
-from sartoris.repo import SlotCheckout
+from sartoris.repo import Leftover, SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
@@ -231,14 +231,34 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
                 " switch back before aborting"
             )
         # start found a detached HEAD (branch recorded as None): put HEAD back there, leaving every branch alone
-        checkout.restore(head, detach="branch" in held and held["branch"] is None)
+        detach = "branch" in held and held["branch"] is None
+        leftovers = checkout.restore(head, detach=detach, since=_since(held.get("since")) or None)
         lock.release()
     with written_after_the_change("abort", slot=slot):
         history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
-    report = LifecycleReport("abort", slot, None, f"slot {slot} restored to {head[:12]} and released")
+    detail = f"slot {slot} restored to {head[:12]} and released" + _said(leftovers)
+    report = LifecycleReport("abort", slot, None, detail)
     return _after_the_hook(
         report, lambda: post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     )
+
+
+def _said(leftovers: tuple[Leftover, ...]) -> str:
+    """What abort says of the work trees of submodules the deploy added, which restoring the checkout left."""
+    removed = [shown(left.path) for left in leftovers if left.kept is None]
+    said = (
+        f"; removed {', '.join(removed)} (the work tree of a submodule this deploy added, holding nothing its commits"
+        " do not; its repository stays under .git/modules)"
+        if removed
+        else ""
+    )
+    for left in leftovers:
+        if left.kept is not None:
+            said += (
+                f"; left {shown(left.path)}, the work tree of a submodule this deploy added, as an untracked folder:"
+                f" {shown(left.kept)}; remove it once nothing in it is needed"
+            )
+    return said
 
 
 def _after_the_hook(report: LifecycleReport, hook: Callable[[], None]) -> LifecycleReport:

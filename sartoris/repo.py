@@ -13,11 +13,12 @@ import os
 import posixpath
 import re
 import select
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,15 @@ class Release:
     tag: str
     commit: str
     submodules: tuple[SubmoduleSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """The work tree of a submodule the deploy added, which putting the checkout back left as an untracked folder:
+    removed, or kept (`kept` says why)."""
+
+    path: str
+    kept: str | None = None
 
 
 class SlotCheckout:
@@ -182,9 +192,12 @@ class SlotCheckout:
         except git.GitCommandError as exc:
             raise RefusedError(f"{self.path}: git fetch failed: {_git_error(exc)}") from None
 
-    def restore(self, commit: str, *, detach: bool = False) -> None:
+    def restore(self, commit: str, *, detach: bool = False, since: float | None = None) -> tuple[Leftover, ...]:
         """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`; with `detach`,
-        HEAD is detached at `commit` and no branch moves (the checkout was found detached)."""
+        HEAD is detached at `commit` and no branch moves (the checkout was found detached). git leaves the work
+        tree of each submodule HEAD pins and `commit` does not as an untracked folder: each is removed where that
+        loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are returned."""
+        added = self._added_submodules(commit)
         self._submodules.clear()  # nested submodules initialised below become readable
         try:
             if detach:
@@ -198,6 +211,61 @@ class SlotCheckout:
                 )
         except git.GitCommandError as exc:
             raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}") from None
+        return tuple(self._clear(path, since) for path in added if (self.path / path).is_dir())
+
+    def _added_submodules(self, commit: str) -> list[str]:
+        """The outermost of the submodules HEAD pins, nested ones included, that `commit` does not (none when they
+        cannot be listed: the restore goes on as before)."""
+        try:
+            at_commit = {m.path for m in self.submodules_at(commit)}
+            added = [m.path for m in self.submodules_at(self.head_commit()) if m.path not in at_commit]
+        except RefusedError:
+            return []
+        return [path for path in added if not any(path.startswith(f"{outer}/") for outer in added)]
+
+    def _clear(self, path: str, since: float | None) -> Leftover:
+        """Remove the work tree a restore left at `path`, unless _why_kept finds a reason to keep it."""
+        folder = self.path / path
+        why = self._why_kept(folder, since)
+        if why is None:
+            try:
+                shutil.rmtree(folder)
+            except OSError as exc:
+                why = f"it could not be removed ({exc.strerror or exc})"
+        if why is None:
+            log.info("added_submodule_removed", path=path)
+        else:
+            log.warning("added_submodule_left", path=path, why=why)
+        return Leftover(path, why)
+
+    def _why_kept(self, folder: Path, since: float | None) -> str | None:
+        """Why the work tree at `folder` stays, or None when removing it loses nothing: git made it after `start`
+        (its .git file is newer), and it and each repository in it keeps its git dir under this checkout's
+        .git/modules (where its commits, branches and stashes stay) and holds no file its HEAD does not (no edit,
+        no untracked or ignored file)."""
+        gitfile = folder / ".git"
+        if not gitfile.is_file():
+            return "it has no .git file pointing to a git dir of this checkout's, so it is not one git made"
+        if since is None:
+            return "when `start` ran is unknown, so whether it was there before is too"
+        if gitfile.stat().st_mtime < since:
+            return "it was there before `start`"
+        modules = (Path(self._repo.git_dir) / "modules").resolve()
+        for repo in _repositories_in(folder):
+            where = repo.relative_to(self.path).as_posix()
+            if not _git_dir_of(repo).is_relative_to(modules):
+                return f"{where} keeps its own repository (not under .git/modules), which would go with it"
+            try:
+                status = self._git(
+                    "-C", str(repo), "status", "--porcelain", "-z", "--untracked-files=all", "--ignored",
+                    "--ignore-submodules=none",
+                )
+            except git.GitCommandError as exc:
+                return f"git cannot tell whether {where} holds work: {_git_error(exc)}"
+            if status:
+                held = status.split("\0")[0][3:]
+                return f"{where} holds work its commits do not ({held}: edited, untracked or ignored)"
+        return None
 
     def submodule_heads(self) -> dict[str, str]:
         """Each initialised submodule's checked-out commit, by path."""
@@ -280,6 +348,24 @@ class SlotCheckout:
 
     def _git(self, *args: str) -> str:
         return _run_git(self._repo, self._timeout, *args)
+
+
+def _repositories_in(folder: Path) -> Iterator[Path]:
+    """`folder` and every folder in it with a .git of its own (a nested submodule, a repository cloned there)."""
+    for root, dirs, files in os.walk(folder):
+        if ".git" in dirs or ".git" in files:
+            yield Path(root)
+        dirs[:] = [name for name in dirs if name != ".git"]
+
+
+def _git_dir_of(repo: Path) -> Path:
+    """Where the repository at `repo` keeps its objects: its .git folder, or where its .git file points."""
+    dot_git = repo / ".git"
+    if dot_git.is_file():
+        pointer = dot_git.read_text(errors="replace").strip()
+        if pointer.startswith("gitdir: "):
+            return (repo / pointer[len("gitdir: ") :]).resolve()
+    return dot_git.resolve()
 
 
 def _stop_if_set(stop: threading.Event | None, url: str) -> None:

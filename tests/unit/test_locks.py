@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sample_repo import add_nested_submodules, add_submodule, git, make_checkout, make_upstream
 
 from sartoris.config import Config, parse_config
 from sartoris.deploy import _run_lock
@@ -138,6 +139,76 @@ def test_abort_of_a_deploy_started_on_a_detached_head_moves_no_branch(config: Co
     assert _git(checkout, "rev-parse", "main") == commits[2]
     assert _git(checkout, "rev-parse", "HEAD") == commits[0]
     assert subprocess.run(["git", "-C", str(checkout), "symbolic-ref", "-q", "HEAD"], check=False).returncode == 1
+
+
+def _submodule_added_after_start(config: Config, tmp_path: Path, *, in_place: bool = False) -> Path:
+    """A slot with one extension, started, then given the submodule extensions/New (committed), as an operator
+    would between `start` and `abort`; `in_place`: New was a repository cloned there first (its .git a folder).
+    The checkout."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    upstream = make_upstream(tmp_path / "upstream" / "New", 2, "New")
+    if in_place:
+        git(tmp_path, "clone", "--quiet", str(upstream), str(checkout / "extensions/New"))
+    add_submodule(checkout, upstream, "New", "extensions/New")
+    return checkout
+
+
+def test_abort_removes_the_work_tree_of_a_submodule_the_deploy_added_when_it_holds_no_work(
+    config: Config, tmp_path: Path
+) -> None:
+    """A submodule added after `start`, then abort: the checkout and submodules went back, but the new submodule's
+    work tree stayed as an untracked folder. Holding nothing its commits do not, with its repository kept under
+    .git/modules, it is removed, and abort says so."""
+    checkout = _submodule_added_after_start(config, tmp_path)
+    report = abort(config, 0, force=False)
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert not (checkout / "extensions/New").exists() and (checkout / ".git/modules/New").is_dir()
+    assert "; removed extensions/New (the work tree of a submodule this deploy added" in report.detail
+
+
+def test_abort_removes_an_added_submodule_with_a_nested_one_whole(config: Config, tmp_path: Path) -> None:
+    """A submodule added after `start` with its own submodule initialised in it: both hold nothing their commits do
+    not and keep their repositories under .git/modules, so abort removes the outer work tree, the nested one with
+    it."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    skin, _ = add_nested_submodules(checkout, tmp_path / "upstream")
+    report = abort(config, 0, force=False)
+    assert not (checkout / skin).exists() and f"; removed {skin} (" in report.detail
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        pytest.param("untracked", "extensions/New holds work its commits do not (notes.txt", id="untracked-file"),
+        pytest.param("ignored", "extensions/New holds work its commits do not (debug.log", id="ignored-file"),
+        pytest.param("before", "it was there before `start`", id="made-before-start"),
+        pytest.param("in_place", "it has no .git file", id="its-own-repository-inside"),
+    ],
+)
+def test_abort_keeps_the_work_tree_of_an_added_submodule_that_may_hold_work_and_says_why(
+    config: Config, tmp_path: Path, kind: str, why: str
+) -> None:
+    """The work tree of a submodule added after `start` that holds a file its commits do not (untracked or ignored),
+    that git made before `start` (its .git file is older: it may have been an untracked folder then), or that holds
+    its own repository, is left where it is: abort names it and why."""
+    checkout = _submodule_added_after_start(config, tmp_path, in_place=kind == "in_place")
+    new = checkout / "extensions/New"
+    if kind == "untracked":
+        (new / "notes.txt").write_text("mine\n")
+    elif kind == "ignored":
+        (checkout / ".git/modules/New/info").mkdir(exist_ok=True)
+        (checkout / ".git/modules/New/info/exclude").write_text("*.log\n")
+        (new / "debug.log").write_text("mine\n")
+    elif kind == "before":
+        os.utime(new / ".git", (time.time() - 3600, time.time() - 3600))
+    files = sorted(p.relative_to(new) for p in new.rglob("*") if ".git" not in p.relative_to(new).parts)
+    report = abort(config, 0, force=False)
+    assert sorted(p.relative_to(new) for p in new.rglob("*") if ".git" not in p.relative_to(new).parts) == files
+    left = "; left extensions/New, the work tree of a submodule this deploy added, as an untracked folder: "
+    assert left + why in report.detail
 
 
 def test_finish_after_the_deploys_only_sync_aborted_announces_an_abort(config: Config, tmp_path: Path) -> None:

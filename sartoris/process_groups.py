@@ -5,6 +5,7 @@ traps SIGTERM or outlives its leader is not left running unseen.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,39 @@ def end_process_group(process: subprocess.Popen[bytes], grace: float, kill_wait:
         _signal_group(group, signal.SIGKILL)
         _wait_group(process, time.monotonic() + kill_wait)
     process.wait()
+
+
+def kill_with_children(process: subprocess.Popen[bytes], wait: float) -> None:
+    """SIGKILL `process` (one in Sartoris's own group, which a terminal's Ctrl-C reaches too) and every process it
+    started (git's ssh for a fetch, which would otherwise wait out its own timeout), then reap it, waiting at most
+    `wait` seconds."""
+    for descendant in [process.pid, *_descendants_of(process.pid)]:  # the parent first: it starts no more
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(descendant, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=wait)
+
+
+def _descendants_of(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, from /proc's parent links (none where there is no /proc)."""
+    parents: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            if len(fields) > 1 and fields[1].isdigit():
+                parents.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
 
 
 def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:

@@ -28,7 +28,7 @@ import git
 import structlog
 
 from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError, UsageError
-from sartoris.process_groups import end_process_group
+from sartoris.process_groups import end_process_group, kill_with_children
 from sartoris.remote import SubmoduleSpec, submodule_ref
 
 log = structlog.get_logger("sartoris")
@@ -476,8 +476,32 @@ def _is_local(url: str) -> bool:
 
 
 def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
-    """`git ARGS` in `repo`: never prompting, English messages, killed after `timeout` seconds."""
-    return str(repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout))
+    """`git ARGS` in `repo` (its output, less one trailing newline): never prompting, English messages, killed with
+    what it started after `timeout` seconds, or at once when an interrupt (Ctrl-C, SIGTERM) stops the wait. Not
+    GitPython's kill_after_timeout: its watchdog thread outlived an interrupt, and the interpreter waited for it to
+    fire, up to `timeout`, before it would exit."""
+    command = ["git", *args]
+    # GitPython's Popen (its cwd and environment); the wrapper is kept to the end: dropping it terminates git
+    running = repo.git.execute(command, env=_GIT_ENV, as_process=True)
+    process = running.proc
+    if process is None:  # the wrapper holds the process it started until it terminates it
+        raise git.GitCommandError(command, "not started")
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_with_children(process, _KILL_WAIT)
+        raise git.GitCommandError(command, "timed out", f"timed out after {timeout:g}s (killed)") from None
+    except BaseException:
+        kill_with_children(process, _KILL_WAIT)
+        raise
+    if process.returncode != 0:
+        raise git.GitCommandError(command, process.returncode, _text(err), _text(out))
+    return _text(out).removesuffix("\n")
+
+
+def _text(output: bytes | None) -> str:
+    """git's output as text; bytes that are not UTF-8 (a file name) kept as surrogates, as GitPython does."""
+    return (output or b"").decode("utf-8", "surrogateescape")
 
 
 def _open_submodule(slot: git.Repo, module: SubmoduleSpec, listed: Sequence[SubmoduleSpec]) -> git.Repo | None:

@@ -100,3 +100,57 @@ def test_an_interrupt_during_the_finish_or_abort_hook_still_reports_the_command_
     while _alive(hook) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(hook)
+
+
+def _sleepers(seconds: str) -> list[int]:
+    """The running `sleep SECONDS` processes (a duration no other test uses marks the ones a test started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_the_group"),
+    [pytest.param(signal.SIGINT, True, id="ctrl-c"), pytest.param(signal.SIGTERM, False, id="sigterm")],
+)
+def test_an_interrupt_during_starts_upstream_fetch_ends_the_command_and_git_at_once(
+    tmp_path: Path, signum: int, to_the_group: bool
+) -> None:
+    """`start` fetching from an upstream that never answers: Ctrl-C said "interrupted", then the command stayed until
+    command_timeout ran out (GitPython's watchdog thread held the exit; a second Ctrl-C gave a traceback), and a
+    SIGTERM also left git fetching. It now ends at once, exit 130, and git and what it started are gone."""
+    upstream = tmp_path / "upstream.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(upstream)], check=True)
+    config = _started_deploy(tmp_path, "unused")
+    started_fetch = tmp_path / "fetch.pid"
+    checkout = tmp_path / "php-slot0"
+    subprocess.run(["git", "-C", str(checkout), "remote", "add", "origin", str(upstream)], check=True)
+    # the upload-pack git starts for a local fetch: it notes its shell's PID, then never answers
+    hang = f"echo $$ > {started_fetch}; sleep 61.25; git-upload-pack"
+    subprocess.run(["git", "-C", str(checkout), "config", "remote.origin.uploadpack", hang], check=True)
+    config.write_text(config.read_text() + "\n[fanout]\ncommand_timeout = 60\n")
+    assert _sartoris(config, "abort", "--slot", "0").wait(timeout=60) == 0  # the deploy _started_deploy began
+    run = _sartoris(config, "start", "--slot", "0")
+    deadline = time.monotonic() + 30
+    while not started_fetch.exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    assert started_fetch.exists(), run.communicate()
+    time.sleep(0.3)  # the sleep under it started
+    stopped_at = time.monotonic()
+    if to_the_group:
+        os.killpg(run.pid, signum)
+    else:
+        os.kill(run.pid, signum)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and time.monotonic() - stopped_at < 10, stderr
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 5
+    while _sleepers("61.25") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sleepers("61.25") == []

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 
 def end_process_group(process: subprocess.Popen[bytes], grace: float, kill_wait: float) -> None:
@@ -39,22 +40,28 @@ def _descendants_of(pid: int) -> list[int]:
     """The processes `pid` started, and theirs, from /proc's parent links (none where there is no /proc)."""
     parents: dict[int, list[int]] = {}
     with contextlib.suppress(OSError):
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:
-                continue  # gone meanwhile
+        for process, fields in _processes():
             if len(fields) > 1 and fields[1].isdigit():
-                parents.setdefault(int(fields[1]), []).append(int(name))
+                parents.setdefault(int(fields[1]), []).append(process)
     found, todo = [], [pid]
     while todo:
         children = parents.get(todo.pop(), [])
         found += children
         todo += children
     return found
+
+
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Each process in /proc with the fields of its stat after the name (state, parent, group, ...); OSError when
+    there is no /proc. A process gone meanwhile is left out."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                yield int(name), stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
 
 
 def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
@@ -71,20 +78,9 @@ def _wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
 def _group_running(group: int) -> bool:
     """True while a process of `group` still runs; zombies waiting for a slow init to reap them do not count."""
     try:
-        names = os.listdir("/proc")
+        return any(len(f) > 2 and f[2] == str(group) and f[0] not in ("Z", "X") for _, f in _processes())
     except OSError:
         return _signal_group(group, 0)  # no /proc: unreaped zombies count too, costing at most the grace
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
-                fields = stat.read().rpartition(")")[2].split()
-        except OSError:
-            continue  # gone meanwhile
-        if len(fields) > 2 and fields[2] == str(group) and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def _signal_group(group: int, signum: int) -> bool:

@@ -15,15 +15,15 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import NOT_A_CHECKOUT, parse_head, status_command
+from sartoris.remote import NOT_A_CHECKOUT, not_ours, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import SlotLock, existing_history
-from sartoris.transport import Connector, ensure_open_files
+from sartoris.transport import CommandResult, Connector, ensure_open_files
 
 log = structlog.get_logger("sartoris")
 
-_NOT_A_CHECKOUT = "the slot holds no git checkout (not managed by sartoris)"
+_NOT_A_CHECKOUT = "the slot links to a tree with no git checkout (its `.git` is gone)"
 
 
 def status(
@@ -68,7 +68,7 @@ async def census(
     """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
     ensure_open_files(min(concurrency, len(targets)))  # never more connections at once than hosts
     connector = Connector(config.ssh, config.fanout.connect_timeout)
-    command = status_command(config.remote_slot_path(slot))
+    command = status_command(config.remote_slot_path(slot), expected)
     timeout = config.fanout.command_timeout
 
     progress = progress or Progress()
@@ -92,18 +92,7 @@ async def census(
             return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=str(exc))
         finally:
             session.close()
-        if not result.ok:
-            return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=result.error_line())
-        if NOT_A_CHECKOUT in result.stdout:
-            return HostStatus(host.label, HostState.MISSING, depooled=pooled_out, error=_NOT_A_CHECKOUT)
-        head = parse_head(result.stdout)
-        if head is None:
-            state = HostState.MISSING
-        elif head == expected:
-            state = HostState.CURRENT
-        else:
-            state = HostState.BEHIND
-        return HostStatus(host.label, state, commit=head, depooled=pooled_out)
+        return host_status(host.label, result, expected, pooled_out)
 
     progress.phase("status", len(targets))
     try:
@@ -111,3 +100,23 @@ async def census(
     finally:
         progress.end()
         await connector.close()
+
+
+def host_status(label: str, result: CommandResult, expected: str | None, depooled: bool) -> HostStatus:
+    """What a host's status script (status_command) said, as its state against the `expected` commit. A slot path the
+    next switch refuses (a folder, a link Sartoris did not make) is never current, whatever commit its checkout has
+    (named, when it can be read): `missing`, as no release of Sartoris's is there, saying why in the switch's words."""
+    if (why := not_ours(result.stdout)) is not None:
+        return HostStatus(label, HostState.MISSING, parse_head(result.stdout), depooled=depooled, error=why)
+    if not result.ok:
+        return HostStatus(label, HostState.UNREACHABLE, depooled=depooled, error=result.error_line())
+    if NOT_A_CHECKOUT in result.stdout:
+        return HostStatus(label, HostState.MISSING, depooled=depooled, error=_NOT_A_CHECKOUT)
+    head = parse_head(result.stdout)
+    if head is None:
+        state = HostState.MISSING
+    elif head == expected:
+        state = HostState.CURRENT
+    else:
+        state = HostState.BEHIND
+    return HostStatus(label, state, commit=head, depooled=depooled)

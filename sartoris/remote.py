@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sartoris.results import Phase
@@ -37,6 +37,7 @@ from sartoris.results import Phase
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
 NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
+NOT_OURS = "sartoris-status:not-ours "  # then why: a status line saying the slot path is not Sartoris's
 SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it ran, and to its end
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
@@ -99,7 +100,7 @@ class RemoteRelease:
     @property
     def state_dir(self) -> str:
         """Where Sartoris keeps the slot's objects and trees on the host."""
-        return posixpath.join(self.root, ".sartoris", self.slot_name)
+        return _state_dir(self.slot_path)
 
     @property
     def store(self) -> str:
@@ -108,6 +109,12 @@ class RemoteRelease:
     @property
     def trees(self) -> str:
         return posixpath.join(self.state_dir, "trees")
+
+
+def _state_dir(slot_path: str) -> str:
+    """Where Sartoris keeps the objects and trees of the slot at `slot_path` on a host."""
+    root, name = posixpath.split(slot_path.rstrip("/"))
+    return posixpath.join(root, ".sartoris", name)
 
 
 def shell_words(*args: str) -> str:
@@ -410,26 +417,36 @@ _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock)
 
 
 def _refuse_a_slot_not_ours(release: RemoteRelease) -> str:
-    """Fail the switch (exit 2, the slot path untouched) unless the slot path is missing or Sartoris's own link: one
-    into the slot's trees folder, to a tree there or, dangling, to one removed since. A plain directory, or a link
-    Sartoris did not make (to /etc, to a clone made by hand elsewhere, dangling elsewhere), is someone's, and
-    renaming a link over it would throw it away unseen. Run from the deploy root, with the trees folder made.
-    Shell tests: a link to a folder has its parent as `<link>/..`, so `-ef` tells one into the trees folder from
-    the rest without reading it; only a link that is dangling or not ours is read (`readlink`), to say where it
-    points."""
-    q, where = shlex.quote, release.slot_path
-    slot, trees = q(release.slot_name), q(release.trees)
-    directory = f"{OWN_LINE_MARK} {where} is not managed by sartoris (a directory, not a link); move it away"
+    """Fail the switch (exit 2, the slot path untouched) unless the slot path is missing or Sartoris's own link (see
+    _unless_ours): renaming a link over someone's folder or link would throw it away unseen. Run from the deploy
+    root, with the trees folder made."""
+    return _unless_ours(release.slot_name, release.slot_path, lambda why: f"printf '%s\\n' {why} >&2; exit 2")
+
+
+def _unless_ours(slot: str, slot_path: str, say: Callable[[str], str]) -> str:
+    """Shell that runs `say(why)`, `why` a shell word saying how, when the slot path `slot_path` (`slot` from the
+    deploy root, where the shell runs) is not Sartoris's: anything but missing or Sartoris's own link, one into the
+    slot's trees folder, to a tree there or, dangling, to one removed since. A plain directory, or a link Sartoris
+    did not make (to /etc, to a clone made by hand elsewhere, dangling elsewhere), is someone's. Shell tests: a link
+    to a folder has its parent as `<link>/..`, so `-ef` tells one into the trees folder from the rest without
+    reading it; only a link that is dangling or not ours is read (`readlink`), to say where it points."""
+    q, trees = shlex.quote, posixpath.join(_state_dir(slot_path), "trees")
+    directory = q(f"{OWN_LINE_MARK} {slot_path} is not managed by sartoris (a directory, not a link); move it away")
     not_ours = (
-        q(f"{OWN_LINE_MARK} {where} is not managed by sartoris: a link sartoris did not make, to ")
+        q(f"{OWN_LINE_MARK} {slot_path} is not managed by sartoris: a link sartoris did not make, to ")
         + '"$t"'
-        + q(f" (not into {release.trees}); look at what it points to, then move the link away")
+        + q(f" (not into {trees}); look at what it points to, then move the link away")
     )
-    dangling_into_trees = f'{{ [ ! -e {slot} ] && t=$(readlink {slot}) && [ "${{t%/*}}" -ef {trees} ]; }}'
+    # a dangling link is Sartoris's when its folder is the trees folder, also with that folder gone (as Sartoris
+    # writes it, relative: the switch makes the folder before it looks, and status makes nothing)
+    written = q(posixpath.relpath(trees, posixpath.dirname(slot_path.rstrip("/"))))
+    link, trees = q(slot), q(trees)
+    in_trees = f'{{ [ "${{t%/*}}" -ef {trees} ] || [ "${{t%/*}}" = {written} ]; }}'
+    dangling_into_trees = f"{{ [ ! -e {link} ] && t=$(readlink {link}) && {in_trees}; }}"
     return (
-        f"if [ -L {slot} ]; then [ {slot}/.. -ef {trees} ] || {dangling_into_trees} ||"
-        f" {{ t=$(readlink {slot}); printf '%s\\n' {not_ours} >&2; exit 2; }};"
-        f" elif [ -e {slot} ]; then {shell_words('echo', directory)} >&2; exit 2; fi"
+        f"if [ -L {link} ]; then [ {link}/.. -ef {trees} ] || {dangling_into_trees} ||"
+        f" {{ t=$(readlink {link}); {say(not_ours)}; }};"
+        f" elif [ -e {link} ]; then {say(directory)}; fi"
     )
 
 
@@ -723,21 +740,37 @@ def _prune_lines(release: RemoteRelease) -> str:
     )
 
 
-def status_command(slot_path: str) -> str:
-    """Print the commit the slot's live tree has checked out; nothing when there is no slot at all, and
-    NOT_A_CHECKOUT for a slot with no `.git` (a plain directory: git there would walk up and report whatever
-    repository holds it). A slot that cannot be read (a dangling link, a folder the user may not enter, a
-    corrupt repository) fails, with git's reason. git replaces the shell (`exec`): the one process a census needs
-    per host, not a fork of the login shell too."""
-    q = shlex.quote(slot_path)
-    head = shell_words("git", "-C", slot_path, "rev-parse", "--verify", "HEAD^{commit}")
-    return _script(
-        [
-            f"if [ -e {shlex.quote(posixpath.join(slot_path, '.git'))} ] || {{ [ -L {q} ] && [ ! -e {q} ]; }}"
-            f" || {{ [ -d {q} ] && [ ! -x {q} ]; }}; then exec {head};"
-            f" elif [ -e {q} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi"
+def status_command(slot_path: str, expected: str | None) -> str:
+    """Print the commit the slot's live tree has checked out, with no process when it is Sartoris's tree of the
+    `expected` commit at that commit (the slot links to it, its HEAD file says so: shell tests and a `read`), the
+    common case. Otherwise git says which (`rev-parse`; `exec`: the login shell replaced, not forked: the one process
+    a census needs per host). A slot path Sartoris did not make (see _unless_ours)
+    prints NOT_OURS and why, then the commit its checkout has, if any: the next switch refuses it, so it is not
+    current. Nothing when there is no slot at all, and NOT_A_CHECKOUT for a tree with no `.git` (git there would walk
+    up and report whatever repository holds it). A slot that cannot be read (a dangling link, a folder the user may
+    not enter, a corrupt repository) fails, with git's reason."""
+    q = shlex.quote
+    root, name = posixpath.split(slot_path.rstrip("/"))
+    slot = q(name)
+    head = ("git", "-C", slot_path, "rev-parse", "--verify")
+    git = "exec " + shell_words(*head, "HEAD^{commit}")
+    quiet_git = "exec " + shell_words(*head, "--quiet", "HEAD^{commit}") + " 2>/dev/null"
+    checkout = q(posixpath.join(name, ".git"))
+    lines = [shell_words("cd", root) + " 2>/dev/null || exit 0"]  # no deploy root: no slot
+    if expected is not None:
+        tree = posixpath.join(_state_dir(slot_path), "trees", expected)
+        tree_head = q(posixpath.join(tree, ".git", "HEAD"))
+        lines += [
+            f"h=; if [ -L {slot} ] && [ {slot} -ef {q(tree)} ] && [ -f {tree_head} ]; then read -r h < {tree_head}; fi",
+            f'if [ "$h" = {q(expected)} ]; then {shell_words("echo", expected)}; exit 0; fi',
         ]
-    )
+    its_commit = f"[ -e {checkout} ] && {quiet_git}; exit 0"
+    lines += [
+        _unless_ours(name, slot_path, lambda why: f"printf '%s\\n' {q(NOT_OURS)}{why}; {its_commit}"),
+        f"if [ -e {checkout} ] || {{ [ -L {slot} ] && [ ! -e {slot} ]; }} || {{ [ -d {slot} ] && [ ! -x {slot} ]; }};"
+        f" then {git}; elif [ -e {slot} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi",
+    ]
+    return _script(lines)
 
 
 def switch_outcome_command(release: RemoteRelease) -> str:
@@ -768,8 +801,18 @@ _PHASES = {phase.value for phase in Phase}
 
 def parse_head(stdout: str) -> str | None:
     """The commit a status script printed (40 hex digits, or 64 in a SHA-256 repository), or None."""
-    for line in stdout.split():
-        word = line.strip()
-        if len(word) in (40, 64) and all(c in "0123456789abcdef" for c in word):
-            return word
+    for line in stdout.splitlines():
+        if line.startswith(NOT_OURS):  # a link's target may be named like a commit
+            continue
+        for word in line.split():
+            if len(word) in (40, 64) and all(c in "0123456789abcdef" for c in word):
+                return word
+    return None
+
+
+def not_ours(stdout: str) -> str | None:
+    """Why a status script found the slot path not Sartoris's (its NOT_OURS line), or None."""
+    for line in stdout.splitlines():
+        if line.startswith(NOT_OURS):
+            return line[len(NOT_OURS) :].strip()
     return None

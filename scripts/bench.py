@@ -386,8 +386,9 @@ METHOD = [
     "- conns/host: distinct TCP connections to the measured hosts' sshd during the run, per host, from "
     "/proc/net/tcp sampled every second (a closed connection stays listed in TIME_WAIT for 60 s, so none is "
     "missed).",
-    "- Census: every tool runs `git -C <slot> rev-parse HEAD` (Sartoris runs its own status script, which does the "
-    "same behind a `[ -d ]` test). The bare asyncssh floor reads key and known_hosts once and disables "
+    "- Census: every tool runs `git -C <slot> rev-parse HEAD` (Sartoris runs its own status script: on a host whose "
+    "slot links to its tree of the release, as every census host's does, shell tests and a read of the tree's HEAD "
+    "file, no git; on any other, the same git). The bare asyncssh floor reads key and known_hosts once and disables "
     "compression, like Sartoris; parallel-ssh (libssh2) does not check host keys at all; OpenSSH and Ansible "
     "check them against the fleet's known_hosts (`StrictHostKeyChecking=yes`, `ANSIBLE_HOST_KEY_CHECKING` on). "
     "Ansible runs with its default `-C` but ControlMaster off: with its default ControlPersist every run after "

@@ -692,8 +692,8 @@ def test_a_live_tree_whose_files_were_changed_on_the_host_fails_a_redeploy_and_t
 
 def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, tmp_path: Path) -> None:
     """A host whose slot path is a real folder (here someone's own git checkout) fails in the checkout phase with
-    an error saying the slot is not managed by sartoris; the folder and its files are untouched; status reports
-    the commit that folder really has."""
+    an error saying the slot is not managed by sartoris; the folder and its files are untouched; status calls it
+    missing, saying so, and reports the commit that folder really has."""
     hosts = deployment.fleet.hosts[21:24]
     deployment.group("three", hosts)
     _short(deployment)
@@ -714,7 +714,8 @@ def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, 
     assert git(foreign, "rev-parse", "HEAD") == foreign_head
     assert all(_on(deployment, h, new) for h in hosts[1:])
     _, status = _status(deployment, "three")
-    assert status[hosts[0]]["state"] == "behind" and status[hosts[0]]["commit"] == foreign_head
+    assert status[hosts[0]]["state"] == "missing" and status[hosts[0]]["commit"] == foreign_head
+    assert "is not managed by sartoris (a directory, not a link)" in str(status[hosts[0]]["error"])
 
 
 def test_a_slot_link_sartoris_did_not_make_is_never_replaced(deployment: Deployment) -> None:
@@ -741,6 +742,35 @@ def test_a_slot_link_sartoris_did_not_make_is_never_replaced(deployment: Deploym
     assert os.readlink(slot) == f"scap/php-slot{deployment.slot}"
     assert git(clone, "rev-parse", "HEAD") == clone_head and git(clone, "status", "--porcelain") == ""
     assert all(_on(deployment, h, new) for h in hosts[1:])
+
+
+def test_status_warns_of_a_slot_link_to_a_clone_made_by_hand_at_the_release(deployment: Deployment) -> None:
+    """A deployed host whose slot someone replaced by a link to a clone made by hand at the current commit is not
+    current (status said it was, `sync --retry-failed` had nothing to retry, and the next sync failed the host):
+    status calls it missing, with the clone's commit and the switch's reason, exit 5, and a retry takes it on,
+    failing it as the switch refuses the link, which stays."""
+    hosts = deployment.fleet.hosts[44:46]
+    deployment.group("pair", hosts)
+    _short(deployment)
+    commit = _first_sync(deployment, "pair")
+    clone = deployment.fleet.host_root(hosts[0]) / "scap" / f"php-slot{deployment.slot}"
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    git(clone.parent, "clone", "--quiet", "--no-checkout", str(deployment.checkout), clone.name)
+    git(clone, "checkout", "--quiet", "--detach", commit)
+    slot = deployment.host_slot(hosts[0])
+    slot.unlink()
+    slot.symlink_to(f"scap/php-slot{deployment.slot}")
+    code, status = _status(deployment, "pair")
+    assert code == 5
+    hand_made = status[hosts[0]]
+    assert (hand_made["state"], hand_made["commit"]) == ("missing", commit), hand_made
+    assert "is not managed by sartoris: a link sartoris did not make, to scap/php-slot" in str(hand_made["error"])
+    assert status[hosts[1]]["state"] == "current"
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair", "--retry-failed", "--max-failures", "1")
+    assert code == 5, stderr
+    assert [h["host"] for h in report["hosts"]] == [hosts[0]]  # type: ignore[union-attr]
+    assert "a link sartoris did not make" in str(_host(report, hosts[0])["error"])
+    assert os.readlink(slot) == f"scap/php-slot{deployment.slot}"
 
 
 # --- a private fleet: hosts that die, deploy roots that fill up or turn read-only -------------------------------

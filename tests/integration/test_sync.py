@@ -163,7 +163,7 @@ def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deploymen
     assert states[old_hosts[2]] == "behind"
     assert states[fresh_host] == states[hand_made] == "missing"
     errors = {h["host"]: h["error"] for h in run.json()["hosts"]}
-    assert errors[fresh_host] is None and "no git checkout" in errors[hand_made]
+    assert errors[fresh_host] is None and "is not managed by sartoris (a directory, not a link)" in errors[hand_made]
     assert {states[h] for h in faulty} == {"unreachable"}
 
 

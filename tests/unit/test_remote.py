@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 
+from sartoris.census import host_status
 from sartoris.remote import (
     ALREADY_PRESENT,
-    NOT_A_CHECKOUT,
     NOTE_MARK,
     SCRIPT_END,
     SUBMODULE_REF_PREFIX,
@@ -33,6 +33,7 @@ from sartoris.remote import (
     fetch_command,
     gone_from_the_host,
     last_phase,
+    not_ours,
     parse_head,
     ran_to_its_end,
     shell_words,
@@ -41,7 +42,7 @@ from sartoris.remote import (
     switch_command,
     switch_outcome_command,
 )
-from sartoris.results import Phase
+from sartoris.results import HostState, Phase
 from sartoris.transport import CommandResult
 
 
@@ -77,7 +78,7 @@ def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
         commit="a" * 40,
         submodules=(SubmoduleSpec(payload, payload, "b" * 40),),
     )
-    for script in (fetch_command(release), switch_command(release), status_command(release.slot_path)):
+    for script in (fetch_command(release), switch_command(release), status_command(release.slot_path, payload)):
         run_sh(script)
     run_sh(shell_words("echo", payload))
     assert not mark.exists()
@@ -203,7 +204,7 @@ class Host:
         return run_on_host(bounded(switch_command(release), 120.0))
 
     def head(self) -> str:
-        return run_sh(status_command(str(self.slot))).stdout.strip()
+        return run_sh(status_command(str(self.slot), None)).stdout.strip()
 
 
 def _gitlinks(checkout: Path, parent: str = "") -> list[SubmoduleSpec]:
@@ -775,7 +776,7 @@ def test_a_slot_that_is_a_plain_directory_is_refused(host: Host) -> None:
     assert (host.slot / "precious").read_text() == "keep me"
 
 
-@pytest.mark.parametrize(
+_LINKS_NOT_OURS = pytest.mark.parametrize(
     "target",
     [
         pytest.param("{elsewhere}", id="a-folder-elsewhere"),
@@ -786,9 +787,12 @@ def test_a_slot_that_is_a_plain_directory_is_refused(host: Host) -> None:
         pytest.param(".sartoris/php-slot0/trees/{commit}/index.php", id="a-file-in-a-tree"),
     ],
 )
-def test_a_slot_link_sartoris_did_not_make_is_refused_and_left_alone(host: Host, tmp_path: Path, target: str) -> None:
-    """A slot path that is a link not into the slot's own trees folder (dangling or not) is never replaced: the
-    switch fails, saying the link is not sartoris's and where it points, and the link and what it points at stay."""
+
+
+def _link_not_ours(host: Host, tmp_path: Path, target: str) -> tuple[RemoteRelease, str, Path]:
+    """The slot made a link `target` Sartoris did not make (to a clone made by hand, a folder like /etc, ...),
+    with a checkout of the release's commit in this slot's trees and another's; the release, the link, the
+    hand-made clone."""
     first = host.release()
     elsewhere = tmp_path / "etc"
     elsewhere.mkdir()
@@ -801,12 +805,37 @@ def test_a_slot_link_sartoris_did_not_make_is_refused_and_left_alone(host: Host,
         (tree / "sub").mkdir()
     link = target.format(elsewhere=elsewhere, commit=first.commit)
     host.slot.symlink_to(link)
+    return first, link, hand_made
+
+
+@_LINKS_NOT_OURS
+def test_a_slot_link_sartoris_did_not_make_is_refused_and_left_alone(host: Host, tmp_path: Path, target: str) -> None:
+    """A slot path that is a link not into the slot's own trees folder (dangling or not) is never replaced: the
+    switch fails, saying the link is not sartoris's and where it points, and the link and what it points at stay."""
+    first, link, hand_made = _link_not_ours(host, tmp_path, target)
     done = host.deploy(first)
     assert done.returncode == 2, done.stderr
     assert "not managed by sartoris: a link sartoris did not make" in done.stderr and link in done.stderr
     assert os.readlink(host.slot) == link
-    assert (elsewhere / "passwd").read_text() == "root:x:0:0\n"
+    assert (tmp_path / "etc" / "passwd").read_text() == "root:x:0:0\n"
     assert git(hand_made, "status", "--porcelain") == ""
+
+
+@_LINKS_NOT_OURS
+def test_status_of_a_slot_link_sartoris_did_not_make_is_never_current(host: Host, tmp_path: Path, target: str) -> None:
+    """A slot link the switch would refuse is reported by status in the switch's words, and the census calls the
+    host missing with that error, even when the link leads to a checkout of the expected commit (status called a
+    link to a hand-made clone `current`, and the next sync failed and depooled the host). The commit of what it
+    links to is named when it is a checkout."""
+    first, link, _ = _link_not_ours(host, tmp_path, target)
+    done = run_sh(status_command(str(host.slot), first.commit))
+    why = not_ours(done.stdout)
+    assert done.returncode == 0 and why is not None, (done.stdout, done.stderr)
+    assert why.startswith(f"sartoris: {host.slot} is not managed by sartoris: a link sartoris did not make, to {link} ")
+    answer = host_status("mw1", CommandResult(done.returncode, done.stdout, done.stderr), first.commit, False)
+    assert (answer.state, answer.error) == (HostState.MISSING, why)
+    checkouts = {"hand-made/php-slot0", ".sartoris/php-slot9/trees/{commit}"}
+    assert answer.commit == (first.commit if target in checkouts else None)
 
 
 @pytest.mark.parametrize("trees_too", [False, True], ids=["its-tree-gone", "the-trees-folder-gone"])
@@ -825,17 +854,19 @@ def test_a_dangling_slot_link_into_the_slots_trees_folder_is_replaced(host: Host
 
 
 def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
-    """No slot: the status script succeeds and prints no commit (the census calls that `missing`)."""
-    done = run_sh(status_command(str(host.slot)))
-    assert done.returncode == 0 and done.stdout == ""
+    """No slot (nor deploy root): the status script succeeds and prints no commit (the census calls that `missing`)."""
+    for expected in (None, "a" * 40):
+        done = run_sh(status_command(str(host.slot), expected))
+        assert done.returncode == 0 and done.stdout == ""
+        assert run_sh(status_command(str(host.root / "gone" / "php-slot0"), expected)).stdout == ""
     assert not os.path.exists(host.slot)
 
 
 @pytest.mark.parametrize("inside_a_repository", [False, True], ids=["plain", "inside-another-repository"])
-def test_status_of_a_plain_directory_says_it_is_not_a_checkout(host: Host, inside_a_repository: bool) -> None:
-    """A slot that is a directory with no `.git` prints the not-a-checkout mark (the census calls it `missing`,
-    saying why), even when the remote root sits inside some other git repository, whose HEAD git would report
-    if it were asked there."""
+def test_status_of_a_plain_directory_says_it_is_not_sartoris(host: Host, inside_a_repository: bool) -> None:
+    """A slot that is a directory with no `.git` is said not to be sartoris's, in the switch's words (the census
+    calls it `missing`, saying why), with no commit, even when the remote root sits inside some other git
+    repository, whose HEAD git would report if it were asked there."""
     if inside_a_repository:
         subprocess.run(["git", "init", "--quiet", str(host.root)], check=True)
         subprocess.run(
@@ -845,15 +876,55 @@ def test_status_of_a_plain_directory_says_it_is_not_a_checkout(host: Host, insid
         )
     host.slot.mkdir(parents=True)
     (host.slot / "index.php").write_text("<?php // copied by hand\n")
-    done = run_sh(status_command(str(host.slot)))
-    assert done.returncode == 0 and done.stdout.strip() == NOT_A_CHECKOUT
+    done = run_sh(status_command(str(host.slot), None))
+    assert done.returncode == 0
+    said = f"sartoris: {host.slot} is not managed by sartoris (a directory, not a link); move it away"
+    assert not_ours(done.stdout) == said
     assert parse_head(done.stdout) is None
 
 
+def test_status_of_a_checkout_made_by_hand_at_the_slot_is_never_current(host: Host) -> None:
+    """A slot path that is a folder holding a git checkout of the expected commit (made by hand: the switch refuses
+    it) is missing, not current, saying why; its commit is named."""
+    release = host.release()
+    shutil.copytree(host.checkout, host.slot, symlinks=True)
+    done = run_sh(status_command(str(host.slot), release.commit))
+    answer = host_status("mw1", CommandResult(done.returncode, done.stdout, done.stderr), release.commit, False)
+    assert answer.state is HostState.MISSING and answer.commit == release.commit
+    assert answer.error is not None and "is not managed by sartoris (a directory, not a link)" in answer.error
+
+
+def test_status_of_the_expected_release_runs_no_process(host: Host) -> None:
+    """A host whose slot links to Sartoris's tree of the expected commit, at that commit, is told apart with shell
+    builtins (here no program can be found at all); any other answer asks git: a tree of another commit, a live
+    tree whose HEAD someone moved on the host, or no expected commit."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    no_programs = {"PATH": "/nonexistent", "HOME": str(host.root)}
+
+    def status(expected: str | None) -> subprocess.CompletedProcess[str]:
+        command = ["/bin/sh", "-c", status_command(str(host.slot), expected)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=no_programs)
+
+    done = status(first.commit)
+    assert (done.returncode, done.stdout, done.stderr) == (0, first.commit + "\n", "")
+    assert status(None).returncode == 127 and status("f" * 40).returncode == 127  # git was needed, and not found
+    assert parse_head(run_sh(status_command(str(host.slot), "f" * 40)).stdout) == first.commit  # behind
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    git(host.checkout, "push", "--quiet", str(host.publish), "HEAD:refs/heads/moved")
+    git(host.slot, "fetch", "--quiet", str(host.publish), "refs/heads/moved")
+    git(host.slot, "checkout", "--quiet", "--detach", "FETCH_HEAD")
+    moved = git(host.slot, "rev-parse", "HEAD")
+    assert status(first.commit).returncode == 127
+    done = run_sh(status_command(str(host.slot), first.commit))
+    assert parse_head(done.stdout) == moved != first.commit and not_ours(done.stdout) is None
+
+
 def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> None:
-    """A slot link whose tree is gone is not `missing`: the status script fails and says why."""
+    """A slot link into the slot's trees folder whose tree is gone is Sartoris's, and not `missing`: the status
+    script fails and says why."""
     host.slot.symlink_to(".sartoris/php-slot0/trees/" + "d" * 40)
-    done = run_sh(status_command(str(host.slot)))
+    done = run_sh(status_command(str(host.slot), "d" * 40))
     assert done.returncode != 0 and done.stdout == ""
     assert "cannot change to" in done.stderr or "No such file" in done.stderr
 
@@ -1151,7 +1222,8 @@ def test_a_sha256_repository_deploys_and_reports_its_commit(tmp_path: Path) -> N
     assert fetched.returncode == 0, fetched.stderr
     switched = run_sh(switch_command(release))
     assert switched.returncode == 0, switched.stderr
-    assert parse_head(run_sh(status_command(str(slot))).stdout) == commit
+    assert parse_head(run_sh(status_command(str(slot), None)).stdout) == commit
+    assert parse_head(run_sh(status_command(str(slot), commit)).stdout) == commit  # no git: see the fast path
     assert (slot / "index.php").read_text() == "<?php echo 'sha256';\n"
 
 

@@ -15,7 +15,7 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import NOT_A_CHECKOUT, not_ours, parse_head, status_command
+from sartoris.remote import NOT_A_CHECKOUT, deadline_error, not_ours, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import SlotLock, existing_history
@@ -68,8 +68,8 @@ async def census(
     """One read-only command per host, at most `concurrency` at once; a host that cannot answer is unreachable."""
     ensure_open_files(min(concurrency, len(targets)))  # never more connections at once than hosts
     connector = Connector(config.ssh, config.fanout.connect_timeout)
-    command = status_command(config.remote_slot_path(slot), expected)
     timeout = config.fanout.command_timeout
+    command = status_command(config.remote_slot_path(slot), expected, timeout)
 
     progress = progress or Progress()
 
@@ -92,7 +92,7 @@ async def census(
             return HostStatus(host.label, HostState.UNREACHABLE, depooled=pooled_out, error=str(exc))
         finally:
             session.close()
-        return host_status(host.label, result, expected, pooled_out)
+        return host_status(host.label, result, expected, pooled_out, timeout)
 
     progress.phase("status", len(targets))
     try:
@@ -102,14 +102,16 @@ async def census(
         await connector.close()
 
 
-def host_status(label: str, result: CommandResult, expected: str | None, depooled: bool) -> HostStatus:
-    """What a host's status script (status_command) said, as its state against the `expected` commit. A slot path the
-    next switch refuses (a folder, a link Sartoris did not make) is never current, whatever commit its checkout has
-    (named, when it can be read): `missing`, as no release of Sartoris's is there, saying why in the switch's words."""
+def host_status(label: str, result: CommandResult, expected: str | None, depooled: bool, seconds: float) -> HostStatus:
+    """What a host's status script (status_command, given `seconds`) said, as its state against the `expected` commit.
+    A slot path the next switch refuses (a folder, a link Sartoris did not make) is never current, whatever commit
+    its checkout has (named, when it can be read): `missing`, as no release of Sartoris's is there, saying why in the
+    switch's words. A git the host stopped at its own deadline is unreachable, saying so (timeout itself is silent)."""
     if (why := not_ours(result.stdout)) is not None:
         return HostStatus(label, HostState.MISSING, parse_head(result.stdout), depooled=depooled, error=why)
     if not result.ok:
-        return HostStatus(label, HostState.UNREACHABLE, depooled=depooled, error=result.error_line())
+        error = deadline_error(result.exit_status, seconds) or result.error_line()
+        return HostStatus(label, HostState.UNREACHABLE, depooled=depooled, error=error)
     if NOT_A_CHECKOUT in result.stdout:
         return HostStatus(label, HostState.MISSING, depooled=depooled, error=_NOT_A_CHECKOUT)
     head = parse_head(result.stdout)

@@ -141,15 +141,10 @@ def bounded(script: str, seconds: float) -> HostCommand:
     when it fires, say so on stderr (timeout itself exits 124 silently). Exit 137 is a KILL: the deadline's, for a
     script still running REMOTE_KILL_GRACE seconds after it, or anyone's (the kernel's out-of-memory killer), which
     timeout cannot tell apart, so neither is called a timeout."""
-    limit = host_deadline(seconds)
-    timed_out = shell_words("echo", f"{OWN_LINE_MARK} timed out after {limit:g}s (stopped on the host)")
-    killed = shell_words(
-        "echo",
-        f"{OWN_LINE_MARK} killed on the host (SIGKILL: out of memory, or still running {REMOTE_KILL_GRACE}s after"
-        f" its deadline of {limit:g}s)",
-    )
+    timed_out = shell_words("echo", _timed_out(seconds))
+    killed = shell_words("echo", _killed(seconds))
     command = (
-        shell_words("timeout", "-k", str(REMOTE_KILL_GRACE), f"{limit:g}", "sh", "-s")
+        shell_words(*_host_timeout(seconds), "sh", "-s")
         + f"; rc=$?; if [ $rc -eq 124 ]; then {timed_out} >&2; elif [ $rc -eq 137 ]; then {killed} >&2; fi; exit $rc"
     )
     # One brace group: sh parses all of it before it runs any of it (a script cut short in transit runs nothing),
@@ -159,6 +154,30 @@ def bounded(script: str, seconds: float) -> HostCommand:
     # (on a line of its own, whatever a login shell printed before without a newline)
     end = shell_words("printf", "\\n%s\\n", SCRIPT_END)
     return HostCommand(command, "{\n" + script + "\n" + end + "\n} </dev/null\n")
+
+
+def _host_timeout(seconds: float) -> tuple[str, ...]:
+    """coreutils `timeout` with the host's own deadline for a command the controller gives `seconds`, and its KILL
+    REMOTE_KILL_GRACE seconds after that: the words before the command it runs."""
+    return ("timeout", "-k", str(REMOTE_KILL_GRACE), f"{host_deadline(seconds):g}")
+
+
+def _timed_out(seconds: float) -> str:
+    return f"{OWN_LINE_MARK} timed out after {host_deadline(seconds):g}s (stopped on the host)"
+
+
+def _killed(seconds: float) -> str:
+    return (
+        f"{OWN_LINE_MARK} killed on the host (SIGKILL: out of memory, or still running {REMOTE_KILL_GRACE}s after"
+        f" its deadline of {host_deadline(seconds):g}s)"
+    )
+
+
+def deadline_error(exit_status: int, seconds: float) -> str | None:
+    """What a command run under the host's own deadline (_host_timeout) that exited `exit_status` says about it,
+    as `bounded`'s wrapper says it on stderr: a timeout (124), a KILL (137, see bounded); None for any other status.
+    For a command whose shell `timeout` replaced (status_command): nothing is left on the host to say it."""
+    return {124: _timed_out(seconds), 137: _killed(seconds)}.get(exit_status)
 
 
 def host_deadline(seconds: float) -> float:
@@ -740,11 +759,12 @@ def _prune_lines(release: RemoteRelease) -> str:
     )
 
 
-def status_command(slot_path: str, expected: str | None) -> str:
+def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     """Print the commit the slot's live tree has checked out, with no process when it is Sartoris's tree of the
     `expected` commit at that commit (the slot links to it, its HEAD file says so: shell tests and a `read`), the
-    common case. Otherwise git says which (`rev-parse`; `exec`: the login shell replaced, not forked: the one process
-    a census needs per host). A slot path Sartoris did not make (see _unless_ours)
+    common case. Otherwise git says which (`rev-parse`; `exec`: the login shell replaced, not forked), under the
+    host's own deadline (`timeout`, one process more, as the other scripts run: a hung git is not left behind when
+    the controller gives up; deadline_error names the exit). A slot path Sartoris did not make (see _unless_ours)
     prints NOT_OURS and why, then the commit its checkout has, if any: the next switch refuses it, so it is not
     current. Nothing when there is no slot at all, and NOT_A_CHECKOUT for a tree with no `.git` (git there would walk
     up and report whatever repository holds it). A slot that cannot be read (a dangling link, a folder the user may
@@ -753,8 +773,8 @@ def status_command(slot_path: str, expected: str | None) -> str:
     root, name = posixpath.split(slot_path.rstrip("/"))
     slot = q(name)
     head = ("git", "-C", slot_path, "rev-parse", "--verify")
-    git = "exec " + shell_words(*head, "HEAD^{commit}")
-    quiet_git = "exec " + shell_words(*head, "--quiet", "HEAD^{commit}") + " 2>/dev/null"
+    git = "exec " + shell_words(*_host_timeout(seconds), *head, "HEAD^{commit}")
+    quiet_git = "exec " + shell_words(*_host_timeout(seconds), *head, "--quiet", "HEAD^{commit}") + " 2>/dev/null"
     checkout = q(posixpath.join(name, ".git"))
     lines = [shell_words("cd", root) + " 2>/dev/null || exit 0"]  # no deploy root: no slot
     if expected is not None:

@@ -153,6 +153,18 @@ def checkout_hook(deployment: Deployment, address: str, body: str) -> Path:
     return config
 
 
+def hang_git(deployment: Deployment, address: str) -> Path:
+    """Every git on one host blocks while it reads its config, as on a stuck NFS mount: the host's git config (see
+    checkout_hook) includes a FIFO nobody writes. Unlink the returned FIFO to fix the host (a missing include is
+    ignored); a git already blocked on it stays blocked until it is killed."""
+    fleet = deployment.fleet
+    remote, faults = fleet.remote_root, fleet.host_root(address) / _FAULTS
+    _add_once(Layout(fleet.directory).home / ".gitconfig", f'[include]\n\tpath = "{remote}/{_FAULTS}/gitconfig"\n')
+    _add_once(faults / "gitconfig", f'[include]\n\tpath = "{remote}/{_FAULTS}/stuck"\n')
+    os.mkfifo(faults / "stuck")
+    return faults / "stuck"
+
+
 def _add_once(path: Path, text: str) -> None:
     """Append `text` to the file at `path` (made when missing) unless it holds it already."""
     path.parent.mkdir(parents=True, exist_ok=True)

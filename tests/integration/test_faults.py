@@ -27,6 +27,7 @@ from faults import (
     act_mid_run,
     deployment_on,
     drop_connections,
+    hang_git,
     hang_switch,
     in_host_namespace,
     is_clean,
@@ -48,6 +49,8 @@ from faults import (
 )
 from fleet import Fleet
 from sample_repo import commit_change, git, make_checkout
+
+from sartoris.remote import REMOTE_KILL_GRACE
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +162,35 @@ def test_a_hung_checkout_costs_one_command_timeout_and_depools_only_that_host(de
     assert status[hosts[0]]["depooled"] is True
     assert all(status[h]["state"] == "current" for h in hosts[1:])
     assert _mentions_timeout(broken["error"]), broken["error"]
+
+
+def test_a_status_whose_git_hangs_on_a_host_ends_there_at_its_deadline(deployment: Deployment) -> None:
+    """A host whose git hangs (a stuck NFS mount) answers status within command_timeout, unreachable, saying it timed
+    out on the host, and its hung git is gone from the host within the KILL grace: it ran on after the controller
+    gave up, and a cron'd status piled them up. The other host, on the release, is current."""
+    hung, other = hosts = deployment.fleet.hosts[36:38]
+    deployment.group("pair", hosts)
+    deployment.group("other", [other])
+    _short(deployment)
+    _first_sync(deployment, "pair")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    _first_sync(deployment, "other")  # the hung host is behind: its status asks git
+    asking = f"git -C {deployment.fleet.remote_root}/php-slot{deployment.slot} rev-parse"
+    stuck = hang_git(deployment, hung)
+    try:
+        began = time.monotonic()
+        code, status = _status(deployment, "pair")
+        seconds = time.monotonic() - began
+        assert code == 5 and seconds < COMMAND_TIMEOUT + OVERHEAD, seconds
+        assert status[hung]["state"] == "unreachable", status[hung]
+        said = f"sartoris: timed out after {COMMAND_TIMEOUT - 2:g}s (stopped on the host)"
+        assert status[hung]["error"] == said, status[hung]
+        assert status[other]["state"] == "current"
+        wait_for(lambda: not processes_with(asking), REMOTE_KILL_GRACE + 1, "the hung git to be gone from the host")
+    finally:
+        stuck.unlink()
+        for pid in processes_with(asking):  # what a status with no deadline of its own left: ours, by PID
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_slow_fetch_within_the_timeout_still_succeeds(deployment: Deployment) -> None:

@@ -30,6 +30,7 @@ from sartoris.remote import (
     RemoteRelease,
     SubmoduleSpec,
     bounded,
+    deadline_error,
     fetch_command,
     gone_from_the_host,
     last_phase,
@@ -42,7 +43,7 @@ from sartoris.remote import (
     switch_command,
     switch_outcome_command,
 )
-from sartoris.results import HostState, Phase
+from sartoris.results import HostState, HostStatus, Phase
 from sartoris.transport import CommandResult
 
 
@@ -55,6 +56,11 @@ def run_on_host(command: HostCommand) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["sh", "-c", command.command], input=command.script, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def census_answer(done: subprocess.CompletedProcess[str], expected: str | None, seconds: float = 60.0) -> HostStatus:
+    """What the census makes of a status script's run (given `seconds`) on a host."""
+    return host_status("mw1", CommandResult(done.returncode, done.stdout, done.stderr), expected, False, seconds)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +84,8 @@ def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
         commit="a" * 40,
         submodules=(SubmoduleSpec(payload, payload, "b" * 40),),
     )
-    for script in (fetch_command(release), switch_command(release), status_command(release.slot_path, payload)):
+    status = status_command(release.slot_path, payload, 60.0)
+    for script in (fetch_command(release), switch_command(release), status):
         run_sh(script)
     run_sh(shell_words("echo", payload))
     assert not mark.exists()
@@ -204,7 +211,7 @@ class Host:
         return run_on_host(bounded(switch_command(release), 120.0))
 
     def head(self) -> str:
-        return run_sh(status_command(str(self.slot), None)).stdout.strip()
+        return run_sh(status_command(str(self.slot), None, 60.0)).stdout.strip()
 
 
 def _gitlinks(checkout: Path, parent: str = "") -> list[SubmoduleSpec]:
@@ -828,11 +835,11 @@ def test_status_of_a_slot_link_sartoris_did_not_make_is_never_current(host: Host
     link to a hand-made clone `current`, and the next sync failed and depooled the host). The commit of what it
     links to is named when it is a checkout."""
     first, link, _ = _link_not_ours(host, tmp_path, target)
-    done = run_sh(status_command(str(host.slot), first.commit))
+    done = run_sh(status_command(str(host.slot), first.commit, 60.0))
     why = not_ours(done.stdout)
     assert done.returncode == 0 and why is not None, (done.stdout, done.stderr)
     assert why.startswith(f"sartoris: {host.slot} is not managed by sartoris: a link sartoris did not make, to {link} ")
-    answer = host_status("mw1", CommandResult(done.returncode, done.stdout, done.stderr), first.commit, False)
+    answer = census_answer(done, first.commit)
     assert (answer.state, answer.error) == (HostState.MISSING, why)
     checkouts = {"hand-made/php-slot0", ".sartoris/php-slot9/trees/{commit}"}
     assert answer.commit == (first.commit if target in checkouts else None)
@@ -856,9 +863,9 @@ def test_a_dangling_slot_link_into_the_slots_trees_folder_is_replaced(host: Host
 def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
     """No slot (nor deploy root): the status script succeeds and prints no commit (the census calls that `missing`)."""
     for expected in (None, "a" * 40):
-        done = run_sh(status_command(str(host.slot), expected))
+        done = run_sh(status_command(str(host.slot), expected, 60.0))
         assert done.returncode == 0 and done.stdout == ""
-        assert run_sh(status_command(str(host.root / "gone" / "php-slot0"), expected)).stdout == ""
+        assert run_sh(status_command(str(host.root / "gone" / "php-slot0"), expected, 60.0)).stdout == ""
     assert not os.path.exists(host.slot)
 
 
@@ -876,7 +883,7 @@ def test_status_of_a_plain_directory_says_it_is_not_sartoris(host: Host, inside_
         )
     host.slot.mkdir(parents=True)
     (host.slot / "index.php").write_text("<?php // copied by hand\n")
-    done = run_sh(status_command(str(host.slot), None))
+    done = run_sh(status_command(str(host.slot), None, 60.0))
     assert done.returncode == 0
     said = f"sartoris: {host.slot} is not managed by sartoris (a directory, not a link); move it away"
     assert not_ours(done.stdout) == said
@@ -888,8 +895,8 @@ def test_status_of_a_checkout_made_by_hand_at_the_slot_is_never_current(host: Ho
     it) is missing, not current, saying why; its commit is named."""
     release = host.release()
     shutil.copytree(host.checkout, host.slot, symlinks=True)
-    done = run_sh(status_command(str(host.slot), release.commit))
-    answer = host_status("mw1", CommandResult(done.returncode, done.stdout, done.stderr), release.commit, False)
+    done = run_sh(status_command(str(host.slot), release.commit, 60.0))
+    answer = census_answer(done, release.commit)
     assert answer.state is HostState.MISSING and answer.commit == release.commit
     assert answer.error is not None and "is not managed by sartoris (a directory, not a link)" in answer.error
 
@@ -903,20 +910,20 @@ def test_status_of_the_expected_release_runs_no_process(host: Host) -> None:
     no_programs = {"PATH": "/nonexistent", "HOME": str(host.root)}
 
     def status(expected: str | None) -> subprocess.CompletedProcess[str]:
-        command = ["/bin/sh", "-c", status_command(str(host.slot), expected)]
+        command = ["/bin/sh", "-c", status_command(str(host.slot), expected, 60.0)]
         return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=no_programs)
 
     done = status(first.commit)
     assert (done.returncode, done.stdout, done.stderr) == (0, first.commit + "\n", "")
     assert status(None).returncode == 127 and status("f" * 40).returncode == 127  # git was needed, and not found
-    assert parse_head(run_sh(status_command(str(host.slot), "f" * 40)).stdout) == first.commit  # behind
+    assert parse_head(run_sh(status_command(str(host.slot), "f" * 40, 60.0)).stdout) == first.commit  # behind
     commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
     git(host.checkout, "push", "--quiet", str(host.publish), "HEAD:refs/heads/moved")
     git(host.slot, "fetch", "--quiet", str(host.publish), "refs/heads/moved")
     git(host.slot, "checkout", "--quiet", "--detach", "FETCH_HEAD")
     moved = git(host.slot, "rev-parse", "HEAD")
     assert status(first.commit).returncode == 127
-    done = run_sh(status_command(str(host.slot), first.commit))
+    done = run_sh(status_command(str(host.slot), first.commit, 60.0))
     assert parse_head(done.stdout) == moved != first.commit and not_ours(done.stdout) is None
 
 
@@ -924,9 +931,69 @@ def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> No
     """A slot link into the slot's trees folder whose tree is gone is Sartoris's, and not `missing`: the status
     script fails and says why."""
     host.slot.symlink_to(".sartoris/php-slot0/trees/" + "d" * 40)
-    done = run_sh(status_command(str(host.slot), "d" * 40))
+    done = run_sh(status_command(str(host.slot), "d" * 40, 60.0))
     assert done.returncode != 0 and done.stdout == ""
     assert "cannot change to" in done.stderr or "No such file" in done.stderr
+
+
+def test_status_asks_git_under_the_hosts_own_deadline() -> None:
+    """The status script's git runs under coreutils timeout with the host's deadline and KILL grace, as bounded()
+    scripts do, `exec`ed (the login shell replaced: one process more than git alone); its exits 124 and 137 are
+    named as bounded() names them."""
+    for controller, host in ((1.0, "0.5"), (5.0, "3"), (30.0, "28"), (300.0, "298")):
+        script = status_command("/srv/app/php-slot0", "a" * 40, controller)
+        assert script.count(f"exec timeout -k 5 {host} git -C /srv/app/php-slot0 rev-parse --verify") == 3
+        assert script.count(" git ") == 3  # every git the script may run
+        assert deadline_error(124, controller) == f"sartoris: timed out after {host}s (stopped on the host)"
+        assert bounded("true", controller).command.count(shell_words("echo", str(deadline_error(124, controller))))
+        assert bounded("true", controller).command.count(shell_words("echo", str(deadline_error(137, controller))))
+    assert deadline_error(128, 30.0) is None and deadline_error(1, 30.0) is None
+
+
+def test_a_status_whose_git_hangs_ends_at_the_hosts_deadline_and_leaves_no_git(host: Host, tmp_path: Path) -> None:
+    """A host whose git hangs (here reading a config file that never comes, as on a stuck NFS mount) answers at the
+    host's own deadline, the hung git killed there: it ran on after the controller gave up on it, and a cron'd
+    status piled them up. The census calls the host unreachable, saying it timed out on the host."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    home = tmp_path / "home"
+    home.mkdir()
+    os.mkfifo(home / "stuck")
+    (home / ".gitconfig").write_text(f"[include]\n\tpath = {home / 'stuck'}\n")
+    script = status_command(str(host.slot), "f" * 40, 3.0)  # behind: git is asked; the host gives up after 1.5 s
+    began = time.monotonic()
+    shell = subprocess.Popen(
+        ["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home)}, start_new_session=True,
+    )
+    try:
+        stdout, stderr = shell.communicate(timeout=30)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+    seconds = time.monotonic() - began
+    hung = _pids_in_group(shell.pid)
+    for pid in hung:  # only a status with no deadline of its own leaves one: ours, ended by its PID
+        os.kill(pid, signal.SIGKILL)
+    assert shell.returncode == 124 and 1.5 <= seconds < 1.5 + 3, (shell.returncode, seconds, stderr)
+    assert hung == []
+    answer = census_answer(subprocess.CompletedProcess([], 124, stdout, stderr), "f" * 40, 3.0)
+    said = "sartoris: timed out after 1.5s (stopped on the host)"
+    assert answer == HostStatus("mw1", HostState.UNREACHABLE, error=said)
+
+
+def _pids_in_group(group: int) -> list[int]:
+    """The processes of the process group `group` still running (zombies are ended)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
 
 
 def test_a_retired_tree_is_recycled_and_every_kept_tree_keeps_its_own_content(host: Host) -> None:
@@ -1222,8 +1289,8 @@ def test_a_sha256_repository_deploys_and_reports_its_commit(tmp_path: Path) -> N
     assert fetched.returncode == 0, fetched.stderr
     switched = run_sh(switch_command(release))
     assert switched.returncode == 0, switched.stderr
-    assert parse_head(run_sh(status_command(str(slot), None)).stdout) == commit
-    assert parse_head(run_sh(status_command(str(slot), commit)).stdout) == commit  # no git: see the fast path
+    assert parse_head(run_sh(status_command(str(slot), None, 60.0)).stdout) == commit
+    assert parse_head(run_sh(status_command(str(slot), commit, 60.0)).stdout) == commit  # no git: see the fast path
     assert (slot / "index.php").read_text() == "<?php echo 'sha256';\n"
 
 

@@ -150,16 +150,24 @@ class _Release(Protocol):
 def rollback_target(newest_first: Sequence[_Release]) -> str | None:
     """The tag `rollback` (without --to) goes back to: what ran before the current release, the way a stack of
     deploys unwinds. A sync pushes its release (replacing a rejected one on top: a canary failure is never
-    gone back to); a rollback pops back to its release (pushes it, when it was not below). So a second rollback
-    goes further back instead of returning to the release just rolled back from. None when there is nothing
-    below the current release."""
+    gone back to); a rollback pops back to its release, or, to one no longer on the stack (popped by an earlier
+    rollback), pops every release first synced after it, then pushes it: a rollback goes back in time, so what it
+    left is never below it. So a second rollback goes further back instead of returning to the release just
+    rolled back from. None when there is nothing below the current release."""
     stack: list[_Release] = []
-    for release in reversed(newest_first):
+    first_synced: dict[str, int] = {}  # commit -> when its first sync ran, in the order of the history
+    for when, release in enumerate(reversed(newest_first)):
+        if release.action != "rollback":
+            first_synced.setdefault(release.commit, when)
         if stack and stack[-1].rejected:
             stack.pop()
         if release.action == "rollback" and any(r.commit == release.commit for r in stack):
             while stack[-1].commit != release.commit:
                 stack.pop()
+        elif release.action == "rollback" and release.commit in first_synced:
+            while stack and first_synced.get(stack[-1].commit, -1) > first_synced[release.commit]:
+                stack.pop()
+            stack.append(release)
         elif stack and stack[-1].commit == release.commit and not release.rejected:
             stack[-1] = release  # a re-sync of what runs; a rejected one stays apart, to be dropped on its own
         else:

@@ -232,6 +232,13 @@ def _runs(*written: str) -> list[DeployedRelease]:
         pytest.param(("sync Z", "sync A", "sync A2"), "Z", id="a-re-sync-of-the-same-commit"),
         pytest.param(("sync Z", "sync A", "rejected A2", "sync B"), "A", id="a-rejected-re-sync-drops-alone"),
         pytest.param(("sync A", "sync B", "rollback X"), "B", id="rollback-to-a-tag-never-synced-here"),
+        pytest.param(
+            ("sync A", "sync B", "rollback A", "sync C", "rollback B"), "A", id="never-back-to-what-a-rollback-left"
+        ),
+        pytest.param(("sync A", "sync B", "rollback A", "rollback B"), "A", id="rolled-forward-then-back"),
+        pytest.param(
+            ("sync A", "sync B", "rollback A", "sync C", "sync D", "rollback B"), "A", id="past-all-synced-after-it"
+        ),
         pytest.param((), None, id="no-history"),
     ],
 )
@@ -239,7 +246,8 @@ def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
     history: tuple[str, ...], target: str | None
 ) -> None:
     """`rollback` without --to returns to what ran before the current release: twice in a row goes further back,
-    never to a release rolled back from, nor to one its canaries rejected."""
+    never to a release rolled back from (also after a `rollback --to` an earlier rollback had popped: sync A, B,
+    rollback to A, sync C, rollback --to B then went back to C), nor to one its canaries rejected."""
     assert rollback_target(_runs(*history)) == target
 
 

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
+from typing import NoReturn
 
 
 def _usable(folder: str, private: bool) -> bool:
@@ -40,23 +42,38 @@ def unpack_root() -> str:
     if _usable(folder, private=True):
         return folder
     tried = ", ".join([*candidates, folder + " (must be ours, mode 700)"])
-    sys.stderr.write(f"sartoris: no folder to unpack the zipapp into (tried {tried}); set SHIV_ROOT\n")
-    sys.exit(2)  # the contract's exit code for a bad environment or configuration
+    _fail(f"no folder to unpack the zipapp into (tried {tried}); set SHIV_ROOT", 2)
+
+
+def chosen_root() -> str:
+    """$SHIV_ROOT when the operator set it, once it is a folder Sartoris can write (made when missing), else
+    unpack_root(); exit 2 with one line when it cannot be used (shiv itself would end in a traceback)."""
+    named = os.environ.get("SHIV_ROOT")
+    if not named:
+        return unpack_root()
+    if not _usable(named, private=False):
+        _fail(f"SHIV_ROOT={named} is not a folder the zipapp can unpack into (not a folder, or not writable)", 2)
+    return named
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The contract's failure: one line on stderr, the `{"error", "exit"}` object on stdout under --json, `code`
+    (2: a bad environment; 130: interrupted), as sartoris/launch.py does once Sartoris's own code runs."""
+    sys.stderr.write(f"sartoris: {message}\n")
+    args = sys.argv[1:]
+    if "--json" in (args[: args.index("--")] if "--" in args else args):
+        sys.stdout.write(json.dumps({"error": message, "exit": code}) + "\n")
+    sys.exit(code)
 
 
 def main() -> None:
-    if not os.environ.get("SHIV_ROOT"):
-        os.environ["SHIV_ROOT"] = unpack_root()
+    os.environ["SHIV_ROOT"] = chosen_root()
     try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 130, not a traceback
         import _bootstrap  # shiv's runtime, packed beside this file
 
         _bootstrap.bootstrap()
-    except KeyboardInterrupt:  # as sartoris/launch.py does once Sartoris's own code runs
-        sys.stderr.write("sartoris: interrupted\n")
-        args = sys.argv[1:]
-        if "--json" in (args[: args.index("--")] if "--" in args else args):
-            sys.stdout.write('{"error": "interrupted", "exit": 130}\n')
-        sys.exit(130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
 
 
 if __name__ == "__main__":

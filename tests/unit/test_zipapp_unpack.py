@@ -3,6 +3,7 @@ that works, and never a missing HOME created on the way."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,3 +52,28 @@ def test_xdg_cache_home_comes_first(tmp_path: Path, tmpdir_env: Path, monkeypatc
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert zipapp_main.unpack_root() == str(tmp_path / "xdg" / "sartoris" / "zipapp")
+
+
+@pytest.mark.parametrize("kind", ["a-file", "under-a-file"])
+def test_a_shiv_root_that_cannot_be_used_is_one_line_and_exit_2(
+    tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """SHIV_ROOT naming a file (or a folder under one) went to shiv unchecked, which ended in a Python traceback
+    and exit 1, with no JSON under --json; it is now the contract's one line, exit 2, and the error object."""
+    (tmp_path / "f").write_text("")
+    named = tmp_path / "f" if kind == "a-file" else tmp_path / "f" / "root"
+    monkeypatch.setenv("SHIV_ROOT", str(named))
+    monkeypatch.setattr("sys.argv", ["sartoris.pyz", "status", "--json"])
+    with pytest.raises(SystemExit) as leaving:
+        zipapp_main.chosen_root()
+    out, err = capsys.readouterr()
+    assert leaving.value.code == 2 and err.count("\n") == 1 and f"SHIV_ROOT={named} is not a folder" in err
+    assert json.loads(out) == {"error": err.removeprefix("sartoris: ").strip(), "exit": 2}
+
+
+def test_a_shiv_root_that_can_be_used_is_used_and_made(
+    tmp_path: Path, tmpdir_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's SHIV_ROOT wins over every default, made when it does not exist yet."""
+    monkeypatch.setenv("SHIV_ROOT", str(tmp_path / "mine"))
+    assert zipapp_main.chosen_root() == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()

@@ -145,6 +145,8 @@ class _Release(Protocol):
     def action(self) -> str: ...
     @property
     def rejected(self) -> bool: ...
+    @property
+    def sets_the_release(self) -> bool: ...
 
 
 def rollback_target(newest_first: Sequence[_Release]) -> str | None:
@@ -153,10 +155,11 @@ def rollback_target(newest_first: Sequence[_Release]) -> str | None:
     gone back to); a rollback pops back to its release, or, to one no longer on the stack (popped by an earlier
     rollback), pops every release first synced after it, then pushes it: a rollback goes back in time, so what it
     left is never below it. So a second rollback goes further back instead of returning to the release just
-    rolled back from. None when there is nothing below the current release."""
+    rolled back from. A rollback of part of the fleet is no step: it left the slot's release to the rest, and a
+    rollback goes back from that. None when there is nothing below the current release."""
     stack: list[_Release] = []
     first_synced: dict[str, int] = {}  # commit -> when its first sync ran, in the order of the history
-    for when, release in enumerate(reversed(newest_first)):
+    for when, release in enumerate(reversed([r for r in newest_first if r.sets_the_release])):
         if release.action != "rollback":
             first_synced.setdefault(release.commit, when)
         if stack and stack[-1].rejected:

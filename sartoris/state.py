@@ -69,12 +69,21 @@ _NEWEST = 2**63 - 1  # the largest row id sqlite gives
 
 @dataclass(frozen=True, slots=True)
 class DeployedRelease:
-    """A release that reached hosts in a slot, by a sync or a rollback; `rejected` when a canary failed on it."""
+    """A release that reached hosts in a slot, by a sync or a rollback; `rejected` when a canary failed on it;
+    `whole_fleet` false for a run whose targets left out hosts of the config's fleet (see sets_the_release)."""
 
     tag: str
     commit: str
     action: str = "sync"
     rejected: bool = False
+    whole_fleet: bool = True
+
+    @property
+    def sets_the_release(self) -> bool:
+        """The run makes its release the slot's: a sync (a `--hosts` one ships the newest code, the others are
+        behind it), or a rollback of the whole fleet; a rollback of part of it moves those hosts off the release
+        the rest still run, which stays the slot's (else `--retry-failed` spread the rollback to every host)."""
+        return self.action != "rollback" or self.whole_fleet
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,17 +220,19 @@ class History:
         started: float,
         reason: str | None = None,
         targets: Iterable[str] = (),
+        whole_fleet: bool = True,
     ) -> int:
         """Note, before its first host switches, a run that may put hosts on `tag`; its row id. Written down, the run
         replaces the note (record); a run that dies first (kill -9, a power cut) leaves it, so `rollback`, `status`
         and `--retry-failed` count its release as one that reached hosts, `log` shows it unfinished, and `abort`
-        reads its `targets` (the hosts it may have switched) until later runs switched them elsewhere."""
+        reads its `targets` (the hosts it may have switched) until later runs switched them elsewhere; `whole_fleet`:
+        whether they cover the config's fleet (see DeployedRelease.sets_the_release)."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 (slot, action, tag, commit, UNFINISHED, message, current_user(), started,
-                 json.dumps({"hosts": [], "reason": reason, "targets": list(targets)})),
+                 json.dumps({"hosts": [], "reason": reason, "targets": list(targets), "whole_fleet": whole_fleet})),
             )
             return int(cursor.lastrowid or 0)
 
@@ -290,10 +301,12 @@ class History:
     def deployed(self, slot: int, up_to: int | None = None) -> list[DeployedRelease]:
         """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries): a partial run that
         stopped before any host got the release (its hosts failed, some depooled) is not one. With `up_to`, only
-        those written down by row `up_to` (see newest_id)."""
+        those written down by row `up_to` (see newest_id). A row written before runs said whether they covered the
+        fleet (no `whole_fleet`) covered it, as every run counted then."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT tag, commit_sha, action, json_extract(report, '$.reason') FROM deploys"
+                "SELECT tag, commit_sha, action, json_extract(report, '$.reason'),"
+                " json_extract(report, '$.whole_fleet') FROM deploys"
                 f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED}"
                 # an ok run has every host on its release, an unfinished one may have any; only a partial one's hosts
                 # are read
@@ -302,12 +315,17 @@ class History:
                 " AND id <= ? ORDER BY id DESC",
                 (slot, up_to if up_to is not None else _NEWEST),
             ).fetchall()
-        return [DeployedRelease(row[0], row[1], row[2], row[3] in (CANARY_FAILED, CANARY_PHASE)) for row in rows]
+        return [
+            DeployedRelease(row[0], row[1], row[2], row[3] in (CANARY_FAILED, CANARY_PHASE), row[4] != 0)
+            for row in rows
+        ]
 
     def last_deployed(self, slot: int, up_to: int | None = None) -> DeployedRelease | None:
         """The slot's current release (with `up_to`, as it was once row `up_to` was written): the newest that
-        switched hosts (ok or partial) and that no canary rejected; None before the first."""
-        return next((release for release in self.deployed(slot, up_to) if not release.rejected), None)
+        switched hosts (ok or partial), that no canary rejected, and that was not a rollback of part of the fleet
+        (see DeployedRelease.sets_the_release); None before the first."""
+        releases = self.deployed(slot, up_to)
+        return next((release for release in releases if release.sets_the_release and not release.rejected), None)
 
     def newest_id(self) -> int:
         """The id of the newest row (0 in an empty history), which a started deploy notes: its runs are the rows

@@ -211,12 +211,14 @@ def test_max_depooled_stops_only_a_run_that_would_take_more_hosts_out(
 
 
 def _runs(*written: str) -> list[DeployedRelease]:
-    """History entries oldest first as 'sync A', 'rollback B', 'rejected C' (a sync a canary failed); newest first
-    out, as History.deployed gives them. A tag's commit is its letter (A2 is another tag of A's commit)."""
+    """History entries oldest first as 'sync A', 'rollback B', 'rejected C' (a sync a canary failed), 'part D' (a
+    rollback of part of the fleet); newest first out, as History.deployed gives them. A tag's commit is its letter
+    (A2 is another tag of A's commit)."""
     runs = []
     for entry in written:
         kind, tag = entry.split()
-        runs.append(DeployedRelease(tag, tag[0], "rollback" if kind == "rollback" else "sync", kind == "rejected"))
+        action = "rollback" if kind in ("rollback", "part") else "sync"
+        runs.append(DeployedRelease(tag, tag[0], action, kind == "rejected", whole_fleet=kind != "part"))
     return runs[::-1]
 
 
@@ -240,6 +242,9 @@ def _runs(*written: str) -> list[DeployedRelease]:
             ("sync A", "sync B", "rollback A", "sync C", "sync D", "rollback B"), "A", id="past-all-synced-after-it"
         ),
         pytest.param((), None, id="no-history"),
+        pytest.param(("sync A", "sync B", "part A"), "A", id="back-from-what-the-rest-run-after-a-part-rollback"),
+        pytest.param(("sync A", "sync B", "part A", "rollback A"), None, id="a-fleet-rollback-after-a-part-one"),
+        pytest.param(("sync A", "sync B", "part A", "sync C"), "B", id="a-part-rollback-is-no-step"),
     ],
 )
 def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
@@ -247,7 +252,8 @@ def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
 ) -> None:
     """`rollback` without --to returns to what ran before the current release: twice in a row goes further back,
     never to a release rolled back from (also after a `rollback --to` an earlier rollback had popped: sync A, B,
-    rollback to A, sync C, rollback --to B then went back to C), nor to one its canaries rejected."""
+    rollback to A, sync C, rollback --to B then went back to C), nor to one its canaries rejected; a rollback of
+    part of the fleet leaves the current release to the rest, so a rollback still goes back from that."""
     assert rollback_target(_runs(*history)) == target
 
 

@@ -28,6 +28,9 @@ def grouped(groups: dict[str, list[str]]) -> list[str]:
     return lines
 
 
+_PART_OF_THE_FLEET = "part of the fleet: the slot's release is still the one the others run (status compares with it)"
+
+
 def sync_summary(report: SyncReport, action: str = "sync") -> str:
     counts = report.counts
     lines = [
@@ -36,6 +39,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled"
         + (f", {counts['not_switched']} not switched (the run stopped first)" if counts["not_switched"] else ""),
     ]
+    if action == "rollback" and not report.whole_fleet:  # else `status` calling the other hosts current surprises
+        lines.append(f"  {_PART_OF_THE_FLEET}")
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         why = f" ({report.reason})" if report.reason else ""
         lines.append(f"  aborted{why}: no host was switched, nobody was depooled")

@@ -543,7 +543,7 @@ def test_a_switch_whose_reply_is_held_past_the_timeout_is_reported_as_it_ended_o
     on a new connection and reports it ok, not depooled, with a note saying how it was seen (a rollback alike)."""
     hosts = deployment.fleet.hosts[36:38]
     deployment.group("two", hosts)
-    _short(deployment)
+    _short(deployment, deploy={"hosts": ["two"]})  # the whole fleet: status then compares with the rollback's release
     first = _first_sync(deployment, "two")
     if action == "rollback":  # the good release's tree is gone from the host: the rollback checks it out again
         commit_change(deployment.checkout, "index.php", "<?php echo 'bad';\n")

@@ -245,6 +245,39 @@ def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None
     assert status["tag"] == first["tag"] and status["counts"]["current"] == 50
 
 
+def test_a_rollback_of_two_hosts_leaves_the_other_six_on_the_slots_release(deployment: Deployment) -> None:
+    """The audit's sequence: 8 hosts synced twice, `rollback --hosts` of 2 of them. `status` called the 6 untouched
+    hosts (on the newer release) behind, and `sync --retry-failed` rolled them back too. Now the slot's release stays
+    the newer one: status names the 2 as behind, the retry puts only them back on it, and a bare rollback still
+    goes back from it, for the whole fleet."""
+    slot, hosts = str(deployment.slot), deployment.fleet.hosts[:8]
+    deployment.group("eight", hosts)
+    deployment.configure(deploy={"hosts": ["eight"]})
+    sub = deployment.group("sub", hosts[:2])
+    first = deployment.sartoris("sync", "--slot", slot, "--json").json()
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    second = deployment.sartoris("sync", "--slot", slot, "--json").json()
+    back = deployment.sartoris("rollback", "--slot", slot, "--hosts", sub, "--json")
+    assert back.code == 0 and back.json()["tag"] == first["tag"], back.stderr
+    assert back.json()["whole_fleet"] is False
+    said = deployment.sartoris("rollback", "--slot", slot, "--dry-run", "--json")  # still goes back from the second
+    assert said.code == 0 and said.json()["tag"] == first["tag"], said.stderr
+    status = deployment.sartoris("status", "--slot", slot, "--json")
+    assert status.code == 5 and status.json()["tag"] == second["tag"], status.stdout
+    assert {h["host"]: h["state"] for h in status.json()["hosts"]} == {
+        host: "behind" if host in hosts[:2] else "current" for host in hosts
+    }
+    retry = deployment.sartoris("sync", "--slot", slot, "--retry-failed", "--json")
+    assert retry.code == 0 and retry.json()["tag"] == second["tag"], retry.stderr
+    assert sorted(h["host"] for h in retry.json()["hosts"]) == sorted(hosts[:2])  # the other six left alone
+    assert all(deployment.host_head(h) == second["commit"] for h in hosts)
+    fleet_back = deployment.sartoris("rollback", "--slot", slot, "--json")
+    assert fleet_back.code == 0 and fleet_back.json()["whole_fleet"] is True, fleet_back.stderr
+    assert all(deployment.host_head(h) == first["commit"] for h in hosts)
+    now = deployment.sartoris("status", "--slot", slot, "--json")
+    assert now.code == 0 and now.json()["tag"] == first["tag"], now.stdout
+
+
 def test_rollback_dry_run_refuses_what_the_rollback_refuses_and_writes_nothing(deployment: Deployment) -> None:
     """Before any deploy, `rollback --dry-run` says there is nothing to roll back to (exit 4), as the rollback
     does, without creating the history; an unknown canary group is bad input for both (exit 2)."""

@@ -35,7 +35,7 @@ from sartoris.errors import (
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, resolve_hosts, unlisted
+from sartoris.inventory import Host, recorded_host, resolve_hosts, unlisted
 from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
@@ -329,7 +329,7 @@ def _roll_out_and_record(
 ) -> SyncReport:
     """Publish, roll out and write the run down, tell `recorded` (before the post hook), then run the post hook."""
     begun: list[int] = []  # the history's note of this run, once hosts may switch
-    whole_fleet = _covers_the_fleet(config, request)  # decided now: a later edit of the hosts files rewrites nothing
+    sets_release = _sets_the_slots_release(config, request, history, action)
 
     def switching(release: Release) -> None:
         """Before a phase's first host may switch: the started deploy's note, then the history's, written once, in
@@ -343,7 +343,7 @@ def _roll_out_and_record(
         begun.append(
             history.begin(
                 action, request.slot, release.tag, release.commit, request.message, started, in_canary_phase,
-                targets=[host.label for host in targets], whole_fleet=whole_fleet,
+                targets=[host.label for host in targets], sets_release=sets_release,
             )
         )
 
@@ -358,7 +358,7 @@ def _roll_out_and_record(
             hosts=result.hosts,
             seconds=time.time() - started,
             reason=result.abort_reason,
-            whole_fleet=whole_fleet,
+            sets_release=sets_release,
         )
         with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value) as written:
             history.record(action, report, request.message, started, begun[0] if begun else None)
@@ -386,18 +386,27 @@ def _roll_out_and_record(
     return report
 
 
-def _covers_the_fleet(config: Config, request: SyncRequest) -> bool:
-    """Whether the run targets every host of the config's fleet ([deploy] hosts), compared as machines (`mw1`,
-    `mw1:22` and `deploy@mw1` are one): a rollback that does not leaves the slot's release where the rest of the
-    fleet is (DeployedRelease.sets_the_release). A config naming no fleet, or one whose hosts cannot be read, has
-    none to leave part of: the run counts as covering it, as every run did before this was noted."""
-    if not request.hosts_chosen:  # its targets are the fleet
+def _sets_the_slots_release(config: Config, request: SyncRequest, history: History, action: str) -> bool:
+    """Whether the run makes its release the slot's (DeployedRelease.sets_the_release): every sync does; a rollback
+    does when it targets every host of the config's fleet ([deploy] hosts), or every host the slot's release had
+    reached (a `sync --hosts` undone), compared as machines (`mw1`, `mw1:22` and `deploy@mw1` are one). A rollback
+    of part of them leaves the slot's release where the rest are. A config naming no fleet, or one whose hosts
+    cannot be read, has none to leave part of: the run counts as covering it, as every run did before this was
+    noted. Decided when the run starts: a later edit of the hosts files rewrites nothing."""
+    if action != "rollback" or not request.hosts_chosen:  # its targets are the fleet
         return True
+    port = config.ssh.default_port
     try:
         fleet = config.fleet()
     except (SartorisError, OSError):
         return True
-    return not unlisted(fleet, request.targets, config.ssh.default_port)
+    if not unlisted(fleet, request.targets, port):
+        return True
+    current = history.last_deployed(request.slot)
+    if current is None:
+        return True
+    reached = [host for label in history.hosts_reached(request.slot, current.commit) if (host := recorded_host(label))]
+    return bool(reached) and not unlisted(reached, request.targets, port)
 
 
 async def _publish_and_deploy(

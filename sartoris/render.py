@@ -39,7 +39,7 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         f"  {counts['targeted']} targeted, {counts['ok']} ok, {counts['failed']} failed, {counts['depooled']} depooled"
         + (f", {counts['not_switched']} not switched (the run stopped first)" if counts["not_switched"] else ""),
     ]
-    if action == "rollback" and not report.whole_fleet:  # else `status` calling the other hosts current surprises
+    if action == "rollback" and not report.sets_release:  # else `status` calling the other hosts current surprises
         lines.append(f"  {_PART_OF_THE_FLEET}")
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         why = f" ({report.reason})" if report.reason else ""

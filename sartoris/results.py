@@ -117,7 +117,7 @@ class SyncReport:
     depools_not_recorded: tuple[str, ...] = ()  # hosts the run depooled that the pool state does not hold as out
     kept: bool = True  # False for a run meant to leave no record (a --retry-failed with nothing to retry)
     # the run's targets covered the config's fleet: a rollback that did not leaves the slot's release as it was
-    whole_fleet: bool = True
+    sets_release: bool = True
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -147,7 +147,7 @@ class SyncReport:
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
             "recorded": self.kept and self.not_recorded is None and not self.depools_not_recorded,
-            "whole_fleet": self.whole_fleet,
+            "sets_release": self.sets_release,
         }
 
 

@@ -70,20 +70,22 @@ _NEWEST = 2**63 - 1  # the largest row id sqlite gives
 @dataclass(frozen=True, slots=True)
 class DeployedRelease:
     """A release that reached hosts in a slot, by a sync or a rollback; `rejected` when a canary failed on it;
-    `whole_fleet` false for a run whose targets left out hosts of the config's fleet (see sets_the_release)."""
+    `sets_release` false for a rollback of part of the fleet that left hosts on the slot's release then (see
+    sets_the_release)."""
 
     tag: str
     commit: str
     action: str = "sync"
     rejected: bool = False
-    whole_fleet: bool = True
+    sets_release: bool = True
 
     @property
     def sets_the_release(self) -> bool:
         """The run makes its release the slot's: a sync (a `--hosts` one ships the newest code, the others are
-        behind it), or a rollback of the whole fleet; a rollback of part of it moves those hosts off the release
-        the rest still run, which stays the slot's (else `--retry-failed` spread the rollback to every host)."""
-        return self.action != "rollback" or self.whole_fleet
+        behind it), or a rollback of the whole fleet, or of every host the slot's release had reached (a `sync
+        --hosts` undone); a rollback of part of them moves those hosts off the release the rest still run, which
+        stays the slot's (else `--retry-failed` spread the rollback to every host)."""
+        return self.action != "rollback" or self.sets_release
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,19 +222,19 @@ class History:
         started: float,
         reason: str | None = None,
         targets: Iterable[str] = (),
-        whole_fleet: bool = True,
+        sets_release: bool = True,
     ) -> int:
         """Note, before its first host switches, a run that may put hosts on `tag`; its row id. Written down, the run
         replaces the note (record); a run that dies first (kill -9, a power cut) leaves it, so `rollback`, `status`
         and `--retry-failed` count its release as one that reached hosts, `log` shows it unfinished, and `abort`
-        reads its `targets` (the hosts it may have switched) until later runs switched them elsewhere; `whole_fleet`:
+        reads its `targets` (the hosts it may have switched) until later runs switched them elsewhere; `sets_release`:
         whether they cover the config's fleet (see DeployedRelease.sets_the_release)."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO deploys (slot, action, tag, commit_sha, outcome, message, user, started, seconds, report)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 (slot, action, tag, commit, UNFINISHED, message, current_user(), started,
-                 json.dumps({"hosts": [], "reason": reason, "targets": list(targets), "whole_fleet": whole_fleet})),
+                 json.dumps({"hosts": [], "reason": reason, "targets": list(targets), "sets_release": sets_release})),
             )
             return int(cursor.lastrowid or 0)
 
@@ -302,11 +304,11 @@ class History:
         """Releases that switched hosts in `slot`, newest first (syncs, rollbacks and retries): a partial run that
         stopped before any host got the release (its hosts failed, some depooled) is not one. With `up_to`, only
         those written down by row `up_to` (see newest_id). A row written before runs said whether they covered the
-        fleet (no `whole_fleet`) covered it, as every run counted then."""
+        fleet (no `sets_release`) covered it, as every run counted then."""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT tag, commit_sha, action, json_extract(report, '$.reason'),"
-                " json_extract(report, '$.whole_fleet') FROM deploys"
+                " json_extract(report, '$.sets_release') FROM deploys"
                 f" WHERE slot = ? AND action IN ('sync', 'rollback') AND outcome IN {_SWITCHED}"
                 # an ok run has every host on its release, an unfinished one may have any; only a partial one's hosts
                 # are read
@@ -326,6 +328,16 @@ class History:
         (see DeployedRelease.sets_the_release); None before the first."""
         releases = self.deployed(slot, up_to)
         return next((release for release in releases if release.sets_the_release and not release.rejected), None)
+
+    def hosts_reached(self, slot: int, commit: str) -> list[str]:
+        """The hosts that runs of `commit` in `slot` put on it, as they were written (an unfinished run's targets
+        too: it may have switched any of them), oldest run first, each once."""
+        reached: list[str] = []
+        for run in self._runs("slot = ? AND commit_sha = ? ORDER BY id", (slot, commit)):
+            reached += [h["host"] for h in run.host_outcomes() if isinstance(h, dict) and h.get("ok")]
+            targets = run.report.get("targets") if run.outcome == UNFINISHED else None
+            reached += [t for t in targets or [] if isinstance(t, str)]
+        return [host for host in dict.fromkeys(reached) if isinstance(host, str)]
 
     def newest_id(self) -> int:
         """The id of the newest row (0 in an empty history), which a started deploy notes: its runs are the rows

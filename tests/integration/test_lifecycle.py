@@ -259,7 +259,7 @@ def test_a_rollback_of_two_hosts_leaves_the_other_six_on_the_slots_release(deplo
     second = deployment.sartoris("sync", "--slot", slot, "--json").json()
     back = deployment.sartoris("rollback", "--slot", slot, "--hosts", sub, "--json")
     assert back.code == 0 and back.json()["tag"] == first["tag"], back.stderr
-    assert back.json()["whole_fleet"] is False
+    assert back.json()["sets_release"] is False
     said = deployment.sartoris("rollback", "--slot", slot, "--dry-run", "--json")  # still goes back from the second
     assert said.code == 0 and said.json()["tag"] == first["tag"], said.stderr
     status = deployment.sartoris("status", "--slot", slot, "--json")
@@ -272,7 +272,7 @@ def test_a_rollback_of_two_hosts_leaves_the_other_six_on_the_slots_release(deplo
     assert sorted(h["host"] for h in retry.json()["hosts"]) == sorted(hosts[:2])  # the other six left alone
     assert all(deployment.host_head(h) == second["commit"] for h in hosts)
     fleet_back = deployment.sartoris("rollback", "--slot", slot, "--json")
-    assert fleet_back.code == 0 and fleet_back.json()["whole_fleet"] is True, fleet_back.stderr
+    assert fleet_back.code == 0 and fleet_back.json()["sets_release"] is True, fleet_back.stderr
     assert all(deployment.host_head(h) == first["commit"] for h in hosts)
     now = deployment.sartoris("status", "--slot", slot, "--json")
     assert now.code == 0 and now.json()["tag"] == first["tag"], now.stdout

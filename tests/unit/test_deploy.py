@@ -6,28 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from sartoris.config import parse_config
-from sartoris.deploy import SyncRequest, _covers_the_fleet
+from sartoris.config import Config, parse_config
+from sartoris.deploy import SyncRequest, _sets_the_slots_release
 from sartoris.inventory import resolve_hosts
 from sartoris.policy import FailureBudget
+from sartoris.results import HostResult, Outcome, Phase, SyncReport
+from sartoris.state import History
 
 
-@pytest.mark.parametrize(
-    ("fleet", "chosen", "whole"),
-    [
-        pytest.param("mw1\nmw2\nmw3\n", None, True, id="the-configs-own-hosts"),
-        pytest.param("mw1\nmw2\nmw3\n", "mw1\nmw2\n", False, id="two-of-three"),
-        pytest.param("mw1\nmw2\nmw3\n", "deploy@mw3:22\nmw2\nmw1:22\n", True, id="every-machine-spelt-otherwise"),
-        pytest.param("mw1\nmw2\n", "mw1\nmw2\nmw9\n", True, id="more-than-the-fleet"),
-        pytest.param("mw1\nmw2:2200\n", "mw1\nmw2\n", False, id="another-port-is-another-machine"),
-        pytest.param(None, "mw1\n", True, id="no-fleet-configured"),
-    ],
-)
-def test_a_run_notes_whether_its_hosts_cover_the_configs_fleet(
-    tmp_path: Path, fleet: str | None, chosen: str | None, whole: bool
-) -> None:
-    """A run notes whether its targets cover every machine of [deploy] hosts (however each is spelt), so that a
-    rollback of part of the fleet leaves the slot's release; a config with no fleet has none to leave part of."""
+def _config_and_targets(tmp_path: Path, fleet: str | None, chosen: str | None) -> tuple[Config, SyncRequest]:
+    """A config whose [deploy] hosts is the group `fleet` (none when None), and a rollback request of the hosts in
+    `chosen` (a file given with --hosts), or of the config's own hosts when None."""
     (tmp_path / "hosts").mkdir()
     hosts = ""
     if fleet is not None:
@@ -41,4 +30,51 @@ def test_a_run_notes_whether_its_hosts_cover_the_configs_fleet(
         (tmp_path / "chosen").write_text(chosen)
         targets = resolve_hosts([str(tmp_path / "chosen")], config.hosts_dir, tmp_path, config.ssh.default_port)
     request = SyncRequest(0, targets, "", 4, FailureBudget.parse(0), action="rollback", hosts_chosen=chosen is not None)
-    assert _covers_the_fleet(config, request) is whole
+    return config, request
+
+
+def _synced(config: Config, tag: str, *hosts: str) -> None:
+    """Write down a sync of `tag` (commit: its last letter, 40 times) that put `hosts` on it."""
+    done = tuple(HostResult(host, True, Phase.DONE) for host in hosts)
+    History(config.state_dir).record("sync", SyncReport(0, tag, tag[-1] * 40, Outcome.OK, done), "", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("fleet", "chosen", "whole"),
+    [
+        pytest.param("mw1\nmw2\nmw3\n", None, True, id="the-configs-own-hosts"),
+        pytest.param("mw1\nmw2\nmw3\n", "mw1\nmw2\n", False, id="two-of-three"),
+        pytest.param("mw1\nmw2\nmw3\n", "deploy@mw3:22\nmw2\nmw1:22\n", True, id="every-machine-spelt-otherwise"),
+        pytest.param("mw1\nmw2\n", "mw1\nmw2\nmw9\n", True, id="more-than-the-fleet"),
+        pytest.param("mw1\nmw2:2200\n", "mw1\nmw2\n", False, id="another-port-is-another-machine"),
+        pytest.param(None, "mw1\n", True, id="no-fleet-configured"),
+    ],
+)
+def test_a_rollback_sets_the_slots_release_when_its_hosts_cover_the_configs_fleet(
+    tmp_path: Path, fleet: str | None, chosen: str | None, whole: bool
+) -> None:
+    """A rollback notes whether its targets cover every machine of [deploy] hosts (however each is spelt), so that
+    a rollback of part of the fleet leaves the slot's release to the rest; a config with no fleet has none to leave
+    part of. Here the slot's release reached the whole fleet."""
+    config, request = _config_and_targets(tmp_path, fleet, chosen)
+    _synced(config, "t8", "mw1", "mw2", "mw3", "mw2:2200")
+    assert _sets_the_slots_release(config, request, History(config.state_dir), "rollback") is whole
+    assert _sets_the_slots_release(config, request, History(config.state_dir), "sync") is True  # a sync always does
+
+
+def test_a_rollback_of_every_host_a_sync_of_part_of_the_fleet_reached_undoes_it(tmp_path: Path) -> None:
+    """`sync --hosts one` of a new release, then `rollback --hosts one`: the slot's release stayed the one rolled
+    back from (no host ran it any more), so status called every host behind it and `--retry-failed` would have
+    pushed it to the fleet. A rollback that covers every host the slot's release reached sets the release again;
+    one that leaves some of them on it does not."""
+    config, one = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    _synced(config, "t8", "mw1", "mw2", "mw3")
+    _synced(config, "t9", "mw1:22")  # as the --hosts file spelt it
+    history = History(config.state_dir)
+    assert history.hosts_reached(0, "9" * 40) == ["mw1:22"]
+    assert _sets_the_slots_release(config, one, history, "rollback") is True
+    _synced(config, "ta", "mw1", "mw2")
+    assert _sets_the_slots_release(config, one, history, "rollback") is False
+    history.begin("sync", 0, "tb", "b" * 40, "", 1.0, targets=["mw1"])  # died while switching: mw1 may run it
+    assert history.hosts_reached(0, "b" * 40) == ["mw1"]
+    assert _sets_the_slots_release(config, one, history, "rollback") is True

@@ -176,12 +176,13 @@ def test_a_run_that_died_in_its_canary_phase_is_not_the_fleets_release(tmp_path:
     assert last is not None and last.tag == "t2"
 
 
-def _ran(history: History, action: str, tag: str, whole_fleet: bool = True) -> None:
-    """Write down a run of `tag` that switched its one host; `whole_fleet` false for one that left out fleet hosts."""
+def _ran(history: History, action: str, tag: str, sets_release: bool = True) -> None:
+    """Write down a run of `tag` that switched its one host; `sets_release` false for a rollback of part of the
+    hosts, which left the slot's release to the rest."""
     from sartoris.results import HostResult, Outcome, Phase, SyncReport
 
     done = (HostResult("mw1", True, Phase.DONE),)
-    report = SyncReport(0, tag, tag[-1] * 40, Outcome.OK, done, whole_fleet=whole_fleet)
+    report = SyncReport(0, tag, tag[-1] * 40, Outcome.OK, done, sets_release=sets_release)
     history.record(action, report, "", 0.0)
 
 
@@ -194,12 +195,12 @@ def test_a_rollback_of_part_of_the_fleet_leaves_the_slots_release_to_the_rest(tm
     history = History(tmp_path)
     _ran(history, "sync", "t7")
     _ran(history, "sync", "t8")
-    _ran(history, "rollback", "t7", whole_fleet=False)
+    _ran(history, "rollback", "t7", sets_release=False)
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t8"
     assert rollback_target(history.deployed(0)) == "t7"
     newest = history.deployed(0)[0]  # it still reached hosts: `--to` and abort read it
-    assert (newest.tag, newest.whole_fleet) == ("t7", False)
+    assert (newest.tag, newest.sets_release) == ("t7", False)
     _ran(history, "rollback", "t7")
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t7"
@@ -209,18 +210,18 @@ def test_a_sync_of_part_of_the_fleet_still_sets_the_slots_release(tmp_path: Path
     """`sync --hosts` ships the newest code: the hosts it left out are behind it, so it stays the slot's release."""
     history = History(tmp_path)
     _ran(history, "sync", "t7")
-    _ran(history, "sync", "t8", whole_fleet=False)
+    _ran(history, "sync", "t8", sets_release=False)
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t8"
 
 
 def test_an_unfinished_rollback_of_part_of_the_fleet_is_not_the_slots_release(tmp_path: Path) -> None:
     """A rollback of part of the fleet that died while switching (only its note in the history) may have moved its
-    own hosts, never the rest: the slot's release stays; `whole_fleet` is read from the note as from a record."""
+    own hosts, never the rest: the slot's release stays; `sets_release` is read from the note as from a record."""
     history = History(tmp_path)
     _ran(history, "sync", "t7")
     _ran(history, "sync", "t8")
-    history.begin("rollback", 0, "t7", "7" * 40, "", 1.0, targets=["mw1"], whole_fleet=False)
+    history.begin("rollback", 0, "t7", "7" * 40, "", 1.0, targets=["mw1"], sets_release=False)
     assert history.deployed(0)[0].tag == "t7"
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t8"
@@ -230,13 +231,13 @@ def test_an_unfinished_rollback_of_part_of_the_fleet_is_not_the_slots_release(tm
 
 
 def test_a_rollback_written_before_runs_noted_the_fleet_keeps_its_meaning(tmp_path: Path) -> None:
-    """A rollback row from an earlier Sartoris (no `whole_fleet` key) made its release the slot's, and still does:
+    """A rollback row from an earlier Sartoris (no `sets_release` key) made its release the slot's, and still does:
     history is read as it was written, not reinterpreted."""
     history = History(tmp_path)
     _ran(history, "sync", "t7")
     _ran(history, "sync", "t8")
-    _ran(history, "rollback", "t7", whole_fleet=False)
+    _ran(history, "rollback", "t7", sets_release=False)
     with closing(sqlite3.connect(tmp_path / "history.sqlite3")) as db, db:
-        db.execute("UPDATE deploys SET report = json_remove(report, '$.whole_fleet')")
+        db.execute("UPDATE deploys SET report = json_remove(report, '$.sets_release')")
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t7"

@@ -218,7 +218,7 @@ def _runs(*written: str) -> list[DeployedRelease]:
     for entry in written:
         kind, tag = entry.split()
         action = "rollback" if kind in ("rollback", "part") else "sync"
-        runs.append(DeployedRelease(tag, tag[0], action, kind == "rejected", whole_fleet=kind != "part"))
+        runs.append(DeployedRelease(tag, tag[0], action, kind == "rejected", sets_release=kind != "part"))
     return runs[::-1]
 
 

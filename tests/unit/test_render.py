@@ -31,11 +31,11 @@ def test_an_aborted_sync_says_why_and_that_nobody_was_switched() -> None:
 def test_a_rollback_of_part_of_the_fleet_says_the_slots_release_stays() -> None:
     """After `rollback --hosts` of a few hosts, `status` still compares with the release the others run: the
     rollback's summary says so; one of the whole fleet, or a sync of part of it, does not."""
-    part = SyncReport(0, "app-slot0-20261126-120000", "a" * 40, Outcome.OK, (), whole_fleet=False)
+    part = SyncReport(0, "app-slot0-20261126-120000", "a" * 40, Outcome.OK, (), sets_release=False)
     note = "  part of the fleet: the slot's release is still the one the others run (status compares with it)"
     assert note in sync_summary(part, "rollback").splitlines()
     assert note not in sync_summary(part, "sync").splitlines()
-    assert note not in sync_summary(replace(part, whole_fleet=True), "rollback").splitlines()
+    assert note not in sync_summary(replace(part, sets_release=True), "rollback").splitlines()
 
 
 def test_a_run_with_nothing_to_do_says_so() -> None:

@@ -292,6 +292,13 @@ def announcement(
     )
 
 
+def left_on(runs: Sequence[DeployRun], commit: str, same_host: SameHost = as_written) -> list[str]:
+    """The hosts (as the last run that named each wrote it) that `runs`, oldest first, left on `commit`, or that
+    may run it (a switch to it not seen to end, a run of it that died while they were its targets)."""
+    after = _may_run(runs, same_host, lambda _: frozenset())
+    return [label for label, releases in after.values() if commit in {c for _, c in releases}]
+
+
 def _may_run(
     runs: Sequence[DeployRun], same_host: SameHost, at_start: Callable[[Hashable], frozenset[Release]]
 ) -> dict[Hashable, tuple[str, frozenset[Release]]]:

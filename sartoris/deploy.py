@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from sartoris.census import census
+from sartoris.closing import DeployRun, left_on
 from sartoris.config import Config
 from sartoris.errors import (
     ConfigError,
@@ -35,7 +36,7 @@ from sartoris.errors import (
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, recorded_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, machine_identity, recorded_host, resolve_hosts, unlisted
 from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
@@ -388,9 +389,10 @@ def _roll_out_and_record(
 
 def _sets_the_slots_release(config: Config, request: SyncRequest, history: History, action: str) -> bool:
     """Whether the run makes its release the slot's (DeployedRelease.sets_the_release): every sync does; a rollback
-    does when it targets every host of the config's fleet ([deploy] hosts), or every host the slot's release had
-    reached (a `sync --hosts` undone), compared as machines (`mw1`, `mw1:22` and `deploy@mw1` are one). A rollback
-    of part of them leaves the slot's release where the rest are. A config naming no fleet, or one whose hosts
+    does when it targets every host of the config's fleet ([deploy] hosts), or every host the slot's runs left on
+    its release (a `sync --hosts` undone; the last group of a rollback done group by group), compared as machines
+    (`mw1`, `mw1:22` and `deploy@mw1` are one). A rollback of part of them leaves the slot's release where the rest
+    are. A config naming no fleet, or one whose hosts
     cannot be read, has none to leave part of: the run counts as covering it, as every run did before this was
     noted. Decided when the run starts: a later edit of the hosts files rewrites nothing."""
     if action != "rollback" or not request.hosts_chosen:  # its targets are the fleet
@@ -405,8 +407,10 @@ def _sets_the_slots_release(config: Config, request: SyncRequest, history: Histo
     current = history.last_deployed(request.slot)
     if current is None:
         return True
-    reached = [host for label in history.hosts_reached(request.slot, current.commit) if (host := recorded_host(label))]
-    return bool(reached) and not unlisted(reached, request.targets, port)
+    past = history.runs_up_to(request.slot, history.newest_id())
+    runs = [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in past]
+    on_it = [host for label in left_on(runs, current.commit, machine_identity(port)) if (host := recorded_host(label))]
+    return not unlisted(on_it, request.targets, port)
 
 
 async def _publish_and_deploy(

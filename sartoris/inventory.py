@@ -13,12 +13,13 @@ Parsing is pure; only resolve_hosts() reads files.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import itertools
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +219,17 @@ def machine_of(label: str, default_port: int) -> tuple[str, int] | None:
     it (`mw1`, `mw1:22` and `deploy@mw1` are one); None for text no hosts line could have written."""
     host = recorded_host(label)
     return host.key(default_port) if host is not None else None
+
+
+def machine_identity(default_port: int) -> Callable[[str], Hashable]:
+    """Hosts as written -> the machines they name, as targeting dedupes them (machine_of; text no hosts line could
+    have written is its own machine). Each label is parsed once: a long history names the same hosts in every run."""
+
+    @functools.cache
+    def machine(label: str) -> Hashable:
+        return machine_of(label, default_port) or label
+
+    return machine
 
 
 def dedupe(hosts: Sequence[Host], default_port: int) -> tuple[Host, ...]:

@@ -5,7 +5,6 @@ it ran at start, or the slot's release then) and releases it."""
 from __future__ import annotations
 
 import calendar
-import functools
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
-from sartoris.inventory import machine_of
+from sartoris.inventory import machine_identity
 from sartoris.repo import Leftover, SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
@@ -145,15 +144,8 @@ def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:
 
 
 def _same_host(config: Config) -> SameHost:
-    """Hosts as the machines they name, as targeting dedupes them: `mw1`, `mw1:22` and `deploy@mw1` are one. Each
-    label is parsed once: a long history names the same hosts in every run."""
-    port = config.ssh.default_port
-
-    @functools.cache
-    def machine(label: str) -> Hashable:
-        return machine_of(label, port) or label
-
-    return machine
+    """Hosts as the machines they name, as targeting dedupes them: `mw1`, `mw1:22` and `deploy@mw1` are one."""
+    return machine_identity(config.ssh.default_port)
 
 
 def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:

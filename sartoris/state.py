@@ -329,16 +329,6 @@ class History:
         releases = self.deployed(slot, up_to)
         return next((release for release in releases if release.sets_the_release and not release.rejected), None)
 
-    def hosts_reached(self, slot: int, commit: str) -> list[str]:
-        """The hosts that runs of `commit` in `slot` put on it, as they were written (an unfinished run's targets
-        too: it may have switched any of them), oldest run first, each once."""
-        reached: list[str] = []
-        for run in self._runs("slot = ? AND commit_sha = ? ORDER BY id", (slot, commit)):
-            reached += [h["host"] for h in run.host_outcomes() if isinstance(h, dict) and h.get("ok")]
-            targets = run.report.get("targets") if run.outcome == UNFINISHED else None
-            reached += [t for t in targets or [] if isinstance(t, str)]
-        return [host for host in dict.fromkeys(reached) if isinstance(host, str)]
-
     def newest_id(self) -> int:
         """The id of the newest row (0 in an empty history), which a started deploy notes: its runs are the rows
         after it (see runs_after)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,16 +66,30 @@ def test_a_rollback_sets_the_slots_release_when_its_hosts_cover_the_configs_flee
 def test_a_rollback_of_every_host_a_sync_of_part_of_the_fleet_reached_undoes_it(tmp_path: Path) -> None:
     """`sync --hosts one` of a new release, then `rollback --hosts one`: the slot's release stayed the one rolled
     back from (no host ran it any more), so status called every host behind it and `--retry-failed` would have
-    pushed it to the fleet. A rollback that covers every host the slot's release reached sets the release again;
-    one that leaves some of them on it does not."""
+    pushed it to the fleet. A rollback that covers every host the slot's runs left on its release sets the release
+    again; one that leaves some of them on it does not."""
     config, one = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    history = History(config.state_dir)
     _synced(config, "t8", "mw1", "mw2", "mw3")
     _synced(config, "t9", "mw1:22")  # as the --hosts file spelt it
-    history = History(config.state_dir)
-    assert history.hosts_reached(0, "9" * 40) == ["mw1:22"]
     assert _sets_the_slots_release(config, one, history, "rollback") is True
     _synced(config, "ta", "mw1", "mw2")
     assert _sets_the_slots_release(config, one, history, "rollback") is False
     history.begin("sync", 0, "tb", "b" * 40, "", 1.0, targets=["mw1"])  # died while switching: mw1 may run it
-    assert history.hosts_reached(0, "b" * 40) == ["mw1"]
     assert _sets_the_slots_release(config, one, history, "rollback") is True
+
+
+def test_the_last_group_of_a_rollback_done_group_by_group_sets_the_slots_release(tmp_path: Path) -> None:
+    """abort's advice for a fleet that was mixed at `start` is a rollback per group (`--hosts ./back-to-R`): each
+    is a rollback of part of the fleet, and the slot's release stayed the one the deploy synced though no host
+    ran it any more. The rollback that takes the last hosts off it sets the slot's release."""
+    config, first = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    history = History(config.state_dir)
+    _synced(config, "t8", "mw1", "mw2", "mw3")
+    _synced(config, "t9", "mw1", "mw2", "mw3")
+    assert _sets_the_slots_release(config, first, history, "rollback") is False
+    done = (HostResult("mw1", True, Phase.DONE),)
+    history.record("rollback", SyncReport(0, "t8", "8" * 40, Outcome.OK, done, sets_release=False), "", 0.0)
+    (tmp_path / "chosen").write_text("mw2\nmw3\n")
+    rest = replace(first, targets=resolve_hosts([str(tmp_path / "chosen")], config.hosts_dir, tmp_path))
+    assert _sets_the_slots_release(config, rest, history, "rollback") is True

@@ -8,6 +8,7 @@ Every problem is a ConfigError with one line: ``<file>: [section] key must be ..
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from sartoris.errors import ConfigError, UsageError
+from sartoris.errors import ConfigError, InventoryError, UsageError
 from sartoris.inventory import Host, is_user_name, resolve_hosts
 from sartoris.limits import MAX_KEEP_RELEASES, MAX_NAME, MAX_RETRIES, MAX_SECONDS, MAX_SLOT, MAX_USER_NAME
 from sartoris.policy import FailureBudget
@@ -217,6 +218,20 @@ class Config:
         if any("{slot}" in entry for entry in self.deploy.hosts):
             raise UsageError(f"{self.path}: [deploy] hosts uses {{slot}}: pass --slot N (or run it inside a slot)")
         return resolve_hosts(self.deploy.hosts, self.hosts_dir, Path.cwd(), self.ssh.default_port, base=self.base_dir)
+
+    def listed_hosts(self) -> list[Host]:
+        """Every host the hosts folder's files and the config's own groups list; a file that cannot be read or
+        parsed lists none (what asks, a depool of a typo or a retry, is not held up by a broken group it does not
+        need)."""
+        groups: list[str] = []
+        with contextlib.suppress(OSError):
+            groups += sorted(path.name for path in self.hosts_dir.iterdir())
+        groups += [entry for entry in (*self.deploy.hosts, *self.deploy.canaries) if "{slot}" not in entry]
+        listed: list[Host] = []
+        for group in groups:
+            with contextlib.suppress(InventoryError):  # not a file, unreadable, a bad line, no host
+                listed += resolve_hosts([group], self.hosts_dir, self.base_dir, self.ssh.default_port, self.base_dir)
+        return listed
 
     def for_slot(self, slot: int) -> Config:
         """This configuration for one slot: `{slot}` replaced by its number in every value that can hold it

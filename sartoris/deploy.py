@@ -36,7 +36,7 @@ from sartoris.errors import (
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, machine_identity, recorded_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, dedupe, machine_identity, recorded_host, resolve_hosts, unlisted
 from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
@@ -288,13 +288,35 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    depooled = depooled_among(history, request.targets, config.ssh.default_port, config.depool.scope)
-    statuses = asyncio.run(
-        census(config, request.slot, request.targets, last.commit, depooled, request.concurrency, progress)
-    )
-    stragglers = tuple(h for h, s in zip(request.targets, statuses, strict=True) if s.state is not HostState.CURRENT)
-    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(request.targets) - len(stragglers))
+    asked = (*request.targets, *_named_beyond_the_fleet(config, request, history, last.commit))
+    depooled = depooled_among(history, asked, config.ssh.default_port, config.depool.scope)
+    statuses = asyncio.run(census(config, request.slot, asked, last.commit, depooled, request.concurrency, progress))
+    stragglers = tuple(h for h, s in zip(asked, statuses, strict=True) if s.state is not HostState.CURRENT)
+    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(asked) - len(stragglers))
     return checkout.release_of(last.tag), stragglers
+
+
+def _named_beyond_the_fleet(config: Config, request: SyncRequest, history: History, commit: str) -> list[Host]:
+    """For a retry of the config's own hosts (no --hosts): the hosts that runs of the slot's release named, a hosts
+    file still lists, and the fleet leaves out (a `sync --hosts new-servers` whose hosts failed: the retry of the
+    fleet said there was nothing to retry). A host no hosts file lists any more (decommissioned) is not asked."""
+    if request.hosts_chosen:
+        return []
+    port = config.ssh.default_port
+    labels = [
+        outcome.get("host")
+        for run in history.runs_up_to(request.slot, history.newest_id())
+        if run.commit == commit
+        for outcome in run.host_outcomes()
+        if isinstance(outcome, dict)
+    ]
+    named = [host for label in labels if isinstance(label, str) and (host := recorded_host(label))]
+    listed = {host.key(port) for host in config.listed_hosts()}
+    beyond = [host for host in dedupe(named, port) if host.key(port) in listed]
+    beyond = [host for host in beyond if host.label in unlisted(beyond, request.targets, port)]
+    if beyond:
+        log.info("retry_beyond_the_fleet", hosts=[host.label for host in beyond])
+    return beyond
 
 
 def _depools_not_remembered(

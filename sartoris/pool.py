@@ -22,7 +22,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, machine_of, recorded_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, dedupe, machine_of, recorded_host, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -127,7 +127,7 @@ def _refuse_unlisted(config: Config, history: History, hosts: Sequence[Host], ac
     """Refuse (exit 2, nothing run) a host that no hosts file lists and no pool state remembers: a typo, most
     likely, which a load balancer's `select name=...` would match nothing with and still succeed on."""
     remembered = history.pool_hosts(config.depool.scope)
-    known = _listed_hosts(config) + [host for stored in remembered if (host := recorded_host(stored))]
+    known = config.listed_hosts() + [host for stored in remembered if (host := recorded_host(stored))]
     strangers = unlisted(hosts, known, config.ssh.default_port)
     if strangers:
         where = f"{config.hosts_dir}/ or [deploy] hosts"
@@ -141,22 +141,6 @@ def _refuse_unlisted(config: Config, history: History, hosts: Sequence[Host], ac
         raise InventoryError(
             f"{action}: {', '.join(strangers)}: in no hosts file ({where}) and never depooled{hint}: check the name"
         )
-
-
-def _listed_hosts(config: Config) -> list[Host]:
-    """Every host the hosts folder's files and the config's own groups list; a file that cannot be read or parsed
-    lists none (the operator's depool is not held up by a broken group it does not need)."""
-    groups: list[str] = []
-    with contextlib.suppress(OSError):
-        groups += sorted(path.name for path in config.hosts_dir.iterdir())
-    groups += [entry for entry in (*config.deploy.hosts, *config.deploy.canaries) if "{slot}" not in entry]
-    listed: list[Host] = []
-    for group in groups:
-        with contextlib.suppress(InventoryError):  # not a file, unreadable, a bad line, no host
-            listed += resolve_hosts(
-                [group], config.hosts_dir, config.base_dir, config.ssh.default_port, base=config.base_dir
-            )
-    return listed
 
 
 def change_pool(

@@ -282,6 +282,30 @@ def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment
     assert f"pool {hosts[0]}" in deployment.pool_changes()
 
 
+def test_retry_failed_of_the_fleet_also_retries_the_hosts_a_sync_with_hosts_added_and_failed(
+    deployment: Deployment,
+) -> None:
+    """`sync --hosts fleet --hosts new` where a new server failed, then `sync --retry-failed` (the config's own
+    hosts): it said "nothing to retry: every targeted host is on the tag", exit 0, with the new server off the
+    release. The retry now also asks the hosts runs of the release named that a hosts file still lists; one no
+    file lists any more (decommissioned) is not asked."""
+    fleet, new = deployment.fleet.hosts[44:46], deployment.fleet.hosts[46:48]
+    deployment.group("fleet", fleet)
+    deployment.group("new", new)
+    deployment.configure(deploy={"hosts": ["fleet"]}, command_timeout=COMMAND_TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
+    refusing = [refuse_checkouts(deployment, host) for host in new]
+    release = commit_change(deployment.checkout, "index.php", "<?php echo 'with new servers';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "fleet", "--hosts", "new", "--max-failures", "2")
+    assert code == 5 and [h["host"] for h in report["hosts"] if not h["ok"]] == new, stderr
+    for hook in refusing:
+        hook.unlink()  # both fixed; then one of them is decommissioned: no hosts file lists it any more
+    deployment.group("new", new[:1])
+    code, retry, stderr, _ = _timed_sync(deployment, "--retry-failed")
+    assert code == 0, stderr
+    assert [h["host"] for h in retry["hosts"]] == new[:1]
+    assert _on(deployment, new[0], release) and not _on(deployment, new[1], release)
+
+
 def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_depooled_it(
     deployment: Deployment,
 ) -> None:

@@ -29,6 +29,7 @@ from sartoris.remote import NOTE_MARK, OWN_LINE_MARK, WAIT_MARK
 with loader_library_lookup():  # asyncssh looks for optional C libraries as it is imported
     import asyncssh
     from asyncssh import gss
+    from asyncssh.constants import OPEN_REQUEST_SESSION_FAILED
 
 # A host that prints without end cannot exhaust the controller: keep this much of each stream.
 OUTPUT_LIMIT = 64 * 1024
@@ -152,6 +153,18 @@ class CommandTimeout(HostError):
         self.stdout = stdout
 
 
+class NotStarted(HostError):
+    """The command never reached the host: no session could be opened on the connection (it was found closed, or
+    the host refused the channel), so the command was never sent and nothing it would do has begun there."""
+
+
+def never_sent(exc: asyncssh.ChannelOpenError) -> bool:
+    """Whether create_process failed before sending the command: every ChannelOpenError but the one it raises when
+    the exec request got no yes (the host refused it, or the connection closed while that request was in flight and
+    the host may have started the command)."""
+    return exc.code != OPEN_REQUEST_SESSION_FAILED
+
+
 class ConnectError(HostError):
     """Connecting or authenticating failed, after `seconds`."""
 
@@ -172,14 +185,20 @@ class Session:
 
     async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
         """Run `command` to its end within `timeout` seconds, `stdin` its whole input (none when empty); output
-        beyond OUTPUT_LIMIT is dropped."""
+        beyond OUTPUT_LIMIT is dropped. NotStarted when it provably never reached the host, CommandTimeout past
+        `timeout`, HostError when the connection failed (the command may then have started)."""
         capture = _Capture()
         try:
             async with asyncio.timeout(timeout):
                 # errors="replace": a byte that is not UTF-8 (a hook's output) must not end the connection
-                process = await self._connection.create_process(
-                    command, input=stdin or None, stdin=asyncssh.DEVNULL, errors="replace"
-                )
+                try:
+                    process = await self._connection.create_process(
+                        command, input=stdin or None, stdin=asyncssh.DEVNULL, errors="replace"
+                    )
+                except asyncssh.ChannelOpenError as exc:
+                    if never_sent(exc):
+                        raise NotStarted(_describe(exc)) from exc
+                    raise
                 try:
                     await asyncio.gather(_read_head(process.stdout, capture), _read_tail(process.stderr, capture))
                     await process.wait_closed()

@@ -471,3 +471,46 @@ def test_an_identity_file_that_cannot_be_used_is_named(tmp_path: Path, make: str
     with pytest.raises(ConfigError) as caught:
         Connector(settings, connect_timeout=5)
     assert str(caught.value).startswith(f"cannot read identity file {bad}: {reason}")
+
+
+class _RefusedChannel:
+    """An asyncssh connection whose every new channel fails as given."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    async def create_process(self, *args: object, **kwargs: object) -> None:
+        raise self._error
+
+    def is_closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "never_started"),
+    [
+        pytest.param(2, "SSH connection closed", True, id="connection-found-closed"),
+        pytest.param(1, "open failed", True, id="channel-refused-by-the-host"),
+        pytest.param(0xFFFFFFFF, "Session request failed", False, id="lost-once-the-command-was-sent"),
+    ],
+)
+async def test_a_command_that_never_reached_the_host_is_told_from_one_that_may_have_started(
+    code: int, reason: str, never_started: bool
+) -> None:
+    """A session that could not be opened (the connection found closed, the channel refused) raises NotStarted: the
+    command was never sent. A failed exec request (refused, or the connection lost while it was in flight, when the
+    host may have started the command) stays a plain HostError."""
+    import asyncssh
+
+    from sartoris.inventory import Host
+    from sartoris.transport import HostError, NotStarted, Session
+
+    refused = _RefusedChannel(asyncssh.ChannelOpenError(code, reason))
+    session = Session(Host("mw1", "mw1"), refused, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(HostError) as raised:
+        await session.run("true", timeout=5)
+    assert isinstance(raised.value, NotStarted) is never_started
+    assert str(raised.value) == f"could not open a session: {reason}"

@@ -1,11 +1,13 @@
 """Roll one release out to a set of hosts: fetch everywhere, decide, depool the failed, switch the rest.
 
 Shared by sync, rollback, `sync --retry-failed` and canaries. A host's connection is opened once (for the
-fetch, or while the release was published) and reused for the switch. On Ctrl-C (the run's task cancelled):
-during the fetch nothing is switched; while failed hosts are depooled, that depool ends (bounded by the depool
-timeout) and no host is switched; during the switch no new host is started and the ones in flight finish (each
-is bounded by command_timeout; one whose connection dropped or whose reply was late, by the look at how it ended:
-its deadline's KILL, plus connect_timeout and a few seconds), so no host is left between its old and new tree.
+fetch, or while the release was published) and reused for the switch; a second one is opened only when that one
+was lost before the switch reached the host (the switch then runs on it) or mid-switch (to look how it ended).
+On Ctrl-C (the run's task cancelled): during the fetch nothing is switched; while failed hosts are depooled, that
+depool ends (bounded by the depool timeout) and no host is switched; during the switch no new host is started
+and the ones in flight finish (each is bounded by command_timeout, plus connect_timeout for one switched on a new
+connection; one whose connection dropped or whose reply was late, by the look at how it ended: its deadline's
+KILL, plus connect_timeout and a few seconds), so no host is left between its old and new tree.
 Either way the result is returned, so the run is recorded.
 """
 
@@ -50,7 +52,15 @@ from sartoris.remote import (
 )
 from sartoris.results import NOT_SEEN, NOT_SEEN_AGAIN, HostResult, Outcome, Phase
 from sartoris.state import History
-from sartoris.transport import CommandResult, CommandTimeout, ConnectError, Connector, Session, close_sessions
+from sartoris.transport import (
+    CommandResult,
+    CommandTimeout,
+    ConnectError,
+    Connector,
+    NotStarted,
+    Session,
+    close_sessions,
+)
 
 log = structlog.get_logger("sartoris")
 
@@ -244,7 +254,7 @@ class _SwitchPhase:
             result = _stopped(item.result, f"not switched: {self.halted}")
         else:
             self._progress.started(item.host.label)
-            result = await _switch_host(item, self._command, self._timeout, self._look_again)
+            result = await _switch_host(item, self._command, self._timeout, self._look_again, self._switch_again)
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
@@ -253,6 +263,25 @@ class _SwitchPhase:
         self.results[item.host.label] = result
         self._progress.finished(item.host.label, result.ok, not_run=result.stopped)
         return result
+
+    async def _switch_again(self, item: _Fetched, lost: NotStarted, began: float) -> HostResult:
+        """The switch never reached the host (the fetch's connection was found closed, or would not open a session),
+        so the host is as its fetch left it: open a new connection (one attempt, bounded by connect_timeout) and run
+        the switch there, the host then switched or failed by that run as any host. One that cannot be reached
+        again fails at `connect`: no command ran on it."""
+        label = item.host.label
+        try:
+            session = await self._connector.connect(item.host)
+        except HostError as again:
+            seconds = item.result.seconds + time.monotonic() - began
+            return _failed_switch(label, f"{lost}; {NOT_REOPENED}: {again}", seconds, Phase.CONNECT)
+        log.warning("switch_connection_reopened", host=label, error=str(lost))
+        spent = replace(item.result, seconds=item.result.seconds + time.monotonic() - began)
+        reopened = _Fetched(item.host, spent, session)
+        try:
+            return await _switch_host(reopened, self._command, self._timeout, self._look_again)
+        finally:
+            await close_sessions([session])
 
     async def _look_again(self, item: _Fetched, unseen: HostError, began: float) -> HostResult:
         """How a switch ended is unknown: its connection was lost (its script goes on without it on the host), or
@@ -382,6 +411,7 @@ _OUTCOME_CHECK_SECONDS = 10.0  # for the look at a switch whose outcome is unkno
 
 
 SEEN_AGAIN = "(seen on a new connection)"
+NOT_REOPENED = "the fetch's connection was lost before the switch, and a new one could not be opened"
 
 
 def seen_again(
@@ -411,9 +441,11 @@ async def _switch_host(
     command: HostCommand,
     timeout: float,
     look_again: Callable[[_Fetched, HostError, float], Awaitable[HostResult]],
+    switch_again: Callable[[_Fetched, NotStarted, float], Awaitable[HostResult]] | None = None,
 ) -> HostResult:
     """Run the switch on the host's session. A switch whose end was not seen (the connection lost, or the reply
-    not in within `timeout`) before its swap marker came is settled by `look_again`."""
+    not in within `timeout`) before its swap marker came is settled by `look_again`; one that never reached the
+    host, by `switch_again` (on a new connection), else it failed at `connect`, no command having run."""
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
@@ -422,13 +454,15 @@ async def _switch_host(
 
     try:
         result = await item.session.run(command.command, timeout=timeout, stdin=command.script)
+    except NotStarted as exc:  # the host is as the fetch left it: nothing to look at, the switch can still run
+        return await switch_again(item, exc, begin) if switch_again is not None else failed(Phase.CONNECT, str(exc))
     except CommandTimeout as exc:
         # the host's own deadline comes first and is answered (exit 124): no reply at all by ours is a stall on the
         # way back, which may have held back the marker of a switch that ended, swap and all, on the host
         if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
             return await look_again(item, exc, begin)
         log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
-    except HostError as exc:  # the connection was lost (or no session could be opened on it)
+    except HostError as exc:  # the connection was lost once the command may have been sent: it may be running
         return await look_again(item, exc, begin)
     else:
         reached = last_phase(result.stdout, Phase.CHECKOUT)

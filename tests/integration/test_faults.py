@@ -51,6 +51,7 @@ from fleet import Fleet
 from sample_repo import commit_change, git, make_checkout
 
 from sartoris.remote import REMOTE_KILL_GRACE
+from sartoris.rollout import NOT_REOPENED
 
 pytestmark = pytest.mark.integration
 
@@ -557,6 +558,55 @@ def test_a_switch_whose_connection_drops_is_reported_as_it_ended_on_the_host(
         assert _on(deployment, hosts[0], old) and deployment.pool_changes() == [f"depool {hosts[0]}"]
 
 
+def test_a_host_whose_connection_drops_between_its_fetch_and_its_switch_is_switched_on_a_new_one(
+    deployment: Deployment,
+) -> None:
+    """A host's idle connection drops after its fetch, while another host's slow fetch holds the run (its sshd
+    session killed, the host fine). It was failed at `checkout` and depooled, its switch never tried though it never
+    started; the switch now runs on a new connection: the host is switched, not depooled, with a warning."""
+    slow, dropped = deployment.fleet.hosts[33:35]
+    deployment.group("pair", [slow, dropped])
+    deployment.configure(command_timeout=14, connect_timeout=CONNECT_TIMEOUT)  # room for the slow fetch
+    _first_sync(deployment, "pair")
+
+    def drop_its_connection() -> None:
+        assert drop_connections(deployment.fleet, dropped), "no sshd session of the host was found to kill"
+
+    new, process, stdout, stderr = _sync_breaking_a_host_after_its_fetch(
+        deployment, "pair", slow, dropped, drop_its_connection
+    )
+    assert process.returncode == 0, stderr
+    host = _host(json.loads(stdout), dropped)
+    assert (host["ok"], host["phase"], host["error"], host["depooled"]) == (True, "done", None, False), host
+    assert "switch_connection_reopened" in stderr
+    assert deployment.pool_changes() == []
+    assert _on(deployment, dropped, new) and _on(deployment, slow, new)
+
+
+def _sync_breaking_a_host_after_its_fetch(
+    deployment: Deployment, group: str, slow: str, victim: str, act: Callable[[], object]
+) -> tuple[str, subprocess.Popen[str], str, str]:
+    """Sync a one-file change to `group`, `slow`'s fetch held 6 s; `act()` (a dropped connection, a killed host) once
+    `victim` has fetched and while the run is still in its fetch phase. The new commit, the finished process, and
+    its stdout and stderr."""
+    slow_fetch(deployment, slow, 6)  # holds the run in the fetch phase after the victim has fetched
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    before = store_tags(deployment, victim)
+    process = start_sartoris(
+        deployment, "sync", "--slot", str(deployment.slot), "--hosts", group, "--max-failures", "1", "--json"
+    )
+
+    def after_its_fetch() -> None:
+        time.sleep(1)  # let its fetch command return to the controller
+        assert process.poll() is None, "the run ended before the slow host finished fetching"
+        act()
+
+    stdout, stderr, _ = act_mid_run(
+        process, lambda: store_tags(deployment, victim) - before != set(), "the host to fetch", after_its_fetch, 120
+    )
+    return new, process, stdout, stderr
+
+
 @pytest.mark.parametrize("action", ["sync", "rollback"])
 def test_a_switch_whose_reply_is_held_past_the_timeout_is_reported_as_it_ended_on_the_host(
     deployment: Deployment, tmp_path: Path, action: str
@@ -840,37 +890,22 @@ def private_fleet() -> Iterator[Fleet]:
 
 
 def test_a_host_whose_sshd_dies_mid_sync_fails_and_the_others_switch(private_fleet: Fleet, tmp_path: Path) -> None:
-    """A host whose sshd (and its connection) dies between its fetch and its switch fails in the checkout phase with
-    a connection error, is depooled and stays on its old tree; the others switch; status calls it unreachable."""
+    """A host whose sshd (and its connection) dies between its fetch and its switch fails, is depooled and stays on
+    its old tree; the others switch; status calls it unreachable. It fails at `connect`, not `checkout` (no command
+    ran there): its fetch's connection was lost before the switch and a new one could not be opened."""
     deployment = deployment_on(private_fleet, tmp_path)
     slow, victim, other = private_fleet.hosts[0:3]
     deployment.group("trio", [slow, victim, other])
     deployment.configure(command_timeout=14, connect_timeout=CONNECT_TIMEOUT)
     old = _first_sync(deployment, "trio")
-    slow_fetch(deployment, slow, 6)  # holds the run in the fetch phase after the victim has fetched
-    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    before = store_tags(deployment, victim)
-    process = start_sartoris(
-        deployment, "sync", "--slot", str(deployment.slot), "--hosts", "trio", "--max-failures", "1", "--json"
-    )
-
-    def kill_the_victim() -> None:
-        time.sleep(1)  # let its fetch command return to the controller
-        assert process.poll() is None, "the run ended before the slow host finished fetching"
-        private_fleet.kill_host(victim)
-
-    stdout, stderr, _ = act_mid_run(
-        process,
-        lambda: store_tags(deployment, victim) - before != set(),
-        "the victim to fetch the new tag",
-        kill_the_victim,
-        timeout=120,
+    new, process, stdout, stderr = _sync_breaking_a_host_after_its_fetch(
+        deployment, "trio", slow, victim, lambda: private_fleet.kill_host(victim)
     )
     assert process.returncode == 5, stderr
     report = json.loads(stdout)
     broken = _host(report, victim)
-    assert broken["phase"] == "checkout" and not broken["ok"] and broken["depooled"]
-    assert any(word in str(broken["error"]).lower() for word in ("connection", "closed", "lost", "disconnect"))
+    assert broken["phase"] == "connect" and not broken["ok"] and broken["depooled"], broken
+    assert str(broken["error"]).endswith(f"; {NOT_REOPENED}: connection refused"), broken
     assert deployment.pool_changes() == [f"depool {victim}"]
     assert _on(deployment, victim, old)
     assert _on(deployment, slow, new) and _on(deployment, other, new)
@@ -1098,9 +1133,9 @@ def test_keepalives_detect_a_host_that_went_silent(private_fleet: Fleet, tmp_pat
     assert process.returncode == 5, stderr
     report = json.loads(stdout)
     broken = _host(report, silent)
-    assert not broken["ok"] and broken["phase"] == "checkout" and broken["depooled"]
+    assert not broken["ok"] and broken["phase"] == "connect" and broken["depooled"]  # its switch never began
     assert _on(deployment, slow, new) and _on(deployment, other, new)
     assert _on(deployment, silent, old)
     assert seconds < command_timeout, f"a silent host held the run {seconds:.0f}s (keep-alives every 1s)"
-    lost, _, afterwards = str(broken["error"]).partition("; ")  # then: connecting again to look timed out
-    assert not _mentions_timeout(lost) and afterwards.startswith("could not connect again"), broken["error"]
+    lost, _, afterwards = str(broken["error"]).partition("; ")  # then: connecting again to switch timed out
+    assert not _mentions_timeout(lost) and afterwards.startswith(NOT_REOPENED), broken["error"]

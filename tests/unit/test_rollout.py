@@ -1,5 +1,6 @@
 """What a rollout reports for hosts it stopped before their switch (rollout.roll_out), with stand-in connections:
-a host that fetched the release and was never switched says how far it got, `fetch`."""
+a host that fetched the release and was never switched says how far it got, `fetch`; one whose connection was lost
+before its switch reached it is switched on a new connection, or fails at `connect`."""
 
 from __future__ import annotations
 
@@ -7,47 +8,64 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import structlog
 
 from sartoris.config import Config, parse_config
 from sartoris.errors import StateError
 from sartoris.inventory import Host
 from sartoris.policy import FailureBudget
 from sartoris.remote import SCRIPT_END, RemoteRelease
-from sartoris.results import Phase
+from sartoris.results import HostResult, Phase
 from sartoris.rollout import roll_out
 from sartoris.state import History
-from sartoris.transport import CommandResult
+from sartoris.transport import CommandResult, ConnectError, NotStarted
 
 FETCHED = CommandResult(0, f"{SCRIPT_END}\n", "")
 REFUSED = CommandResult(1, f"sartoris-phase:checkout\n{SCRIPT_END}\n", "fatal: refused\n")  # failed before the swap
+SWITCHED = CommandResult(0, f"sartoris-phase:checkout\nsartoris-phase:done\n{SCRIPT_END}\n", "")
+LOST = NotStarted("could not open a session: SSH connection closed")  # the fetch's connection, found closed
 
 
 class _Session:
-    """A connection whose commands end as given, one after the other: the fetch, then the switch."""
+    """A connection whose commands end as given, one after the other (the fetch, then the switch): a result, or an
+    exception raised."""
 
     connect_seconds = 0.0
 
-    def __init__(self, *ends: CommandResult) -> None:
+    def __init__(self, *ends: CommandResult | Exception) -> None:
         self._ends = list(ends)
+        self.closed = False
 
     async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
-        return self._ends.pop(0)
+        end = self._ends.pop(0)
+        if isinstance(end, Exception):
+            raise end
+        return end
 
     def close(self) -> None:
-        """Nothing to close."""
+        self.closed = True
 
     async def wait_closed(self) -> None:
         """Closed at once."""
 
 
 class _Connector:
-    """Hands out each host's stand-in connection."""
+    """Hands out each host's stand-in connection; a host given several gets the next at each connect (a
+    ConnectError is raised)."""
 
-    def __init__(self, sessions: dict[str, _Session]) -> None:
+    def __init__(self, sessions: dict[str, _Session | list[_Session | ConnectError]]) -> None:
         self._sessions = sessions
+        self.connects: list[str] = []
 
     async def connect(self, host: Host) -> _Session:
-        return self._sessions[host.label]
+        self.connects.append(host.label)
+        given = self._sessions[host.label]
+        if isinstance(given, _Session):
+            return given
+        session = given.pop(0)
+        if isinstance(session, ConnectError):
+            raise session
+        return session
 
     async def close(self) -> None:
         """Nothing to close."""
@@ -107,3 +125,44 @@ async def test_hosts_a_failed_canary_kept_from_the_run_report_that_they_got_nowh
     skipped = result.hosts[-1]
     assert skipped.host == "mw2" and skipped.stopped and skipped.error == "not attempted: a canary failed"
     assert skipped.phase is Phase.CONNECT, skipped
+
+
+async def _switch_after_a_lost_connection(
+    config: Config, tmp_path: Path, again: _Session | ConnectError
+) -> tuple[HostResult, _Connector, list[dict[str, object]]]:
+    """mw1 fetches, then its connection is found lost as its switch starts; connecting again gives `again`. Its
+    result, the connector, and the events logged."""
+    connector = _Connector({"mw1": [_Session(FETCHED, LOST), again], "mw2": _Session(FETCHED, SWITCHED)})
+    release = RemoteRelease("/srv/mw/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    with structlog.testing.capture_logs() as events:
+        result = await roll_out(
+            config, release, [Host("mw1", "mw1"), Host("mw2", "mw2")], concurrency=1, budget=FailureBudget.parse(5),
+            history=History(tmp_path / "state"), connector=connector,  # type: ignore[arg-type]
+        )
+    return result.hosts[0], connector, events
+
+
+async def test_a_host_whose_connection_was_lost_before_its_switch_is_switched_on_a_new_one(
+    config: Config, tmp_path: Path
+) -> None:
+    """A switch that never reached the host (its fetch's connection found closed) was failed at `checkout` and
+    depooled after a mere look; the switch now runs on a new connection, the host switched, with a warning."""
+    reopened = _Session(SWITCHED)
+    host, connector, events = await _switch_after_a_lost_connection(config, tmp_path, reopened)
+    assert (host.ok, host.phase, host.error, host.depooled) == (True, Phase.DONE, None, False), host
+    assert connector.connects.count("mw1") == 2 and reopened.closed
+    warned = [e for e in events if e["event"] == "switch_connection_reopened"]
+    assert warned and warned[0]["host"] == "mw1" and warned[0]["log_level"] == "warning"
+
+
+async def test_a_host_that_cannot_be_reached_again_before_its_switch_fails_at_connect(
+    config: Config, tmp_path: Path
+) -> None:
+    """When the new connection cannot be opened either, the host fails at `connect`, not `checkout` (no command ran
+    on it), saying its fetch's connection was lost before the switch and a new one could not be opened."""
+    host, _, _ = await _switch_after_a_lost_connection(config, tmp_path, ConnectError("connection refused", 0.1))
+    assert (host.ok, host.phase) == (False, Phase.CONNECT), host
+    assert host.error == (
+        "could not open a session: SSH connection closed; the fetch's connection was lost before the switch,"
+        " and a new one could not be opened: connection refused"
+    )

@@ -11,7 +11,7 @@ from sartoris.inventory import Host
 from sartoris.remote import NOT_RUN, SCRIPT_END, HostCommand
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import _Fetched, _switch_host, seen_again
-from sartoris.transport import CommandResult, CommandTimeout, HostError
+from sartoris.transport import CommandResult, CommandTimeout, HostError, NotStarted
 
 SWAPPED = "sartoris-phase:checkout\nsartoris-phase:done\n"  # the marker the switch prints right after the swap
 
@@ -129,3 +129,17 @@ async def test_a_switch_that_waited_for_another_run_on_its_host_says_so_though_i
     waited = [e for e in events if e["event"] == "waited_for_another_switch"]
     assert waited and waited[0]["host"] == "web1" and waited[0]["log_level"] == "warning"
     assert waited[0]["note"] == "another run is switching /srv/php-slot0 on this host: waiting for it to end"
+
+
+async def test_a_switch_that_could_not_start_on_its_new_connection_fails_at_connect_without_a_look() -> None:
+    """On a connection opened again for the switch, a session that still cannot be opened leaves the host on its
+    old tree with no command run: failed at `connect`, never a `checkout` nor a look that could only say the same."""
+    looked: list[HostError] = []
+
+    async def look(item: _Fetched, unseen: HostError, began: float) -> HostResult:
+        looked.append(unseen)
+        return await _unseen(item, unseen, began)
+
+    result = await _switched(NotStarted("could not open a session: open failed"), look)
+    assert (result.ok, result.phase, result.error) == (False, Phase.CONNECT, "could not open a session: open failed")
+    assert looked == []

@@ -149,16 +149,19 @@ def abort_refusal(
             f"slot {slot}: this deploy put hosts on {', '.join(moved)}; {back} puts them back, then `sartoris abort`"
             " restores the checkout (or keep them there and `sartoris finish`)"
         )
-    return f"slot {slot}: this deploy put hosts on {', '.join(moved)}; " + _put_back_each(homes)
+    return f"slot {slot}: this deploy put hosts on {', '.join(moved)}; " + _put_back_each(homes, live)
 
 
 _DIED = " (a run of it died while switching: its hosts may run it)"
 
 
-def _put_back_each(homes: Mapping[Release | None, Sequence[str]]) -> str:
+def _put_back_each(homes: Mapping[Release | None, Sequence[str]], live: Release | None) -> str:
     """The advice when the hosts a deploy moved did not all run one release at start, or others run another: a
     rollback of each group of them to the release it ran (a fleet-wide one would move hosts the deploy never
-    touched), in a hosts file of its own."""
+    touched), in a hosts file of its own, the group of `live` (the slot's release at start) last: the rollback that
+    takes the last hosts off the deploy's release makes its own the slot's (DeployedRelease.sets_the_release), so
+    the slot's release ends as it was at start."""
+    homes = dict(sorted(homes.items(), key=lambda item: item[0] == live))  # stable: the others keep their order
     steps = [
         f"`sartoris rollback --to {shown(tag)} --hosts ./back-to-{shown(tag)}`, ./back-to-{shown(tag)} listing"
         f" {', '.join(shown(label) for label in labels)} (one per line)"
@@ -167,7 +170,8 @@ def _put_back_each(homes: Mapping[Release | None, Sequence[str]]) -> str:
     unknown = homes.get(None, ())
     text = (
         "they did not all run one release at `start`, or other hosts ran another, so a rollback of the whole fleet"
-        " would move hosts this deploy did not: put back only these, each to the release it ran at `start`: "
+        " would move hosts this deploy did not: put back only these, each to the release it ran at `start`, in this"
+        " order: "
         + "; ".join(steps)
     )
     if unknown:

@@ -246,6 +246,10 @@ def test_abort_after_a_mixed_fleet_at_start_puts_back_only_the_hosts_it_moved_ea
     for (tag, _), hosts in ((LIVE, "mw1, mw2 "), (OLDER, "mw3 ")):
         assert f"`sartoris rollback --to {tag} --hosts ./back-to-{tag}`, ./back-to-{tag} listing {hosts}" in refusal
     assert f"`sartoris rollback --to {LIVE[0]}` (the release live" not in refusal
+    # the group of the slot's release at start last: the rollback that takes the last hosts off the deploy's
+    # release makes its own the slot's (followed in another order, OLDER became the slot's release)
+    assert "in this order" in refusal
+    assert refusal.index(f"--to {OLDER[0]} --hosts") < refusal.index(f"--to {LIVE[0]} --hosts")
     followed = [
         *runs, run(LIVE, "ok", "rollback", switched=("mw1", "mw2")), run(OLDER, "ok", "rollback", switched=("mw3",))
     ]

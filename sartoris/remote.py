@@ -351,8 +351,8 @@ def switch_command(release: RemoteRelease) -> str:
         f" {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
         " 2>/dev/null; then :;",
         # its marker before the clone: a clone that fails is the checkout's, not the phase a quiet build reached
-        f"  else {_fresh_clone_note(tree)} {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone} && sartoris_build"
-        " || sartoris_give_up $?",
+        f"  else {_fresh_clone_note(release, tree)} {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone}"
+        " && sartoris_build || sartoris_give_up $?",
         "  fi",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
         f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",
@@ -371,15 +371,23 @@ def switch_command(release: RemoteRelease) -> str:
     return _script(lines)
 
 
-def _fresh_clone_note(tree: str) -> str:
+def _fresh_clone_note(release: RemoteRelease, tree: str) -> str:
     """Shell that says, on a stderr note line, why the tree `tree` is built from a fresh clone when that is not
     simply the slot's first tree: its kept tree was changed on the host, or the quicker starts `tried` did not
-    build (a `.git` someone broke is copied into every build). Shell tests only: no process."""
+    build (a `.git` someone broke is copied into every build), or the live tree's `.git` lost the link to the
+    store's objects (its objects, or all of it, deleted), so it could not be copied. Shell tests only: no process."""
+    q = shlex.quote
     kept = f"{NOTE_MARK} the kept tree {tree} was changed on the host: built again from a fresh clone"
     tried = f"{NOTE_MARK} the release did not build from "
+    broken = (
+        f"{NOTE_MARK} the live tree {release.slot_path} has no usable .git (its objects/info/alternates is gone),"
+        " so it could not be copied: built from a fresh clone"
+    )
+    alternates = q(release.slot_name + "/.git/objects/info/alternates")
     return (
-        f'if [ -n "$kept_changed" ]; then echo {shlex.quote(kept)} >&2;'
-        f' elif [ -n "$tried" ]; then echo {shlex.quote(tried)}"$tried: built from a fresh clone" >&2; fi;'
+        f'if [ -n "$kept_changed" ]; then echo {q(kept)} >&2;'
+        f' elif [ -n "$tried" ]; then echo {q(tried)}"$tried: built from a fresh clone" >&2;'
+        f" elif [ -d {q(release.slot_name)} ] && [ ! -f {alternates} ]; then echo {q(broken)} >&2; fi;"
     )
 
 
@@ -780,8 +788,11 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     if expected is not None:
         tree = posixpath.join(_state_dir(slot_path), "trees", expected)
         tree_head = q(posixpath.join(tree, ".git", "HEAD"))
+        alternates = q(posixpath.join(tree, ".git", "objects", "info", "alternates"))
         lines += [
-            f"h=; if [ -L {slot} ] && [ {slot} -ef {q(tree)} ] && [ -f {tree_head} ]; then read -r h < {tree_head}; fi",
+            # its objects' link too, as the switch's copy asks: a tree whose objects were deleted is not current
+            f"h=; if [ -L {slot} ] && [ {slot} -ef {q(tree)} ] && [ -f {tree_head} ] && [ -f {alternates} ]; then"
+            f" read -r h < {tree_head}; fi",
             f'if [ "$h" = {q(expected)} ]; then {shell_words("echo", expected)}; exit 0; fi',
         ]
     its_commit = f"[ -e {checkout} ] && {quiet_git}; exit 0"

@@ -927,6 +927,27 @@ def test_status_of_the_expected_release_runs_no_process(host: Host) -> None:
     assert parse_head(done.stdout) == moved != first.commit and not_ours(done.stdout) is None
 
 
+@pytest.mark.parametrize("lost", [".git/objects", ".git"], ids=["objects-deleted", "git-deleted"])
+def test_status_of_a_tree_whose_repository_was_deleted_is_never_current_and_a_sync_says_so(
+    host: Host, lost: str
+) -> None:
+    """Deleting the live tree's `.git/objects` (or its whole `.git`) on the host left its HEAD file, or the slot
+    link, as they were: status read them and said `current`, and the next sync built the tree from a fresh clone
+    without a word. Status now asks git there (whose error it reports), and the switch notes why it cloned."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    shutil.rmtree(host.slot.resolve() / lost)
+    done = run_sh(status_command(str(host.slot), first.commit, 60.0))
+    assert parse_head(done.stdout) is None, done.stdout
+    commit_change(host.checkout, "index.php", "<?php echo 'after the loss';\n")
+    second = host.release()
+    switched = host.deploy(second)
+    assert switched.returncode == 0, switched.stderr
+    [note] = CommandResult(0, switched.stdout, switched.stderr).notes()
+    assert "has no usable .git" in note and note.endswith("built from a fresh clone"), note
+    _assert_is_the_release(host.slot.resolve(), second)
+
+
 def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> None:
     """A slot link into the slot's trees folder whose tree is gone is Sartoris's, and not `missing`: the status
     script fails and says why."""

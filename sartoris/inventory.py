@@ -73,11 +73,12 @@ class Host:
 
 
 def _canonical_name(name: str) -> str:
-    """A host name lowercased; an IP address in one spelling (an IPv4-mapped IPv6 address as its IPv4)."""
+    """A host name lowercased, without the trailing dot of an absolute name (`mw1.eqiad.wmnet.` is
+    `mw1.eqiad.wmnet`); an IP address in one spelling (an IPv4-mapped IPv6 address as its IPv4)."""
     try:
         address = ipaddress.ip_address(name.strip("[]"))
     except ValueError:
-        return name.lower()
+        return name.lower().removesuffix(".")
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)
 

@@ -140,6 +140,8 @@ def test_an_absolute_name_with_its_trailing_dot_is_a_host() -> None:
     assert (host.name, host.user, host.port) == ("mw1001.eqiad.wmnet.", "deploy", 2222)
     with pytest.raises(ValueError, match="not a host"):
         parse_host("mw1001..")
+    # the same machine as the name without its dot: targeted once, one depool, one switch at a time
+    assert host.key(22) == parse_host("deploy@MW1001.eqiad.wmnet:2222").key(22)
 
 
 @pytest.mark.parametrize("spec", BAD_SPECS)

@@ -40,6 +40,7 @@ class DeployRun:
     # an unfinished run's targets, any of which it may have switched; None where its note (by a Sartoris before
     # notes named them) does not say
     targets: tuple[str, ...] | None = None
+    sets_release: bool = True  # false for a rollback of part of the fleet (see DeployedRelease.sets_the_release)
 
     @classmethod
     def from_record(cls, action: str, tag: str, commit: str, outcome: str, report: Mapping[str, Any]) -> DeployRun:
@@ -57,6 +58,7 @@ class DeployRun:
             not_switched=tuple(h["host"] for h in hosts if not h.get("ok") and h.get("stopped")),
             unseen=tuple(h["host"] for h in hosts if not h.get("ok") and switch_unseen(h.get("error"))),
             targets=tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else None,
+            sets_release=report.get("sets_release") is not False,
         )
 
     @property
@@ -227,6 +229,7 @@ class Announcement:
     died: bool = False  # its last run died while switching
     recorded: bool = True  # the history has its runs
     action: str = "sync"  # of its last run
+    part_of_the_fleet: bool = False  # its last run rolled back part of the fleet: the slot's release did not change
 
     def detail(self, slot: int) -> str:
         """finish's line."""
@@ -250,6 +253,11 @@ class Announcement:
             )
         if not self.running:  # a partial run whose every host failed
             return f"{released}; this deploy switched no host to {tag}: see `sartoris status`"
+        if self.part_of_the_fleet:
+            return (
+                f"{released}; rolled back {len(self.running)} host(s) to {tag}, part of the fleet: the slot's release"
+                " is still the one the others run (see `sartoris status`)"
+            )
         done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
         if self.outcome == "partial":
             unseen = f" ({len(self.unseen)} may run it: not seen to end)" if self.unseen else ""
@@ -289,10 +297,12 @@ def announcement(
         outcome = "aborted"  # a release a canary rejected did not go out: never announced as the deploy's
     elif not hosts["on"] and hosts["unseen"]:
         outcome = "unknown"  # no host seen on it, some may be
-    else:
-        outcome = "partial" if failed or hosts["not_switched"] else "ok"
+    else:  # a rollback of part of the fleet is partial too: the rest still run the slot's release
+        part = last.action == "rollback" and not last.sets_release
+        outcome = "partial" if failed or hosts["not_switched"] or part else "ok"
     return Announcement(
-        tag, outcome, failed, hosts["not_switched"], hosts["on"], hosts["unseen"], last.rejected, action=last.action
+        tag, outcome, failed, hosts["not_switched"], hosts["on"], hosts["unseen"], last.rejected, action=last.action,
+        part_of_the_fleet=outcome == "partial" and last.action == "rollback" and not last.sets_release,
     )
 
 

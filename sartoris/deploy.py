@@ -159,10 +159,11 @@ def sync(
 def _note_synced(started_lock: SlotLock | None, report: SyncReport) -> None:
     """Inside a started deploy, once a sync or rollback is written down (before its post hook, which a kill -9 may
     cut short: finish then announces the run's record, not a run that died switching), note the tag it put hosts
-    on (finish announces the release the hosts run, not one rolled back from), and the tag of its last run whatever
-    its outcome (so finish announces a deploy whose only sync aborted as aborted); the run is no longer switching."""
+    on (finish announces the release the hosts run, not one rolled back from; a rollback of part of the fleet
+    leaves the deploy's release as it was), and the tag of its last run whatever its outcome (so finish announces
+    a deploy whose only sync aborted as aborted); the run is no longer switching."""
     noted = {"switching": None, "last_run": report.tag}
-    if report.outcome is not Outcome.ABORTED:
+    if report.outcome is not Outcome.ABORTED and report.sets_release:  # a rollback of part of the fleet moved a few
         noted["synced"] = report.tag
     # the run is over and recorded: a note that cannot be written costs a warning, never its report
     _note_in_the_deploy(started_lock, "deploy_lock_not_updated", report.tag, **noted)

@@ -128,6 +128,20 @@ def test_finish_announces_a_release_a_canary_rejected_as_aborted_and_not_deploye
     assert "rejected by a canary and not deployed; still on 1 canary host(s)" in said.detail(0)
 
 
+def test_finish_of_a_deploy_whose_only_run_rolled_back_part_of_the_fleet_does_not_announce_the_slots_rollback() -> None:
+    """`start; rollback --hosts g12; finish` said "rolled back to LIVE", ok (the hook told SARTORIS_OUTCOME=ok), while
+    the slot's release, and 6 of 8 hosts, stayed on X: a rollback of part of the fleet is announced as that, partial,
+    saying the slot's release did not change."""
+    part = DeployRun("rollback", LIVE[0], LIVE[1], "ok", switched=("mw1", "mw2"), sets_release=False)
+    said = announcement([part], LIVE[0])
+    assert (said.tag, said.outcome, said.running, said.part_of_the_fleet) == (LIVE[0], "partial", ("mw1", "mw2"), True)
+    assert "rolled back 2 host(s) to mw-slot0-live, part of the fleet: the slot's release is still" in said.detail(0)
+    whole = announcement([DeployRun("rollback", LIVE[0], LIVE[1], "ok", switched=("mw1", "mw2"))], LIVE[0])
+    assert (whole.outcome, whole.part_of_the_fleet) == ("ok", False)
+    assert DeployRun.from_record("rollback", *LIVE, "ok", {"hosts": [], "sets_release": False}).sets_release is False
+    assert DeployRun.from_record("rollback", *LIVE, "ok", {"hosts": []}).sets_release is True  # an older record
+
+
 def test_finish_after_rolling_back_a_few_hosts_says_the_rest_still_run_the_synced_release() -> None:
     """A deploy that synced X everywhere, then rolled back mw1 alone (`rollback --to LIVE --hosts ./mw1`), was
     announced as "rolled back to LIVE", ok, no host failed or left out, while mw2 and mw3 still ran X, which the

@@ -235,7 +235,8 @@ def test_finish_after_the_deploys_only_sync_aborted_announces_an_abort(config: C
 
 def test_a_run_inside_a_started_deploy_notes_its_tag_before_switching_and_when_it_ends(config: Config) -> None:
     """Before its first switch a run notes the tag it is switching to (a run that dies then leaves it, so abort
-    refuses); when it ends, the tag of its last run whatever the outcome, and the synced tag unless it aborted."""
+    refuses); when it ends, the tag of its last run whatever the outcome, and the synced tag unless it aborted or
+    rolled back part of the fleet."""
     from sartoris.deploy import _note_switching, _note_synced
     from sartoris.results import HostResult, Outcome, Phase, SyncReport
 
@@ -250,6 +251,11 @@ def test_a_run_inside_a_started_deploy_notes_its_tag_before_switching_and_when_i
     _note_synced(lock, SyncReport(0, "t2", "c" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)))
     held = lock.holder() or {}
     assert (held.get("last_run"), held.get("synced")) == ("t2", "t2")
+    # a rollback of part of the fleet moved a few hosts: the deploy's release (what finish announces) stays t2
+    part = SyncReport(0, "t1", "c" * 40, Outcome.OK, (HostResult("mw1", True, Phase.DONE),), sets_release=False)
+    _note_synced(lock, part)
+    held = lock.holder() or {}
+    assert (held.get("last_run"), held.get("synced")) == ("t1", "t2")
 
 
 @pytest.mark.parametrize("content", ["", "[1, 2]", '{"user": "ali'], ids=["empty", "not-an-object", "cut-short"])

@@ -17,6 +17,7 @@ from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import NOT_A_CHECKOUT, deadline_error, not_ours, parse_head, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
+from sartoris.slot_hosts import beyond_the_fleet
 from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import SlotLock, existing_history
 from sartoris.transport import CommandResult, Connector, ensure_open_files
@@ -27,15 +28,24 @@ _NOT_A_CHECKOUT = "the slot links to a tree with no git checkout (its `.git` is 
 
 
 def status(
-    config: Config, slot: int, targets: Sequence[Host], concurrency: int, progress: Progress | None = None
+    config: Config,
+    slot: int,
+    targets: Sequence[Host],
+    concurrency: int,
+    progress: Progress | None = None,
+    beyond: bool = False,
 ) -> StatusReport:
-    """The census of `slot` on `targets`, compared with the last release deployed from here. A slot this deploy host
-    knows nothing of (no working copy, no release of it in the history) is bad input, not a fleet that lacks it."""
+    """The census of `slot` on `targets`, compared with the last release deployed from here; `beyond` (the config's
+    own hosts asked): the hosts that runs of that release named beyond them too (slot_hosts), so new servers a `sync
+    --hosts` added are not left out of the picture. A slot this deploy host knows nothing of (no working copy, no
+    release of it in the history) is bad input, not a fleet that lacks it."""
     last, depooled = None, frozenset[str]()
     history = existing_history(config.state_dir)
     refuse_an_unknown_slot(config, slot, history is not None and bool(history.deployed(slot)))
     if history is not None:
         last = history.last_deployed(slot)
+        if beyond and last is not None:
+            targets = (*targets, *beyond_the_fleet(config, history, slot, last.commit, targets).hosts)
         depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(

@@ -369,7 +369,8 @@ def status(
 
     config, slot_number = _slot_config(ctx, slot)
     progress = ctx.find_root().obj.progress()
-    report = census.status(config, slot_number, _targets(config, hosts), config.fanout.concurrency, progress)
+    targets = _targets(config, hosts)
+    report = census.status(config, slot_number, targets, config.fanout.concurrency, progress, beyond=not hosts)
     _emit(report.as_json(), render.status_summary(report), json_output)
     return EXIT_OK if report.all_current else EXIT_PARTIAL
 
@@ -637,6 +638,7 @@ def _request(
         force=force,
         action=action,
         hosts_chosen=bool(hosts),
+        hosts_from=_target_files(config, hosts),
     )
 
 
@@ -713,6 +715,15 @@ def _slot(config: Any, slot: int | None) -> int:
     from sartoris.slots import infer_slot
 
     return slot if slot is not None else infer_slot(config, Path.cwd(), os.environ.get("PWD"))
+
+
+def _target_files(config: Any, hosts: list[str] | None) -> tuple[str, ...]:
+    """The hosts files _targets read, as absolute paths (a run notes them: see slot_hosts)."""
+    from sartoris.inventory import group_files
+
+    if hosts:
+        return group_files(hosts, config.hosts_dir, Path.cwd())
+    return group_files(config.deploy.hosts, config.hosts_dir, config.base_dir)
 
 
 def _targets(config: Any, hosts: list[str] | None) -> Any:

@@ -36,7 +36,7 @@ from sartoris.errors import (
 from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, machine_identity, recorded_host, resolve_hosts, unlisted
+from sartoris.inventory import Host, machine_identity, recorded_host, resolve_hosts, unlisted
 from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
@@ -44,6 +44,7 @@ from sartoris.remote import RemoteRelease, fetch_command, switch_command
 from sartoris.repo import Release, SlotCheckout
 from sartoris.results import CANARY_FAILED, CANARY_PHASE, HostResult, HostState, Outcome, Phase, SyncReport
 from sartoris.rollout import RolloutResult, roll_out
+from sartoris.slot_hosts import beyond_the_fleet
 from sartoris.state import DeployedRelease, History, SlotLock, existing_history, written_after_the_change
 from sartoris.transport import Connector, ensure_open_files
 
@@ -92,6 +93,7 @@ class SyncRequest:
     force: bool = False
     action: str = "sync"  # or "rollback": a rollback does not stop switching past max_failures (see roll_out)
     hosts_chosen: bool = False  # the operator named the hosts (--hosts), rather than the config's own `hosts`
+    hosts_from: tuple[str, ...] = ()  # the hosts files `targets` came from, as absolute paths (see slot_hosts)
 
 
 @contextmanager
@@ -131,6 +133,8 @@ def sync(
     with _run_lock(config, request.slot, "sync", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
+        if retry_failed:  # the hosts a `sync --hosts` of the release added, which the fleet leaves out, too
+            request = _with_the_hosts_beyond_the_fleet(config, request, history)
         connector, canary_hosts = _preflight(config, request)
         if not retry_failed:
             _check_the_canary_gate(config, request, canary_hosts)
@@ -193,6 +197,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
     with _run_lock(config, request.slot, "rollback", request.message, request.force) as started_lock:
         started = time.time()
         checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
+        request = _with_the_hosts_beyond_the_fleet(config, request, history)  # the release leaves them too
         connector, _ = _preflight(config, request)
         tag = _rollback_tag(checkout, history.deployed(request.slot), request.slot, to)
         release = checkout.release_of(tag)
@@ -289,7 +294,7 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    asked = (*request.targets, *_named_beyond_the_fleet(config, request, history, last.commit))
+    asked = request.targets
     depooled = depooled_among(history, asked, config.ssh.default_port, config.depool.scope)
     statuses = asyncio.run(census(config, request.slot, asked, last.commit, depooled, request.concurrency, progress))
     stragglers = tuple(h for h, s in zip(asked, statuses, strict=True) if s.state is not HostState.CURRENT)
@@ -297,27 +302,19 @@ def _retry_plan(
     return checkout.release_of(last.tag), stragglers
 
 
-def _named_beyond_the_fleet(config: Config, request: SyncRequest, history: History, commit: str) -> list[Host]:
-    """For a retry of the config's own hosts (no --hosts): the hosts that runs of the slot's release named, a hosts
-    file still lists, and the fleet leaves out (a `sync --hosts new-servers` whose hosts failed: the retry of the
-    fleet said there was nothing to retry). A host no hosts file lists any more (decommissioned) is not asked."""
-    if request.hosts_chosen:
-        return []
-    port = config.ssh.default_port
-    labels = [
-        outcome.get("host")
-        for run in history.runs_up_to(request.slot, history.newest_id())
-        if run.commit == commit
-        for outcome in run.host_outcomes()
-        if isinstance(outcome, dict)
-    ]
-    named = [host for label in labels if isinstance(label, str) and (host := recorded_host(label))]
-    listed = {host.key(port) for host in config.listed_hosts()}
-    beyond = [host for host in dedupe(named, port) if host.key(port) in listed]
-    beyond = [host for host in beyond if host.label in unlisted(beyond, request.targets, port)]
-    if beyond:
-        log.info("retry_beyond_the_fleet", hosts=[host.label for host in beyond])
-    return beyond
+def _with_the_hosts_beyond_the_fleet(config: Config, request: SyncRequest, history: History) -> SyncRequest:
+    """For a run of the config's own hosts (no --hosts) that moves hosts off or onto the slot's release (a rollback,
+    a retry): those hosts plus the ones runs of that release named beyond them (a `sync --hosts fleet --hosts new`),
+    as their hosts files list them now (slot_hosts); the request as it was otherwise."""
+    current = history.last_deployed(request.slot)
+    if request.hosts_chosen or current is None:
+        return request
+    beyond = beyond_the_fleet(config, history, request.slot, current.commit, request.targets)
+    if not beyond.hosts:
+        return request
+    log.info("beyond_the_fleet", tag=current.tag, hosts=[host.label for host in beyond.hosts])
+    files = tuple(dict.fromkeys((*request.hosts_from, *beyond.files)))
+    return replace(request, targets=(*request.targets, *beyond.hosts), hosts_from=files)
 
 
 def _depools_not_remembered(
@@ -383,6 +380,7 @@ def _roll_out_and_record(
             seconds=time.time() - started,
             reason=result.abort_reason,
             sets_release=sets_release,
+            hosts_from=request.hosts_from,
         )
         with written_after_the_change(action, tag=release.tag, outcome=report.outcome.value) as written:
             history.record(action, report, request.message, started, begun[0] if begun else None)
@@ -652,9 +650,12 @@ def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncP
     and the host commands, refused as the run would be (a lock held by another run, what _preflight reads),
     changing nothing."""
     _refuse_if_locked(config, request.slot, request.force)
-    _preflight(config, request)
     # no history yet is no deploy yet; opening it would create it
-    deployed = history.deployed(request.slot) if (history := existing_history(config.state_dir)) else []
+    history = existing_history(config.state_dir)
+    if history is not None:  # the hosts the rollback would take the release off, as it would
+        request = _with_the_hosts_beyond_the_fleet(config, request, history)
+    _preflight(config, request)
+    deployed = history.deployed(request.slot) if history is not None else []
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     release = checkout.release_of(_rollback_tag(checkout, deployed, request.slot, to))
     return _plan(config, request, release, (), "rollback")

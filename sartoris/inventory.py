@@ -275,6 +275,12 @@ def resolve_hosts(
     return unique
 
 
+def group_files(selectors: Sequence[str], hosts_dir: Path, base: Path) -> tuple[str, ...]:
+    """The hosts files `selectors` name (as resolve_hosts reads them, from `base`), as absolute paths: a run notes
+    them, so what targets it asked can be read again later (slot_hosts)."""
+    return tuple(str(_find_group(selector, hosts_dir, base).absolute()) for selector in selectors)
+
+
 def _find_group(selector: str, hosts_dir: Path, base: Path) -> Path:
     """The file a selector names: hosts_dir/<selector> if it exists, else the path from `base`; a selector written
     as a path (`./fleet`, `../x`, `/srv/x`) is only ever that path, never the group of the same name."""

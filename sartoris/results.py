@@ -116,8 +116,9 @@ class SyncReport:
     not_recorded: str | None = None  # why the deploy host's history could not take the run, when it could not
     depools_not_recorded: tuple[str, ...] = ()  # hosts the run depooled that the pool state does not hold as out
     kept: bool = True  # False for a run meant to leave no record (a --retry-failed with nothing to retry)
-    # the run's targets covered the config's fleet: a rollback that did not leaves the slot's release as it was
+    # the run makes its release the slot's: false for a rollback of part of the fleet (see deploy)
     sets_release: bool = True
+    hosts_from: tuple[str, ...] = ()  # the hosts files its targets came from, as absolute paths (see slot_hosts)
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -148,6 +149,7 @@ class SyncReport:
             "reason": self.reason,
             "recorded": self.kept and self.not_recorded is None and not self.depools_not_recorded,
             "sets_release": self.sets_release,
+            "hosts_from": list(self.hosts_from),
         }
 
 

@@ -284,27 +284,55 @@ def test_a_failing_checkout_fails_the_host_and_retry_failed_converges(deployment
 
 
 def test_retry_failed_of_the_fleet_also_retries_the_hosts_a_sync_with_hosts_added_and_failed(
-    deployment: Deployment,
+    deployment: Deployment, tmp_path: Path
 ) -> None:
-    """`sync --hosts fleet --hosts new` where a new server failed, then `sync --retry-failed` (the config's own
-    hosts): it said "nothing to retry: every targeted host is on the tag", exit 0, with the new server off the
-    release. The retry now also asks the hosts runs of the release named that a hosts file still lists; one no
-    file lists any more (decommissioned) is not asked."""
+    """`sync --hosts fleet --hosts ./new-servers` where a new server failed, then `sync --retry-failed` (the config's
+    own hosts): it said "nothing to retry: every targeted host is on the tag", exit 0, with the new server off the
+    release. The retry now also asks the hosts the release's runs targeted, as their hosts files (a group, or a
+    file given by path) list them now: one taken out of its file since (decommissioned) is not asked."""
     fleet, new = deployment.fleet.hosts[44:46], deployment.fleet.hosts[46:48]
     deployment.group("fleet", fleet)
-    deployment.group("new", new)
+    servers = tmp_path / "new-servers"  # a file given by its path, not a group of hosts/
+    servers.write_text("".join(f"{host}\n" for host in new))
     deployment.configure(deploy={"hosts": ["fleet"]}, command_timeout=COMMAND_TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
     refusing = [refuse_checkouts(deployment, host) for host in new]
     release = commit_change(deployment.checkout, "index.php", "<?php echo 'with new servers';\n")
-    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "fleet", "--hosts", "new", "--max-failures", "2")
+    everyone = ("--hosts", "fleet", "--hosts", str(servers))
+    code, report, stderr, _ = _timed_sync(deployment, *everyone, "--max-failures", "2")
     assert code == 5 and [h["host"] for h in report["hosts"] if not h["ok"]] == new, stderr
     for hook in refusing:
-        hook.unlink()  # both fixed; then one of them is decommissioned: no hosts file lists it any more
-    deployment.group("new", new[:1])
+        hook.unlink()  # both fixed; then one of them is decommissioned: its file no longer lists it
+    servers.write_text(f"{new[0]}\n")
     code, retry, stderr, _ = _timed_sync(deployment, "--retry-failed")
     assert code == 0, stderr
     assert [h["host"] for h in retry["hosts"]] == new[:1]
     assert _on(deployment, new[0], release) and not _on(deployment, new[1], release)
+
+
+def test_a_rollback_and_status_of_the_fleet_also_cover_the_servers_a_sync_with_hosts_added(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """After `sync --hosts fleet --hosts ./new-servers` of a bad release, a plain `rollback` took it off the
+    config's hosts only, leaving the new servers on it, and `status` called the slot all current (exit 0). Both now
+    cover the hosts the release's runs targeted beyond the fleet, as their files list them now."""
+    fleet, new = deployment.fleet.hosts[40:42], deployment.fleet.hosts[42:43]
+    deployment.group("fleet", fleet)
+    servers = tmp_path / "new-servers"
+    servers.write_text(f"{new[0]}\n")
+    deployment.configure(deploy={"hosts": ["fleet"]})
+    everyone = ("--hosts", "fleet", "--hosts", str(servers))
+    first = _timed_sync(deployment, *everyone)
+    bad = commit_change(deployment.checkout, "index.php", "<?php echo 'bad';\n")
+    second = _timed_sync(deployment, *everyone)
+    assert first[0] == second[0] == 0, (first[2], second[2])
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--json")
+    assert status.code == 0 and [h["host"] for h in status.json()["hosts"]] == [*fleet, *new], status.stderr
+    back = deployment.sartoris("rollback", "--slot", str(deployment.slot), "--json")
+    assert back.code == 0 and [h["host"] for h in back.json()["hosts"]] == [*fleet, *new], back.stderr
+    assert all(_on(deployment, host, str(first[1]["commit"])) for host in (*fleet, *new))
+    assert not any(deployment.host_head(host) == bad for host in (*fleet, *new))
+    status = deployment.sartoris("status", "--slot", str(deployment.slot), "--json")
+    assert status.code == 0 and status.json()["counts"]["current"] == 3, status.stdout
 
 
 def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_depooled_it(

@@ -1,0 +1,65 @@
+"""The hosts a slot's release went to beyond `[deploy] hosts`: the new servers a `sync --hosts fleet --hosts new`
+named. A retry, a rollback and a status of the config's own hosts ask them too, so a release that went to them is
+neither left there unseen nor called done while they lack it.
+
+Each run notes the hosts files its targets came from (`hosts_from`, absolute paths); they are read again here, so a
+host taken out of its file since (decommissioned) is not asked. A run written before runs noted them counts the
+hosts it named that some hosts file still lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sartoris.config import Config
+from sartoris.errors import InventoryError
+from sartoris.inventory import Host, dedupe, parse_hosts, recorded_host, unlisted
+from sartoris.state import UNFINISHED, Entry, History
+
+
+@dataclass(frozen=True, slots=True)
+class Beyond:
+    """Hosts a slot's release went to that the fleet leaves out, and the hosts files that list them now."""
+
+    hosts: tuple[Host, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+def beyond_the_fleet(config: Config, history: History, slot: int, commit: str, fleet: Sequence[Host]) -> Beyond:
+    """The hosts runs of `commit` in `slot` targeted, as their hosts files list them now, that `fleet` leaves out
+    (compared as machines), with the files that list them."""
+    port = config.ssh.default_port
+    found: list[tuple[Host, str]] = []
+    listed: set[tuple[str, int]] | None = None
+    for run in history.runs_up_to(slot, history.newest_id()):
+        if run.commit != commit:
+            continue
+        files = run.report.get("hosts_from")
+        if isinstance(files, list) and files:
+            found += [(host, name) for name in files if isinstance(name, str) for host in _read(name)]
+            continue
+        if listed is None:  # a run from before runs noted their files
+            listed = {host.key(port) for host in config.listed_hosts()}
+        found += [(host, "") for host in _named(run) if host.key(port) in listed]
+    outside = set(unlisted([host for host, _ in found], fleet, port))
+    hosts = dedupe([host for host, _ in found if host.label in outside], port)
+    files = tuple(dict.fromkeys(name for host, name in found if name and host.label in outside))
+    return Beyond(hosts, files)
+
+
+def _read(name: str) -> tuple[Host, ...]:
+    """The hosts the hosts file `name` lists now; none when it is gone or no longer reads as one."""
+    try:
+        return parse_hosts(Path(name).read_text(encoding="utf-8-sig"), name)
+    except (OSError, UnicodeDecodeError, InventoryError):
+        return ()
+
+
+def _named(run: Entry) -> list[Host]:
+    """The hosts a run's record names (an unfinished run's targets, which its note names)."""
+    labels = [outcome.get("host") for outcome in run.host_outcomes() if isinstance(outcome, dict)]
+    targets = run.report.get("targets") if run.outcome == UNFINISHED else None
+    labels += list(targets) if isinstance(targets, list) else []
+    return [host for label in labels if isinstance(label, str) and (host := recorded_host(label))]

@@ -33,9 +33,7 @@ def beyond_the_fleet(config: Config, history: History, slot: int, commit: str, f
     port = config.ssh.default_port
     found: list[tuple[Host, str]] = []
     listed: set[tuple[str, int]] | None = None
-    for run in history.runs_up_to(slot, history.newest_id()):
-        if run.commit != commit:
-            continue
+    for run in history.runs_of(slot, commit):
         files = run.report.get("hosts_from")
         if isinstance(files, list) and files:
             found += [(host, name) for name in files if isinstance(name, str) for host in _read(name)]

@@ -355,6 +355,10 @@ class History:
         each host is where a deploy started when `mark` was the newest row found it."""
         return self._runs("slot = ? AND id <= ? ORDER BY id", (slot, mark))
 
+    def runs_of(self, slot: int, commit: str) -> list[Entry]:
+        """The slot's syncs and rollbacks of `commit` (unfinished ones too), oldest first."""
+        return self._runs("slot = ? AND commit_sha = ? ORDER BY id", (slot, commit))
+
     def entries(self, slot: int | None = None, limit: int = 20, own_only: bool = False) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
         changes (they belong to no slot and matter to every one), or, `own_only`, that slot's alone."""

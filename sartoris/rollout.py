@@ -248,10 +248,8 @@ class _SwitchPhase:
             self._progress.end()
 
     async def _switch_one(self, item: _Fetched) -> HostResult:
-        if self._interrupted:
-            result = _stopped(item.result, INTERRUPTED)
-        elif self.halted is not None:
-            result = _stopped(item.result, f"not switched: {self.halted}")
+        if (held := self._held_back(item)) is not None:
+            result = held
         else:
             self._progress.started(item.host.label)
             result = await _switch_host(item, self._command, self._timeout, self._look_again, self._switch_again)
@@ -270,18 +268,30 @@ class _SwitchPhase:
         the switch there, the host then switched or failed by that run as any host. One that cannot be reached
         again fails at `connect`: no command ran on it."""
         label = item.host.label
+        if (held := self._held_back(item)) is not None:  # Ctrl-C, or the budget spent, before the new connection
+            return held
         try:
             session = await self._connector.connect(item.host)
         except HostError as again:
             seconds = item.result.seconds + time.monotonic() - began
             return _failed_switch(label, f"{lost}; {NOT_REOPENED}: {again}", seconds, Phase.CONNECT)
-        log.warning("switch_connection_reopened", host=label, error=str(lost))
-        spent = replace(item.result, seconds=item.result.seconds + time.monotonic() - began)
-        reopened = _Fetched(item.host, spent, session)
         try:
+            if (held := self._held_back(item)) is not None:  # ... or while it was opened: no switch starts now
+                return held
+            log.warning("switch_connection_reopened", host=label, error=str(lost))
+            spent = replace(item.result, seconds=item.result.seconds + time.monotonic() - began)
+            reopened = _Fetched(item.host, spent, session)
             return await _switch_host(reopened, self._command, self._timeout, self._look_again)
         finally:
             await close_sessions([session])
+
+    def _held_back(self, item: _Fetched) -> HostResult | None:
+        """The host's result when no switch may start on it any more (Ctrl-C, or too many failed), else None."""
+        if self._interrupted:
+            return _stopped(item.result, INTERRUPTED)
+        if self.halted is not None:
+            return _stopped(item.result, f"not switched: {self.halted}")
+        return None
 
     async def _look_again(self, item: _Fetched, unseen: HostError, began: float) -> HostResult:
         """How a switch ended is unknown: its connection was lost (its script goes on without it on the host), or

@@ -4,6 +4,7 @@ before its switch reached it is switched on a new connection, or fails at `conne
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,3 +167,28 @@ async def test_a_host_that_cannot_be_reached_again_before_its_switch_fails_at_co
         "could not open a session: SSH connection closed; the fetch's connection was lost before the switch,"
         " and a new one could not be opened: connection refused"
     )
+
+
+async def test_no_switch_starts_on_a_new_connection_once_the_budget_is_spent_meanwhile(
+    config: Config, tmp_path: Path
+) -> None:
+    """mw1's switch never reached it and a new connection was being opened while mw2's switch failed past
+    max_failures: the switch then started on the new connection all the same. Once the budget is spent (or Ctrl-C
+    came) while the connection opens, the host is left as its fetch left it, not switched, the connection closed."""
+
+    class _SlowSecondConnect(_Connector):
+        async def connect(self, host: Host) -> _Session:
+            if host.label == "mw1" and "mw1" in self.connects:
+                await asyncio.sleep(0.3)  # mw2's switch fails meanwhile
+            return await super().connect(host)
+
+    reopened = _Session(SWITCHED)
+    connector = _SlowSecondConnect({"mw1": [_Session(FETCHED, LOST), reopened], "mw2": _Session(FETCHED, REFUSED)})
+    release = RemoteRelease("/srv/mw/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    result = await roll_out(
+        config, release, [Host("mw1", "mw1"), Host("mw2", "mw2")], concurrency=2, budget=FailureBudget.parse(0),
+        history=History(tmp_path / "state"), connector=connector,  # type: ignore[arg-type]
+    )
+    held = next(host for host in result.hosts if host.host == "mw1")
+    assert held.stopped and not held.ok and "not switched" in str(held.error), held
+    assert reopened.closed and reopened._ends == [SWITCHED]  # connected, and closed, with no switch run on it

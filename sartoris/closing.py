@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sartoris.results import CANARY_FAILED, switch_unseen
-from sartoris.state import UNFINISHED, shown
+from sartoris.state import UNFINISHED, Entry, shown
 
 SameHost = Callable[[str], Hashable]  # a host's label -> the machine it names
 Release = tuple[str, str]  # tag, commit
@@ -60,6 +60,11 @@ class DeployRun:
             targets=tuple(t for t in targets if isinstance(t, str)) if isinstance(targets, list) else None,
             sets_release=report.get("sets_release") is not False,
         )
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> DeployRun:
+        """The run from its history entry."""
+        return cls.from_record(entry.action, entry.tag, entry.commit, entry.outcome, entry.report)
 
     @property
     def unfinished(self) -> bool:
@@ -253,19 +258,19 @@ class Announcement:
             )
         if not self.running:  # a partial run whose every host failed
             return f"{released}; this deploy switched no host to {tag}: see `sartoris status`"
+        unseen = f" ({len(self.unseen)} may run it: not seen to end)" if self.unseen else ""
+        partial = (
+            f" (partial: {len(self.failed)} host(s) failed{unseen}, {len(self.not_switched)} not switched: see"
+            " `sartoris status`)"
+        )
         if self.part_of_the_fleet:
+            failures = partial if self.failed or self.not_switched else ""
             return (
                 f"{released}; rolled back {len(self.running)} host(s) to {tag}, part of the fleet: the slot's release"
-                " is still the one the others run (see `sartoris status`)"
+                f" is still the one the others run (see `sartoris status`){failures}"
             )
         done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
-        if self.outcome == "partial":
-            unseen = f" ({len(self.unseen)} may run it: not seen to end)" if self.unseen else ""
-            return done + (
-                f" (partial: {len(self.failed)} host(s) failed{unseen}, {len(self.not_switched)} not switched: see"
-                " `sartoris status`)"
-            )
-        return done
+        return done + partial if self.outcome == "partial" else done
 
 
 def announcement(

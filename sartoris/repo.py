@@ -477,9 +477,10 @@ def _is_local(url: str) -> bool:
 
 def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
     """`git ARGS` in `repo` (its output, less one trailing newline): never prompting, English messages, killed with
-    what it started after `timeout` seconds, or at once when an interrupt (Ctrl-C, SIGTERM) stops the wait. Not
-    GitPython's kill_after_timeout: its watchdog thread outlived an interrupt, and the interpreter waited for it to
-    fire, up to `timeout`, before it would exit."""
+    what it started after `timeout` seconds, or at once when an interrupt (Ctrl-C, SIGTERM) stops the wait, which
+    only the main thread sees (start, abort, a run's checks of the working copy; the publish, in a thread of its
+    own, is stopped by its pushes' stop event instead). Not GitPython's kill_after_timeout: its watchdog thread
+    outlived an interrupt, and the interpreter waited for it to fire, up to `timeout`, before it would exit."""
     command = ["git", *args]
     # GitPython's Popen (its cwd and environment); the wrapper is kept to the end: dropping it terminates git
     running = repo.git.execute(command, env=_GIT_ENV, as_process=True)

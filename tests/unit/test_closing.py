@@ -136,6 +136,10 @@ def test_finish_of_a_deploy_whose_only_run_rolled_back_part_of_the_fleet_does_no
     said = announcement([part], LIVE[0])
     assert (said.tag, said.outcome, said.running, said.part_of_the_fleet) == (LIVE[0], "partial", ("mw1", "mw2"), True)
     assert "rolled back 2 host(s) to mw-slot0-live, part of the fleet: the slot's release is still" in said.detail(0)
+    failing = DeployRun("rollback", LIVE[0], LIVE[1], "partial", switched=("mw1",), failed=("mw2",), sets_release=False)
+    assert said.detail(0).endswith("(see `sartoris status`)")  # none failed: nothing more to say
+    assert announcement([failing], LIVE[0]).detail(0).endswith("(partial: 1 host(s) failed, 0 not switched: see"
+                                                                " `sartoris status`)")
     whole = announcement([DeployRun("rollback", LIVE[0], LIVE[1], "ok", switched=("mw1", "mw2"))], LIVE[0])
     assert (whole.outcome, whole.part_of_the_fleet) == ("ok", False)
     assert DeployRun.from_record("rollback", *LIVE, "ok", {"hosts": [], "sets_release": False}).sets_release is False

@@ -208,6 +208,7 @@ def rollback(config: Config, request: SyncRequest, to: str | None, progress: Pro
             config, request, republish, request.targets, history, "rollback",
             started, canary_hosts=(), connector=connector, progress=progress,
             before_switching=partial(_note_switching, started_lock), recorded=partial(_note_synced, started_lock),
+            to=release.commit,
         )
 
 
@@ -294,11 +295,11 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    asked = request.targets
-    depooled = depooled_among(history, asked, config.ssh.default_port, config.depool.scope)
-    statuses = asyncio.run(census(config, request.slot, asked, last.commit, depooled, request.concurrency, progress))
-    stragglers = tuple(h for h, s in zip(asked, statuses, strict=True) if s.state is not HostState.CURRENT)
-    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(asked) - len(stragglers))
+    targets = request.targets
+    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
+    statuses = asyncio.run(census(config, request.slot, targets, last.commit, depooled, request.concurrency, progress))
+    stragglers = tuple(h for h, s in zip(targets, statuses, strict=True) if s.state is not HostState.CURRENT)
+    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(targets) - len(stragglers))
     return checkout.release_of(last.tag), stragglers
 
 
@@ -310,11 +311,16 @@ def _with_the_hosts_beyond_the_fleet(config: Config, request: SyncRequest, histo
     if request.hosts_chosen or current is None:
         return request
     beyond = beyond_the_fleet(config, history, request.slot, current.commit, request.targets)
-    if not beyond.hosts:
+    hosts = beyond.hosts
+    if request.action == "rollback":  # it takes the release off the hosts: only those that may run it
+        port = config.ssh.default_port
+        on_it = {host.key(port) for host in _left_on(config, history, request.slot, current.commit)}
+        hosts = tuple(host for host in hosts if host.key(port) in on_it)
+    if not hosts:
         return request
-    log.info("beyond_the_fleet", tag=current.tag, hosts=[host.label for host in beyond.hosts])
+    log.info("beyond_the_fleet", tag=current.tag, hosts=[host.label for host in hosts])
     files = tuple(dict.fromkeys((*request.hosts_from, *beyond.files)))
-    return replace(request, targets=(*request.targets, *beyond.hosts), hosts_from=files)
+    return replace(request, targets=(*request.targets, *hosts), hosts_from=files)
 
 
 def _depools_not_remembered(
@@ -347,10 +353,12 @@ def _roll_out_and_record(
     progress: Progress | None,
     before_switching: Callable[[str], None],
     recorded: Callable[[SyncReport], None],
+    to: str | None = None,
 ) -> SyncReport:
-    """Publish, roll out and write the run down, tell `recorded` (before the post hook), then run the post hook."""
+    """Publish, roll out and write the run down, tell `recorded` (before the post hook), then run the post hook.
+    `to`: a rollback's commit, known before it publishes."""
     begun: list[int] = []  # the history's note of this run, once hosts may switch
-    sets_release = _sets_the_slots_release(config, request, history, action)
+    sets_release = _sets_the_slots_release(config, request, history, action, to)
 
     def switching(release: Release) -> None:
         """Before a phase's first host may switch: the started deploy's note, then the history's, written once, in
@@ -408,14 +416,17 @@ def _roll_out_and_record(
     return report
 
 
-def _sets_the_slots_release(config: Config, request: SyncRequest, history: History, action: str) -> bool:
-    """Whether the run makes its release the slot's (DeployedRelease.sets_the_release): every sync does; a rollback
-    does when it targets every host of the config's fleet ([deploy] hosts), or every host the slot's runs left on
-    its release (a `sync --hosts` undone; the last group of a rollback done group by group), compared as machines
-    (`mw1`, `mw1:22` and `deploy@mw1` are one). A rollback of part of them leaves the slot's release where the rest
-    are. A config naming no fleet, or one whose hosts
-    cannot be read, has none to leave part of: the run counts as covering it, as every run did before this was
-    noted. Decided when the run starts: a later edit of the hosts files rewrites nothing."""
+def _sets_the_slots_release(
+    config: Config, request: SyncRequest, history: History, action: str, to: str | None = None
+) -> bool:
+    """Whether the run makes its release the slot's (DeployedRelease.sets_the_release): every sync does, and a
+    rollback to the slot's release itself (`to`: its commit; a rejected canary release above it is left behind). A
+    rollback does when it targets every host of the config's fleet ([deploy] hosts), or every host the slot's runs
+    left on its release that a hosts file still lists (a `sync --hosts` undone; the last group of a rollback done
+    group by group), compared as machines (`mw1`, `mw1:22` and `deploy@mw1` are one). A rollback of part of them
+    leaves the slot's release where the rest are. A config naming no fleet, or one whose hosts cannot be read, has
+    none to leave part of: the run counts as covering it, as every run did before this was noted. Decided when
+    the run starts: a later edit of the hosts files rewrites nothing."""
     if action != "rollback" or not request.hosts_chosen:  # its targets are the fleet
         return True
     port = config.ssh.default_port
@@ -426,12 +437,19 @@ def _sets_the_slots_release(config: Config, request: SyncRequest, history: Histo
     if not unlisted(fleet, request.targets, port):
         return True
     current = history.last_deployed(request.slot)
-    if current is None:
+    if current is None or current.commit == to:
         return True
-    past = history.runs_up_to(request.slot, history.newest_id())
-    runs = [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in past]
-    on_it = [host for label in left_on(runs, current.commit, machine_identity(port)) if (host := recorded_host(label))]
+    listed = {host.key(port) for host in (*fleet, *config.listed_hosts())}
+    listed |= {host.key(port) for host in beyond_the_fleet(config, history, request.slot, current.commit, fleet).hosts}
+    on_it = [host for host in _left_on(config, history, request.slot, current.commit) if host.key(port) in listed]
     return not unlisted(on_it, request.targets, port)
+
+
+def _left_on(config: Config, history: History, slot: int, commit: str) -> list[Host]:
+    """The hosts the slot's runs left on `commit`, or that may run it (closing.left_on)."""
+    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
+    labels = left_on(runs, commit, machine_identity(config.ssh.default_port))
+    return [host for label in labels if (host := recorded_host(label))]
 
 
 async def _publish_and_deploy(

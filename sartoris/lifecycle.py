@@ -130,7 +130,7 @@ def _deploy_runs(
 
 
 def _as_runs(entries: list[Entry]) -> list[DeployRun]:
-    return [DeployRun.from_record(e.action, e.tag, e.commit, e.outcome, e.report) for e in entries]
+    return [DeployRun.from_entry(entry) for entry in entries]
 
 
 def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:

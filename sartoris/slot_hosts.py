@@ -16,7 +16,10 @@ from pathlib import Path
 from sartoris.config import Config
 from sartoris.errors import InventoryError
 from sartoris.inventory import Host, dedupe, parse_hosts, recorded_host, unlisted
+from sartoris.results import Outcome
 from sartoris.state import UNFINISHED, Entry, History
+
+_ABORTED = Outcome.ABORTED.value  # a run that switched nobody
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +32,19 @@ class Beyond:
 
 def beyond_the_fleet(config: Config, history: History, slot: int, commit: str, fleet: Sequence[Host]) -> Beyond:
     """The hosts runs of `commit` in `slot` targeted, as their hosts files list them now, that `fleet` leaves out
-    (compared as machines), with the files that list them."""
+    (compared as machines), with the files that list them. A run that aborted switched nobody: the release did not
+    go to its hosts (new servers that could not fetch, dropped since)."""
     port = config.ssh.default_port
     found: list[tuple[Host, str]] = []
     listed: set[tuple[str, int]] | None = None
+    read: dict[str, tuple[Host, ...]] = {}  # each file once, however many runs (retries) noted it
     for run in history.runs_of(slot, commit):
+        if run.outcome == _ABORTED:
+            continue
         files = run.report.get("hosts_from")
         if isinstance(files, list) and files:
-            found += [(host, name) for name in files if isinstance(name, str) for host in _read(name)]
+            names = [name for name in files if isinstance(name, str)]
+            found += [(host, name) for name in names for host in read.setdefault(name, _read(name))]
             continue
         if listed is None:  # a run from before runs noted their files
             listed = {host.key(port) for host in config.listed_hosts()}

@@ -93,3 +93,55 @@ def test_the_last_group_of_a_rollback_done_group_by_group_sets_the_slots_release
     (tmp_path / "chosen").write_text("mw2\nmw3\n")
     rest = replace(first, targets=resolve_hosts([str(tmp_path / "chosen")], config.hosts_dir, tmp_path))
     assert _sets_the_slots_release(config, rest, history, "rollback") is True
+
+
+def test_a_rollback_of_part_of_the_fleet_to_the_slots_own_release_leaves_a_rejected_release_behind(
+    tmp_path: Path,
+) -> None:
+    """sync t8, t9, then t10 whose canary mw2 failed (rejected), then `rollback --hosts canaries` to t9: marked as not
+    setting the slot's release, it left the rejected t10 on top of the rollback stack, and the next bare rollback
+    went to t9, where the hosts already were. A rollback to the slot's release itself sets it."""
+    config, canaries = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\nmw2\n")
+    history = History(config.state_dir)
+    _synced(config, "t8", "mw1", "mw2", "mw3")
+    _synced(config, "t9", "mw1", "mw2", "mw3")
+    assert _sets_the_slots_release(config, canaries, history, "rollback", to="9" * 40) is True
+    assert _sets_the_slots_release(config, canaries, history, "rollback", to="8" * 40) is False
+
+
+def test_a_host_no_hosts_file_lists_any_more_does_not_hold_the_slots_release(tmp_path: Path) -> None:
+    """`sync --hosts` of t9 reached mw1 and mw9; mw9 was decommissioned (in no hosts file now). A rollback of mw1
+    was taken for one of part of the hosts on t9, so the slot's release stayed t9, which no live host ran."""
+    config, one = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    history = History(config.state_dir)
+    _synced(config, "t8", "mw1", "mw2", "mw3")
+    _synced(config, "t9", "mw1", "mw9")
+    assert _sets_the_slots_release(config, one, history, "rollback", to="8" * 40) is True
+
+
+def test_a_rollback_of_the_fleet_takes_the_release_off_only_the_hosts_beyond_it_that_may_run_it(
+    tmp_path: Path,
+) -> None:
+    """After `sync --hosts fleet --hosts ./new` where one new server failed its fetch, a plain rollback took the
+    release off the new servers too, the failed one included: it never ran it, and would only fail again (a dead
+    server could abort the rollback at its fetch threshold). Only the new servers that may run it are added."""
+    from sartoris.deploy import _with_the_hosts_beyond_the_fleet
+
+    config, _ = _config_and_targets(tmp_path, "mw1\nmw2\n", None)
+    history = History(config.state_dir)
+    new = tmp_path / "new"
+    new.write_text("mw3\nmw4\n")
+    done = (
+        HostResult("mw1", True, Phase.DONE), HostResult("mw2", True, Phase.DONE), HostResult("mw3", True, Phase.DONE),
+        HostResult("mw4", False, Phase.FETCH, "could not fetch"),
+    )
+    files = (str(tmp_path / "hosts" / "fleet"), str(new))
+    report = SyncReport(0, "t9", "9" * 40, Outcome.PARTIAL, done, hosts_from=files)
+    history.record("sync", report, "", 0.0)
+    fleet = config.fleet()
+    back = SyncRequest(0, fleet, "", 4, FailureBudget.parse(0), action="rollback")
+    retry = replace(back, action="sync")
+    assert [h.label for h in _with_the_hosts_beyond_the_fleet(config, back, history).targets] == ["mw1", "mw2", "mw3"]
+    assert [h.label for h in _with_the_hosts_beyond_the_fleet(config, retry, history).targets] == [
+        "mw1", "mw2", "mw3", "mw4"
+    ]

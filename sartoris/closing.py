@@ -72,6 +72,12 @@ class DeployRun:
         return self.outcome == UNFINISHED
 
     @property
+    def named(self) -> tuple[str, ...]:
+        """Every host its record names: switched, failed, stopped before their turn, and, when it died while
+        switching, its targets."""
+        return self.switched + self.failed + self.not_switched + ((self.targets or ()) if self.unfinished else ())
+
+    @property
     def maybe_switched(self) -> tuple[str, ...]:
         """The hosts it may have put on its release unseen: those whose switch was not seen to end, and, when it
         died while switching, each of its targets."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from sartoris.closing import DeployRun
 from sartoris.config import Config
 from sartoris.errors import InventoryError
-from sartoris.inventory import Host, dedupe, parse_hosts, recorded_host, unlisted
+from sartoris.inventory import Host, dedupe, recorded_host, resolve_hosts, unlisted
 from sartoris.results import Outcome
-from sartoris.state import UNFINISHED, Entry, History
+from sartoris.state import History
 
 _ABORTED = Outcome.ABORTED.value  # a run that switched nobody
 
@@ -44,28 +44,22 @@ def beyond_the_fleet(config: Config, history: History, slot: int, commit: str, f
         files = run.report.get("hosts_from")
         if isinstance(files, list) and files:
             names = [name for name in files if isinstance(name, str)]
-            found += [(host, name) for name in names for host in read.setdefault(name, _read(name))]
+            found += [(host, name) for name in names for host in read.setdefault(name, _read(config, name))]
             continue
         if listed is None:  # a run from before runs noted their files
             listed = {host.key(port) for host in config.listed_hosts()}
-        found += [(host, "") for host in _named(run) if host.key(port) in listed]
+        named = [host for label in DeployRun.from_entry(run).named if (host := recorded_host(label))]
+        found += [(host, "") for host in named if host.key(port) in listed]
     outside = set(unlisted([host for host, _ in found], fleet, port))
     hosts = dedupe([host for host, _ in found if host.label in outside], port)
     files = tuple(dict.fromkeys(name for host, name in found if name and host.label in outside))
     return Beyond(hosts, files)
 
 
-def _read(name: str) -> tuple[Host, ...]:
-    """The hosts the hosts file `name` lists now; none when it is gone or no longer reads as one."""
+def _read(config: Config, name: str) -> tuple[Host, ...]:
+    """The hosts the hosts file `name` (an absolute path) lists now, read as targeting reads it; none when it is
+    gone or no longer reads as one."""
     try:
-        return parse_hosts(Path(name).read_text(encoding="utf-8-sig"), name)
-    except (OSError, UnicodeDecodeError, InventoryError):
+        return resolve_hosts([name], config.hosts_dir, config.base_dir, config.ssh.default_port)
+    except InventoryError:  # gone, unreadable, a bad line, or emptied: it lists no host
         return ()
-
-
-def _named(run: Entry) -> list[Host]:
-    """The hosts a run's record names (an unfinished run's targets, which its note names)."""
-    labels = [outcome.get("host") for outcome in run.host_outcomes() if isinstance(outcome, dict)]
-    targets = run.report.get("targets") if run.outcome == UNFINISHED else None
-    labels += list(targets) if isinstance(targets, list) else []
-    return [host for label in labels if isinstance(label, str) and (host := recorded_host(label))]

@@ -345,7 +345,7 @@ def switch_command(release: RemoteRelease) -> str:
         f' mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers && sartoris_build; }} 2>/dev/null;'
         " then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
-        f"  elif [ -z \"$kept_changed\" ] && [ -f {q(release.slot_name + '/.git/objects/info/alternates')} ]"
+        f"  elif [ -z \"$kept_changed\" ] && [ -f {q(_objects_link(release.slot_name))} ]"
         f" && {_removed(building)}"
         ' && { tried="${tried:+$tried, then }a copy of the live tree";'
         f" {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
@@ -383,12 +383,18 @@ def _fresh_clone_note(release: RemoteRelease, tree: str) -> str:
         f"{NOTE_MARK} the live tree {release.slot_path} has no usable .git (its objects/info/alternates is gone),"
         " so it could not be copied: built from a fresh clone"
     )
-    alternates = q(release.slot_name + "/.git/objects/info/alternates")
+    alternates = q(_objects_link(release.slot_name))
     return (
         f'if [ -n "$kept_changed" ]; then echo {q(kept)} >&2;'
         f' elif [ -n "$tried" ]; then echo {q(tried)}"$tried: built from a fresh clone" >&2;'
         f" elif [ -d {q(release.slot_name)} ] && [ ! -f {alternates} ]; then echo {q(broken)} >&2; fi;"
     )
+
+
+def _objects_link(tree: str) -> str:
+    """The file that links the slot tree `tree` to the store's objects (git's alternates): a tree of Sartoris's that
+    lacks it has no usable `.git` (its objects, or all of it, deleted), so it is neither copied nor called current."""
+    return posixpath.join(tree, ".git", "objects", "info", "alternates")
 
 
 def _build_function(release: RemoteRelease, building: str) -> str:
@@ -788,7 +794,7 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     if expected is not None:
         tree = posixpath.join(_state_dir(slot_path), "trees", expected)
         tree_head = q(posixpath.join(tree, ".git", "HEAD"))
-        alternates = q(posixpath.join(tree, ".git", "objects", "info", "alternates"))
+        alternates = q(_objects_link(tree))
         lines += [
             # its objects' link too, as the switch's copy asks: a tree whose objects were deleted is not current
             f"h=; if [ -L {slot} ] && [ {slot} -ef {q(tree)} ] && [ -f {tree_head} ] && [ -f {alternates} ]; then"

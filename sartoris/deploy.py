@@ -295,11 +295,12 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    targets = request.targets
-    depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
-    statuses = asyncio.run(census(config, request.slot, targets, last.commit, depooled, request.concurrency, progress))
-    stragglers = tuple(h for h, s in zip(targets, statuses, strict=True) if s.state is not HostState.CURRENT)
-    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(targets) - len(stragglers))
+    depooled = depooled_among(history, request.targets, config.ssh.default_port, config.depool.scope)
+    statuses = asyncio.run(
+        census(config, request.slot, request.targets, last.commit, depooled, request.concurrency, progress)
+    )
+    stragglers = tuple(h for h, s in zip(request.targets, statuses, strict=True) if s.state is not HostState.CURRENT)
+    log.info("retry_targets", tag=last.tag, hosts=len(stragglers), current=len(request.targets) - len(stragglers))
     return checkout.release_of(last.tag), stragglers
 
 

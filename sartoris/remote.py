@@ -163,7 +163,10 @@ def _host_timeout(seconds: float) -> tuple[str, ...]:
 
 
 def _timed_out(seconds: float) -> str:
-    return f"{OWN_LINE_MARK} timed out after {host_deadline(seconds):g}s (stopped on the host)"
+    """The timeout's line: the host's deadline, and the timeout it stands in for (an operator who set
+    command_timeout = 8 would not recognise a bare "6s")."""
+    deadline = host_deadline(seconds)
+    return f"{OWN_LINE_MARK} timed out on the host after {deadline:g}s (stopped ahead of the {seconds:g}s timeout)"
 
 
 def _killed(seconds: float) -> str:

@@ -184,7 +184,8 @@ def test_a_status_whose_git_hangs_on_a_host_ends_there_at_its_deadline(deploymen
         seconds = time.monotonic() - began
         assert code == 5 and seconds < COMMAND_TIMEOUT + OVERHEAD, seconds
         assert status[hung]["state"] == "unreachable", status[hung]
-        said = f"sartoris: timed out after {COMMAND_TIMEOUT - 2:g}s (stopped on the host)"
+        ahead = f"(stopped ahead of the {COMMAND_TIMEOUT:g}s timeout)"
+        said = f"sartoris: timed out on the host after {COMMAND_TIMEOUT - 2:g}s {ahead}"
         assert status[hung]["error"] == said, status[hung]
         assert status[other]["state"] == "current"
         wait_for(lambda: not processes_with(asking), REMOTE_KILL_GRACE + 1, "the hung git to be gone from the host")

@@ -96,7 +96,7 @@ def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     or at half of it when it is too short for that (a 1 s limit gave the host 1 s, the controller's whole time)."""
     done = run_on_host(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
-    assert "sartoris: timed out after 1.5s (stopped on the host)" in done.stderr
+    assert "sartoris: timed out on the host after 1.5s (stopped ahead of the 3s timeout)" in done.stderr
     assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n\n{SCRIPT_END}\n"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
@@ -965,7 +965,8 @@ def test_status_asks_git_under_the_hosts_own_deadline() -> None:
         script = status_command("/srv/app/php-slot0", "a" * 40, controller)
         assert script.count(f"exec timeout -k 5 {host} git -C /srv/app/php-slot0 rev-parse --verify") == 3
         assert script.count(" git ") == 3  # every git the script may run
-        assert deadline_error(124, controller) == f"sartoris: timed out after {host}s (stopped on the host)"
+        said = f"sartoris: timed out on the host after {host}s (stopped ahead of the {controller:g}s timeout)"
+        assert deadline_error(124, controller) == said
         assert bounded("true", controller).command.count(shell_words("echo", str(deadline_error(124, controller))))
         assert bounded("true", controller).command.count(shell_words("echo", str(deadline_error(137, controller))))
     assert deadline_error(128, 30.0) is None and deadline_error(1, 30.0) is None
@@ -999,7 +1000,7 @@ def test_a_status_whose_git_hangs_ends_at_the_hosts_deadline_and_leaves_no_git(h
     assert shell.returncode == 124 and 1.5 <= seconds < 1.5 + 3, (shell.returncode, seconds, stderr)
     assert hung == []
     answer = census_answer(subprocess.CompletedProcess([], 124, stdout, stderr), "f" * 40, 3.0)
-    said = "sartoris: timed out after 1.5s (stopped on the host)"
+    said = "sartoris: timed out on the host after 1.5s (stopped ahead of the 3s timeout)"
     assert answer == HostStatus("mw1", HostState.UNREACHABLE, error=said)
 
 

@@ -95,9 +95,16 @@ class PoolReport:
     interrupted: bool = False
     not_recorded: str | None = None  # why the history did not take the change, when it did not
     state_recorded: bool = True  # whether the pool state (what `status` reads) took it, even if the log did not
-    logged: bool = True  # whether the history's log (what `log` lists) took it
+    logged: bool = True  # whether the history's log (what `log` lists) took it; False too when nothing was written
     left_out: tuple[str, ...] = ()  # `pool --caught-up`: hosts it leaves out, as an operator depooled them by hand
     behind_elsewhere: tuple[tuple[str, int], ...] = ()  # `pool --caught-up`: hosts left out, behind on another slot
+
+    def outcome(self) -> str:
+        """The history's word for the change: `failed` when no host changed (`log` said `partial` for a depool that
+        failed on every host, as if some were out), `partial` when some did, else `ok`."""
+        if not self.failed:
+            return "ok"
+        return "partial" if self.changed else "failed"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -105,7 +112,7 @@ class PoolReport:
             "changed": list(self.changed),
             "failed": [{"host": host, "error": error} for host, error in self.failed],
             "interrupted": self.interrupted,
-            "recorded": self.not_recorded is None,
+            "recorded": self.not_recorded is None and self.logged,
             "left_out": list(self.left_out),
             "behind_in_other_slots": [{"host": host, "slot": slot} for host, slot in self.behind_elsewhere],
         }
@@ -161,7 +168,7 @@ def change_pool(
         """Remember the change in the history (Ctrl-C is held meanwhile)."""
         report = replace(ran[0], interrupted=ran[1])
         with written_after_the_change(action) as written:
-            history.record_event(action, None, message, report.as_json(), outcome="partial" if report.failed else "ok")
+            history.record_event(action, None, message, report.as_json(), outcome=report.outcome())
         if written.error is not None:
             report = replace(report, not_recorded=report.not_recorded or written.error, logged=False)
         return report
@@ -243,7 +250,7 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     candidates = [h for h in targets if h.label in depooled and h.label not in by_hand]
     left_out = tuple(h.label for h in targets if h.label in by_hand)
     if last is None or not candidates:
-        return PoolReport("pool", (), (), left_out=left_out)
+        return PoolReport("pool", (), (), left_out=left_out, logged=False)
     statuses = asyncio.run(census(config, slot, candidates, last.commit, depooled, config.fanout.concurrency))
     current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
@@ -251,7 +258,7 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
     if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
-        return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere)
+        return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, logged=False)
     report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
     return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
 

@@ -363,6 +363,7 @@ def test_caught_up_on_one_slot_leaves_out_a_host_behind_on_the_slot_whose_run_de
     assert run.code == 0, run.stderr
     assert run.json()["changed"] == [] and f"pool {hosts[0]}" not in deployment.pool_changes()
     assert len(deployment.sartoris("log", "-n", "1000", "--json").json()["entries"]) == rows
+    assert run.json()["recorded"] is False  # it wrote nothing, and says so, as a retry with nothing to retry does
     assert run.json()["behind_in_other_slots"] == [{"host": hosts[0], "slot": deployment.slot}]
     refusing_hook.unlink()
     assert _timed_sync(deployment, "--hosts", "three", "--retry-failed")[0] == 0

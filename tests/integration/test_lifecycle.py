@@ -390,6 +390,7 @@ def test_depool_pool_and_caught_up(deployment: Deployment) -> None:
     run = deployment.sartoris("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
     assert run.code == 0, run.stderr
     assert run.json()["changed"] == [] and run.json()["left_out"] == [host]
+    assert run.json()["recorded"] is False  # no history row: "recorded" true read as a row written
     assert deployment.pool_changes() == [f"depool {host}"]
     assert deployment.sartoris("pool", host).code == 0
     assert deployment.pool_changes() == [f"depool {host}", f"pool {host}"]

@@ -169,6 +169,27 @@ def test_ctrl_c_during_a_syncs_depools_starts_no_other_only_before_the_switch(
         assert all(error.startswith("not run: interrupted") for error in into.errors.values())
 
 
+@pytest.mark.parametrize(
+    ("command", "outcome", "out"),
+    [
+        pytest.param("sh -c true sh {host}", "ok", {"mw1", "mw2"}, id="every-host"),
+        pytest.param("sh -c 'test $1 = mw1' sh {host}", "partial", {"mw1"}, id="some-hosts"),
+        pytest.param("sh -c false sh {host}", "failed", set(), id="no-host"),
+    ],
+)
+def test_a_depools_history_row_says_failed_when_no_host_went_out(
+    tmp_path: Path, command: str, outcome: str, out: set[str]
+) -> None:
+    """A depool whose command failed for every host was logged `partial`, as if some hosts were out of the pool; it
+    is now `failed`, and `partial` only when some went out."""
+    config = depool_config(tmp_path, command)
+    report = change_pool(config, [parse_host("mw1"), parse_host("mw2")], depool=True, message="swap")
+    history = History(config.state_dir)
+    [entry] = history.entries()
+    assert (entry.action, entry.outcome) == ("depool", outcome)
+    assert history.depooled_hosts("") == frozenset(out) and report.as_json()["recorded"] is True
+
+
 def test_a_host_depooled_under_one_spelling_is_out_under_another(tmp_path: Path) -> None:
     """`depool mw1` is seen by a status whose group file says mw1:22 (or DEPLOY@MW1), not by a different sshd."""
     history = History(tmp_path / ".sartoris")

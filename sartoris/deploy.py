@@ -37,7 +37,7 @@ from sartoris.hook_calls import post_hook, pre_hook
 from sartoris.hooks import HookPhase
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, machine_identity, recorded_host, resolve_hosts, unlisted
-from sartoris.policy import FailureBudget, outcome_of_stopped_run, rollback_target
+from sartoris.policy import FailureBudget, outcome_of_stopped_run, rejected_on_top, rollback_target
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
 from sartoris.remote import RemoteRelease, fetch_command, switch_command
@@ -286,10 +286,10 @@ def _retry_plan(
     config: Config, request: SyncRequest, checkout: SlotCheckout, history: History, progress: Progress | None
 ) -> tuple[Release, tuple[Host, ...]]:
     """The slot's current release and the targeted hosts not on it (a census finds them)."""
-    releases = history.deployed(request.slot)
-    if releases and releases[0].rejected:  # retrying would take a release its canaries failed to everyone
+    rejected = rejected_on_top(history.deployed(request.slot))
+    if rejected is not None:  # retrying would take a release its canaries failed to everyone
         raise RefusedError(
-            f"slot {request.slot}: the last sync ({releases[0].tag}) stopped in its canary phase (a canary failed, or"
+            f"slot {request.slot}: the last sync ({rejected.tag}) stopped in its canary phase (a canary failed, or"
             " the run died); sync again (canaries first), or put the canaries back with `sartoris rollback`"
         )
     last = history.last_deployed(request.slot)

@@ -179,6 +179,14 @@ def rollback_target(newest_first: Sequence[_Release]) -> str | None:
     return next((r.tag for r in reversed(stack) if r.commit != current and not r.rejected), None)
 
 
+def rejected_on_top(newest_first: Sequence[_Release]) -> _Release | None:
+    """The slot's newest release, when a canary rejected it (or its run died in the canary phase): a retry would
+    take it to everyone. A rollback of part of the fleet on top of it is no step (see rollback_target): it does not
+    make the rejected release any less the newest."""
+    newest = next((release for release in newest_first if release.sets_the_release), None)
+    return newest if newest is not None and newest.rejected else None
+
+
 def within_depool_cap(
     candidates: Sequence[str], already_depooled: frozenset[str], cap: FailureBudget | None, targeted: Sequence[str]
 ) -> tuple[str, ...]:

@@ -145,3 +145,24 @@ def test_a_rollback_of_the_fleet_takes_the_release_off_only_the_hosts_beyond_it_
     assert [h.label for h in _with_the_hosts_beyond_the_fleet(config, retry, history).targets] == [
         "mw1", "mw2", "mw3", "mw4"
     ]
+
+
+def test_a_retry_is_refused_over_a_rejected_release_also_after_one_canary_was_rolled_back(tmp_path: Path) -> None:
+    """t9's canaries mw1 and mw2 switched, then a canary check failed (t9 rejected); `rollback --hosts` of mw1 alone
+    is a rollback of part of the fleet. The retry's refusal read that newest row, found it not rejected, and let a
+    `--retry-failed` through over the rejected release; it now reads past it."""
+    from sartoris.deploy import _retry_plan
+    from sartoris.errors import RefusedError
+    from sartoris.results import CANARY_FAILED
+
+    config, one = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    history = History(config.state_dir)
+    _synced(config, "t8", "mw1", "mw2", "mw3")
+    canaries = (HostResult("mw1", True, Phase.DONE), HostResult("mw2", True, Phase.DONE))
+    canaries += (HostResult("mw3", False, Phase.CONNECT, "not attempted: a canary failed", stopped=True),)
+    history.record("sync", SyncReport(0, "t9", "9" * 40, Outcome.PARTIAL, canaries, reason=CANARY_FAILED), "", 0.0)
+    back = (HostResult("mw1", True, Phase.DONE),)
+    history.record("rollback", SyncReport(0, "t8", "8" * 40, Outcome.OK, back, sets_release=False), "", 0.0)
+    retry = replace(one, action="sync", targets=config.fleet(), hosts_chosen=False)
+    with pytest.raises(RefusedError, match="stopped in its canary phase"):
+        _retry_plan(config, retry, None, history, None)  # type: ignore[arg-type]  # refused before any checkout

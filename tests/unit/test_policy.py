@@ -9,6 +9,7 @@ from sartoris.policy import (
     decide_after_fetch,
     is_transient_fetch_error,
     outcome_of_stopped_run,
+    rejected_on_top,
     rollback_target,
     switch_failures_tolerated,
 )
@@ -255,6 +256,26 @@ def test_rollback_goes_back_through_the_deploys_as_a_stack_unwinds(
     rollback to A, sync C, rollback --to B then went back to C), nor to one its canaries rejected; a rollback of
     part of the fleet leaves the current release to the rest, so a rollback still goes back from that."""
     assert rollback_target(_runs(*history)) == target
+
+
+@pytest.mark.parametrize(
+    ("history", "rejected"),
+    [
+        pytest.param(("sync A", "rejected B"), "B", id="a-rejected-release-on-top"),
+        pytest.param(("sync A", "rejected B", "part A"), "B", id="under-a-rollback-of-part-of-the-fleet"),
+        pytest.param(("sync A", "rejected B", "rollback A"), None, id="rolled-back-from"),
+        pytest.param(("sync A", "rejected B", "sync C"), None, id="synced-over"),
+        pytest.param(("sync A", "part B"), None, id="no-rejection"),
+        pytest.param((), None, id="no-history"),
+    ],
+)
+def test_a_retry_is_refused_while_a_rejected_release_is_the_newest_even_under_a_part_rollback(
+    history: tuple[str, ...], rejected: str | None
+) -> None:
+    """`sync --retry-failed` refuses while the slot's newest release is one its canaries rejected; a rollback of
+    part of the fleet after it (one canary put back) hid it, as the refusal read the newest row of any kind."""
+    found = rejected_on_top(_runs(*history))
+    assert (found.tag if found is not None else None) == rejected
 
 
 def test_max_depooled_counts_over_the_whole_run_also_in_its_canary_phase() -> None:

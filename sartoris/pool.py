@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from sartoris.closing import DeployRun
 from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
@@ -251,8 +252,14 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     left_out = tuple(h.label for h in targets if h.label in by_hand)
     if last is None or not candidates:
         return PoolReport("pool", (), (), left_out=left_out, logged=False)
-    statuses = asyncio.run(census(config, slot, candidates, last.commit, depooled, config.fanout.concurrency))
-    current = [h for h, s in zip(candidates, statuses, strict=True) if s.state is HostState.CURRENT]
+    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
+    owed = releases_owed(runs, candidates, last.commit, port)
+    caught_up: set[str] = set()
+    for commit in sorted(set(owed.values())):  # one census per release owed: most often only the slot's
+        asked = [h for h in candidates if owed[h.label] == commit]
+        statuses = asyncio.run(census(config, slot, asked, commit, depooled, config.fanout.concurrency))
+        caught_up |= {h.label for h, s in zip(asked, statuses, strict=True) if s.state is HostState.CURRENT}
+    current = [h for h in candidates if h.label in caught_up]
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
@@ -261,6 +268,20 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
         return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, logged=False)
     report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
     return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
+
+
+def releases_owed(runs: Sequence[DeployRun], hosts: Sequence[Host], slots_release: str, port: int) -> dict[str, str]:
+    """The commit each of `hosts` must run to be caught up (by label), from the slot's runs, oldest first: the slot's
+    release, unless the newest run that named the host was a rollback of part of the fleet. That run meant to take
+    the host off the slot's release: one whose rollback failed there (depooled, still on the slot's release) was put
+    back in the pool on it, and one it did roll back was never caught up, though on the release meant for it."""
+    newest_part_rollback: dict[tuple[str, int], str | None] = {}
+    for run in runs:
+        partial_rollback = run.commit if run.action == "rollback" and not run.sets_release else None
+        for named in (*run.switched, *run.failed, *run.not_switched):
+            if (machine := machine_of(named, port)) is not None:
+                newest_part_rollback[machine] = partial_rollback
+    return {h.label: newest_part_rollback.get(h.key(port)) or slots_release for h in hosts}
 
 
 def slots_owed(changes: Sequence[tuple[int | None, str, str]], default_port: int) -> dict[tuple[str, int], set[int]]:

@@ -450,6 +450,29 @@ def test_a_rollback_does_not_stop_at_switch_failures(deployment: Deployment) -> 
     assert sorted(deployment.pool_changes()) == sorted(f"depool {address}" for address in hosts[:2])
 
 
+def test_caught_up_leaves_out_a_host_whose_rollback_of_part_of_the_fleet_failed(deployment: Deployment) -> None:
+    """`rollback --hosts pair` of two of three hosts, one of whose swap fails: depooled, it still runs the release
+    the rollback meant to take it off, the slot's own. `pool --caught-up` put it back in the pool on that release
+    at once; it now waits until the host is on the rollback's release, and then pools it."""
+    hosts = deployment.fleet.hosts[40:43]
+    good = _two_releases(deployment, "three", hosts)
+    deployment.group("pair", hosts[:2])
+    slot = deployment.host_slot(hosts[0])
+    in_the_way = slot.parent / f"{slot.name}.sartoris-new" / "in-the-way"
+    in_the_way.mkdir(parents=True)  # the good release's tree is kept (no checkout to refuse): its swap fails instead
+    rollback = ("rollback", "--slot", str(deployment.slot), "--hosts", "pair", "--json")  # back to `good`
+    run = deployment.sartoris(*rollback)
+    assert run.code == 5 and run.json()["sets_release"] is False, run.stderr
+    assert [h["host"] for h in run.json()["hosts"] if h["depooled"]] == [hosts[0]]
+    caught_up = ("pool", "--caught-up", "--slot", str(deployment.slot), "--json")
+    held = deployment.sartoris(*caught_up)
+    assert held.code == 0 and held.json()["changed"] == [], held.stdout
+    shutil.rmtree(in_the_way.parent)
+    assert deployment.sartoris(*rollback).code == 0 and _on(deployment, hosts[0], good)
+    pooled = deployment.sartoris(*caught_up)
+    assert pooled.code == 0 and pooled.json()["changed"] == [hosts[0]], pooled.stdout
+
+
 def _sync_holding_the_history(
     deployment: Deployment, ready: Path, what: str, lock: str, *args: str
 ) -> tuple[int | None, str, str]:

@@ -19,10 +19,11 @@ import pytest
 import structlog.testing
 
 from sartoris import pool
+from sartoris.closing import DeployRun
 from sartoris.config import Config, parse_config
 from sartoris.errors import InterruptedRun, StateError
 from sartoris.inventory import parse_host
-from sartoris.pool import change_pool, depooled_among, remember_pool_state, run_pool_command
+from sartoris.pool import change_pool, depooled_among, releases_owed, remember_pool_state, run_pool_command
 from sartoris.rollout import _Depools, depool_hosts
 from sartoris.state import History
 
@@ -353,3 +354,20 @@ def test_the_slots_a_host_owes_are_those_whose_runs_depooled_it_since_it_was_las
         (4, "sync", "not a host"),
     ]
     assert slots_owed(changes, 22) == {("mw1", 22): {4, 5}, ("mw2", 22): {4}}
+
+
+def test_a_host_a_rollback_of_part_of_the_fleet_named_owes_that_rollbacks_release() -> None:
+    """`rollback --hosts` of mw1 and mw2 to A while the slot stays on B: mw1's switch failed (depooled, still on B),
+    and `pool --caught-up` put it back in the pool serving B, the release the rollback meant to take it off. A host
+    whose newest run was such a rollback owes its release; a later run naming it gives it the slot's again."""
+    runs = [
+        DeployRun("sync", "tA", "A", "ok", switched=("mw1", "mw2", "mw3")),
+        DeployRun("sync", "tB", "B", "ok", switched=("mw1", "mw2", "mw3:22")),
+        DeployRun("rollback", "tA", "A", "partial", switched=("mw2",), failed=("mw1:22",), sets_release=False),
+    ]
+    hosts = [parse_host(name) for name in ("mw1", "mw2", "mw3", "mw4")]
+    assert releases_owed(runs, hosts, "B", 22) == {"mw1": "A", "mw2": "A", "mw3": "B", "mw4": "B"}
+    runs.append(DeployRun("sync", "tC", "C", "partial", switched=("mw2",), failed=("mw1",)))
+    assert releases_owed(runs, hosts, "C", 22) == {"mw1": "C", "mw2": "C", "mw3": "C", "mw4": "C"}
+    whole = DeployRun("rollback", "tB", "B", "partial", switched=("mw2",), failed=("mw1",), sets_release=True)
+    assert releases_owed([*runs, whole], hosts, "B", 22)["mw1"] == "B"  # a rollback of the fleet sets the release

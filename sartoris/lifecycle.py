@@ -19,7 +19,7 @@ from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, Sartori
 from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_identity
-from sartoris.repo import Leftover, SlotCheckout
+from sartoris.repo import KEPT_REF_PREFIX, Restored, SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
@@ -224,19 +224,22 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
             )
         # start found a detached HEAD (branch recorded as None): put HEAD back there, leaving every branch alone
         detach = "branch" in held and held["branch"] is None
-        leftovers = checkout.restore(head, detach=detach, since=_since(held.get("since")) or None)
+        keep_under = f"{KEPT_REF_PREFIX}slot{slot}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        restored = checkout.restore(head, keep_under, detach=detach, since=_since(held.get("since")) or None)
         lock.release()
     with written_after_the_change("abort", slot=slot):
         history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
-    detail = f"slot {slot} restored to {head[:12]} and released" + _said(leftovers)
+    detail = f"slot {slot} restored to {head[:12]} and released" + _said(restored)
     report = LifecycleReport("abort", slot, None, detail)
     return _after_the_hook(
         report, lambda: post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     )
 
 
-def _said(leftovers: tuple[Leftover, ...]) -> str:
-    """What abort says of the work trees of submodules the deploy added, which restoring the checkout left."""
+def _said(restored: Restored) -> str:
+    """What abort says of the work trees of submodules the deploy added, which restoring the checkout left, and of
+    the commits it kept under a ref (no ref reached them once the checkout was put back)."""
+    leftovers = restored.leftovers
     removed = [shown(left.path) for left in leftovers if left.kept is None]
     said = (
         f"; removed {', '.join(removed)} (the work tree of a submodule this deploy added, holding nothing its commits"
@@ -250,6 +253,12 @@ def _said(leftovers: tuple[Leftover, ...]) -> str:
                 f"; left {shown(left.path)}, the work tree of a submodule this deploy added, as an untracked folder:"
                 f" {shown(left.kept)}; remove it once nothing in it is needed"
             )
+    for kept in restored.kept:
+        where = "the checkout" if kept.path == "." else f"submodule {shown(kept.path)}"
+        said += (
+            f"; kept {where}'s commit {kept.commit[:12]}, which no branch or tag holds, as {kept.ref}"
+            f" (`git -C {shown(kept.path)} log {kept.ref}`)"
+        )
     return said
 
 

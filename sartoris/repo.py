@@ -33,6 +33,7 @@ from sartoris.remote import SubmoduleSpec, submodule_ref
 
 log = structlog.get_logger("sartoris")
 
+KEPT_REF_PREFIX = "refs/sartoris/aborted/"  # where abort keeps a commit that putting the checkout back left unreached
 _GITLINK_MODE = "160000"
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -58,6 +59,24 @@ class Leftover:
 
     path: str
     kept: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptCommit:
+    """A repository's HEAD from before a restore, which no ref reached once it was put back (commits made during
+    the deploy and never pushed, tagged or branched): kept under `ref` there, so abort loses no commit."""
+
+    path: str  # the repository: "." for the checkout, else a submodule's path in it
+    commit: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What putting the checkout back left: work trees of added submodules, and commits kept under a ref."""
+
+    leftovers: tuple[Leftover, ...] = ()
+    kept: tuple[KeptCommit, ...] = ()
 
 
 class SlotCheckout:
@@ -192,11 +211,16 @@ class SlotCheckout:
         except git.GitCommandError as exc:
             raise RefusedError(f"{self.path}: git fetch failed: {_git_error(exc)}") from None
 
-    def restore(self, commit: str, *, detach: bool = False, since: float | None = None) -> tuple[Leftover, ...]:
+    def restore(
+        self, commit: str, keep_under: str, *, detach: bool = False, since: float | None = None
+    ) -> Restored:
         """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`; with `detach`,
         HEAD is detached at `commit` and no branch moves (the checkout was found detached). git leaves the work
         tree of each submodule HEAD pins and `commit` does not as an untracked folder: each is removed where that
-        loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are returned."""
+        loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are returned.
+        A repository whose HEAD no ref reaches once put back (a commit made in a submodule, never pushed) keeps it
+        under the ref `keep_under` (see _keep_unreachable): else only its reflog had it."""
+        heads = self._repository_heads()
         added = self._added_submodules(commit)
         self._submodules.clear()  # nested submodules initialised below become readable
         try:
@@ -210,8 +234,45 @@ class SlotCheckout:
                     "--recursive",
                 )
         except git.GitCommandError as exc:
-            raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}") from None
-        return tuple(self._clear(path, since) for path in added if (self.path / path).is_dir())
+            kept = self._keep_unreachable(heads, keep_under)  # what did move must not lose a commit either
+            said = "".join(f"; kept {k.path}'s {k.commit[:12]} as {k.ref}" for k in kept)
+            raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}{said}") from None
+        kept = self._keep_unreachable(heads, keep_under)
+        return Restored(tuple(self._clear(path, since) for path in added if (self.path / path).is_dir()), kept)
+
+    def _repository_heads(self) -> dict[str, str]:
+        """HEAD's commit in the checkout (".") and in each initialised submodule HEAD pins, nested ones too, by
+        path (none that cannot be read: what cannot be read cannot be kept either)."""
+        heads = {}
+        try:
+            modules = [m.path for m in self.submodules_at(self.head_commit())]
+        except RefusedError:
+            modules = []
+        for path in [".", *modules]:
+            try:
+                head = _head_commit(git.Repo(self.path / path), self._timeout)
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+                continue
+            if head:
+                heads[path] = head
+        return heads
+
+    def _keep_unreachable(self, heads: dict[str, str], ref: str) -> tuple[KeptCommit, ...]:
+        """Put `ref` on each of `heads` (path -> HEAD before the restore) that no ref or HEAD of its repository
+        reaches any more (`rev-list --not --all`: the reflog does not count, and gc empties it in time)."""
+        kept = []
+        for path, head in heads.items():
+            folder = str(self.path / path)
+            try:
+                if not self._git("-C", folder, "rev-list", "-n", "1", head, "--not", "--all").strip():
+                    continue
+                self._git("-C", folder, "update-ref", "-m", "sartoris abort: kept", ref, head)
+            except git.GitCommandError as exc:  # the folder is gone (a removed work tree), or git failed
+                log.warning("commit_not_kept", path=path, commit=head, error=_git_error(exc))
+                continue
+            log.warning("commit_kept", path=path, commit=head, ref=ref)
+            kept.append(KeptCommit(path, head, ref))
+        return tuple(kept)
 
     def _added_submodules(self, commit: str) -> list[str]:
         """The outermost of the submodules HEAD pins, nested ones included, that `commit` does not (none when they

@@ -211,6 +211,32 @@ def test_abort_keeps_the_work_tree_of_an_added_submodule_that_may_hold_work_and_
     assert left + why in report.detail
 
 
+def test_abort_keeps_under_a_ref_the_commits_only_the_checkout_held(config: Config, tmp_path: Path) -> None:
+    """A commit made in a submodule after `start` (on a detached HEAD, as `submodule update` leaves it) and one on
+    the checkout's branch: abort put both repositories back, and the commits were then in no branch or tag, left
+    to the reflog (and gc) without a word. Each is now kept under refs/sartoris/aborted/, and abort names it; a
+    commit some ref still reaches is not."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    module = checkout / "extensions/Ext0"
+    git(module, "checkout", "-q", "--detach")  # as `git submodule update` leaves it
+    (module / "precious.txt").write_text("work\n")
+    git(module, "add", "precious.txt")
+    git(module, "commit", "-q", "-m", "precious sub commit")
+    precious = git(module, "rev-parse", "HEAD")
+    git(checkout, "commit", "-q", "-am", "the submodule's new commit")  # -a takes the new gitlink
+    hack = git(checkout, "rev-parse", "HEAD")
+    git(checkout, "branch", "keep-me", hack)  # a branch holds it: nothing to keep
+    git(checkout, "commit", "-q", "--allow-empty", "-m", "a live hack, never pushed")
+    live_hack = git(checkout, "rev-parse", "HEAD")
+    report = abort(config, 0, force=False)
+    listed = ("for-each-ref", "--format=%(objectname)", "refs/sartoris/aborted/")
+    kept = {repo: git(repo, *listed) for repo in (module, checkout)}
+    assert kept == {module: precious, checkout: live_hack}
+    assert f"; kept submodule extensions/Ext0's commit {precious[:12]}, which no branch or tag holds" in report.detail
+    assert f"; kept the checkout's commit {live_hack[:12]}" in report.detail and hack[:12] not in report.detail
+
+
 def test_finish_after_the_deploys_only_sync_aborted_announces_an_abort(config: Config, tmp_path: Path) -> None:
     """The deploy's one sync aborted (too many hosts failed to fetch): finish told the finish hook nothing (no tag,
     no outcome), which the shipped notifier announced as "deploy … finished". It now passes that sync's tag and

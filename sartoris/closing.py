@@ -241,6 +241,7 @@ class Announcement:
     recorded: bool = True  # the history has its runs
     action: str = "sync"  # of its last run
     part_of_the_fleet: bool = False  # its last run rolled back part of the fleet: the slot's release did not change
+    not_targeted: int = 0  # machines of [deploy] hosts that no run of the release named (a `sync --hosts` of a few)
 
     def detail(self, slot: int) -> str:
         """finish's line."""
@@ -276,11 +277,18 @@ class Announcement:
                 f" is still the one the others run (see `sartoris status`){failures}"
             )
         done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
+        if self.not_targeted:
+            failures = partial if self.failed or self.not_switched else ""
+            return (
+                f"{done} to {len(self.running)} host(s), part of the fleet: {self.not_targeted} host(s) of [deploy]"
+                f" hosts were not targeted and do not run it (see `sartoris status`){failures}"
+            )
         return done + partial if self.outcome == "partial" else done
 
 
 def announcement(
-    runs: Sequence[DeployRun], tag: str | None, switching: str | None = None, same_host: SameHost = as_written
+    runs: Sequence[DeployRun], tag: str | None, switching: str | None = None, same_host: SameHost = as_written,
+    fleet: Collection[Hashable] | None = None,
 ) -> Announcement:
     """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
@@ -288,7 +296,8 @@ def announcement(
     host leaves the others failed), and a host a run of the deploy put on another release, and no later run of
     `tag` moved, is not on it (a rollback of a few hosts leaves the rest on the release the deploy synced). A host
     whose switch to it was not seen to end is failed (it was depooled) but may run it: not "no host got it".
-    `switching`: the lock's note of a run that died while switching, which is announced as unknown."""
+    `switching`: the lock's note of a run that died while switching, which is announced as unknown. `fleet`: the
+    machines of [deploy] hosts (None: unknown), of which a release synced to only some is partial."""
     if switching is not None:
         return Announcement(switching, "unknown", died=True)
     if tag is None:
@@ -299,7 +308,8 @@ def announcement(
     last = own[-1]
     if last.unfinished or any(run.unfinished and run.targets is None for run in own):
         return Announcement(tag, "unknown", died=True)
-    states = [(machine.label, machine.state(tag)) for machine in _replay(runs, same_host).values()]
+    replayed = _replay(runs, same_host)
+    states = [(machine.label, machine.state(tag)) for machine in replayed.values()]
     hosts = {
         state: tuple(label for label, s in states if s == state) for state in ("on", "failed", "unseen", "not_switched")
     }
@@ -311,9 +321,14 @@ def announcement(
     else:  # a rollback of part of the fleet is partial too: the rest still run the slot's release
         part = last.action == "rollback" and not last.sets_release
         outcome = "partial" if failed or hosts["not_switched"] or part else "ok"
+    not_targeted = 0
+    if outcome in ("ok", "partial") and last.action == "sync" and fleet is not None:  # a sync of some of the fleet
+        not_targeted = sum(1 for m in fleet if m not in replayed or replayed[m].state(tag) is None)
+        outcome = "partial" if not_targeted else outcome
     return Announcement(
         tag, outcome, failed, hosts["not_switched"], hosts["on"], hosts["unseen"], last.rejected, action=last.action,
         part_of_the_fleet=outcome == "partial" and last.action == "rollback" and not last.sets_release,
+        not_targeted=not_targeted,
     )
 
 

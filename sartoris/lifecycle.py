@@ -175,7 +175,8 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
     tag = held.get("synced") or held.get("last_run")
-    said = announcement(runs or [], tag, held.get("switching"), _same_host(config))
+    same_host = _same_host(config)
+    said = announcement(runs or [], tag, held.get("switching"), same_host, _fleet(config, same_host))
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})

@@ -128,6 +128,24 @@ def test_finish_announces_a_release_a_canary_rejected_as_aborted_and_not_deploye
     assert "rejected by a canary and not deployed; still on 1 canary host(s)" in said.detail(0)
 
 
+def test_finish_of_a_sync_of_part_of_the_fleet_says_so_and_is_partial() -> None:
+    """`start; sync --hosts ./one; finish` announced "deployed X", ok, while 7 of the 8 hosts of [deploy] hosts were
+    never targeted and ran the older release (`status`: 7 behind). It is now partial, naming how many were not
+    targeted; a sync that named every host of the fleet, however spelt, stays ok, and a fleet unknown says nothing."""
+    fleet = frozenset(machine_of(f"mw{n}", 22) for n in range(1, 9))
+    one = [run(X, "ok", switched=("mw1",))]
+    said = announcement(one, X[0], same_host=lambda h: machine_of(h, 22), fleet=fleet)
+    assert (said.outcome, said.not_targeted) == ("partial", 7)
+    assert said.detail(0) == (
+        "slot 0 released; deployed mw-slot0-x to 1 host(s), part of the fleet: 7 host(s) of [deploy] hosts were not"
+        " targeted and do not run it (see `sartoris status`)"
+    )
+    every = [run(X, "ok", switched=tuple(f"mw{n}:22" for n in range(1, 9)))]
+    said = announcement(every, X[0], same_host=lambda h: machine_of(h, 22), fleet=fleet)
+    assert (said.outcome, said.not_targeted, said.detail(0)) == ("ok", 0, "slot 0 released; deployed mw-slot0-x")
+    assert announcement(one, X[0], same_host=lambda h: machine_of(h, 22)).outcome == "ok"
+
+
 def test_finish_of_a_deploy_whose_only_run_rolled_back_part_of_the_fleet_does_not_announce_the_slots_rollback() -> None:
     """`start; rollback --hosts g12; finish` said "rolled back to LIVE", ok (the hook told SARTORIS_OUTCOME=ok), while
     the slot's release, and 6 of 8 hosts, stayed on X: a rollback of part of the fleet is announced as that, partial,

@@ -600,6 +600,9 @@ def _remote_release(config: Config, slot: int, release: Release) -> RemoteReleas
     )
 
 
+_PART_OF_THE_FLEET = "part of the fleet: the slot's release would stay the one the others run (status compares with it)"
+
+
 @dataclass(frozen=True, slots=True)
 class SyncPlan:
     """What a sync would do, computed without changing anything (`sync --dry-run`)."""
@@ -614,6 +617,7 @@ class SyncPlan:
     switch_command: str
     budget: str
     action: str = "sync"
+    sets_release: bool = True  # the run would make its release the slot's (_sets_the_slots_release)
 
     def as_json(self) -> dict[str, object]:
         """The `sync --json` shape, plus the plan's own keys. No host has run anything: each is a host the run
@@ -631,6 +635,7 @@ class SyncPlan:
             "max_failures": self.budget,
             "canaries": list(self.canaries),
             "commands": {"fetch": self.fetch_command, "switch": self.switch_command},
+            "sets_release": self.sets_release,
         }
 
     def _host_json(self, host: str) -> dict[str, object]:
@@ -653,6 +658,9 @@ class SyncPlan:
             f"  publish to {self.publish_url}; {len(self.hosts)} hosts; abort past {self.budget} fetch failures"
             + ("" if self.action == "rollback" else f", start no further switch past {self.budget} failures in all"),
         ]
+        if self.action == "rollback":  # whether the run would change the slot's release (not for part of the fleet)
+            sets = f"the slot's release would be {self.tag} (status compares with it)"
+            lines.append(f"  {sets if self.sets_release else _PART_OF_THE_FLEET}")
         if self.canaries:
             lines.append(f"  canaries first: {', '.join(self.canaries)}")
         lines += [
@@ -665,9 +673,9 @@ class SyncPlan:
 
 
 def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncPlan:
-    """`rollback --dry-run`: the tag a rollback would switch the hosts to (checked as the rollback would check it)
-    and the host commands, refused as the run would be (a lock held by another run, what _preflight reads),
-    changing nothing."""
+    """`rollback --dry-run`: the tag a rollback would switch the hosts to (checked as the rollback would check it),
+    whether it would make it the slot's release, and the host commands, refused as the run would be (a lock held by
+    another run, what _preflight reads), changing nothing."""
     _refuse_if_locked(config, request.slot, request.force)
     # no history yet is no deploy yet; opening it would create it
     history = existing_history(config.state_dir)
@@ -677,7 +685,9 @@ def plan_rollback(config: Config, request: SyncRequest, to: str | None) -> SyncP
     deployed = history.deployed(request.slot) if history is not None else []
     checkout = SlotCheckout(config.checkout_path(request.slot), config.fanout.command_timeout)
     release = checkout.release_of(_rollback_tag(checkout, deployed, request.slot, to))
-    return _plan(config, request, release, (), "rollback")
+    # the run's own decision, on what the run would see (no history has no release to roll back to: refused above)
+    sets_release = history is None or _sets_the_slots_release(config, request, history, "rollback", release.commit)
+    return replace(_plan(config, request, release, (), "rollback"), sets_release=sets_release)
 
 
 def plan_sync(config: Config, request: SyncRequest) -> SyncPlan:

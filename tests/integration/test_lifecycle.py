@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, Deployment, unreachable_faults
@@ -245,18 +246,27 @@ def test_rollback_switches_back_without_fetching(deployment: Deployment) -> None
     assert status["tag"] == first["tag"] and status["counts"]["current"] == 50
 
 
+def _two_releases_on_a_fleet_of(
+    deployment: Deployment, count: int
+) -> tuple[str, list[str], str, dict[str, Any], dict[str, Any]]:
+    """[deploy] hosts of the fleet's first `count` hosts, a group `sub` of its first two, and two syncs of the fleet:
+    the slot, the hosts, the group and each sync's JSON."""
+    slot, hosts = str(deployment.slot), deployment.fleet.hosts[:count]
+    deployment.configure(deploy={"hosts": [deployment.group(f"first-{count}", hosts)]})
+    sub = deployment.group("sub", hosts[:2])
+    first = deployment.sartoris("sync", "--slot", slot, "--json")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    second = deployment.sartoris("sync", "--slot", slot, "--json")
+    assert first.code == second.code == 0, first.stderr + second.stderr
+    return slot, hosts, sub, first.json(), second.json()
+
+
 def test_a_rollback_of_two_hosts_leaves_the_other_six_on_the_slots_release(deployment: Deployment) -> None:
     """The audit's sequence: 8 hosts synced twice, `rollback --hosts` of 2 of them. `status` called the 6 untouched
     hosts (on the newer release) behind, and `sync --retry-failed` rolled them back too. Now the slot's release stays
     the newer one: status names the 2 as behind, the retry puts only them back on it, and a bare rollback still
     goes back from it, for the whole fleet."""
-    slot, hosts = str(deployment.slot), deployment.fleet.hosts[:8]
-    deployment.group("eight", hosts)
-    deployment.configure(deploy={"hosts": ["eight"]})
-    sub = deployment.group("sub", hosts[:2])
-    first = deployment.sartoris("sync", "--slot", slot, "--json").json()
-    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
-    second = deployment.sartoris("sync", "--slot", slot, "--json").json()
+    slot, hosts, sub, first, second = _two_releases_on_a_fleet_of(deployment, 8)
     back = deployment.sartoris("rollback", "--slot", slot, "--hosts", sub, "--json")
     assert back.code == 0 and back.json()["tag"] == first["tag"], back.stderr
     assert back.json()["sets_release"] is False
@@ -276,6 +286,24 @@ def test_a_rollback_of_two_hosts_leaves_the_other_six_on_the_slots_release(deplo
     assert all(deployment.host_head(h) == first["commit"] for h in hosts)
     now = deployment.sartoris("status", "--slot", slot, "--json")
     assert now.code == 0 and now.json()["tag"] == first["tag"], now.stdout
+
+
+def test_a_rollback_dry_run_says_whether_it_would_change_the_slots_release(deployment: Deployment) -> None:
+    """`rollback --dry-run` did not say whether the rollback would move the slot's release: with --hosts of part of
+    the fleet it says the release stays (`sets_release` false, as the rollback then records); for the whole fleet,
+    that the release would be the tag."""
+    slot, _, sub, first, _ = _two_releases_on_a_fleet_of(deployment, 4)
+    part = ("rollback", "--slot", slot, "--hosts", sub, "--to", first["tag"], "--dry-run")
+    planned = deployment.sartoris(*part, "--json")
+    assert planned.code == 0 and planned.json()["sets_release"] is False, planned.stderr
+    said = deployment.sartoris(*part)
+    assert "  part of the fleet: the slot's release would stay the one the others run" in said.stdout, said.stdout
+    whole = deployment.sartoris("rollback", "--slot", slot, "--dry-run", "--json")
+    assert whole.code == 0 and whole.json()["sets_release"] is True, whole.stderr
+    said = deployment.sartoris("rollback", "--slot", slot, "--dry-run")
+    assert f"  the slot's release would be {first['tag']} (status compares with it)" in said.stdout, said.stdout
+    run = deployment.sartoris(*part[:-1], "--json")
+    assert run.code == 0 and run.json()["sets_release"] is False, run.stderr
 
 
 def test_rollback_dry_run_refuses_what_the_rollback_refuses_and_writes_nothing(deployment: Deployment) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sartoris.config import Config, parse_config
-from sartoris.deploy import SyncRequest, _sets_the_slots_release
+from sartoris.deploy import SyncPlan, SyncRequest, _sets_the_slots_release
 from sartoris.inventory import resolve_hosts
 from sartoris.policy import FailureBudget
 from sartoris.results import HostResult, Outcome, Phase, SyncReport
@@ -166,3 +166,30 @@ def test_a_retry_is_refused_over_a_rejected_release_also_after_one_canary_was_ro
     retry = replace(one, action="sync", targets=config.fleet(), hosts_chosen=False)
     with pytest.raises(RefusedError, match="stopped in its canary phase"):
         _retry_plan(config, retry, None, history, None)  # type: ignore[arg-type]  # refused before any checkout
+
+
+def _plan(action: str, sets_release: bool = True) -> SyncPlan:
+    """A dry run's plan of tag t8 to mw1 and mw2."""
+    return SyncPlan(
+        0, "t8", "8" * 40, "/srv/git/php-slot0.git", ("mw1", "mw2"), (), "fetch", "switch", "0", action, sets_release
+    )
+
+
+@pytest.mark.parametrize(
+    ("plan", "line"),
+    [
+        pytest.param(_plan("rollback"), "  the slot's release would be t8 (status compares with it)", id="whole"),
+        pytest.param(
+            _plan("rollback", sets_release=False),
+            "  part of the fleet: the slot's release would stay the one the others run (status compares with it)",
+            id="part-of-the-fleet",
+        ),
+        pytest.param(_plan("sync"), None, id="a-sync"),
+    ],
+)
+def test_a_rollback_dry_run_says_whether_it_would_change_the_slots_release(plan: SyncPlan, line: str | None) -> None:
+    """`rollback --dry-run` did not say whether the rollback would move the slot's release (one of part of the fleet
+    does not): its text says so in one line, its JSON in `sets_release`; a sync's plan always sets it."""
+    said = plan.describe().splitlines()
+    assert (line in said) if line is not None else not any("the slot's release" in text for text in said)
+    assert plan.as_json()["sets_release"] is plan.sets_release

@@ -44,6 +44,8 @@ OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write st
 WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the slot's lock on the host
 # a note, not an error: the switch built the release's tree from a fresh clone because a quicker start failed
 NOTE_MARK = "sartoris-note:"
+# a stdout line after the swap's marker: the slot was already linked to the release's tree, so nothing changed there
+UNCHANGED_MARK = "sartoris-switch:unchanged"
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -304,7 +306,8 @@ def switch_command(release: RemoteRelease) -> str:
     (_fresh_clone_note); only the last one's failure fails the host, with its own error. Every step that has nothing
     to do is skipped by a shell test, not a process: a host pays for the git work and little else. A kept tree at
     the release (a rollback) is reused once git says its tracked files are its commit's (_matches_its_commit), else
-    built again from a fresh clone.
+    built again from a fresh clone. A slot already on the release says so (UNCHANGED_MARK): a run that moved none
+    of its hosts does not read like one that switched them.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
@@ -325,7 +328,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
-        "kept_changed=",
+        "kept_changed= unchanged=",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
         # the live tree is the release's: unless someone changed it on the host (its HEAD, or its files), which is
@@ -334,7 +337,7 @@ def switch_command(release: RemoteRelease) -> str:
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         " exit 1; fi",
         f"  {_matches_its_commit(tree)} || {{ {_say_what_changed(tree)}; exit 1; }}",
-        f"  touch -c {q(tree)}",
+        f"  touch -c {q(tree)}; unchanged=1",
         # A kept tree of the release (a rollback) is reused as it is, unless someone changed it on the host: then it
         # is built again, here (not live, it can be replaced), from a fresh clone. Trees share unchanged files (hard
         # links): a file edited in place is edited in every tree holding it, the live one too, and a build from a
@@ -368,6 +371,8 @@ def switch_command(release: RemoteRelease) -> str:
         f" || {{ rc=$?; {_mark(Phase.CHECKOUT)}; exit $rc; }}",
         # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release
         _mark(Phase.DONE),
+        # said after the swap's marker, as that is: a line of output before the swap could stop it (see above)
+        f'[ -z "$unchanged" ] || {shell_words("echo", UNCHANGED_MARK)}',
         _prune_lines(release),
         "} 9>&-",
     ]
@@ -837,6 +842,11 @@ def last_phase(stdout: str, default: Phase) -> Phase:
 
 
 _PHASES = {phase.value for phase in Phase}
+
+
+def found_unchanged(stdout: str) -> bool:
+    """The switch found the slot already on the release (its UNCHANGED_MARK line): it changed nothing there."""
+    return any(line.strip() == UNCHANGED_MARK for line in stdout.splitlines())
 
 
 def parse_head(stdout: str) -> str | None:

@@ -74,10 +74,13 @@ class HostResult:
     # a host on the release whose switch's outcome was first unknown (its connection lost, its reply late): how
     # it was settled, e.g. "timed out after 15s; on the release (seen on a new connection)"
     note: str | None = None
+    unchanged: bool = False  # on the release before the run: its switch found the slot there and changed nothing
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
             raise ValueError(f"{self.host}: ok={self.ok} contradicts error={self.error!r}")
+        if self.unchanged and not self.ok:
+            raise ValueError(f"{self.host}: a host left unchanged on the release is on it")
         if self.note and not self.ok:
             raise ValueError(f"{self.host}: a failed host says why in its error, not in a note")
         if self.ok and self.stopped:
@@ -99,6 +102,7 @@ class HostResult:
             "stopped": self.stopped,
             "depool_error": self.depool_error,
             "note": self.note,
+            "unchanged": self.unchanged,
         }
 
 

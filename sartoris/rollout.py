@@ -43,6 +43,7 @@ from sartoris.remote import (
     RemoteRelease,
     bounded,
     fetch_command,
+    found_unchanged,
     gone_from_the_host,
     last_phase,
     parse_head,
@@ -472,6 +473,7 @@ async def _switch_host(
         if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:
             return await look_again(item, exc, begin)
         log.warning("old_trees_not_pruned", host=label, error=str(exc))  # the link was swapped: on the release
+        stdout = exc.stdout
     except HostError as exc:  # the connection was lost once the command may have been sent: it may be running
         return await look_again(item, exc, begin)
     else:
@@ -486,9 +488,11 @@ async def _switch_host(
             log.warning("waited_for_another_switch", host=label, note=note)
         for note in result.notes():  # a quicker start of the tree did not build, or a kept tree was changed
             log.warning("tree_built_from_a_fresh_clone", host=label, note=note)
+        stdout = result.stdout
     seconds = item.result.seconds + time.monotonic() - begin
-    log.debug("host_switched", host=label, seconds=round(seconds, 3))
-    return HostResult(label, True, Phase.DONE, seconds=seconds)
+    unchanged = found_unchanged(stdout)  # already on the release: the run moved nothing there
+    log.debug("host_switched", host=label, seconds=round(seconds, 3), unchanged=unchanged)
+    return HostResult(label, True, Phase.DONE, seconds=seconds, unchanged=unchanged)
 
 
 @dataclass

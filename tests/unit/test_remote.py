@@ -26,12 +26,14 @@ from sartoris.remote import (
     NOTE_MARK,
     SCRIPT_END,
     SUBMODULE_REF_PREFIX,
+    UNCHANGED_MARK,
     HostCommand,
     RemoteRelease,
     SubmoduleSpec,
     bounded,
     deadline_error,
     fetch_command,
+    found_unchanged,
     gone_from_the_host,
     last_phase,
     not_ours,
@@ -284,6 +286,21 @@ def test_rollback_reuses_the_kept_tree_and_fetches_nothing(host: Host) -> None:
     assert done.returncode == 0, done.stderr
     assert host.slot.resolve() == first_tree and host.head() == first.commit
     assert "sartoris-phase:submodules" not in done.stdout
+
+
+def test_a_switch_says_when_it_found_the_slot_already_on_the_release(host: Host) -> None:
+    """A switch printed the same for a host already on the release as for one it moved, so a rollback run again
+    read as one that switched its hosts: it now says so, after its swap's marker, and only then (not for a first
+    deploy, nor for a rollback to a kept tree)."""
+    first = host.release()
+    assert not found_unchanged(host.deploy(first).stdout)
+    again = host.deploy(first)
+    assert again.returncode == 0 and found_unchanged(again.stdout), again.stderr
+    assert again.stdout.index("sartoris-phase:done") < again.stdout.index(UNCHANGED_MARK)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    assert not found_unchanged(host.deploy(host.release()).stdout)
+    back = host.deploy(first)
+    assert back.returncode == 0 and not found_unchanged(back.stdout) and host.head() == first.commit, back.stderr
 
 
 def _edit_a_file(tree: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from sartoris.inventory import Host
-from sartoris.remote import NOT_RUN, SCRIPT_END, HostCommand
+from sartoris.remote import NOT_RUN, SCRIPT_END, UNCHANGED_MARK, HostCommand
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import _Fetched, _switch_host, seen_again
 from sartoris.transport import CommandResult, CommandTimeout, HostError, NotStarted
@@ -47,6 +47,17 @@ async def test_a_deadline_that_strikes_the_prune_after_the_swap_leaves_the_host_
     failed at checkout (and depooled) though it ran the release."""
     result = await _switched(CommandTimeout("timed out after 8s", SWAPPED))
     assert result.ok and result.phase is Phase.DONE and result.error is None
+
+
+async def test_a_host_the_switch_found_already_on_the_release_is_reported_unchanged() -> None:
+    """A host already on the release ended `ok` like one the switch moved: its switch's line saying so marks it
+    `unchanged` (also when the deadline struck the prune after it); a host the switch moved is not."""
+    unchanged = f"{SWAPPED}{UNCHANGED_MARK}\n"
+    found = await _switched(CommandResult(0, f"{unchanged}\n{SCRIPT_END}\n", ""))
+    assert found.ok and found.unchanged and found.as_json()["unchanged"] is True
+    assert (await _switched(CommandTimeout("timed out after 8s", unchanged))).unchanged
+    moved = await _switched(CommandResult(0, f"{SWAPPED}\n{SCRIPT_END}\n", ""))
+    assert moved.ok and not moved.unchanged and moved.as_json()["unchanged"] is False
 
 
 async def test_a_failure_after_the_swap_leaves_the_host_on_the_release() -> None:

@@ -306,6 +306,22 @@ def test_a_rollback_dry_run_says_whether_it_would_change_the_slots_release(deplo
     assert run.code == 0 and run.json()["sets_release"] is False, run.stderr
 
 
+def test_a_rollback_run_again_says_its_hosts_were_already_on_the_tag(deployment: Deployment) -> None:
+    """`rollback --hosts X --to T` run again, its hosts already on T, reported `ok` as if it had moved them: it now
+    says how many hosts were already on the tag (each `unchanged` in the JSON), exit 0 as before."""
+    slot, hosts, sub, first, _ = _two_releases_on_a_fleet_of(deployment, 4)
+    back = ("rollback", "--slot", slot, "--hosts", sub, "--to", first["tag"])
+    moved = deployment.sartoris(*back)
+    assert moved.code == 0 and "already on" not in moved.stdout, moved.stdout + moved.stderr
+    again = deployment.sartoris(*back)
+    assert again.code == 0, again.stderr
+    assert f"  2 hosts were already on {first['tag']}: nothing changed on them" in again.stdout.splitlines()
+    third = deployment.sartoris(*back, "--json")
+    assert third.code == 0 and third.json()["outcome"] == "ok", third.stderr
+    assert [h["unchanged"] for h in third.json()["hosts"]] == [True, True]
+    assert all(deployment.host_head(h) == first["commit"] for h in hosts[:2])
+
+
 def test_rollback_dry_run_refuses_what_the_rollback_refuses_and_writes_nothing(deployment: Deployment) -> None:
     """Before any deploy, `rollback --dry-run` says there is nothing to roll back to (exit 4), as the rollback
     does, without creating the history; an unknown canary group is bad input for both (exit 2)."""

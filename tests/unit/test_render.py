@@ -38,6 +38,23 @@ def test_a_rollback_of_part_of_the_fleet_says_the_slots_release_stays() -> None:
     assert note not in sync_summary(replace(part, sets_release=True), "rollback").splitlines()
 
 
+def test_a_rollback_says_how_many_hosts_were_already_on_its_tag() -> None:
+    """`rollback --hosts X --to T` run again reported `ok` with no hint that nothing moved: the summary says how many
+    hosts the switch found already on the tag; a rollback that moved every host, or a sync, does not."""
+    hosts = (
+        HostResult("mw1", True, Phase.DONE, unchanged=True),
+        HostResult("mw2", True, Phase.DONE, unchanged=True),
+        HostResult("mw3", True, Phase.DONE),
+    )
+    report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.OK, hosts)
+    line = "  2 hosts were already on app-slot0-1: nothing changed on them"
+    assert sync_summary(report, "rollback").splitlines()[2:] == [line]
+    one = replace(report, hosts=hosts[1:])
+    assert "  1 host was already on app-slot0-1: nothing changed on them" in sync_summary(one, "rollback")
+    assert "already on" not in sync_summary(report, "sync")
+    assert "already on" not in sync_summary(replace(report, hosts=hosts[2:]), "rollback")
+
+
 def test_a_run_with_nothing_to_do_says_so() -> None:
     """A retry that found every host on the tag has no hosts to group: its reason is its one line of news."""
     report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.OK, (), 0.1, "nothing to retry: every host is on it")

@@ -46,7 +46,7 @@ def status(
         last = history.last_deployed(slot)
         if beyond and last is not None:
             targets = (*targets, *beyond_the_fleet(config, history, slot, last.commit, targets).hosts)
-        depooled = depooled_among(history, targets, config.ssh.default_port, config.depool.scope)
+        depooled = depooled_among(history, targets, config.depool.scope)
     hosts = asyncio.run(census(config, slot, targets, last.commit if last else None, depooled, concurrency, progress))
     return StatusReport(
         slot=slot,

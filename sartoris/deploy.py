@@ -295,7 +295,7 @@ def _retry_plan(
     last = history.last_deployed(request.slot)
     if last is None:
         raise RefusedError(f"slot {request.slot} has no deploy to retry; run a sync first")
-    depooled = depooled_among(history, request.targets, config.ssh.default_port, config.depool.scope)
+    depooled = depooled_among(history, request.targets, config.depool.scope)
     statuses = asyncio.run(
         census(config, request.slot, request.targets, last.commit, depooled, request.concurrency, progress)
     )
@@ -334,7 +334,7 @@ def _depools_not_remembered(
         return ()
     out = [h for h in targets if h.label in depooled]
     try:
-        remembered = depooled_among(history, out, config.ssh.default_port, config.depool.scope)
+        remembered = depooled_among(history, out, config.depool.scope)
     except StateError:  # a history that cannot be read does not know them either
         remembered = frozenset()
     return tuple(h.label for h in out if h.label not in remembered)

@@ -222,6 +222,15 @@ def machine_of(label: str, default_port: int) -> tuple[str, int] | None:
     return host.key(default_port) if host is not None else None
 
 
+def pool_member(label: str) -> str | None:
+    """What a depool command acts on for a host as written (a hosts line, or a label a run or a depool recorded):
+    its name, as Host.key reads names. `{host}` carries neither user nor port, so `mw1` and `mw1:2222` are one
+    member of the load balancer's pool, even where they are two machines to deploy to. None for text no hosts line
+    could have written."""
+    host = recorded_host(label)
+    return _canonical_name(host.name) if host is not None else None
+
+
 def machine_identity(default_port: int) -> Callable[[str], Hashable]:
     """Hosts as written -> the machines they name, as targeting dedupes them (machine_of; text no hosts line could
     have written is its own machine). Each label is parsed once: a long history names the same hosts in every run."""

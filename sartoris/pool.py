@@ -23,7 +23,7 @@ from sartoris.config import Config, expand_command
 from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
-from sartoris.inventory import Host, dedupe, machine_of, recorded_host, unlisted
+from sartoris.inventory import Host, dedupe, machine_of, pool_member, recorded_host, unlisted
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -67,22 +67,23 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
 
 
 def depooled_among(
-    history: History, targets: Sequence[Host], default_port: int, scope: str, *, by_hand: bool = False
+    history: History, targets: Sequence[Host], scope: str, *, by_hand: bool = False
 ) -> frozenset[str]:
     """The labels of `targets` that are out of the pool `scope` (DepoolSettings.scope), however the depool spelled
-    them (mw1, mw1:22); with `by_hand`, only those an operator's `depool` took out."""
-    out = {machine_of(stored, default_port) for stored in history.depooled_hosts(scope, by_hand=by_hand)}
-    return frozenset(h.label for h in targets if h.key(default_port) in out)
+    them (mw1, mw1:22, and mw1:2222 too: the command took out the name, see pool_member); with `by_hand`, only
+    those an operator's `depool` took out."""
+    out = {pool_member(stored) for stored in history.depooled_hosts(scope, by_hand=by_hand)}
+    return frozenset(h.label for h in targets if pool_member(h.label) in out)
 
 
 def remember_pool_state(
-    history: History, hosts: Sequence[Host], depooled: bool, default_port: int, scope: str, *, by_hand: bool = False
+    history: History, hosts: Sequence[Host], depooled: bool, scope: str, *, by_hand: bool = False
 ) -> None:
     """Remember `hosts` as out of (or back in) the pool `scope`, under every spelling already remembered for the
-    same machine there too, so `pool mw1:22` after `depool mw1` leaves no stale row saying it is still out.
-    `by_hand`: an operator's `depool`, which `pool --caught-up` leaves alone."""
-    machines = {h.key(default_port) for h in hosts}
-    spellings = {stored for stored in history.pool_hosts(scope) if machine_of(stored, default_port) in machines}
+    same pool member there too (see pool_member), so `pool mw1:22` after `depool mw1` leaves no stale row saying it
+    is still out. `by_hand`: an operator's `depool`, which `pool --caught-up` leaves alone."""
+    members = {pool_member(h.label) for h in hosts}
+    spellings = {stored for stored in history.pool_hosts(scope) if pool_member(stored) in members}
     history.set_depooled(sorted(spellings | {h.label for h in hosts}), depooled, scope, by_hand=by_hand)
 
 
@@ -221,7 +222,7 @@ async def apply_pool_change(
     failed = tuple((label, error) for label, error in outcomes if error is not None)
     with written_after_the_change(f"{action} state", hosts=list(changed)) as written:  # the load balancer was told
         remember_pool_state(
-            history, [h for h in hosts if h.label in changed], depool, config.ssh.default_port, config.depool.scope,
+            history, [h for h in hosts if h.label in changed], depool, config.depool.scope,
             by_hand=by_hand,
         )
     for label in changed:
@@ -245,8 +246,8 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     if targets is None:
         remembered = sorted(history.depooled_hosts(scope))
         targets = dedupe([host for stored in remembered if (host := recorded_host(stored))], port)
-    depooled = depooled_among(history, targets, port, scope)
-    by_hand = depooled_among(history, targets, port, scope, by_hand=True)  # maintenance: not the deploy's to undo
+    depooled = depooled_among(history, targets, scope)
+    by_hand = depooled_among(history, targets, scope, by_hand=True)  # maintenance: not the deploy's to undo
     last = history.last_deployed(slot)
     candidates = [h for h in targets if h.label in depooled and h.label not in by_hand]
     left_out = tuple(h.label for h in targets if h.label in by_hand)
@@ -284,18 +285,18 @@ def releases_owed(runs: Sequence[DeployRun], hosts: Sequence[Host], slots_releas
     return {h.label: newest_part_rollback.get(h.key(port)) or slots_release for h in hosts}
 
 
-def slots_owed(changes: Sequence[tuple[int | None, str, str]], default_port: int) -> dict[tuple[str, int], set[int]]:
-    """For each machine, the slots whose runs took it out of the pool since a `pool` last put it back (from
-    History.pool_changes_by_runs, oldest first)."""
-    owed: dict[tuple[str, int], set[int]] = {}
+def slots_owed(changes: Sequence[tuple[int | None, str, str]]) -> dict[str, set[int]]:
+    """For each pool member (see pool_member), the slots whose runs took it out of the pool since a `pool` last put
+    it back (from History.pool_changes_by_runs, oldest first)."""
+    owed: dict[str, set[int]] = {}
     for slot, action, stored in changes:
-        machine = machine_of(stored, default_port)
-        if machine is None:
+        member = pool_member(stored)
+        if member is None:
             continue
         if action == "pool":
-            owed.pop(machine, None)
+            owed.pop(member, None)
         elif slot is not None:
-            owed.setdefault(machine, set()).add(slot)
+            owed.setdefault(member, set()).add(slot)
     return owed
 
 
@@ -307,11 +308,11 @@ def _caught_up_on_the_slots_that_depooled_them(
     old release of slot 10 must stay out whatever slot 11 says."""
     from sartoris.census import census
 
-    port = base.ssh.default_port
-    owed = slots_owed(history.pool_changes_by_runs(), port)
+    owed = slots_owed(history.pool_changes_by_runs())
+    member = {h.label: pool_member(h.label) or h.label for h in hosts}
     kept, behind = list(hosts), []
-    for other in sorted({owed_slot for h in hosts for owed_slot in owed.get(h.key(port), ())} - {slot}):
-        asked = [h for h in kept if other in owed.get(h.key(port), ())]
+    for other in sorted({owed_slot for h in hosts for owed_slot in owed.get(member[h.label], ())} - {slot}):
+        asked = [h for h in kept if other in owed.get(member[h.label], ())]
         last = history.last_deployed(other)
         if last is None or not asked:
             continue

@@ -155,7 +155,7 @@ async def _decide_and_switch(
 ) -> RolloutResult:
     labels = [h.label for h in pool]
     try:
-        already_out = depooled_among(history, pool, config.ssh.default_port, config.depool.scope)
+        already_out = depooled_among(history, pool, config.depool.scope)
     except StateError as exc:  # the cap cannot be counted (a locked or broken history): switch nobody
         return _aborted(fetched, f"the pool state could not be read ({exc}): no host switched")
     decision = decide_after_fetch(

@@ -192,21 +192,25 @@ def test_a_depools_history_row_says_failed_when_no_host_went_out(
 
 
 def test_a_host_depooled_under_one_spelling_is_out_under_another(tmp_path: Path) -> None:
-    """`depool mw1` is seen by a status whose group file says mw1:22 (or DEPLOY@MW1), not by a different sshd."""
+    """`depool mw1` is seen by a status whose group file says mw1:22 (or DEPLOY@MW1), and by one that says
+    mw1:2222: the command was given the name alone (`{host}` has no port), so the load balancer took out the name.
+    A run that depooled `mw1:2201` (a line with a wrong port) took out mw1, and `status` of the fleet's `mw1`
+    said it was in the pool."""
     history = History(tmp_path / ".sartoris")
-    history.set_depooled(["mw1", "not a host line"], True, "")
+    history.set_depooled(["mw1:2201", "not a host line"], True, "")
     targets = [parse_host(spec) for spec in ("deploy@MW1:22", "mw1:2222", "mw2")]
-    assert depooled_among(history, targets, 22, "") == frozenset({"deploy@MW1:22"})
+    assert depooled_among(history, targets, "") == frozenset({"deploy@MW1:22", "mw1:2222"})
 
 
 def test_pooling_a_host_clears_every_spelling_it_was_depooled_under(tmp_path: Path) -> None:
-    """`pool mw1:22` after `depool mw1` and `depool root@mw1` leaves no row saying the machine is still out."""
+    """`pool mw1:22` after `depool mw1`, `depool root@mw1` and a run's depool of `mw1:2201` leaves no row saying
+    mw1 is still out (the load balancer has put the name back)."""
     history = History(tmp_path / ".sartoris")
-    remember_pool_state(history, [parse_host("mw1"), parse_host("mw2")], True, 22, "")
-    history.set_depooled(["root@mw1"], True, "")
-    remember_pool_state(history, [parse_host("mw1:22")], False, 22, "")
+    remember_pool_state(history, [parse_host("mw1"), parse_host("mw2")], True, "")
+    history.set_depooled(["root@mw1", "mw1:2201"], True, "")
+    remember_pool_state(history, [parse_host("mw1:22")], False, "")
     assert history.depooled_hosts("") == frozenset({"mw2"})
-    assert depooled_among(history, [parse_host("mw1"), parse_host("mw2:22")], 22, "") == frozenset({"mw2:22"})
+    assert depooled_among(history, [parse_host("mw1"), parse_host("mw2:22")], "") == frozenset({"mw2:22"})
 
 
 def test_a_depool_command_naming_the_slot_keeps_each_slots_pool_apart(tmp_path: Path) -> None:
@@ -217,9 +221,9 @@ def test_a_depool_command_naming_the_slot_keeps_each_slots_pool_apart(tmp_path: 
     assert depool_config(tmp_path, "confctl depool {host}").for_slot(0).depool.scope == ""
     history = History(tmp_path / "state")
     mw1 = [parse_host("mw1")]
-    remember_pool_state(history, mw1, True, 22, by_slot.for_slot(0).depool.scope)
-    assert depooled_among(history, mw1, 22, "slot0") == frozenset({"mw1"})
-    assert depooled_among(history, mw1, 22, "slot1") == depooled_among(history, mw1, 22, "") == frozenset()
+    remember_pool_state(history, mw1, True, by_slot.for_slot(0).depool.scope)
+    assert depooled_among(history, mw1, "slot0") == frozenset({"mw1"})
+    assert depooled_among(history, mw1, "slot1") == depooled_among(history, mw1, "") == frozenset()
 
 
 def test_pool_state_kept_before_scopes_is_read_by_every_pool_until_replaced(tmp_path: Path) -> None:
@@ -233,7 +237,7 @@ def test_pool_state_kept_before_scopes_is_read_by_every_pool_until_replaced(tmp_
         db.executemany("INSERT INTO pool VALUES (?, ?, 0)", [("mw1", 1), ("mw2", 1), ("mw3", 0)])
     history = History(state)
     assert history.depooled_hosts("") == history.depooled_hosts("slot0") == frozenset({"mw1", "mw2"})
-    remember_pool_state(history, [parse_host("mw1")], False, 22, "slot0")  # slot 0's own word on mw1
+    remember_pool_state(history, [parse_host("mw1")], False, "slot0")  # slot 0's own word on mw1
     assert history.depooled_hosts("slot0") == frozenset({"mw2"})
     assert History(state).depooled_hosts("") == frozenset({"mw1", "mw2"})  # opened again: nothing lost or doubled
     with closing(sqlite3.connect(state / "history.sqlite3")) as db:
@@ -353,7 +357,7 @@ def test_the_slots_a_host_owes_are_those_whose_runs_depooled_it_since_it_was_las
         (4, "sync", "mw2"),
         (4, "sync", "not a host"),
     ]
-    assert slots_owed(changes, 22) == {("mw1", 22): {4, 5}, ("mw2", 22): {4}}
+    assert slots_owed(changes) == {"mw1": {4, 5}, "mw2": {4}}
 
 
 def test_a_host_a_rollback_of_part_of_the_fleet_named_owes_that_rollbacks_release() -> None:

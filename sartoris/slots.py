@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sartoris.config import Config, logical_folder
+from sartoris.config import CONFIG_NAME, Config, logical_folder
 from sartoris.errors import StateError, UsageError
 
 _LINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # fullmatch; a file name fits
@@ -20,11 +20,27 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     here = slot_at(config, cwd, pwd)
     if here is not None:
         return here
+    root = config.deploy.checkout_root
+    other = _another_projects_config(config, cwd)
+    if other is not None:  # $SARTORIS_CONFIG or git config chose this project, the folder belongs to that one
+        raise UsageError(
+            f"--slot not given and {cwd} is in another project ({other}), not in a slot of {root} (the config in"
+            f" use is {config.path}); pass --slot N"
+        )
     existing = sorted(slot for slot, _ in _slot_folders(config))
     if len(existing) == 1:
         return existing[0]
-    root = config.deploy.checkout_root
     raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
+
+
+def _another_projects_config(config: Config, cwd: Path) -> Path | None:
+    """The nearest sartoris.toml from `cwd` up, when it is not `config`'s: the operator stands in another
+    project, whose only slot the fallback must not take for this project's (a deploy of the wrong code)."""
+    for folder in (cwd, *cwd.parents):
+        found = folder / CONFIG_NAME
+        if found.is_file():
+            return None if found.resolve() == config.path.resolve() else found
+    return None
 
 
 def slot_at(config: Config, cwd: Path, pwd: str | None = None) -> int | None:

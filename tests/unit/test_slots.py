@@ -69,6 +69,22 @@ def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> Non
     assert infer_slot(config, tmp_path, None) == 3
 
 
+def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Path) -> None:
+    """`SARTORIS_CONFIG=b/sartoris.toml sartoris sync` run inside project A's slot (A's sartoris.toml above it) fell
+    back to B's only slot and deployed B. A folder under another project's sartoris.toml now needs --slot; one
+    under no sartoris.toml, or under the config's own, still means the only slot."""
+    (tmp_path / "b" / "co" / "php-slot0").mkdir(parents=True)
+    b = config_at(tmp_path / "b", "co")
+    config_at(tmp_path / "a", "co").path.write_text("# project A's\n")
+    b.path.write_text("# project B's\n")
+    (tmp_path / "a" / "co" / "php-slot1").mkdir(parents=True)
+    refused = r"is in another project \(.*/a/sartoris.toml\), not in a slot of .*/b/co .*pass --slot N"
+    with pytest.raises(UsageError, match=refused):
+        infer_slot(b, tmp_path / "a" / "co" / "php-slot1", None)
+    assert infer_slot(b, tmp_path, None) == 0
+    assert infer_slot(b, tmp_path / "b", None) == 0
+
+
 def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkouts: Path, tmp_path: Path) -> None:
     """`slots link` moves a version link to another slot (atomically), also one written by hand with an absolute
     path; a link in checkout_root that points elsewhere (`etc -> /etc`) is not a version link: refused, left."""

@@ -184,11 +184,15 @@ SlotOption = Annotated[
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 def _plain_message(message: str) -> str:
-    """A -m message without control characters but line breaks and tabs (a tag's message may have several lines):
-    it is shown in other operators' lock refusals, `status` and `log`, where an escape sequence would act on
-    their terminal."""
+    """A -m message of UTF-8 text without control characters but line breaks and tabs (a tag's message may have
+    several lines): it is shown in other operators' lock refusals, `status` and `log`, where an escape sequence
+    would act on their terminal, and git and the history store it as UTF-8."""
     if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in message):  # C0, DEL and C1
         raise UsageError("-m: a message cannot hold control characters (an escape sequence, a carriage return)")
+    try:  # bytes that are not UTF-8 come in as lone surrogates (surrogateescape), which no tag or history can hold
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("-m: a message must be UTF-8 text; it holds bytes that are not (another encoding?)") from None
     return message
 
 

@@ -463,6 +463,26 @@ def test_a_message_with_control_characters_is_refused(project: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["start", "--no-remote"], id="start"),
+        pytest.param(["sync", "--json"], id="sync"),
+        pytest.param(["rollback"], id="rollback"),
+        pytest.param(["depool", "web01.example:2222"], id="depool"),
+        pytest.param(["pool", "web01.example:2222"], id="pool"),
+    ],
+)
+def test_a_message_that_is_not_utf8_is_refused_before_anything(project: Path, command: list[str]) -> None:
+    """-m bytes that are not UTF-8 (bash `$'caf\\xe9'`) crashed with "unexpected UnicodeEncodeError" (exit 1) after
+    start took the lock, or after a sync tagged, pushed and fetched; they are refused up front like control
+    characters: exit 2, one line, no lock, no history."""
+    done = sartoris(*command, "--slot", "0", "-m", os.fsdecode(b"caf\xe9"), cwd=project)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "-m: a message must be UTF-8 text" in done.stderr
+    assert not (project / ".sartoris").exists()
+
+
+@pytest.mark.parametrize(
     "where",
     [["slots", "link", "0", "php-x", "--json"], ["slots", "--json", "link", "0", "php-x"]],
     ids=["after", "before"],

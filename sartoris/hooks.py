@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sartoris.process_groups import end_process_group
+from sartoris.state import shown
 
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of a hook's output kept: enough for a traceback, bounded against a runaway hook."""
@@ -301,7 +302,8 @@ def _tail(output: bytes | bytearray) -> bytes:
 
 
 def _exit_error(phase: HookPhase, status: int, tail: str) -> str:
-    """One line saying how the hook ended, with its last line of output when it wrote any."""
+    """One line saying how the hook ended, with its last line of output when it wrote any, escaped when it holds
+    control characters (an escape sequence in it would act on the terminal of the refusal or log that says it)."""
     if status < 0:
         try:
             how = f"was killed by {signal.Signals(-status).name}"
@@ -315,4 +317,4 @@ def _exit_error(phase: HookPhase, status: int, tail: str) -> str:
     last = lines[-1]
     if len(last) > _ERROR_LINE_LIMIT:
         last = last[: _ERROR_LINE_LIMIT - 1] + "…"
-    return f"{phase} hook {how}: {last}"
+    return f"{phase} hook {how}: {shown(last)}"

@@ -503,9 +503,9 @@ _DAMAGED = "empty or damaged"  # why, for a lock file read but not a JSON object
 
 
 def shown(value: object) -> str:
-    """A lock's field as text for a terminal: as it is when plain, else quoted with its control characters escaped
-    (a lock written by hand or by an old version may hold an escape sequence, which would act on the reader's
-    terminal, or a line break, which would pass for a line of Sartoris's own)."""
+    """A lock's field (or a hook's line of output) as text for a terminal: as it is when plain, else quoted with its
+    control characters escaped (a lock written by hand or by an old version may hold an escape sequence, which
+    would act on the reader's terminal, or a line break, which would pass for a line of Sartoris's own)."""
     text = str(value)
     return text if text.isprintable() else repr(text)
 

@@ -260,6 +260,15 @@ def test_failure_carries_status_and_last_line(
     assert (result.ran, result.ok, result.exit_status, result.error) == (True, False, status, error)
 
 
+def test_a_failed_hooks_last_line_is_escaped_when_it_holds_control_characters(tmp_path: Path, workdir: Path) -> None:
+    """A failing hook's last line went raw into the refusal (`pre-sync hook exited 1: … \\033[2J`) and cleared the
+    operator's screen; it is quoted with its control characters escaped, as lock fields are (state.shown)."""
+    write_hook(tmp_path / "hooks", HookPhase.PRE_SYNC, "#!/bin/sh\nprintf 'bad \\377\\376 bytes \\033[2J\\n'\nexit 1\n")
+    result = run_hook(tmp_path / "hooks", SYNC_CONTEXT, timeout=5, cwd=workdir)
+    assert result.error == "pre-sync hook exited 1: 'bad \ufffd\ufffd bytes \\x1b[2J'"
+    assert result.error.isprintable()
+
+
 @pytest.mark.parametrize(
     ("prelude", "kill_grace"),
     [

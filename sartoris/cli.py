@@ -515,7 +515,7 @@ def history_log(
     config = _load_config(ctx)
     given = slot is not None
     if slot is None:
-        slot = slot_at(config, Path.cwd(), os.environ.get("PWD"))
+        slot = slot_at(config, _cwd(), os.environ.get("PWD"))
     history = existing_history(config.state_dir)
     if given and slot is not None:  # a typo of the slot is said, not answered with an empty history
         refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
@@ -565,7 +565,7 @@ def show_config(ctx: typer.Context, json_output: JsonOption = False) -> int:
     from sartoris import effective
     from sartoris.config import load_config, locate_config
 
-    path, found_by = locate_config(ctx.find_root().obj.config, Path.cwd(), os.environ)
+    path, found_by = locate_config(ctx.find_root().obj.config, _cwd(), os.environ)
     settings = effective.effective_settings(load_config(path))
     document = {"path": str(path), "found_by": found_by, "settings": [s.as_json() for s in settings]}
     _emit(document, effective.render(settings, f"{found_by}: {path}"), json_output)
@@ -692,12 +692,20 @@ def _say_not_recorded(report: Any, action: str) -> bool:
     return True
 
 
+def _cwd() -> Path:
+    """The current folder; one deleted under the shell (`rmdir` from another) is bad input, said in words."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise UsageError("the current folder no longer exists (deleted?): cd to another") from None
+
+
 def _load_config(ctx: typer.Context) -> Any:
     from sartoris.config import find_config, load_config
 
     root = ctx.find_root()
     globals_: _Globals = root.obj
-    return load_config(find_config(globals_.config, Path.cwd(), os.environ))
+    return load_config(find_config(globals_.config, _cwd(), os.environ))
 
 
 def _slot_config(ctx: typer.Context, slot: int | None) -> tuple[Any, int]:
@@ -712,13 +720,13 @@ def _slot_if_known(config: Any, slot: int | None) -> int | None:
     """--slot, else the slot of the current folder, else None (for commands that can run for no slot)."""
     from sartoris.slots import slot_at
 
-    return slot if slot is not None else slot_at(config, Path.cwd(), os.environ.get("PWD"))
+    return slot if slot is not None else slot_at(config, _cwd(), os.environ.get("PWD"))
 
 
 def _slot(config: Any, slot: int | None) -> int:
     from sartoris.slots import infer_slot
 
-    return slot if slot is not None else infer_slot(config, Path.cwd(), os.environ.get("PWD"))
+    return slot if slot is not None else infer_slot(config, _cwd(), os.environ.get("PWD"))
 
 
 def _target_files(config: Any, hosts: list[str] | None) -> tuple[str, ...]:
@@ -726,7 +734,7 @@ def _target_files(config: Any, hosts: list[str] | None) -> tuple[str, ...]:
     from sartoris.inventory import group_files
 
     if hosts:
-        return group_files(hosts, config.hosts_dir, Path.cwd())
+        return group_files(hosts, config.hosts_dir, _cwd())
     return group_files(config.deploy.hosts, config.hosts_dir, config.base_dir)
 
 
@@ -734,7 +742,7 @@ def _targets(config: Any, hosts: list[str] | None) -> Any:
     from sartoris.inventory import resolve_hosts
 
     if hosts:  # typed by the operator: a path is from the current folder
-        return resolve_hosts(hosts, config.hosts_dir, Path.cwd(), config.ssh.default_port)
+        return resolve_hosts(hosts, config.hosts_dir, _cwd(), config.ssh.default_port)
     return config.fleet()
 
 

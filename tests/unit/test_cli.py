@@ -482,6 +482,24 @@ def test_a_message_that_is_not_utf8_is_refused_before_anything(project: Path, co
     assert not (project / ".sartoris").exists()
 
 
+def test_a_deleted_current_folder_is_said_in_words_and_help_still_works(project: Path) -> None:
+    """Run from a folder deleted under the shell, every command said "unexpected FileNotFoundError" (exit 1); it
+    says the folder is gone (exit 2, one line), and --version and --help, which need no folder, still work."""
+    launcher = f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'sartoris.py'))}"
+    config = shlex.quote(str(project / "sartoris.toml"))
+    for args, code in (
+        (f"--config {config} status --slot 0", 2), (f"--config {config} config", 2), ("--version", 0),
+        ("--help", 0), ("status --help", 0),
+    ):
+        done = subprocess.run(
+            f"mkdir gone && cd gone && rmdir ../gone && {launcher} {args}", shell=True, executable="/bin/bash",
+            capture_output=True, text=True, cwd=project, timeout=60, check=False,
+        )
+        assert done.returncode == code, (args, done.stderr)
+        if code == 2:
+            assert done.stderr == "sartoris: the current folder no longer exists (deleted?): cd to another\n"
+
+
 @pytest.mark.parametrize(
     "where",
     [["slots", "link", "0", "php-x", "--json"], ["slots", "--json", "link", "0", "php-x"]],

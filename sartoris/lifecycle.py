@@ -21,6 +21,9 @@ from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_identity
 from sartoris.repo import KEPT_REF_PREFIX, Restored, SlotCheckout
 from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
+from sartoris.repo import Leftover, SlotCheckout
+from sartoris.slots import refuse_an_unknown_slot
+from sartoris.state import Entry, History, SlotLock, existing_history, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -165,8 +168,17 @@ def _since(since: object) -> float:
         return 0.0
 
 
+def _refuse_an_unknown_slot(config: Config, slot: int) -> None:
+    """A finish or abort of a slot this deploy host knows nothing of (no working copy, no lock, no history of it) is
+    a typo of its number: bad input (exit 2), as for start and status, said before a lock or a history is made."""
+    if SlotLock(config.state_dir, slot).holder() is None:
+        history = existing_history(config.state_dir)
+        refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
+
+
 def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
+    _refuse_an_unknown_slot(config, slot)
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
         # unknown: its release is announced as not in the history
@@ -195,6 +207,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """While every host may run only a release it ran at start, or the slot's release then (a retry that finished
     that release on a host it had failed on; see closing.abort_refusal): restore the
     checkout and submodules to where start found them, release the lock."""
+    _refuse_an_unknown_slot(config, slot)
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
         live, runs, before = _deploy_runs(history, slot, held)

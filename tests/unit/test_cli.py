@@ -359,6 +359,21 @@ def test_status_of_a_slot_unknown_here_is_bad_input_not_a_census(project: Path) 
     assert asked.returncode == 5 and json.loads(asked.stdout)["tag"] == "t7", asked  # the host refuses connections
 
 
+@pytest.mark.parametrize("command", ["finish", "abort"])
+def test_finish_or_abort_of_a_slot_unknown_here_is_bad_input(project: Path, command: str) -> None:
+    """`finish --slot 42` and `abort --slot 42`, a slot with no working copy, lock or history here, said "no deploy
+    in progress" (exit 4) and made a history; like start and status, they say the slot is unknown: exit 2, one
+    line, nothing made. A slot whose working copy is gone but whose lock is held still gets to its lock."""
+    done = sartoris(command, "--slot", "42", cwd=project)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("sartoris: slot 42 is unknown here: ")
+    assert not (project / ".sartoris").exists()
+    (project / ".sartoris" / "locks").mkdir(parents=True)
+    (project / ".sartoris" / "locks" / "slot42.lock").write_text('{"command": "sync", "user": "someone"}')
+    held = sartoris(command, "--slot", "42", cwd=project)
+    assert held.returncode == 4 and "no deploy in progress" in held.stderr, held.stderr
+
+
 def test_a_depool_command_naming_the_slot_is_refused_for_a_standalone_depool(project: Path) -> None:
     """`depool HOST...` runs for no slot, so a command template with `{slot}` cannot be filled: exit 2, one line."""
     config = project / "sartoris.toml"

@@ -19,6 +19,7 @@ import itertools
 import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,9 +279,12 @@ def resolve_hosts(
             raise InventoryError(f"{source}: cannot read: {exc.strerror or exc}") from None
         hosts += parse_hosts(text, source)
     unique = dedupe(hosts, default_port)
-    if not unique:
-        named = ", ".join(repr(selector) for selector in selectors) or "no groups given"
-        raise InventoryError(f"no hosts to target ({named})")
+    if not selectors:
+        raise InventoryError("no hosts to target (no groups given)")
+    if not unique:  # every file read holds no host: say so, not that they are missing
+        named = ", ".join(repr(selector) for selector in selectors)
+        are = "is" if len(selectors) == 1 else "are"
+        raise InventoryError(f"no hosts to target: {named} {are} empty (no host line, only blanks or comments)")
     return unique
 
 
@@ -294,27 +298,35 @@ def _find_group(selector: str, hosts_dir: Path, base: Path) -> Path:
     """The file a selector names: hosts_dir/<selector> if it exists, else the path from `base`; a selector written
     as a path (`./fleet`, `../x`, `/srv/x`) is only ever that path, never the group of the same name."""
     as_path = selector.startswith(("/", "./", "../"))
+    candidates = (base / selector,) if as_path else (hosts_dir / selector, base / selector)
     if selector.strip():
-        for candidate in (base / selector,) if as_path else (hosts_dir / selector, base / selector):
+        for candidate in candidates:
             try:
                 if candidate.is_file():
                     return candidate
             except OSError:  # a name too long for a file name: no such group
                 continue
+    for candidate in candidates:
+        if (why := _not_a_file(candidate)) is not None:  # there, but not a file: say what it is instead
+            raise InventoryError(f"{selector!r}: {candidate} {why}, not a hosts file")
     if as_path:
         raise InventoryError(f"no hosts file {selector!r} (from {base})")
-    for candidate in (hosts_dir / selector, base / selector):  # there, but not a file: say what it is instead
-        if (why := _not_a_file(candidate)) is not None:
-            raise InventoryError(f"{selector!r}: {candidate} {why}, not a hosts file")
     raise InventoryError(f"no host group or file named {selector!r} (looked in {hosts_dir} and {base})")
 
 
+_KINDS = ((stat.S_ISCHR, "is a device"), (stat.S_ISBLK, "is a device"), (stat.S_ISFIFO, "is a pipe"))
+
+
 def _not_a_file(path: Path) -> str | None:
-    """What is at `path` when it is not a readable regular file (a folder, a dangling or looping link), or None
-    when nothing is there (or it is a file)."""
+    """What is at `path` when it is not a regular file (a folder, a device, a pipe, a dangling or looping link), or
+    None when nothing is there (or it is a file)."""
     try:
         if path.is_dir():
             return "is a folder"
+        if path.exists():
+            mode = path.stat().st_mode
+            kind = next((said for is_kind, said in _KINDS if is_kind(mode)), "is not a regular file")
+            return None if stat.S_ISREG(mode) else kind
         if not path.is_symlink():
             return None
     except OSError:  # a name too long for a file name: nothing can be there

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -363,11 +364,34 @@ def test_a_group_that_is_a_broken_link_says_so(fleet: Path, target: str, why: st
     assert str(caught.value) == f"'broken': {hosts_dir / 'broken'} {why}, not a hosts file"
 
 
+@pytest.mark.parametrize(
+    ("selector", "why"),
+    [
+        pytest.param("/dev/null", "/dev/null is a device", id="device"),
+        pytest.param("./elsewhere/", "{fleet}/elsewhere is a folder", id="folder"),
+        pytest.param("./pipe", "{fleet}/pipe is a pipe", id="pipe"),
+        pytest.param("pipe", "{fleet}/pipe is a pipe", id="pipe-as-a-group"),
+    ],
+)
+def test_a_hosts_path_that_is_not_a_file_says_what_it_is(fleet: Path, selector: str, why: str) -> None:
+    """`--hosts /dev/null` and `--hosts ./folder/` said "no hosts file", sending the operator to look for a missing
+    file: the error says what is there instead (a device, a folder, a pipe), as for a group."""
+    os.mkfifo(fleet / "pipe")
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts([selector], fleet / "deploy" / "hosts", fleet)
+    assert str(caught.value) == f"{selector!r}: {why.format(fleet=fleet)}, not a hosts file"
+
+
 def test_resolve_empty_result(fleet: Path) -> None:
-    """Selecting only empty groups is an error, not a deploy to nobody."""
+    """Selecting only empty groups or files is an error, not a deploy to nobody, and says they are empty (it said
+    "no hosts to target ('./empty')", as if the file were not there)."""
     (fleet / "deploy" / "hosts" / "empty").write_text("# nobody yet\n")
-    with pytest.raises(InventoryError, match="no hosts to target"):
-        resolve_hosts(["empty"], fleet / "deploy" / "hosts", fleet)
+    (fleet / "empty").write_text("")
+    with pytest.raises(InventoryError) as caught:
+        resolve_hosts(["empty", "./empty"], fleet / "deploy" / "hosts", fleet)
+    assert str(caught.value) == (
+        "no hosts to target: 'empty', './empty' are empty (no host line, only blanks or comments)"
+    )
 
 
 def test_resolve_no_selectors(fleet: Path) -> None:

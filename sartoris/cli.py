@@ -183,6 +183,8 @@ SlotOption = Annotated[
 ]
 HostsOption = Annotated[list[str] | None, typer.Option("--hosts", help="Host group name or file; repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
 def _plain_message(message: str) -> str:
     """A -m message of UTF-8 text without control characters but line breaks and tabs (a tag's message may have
     several lines): it is shown in other operators' lock refusals, `status` and `log`, where an escape sequence
@@ -520,6 +522,10 @@ def history_log(
     if given and slot is not None:  # a typo of the slot is said, not answered with an empty history
         refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
     if tag is not None:
+        try:  # bytes that are not UTF-8 come in as lone surrogates, which no tag holds and sqlite cannot take
+            tag.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"no deploy of tag {tag!r} in the history (it holds bytes that are not UTF-8)") from None
         runs = history.entries_for_tag(tag, count) if history else []
         if not runs:
             raise UsageError(f"no deploy of tag {tag!r} in the history")

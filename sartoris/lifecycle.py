@@ -20,8 +20,6 @@ from sartoris.hook_calls import post_hook
 from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_identity
 from sartoris.repo import KEPT_REF_PREFIX, Restored, SlotCheckout
-from sartoris.state import Entry, History, SlotLock, shown, written_after_the_change
-from sartoris.repo import Leftover, SlotCheckout
 from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import Entry, History, SlotLock, existing_history, shown, written_after_the_change
 

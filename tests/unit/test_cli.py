@@ -497,6 +497,14 @@ def test_a_message_that_is_not_utf8_is_refused_before_anything(project: Path, co
     assert not (project / ".sartoris").exists()
 
 
+def test_a_log_tag_that_is_not_utf8_is_no_tag_of_the_history(project: Path) -> None:
+    """`sartoris log $'t\\xff'` crashed with "unexpected UnicodeEncodeError" (exit 1): no tag holds such bytes,
+    so it is bad input, said in one line (exit 2)."""
+    done = sartoris("log", "--slot", "0", os.fsdecode(b"t\xff"), cwd=project)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no deploy of tag 't\\udcff' in the history (it holds bytes that are not UTF-8)" in done.stderr
+
+
 def test_a_deleted_current_folder_is_said_in_words_and_help_still_works(project: Path) -> None:
     """Run from a folder deleted under the shell, every command said "unexpected FileNotFoundError" (exit 1); it
     says the folder is gone (exit 2, one line), and --version and --help, which need no folder, still work."""

@@ -25,6 +25,8 @@ from sartoris.state import Entry, History, SlotLock, existing_history, shown, wr
 
 log = structlog.get_logger("sartoris")
 
+_RUNS_OF_A_TAG = 1000  # runs of one tag read to tell whether any came before the deploy (a handful, in practice)
+
 
 @dataclass(frozen=True, slots=True)
 class LifecycleReport:
@@ -158,6 +160,15 @@ def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
         return None
 
 
+def _first_run_in_deploy(history: History, held: dict[str, Any], tag: object) -> bool:
+    """Whether every run of `tag` in the history is one of the deploy `held`'s (written after its history mark);
+    False when that cannot be told (no mark: a lock of an earlier Sartoris)."""
+    mark = held.get("history_mark")
+    if not isinstance(tag, str) or not isinstance(mark, int):
+        return False
+    return all(entry.id > mark for entry in history.entries_for_tag(tag, _RUNS_OF_A_TAG))
+
+
 def _since(since: object) -> float:
     """A lock's `since` (UTC, to the second) as a time; 0 (the whole history) when it cannot be read."""
     try:
@@ -186,7 +197,10 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     # release the hosts run; else the tag of the deploy's last run, which aborted
     tag = held.get("synced") or held.get("last_run")
     same_host = _same_host(config)
-    said = announcement(runs or [], tag, held.get("switching"), same_host, _fleet(config, same_host))
+    # whether the deploy's runs are the release's only ones: else hosts they did not name may run it already (a
+    # retry names only the hosts a census found behind), and how much of the fleet it reached is not told
+    fleet = _fleet(config, same_host) if _first_run_in_deploy(history, held, tag) else None
+    said = announcement(runs or [], tag, held.get("switching"), same_host, fleet)
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})

@@ -540,6 +540,35 @@ def test_finish_does_not_say_deployed_of_a_release_no_host_got(config: Config) -
     assert "switched no host to t1" in report.detail and "deployed" not in report.detail
 
 
+def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_a_retry_finished(
+    config: Config,
+) -> None:
+    """[deploy] hosts are mw1..mw8. A deploy whose sync of a new tag reached mw1 alone is partial, 7 not targeted.
+    A deploy whose only run retried mw8 on a tag synced before it (the others already on it, so not in the run) was
+    announced the same, partial, "7 host(s) … do not run it", though all 8 did: the fleet is looked at only when
+    the deploy holds every run of the tag."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    (config.base_dir / "hosts").mkdir()
+    (config.base_dir / "hosts" / "fleet").write_text("".join(f"mw{n}\n" for n in range(1, 9)))
+    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
+    fleet = parse_config(text + 'hosts = ["fleet"]\n', config.path)
+    commits = _history_of_commits(fleet.checkout_path(0), 2)
+    history = History(fleet.state_dir)
+    every = tuple(HostResult(f"mw{n}", True, Phase.DONE) for n in range(1, 8))
+    history.record("sync", SyncReport(0, "t0", commits[0], Outcome.PARTIAL, (*every, HostResult(
+        "mw8", False, Phase.CHECKOUT, "refused", depooled=True))), "", 1.0)
+    start(fleet, 0, "retry", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "t0", commits[0], Outcome.OK, (HostResult("mw8", True, Phase.DONE),)), "", 1.0)
+    SlotLock(fleet.state_dir, 0).update(synced="t0", last_run="t0")
+    assert finish(fleet, 0, force=False).detail == "slot 0 released; deployed t0"
+    start(fleet, 0, "one", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "t1", commits[1], Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 1.0)
+    SlotLock(fleet.state_dir, 0).update(synced="t1", last_run="t1")
+    assert "deployed t1 to 1 host(s), part of the fleet: 7 host(s)" in finish(fleet, 0, force=False).detail
+
+
 def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_after_its_start_row(config: Config) -> None:
     """A start lock that notes neither the slot's release nor where the history stood (taken before Sartoris noted
     them): its runs are those after its own `start` row. They were those begun after the lock's time, which is to

@@ -238,8 +238,6 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     None, among every host remembered as out of this pool (however it was targeted when it was depooled). Where
     one pool serves every slot, a host a run of another slot took out must be on that slot's release too.
     `base`: the configuration before `{slot}` is filled in (each slot asked gets its own)."""
-    from sartoris.census import census
-
     config = base.for_slot(slot)
     history = History(config.state_dir)
     port, scope = config.ssh.default_port, config.depool.scope
@@ -253,22 +251,52 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     left_out = tuple(h.label for h in targets if h.label in by_hand)
     if last is None or not candidates:
         return PoolReport("pool", (), (), left_out=left_out, logged=False)
-    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
-    owed = releases_owed(runs, candidates, last.commit, port)
-    caught_up: set[str] = set()
-    for commit in sorted(set(owed.values())):  # one census per release owed: most often only the slot's
-        asked = [h for h in candidates if owed[h.label] == commit]
-        statuses = asyncio.run(census(config, slot, asked, commit, depooled, config.fanout.concurrency))
-        caught_up |= {h.label for h, s in zip(asked, statuses, strict=True) if s.state is HostState.CURRENT}
+    caught_up, owed = _on_the_releases_owed(config, history, slot, candidates, last.commit, depooled)
     current = [h for h in candidates if h.label in caught_up]
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
+    current = _whole_pool_members(current, candidates)
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
     if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
         return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, logged=False)
-    report = change_pool(config, current, depool=False, message=f"caught up with {last.tag}")
+    message = f"caught up with {last.tag}"
+    if any(owed[h.label] != last.commit for h in current):
+        message += " (or with the release a rollback of part of the fleet took them to)"
+    report = change_pool(config, current, depool=False, message=message)
     return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
+
+
+def _on_the_releases_owed(
+    config: Config, history: History, slot: int, hosts: Sequence[Host], slots_release: str, depooled: frozenset[str]
+) -> tuple[set[str], dict[str, str]]:
+    """The labels of `hosts` on the release each owes in `slot` (releases_owed), asked by one census per release
+    owed (most often only the slot's), and what each owes."""
+    from sartoris.census import census
+
+    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
+    owed = releases_owed(runs, hosts, slots_release, config.ssh.default_port)
+    on_it: set[str] = set()
+    for commit in sorted(set(owed.values())):
+        asked = [h for h in hosts if owed[h.label] == commit]
+        statuses = asyncio.run(census(config, slot, asked, commit, depooled, config.fanout.concurrency))
+        on_it |= {h.label for h, s in zip(asked, statuses, strict=True) if s.state is HostState.CURRENT}
+    return on_it, owed
+
+
+def _whole_pool_members(current: Sequence[Host], candidates: Sequence[Host]) -> list[Host]:
+    """One host of each pool member (see pool_member) whose every depooled host is caught up: the pool command
+    puts a name back, so `mw1:2201` current and `mw1:2202` behind keep `mw1` out (else the load balancer served
+    the one behind)."""
+    caught_up = {h.label for h in current}
+    held_back = {pool_member(h.label) for h in candidates if h.label not in caught_up}
+    chosen, seen = [], set()
+    for host in current:
+        member = pool_member(host.label)
+        if member not in held_back and member not in seen:
+            seen.add(member)
+            chosen.append(host)
+    return chosen
 
 
 def releases_owed(runs: Sequence[DeployRun], hosts: Sequence[Host], slots_release: str, port: int) -> dict[str, str]:
@@ -306,7 +334,6 @@ def _caught_up_on_the_slots_that_depooled_them(
     """`hosts` (current on `slot`) that are also on the current release of every other slot whose run depooled
     them, and the rest with the slot each is behind on: the pool serves every slot, so a host still serving an
     old release of slot 10 must stay out whatever slot 11 says."""
-    from sartoris.census import census
 
     owed = slots_owed(history.pool_changes_by_runs())
     member = {h.label: pool_member(h.label) or h.label for h in hosts}
@@ -316,9 +343,8 @@ def _caught_up_on_the_slots_that_depooled_them(
         last = history.last_deployed(other)
         if last is None or not asked:
             continue
-        config = base.for_slot(other)
-        statuses = asyncio.run(census(config, other, asked, last.commit, frozenset(), config.fanout.concurrency))
-        lagging = {h.label for h, s in zip(asked, statuses, strict=True) if s.state is not HostState.CURRENT}
+        on_it, _ = _on_the_releases_owed(base.for_slot(other), history, other, asked, last.commit, frozenset())
+        lagging = {h.label for h in asked if h.label not in on_it}
         kept = [h for h in kept if h.label not in lagging]
         behind += [(label, other) for label in sorted(lagging)]
     return kept, tuple(behind)

@@ -292,14 +292,32 @@ def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) 
     configured = _git_config_path(cwd, environ)
     if configured is not None:
         return _must_exist(configured, "git config sartoris.config"), "git config sartoris.config"
-    for start in _where_the_operator_is(cwd, environ.get("PWD")):
-        for folder in (start, *start.parents):
-            if (folder / CONFIG_NAME).is_file():
-                return folder / CONFIG_NAME, f"nearest {CONFIG_NAME} from {start}"
+    nearest = _nearest_config(cwd, environ.get("PWD"))
+    if nearest is not None:
+        return nearest[0], f"nearest {CONFIG_NAME} from {nearest[1]}"
     raise ConfigError(
         f"no {CONFIG_NAME} found: no --config, no $SARTORIS_CONFIG, no git config sartoris.config, "
         f"and none in {cwd} or above"
     )
+
+
+def folder_config(cwd: Path, environ: Mapping[str, str]) -> Path | None:
+    """The config the folder `cwd` names by itself, as find_config reads it without --config or $SARTORIS_CONFIG:
+    git config sartoris.config there, else the nearest sartoris.toml up from it; None when neither is there."""
+    configured = _git_config_path(cwd, environ)
+    if configured is not None:
+        return configured
+    nearest = _nearest_config(cwd, environ.get("PWD"))
+    return nearest[0] if nearest is not None else None
+
+
+def _nearest_config(cwd: Path, pwd: str | None) -> tuple[Path, Path] | None:
+    """The nearest sartoris.toml up from the operator's folder, and the folder looked up from."""
+    for start in _where_the_operator_is(cwd, pwd):
+        for folder in (start, *start.parents):
+            if (folder / CONFIG_NAME).is_file():
+                return folder / CONFIG_NAME, start
+    return None
 
 
 def logical_folder(cwd: Path, pwd: str | None) -> Path | None:

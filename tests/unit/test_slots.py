@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,18 +72,34 @@ def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> Non
 
 def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Path) -> None:
     """`SARTORIS_CONFIG=b/sartoris.toml sartoris sync` run inside project A's slot (A's sartoris.toml above it) fell
-    back to B's only slot and deployed B. A folder under another project's sartoris.toml now needs --slot; one
-    under no sartoris.toml, or under the config's own, still means the only slot."""
-    (tmp_path / "b" / "co" / "php-slot0").mkdir(parents=True)
-    b = config_at(tmp_path / "b", "co")
-    config_at(tmp_path / "a", "co").path.write_text("# project A's\n")
-    b.path.write_text("# project B's\n")
-    (tmp_path / "a" / "co" / "php-slot1").mkdir(parents=True)
-    refused = r"is in another project \(.*/a/sartoris.toml\), not in a slot of .*/b/co .*pass --slot N"
+    back to B's only slot and deployed B. A folder in a slot of the project its own sartoris.toml names now needs
+    --slot; a folder under no other config, or under one that shares B's checkout_root (two configs of one
+    project) without being in a slot, still means the only slot."""
+    def project(name: str, slot: int) -> Config:
+        (tmp_path / name / "co" / f"php-slot{slot}").mkdir(parents=True)
+        made = config_at(tmp_path / name, "co")
+        made.path.write_text(f'[deploy]\nname = "{name}"\nremote_root = "/srv/{name}"\npublish_url = "/srv/g.git"\n'
+                             'checkout_root = "co"\n')
+        return made
+
+    b, _ = project("b", 0), project("a", 1)
+    refused = r"is in slot 1 of another project \(.*/a/sartoris.toml\), not in a slot of .*/b/co .*pass --slot N"
     with pytest.raises(UsageError, match=refused):
         infer_slot(b, tmp_path / "a" / "co" / "php-slot1", None)
     assert infer_slot(b, tmp_path, None) == 0
-    assert infer_slot(b, tmp_path / "b", None) == 0
+    assert infer_slot(b, tmp_path / "a", None) == 0  # A's config, in none of its slots
+    codfw = parse_config(b.path.read_text(), tmp_path / "b" / "codfw.toml")
+    assert infer_slot(codfw, tmp_path / "b" / "co", None) == 0  # beside sartoris.toml, sharing its checkout_root
+    slot2 = tmp_path / "c" / "co" / "php-slot2"  # project C names its config by git config, no sartoris.toml above
+    slot2.mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "c.toml").write_text(
+        f'[deploy]\nname = "c"\nremote_root = "/srv/c"\npublish_url = "/srv/g.git"\ncheckout_root = "{slot2.parent}"\n'
+    )
+    subprocess.run(["git", "init", "-q", str(slot2)], check=True)
+    subprocess.run(["git", "-C", str(slot2), "config", "sartoris.config", str(tmp_path / "etc" / "c.toml")], check=True)
+    with pytest.raises(UsageError, match=r"is in slot 2 of another project \(.*/etc/c.toml\)"):
+        infer_slot(b, slot2, None)
 
 
 def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkouts: Path, tmp_path: Path) -> None:

@@ -167,14 +167,19 @@ def _host_timeout(seconds: float) -> tuple[str, ...]:
 def _timed_out(seconds: float) -> str:
     """The timeout's line: the host's deadline, and the timeout it stands in for (an operator who set
     command_timeout = 8 would not recognise a bare "6s")."""
-    deadline = host_deadline(seconds)
-    return f"{OWN_LINE_MARK} timed out on the host after {deadline:g}s (stopped ahead of the {seconds:g}s timeout)"
+    deadline, limit = _said(host_deadline(seconds)), _said(seconds)
+    return f"{OWN_LINE_MARK} timed out on the host after {deadline}s (stopped ahead of the {limit}s timeout)"
+
+
+def _said(seconds: float) -> str:
+    """Seconds as a line says them: as configured (8, 1.5), or to a tenth for a computed wait (23.4719 -> 23.5)."""
+    return f"{seconds:g}" if round(seconds, 1) == seconds else f"{seconds:.1f}"
 
 
 def _killed(seconds: float) -> str:
     return (
         f"{OWN_LINE_MARK} killed on the host (SIGKILL: out of memory, or still running {REMOTE_KILL_GRACE}s after"
-        f" its deadline of {host_deadline(seconds):g}s)"
+        f" its deadline of {_said(host_deadline(seconds))}s)"
     )
 
 

@@ -974,6 +974,14 @@ def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> No
     assert "cannot change to" in done.stderr or "No such file" in done.stderr
 
 
+def test_a_computed_wait_is_said_to_a_tenth_of_a_second() -> None:
+    """The look at a host after a lost connection waits what is left of the command's time plus a margin, which
+    the timeout line said as "stopped ahead of the 23.4719s timeout"; such a wait is said to a tenth."""
+    said = "sartoris: timed out on the host after 21.5s (stopped ahead of the 23.5s timeout)"
+    assert deadline_error(124, 23.4719) == said
+    assert "deadline of 21.5s" in str(deadline_error(137, 23.4719))
+
+
 def test_status_asks_git_under_the_hosts_own_deadline() -> None:
     """The status script's git runs under coreutils timeout with the host's deadline and KILL grace, as bounded()
     scripts do, `exec`ed (the login shell replaced: one process more than git alone); its exits 124 and 137 are

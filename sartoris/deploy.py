@@ -306,10 +306,14 @@ def _retry_plan(
 
 def _with_the_hosts_beyond_the_fleet(config: Config, request: SyncRequest, history: History) -> SyncRequest:
     """For a run of the config's own hosts (no --hosts) that moves hosts off or onto the slot's release (a rollback,
-    a retry): those hosts plus the ones runs of that release named beyond them (a `sync --hosts fleet --hosts new`),
-    as their hosts files list them now (slot_hosts); the request as it was otherwise."""
+    a retry), or a rollback whose --hosts cover them all (`--hosts fleet`: it makes its release the slot's, and left
+    the new servers on the one rolled back from, which status then no longer asked): those hosts plus the ones
+    runs of that release named beyond them (a `sync --hosts fleet --hosts new`), as their hosts files list them now
+    (slot_hosts); the request as it was otherwise."""
     current = history.last_deployed(request.slot)
-    if request.hosts_chosen or current is None:
+    if current is None:
+        return request
+    if request.hosts_chosen and not (request.action == "rollback" and _names_the_whole_fleet(config, request.targets)):
         return request
     beyond = beyond_the_fleet(config, history, request.slot, current.commit, request.targets)
     hosts = beyond.hosts
@@ -444,6 +448,16 @@ def _sets_the_slots_release(
     listed |= {host.key(port) for host in beyond_the_fleet(config, history, request.slot, current.commit, fleet).hosts}
     on_it = [host for host in _left_on(config, history, request.slot, current.commit) if host.key(port) in listed]
     return not unlisted(on_it, request.targets, port)
+
+
+def _names_the_whole_fleet(config: Config, targets: Sequence[Host]) -> bool:
+    """Whether `targets` hold every machine of [deploy] hosts (however each is spelt); False for a config naming no
+    fleet, or one whose hosts cannot be read: its --hosts are all there is to go by."""
+    try:
+        fleet = config.fleet()
+    except (SartorisError, OSError):
+        return False
+    return bool(fleet) and not unlisted(fleet, targets, config.ssh.default_port)
 
 
 def _left_on(config: Config, history: History, slot: int, commit: str) -> list[Host]:

@@ -147,6 +147,30 @@ def test_a_rollback_of_the_fleet_takes_the_release_off_only_the_hosts_beyond_it_
     ]
 
 
+def test_a_rollback_whose_hosts_name_the_whole_fleet_also_takes_the_release_off_the_new_servers(
+    tmp_path: Path,
+) -> None:
+    """After `sync --hosts fleet --hosts ./new`, `rollback --hosts fleet` made its release the slot's (it covers the
+    fleet) but left the new servers on the release rolled back from, and `status` no longer asked them. A rollback
+    whose --hosts name every host of the fleet adds them as a plain rollback does; one of part of the fleet, or
+    with no fleet configured, goes to the hosts named only."""
+    from sartoris.deploy import _with_the_hosts_beyond_the_fleet
+
+    config, whole = _config_and_targets(tmp_path, "mw1\nmw2\n", "mw2:22\nmw1\n")
+    history = History(config.state_dir)
+    new = tmp_path / "new"
+    new.write_text("mw3\n")
+    done = tuple(HostResult(host, True, Phase.DONE) for host in ("mw1", "mw2", "mw3"))
+    files = (str(tmp_path / "hosts" / "fleet"), str(new))
+    history.record("sync", SyncReport(0, "t9", "9" * 40, Outcome.OK, done, hosts_from=files), "", 0.0)
+    extended = _with_the_hosts_beyond_the_fleet(config, whole, history)
+    assert [h.label for h in extended.targets] == ["mw2:22", "mw1", "mw3"] and str(new) in extended.hosts_from
+    part = replace(whole, targets=whole.targets[:1])
+    assert _with_the_hosts_beyond_the_fleet(config, part, history) == part
+    unconfigured = replace(config, deploy=replace(config.deploy, hosts=()))
+    assert _with_the_hosts_beyond_the_fleet(unconfigured, part, history) == part
+
+
 def test_a_retry_is_refused_over_a_rejected_release_also_after_one_canary_was_rolled_back(tmp_path: Path) -> None:
     """t9's canaries mw1 and mw2 switched, then a canary check failed (t9 rejected); `rollback --hosts` of mw1 alone
     is a rollback of part of the fleet. The retry's refusal read that newest row, found it not rejected, and let a

@@ -280,11 +280,7 @@ def _said(restored: Restored) -> str:
                 f" {shown(left.kept)}; remove it once nothing in it is needed"
             )
     for kept in restored.kept:
-        where = "the checkout" if kept.path == "." else f"submodule {shown(kept.path)}"
-        said += (
-            f"; kept {where}'s commit {kept.commit[:12]}, which no branch or tag holds, as {kept.ref}"
-            f" (`git -C {shown(kept.path)} log {kept.ref}`)"
-        )
+        said += f"; kept {shown(kept.describe())} (`git -C {shown(kept.path)} log {kept.ref}`)"
     return said
 
 

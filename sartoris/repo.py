@@ -70,6 +70,11 @@ class KeptCommit:
     commit: str
     ref: str
 
+    def describe(self) -> str:
+        """Which repository's commit was kept where, for a line of abort's."""
+        where = "the checkout" if self.path == "." else f"submodule {self.path}"
+        return f"{where}'s commit {self.commit[:12]}, which no branch or tag holds, as {self.ref}"
+
 
 @dataclass(frozen=True, slots=True)
 class Restored:
@@ -219,7 +224,7 @@ class SlotCheckout:
         tree of each submodule HEAD pins and `commit` does not as an untracked folder: each is removed where that
         loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are returned.
         A repository whose HEAD no ref reaches once put back (a commit made in a submodule, never pushed) keeps it
-        under the ref `keep_under` (see _keep_unreachable): else only its reflog had it."""
+        under a ref `<keep_under>-<commit>` (see _keep_unreachable): else only its reflog had it."""
         heads = self._repository_heads()
         added = self._added_submodules(commit)
         self._submodules.clear()  # nested submodules initialised below become readable
@@ -235,7 +240,7 @@ class SlotCheckout:
                 )
         except git.GitCommandError as exc:
             kept = self._keep_unreachable(heads, keep_under)  # what did move must not lose a commit either
-            said = "".join(f"; kept {k.path}'s {k.commit[:12]} as {k.ref}" for k in kept)
+            said = "".join(f"; kept {k.describe()}" for k in kept)
             raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}{said}") from None
         kept = self._keep_unreachable(heads, keep_under)
         return Restored(tuple(self._clear(path, since) for path in added if (self.path / path).is_dir()), kept)
@@ -257,16 +262,18 @@ class SlotCheckout:
                 heads[path] = head
         return heads
 
-    def _keep_unreachable(self, heads: dict[str, str], ref: str) -> tuple[KeptCommit, ...]:
-        """Put `ref` on each of `heads` (path -> HEAD before the restore) that no ref or HEAD of its repository
-        reaches any more (`rev-list --not --all`: the reflog does not count, and gc empties it in time)."""
+    def _keep_unreachable(self, heads: dict[str, str], prefix: str) -> tuple[KeptCommit, ...]:
+        """Put a ref `<prefix>-<commit>` on each of `heads` (path -> HEAD before the restore) that no ref or HEAD of
+        its repository reaches any more (`rev-list --not --all`: the reflog does not count, and gc empties it in
+        time). The commit in the name keeps two aborts of one second apart, and the ref is only ever created, never
+        moved (a second abort that moved it lost the commit the first kept)."""
         kept = []
         for path, head in heads.items():
-            folder = str(self.path / path)
+            folder, ref = str(self.path / path), f"{prefix}-{head[:12]}"
             try:
                 if not self._git("-C", folder, "rev-list", "-n", "1", head, "--not", "--all").strip():
                     continue
-                self._git("-C", folder, "update-ref", "-m", "sartoris abort: kept", ref, head)
+                self._git("-C", folder, "update-ref", "-m", "sartoris abort: kept", ref, head, "")
             except git.GitCommandError as exc:  # the folder is gone (a removed work tree), or git failed
                 log.warning("commit_not_kept", path=path, commit=head, error=_git_error(exc))
                 continue

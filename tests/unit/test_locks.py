@@ -237,6 +237,24 @@ def test_abort_keeps_under_a_ref_the_commits_only_the_checkout_held(config: Conf
     assert f"; kept the checkout's commit {live_hack[:12]}" in report.detail and hack[:12] not in report.detail
 
 
+def test_two_aborts_in_one_second_keep_both_commits(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept ref was named to the second and moved by a second abort in that second: the first abort's commit,
+    named as kept, was left to the reflog after all. Each kept commit gets a ref of its own, only ever created."""
+    epoch = time.gmtime(0)
+    monkeypatch.setattr(time, "gmtime", lambda *_: epoch)  # every abort here in one second
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    hacks = []
+    for n in range(2):
+        start(config, 0, f"train {n}", no_remote=True, force=False)
+        git(checkout, "commit", "-q", "--allow-empty", "-m", f"hack {n}")
+        hacks.append(git(checkout, "rev-parse", "HEAD"))
+        assert f"refs/sartoris/aborted/slot0-19700101-000000-{hacks[-1][:12]}" in abort(config, 0, force=False).detail
+    kept = git(checkout, "for-each-ref", "--format=%(objectname)", "refs/sartoris/aborted/").split()
+    assert sorted(kept) == sorted(hacks)
+
+
 def test_finish_after_the_deploys_only_sync_aborted_announces_an_abort(config: Config, tmp_path: Path) -> None:
     """The deploy's one sync aborted (too many hosts failed to fetch): finish told the finish hook nothing (no tag,
     no outcome), which the shipped notifier announced as "deploy … finished". It now passes that sync's tag and

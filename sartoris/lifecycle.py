@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement
+from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, left_on
 from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
@@ -24,8 +24,6 @@ from sartoris.slots import refuse_an_unknown_slot
 from sartoris.state import Entry, History, SlotLock, existing_history, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
-
-_RUNS_OF_A_TAG = 1000  # runs of one tag read to tell whether any came before the deploy (a handful, in practice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +158,19 @@ def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
         return None
 
 
-def _first_run_in_deploy(history: History, held: dict[str, Any], tag: object) -> bool:
-    """Whether every run of `tag` in the history is one of the deploy `held`'s (written after its history mark);
-    False when that cannot be told (no mark: a lock of an earlier Sartoris)."""
-    mark = held.get("history_mark")
-    if not isinstance(tag, str) or not isinstance(mark, int):
-        return False
-    return all(entry.id > mark for entry in history.entries_for_tag(tag, _RUNS_OF_A_TAG))
+def _not_yet_on_it(
+    fleet: frozenset[Hashable] | None, before: list[DeployRun], runs: list[DeployRun], tag: object,
+    same_host: SameHost,
+) -> frozenset[Hashable] | None:
+    """The machines of the fleet that the slot's runs, the deploy's included, did not leave on `tag`'s commit: of
+    those, the ones the deploy's runs did not name are the hosts a sync of part of the fleet did not reach. A host
+    already on the commit (a retry names only the hosts a census found behind; a new tag of the commit the fleet
+    runs) is no part of the fleet left out."""
+    commit = next((run.commit for run in runs if run.tag == tag), None)
+    if fleet is None or commit is None:
+        return fleet
+    on_it = {same_host(label) for label in left_on([*before, *runs], commit, same_host)}
+    return frozenset(machine for machine in fleet if machine not in on_it)
 
 
 def _since(since: object) -> float:
@@ -191,15 +195,13 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     history = History(config.state_dir)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
         # unknown: its release is announced as not in the history
-        _, runs, _ = _deploy_runs(history, slot, held, before_too=False)
+        _, runs, before = _deploy_runs(history, slot, held)
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
     tag = held.get("synced") or held.get("last_run")
     same_host = _same_host(config)
-    # whether the deploy's runs are the release's only ones: else hosts they did not name may run it already (a
-    # retry names only the hosts a census found behind), and how much of the fleet it reached is not told
-    fleet = _fleet(config, same_host) if _first_run_in_deploy(history, held, tag) else None
+    fleet = _not_yet_on_it(_fleet(config, same_host), before, runs or [], tag, same_host)
     said = announcement(runs or [], tag, held.get("switching"), same_host, fleet)
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):

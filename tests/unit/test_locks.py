@@ -563,8 +563,8 @@ def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_
 ) -> None:
     """[deploy] hosts are mw1..mw8. A deploy whose sync of a new tag reached mw1 alone is partial, 7 not targeted.
     A deploy whose only run retried mw8 on a tag synced before it (the others already on it, so not in the run) was
-    announced the same, partial, "7 host(s) … do not run it", though all 8 did: the fleet is looked at only when
-    the deploy holds every run of the tag."""
+    announced the same, partial, "7 host(s) … do not run it", though all 8 did; so was a new tag of the commit the
+    fleet runs, synced to one re-imaged host. Hosts the slot's runs left on the release's commit are not counted."""
     from sartoris.results import HostResult, Outcome, Phase, SyncReport
     from sartoris.state import History
 
@@ -585,6 +585,11 @@ def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_
     history.record("sync", SyncReport(0, "t1", commits[1], Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 1.0)
     SlotLock(fleet.state_dir, 0).update(synced="t1", last_run="t1")
     assert "deployed t1 to 1 host(s), part of the fleet: 7 host(s)" in finish(fleet, 0, force=False).detail
+    start(fleet, 0, "re-imaged mw8", no_remote=True, force=False)  # a new tag of the commit the fleet runs
+    history.record("sync", SyncReport(0, "t2", commits[0], Outcome.OK, (HostResult("mw8", True, Phase.DONE),)), "", 1.0)
+    SlotLock(fleet.state_dir, 0).update(synced="t2", last_run="t2")
+    said = finish(fleet, 0, force=False).detail  # mw2-mw7 run t2's commit (as t0); mw1 alone is on t1's
+    assert "deployed t2 to 1 host(s), part of the fleet: 1 host(s) of [deploy] hosts were not targeted" in said
 
 
 def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_after_its_start_row(config: Config) -> None:

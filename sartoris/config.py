@@ -301,14 +301,12 @@ def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) 
     )
 
 
-def folder_config(cwd: Path, environ: Mapping[str, str]) -> Path | None:
-    """The config the folder `cwd` names by itself, as find_config reads it without --config or $SARTORIS_CONFIG:
-    git config sartoris.config there, else the nearest sartoris.toml up from it; None when neither is there."""
+def folder_configs(cwd: Path, environ: Mapping[str, str]) -> list[Path]:
+    """The configs the folder `cwd` names by itself, as find_config would find them without --config and
+    $SARTORIS_CONFIG: git config sartoris.config there, and the nearest sartoris.toml up from it."""
     configured = _git_config_path(cwd, environ)
-    if configured is not None:
-        return configured
     nearest = _nearest_config(cwd, environ.get("PWD"))
-    return nearest[0] if nearest is not None else None
+    return [path for path in (configured, nearest[0] if nearest is not None else None) if path is not None]
 
 
 def _nearest_config(cwd: Path, pwd: str | None) -> tuple[Path, Path] | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sartoris.config import Config, folder_config, load_config, logical_folder
+from sartoris.config import Config, folder_configs, load_config, logical_folder
 from sartoris.errors import SartorisError, StateError, UsageError
 
 _LINK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")  # fullmatch; a file name fits
@@ -21,11 +21,11 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     if here is not None:
         return here
     root = config.deploy.checkout_root
-    other = _another_projects_slot(config, cwd, pwd)
-    if other is not None:  # --config, $SARTORIS_CONFIG or git config chose this project; the folder is that one's
+    other = _another_project(config, cwd, pwd)
+    if other is not None:  # --config, $SARTORIS_CONFIG or git config chose this project; the folder is another's
         raise UsageError(
-            f"--slot not given and {cwd} is in slot {other[1]} of another project ({other[0]}), not in a slot of"
-            f" {root} (the config in use is {config.path}); pass --slot N"
+            f"--slot not given and {cwd} is in another project ({other}), not in a slot of {root} (the config in"
+            f" use is {config.path}); pass --slot N"
         )
     existing = sorted(slot for slot, _ in _slot_folders(config))
     if len(existing) == 1:
@@ -33,20 +33,22 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
 
 
-def _another_projects_slot(config: Config, cwd: Path, pwd: str | None) -> tuple[Path, int] | None:
-    """The config `cwd` names by itself (config.folder_config) and its slot holding `cwd`, when that is another
-    config than `config`: the operator stands in another project's slot, which the fallback to `config`'s only
-    slot must not take for this one's (it deployed the wrong code). None when the folder names no other config,
-    or one that cannot be read, or is in none of its slots (two configs may share one checkout_root)."""
-    other = folder_config(cwd, {**os.environ, **({"PWD": pwd} if pwd is not None else {})})
-    if other is None or other.resolve() == config.path.resolve():
-        return None
-    try:
-        theirs = load_config(other)
-    except (SartorisError, OSError):
-        return None
-    slot = slot_at(theirs, cwd, pwd)
-    return (other, slot) if slot is not None else None
+def _another_project(config: Config, cwd: Path, pwd: str | None) -> Path | None:
+    """A config the folder `cwd` names by itself (config.folder_configs: its git config, its nearest
+    sartoris.toml) for another project than `config`'s: another checkout_root, or one that cannot be read. The
+    fallback to `config`'s only slot must not take that project's folder for this one's (it deployed the wrong
+    code). Another config of the same checkout_root (one per datacenter, say) is the same project."""
+    environ = {**os.environ, **({"PWD": pwd} if pwd is not None else {})}
+    for other in folder_configs(cwd, environ):
+        if other.resolve() == config.path.resolve():
+            continue
+        try:
+            theirs = load_config(other)
+        except (SartorisError, OSError):
+            return other
+        if theirs.deploy.checkout_root != config.deploy.checkout_root:
+            return other
+    return None
 
 
 def slot_at(config: Config, cwd: Path, pwd: str | None = None) -> int | None:

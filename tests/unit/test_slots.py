@@ -72,33 +72,38 @@ def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> Non
 
 def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Path) -> None:
     """`SARTORIS_CONFIG=b/sartoris.toml sartoris sync` run inside project A's slot (A's sartoris.toml above it) fell
-    back to B's only slot and deployed B. A folder in a slot of the project its own sartoris.toml names now needs
-    --slot; a folder under no other config, or under one that shares B's checkout_root (two configs of one
-    project) without being in a slot, still means the only slot."""
-    def project(name: str, slot: int) -> Config:
-        (tmp_path / name / "co" / f"php-slot{slot}").mkdir(parents=True)
-        made = config_at(tmp_path / name, "co")
+    back to B's only slot and deployed B; so did a project whose checkout_root has `{slot}`, and one named by git
+    config. A folder whose own config (nearest sartoris.toml, git config) is another project's (another
+    checkout_root, or unreadable) now needs --slot; a folder under no other config, or under another config of the
+    same checkout_root (two configs of one project), still means the only slot."""
+    def project(name: str, root: str = "co") -> Config:
+        made = config_at(tmp_path / name, root)
         made.path.write_text(f'[deploy]\nname = "{name}"\nremote_root = "/srv/{name}"\npublish_url = "/srv/g.git"\n'
-                             'checkout_root = "co"\n')
+                             f'checkout_root = "{root}"\n')
         return made
 
-    b, _ = project("b", 0), project("a", 1)
-    refused = r"is in slot 1 of another project \(.*/a/sartoris.toml\), not in a slot of .*/b/co .*pass --slot N"
-    with pytest.raises(UsageError, match=refused):
-        infer_slot(b, tmp_path / "a" / "co" / "php-slot1", None)
+    b = project("b")
+    (tmp_path / "b" / "co" / "php-slot0").mkdir(parents=True)
+    project("a")
+    (tmp_path / "a" / "co" / "php-slot1").mkdir(parents=True)
+    project("c", "s{slot}")
+    (tmp_path / "c" / "s0" / "php-slot0").mkdir(parents=True)
+    for folder, other in (("a/co/php-slot1", "a"), ("a", "a"), ("c/s0/php-slot0", "c")):
+        refused = rf"{folder} is in another project \(.*/{other}/sartoris.toml\), not in a slot of .*/b/co .*--slot N"
+        with pytest.raises(UsageError, match=refused):
+            infer_slot(b, tmp_path / folder, None)
     assert infer_slot(b, tmp_path, None) == 0
-    assert infer_slot(b, tmp_path / "a", None) == 0  # A's config, in none of its slots
     codfw = parse_config(b.path.read_text(), tmp_path / "b" / "codfw.toml")
     assert infer_slot(codfw, tmp_path / "b" / "co", None) == 0  # beside sartoris.toml, sharing its checkout_root
-    slot2 = tmp_path / "c" / "co" / "php-slot2"  # project C names its config by git config, no sartoris.toml above
+    slot2 = tmp_path / "d" / "co" / "php-slot2"  # project D names its config by git config, no sartoris.toml above
     slot2.mkdir(parents=True)
     (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "c.toml").write_text(
-        f'[deploy]\nname = "c"\nremote_root = "/srv/c"\npublish_url = "/srv/g.git"\ncheckout_root = "{slot2.parent}"\n'
+    (tmp_path / "etc" / "d.toml").write_text(
+        f'[deploy]\nname = "d"\nremote_root = "/srv/d"\npublish_url = "/srv/g.git"\ncheckout_root = "{slot2.parent}"\n'
     )
     subprocess.run(["git", "init", "-q", str(slot2)], check=True)
-    subprocess.run(["git", "-C", str(slot2), "config", "sartoris.config", str(tmp_path / "etc" / "c.toml")], check=True)
-    with pytest.raises(UsageError, match=r"is in slot 2 of another project \(.*/etc/c.toml\)"):
+    subprocess.run(["git", "-C", str(slot2), "config", "sartoris.config", str(tmp_path / "etc" / "d.toml")], check=True)
+    with pytest.raises(UsageError, match=r"is in another project \(.*/etc/d.toml\)"):
         infer_slot(b, slot2, None)
 
 

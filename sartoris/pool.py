@@ -100,6 +100,9 @@ class PoolReport:
     logged: bool = True  # whether the history's log (what `log` lists) took it; False too when nothing was written
     left_out: tuple[str, ...] = ()  # `pool --caught-up`: hosts it leaves out, as an operator depooled them by hand
     behind_elsewhere: tuple[tuple[str, int], ...] = ()  # `pool --caught-up`: hosts left out, behind on another slot
+    # `pool --caught-up`: hosts left out though caught up, as another depooled host of their name is not (the
+    # command puts back the name), with those hosts
+    held_by_name: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def outcome(self) -> str:
         """The history's word for the change: `failed` when no host changed (`log` said `partial` for a depool that
@@ -117,6 +120,7 @@ class PoolReport:
             "recorded": self.not_recorded is None and self.logged,
             "left_out": list(self.left_out),
             "behind_in_other_slots": [{"host": host, "slot": slot} for host, slot in self.behind_elsewhere],
+            "held_back_by_name": [{"host": host, "behind": list(behind)} for host, behind in self.held_by_name],
         }
 
     def describe(self) -> str:
@@ -129,6 +133,11 @@ class PoolReport:
             lines.append("  " + why + ", ".join(self.left_out))
         for host, slot in self.behind_elsewhere:
             lines.append(f"  left out, not on slot {slot}'s current release (the slot whose run depooled it): {host}")
+        for host, behind in self.held_by_name:
+            lines.append(
+                f"  left out, caught up, but {', '.join(behind)} of the same name is not (the pool command puts"
+                f" back the name): {host}"
+            )
         return "\n".join(lines)
 
 
@@ -256,15 +265,18 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
-    current = _whole_pool_members(current, candidates)
+    current, held_by_name = _whole_pool_members(current, candidates)
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
     if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
-        return PoolReport("pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, logged=False)
+        return PoolReport(
+            "pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, held_by_name=held_by_name,
+            logged=False,
+        )
     message = f"caught up with {last.tag}"
     if any(owed[h.label] != last.commit for h in current):
         message += " (or with the release a rollback of part of the fleet took them to)"
     report = change_pool(config, current, depool=False, message=message)
-    return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere)
+    return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere, held_by_name=held_by_name)
 
 
 def _on_the_releases_owed(
@@ -284,19 +296,26 @@ def _on_the_releases_owed(
     return on_it, owed
 
 
-def _whole_pool_members(current: Sequence[Host], candidates: Sequence[Host]) -> list[Host]:
+def _whole_pool_members(
+    current: Sequence[Host], candidates: Sequence[Host]
+) -> tuple[list[Host], tuple[tuple[str, tuple[str, ...]], ...]]:
     """One host of each pool member (see pool_member) whose every depooled host is caught up: the pool command
     puts a name back, so `mw1:2201` current and `mw1:2202` behind keep `mw1` out (else the load balancer served
-    the one behind)."""
+    the one behind). Also the hosts caught up but held back so, each with the hosts of its name not caught up."""
     caught_up = {h.label for h in current}
-    held_back = {pool_member(h.label) for h in candidates if h.label not in caught_up}
-    chosen, seen = [], set()
+    behind: dict[str | None, list[str]] = {}
+    for host in candidates:
+        if host.label not in caught_up:
+            behind.setdefault(pool_member(host.label), []).append(host.label)
+    chosen, seen, held = [], set(), []
     for host in current:
         member = pool_member(host.label)
-        if member not in held_back and member not in seen:
+        if member in behind:
+            held.append((host.label, tuple(behind[member])))
+        elif member not in seen:
             seen.add(member)
             chosen.append(host)
-    return chosen
+    return chosen, tuple(held)
 
 
 def releases_owed(runs: Sequence[DeployRun], hosts: Sequence[Host], slots_release: str, port: int) -> dict[str, str]:

@@ -380,10 +380,14 @@ def test_a_host_a_rollback_of_part_of_the_fleet_named_owes_that_rollbacks_releas
 def test_caught_up_puts_a_name_back_only_when_every_depooled_host_of_that_name_is_caught_up() -> None:
     """The pool command puts back a name (`{host}` has no port): with mw1:2201 caught up and mw1:2202 still behind,
     pooling mw1:2201 put the one behind back in the load balancer too. A name goes back once, when all its depooled
-    hosts are caught up."""
+    hosts are caught up; the report names a host held back so, and the hosts of its name that hold it."""
     from sartoris.pool import _whole_pool_members
 
     hosts = {label: parse_host(label) for label in ("mw1:2201", "mw1:2202", "mw2", "deploy@mw2:2222", "mw3")}
     candidates = list(hosts.values())
     current = [hosts["mw1:2201"], hosts["mw2"], hosts["deploy@mw2:2222"], hosts["mw3"]]
-    assert [h.label for h in _whole_pool_members(current, candidates)] == ["mw2", "mw3"]
+    chosen, held = _whole_pool_members(current, candidates)
+    assert [h.label for h in chosen] == ["mw2", "mw3"] and held == (("mw1:2201", ("mw1:2202",)),)
+    report = pool.PoolReport("pool", (), (), held_by_name=held, logged=False)
+    assert report.as_json()["held_back_by_name"] == [{"host": "mw1:2201", "behind": ["mw1:2202"]}]
+    assert "left out, caught up, but mw1:2202 of the same name is not" in report.describe()

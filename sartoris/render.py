@@ -42,8 +42,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     if action == "rollback" and not report.sets_release:  # else `status` calling the other hosts current surprises
         lines.append(f"  {_PART_OF_THE_FLEET}")
     if action == "rollback" and (unchanged := sum(r.unchanged for r in report.hosts)):  # an `ok` that moved nothing
-        were = "host was" if unchanged == 1 else "hosts were"
-        lines.append(f"  {unchanged} {were} already on {report.tag}: nothing changed on them")
+        were, them = ("host was", "it") if unchanged == 1 else ("hosts were", "them")
+        lines.append(f"  {unchanged} {were} already on {report.tag}: nothing changed on {them}")
     if report.outcome.value == "aborted" and not any(r.phase.value == "done" for r in report.hosts):
         why = f" ({report.reason})" if report.reason else ""
         lines.append(f"  aborted{why}: no host was switched, nobody was depooled")

@@ -50,7 +50,7 @@ def test_a_rollback_says_how_many_hosts_were_already_on_its_tag() -> None:
     line = "  2 hosts were already on app-slot0-1: nothing changed on them"
     assert sync_summary(report, "rollback").splitlines()[2:] == [line]
     one = replace(report, hosts=hosts[1:])
-    assert "  1 host was already on app-slot0-1: nothing changed on them" in sync_summary(one, "rollback")
+    assert "  1 host was already on app-slot0-1: nothing changed on it" in sync_summary(one, "rollback")
     assert "already on" not in sync_summary(report, "sync")
     assert "already on" not in sync_summary(replace(report, hosts=hosts[2:]), "rollback")
 

@@ -302,9 +302,9 @@ def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) 
 
 
 def folder_configs(cwd: Path, environ: Mapping[str, str]) -> list[Path]:
-    """The configs the folder `cwd` names by itself, as find_config would find them without --config and
-    $SARTORIS_CONFIG: git config sartoris.config there, and the nearest sartoris.toml up from it."""
-    configured = _git_config_path(cwd, environ)
+    """The configs the folder `cwd` names by itself: its repository's own git config sartoris.config (not the
+    user's or the system's, which name a default, not a folder's project), and the nearest sartoris.toml up."""
+    configured = _git_config_path(cwd, environ, scope="--local")
     nearest = _nearest_config(cwd, environ.get("PWD"))
     return [path for path in (configured, nearest[0] if nearest is not None else None) if path is not None]
 
@@ -663,9 +663,10 @@ def _must_exist(path: Path, origin: str) -> Path:
     return path
 
 
-def _git_config_path(cwd: Path, environ: Mapping[str, str]) -> Path | None:
-    """sartoris.config from git config in cwd, relative to the work tree's top; None when git has none."""
-    value = _git(["config", "--get", "sartoris.config"], cwd, environ)
+def _git_config_path(cwd: Path, environ: Mapping[str, str], scope: str | None = None) -> Path | None:
+    """sartoris.config from git config in cwd (of one `scope`, such as --local, when given), relative to the work
+    tree's top; None when git has none."""
+    value = _git(["config", *([scope] if scope else []), "--get", "sartoris.config"], cwd, environ)
     if not value:
         return None
     configured = Path(os.path.expanduser(value))

@@ -34,10 +34,12 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
 
 
 def _another_project(config: Config, cwd: Path, pwd: str | None) -> Path | None:
-    """A config the folder `cwd` names by itself (config.folder_configs: its git config, its nearest
-    sartoris.toml) for another project than `config`'s: another checkout_root, or one that cannot be read. The
+    """A config the folder `cwd` names by itself (config.folder_configs: its repository's git config, its nearest
+    sartoris.toml) for another project than `config`'s, which holds `cwd` in one of its slots, or whose slots
+    cannot be placed (a `{slot}` checkout_root: the folder is under its config, or in its repository): the
     fallback to `config`'s only slot must not take that project's folder for this one's (it deployed the wrong
-    code). Another config of the same checkout_root (one per datacenter, say) is the same project."""
+    code). Another config of the same slots (checkout_root, however spelt, and slot_prefix: one config per
+    datacenter, say) is the same project; a config that cannot be read names none."""
     environ = {**os.environ, **({"PWD": pwd} if pwd is not None else {})}
     for other in folder_configs(cwd, environ):
         if other.resolve() == config.path.resolve():
@@ -45,10 +47,19 @@ def _another_project(config: Config, cwd: Path, pwd: str | None) -> Path | None:
         try:
             theirs = load_config(other)
         except (SartorisError, OSError):
-            return other
-        if theirs.deploy.checkout_root != config.deploy.checkout_root:
-            return other
+            continue
+        if _same_slots(theirs, config):
+            continue
+        if "{slot}" in str(theirs.deploy.checkout_root) or slot_at(theirs, cwd, pwd) is not None:
+            return Path(os.path.normpath(other))  # as said: git config's may be relative (`../../parsoid.toml`)
     return None
+
+
+def _same_slots(one: Config, other: Config) -> bool:
+    """Whether two configs name the same slot folders: one checkout_root (links and `..` resolved) and prefix."""
+    if one.deploy.slot_prefix != other.deploy.slot_prefix:
+        return False
+    return one.deploy.checkout_root.resolve() == other.deploy.checkout_root.resolve()
 
 
 def slot_at(config: Config, cwd: Path, pwd: str | None = None) -> int | None:

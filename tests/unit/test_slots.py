@@ -73,9 +73,10 @@ def test_outside_every_slot_with_one_slot_means_that_slot(tmp_path: Path) -> Non
 def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Path) -> None:
     """`SARTORIS_CONFIG=b/sartoris.toml sartoris sync` run inside project A's slot (A's sartoris.toml above it) fell
     back to B's only slot and deployed B; so did a project whose checkout_root has `{slot}`, and one named by git
-    config. A folder whose own config (nearest sartoris.toml, git config) is another project's (another
-    checkout_root, or unreadable) now needs --slot; a folder under no other config, or under another config of the
-    same checkout_root (two configs of one project), still means the only slot."""
+    config. A folder in a slot of the project its own config names (its repository's git config, its nearest
+    sartoris.toml; a `{slot}` checkout_root counts as holding it) now needs --slot. A folder in no slot of another
+    project, or under another config of the same slots (checkout_root however spelt, and slot_prefix), still means
+    the only slot."""
     def project(name: str, root: str = "co") -> Config:
         made = config_at(tmp_path / name, root)
         made.path.write_text(f'[deploy]\nname = "{name}"\nremote_root = "/srv/{name}"\npublish_url = "/srv/g.git"\n'
@@ -88,13 +89,22 @@ def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Pa
     (tmp_path / "a" / "co" / "php-slot1").mkdir(parents=True)
     project("c", "s{slot}")
     (tmp_path / "c" / "s0" / "php-slot0").mkdir(parents=True)
-    for folder, other in (("a/co/php-slot1", "a"), ("a", "a"), ("c/s0/php-slot0", "c")):
+    for folder, other in (("a/co/php-slot1", "a"), ("c/s0/php-slot0", "c")):
         refused = rf"{folder} is in another project \(.*/{other}/sartoris.toml\), not in a slot of .*/b/co .*--slot N"
         with pytest.raises(UsageError, match=refused):
             infer_slot(b, tmp_path / folder, None)
     assert infer_slot(b, tmp_path, None) == 0
-    codfw = parse_config(b.path.read_text(), tmp_path / "b" / "codfw.toml")
-    assert infer_slot(codfw, tmp_path / "b" / "co", None) == 0  # beside sartoris.toml, sharing its checkout_root
+    assert infer_slot(b, tmp_path / "a", None) == 0  # under A's config, in none of its slots
+    (tmp_path / "b" / "conf").mkdir()
+    codfw = parse_config(b.path.read_text().replace('"co"', '"../co"'), tmp_path / "b" / "conf" / "codfw.toml")
+    assert infer_slot(codfw, tmp_path / "b" / "co", None) == 0  # another config of B's slots, its root spelt otherwise
+    parsoid = tmp_path / "b" / "co" / "parsoid-slot0"  # a project of its own in B's checkout_root, by its prefix
+    parsoid.mkdir()
+    (tmp_path / "b" / "parsoid.toml").write_text(b.path.read_text() + 'slot_prefix = "parsoid-slot"\n')
+    subprocess.run(["git", "init", "-q", str(parsoid)], check=True)
+    subprocess.run(["git", "-C", str(parsoid), "config", "sartoris.config", "../../parsoid.toml"], check=True)
+    with pytest.raises(UsageError, match=r"is in another project \(.*/b/parsoid.toml\)"):
+        infer_slot(b, parsoid, None)
     slot2 = tmp_path / "d" / "co" / "php-slot2"  # project D names its config by git config, no sartoris.toml above
     slot2.mkdir(parents=True)
     (tmp_path / "etc").mkdir()
@@ -105,6 +115,19 @@ def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Pa
     subprocess.run(["git", "-C", str(slot2), "config", "sartoris.config", str(tmp_path / "etc" / "d.toml")], check=True)
     with pytest.raises(UsageError, match=r"is in another project \(.*/etc/d.toml\)"):
         infer_slot(b, slot2, None)
+
+
+def test_a_users_git_config_names_no_folders_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's own git config (`git config --global sartoris.config`) names a default, not the project of every
+    folder: with it naming another project, `--config mw.toml` from $HOME still means mw's only slot."""
+    (tmp_path / "mw" / "co" / "php-slot0").mkdir(parents=True)
+    mw = config_at(tmp_path / "mw", "co")
+    mw.path.write_text('[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/g.git"\ncheckout_root = "co"\n')
+    (tmp_path / "other.toml").write_text(mw.path.read_text().replace('"co"', '"elsewhere"'))
+    (tmp_path / "gitconfig").write_text(f"[sartoris]\n\tconfig = {tmp_path / 'other.toml'}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    (tmp_path / "home").mkdir()
+    assert infer_slot(mw, tmp_path / "home", None) == 0
 
 
 def test_slots_link_moves_a_version_link_but_never_replaces_another_link(checkouts: Path, tmp_path: Path) -> None:

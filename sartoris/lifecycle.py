@@ -126,7 +126,7 @@ def _deploy_runs(
     else:
         release = history.last_deployed(slot, up_to=mark)
         live = (release.tag, release.commit) if release is not None else None
-    before = history.runs_up_to(slot, mark) if before_too else []  # the whole slot's past: only abort needs it
+    before = history.runs_up_to(slot, mark) if before_too else []  # the whole slot's past: abort's and finish's
     return live, _as_runs(history.runs_after(slot, mark)), _as_runs(before)
 
 

@@ -265,7 +265,11 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
-    current, held_by_name = _whole_pool_members(current, candidates)
+    # depooled hosts `--hosts` left out are not asked: a name they share with a host caught up stays out for them
+    asked = {h.key(port) for h in candidates}
+    remembered_out = [host for stored in history.depooled_hosts(scope) if (host := recorded_host(stored))]
+    unasked = [host for host in remembered_out if host.key(port) not in asked]
+    current, held_by_name = _whole_pool_members(current, [*candidates, *unasked])
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))
     if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
         return PoolReport(
@@ -297,14 +301,15 @@ def _on_the_releases_owed(
 
 
 def _whole_pool_members(
-    current: Sequence[Host], candidates: Sequence[Host]
+    current: Sequence[Host], depooled: Sequence[Host]
 ) -> tuple[list[Host], tuple[tuple[str, tuple[str, ...]], ...]]:
-    """One host of each pool member (see pool_member) whose every depooled host is caught up: the pool command
-    puts a name back, so `mw1:2201` current and `mw1:2202` behind keep `mw1` out (else the load balancer served
-    the one behind). Also the hosts caught up but held back so, each with the hosts of its name not caught up."""
+    """One host of each pool member (see pool_member) whose every depooled host (`depooled`: those asked, and
+    those not asked) is caught up: the pool command puts a name back, so `mw1:2201` current and `mw1:2202` behind
+    or not asked keep `mw1` out (else the load balancer served the one behind). Also the hosts caught up but held
+    back so, each with the hosts of its name not caught up."""
     caught_up = {h.label for h in current}
     behind: dict[str | None, list[str]] = {}
-    for host in candidates:
+    for host in depooled:
         if host.label not in caught_up:
             behind.setdefault(pool_member(host.label), []).append(host.label)
     chosen, seen, held = [], set(), []

@@ -391,3 +391,23 @@ def test_caught_up_puts_a_name_back_only_when_every_depooled_host_of_that_name_i
     report = pool.PoolReport("pool", (), (), held_by_name=held, logged=False)
     assert report.as_json()["held_back_by_name"] == [{"host": "mw1:2201", "behind": ["mw1:2202"]}]
     assert "left out, caught up, but mw1:2202 of the same name is not" in report.describe()
+
+
+def test_caught_up_of_some_hosts_holds_back_a_name_a_depooled_host_it_did_not_ask_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run depooled mw1:2201 and mw1:2202; `pool --caught-up --hosts G` with G listing mw1:2201 alone (caught up)
+    put the name mw1 back, serving mw1:2202, which it never asked, and marked that one pooled too. The name stays
+    out, the report naming the host not asked."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    config = depool_config(tmp_path, "sh -c true sh {host}")
+    history = History(config.state_dir)
+    done = (HostResult("mw9", True, Phase.DONE),)
+    history.record("sync", SyncReport(0, "t1", "1" * 40, Outcome.OK, done), "", 0.0)
+    history.set_depooled(["mw1:2201", "mw1:2202"], True, "")
+    monkeypatch.setattr(pool, "_on_the_releases_owed", lambda _c, _h, _s, hosts, commit, _d: (
+        {h.label for h in hosts}, {h.label: commit for h in hosts}))
+    report = pool.pool_caught_up(config, 0, [parse_host("mw1:2201")])
+    assert report.changed == () and report.held_by_name == (("mw1:2201", ("mw1:2202",)),)
+    assert history.depooled_hosts("") == frozenset({"mw1:2201", "mw1:2202"})

@@ -305,8 +305,11 @@ def folder_configs(cwd: Path, environ: Mapping[str, str]) -> list[Path]:
     """The configs the folder `cwd` names by itself: its repository's own git config sartoris.config (not the
     user's or the system's, which name a default, not a folder's project), and the nearest sartoris.toml up."""
     configured = _git_config_path(cwd, environ, scope="--local")
-    nearest = _nearest_config(cwd, environ.get("PWD"))
-    return [path for path in (configured, nearest[0] if nearest is not None else None) if path is not None]
+    # the nearest from each way to the folder: through the shell's links, and the real path (a link into another
+    # project's slot is that project's folder, whatever config sits above the link)
+    starts = _where_the_operator_is(cwd, environ.get("PWD"))
+    nearest = [found[0] for start in starts if (found := _nearest_config(start, None))]
+    return list(dict.fromkeys(path for path in (configured, *nearest) if path is not None))
 
 
 def _nearest_config(cwd: Path, pwd: str | None) -> tuple[Path, Path] | None:

@@ -23,9 +23,11 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     root = config.deploy.checkout_root
     other = _another_project(config, cwd, pwd)
     if other is not None:  # --config, $SARTORIS_CONFIG or git config chose this project; the folder is another's
+        where, unreadable = other
+        said = f"names a config that cannot be read ({where})" if unreadable else f"is in another project ({where})"
         raise UsageError(
-            f"--slot not given and {cwd} is in another project ({other}), not in a slot of {root} (the config in"
-            f" use is {config.path}); pass --slot N"
+            f"--slot not given and {cwd} {said}, not in a slot of {root} (the config in use is {config.path});"
+            " pass --slot N"
         )
     existing = sorted(slot for slot, _ in _slot_folders(config))
     if len(existing) == 1:
@@ -33,25 +35,27 @@ def infer_slot(config: Config, cwd: Path, pwd: str | None = None) -> int:
     raise UsageError(f"--slot not given and {cwd} is not inside a slot of {root}; pass --slot N")
 
 
-def _another_project(config: Config, cwd: Path, pwd: str | None) -> Path | None:
+def _another_project(config: Config, cwd: Path, pwd: str | None) -> tuple[Path, bool] | None:
     """A config the folder `cwd` names by itself (config.folder_configs: its repository's git config, its nearest
     sartoris.toml) for another project than `config`'s, which holds `cwd` in one of its slots, or whose slots
     cannot be placed (a `{slot}` checkout_root: the folder is under its config, or in its repository): the
     fallback to `config`'s only slot must not take that project's folder for this one's (it deployed the wrong
     code). Another config of the same slots (checkout_root, however spelt, and slot_prefix: one config per
-    datacenter, say) is the same project; a config that cannot be read names none."""
+    datacenter, say) is the same project. A config that cannot be read (being edited) may be another project's:
+    it is returned too, marked unreadable (True), as the fallback cannot tell."""
     environ = {**os.environ, **({"PWD": pwd} if pwd is not None else {})}
     for other in folder_configs(cwd, environ):
         if other.resolve() == config.path.resolve():
             continue
+        said = Path(os.path.normpath(other))  # git config's may be relative (`../../parsoid.toml`)
         try:
             theirs = load_config(other)
         except (SartorisError, OSError):
-            continue
+            return said, True
         if _same_slots(theirs, config):
             continue
         if "{slot}" in str(theirs.deploy.checkout_root) or slot_at(theirs, cwd, pwd) is not None:
-            return Path(os.path.normpath(other))  # as said: git config's may be relative (`../../parsoid.toml`)
+            return said, False
     return None
 
 

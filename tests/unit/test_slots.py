@@ -117,6 +117,28 @@ def test_the_only_slot_is_not_taken_for_a_folder_of_another_project(tmp_path: Pa
         infer_slot(b, slot2, None)
 
 
+def test_a_link_into_another_projects_slot_or_an_unreadable_config_needs_the_slot(tmp_path: Path) -> None:
+    """`cd ~/work/b` (a link to project B's php-slot0, under A's sartoris.toml) with A in use: the nearest config
+    through the link was A's own, so B's folder meant A's only slot; the real path's nearest config counts too. A
+    config being edited (unreadable) above the folder may be another project's: the fallback asks for --slot."""
+    def project(name: str) -> Config:
+        made = config_at(tmp_path / name, "co")
+        made.path.write_text(f'[deploy]\nname = "{name}"\nremote_root = "/srv/{name}"\npublish_url = "/g.git"\n'
+                             'checkout_root = "co"\n')
+        (tmp_path / name / "co" / "php-slot0").mkdir(parents=True)
+        return made
+
+    a, b = project("a"), project("b")
+    (tmp_path / "a" / "work").mkdir()
+    os.symlink(tmp_path / "b" / "co" / "php-slot0", tmp_path / "a" / "work" / "b")
+    real = (tmp_path / "b" / "co" / "php-slot0").resolve()
+    with pytest.raises(UsageError, match=r"is in another project \(.*/b/sartoris.toml\)"):
+        infer_slot(a, real, str(tmp_path / "a" / "work" / "b"))
+    b.path.write_text("[deploy\n")  # half-edited
+    with pytest.raises(UsageError, match=r"names a config that cannot be read \(.*/b/sartoris.toml\).*--slot N"):
+        infer_slot(a, real, None)
+
+
 def test_a_users_git_config_names_no_folders_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's own git config (`git config --global sartoris.config`) names a default, not the project of every
     folder: with it naming another project, `--config mw.toml` from $HOME still means mw's only slot."""

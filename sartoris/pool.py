@@ -103,6 +103,7 @@ class PoolReport:
     # `pool --caught-up`: hosts left out though caught up, as another depooled host of their name is not (the
     # command puts back the name), with those hosts
     held_by_name: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    still_behind: tuple[str, ...] = ()  # `pool --caught-up`: hosts left out, not on the release they owe here
 
     def outcome(self) -> str:
         """The history's word for the change: `failed` when no host changed (`log` said `partial` for a depool that
@@ -121,6 +122,7 @@ class PoolReport:
             "left_out": list(self.left_out),
             "behind_in_other_slots": [{"host": host, "slot": slot} for host, slot in self.behind_elsewhere],
             "held_back_by_name": [{"host": host, "behind": list(behind)} for host, behind in self.held_by_name],
+            "still_behind": list(self.still_behind),
         }
 
     def describe(self) -> str:
@@ -133,10 +135,12 @@ class PoolReport:
             lines.append("  " + why + ", ".join(self.left_out))
         for host, slot in self.behind_elsewhere:
             lines.append(f"  left out, not on slot {slot}'s current release (the slot whose run depooled it): {host}")
+        if self.still_behind:
+            lines.append("  left out, not on the release they owe yet: " + ", ".join(self.still_behind))
         for host, behind in self.held_by_name:
             lines.append(
-                f"  left out, caught up, but {', '.join(behind)} of the same name is not (the pool command puts"
-                f" back the name): {host}"
+                f"  left out, caught up, but {', '.join(behind)} of the same name is not, or was not asked (the pool"
+                f" command puts back the name): {host}"
             )
         return "\n".join(lines)
 
@@ -262,6 +266,7 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
         return PoolReport("pool", (), (), left_out=left_out, logged=False)
     caught_up, owed = _on_the_releases_owed(config, history, slot, candidates, last.commit, depooled)
     current = [h for h in candidates if h.label in caught_up]
+    still_behind = tuple(h.label for h in candidates if h.label not in caught_up)
     behind_elsewhere: tuple[tuple[str, int], ...] = ()
     if scope == "":  # one pool for every slot
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
@@ -274,13 +279,16 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     if not current:  # nothing to pool: no command, and no history row (a cron'd caught-up would fill `log`)
         return PoolReport(
             "pool", (), (), left_out=left_out, behind_elsewhere=behind_elsewhere, held_by_name=held_by_name,
-            logged=False,
+            still_behind=still_behind, logged=False,
         )
     message = f"caught up with {last.tag}"
     if any(owed[h.label] != last.commit for h in current):
         message += " (or with the release a rollback of part of the fleet took them to)"
     report = change_pool(config, current, depool=False, message=message)
-    return replace(report, left_out=left_out, behind_elsewhere=behind_elsewhere, held_by_name=held_by_name)
+    return replace(
+        report, left_out=left_out, behind_elsewhere=behind_elsewhere, held_by_name=held_by_name,
+        still_behind=still_behind,
+    )
 
 
 def _on_the_releases_owed(
@@ -357,17 +365,19 @@ def _caught_up_on_the_slots_that_depooled_them(
 ) -> tuple[list[Host], tuple[tuple[str, int], ...]]:
     """`hosts` (current on `slot`) that are also on the current release of every other slot whose run depooled
     them, and the rest with the slot each is behind on: the pool serves every slot, so a host still serving an
-    old release of slot 10 must stay out whatever slot 11 says."""
-
+    old release of slot 10 must stay out whatever slot 11 says. A slot with no release yet (its first sync failed
+    there, or a canary rejected it) has none for them to be on: they stay out for it."""
     owed = slots_owed(history.pool_changes_by_runs())
     member = {h.label: pool_member(h.label) or h.label for h in hosts}
     kept, behind = list(hosts), []
     for other in sorted({owed_slot for h in hosts for owed_slot in owed.get(member[h.label], ())} - {slot}):
         asked = [h for h in kept if other in owed.get(member[h.label], ())]
         last = history.last_deployed(other)
-        if last is None or not asked:
+        if not asked:
             continue
-        on_it, _ = _on_the_releases_owed(base.for_slot(other), history, other, asked, last.commit, frozenset())
+        on_it: set[str] = set()
+        if last is not None:
+            on_it, _ = _on_the_releases_owed(base.for_slot(other), history, other, asked, last.commit, frozenset())
         lagging = {h.label for h in asked if h.label not in on_it}
         kept = [h for h in kept if h.label not in lagging]
         behind += [(label, other) for label in sorted(lagging)]

@@ -390,7 +390,7 @@ def test_caught_up_puts_a_name_back_only_when_every_depooled_host_of_that_name_i
     assert [h.label for h in chosen] == ["mw2", "mw3"] and held == (("mw1:2201", ("mw1:2202",)),)
     report = pool.PoolReport("pool", (), (), held_by_name=held, logged=False)
     assert report.as_json()["held_back_by_name"] == [{"host": "mw1:2201", "behind": ["mw1:2202"]}]
-    assert "left out, caught up, but mw1:2202 of the same name is not" in report.describe()
+    assert "left out, caught up, but mw1:2202 of the same name is not, or was not asked" in report.describe()
 
 
 def test_caught_up_of_some_hosts_holds_back_a_name_a_depooled_host_it_did_not_ask_shares(
@@ -411,3 +411,28 @@ def test_caught_up_of_some_hosts_holds_back_a_name_a_depooled_host_it_did_not_as
     report = pool.pool_caught_up(config, 0, [parse_host("mw1:2201")])
     assert report.changed == () and report.held_by_name == (("mw1:2201", ("mw1:2202",)),)
     assert history.depooled_hosts("") == frozenset({"mw1:2201", "mw1:2202"})
+
+
+def test_caught_up_holds_a_host_out_for_a_slot_with_no_release_yet_and_names_the_hosts_still_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pool for every slot: slot 10's first sync failed on mw1 and depooled it, so slot 10 has no release;
+    `pool --caught-up --slot 11` skipped slot 10 and pooled mw1, whatever its slot 10 copy held. It now stays out,
+    named with slot 10. A host not on the release it owes on the slot asked (mw2) was left out without a word; the
+    report names it."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+
+    config = depool_config(tmp_path, "sh -c true sh {host}")
+    history = History(config.state_dir)
+    failed = (HostResult("mw1", False, Phase.CHECKOUT, "refused", depooled=True),)
+    history.record("sync", SyncReport(10, "s10-t1", "a" * 40, Outcome.PARTIAL, failed), "", 0.0)
+    done = (HostResult("mw1", True, Phase.DONE), HostResult("mw3", True, Phase.DONE))
+    history.record("sync", SyncReport(11, "s11-t1", "b" * 40, Outcome.PARTIAL, (*done, HostResult(
+        "mw2", False, Phase.CHECKOUT, "refused", depooled=True))), "", 0.0)
+    history.set_depooled(["mw1", "mw2"], True, "")
+    monkeypatch.setattr(pool, "_on_the_releases_owed", lambda _c, _h, _s, hosts, commit, _d: (
+        {h.label for h in hosts if h.label != "mw2"}, {h.label: commit for h in hosts}))
+    report = pool.pool_caught_up(config, 11, None)
+    assert report.changed == () and report.behind_elsewhere == (("mw1", 10),) and report.still_behind == ("mw2",)
+    assert report.as_json()["still_behind"] == ["mw2"]
+    assert "left out, not on the release they owe yet: mw2" in report.describe()

@@ -248,18 +248,10 @@ class SlotCheckout:
     def _repository_heads(self) -> dict[str, str]:
         """HEAD's commit in the checkout (".") and in each initialised submodule HEAD pins, nested ones too, by
         path (none that cannot be read: what cannot be read cannot be kept either)."""
-        heads = {}
-        try:
-            modules = [m.path for m in self.submodules_at(self.head_commit())]
-        except RefusedError:
-            modules = []
-        for path in [".", *modules]:
-            try:
-                head = _head_commit(git.Repo(self.path / path), self._timeout)
-            except (git.NoSuchPathError, git.InvalidGitRepositoryError):
-                continue
-            if head:
-                heads[path] = head
+        heads: dict[str, str] = {}
+        with contextlib.suppress(RefusedError):  # no commit yet, or submodules that cannot be listed
+            heads["."] = self.head_commit()
+            heads |= self.submodule_heads()
         return heads
 
     def _keep_unreachable(self, heads: dict[str, str], prefix: str) -> tuple[KeptCommit, ...]:

@@ -520,7 +520,7 @@ def history_log(
         slot = slot_at(config, _cwd(), os.environ.get("PWD"))
     history = existing_history(config.state_dir)
     if given and slot is not None:  # a typo of the slot is said, not answered with an empty history
-        refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
+        refuse_an_unknown_slot(config, slot, history is not None and history.has_rows_of(slot))
     if tag is not None:
         try:  # bytes that are not UTF-8 come in as lone surrogates, which no tag holds and sqlite cannot take
             tag.encode("utf-8")

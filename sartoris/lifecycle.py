@@ -186,7 +186,7 @@ def _refuse_an_unknown_slot(config: Config, slot: int) -> None:
     a typo of its number: bad input (exit 2), as for start and status, said before a lock or a history is made."""
     if SlotLock(config.state_dir, slot).holder() is None:
         history = existing_history(config.state_dir)
-        refuse_an_unknown_slot(config, slot, history is not None and bool(history.entries(slot, 1, own_only=True)))
+        refuse_an_unknown_slot(config, slot, history is not None and history.has_rows_of(slot))
 
 
 def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:

@@ -359,6 +359,10 @@ class History:
         """The slot's syncs and rollbacks of `commit` (unfinished ones too), oldest first."""
         return self._runs("slot = ? AND commit_sha = ? ORDER BY id", (slot, commit))
 
+    def has_rows_of(self, slot: int) -> bool:
+        """Whether any row is the slot's own (a run, a start, a finish...): a slot this deploy host knew once."""
+        return bool(self.entries(slot, 1, own_only=True))
+
     def entries(self, slot: int | None = None, limit: int = 20, own_only: bool = False) -> list[Entry]:
         """History, newest first; every slot when `slot` is None, else that slot's and the fleet-wide pool
         changes (they belong to no slot and matter to every one), or, `own_only`, that slot's alone."""

@@ -462,7 +462,7 @@ def _names_the_whole_fleet(config: Config, targets: Sequence[Host]) -> bool:
 
 def _left_on(config: Config, history: History, slot: int, commit: str) -> list[Host]:
     """The hosts the slot's runs left on `commit`, or that may run it (closing.left_on)."""
-    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
+    runs = [DeployRun.from_entry(entry) for entry in history.runs(slot)]
     labels = left_on(runs, commit, machine_identity(config.ssh.default_port))
     return [host for label in labels if (host := recorded_host(label))]
 

@@ -298,7 +298,7 @@ def _on_the_releases_owed(
     owed (most often only the slot's), and what each owes."""
     from sartoris.census import census
 
-    runs = [DeployRun.from_entry(entry) for entry in history.runs_up_to(slot, history.newest_id())]
+    runs = [DeployRun.from_entry(entry) for entry in history.runs(slot)]
     owed = releases_owed(runs, hosts, slots_release, config.ssh.default_port)
     on_it: set[str] = set()
     for commit in sorted(set(owed.values())):

@@ -355,6 +355,10 @@ class History:
         each host is where a deploy started when `mark` was the newest row found it."""
         return self._runs("slot = ? AND id <= ? ORDER BY id", (slot, mark))
 
+    def runs(self, slot: int) -> list[Entry]:
+        """Every sync and rollback of the slot (unfinished ones too), oldest first: where they left each host."""
+        return self._runs("slot = ? ORDER BY id", (slot,))
+
     def runs_of(self, slot: int, commit: str) -> list[Entry]:
         """The slot's syncs and rollbacks of `commit` (unfinished ones too), oldest first."""
         return self._runs("slot = ? AND commit_sha = ? ORDER BY id", (slot, commit))

@@ -254,9 +254,9 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
     config = base.for_slot(slot)
     history = History(config.state_dir)
     port, scope = config.ssh.default_port, config.depool.scope
+    remembered_out = [host for stored in sorted(history.depooled_hosts(scope)) if (host := recorded_host(stored))]
     if targets is None:
-        remembered = sorted(history.depooled_hosts(scope))
-        targets = dedupe([host for stored in remembered if (host := recorded_host(stored))], port)
+        targets = dedupe(remembered_out, port)
     depooled = depooled_among(history, targets, scope)
     by_hand = depooled_among(history, targets, scope, by_hand=True)  # maintenance: not the deploy's to undo
     last = history.last_deployed(slot)
@@ -272,7 +272,6 @@ def pool_caught_up(base: Config, slot: int, targets: Sequence[Host] | None) -> P
         current, behind_elsewhere = _caught_up_on_the_slots_that_depooled_them(base, history, slot, current)
     # depooled hosts `--hosts` left out are not asked: a name they share with a host caught up stays out for them
     asked = {h.key(port) for h in candidates}
-    remembered_out = [host for stored in history.depooled_hosts(scope) if (host := recorded_host(stored))]
     unasked = [host for host in remembered_out if host.key(port) not in asked]
     current, held_by_name = _whole_pool_members(current, [*candidates, *unasked])
     log.info("caught_up", current=len(current), still_behind=len(candidates) - len(current), left_out=len(left_out))

@@ -191,11 +191,19 @@ def _plain_message(message: str) -> str:
     would act on their terminal, and git and the history store it as UTF-8."""
     if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in message):  # C0, DEL and C1
         raise UsageError("-m: a message cannot hold control characters (an escape sequence, a carriage return)")
-    try:  # bytes that are not UTF-8 come in as lone surrogates (surrogateescape), which no tag or history can hold
-        message.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError("-m: a message must be UTF-8 text; it holds bytes that are not (another encoding?)") from None
+    if _not_utf8(message):
+        raise UsageError("-m: a message must be UTF-8 text; it holds bytes that are not (another encoding?)")
     return message
+
+
+def _not_utf8(text: str) -> bool:
+    """Whether an argument holds bytes that are not UTF-8: they come in as lone surrogates (surrogateescape), which
+    no tag, git message or history row can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _message_option(kept: str) -> Any:
@@ -522,10 +530,8 @@ def history_log(
     if given and slot is not None:  # a typo of the slot is said, not answered with an empty history
         refuse_an_unknown_slot(config, slot, history is not None and history.has_rows_of(slot))
     if tag is not None:
-        try:  # bytes that are not UTF-8 come in as lone surrogates, which no tag holds and sqlite cannot take
-            tag.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"no deploy of tag {tag!r} in the history (it holds bytes that are not UTF-8)") from None
+        if _not_utf8(tag):
+            raise UsageError(f"no deploy of tag {tag!r} in the history (it holds bytes that are not UTF-8)")
         runs = history.entries_for_tag(tag, count) if history else []
         if not runs:
             raise UsageError(f"no deploy of tag {tag!r} in the history")

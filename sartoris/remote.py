@@ -333,7 +333,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
-        "kept_changed= unchanged=",
+        "kept_changed= unchanged= fresh= edited=",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
         # the live tree is the release's: unless someone changed it on the host (its HEAD, or its files), which is
@@ -353,17 +353,19 @@ def switch_command(release: RemoteRelease) -> str:
         "  tried=",  # the quicker starts that failed to build, said when the fresh clone is built instead
         "  " + _retired_tree(release),
         f'  if [ -z "$kept_changed" ] && [ -n "$retired" ] && {{ tried="a retired tree ($retired)";'
-        f' mv {q(release.trees)}/"$retired" {q(building)} && sartoris_leftovers && sartoris_build; }} 2>/dev/null;'
+        f' mv {q(release.trees)}/"$retired" {q(building)} && {_edited_since_built(release, building)}'
+        " && sartoris_leftovers && sartoris_build; } 2>/dev/null;"
         " then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
         f"  elif [ -z \"$kept_changed\" ] && [ -f {q(_objects_link(release.slot_name))} ]"
         f" && {_removed(building)}"
         ' && { tried="${tried:+$tried, then }a copy of the live tree";'
-        f" {_hard_link_copy(release.slot_name + '/.', building)} && sartoris_leftovers && sartoris_build; }}"
+        f" {_hard_link_copy(release.slot_name + '/.', building)} && {_edited_since_built(release, release.slot_name)}"
+        " && sartoris_leftovers && sartoris_build; }"
         " 2>/dev/null; then :;",
         # its marker before the clone: a clone that fails is the checkout's, not the phase a quiet build reached
         f"  else {_fresh_clone_note(release, tree)} {_mark(Phase.CHECKOUT)}; {_removed(building)} && {clone}"
-        " && sartoris_build || sartoris_give_up $?",
+        " && fresh=1 edited= && sartoris_build || sartoris_give_up $?",
         "  fi",
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
         f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",
@@ -425,8 +427,32 @@ def _build_function(release: RemoteRelease, building: str) -> str:
     # git re-reads every file whose mtime is not older (in whole seconds) than the index's, so dating the fresh
     # index a second ahead saves the next deploy from hashing the whole tree again; the tree's own mtime orders the
     # prune (newest kept).
-    steps.append(f"touch -c -d '1 second' {q(building)} {q(index)}")
+    stamp = q(posixpath.join(building, _BUILT_STAMP))
+    steps.append(f"{{ [ -d {stamp} ] || mkdir {stamp}; }} && touch -c -d '1 second' {q(building)} {q(index)} {stamp}")
     return "sartoris_build() {\n" + "\n".join("  " + step for step in steps) + "\n}"
+
+
+# A slot tree's build time: a folder in its `.git` (a copy makes a folder anew, where it would link a file, so each
+# tree has its own), dated at the end of the build (a second ahead, with the index). Files of the tree newer than it
+# were changed on the host after the build.
+_BUILT_STAMP = posixpath.join(".git", "sartoris-built")
+
+
+def _edited_since_built(release: RemoteRelease, source: str) -> str:
+    """Shell that sets `edited` to the paths in the submodules of the slot tree `source` (the live tree a build was
+    copied from, or the retired tree it recycles) changed since that tree was built: files edited or replaced, and
+    folders whose entries changed (a file deleted, or an app's cache written). Trees share unchanged files as hard
+    links, and a build checks out only the submodules whose commit the release moves; so without this, a file of
+    an unchanged submodule edited in place on the host was carried into every later tree (sartoris_module checks
+    out again each one listed here). A tree with no build time (an older Sartoris built it) lists every submodule.
+    One `find` (no git) over the submodules' files, only for a tree started from another. Succeeds always."""
+    paths = [posixpath.join(".", path) for _, path in _modules_in(release, "")]
+    if not paths:
+        return "edited="
+    search = shell_words("find", *paths, "-newer", _BUILT_STAMP, "-printf", "|%p/")
+    source_stamp = shlex.quote(posixpath.join(source, _BUILT_STAMP))
+    listed = f"$(cd {shlex.quote(source)} && {search} 2>/dev/null)"
+    return f"{{ if [ -d {source_stamp} ]; then edited={listed}; else edited=/; fi; true; }}"
 
 
 def _removed(path: str) -> str:
@@ -436,10 +462,9 @@ def _removed(path: str) -> str:
 
 # What the operator can do about a live tree changed on the host (never remove it: the slot would link nothing). The
 # next release's tree starts as a copy of it, and its checkout writes again each file whose stat differs from the
-# index (the edited and deleted ones), but in the submodules only those whose commit the release moves.
-_ANOTHER_RELEASE = (
-    "deploy another release; its tree, copied from this one, is checked out clean (submodules only where it moves them)"
-)
+# index (the edited and deleted ones), in the submodules too where files changed since the build
+# (_edited_since_built).
+_ANOTHER_RELEASE = "deploy another release; its tree, copied from this one, is checked out clean"
 _CHANGED = f"it was changed on the host: {_ANOTHER_RELEASE}"
 
 
@@ -690,20 +715,23 @@ _SWITCH_FUNCTIONS = (
     "sartoris_clean_copied() {"
     ' if [ -d "$B/$1/logs" ]; then for cd_; do rm -rf "$B/$cd_/logs" || return; done; fi;'
     ' for cd_; do [ ! -e "$B/$cd_/index.lock" ] || rm -f "$B/$cd_/index.lock" || return; done; }',
+    # a submodule's path: whether the tree the build started from had it changed on the host (_edited_since_built)
+    'sartoris_edited() { case "$edited" in /|*"|./$1/"*) return 0;; esac; return 1; }',
     # name, path, commit, git dir, the line of its `.git` file, its parent's git dir, the layout id of its own
     # submodules, its name escaped for git config; then its own submodules' paths (from it).
     #
-    # A submodule's HEAD file and `.git` file are read with the shell's `read` (no process), so an unchanged
-    # submodule costs nothing. A changed one is a plain checkout in its repository under `.git/modules/`; a new
-    # one is first cloned from the store with `--shared` (no object copied), its `.git` file relative so the tree
-    # can move, and registered in its parent's config (so `git submodule` in the tree sees it initialised): in a
-    # fresh tree that config is the tree's own file, appended to; in a copied or recycled one it may be a hard
-    # link shared with other trees, so git rewrites it (a lock file renamed over). Where the `.git` file is
-    # missing or names another repository (the module moved here, or another moved away), whatever is at the
-    # path goes and the module is checked out there in full. A repository `git submodule update` made (an older
-    # Sartoris) names its old work tree in core.worktree: unset on the file, as git would not even start in it.
-    # A module cloned by an older Sartoris holds its own objects: the commit is fetched from the store.
-    # That is what `git submodule update --init` does, without its dozen helper processes per submodule.
+    # A submodule's HEAD file and `.git` file are read with the shell's `read` (no process), so an unchanged submodule
+    # costs nothing (but for one `find` over all of them, _edited_since_built). A changed one, or an unchanged one whose
+    # files were changed on the host since the tree it is built from was built, is a plain checkout in its repository
+    # under `.git/modules/`; a new one is first cloned from the store with `--shared` (no object copied), its `.git`
+    # file relative so the tree can move, and registered in its parent's config (so `git submodule` in the tree sees it
+    # initialised): in a fresh tree that config is the tree's own file, appended to; in a copied or recycled one it may
+    # be a hard link shared with other trees, so git rewrites it (a lock file renamed over). Where the `.git` file is
+    # missing or names another repository (the module moved here, or another moved away), whatever is at the path goes
+    # and the module is checked out there in full. A repository `git submodule update` made (an older Sartoris) names
+    # its old work tree in core.worktree: unset on the file, as git would not even start in it. A module cloned by an
+    # older Sartoris holds its own objects: the commit is fetched from the store. That is what `git submodule update
+    # --init` does, without its dozen helper processes per submodule.
     "sartoris_module() {"
     ' mp=$2 mg=$4 mw=$B/$2 md=$B/$4 mc=$3 mi=$7;'
     ' h=; [ -f "$md/HEAD" ] && read -r h < "$md/HEAD"; g=; [ -f "$mw/.git" ] && read -r g < "$mw/.git";'
@@ -716,7 +744,8 @@ _SWITCH_FUNCTIONS = (
     ' else { [ -d "$mw" ] || mkdir -p "$mw"; } || return; h=;'
     ' git config --file "$md/config" --unset core.worktree 2>/dev/null; fi;'
     ' printf \'%s\\n\' "$5" > "$mw/.git" || return; fi;'
-    ' shift 8; if [ "$h" != "$mc" ]; then sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || return;'
+    ' shift 8; if [ "$h" != "$mc" ] || sartoris_edited "$mp"; then'
+    ' sartoris_drop_unlisted "$mg" "$mp" "$mi" "$@" || return;'
     f" {_MODULE_CHECKOUT} 2>/dev/null ||"
     # (no automatic gc after it: git may detach one, which would outlive the switch and its deadline)
     ' { git --git-dir "$md" -c gc.auto=0 -c maintenance.auto=false fetch --quiet --no-tags --no-write-fetch-head "$S"'

@@ -1272,7 +1272,7 @@ def test_a_live_tree_whose_files_were_changed_on_the_host_fails_a_redeploy_and_i
     assert done.stderr.splitlines() == [
         f"sartoris: the live tree {live} was changed on the host (extensions/Ext0, includes/dir01/file0001.php,"
         " includes/dir02/file0002.php and 1 more): deploy another release; its tree, copied from this one, is checked"
-        " out clean (submodules only where it moves them)"
+        " out clean"
     ]
     assert host.slot.resolve() == live
     assert (live / "index.php").read_text() == "<?php echo 'patched on the host';\n"
@@ -1298,6 +1298,98 @@ def test_files_edited_on_the_host_are_the_releases_again_in_the_next_tree_and_st
     _assert_is_the_release(host.slot.resolve(), second)
     assert (host.slot / "includes" / "dir02" / "file0002.php").read_text() == original
     assert edited.read_text() == original + "// patched in place on the host\n" and not deleted.exists()
+
+
+def _later(*paths: Path) -> None:
+    """Date `paths` ten seconds ahead: a change made on the host well after the deploy (a tree's build time is dated a
+    second ahead, with its index)."""
+    later = time.time() + 10
+    for path in paths:
+        os.utime(path, (later, later), follow_symlinks=False)
+
+
+@pytest.mark.parametrize(
+    ("keep", "change"),
+    [
+        pytest.param(2, "edited", id="hard-link-copy-edited"),
+        pytest.param(2, "deleted", id="hard-link-copy-deleted"),
+        # a retired tree shares the live tree's files (an edit there is its too), not its folders (nor deletions)
+        pytest.param(1, "edited", id="recycled-tree-edited"),
+    ],
+)
+def test_files_of_an_unchanged_submodule_changed_on_the_host_are_the_releases_again_in_the_next_tree(
+    host: Host, keep: int, change: str
+) -> None:
+    """A build checks out only the submodules whose commit the release moves, and its tree starts as hard links of
+    the live (or a retired) tree: a file of an unchanged submodule edited in place on the host, or deleted there,
+    was carried into every later tree, which status then called current. Such a submodule is checked out again;
+    the live tree keeps its edit (the checkout writes a new file); a submodule nobody changed is not checked out
+    (its files stay links of the live tree's)."""
+    _two_releases(host, keep)
+    live = host.slot.resolve()
+    target = live / "extensions" / "Ext0" / "includes" / "dir00" / "file0000.php"
+    original = target.read_text()
+    if change == "edited":
+        with target.open("a") as in_place:
+            in_place.write("// patched in place on the host\n")
+        _later(target)
+    else:
+        target.unlink()
+        _later(target.parent)
+    untouched = live / "extensions" / "Ext1" / "includes" / "dir00" / "file0000.php"
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
+    third = host.release()
+    done = host.deploy(third)
+    assert done.returncode == 0, done.stderr
+    new = host.slot.resolve()
+    assert new != live
+    _assert_is_the_release(new, third)
+    assert (new / target.relative_to(live)).read_text() == original
+    assert (new / untouched.relative_to(live)).stat().st_ino == untouched.stat().st_ino
+    if change == "edited":
+        assert target.read_text() == original + "// patched in place on the host\n"
+
+
+def test_a_tree_without_a_build_time_has_its_unchanged_submodules_checked_out_again(host: Host) -> None:
+    """A live tree an older Sartoris built has no build time to tell what changed on the host since: the next tree
+    checks out every submodule again (git writes only the files that differ), so an edit made there at any time is
+    not carried, and has a build time itself."""
+    _two_releases(host, 2)
+    live = host.slot.resolve()
+    (live / ".git" / "sartoris-built").rmdir()
+    edited = Path("extensions") / "Ext1" / "includes" / "dir00" / "file0000.php"
+    original = (live / edited).read_text()
+    with (live / edited).open("a") as in_place:
+        in_place.write("// patched in place on the host\n")
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
+    third = host.release()
+    done = host.deploy(third)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), third)
+    assert (host.slot / edited).read_text() == original
+    assert (host.slot.resolve() / ".git" / "sartoris-built").is_dir()
+
+
+def test_a_first_deploy_registers_its_submodules_without_a_git_process(host: Host, tmp_path: Path) -> None:
+    """A fresh tree's config is its own file, so a first deploy appends each new submodule's registration to it
+    (printf, a builtin) instead of running `git config` for each: the flag that said so had been lost, which cost
+    a git process per submodule on every first deploy. The tree is registered all the same."""
+    calls = tmp_path / "git-calls"
+    wrapper = tmp_path / "bin"
+    wrapper.mkdir()
+    real_git = shutil.which("git")
+    (wrapper / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\nexec {real_git} "$@"\n')
+    (wrapper / "git").chmod(0o755)
+    release = host.release()
+    assert run_on_host(bounded(fetch_command(release), 120.0)).returncode == 0
+    switch = bounded(switch_command(release), 120.0)
+    done = subprocess.run(
+        ["sh", "-c", switch.command], input=switch.script, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PATH": f"{wrapper}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in calls.read_text().splitlines() if line.startswith("config")] == []
+    _assert_is_the_release(host.slot.resolve(), release)
 
 
 def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:

@@ -15,7 +15,7 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import NOT_A_CHECKOUT, deadline_error, not_ours, parse_head, status_command
+from sartoris.remote import NOT_A_CHECKOUT, deadline_error, not_ours, parse_head, script_lines, status_command
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.slot_hosts import beyond_the_fleet
 from sartoris.slots import refuse_an_unknown_slot
@@ -122,7 +122,7 @@ def host_status(label: str, result: CommandResult, expected: str | None, depoole
     if not result.ok:
         error = deadline_error(result.exit_status, seconds) or result.error_line()
         return HostStatus(label, HostState.UNREACHABLE, depooled=depooled, error=error)
-    if NOT_A_CHECKOUT in result.stdout:
+    if NOT_A_CHECKOUT in script_lines(result.stdout):
         return HostStatus(label, HostState.MISSING, depooled=depooled, error=_NOT_A_CHECKOUT)
     head = parse_head(result.stdout)
     if head is None:

@@ -39,6 +39,8 @@ ALREADY_PRESENT = "sartoris-fetch:present"
 NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
 NOT_OURS = "sartoris-status:not-ours "  # then why: a status line saying the slot path is not Sartoris's
 SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it ran, and to its end
+# the first line of every script's output: what comes before it is the login shell's (see script_lines)
+SCRIPT_START = "sartoris-script:start"
 SUBMODULE_REF_PREFIX = "refs/sartoris/submodules/"
 OWN_LINE_MARK = "sartoris:"  # stderr lines Sartoris's own host scripts write start with this
 WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the slot's lock on the host
@@ -155,7 +157,20 @@ def bounded(script: str, seconds: float) -> HostCommand:
     # sh exits 0 having done nothing, which must not pass for a fetch or a switch.
     # (on a line of its own, whatever a login shell printed before without a newline)
     end = shell_words("printf", "\\n%s\\n", SCRIPT_END)
-    return HostCommand(command, "{\n" + script + "\n" + end + "\n} </dev/null\n")
+    return HostCommand(command, "{\n" + _START + "\n" + script + "\n" + end + "\n} </dev/null\n")
+
+
+# On a line of its own (after a newline: a login shell's startup files may print without one), before anything else.
+_START = shell_words("printf", "\\n%s\\n", SCRIPT_START)
+
+
+def script_lines(stdout: str) -> list[str]:
+    """The lines a host script printed: those after its SCRIPT_START line. What the account's shell startup files
+    printed before the script ran (an xterm title sequence, a banner, with or without a newline) is not the
+    script's: read as its answer, it hid the commit on the first line, or a slot path that is not Sartoris's, and a
+    host was called current. Output without SCRIPT_START (none of the script ran, or an older one) is read whole."""
+    lines = stdout.splitlines()
+    return lines[lines.index(SCRIPT_START) + 1 :] if SCRIPT_START in lines else lines
 
 
 def _host_timeout(seconds: float) -> tuple[str, ...]:
@@ -205,7 +220,7 @@ def gone_from_the_host(seconds: float) -> float:
 
 def ran_to_its_end(stdout: str) -> bool:
     """Whether a bounded script printed its last line (see bounded)."""
-    return SCRIPT_END in stdout.splitlines()
+    return SCRIPT_END in script_lines(stdout)
 
 
 NOT_RUN = "the host ran none of the script (its standard input was empty: does the account's shell read it?)"
@@ -832,7 +847,7 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     git = "exec " + shell_words(*_host_timeout(seconds), *head, "HEAD^{commit}")
     quiet_git = "exec " + shell_words(*_host_timeout(seconds), *head, "--quiet", "HEAD^{commit}") + " 2>/dev/null"
     checkout = q(posixpath.join(name, ".git"))
-    lines = [shell_words("cd", root) + " 2>/dev/null || exit 0"]  # no deploy root: no slot
+    lines = [_START, shell_words("cd", root) + " 2>/dev/null || exit 0"]  # no deploy root: no slot
     if expected is not None:
         tree = posixpath.join(_state_dir(slot_path), "trees", expected)
         tree_head = q(posixpath.join(tree, ".git", "HEAD"))
@@ -868,7 +883,7 @@ def switch_outcome_command(release: RemoteRelease) -> str:
 def last_phase(stdout: str, default: Phase) -> Phase:
     """The last phase marker a switch script printed: where it was when it stopped."""
     phase = default
-    for line in stdout.splitlines():
+    for line in script_lines(stdout):
         value = line[len(PHASE_MARK) :].strip()
         if line.startswith(PHASE_MARK) and value in _PHASES:  # not a marker cut short where output was dropped
             phase = Phase(value)
@@ -880,12 +895,12 @@ _PHASES = {phase.value for phase in Phase}
 
 def found_unchanged(stdout: str) -> bool:
     """The switch found the slot already on the release (its UNCHANGED_MARK line): it changed nothing there."""
-    return any(line.strip() == UNCHANGED_MARK for line in stdout.splitlines())
+    return any(line.strip() == UNCHANGED_MARK for line in script_lines(stdout))
 
 
 def parse_head(stdout: str) -> str | None:
     """The commit a status script printed (40 hex digits, or 64 in a SHA-256 repository), or None."""
-    for line in stdout.splitlines():
+    for line in script_lines(stdout):
         if line.startswith(NOT_OURS):  # a link's target may be named like a commit
             continue
         for word in line.split():
@@ -896,7 +911,7 @@ def parse_head(stdout: str) -> str | None:
 
 def not_ours(stdout: str) -> str | None:
     """Why a status script found the slot path not Sartoris's (its NOT_OURS line), or None."""
-    for line in stdout.splitlines():
+    for line in script_lines(stdout):
         if line.startswith(NOT_OURS):
             return line[len(NOT_OURS) :].strip()
     return None

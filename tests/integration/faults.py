@@ -18,8 +18,8 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from conftest import ROOT, Deployment, fleet_on_a_free_net, write_config
@@ -151,6 +151,28 @@ def checkout_hook(deployment: Deployment, address: str, body: str) -> Path:
     config = faults / f"{slot}.gitconfig"
     config.write_text(f'[core]\n\thooksPath = "{remote}/{_FAULTS}/{slot}"\n')
     return config
+
+
+@contextmanager
+def chatty_login(fleet: Fleet, address: str) -> Iterator[None]:
+    """While inside, the account's shell on one host prints an xterm title sequence, with no newline, before every
+    command it runs (bash reads ~/.bashrc for an ssh command; many .bashrc files set the title first thing). The
+    fleet's hosts share one home: its .bashrc asks for a flag only this host's disk holds, and is put back as it
+    was on the way out, pass or fail."""
+    bashrc = Layout(fleet.directory).home / ".bashrc"
+    flag = fleet.host_root(address) / _FAULTS / "chatty"
+    original = bashrc.read_bytes()
+    bashrc.write_bytes(
+        f'[ -e "{fleet.remote_root}/{_FAULTS}/chatty" ] && printf \'\\033]0;%s\\007\' "$USER@chatty"\n'.encode()
+        + original
+    )
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    flag.touch()
+    try:
+        yield
+    finally:
+        flag.unlink()
+        bashrc.write_bytes(original)
 
 
 def hang_git(deployment: Deployment, address: str) -> Path:

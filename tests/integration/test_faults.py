@@ -25,6 +25,7 @@ from conftest import Deployment, fresh_slot
 from faults import (
     REFUSED_CHECKOUT,
     act_mid_run,
+    chatty_login,
     deployment_on,
     drop_connections,
     hang_git,
@@ -875,6 +876,29 @@ def test_a_foreign_folder_at_the_slot_is_never_replaced(deployment: Deployment, 
     _, status = _status(deployment, "three")
     assert status[hosts[0]]["state"] == "missing" and status[hosts[0]]["commit"] == foreign_head
     assert "is not managed by sartoris (a directory, not a link)" in str(status[hosts[0]]["error"])
+
+
+def test_a_login_shell_printing_without_a_newline_hides_nothing_of_a_hosts_state(deployment: Deployment) -> None:
+    """A host whose account's shell prints an xterm title (no newline) before each command had it glued to the first
+    line of every script's output: status read no commit there (`missing`, exit 5, for a host on the release), and
+    a hand-made folder at the slot path, whose refusal line it no longer saw, passed for `current`, which `pool
+    --caught-up` then believed. Each script's own output now starts after a line of its own."""
+    chatty, other = hosts = deployment.fleet.hosts[48:50]
+    deployment.group("chat", hosts)
+    _short(deployment)
+    with chatty_login(deployment.fleet, chatty):
+        commit = _first_sync(deployment, "chat")
+        assert all(_on(deployment, h, commit) for h in hosts)
+        code, status = _status(deployment, "chat")
+        assert code == 0 and {h: status[h]["state"] for h in hosts} == {chatty: "current", other: "current"}
+        slot = deployment.host_slot(chatty)
+        copied = slot.with_name("copied")
+        shutil.copytree(slot.resolve(), copied, symlinks=True)
+        slot.unlink()
+        copied.rename(slot)
+        code, status = _status(deployment, "chat")
+        assert code == 5 and status[chatty]["state"] == "missing" and status[chatty]["commit"] == commit
+        assert "is not managed by sartoris (a directory, not a link)" in str(status[chatty]["error"])
 
 
 def test_a_slot_link_sartoris_did_not_make_is_never_replaced(deployment: Deployment) -> None:

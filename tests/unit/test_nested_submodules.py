@@ -10,7 +10,7 @@ import pytest
 from sample_repo import add_nested_submodules, add_submodule, git, make_checkout, make_upstream
 
 from sartoris.errors import DirtyCheckoutError, RefusedError
-from sartoris.remote import RemoteRelease, fetch_command, status_command, switch_command
+from sartoris.remote import RemoteRelease, fetch_command, parse_head, status_command, switch_command
 from sartoris.repo import SlotCheckout
 
 
@@ -61,7 +61,7 @@ def test_a_submodule_inside_a_submodule_is_published_and_checked_out(tmp_path: P
     git(checkout / "extensions/Skin", "commit", "--quiet", "--all", "--message", "bump Icons")
     git(checkout, "commit", "--quiet", "--all", "--message", "bump Skin")
     second = _deploy(checkout, publish, slot, "t2")
-    assert run_sh(status_command(str(slot), None, 60.0)).stdout.strip() == second.commit
+    assert parse_head(run_sh(status_command(str(slot), None, 60.0)).stdout) == second.commit
     assert (slot / "extensions/Skin/lib/Icons/new.svg").read_text() == "<svg/>\n"
     assert not (first_tree / "extensions/Skin/lib/Icons/new.svg").exists()
     for module in second.submodules:

@@ -25,6 +25,7 @@ from sartoris.remote import (
     ALREADY_PRESENT,
     NOTE_MARK,
     SCRIPT_END,
+    SCRIPT_START,
     SUBMODULE_REF_PREFIX,
     UNCHANGED_MARK,
     HostCommand,
@@ -39,6 +40,7 @@ from sartoris.remote import (
     not_ours,
     parse_head,
     ran_to_its_end,
+    script_lines,
     shell_words,
     status_command,
     submodule_ref,
@@ -93,13 +95,32 @@ def test_hostile_values_never_run(tmp_path: Path, value: str) -> None:
     assert not mark.exists()
 
 
+def test_what_a_login_shell_prints_before_a_script_is_not_read_as_its_answer(host: Host, tmp_path: Path) -> None:
+    """An account's shell startup files may print (an xterm title) before the command, with no newline: it was
+    glued to the script's first line, so status read no commit there (a host on the release was `missing`), a slot
+    path that is not Sartoris's passed for a checkout at its commit (its refusal line unseen). The scripts start
+    their output on a line of their own, after SCRIPT_START."""
+    junk = "printf '\\033]0;deploy@app1\\007'; "
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    on_it = run_sh(junk + status_command(str(host.slot), release.commit, 60.0))
+    assert parse_head(on_it.stdout) == release.commit
+    assert census_answer(on_it, release.commit).state is HostState.CURRENT
+    live = host.slot.resolve()
+    host.slot.unlink()
+    shutil.copytree(live, host.slot, symlinks=True)
+    hand_made = run_sh(junk + status_command(str(host.slot), release.commit, 60.0))
+    answer = census_answer(hand_made, release.commit)
+    assert answer.state is HostState.MISSING and answer.error is not None and "not managed by sartoris" in answer.error
+
+
 def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:
     """bounded() wraps a script in coreutils timeout, ending before the controller's own deadline: 2 s before it,
     or at half of it when it is too short for that (a 1 s limit gave the host 1 s, the controller's whole time)."""
     done = run_on_host(bounded("sleep 5; echo late", 3.0))
     assert done.returncode == 124 and "late" not in done.stdout
     assert "sartoris: timed out on the host after 1.5s (stopped ahead of the 3s timeout)" in done.stderr
-    assert run_on_host(bounded("echo on time", 10.0)).stdout == f"on time\n\n{SCRIPT_END}\n"
+    assert run_on_host(bounded("echo on time", 10.0)).stdout == f"\n{SCRIPT_START}\non time\n\n{SCRIPT_END}\n"
     for controller, host in ((0.5, "0.25"), (1.0, "0.5"), (4.0, "2"), (5.0, "3"), (300.0, "298")):
         assert f"timeout -k 5 {host} sh -s" in bounded("true", controller).command
 
@@ -145,7 +166,7 @@ def test_a_script_longer_than_one_argument_may_be_still_runs_whole() -> None:
     command = bounded(f"{filler}\ncat; echo reached the end; exit 3", 60.0)
     assert len(command.script) > 2 * 128 * 1024 and len(command.command) < 1000
     done = run_on_host(command)
-    assert (done.returncode, done.stdout, done.stderr) == (3, "reached the end\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (3, f"\n{SCRIPT_START}\nreached the end\n", "")
 
 
 @pytest.mark.parametrize("script", ["", "{\n"], ids=["empty", "first-line-only"])
@@ -213,7 +234,7 @@ class Host:
         return run_on_host(bounded(switch_command(release), 120.0))
 
     def head(self) -> str:
-        return run_sh(status_command(str(self.slot), None, 60.0)).stdout.strip()
+        return "\n".join(script_lines(run_sh(status_command(str(self.slot), None, 60.0)).stdout)).strip()
 
 
 def _gitlinks(checkout: Path, parent: str = "") -> list[SubmoduleSpec]:
@@ -881,8 +902,8 @@ def test_status_on_a_host_without_the_slot_prints_nothing(host: Host) -> None:
     """No slot (nor deploy root): the status script succeeds and prints no commit (the census calls that `missing`)."""
     for expected in (None, "a" * 40):
         done = run_sh(status_command(str(host.slot), expected, 60.0))
-        assert done.returncode == 0 and done.stdout == ""
-        assert run_sh(status_command(str(host.root / "gone" / "php-slot0"), expected, 60.0)).stdout == ""
+        assert done.returncode == 0 and script_lines(done.stdout) == []
+        assert script_lines(run_sh(status_command(str(host.root / "gone" / "php-slot0"), expected, 60.0)).stdout) == []
     assert not os.path.exists(host.slot)
 
 
@@ -931,7 +952,7 @@ def test_status_of_the_expected_release_runs_no_process(host: Host) -> None:
         return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=no_programs)
 
     done = status(first.commit)
-    assert (done.returncode, done.stdout, done.stderr) == (0, first.commit + "\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"\n{SCRIPT_START}\n{first.commit}\n", "")
     assert status(None).returncode == 127 and status("f" * 40).returncode == 127  # git was needed, and not found
     assert parse_head(run_sh(status_command(str(host.slot), "f" * 40, 60.0)).stdout) == first.commit  # behind
     commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
@@ -970,7 +991,7 @@ def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> No
     script fails and says why."""
     host.slot.symlink_to(".sartoris/php-slot0/trees/" + "d" * 40)
     done = run_sh(status_command(str(host.slot), "d" * 40, 60.0))
-    assert done.returncode != 0 and done.stdout == ""
+    assert done.returncode != 0 and script_lines(done.stdout) == []
     assert "cannot change to" in done.stderr or "No such file" in done.stderr
 
 

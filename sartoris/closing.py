@@ -242,6 +242,9 @@ class Announcement:
     action: str = "sync"  # of its last run
     part_of_the_fleet: bool = False  # its last run rolled back part of the fleet: the slot's release did not change
     not_targeted: int = 0  # machines of [deploy] hosts that no run of the release named (a `sync --hosts` of a few)
+    # of the machines of [deploy] hosts that no run of the release named, those that may run its commit or not (the
+    # slot's runs did not see a switch of theirs end): neither on it nor left out
+    state_unknown: tuple[str, ...] = ()
 
     def detail(self, slot: int) -> str:
         """finish's line."""
@@ -277,18 +280,30 @@ class Announcement:
                 f" is still the one the others run (see `sartoris status`){failures}"
             )
         done = f"{released}; {'rolled back to' if self.action == 'rollback' else 'deployed'} {tag}"
-        if self.not_targeted:
+        if self.not_targeted or self.state_unknown:
             failures = partial if self.failed or self.not_switched else ""
-            return (
-                f"{done} to {len(self.running)} host(s), part of the fleet: {self.not_targeted} host(s) of [deploy]"
-                f" hosts were not targeted and do not run it (see `sartoris status`){failures}"
-            )
+            return f"{done} to {len(self.running)} host(s), {self._left_out()} (see `sartoris status`){failures}"
         return done + partial if self.outcome == "partial" else done
+
+    def _left_out(self) -> str:
+        """What finish says of the hosts of [deploy] hosts a sync of some of them did not target: how many do not run
+        the release, and which may or may not (named: `status` tells)."""
+        said = []
+        if self.not_targeted:
+            said.append(
+                f"part of the fleet: {self.not_targeted} host(s) of [deploy] hosts were not targeted and do not run it"
+            )
+        if self.state_unknown:
+            said.append(
+                f"whether {', '.join(shown(label) for label in self.state_unknown)} ({len(self.state_unknown)} host(s)"
+                " of [deploy] hosts it did not target) run it is unknown: a switch of theirs was not seen to end"
+            )
+        return "; ".join(said)
 
 
 def announcement(
     runs: Sequence[DeployRun], tag: str | None, switching: str | None = None, same_host: SameHost = as_written,
-    fleet: Collection[Hashable] | None = None,
+    fleet: Collection[Hashable] | None = None, maybe_on: Mapping[Hashable, str] | None = None,
 ) -> Announcement:
     """What finish announces of `tag` (the release the deploy's lock says its runs left the hosts on, or that of
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
@@ -297,7 +312,9 @@ def announcement(
     `tag` moved, is not on it (a rollback of a few hosts leaves the rest on the release the deploy synced). A host
     whose switch to it was not seen to end is failed (it was depooled) but may run it: not "no host got it".
     `switching`: the lock's note of a run that died while switching, which is announced as unknown. `fleet`: the
-    machines of [deploy] hosts (None: unknown), of which a release synced to only some is partial."""
+    machines of [deploy] hosts (None: unknown) that are not on the release's commit for certain, of which a release
+    synced to only some is partial; `maybe_on`: those of them that may run that commit or not, with their labels,
+    which a sync that did not target them leaves unknown, not "not targeted" (partial too, naming them)."""
     if switching is not None:
         return Announcement(switching, "unknown", died=True)
     if tag is None:
@@ -321,14 +338,15 @@ def announcement(
     else:  # a rollback of part of the fleet is partial too: the rest still run the slot's release
         part = last.action == "rollback" and not last.sets_release
         outcome = "partial" if failed or hosts["not_switched"] or part else "ok"
-    not_targeted = 0
+    left_out: list[Hashable] = []
     if outcome in ("ok", "partial") and last.action == "sync" and fleet is not None:  # a sync of some of the fleet
-        not_targeted = sum(1 for m in fleet if m not in replayed or replayed[m].state(tag) is None)
-        outcome = "partial" if not_targeted else outcome
+        left_out = [m for m in fleet if m not in replayed or replayed[m].state(tag) is None]
+        outcome = "partial" if left_out else outcome
+    unknown = sorted(maybe_on[m] for m in left_out if maybe_on is not None and m in maybe_on)
     return Announcement(
         tag, outcome, failed, hosts["not_switched"], hosts["on"], hosts["unseen"], last.rejected, action=last.action,
         part_of_the_fleet=outcome == "partial" and last.action == "rollback" and not last.sets_release,
-        not_targeted=not_targeted,
+        not_targeted=len(left_out) - len(unknown), state_unknown=tuple(unknown),
     )
 
 
@@ -337,6 +355,31 @@ def left_on(runs: Sequence[DeployRun], commit: str, same_host: SameHost = as_wri
     may run it (a switch to it not seen to end, a run of it that died while they were its targets)."""
     after = _may_run(runs, same_host, lambda _: frozenset())
     return [label for label, releases in after.values() if commit in {c for _, c in releases}]
+
+
+@dataclass(frozen=True, slots=True)
+class OnCommit:
+    """Where runs left the machines they named against one commit: `on` it for certain (seen switched to it, and no
+    switch since that may have moved them off), or `maybe` on it or on another (machine -> label, as the last run
+    that named it wrote it): a switch to or off it was not seen to end, or a run died while they were its targets."""
+
+    on: frozenset[Hashable]
+    maybe: Mapping[Hashable, str]
+
+
+def on_commit(runs: Sequence[DeployRun], commit: str, same_host: SameHost = as_written) -> OnCommit:
+    """Which machines `runs`, oldest first, left on `commit` for certain, and which may run it or not (left_on
+    counts both as on it)."""
+    on, maybe = set(), {}
+    for key, machine in _replay(runs, same_host).items():
+        commits = {c for _, c in machine.may_run(frozenset())}
+        if commit not in commits:
+            continue
+        if machine.on is not None and commits == {commit}:
+            on.add(key)
+        else:
+            maybe[key] = machine.label
+    return OnCommit(frozenset(on), maybe)
 
 
 def _may_run(

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, left_on
+from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, on_commit
 from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
@@ -161,16 +161,18 @@ def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
 def _not_yet_on_it(
     fleet: frozenset[Hashable] | None, before: list[DeployRun], runs: list[DeployRun], tag: object,
     same_host: SameHost,
-) -> frozenset[Hashable] | None:
-    """The machines of the fleet that the slot's runs, the deploy's included, did not leave on `tag`'s commit: of
-    those, the ones the deploy's runs did not name are the hosts a sync of part of the fleet did not reach. A host
-    already on the commit (a retry names only the hosts a census found behind; a new tag of the commit the fleet
-    runs) is no part of the fleet left out."""
+) -> tuple[frozenset[Hashable] | None, Mapping[Hashable, str]]:
+    """The machines of the fleet that the slot's runs, the deploy's included, did not leave on `tag`'s commit for
+    certain, and of those the ones that may run it or not (with their labels): of the first, the ones the deploy's
+    runs did not name are the hosts a sync of part of the fleet did not reach, unless they are of the second (then
+    whether they run it is unknown). A host already on the commit (a retry names only the hosts a census found
+    behind; a new tag of the commit the fleet runs) is no part of the fleet left out."""
     commit = next((run.commit for run in runs if run.tag == tag), None)
     if fleet is None or commit is None:
-        return fleet
-    on_it = {same_host(label) for label in left_on([*before, *runs], commit, same_host)}
-    return frozenset(machine for machine in fleet if machine not in on_it)
+        return fleet, {}
+    held = on_commit([*before, *runs], commit, same_host)
+    maybe = {machine: label for machine, label in held.maybe.items() if machine in fleet}
+    return frozenset(machine for machine in fleet if machine not in held.on), maybe
 
 
 def _since(since: object) -> float:
@@ -201,8 +203,8 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     # release the hosts run; else the tag of the deploy's last run, which aborted
     tag = held.get("synced") or held.get("last_run")
     same_host = _same_host(config)
-    fleet = _not_yet_on_it(_fleet(config, same_host), before, runs or [], tag, same_host)
-    said = announcement(runs or [], tag, held.get("switching"), same_host, fleet)
+    fleet, maybe_on = _not_yet_on_it(_fleet(config, same_host), before, runs or [], tag, same_host)
+    said = announcement(runs or [], tag, held.get("switching"), same_host, fleet, maybe_on)
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
         record = {"synced": held.get("synced"), "outcome": said.outcome} | ({"rejected": True} if said.rejected else {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sartoris.closing import DeployRun, abort_refusal, announcement
+from sartoris.closing import DeployRun, abort_refusal, announcement, on_commit
 from sartoris.inventory import machine_of
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
@@ -144,6 +144,30 @@ def test_finish_of_a_sync_of_part_of_the_fleet_says_so_and_is_partial() -> None:
     said = announcement(every, X[0], same_host=lambda h: machine_of(h, 22), fleet=fleet)
     assert (said.outcome, said.not_targeted, said.detail(0)) == ("ok", 0, "slot 0 released; deployed mw-slot0-x")
     assert announcement(one, X[0], same_host=lambda h: machine_of(h, 22)).outcome == "ok"
+
+
+def test_a_host_a_sync_did_not_target_that_may_run_its_commit_is_neither_on_it_nor_left_out() -> None:
+    """Before the deploy, X0 (X's commit) went to the whole fleet, mw3's switch not seen to end; mw4 was then seen on
+    X0 but a rollback's switch of it to OLDER was not seen to end; mw5 may run OLDER only. The deploy synced X, a
+    new tag of that commit, to mw8. mw3 and mw4 were counted as on the commit (ok, "deployed X"): whether they run
+    it is unknown, so the release is partial, naming them; mw5 is not targeted and does not run it."""
+    x0 = ("mw-slot0-x0", X[1])
+    before = [
+        run(x0, "partial", switched=tuple(h for h in FLEET if h != "mw3"), failed=("mw3",), unseen=("mw3",)),
+        run(OLDER, "partial", "rollback", failed=("mw4", "mw5"), unseen=("mw4", "mw5")),
+        run(OLDER, "ok", "rollback", switched=("mw5",)),
+        run(LIVE, "partial", "rollback", failed=("mw5",), unseen=("mw5",)),
+    ]
+    runs = [run(X, "ok", switched=("mw8",))]
+    held = on_commit([*before, *runs], X[1])
+    assert (held.on, dict(held.maybe)) == ({"mw1", "mw2", "mw6", "mw7", "mw8"}, {"mw3": "mw3", "mw4": "mw4"})
+    said = announcement(runs, X[0], fleet=frozenset(FLEET) - held.on, maybe_on=held.maybe)
+    assert (said.outcome, said.not_targeted, said.state_unknown) == ("partial", 1, ("mw3", "mw4"))
+    assert said.detail(0) == (
+        "slot 0 released; deployed mw-slot0-x to 1 host(s), part of the fleet: 1 host(s) of [deploy] hosts were not"
+        " targeted and do not run it; whether mw3, mw4 (2 host(s) of [deploy] hosts it did not target) run it is"
+        " unknown: a switch of theirs was not seen to end (see `sartoris status`)"
+    )
 
 
 def test_finish_of_a_deploy_whose_only_run_rolled_back_part_of_the_fleet_does_not_announce_the_slots_rollback() -> None:

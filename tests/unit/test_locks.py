@@ -558,6 +558,14 @@ def test_finish_does_not_say_deployed_of_a_release_no_host_got(config: Config) -
     assert "switched no host to t1" in report.detail and "deployed" not in report.detail
 
 
+def _fleet_of_eight(config: Config) -> Config:
+    """`config` with [deploy] hosts mw1..mw8 (a group file beside it)."""
+    (config.base_dir / "hosts").mkdir()
+    (config.base_dir / "hosts" / "fleet").write_text("".join(f"mw{n}\n" for n in range(1, 9)))
+    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
+    return parse_config(text + 'hosts = ["fleet"]\n', config.path)
+
+
 def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_a_retry_finished(
     config: Config,
 ) -> None:
@@ -568,10 +576,7 @@ def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_
     from sartoris.results import HostResult, Outcome, Phase, SyncReport
     from sartoris.state import History
 
-    (config.base_dir / "hosts").mkdir()
-    (config.base_dir / "hosts" / "fleet").write_text("".join(f"mw{n}\n" for n in range(1, 9)))
-    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
-    fleet = parse_config(text + 'hosts = ["fleet"]\n', config.path)
+    fleet = _fleet_of_eight(config)
     commits = _history_of_commits(fleet.checkout_path(0), 2)
     history = History(fleet.state_dir)
     every = tuple(HostResult(f"mw{n}", True, Phase.DONE) for n in range(1, 8))
@@ -590,6 +595,36 @@ def test_finish_calls_a_release_synced_to_part_of_the_fleet_partial_but_not_one_
     SlotLock(fleet.state_dir, 0).update(synced="t2", last_run="t2")
     said = finish(fleet, 0, force=False).detail  # mw2-mw7 run t2's commit (as t0); mw1 alone is on t1's
     assert "deployed t2 to 1 host(s), part of the fleet: 1 host(s) of [deploy] hosts were not targeted" in said
+
+
+def test_finish_names_the_hosts_it_did_not_target_whose_state_is_unknown_and_calls_the_release_partial(
+    config: Config, tmp_path: Path
+) -> None:
+    """t0 went to mw1..mw8, mw3's switch not seen to end (connection lost, no look on a new one); a deploy then
+    synced t1, a new tag of t0's commit, to mw8 alone. finish counted mw3 as on the commit and announced "deployed
+    t1", ok, while whether mw3 runs it is unknown: it is now partial (history and hook), naming mw3."""
+    from sartoris.results import NOT_SEEN_AGAIN, HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    fleet = _fleet_of_eight(config)
+    commit = _history_of_commits(fleet.checkout_path(0), 1)[0]
+    history = History(fleet.state_dir)
+    lost = HostResult("mw3", False, Phase.CHECKOUT, f"timed out after 30s; {NOT_SEEN_AGAIN}: refused", depooled=True)
+    every = tuple(HostResult(f"mw{n}", True, Phase.DONE) for n in (1, 2, 4, 5, 6, 7, 8))
+    history.record("sync", SyncReport(0, "t0", commit, Outcome.PARTIAL, (*every, lost)), "", 0)
+    start(fleet, 0, "re-imaged mw8", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "t1", commit, Outcome.OK, (HostResult("mw8", True, Phase.DONE),)), "", 1)
+    SlotLock(fleet.state_dir, 0).update(synced="t1", last_run="t1")
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_OUTCOME" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    assert finish(fleet, 0, force=False).detail == (
+        "slot 0 released; deployed t1 to 1 host(s), whether mw3 (1 host(s) of [deploy] hosts it did not target) run"
+        " it is unknown: a switch of theirs was not seen to end (see `sartoris status`)"
+    )
+    assert (tmp_path / "announced").read_text().split() == ["partial"]
+    assert history.entries(0, 1)[0].outcome == "partial"
 
 
 def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_after_its_start_row(config: Config) -> None:

@@ -382,6 +382,23 @@ def on_commit(runs: Sequence[DeployRun], commit: str, same_host: SameHost = as_w
     return OnCommit(frozenset(on), maybe)
 
 
+def since_each_was_switched(
+    newest_first: Iterable[DeployRun], machines: Collection[Hashable] | None, same_host: SameHost = as_written
+) -> list[DeployRun]:
+    """Of runs read newest first, those back to the newest that was seen to switch each of `machines`, oldest first,
+    read no further: where they leave those machines is where all the runs do (a seen switch puts a machine on its
+    release whatever came before it; see _replay). Every run when `machines` is None (every machine counts), or
+    when a machine was never seen switched."""
+    wanted = None if machines is None else set(machines)
+    kept: list[DeployRun] = []
+    runs = iter(newest_first)
+    while (wanted is None or wanted) and (run := next(runs, None)) is not None:  # not one run more than needed
+        kept.append(run)
+        if wanted is not None:
+            wanted.difference_update(same_host(host) for host in run.switched)
+    return kept[::-1]
+
+
 def _may_run(
     runs: Sequence[DeployRun], same_host: SameHost, at_start: Callable[[Hashable], frozenset[Release]]
 ) -> dict[Hashable, tuple[str, frozenset[Release]]]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, on_commit
+from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, on_commit, since_each_was_switched
 from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
@@ -21,7 +21,7 @@ from sartoris.hooks import HookPhase
 from sartoris.inventory import machine_identity
 from sartoris.repo import KEPT_REF_PREFIX, Restored, SlotCheckout
 from sartoris.slots import refuse_an_unknown_slot
-from sartoris.state import Entry, History, SlotLock, existing_history, shown, written_after_the_change
+from sartoris.state import History, SlotLock, existing_history, shown, written_after_the_change
 
 log = structlog.get_logger("sartoris")
 
@@ -107,11 +107,11 @@ def _started_deploy(config: Config, slot: int, action: str, force: bool) -> Iter
 
 
 def _deploy_runs(
-    history: History, slot: int, held: dict[str, Any], *, before_too: bool = True
-) -> tuple[tuple[str, str] | None, list[DeployRun] | None, list[DeployRun]]:
+    history: History, slot: int, held: dict[str, Any]
+) -> tuple[tuple[str, str] | None, list[DeployRun] | None, int | None]:
     """The slot's release (tag, commit) when the started deploy `held` began, the deploy's runs, oldest first
-    (None when where they begin is unknown), and the slot's runs before it (where they left each host is where
-    the deploy found it). A lock taken by an earlier Sartoris notes neither: its
+    (None when where they begin is unknown), and the id of the newest row before them (see _runs_before). A lock
+    taken by an earlier Sartoris notes neither: its
     runs are those after its own `start` row (the slot's newest start, written once the lock was taken, and
     every Sartoris wrote it), not those begun after its time, which is to the second only (a sync that ended
     in the second the start began would pass for the deploy's)."""
@@ -119,19 +119,36 @@ def _deploy_runs(
     if not isinstance(mark, int):
         mark = _start_row(history, slot, held)
         if mark is None:
-            return None, None, []
+            return None, None, None
     if "live_tag" in held:
         tag, commit = held.get("live_tag"), held.get("live_commit")
         live = (tag, commit) if isinstance(tag, str) and isinstance(commit, str) else None
     else:
         release = history.last_deployed(slot, up_to=mark)
         live = (release.tag, release.commit) if release is not None else None
-    before = history.runs_up_to(slot, mark) if before_too else []  # the whole slot's past: abort's and finish's
-    return live, _as_runs(history.runs_after(slot, mark)), _as_runs(before)
+    return live, [DeployRun.from_entry(entry) for entry in history.runs_after(slot, mark)], mark
 
 
-def _as_runs(entries: list[Entry]) -> list[DeployRun]:
-    return [DeployRun.from_entry(entry) for entry in entries]
+def _runs_before(
+    history: History, slot: int, mark: int | None, machines: Collection[Hashable] | None, same_host: SameHost
+) -> list[DeployRun]:
+    """The slot's runs by row `mark` (before a deploy), oldest first, that say where `machines` were when it started
+    (all of them for None): read newest first, back to the newest that switched each, and no further; a slot with
+    years of history is not read whole (closing.since_each_was_switched). None where the mark is unknown."""
+    if mark is None:
+        return []
+    newest_first = (DeployRun.from_entry(entry) for entry in history.runs_back_from(slot, mark))
+    return since_each_was_switched(newest_first, machines, same_host)
+
+
+def _and_their_hosts(
+    fleet: frozenset[Hashable] | None, runs: list[DeployRun], same_host: SameHost
+) -> frozenset[Hashable] | None:
+    """The machines where abort asks where each was at start: the fleet's and those the deploy's runs named (None,
+    every machine, when the fleet is unknown: then every host the history names counts)."""
+    if fleet is None:
+        return None
+    return fleet | {same_host(host) for run in runs for host in (*run.named, *run.maybe_switched)}
 
 
 def _start_row(history: History, slot: int, held: dict[str, Any]) -> int | None:
@@ -195,15 +212,17 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     """Release the lock of a started deploy and run the finish hook (announce)."""
     _refuse_an_unknown_slot(config, slot)
     history = History(config.state_dir)
+    same_host = _same_host(config)
+    fleet = _fleet(config, same_host)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
         # unknown: its release is announced as not in the history
-        _, runs, before = _deploy_runs(history, slot, held)
+        _, runs, mark = _deploy_runs(history, slot, held)
+        before = _runs_before(history, slot, mark, fleet or frozenset(), same_host)  # only the fleet is counted
         lock.release()
     # a run that died while switching (its hosts may run its tag, whatever an earlier run synced); else the
     # release the hosts run; else the tag of the deploy's last run, which aborted
     tag = held.get("synced") or held.get("last_run")
-    same_host = _same_host(config)
-    fleet, maybe_on = _not_yet_on_it(_fleet(config, same_host), before, runs or [], tag, same_host)
+    fleet, maybe_on = _not_yet_on_it(fleet, before, runs or [], tag, same_host)
     said = announcement(runs or [], tag, held.get("switching"), same_host, fleet, maybe_on)
     message = held.get("message", "")
     with written_after_the_change("finish", slot=slot):
@@ -226,7 +245,7 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     _refuse_an_unknown_slot(config, slot)
     history = History(config.state_dir)
     with _started_deploy(config, slot, "abort", force) as (lock, held):
-        live, runs, before = _deploy_runs(history, slot, held)
+        live, runs, mark = _deploy_runs(history, slot, held)
         if runs is None:
             raise RefusedError(
                 f"slot {slot}: the deploy's lock (taken by an earlier Sartoris) does not say where its runs begin in"
@@ -237,9 +256,9 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
         same_host = _same_host(config)
-        refusal = abort_refusal(
-            slot, live, runs, noted, held.get("switching"), same_host, before, _fleet(config, same_host)
-        )
+        fleet = _fleet(config, same_host)
+        before = _runs_before(history, slot, mark, _and_their_hosts(fleet, runs, same_host), same_host)
+        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), same_host, before, fleet)
         if refusal is not None:
             raise RefusedError(refusal)
         head = held.get("head")

@@ -3,9 +3,12 @@ finish announces of its release."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+
 import pytest
 
-from sartoris.closing import DeployRun, abort_refusal, announcement, on_commit
+from sartoris.closing import DeployRun, abort_refusal, announcement, on_commit, since_each_was_switched
 from sartoris.inventory import machine_of
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
@@ -371,3 +374,75 @@ def test_a_host_on_the_release_that_a_later_run_may_have_moved_off_is_not_announ
     assert "(1 may run it: not seen to end)" in said.detail(0)
     refailed = [runs[0], run(X, "partial", "rollback", failed=("mw1",)), *runs[1:]]  # a failure leaves mw1 on X
     assert announcement(refailed, X[0]).unseen == ("mw1",)
+
+
+def _random_run(rng: random.Random, machines: tuple[str, ...]) -> DeployRun:
+    """A sync or rollback of a random release: each host it names switched, failed, not seen to end or stopped
+    before its turn, spelt one of three ways; or a run that died while switching, naming its targets."""
+    action, (tag, commit) = rng.choice(("sync", "rollback")), rng.choice((LIVE, X, OLDER))
+    named = [rng.choice((h, f"{h}:22", f"deploy@{h}")) for h in machines if rng.random() < 0.6]
+    if rng.random() < 0.15:
+        return DeployRun(action, tag, commit, "unfinished", targets=tuple(named))
+    fates: dict[str, list[str]] = {"switched": [], "failed": [], "unseen": [], "not_switched": []}
+    for host in named:
+        fate = rng.choice(("switched", "switched", "failed", "unseen", "not_switched"))
+        fates[fate].append(host)
+    failed = (*fates["failed"], *fates["unseen"])
+    outcome = "ok" if not failed and not fates["not_switched"] else "partial"
+    return DeployRun(
+        action, tag, commit, outcome, switched=tuple(fates["switched"]), failed=failed,
+        not_switched=tuple(fates["not_switched"]), unseen=tuple(fates["unseen"]), sets_release=rng.random() < 0.8,
+    )
+
+
+def test_the_runs_back_to_each_machines_last_switch_say_what_the_whole_history_says() -> None:
+    """finish and abort read the slot's whole history before the deploy (years of runs, every host's record); they
+    now read it newest first back to the run that was seen to switch each machine they ask about. Over random
+    histories (three spellings of a host, unseen switches, runs that died switching), abort's refusal and finish's
+    hosts on the release's commit are those the whole history gives, and fewer runs are read."""
+    from sartoris.lifecycle import _and_their_hosts, _not_yet_on_it
+
+    rng = random.Random(18)
+    same_host = lambda host: machine_of(host, 22)  # noqa: E731
+    machines = FLEET[:5]
+    saved = refused = 0
+    for _ in range(400):
+        before = [_random_run(rng, machines) for _ in range(rng.randint(0, 10))]
+        runs = [_random_run(rng, machines[:3]) for _ in range(rng.randint(1, 3))]
+        fleet = None if rng.random() < 0.2 else frozenset(same_host(h) for h in machines if rng.random() < 0.8)
+        to_abort = since_each_was_switched(before[::-1], _and_their_hosts(fleet, runs, same_host), same_host)
+        to_finish = since_each_was_switched(before[::-1], fleet or frozenset(), same_host)
+        assert before[len(before) - len(to_abort):] == to_abort and before[len(before) - len(to_finish):] == to_finish
+        refusal = abort_refusal(0, LIVE, runs, [r.tag for r in runs], None, same_host, before, fleet)
+        assert abort_refusal(0, LIVE, runs, [r.tag for r in runs], None, same_host, to_abort, fleet) == refusal
+        tag = runs[-1].tag
+        whole = _not_yet_on_it(fleet, before, runs, tag, same_host)
+        assert _not_yet_on_it(fleet, to_finish, runs, tag, same_host) == whole
+        saved += len(before) - len(to_finish)
+        refused += refusal is not None
+    assert saved > 400 and 100 < refused < 400  # the histories were cut, and abort went both ways
+
+
+def test_the_runs_before_a_deploy_are_read_no_further_than_the_newest_switch_of_each_machine_asked_about() -> None:
+    """Read newest first, the runs are read up to the newest that was seen to switch each machine asked about (mw2,
+    spelt mw2:22 there) and not one more; no machine asked about reads none, and every machine (None) reads all."""
+    newest_first = [
+        run(X, "ok", switched=("mw1",)),
+        run(LIVE, "partial", switched=("mw2:22",), failed=("mw1",), unseen=("mw1",)),
+        run(OLDER, "ok", switched=("mw1", "mw2", "mw3")),
+        run(LIVE, "ok", switched=("mw1", "mw2", "mw3")),
+    ]
+    read: list[DeployRun] = []
+
+    def reading() -> Iterator[DeployRun]:
+        for each in newest_first:
+            read.append(each)
+            yield each
+
+    same_host = lambda host: machine_of(host, 22)  # noqa: E731
+    kept = since_each_was_switched(reading(), {machine_of("mw1", 22), machine_of("mw2", 22)}, same_host)
+    assert kept == newest_first[1::-1] and read == newest_first[:2]
+    read.clear()
+    assert since_each_was_switched(reading(), frozenset(), same_host) == [] and read == []
+    assert since_each_was_switched(reading(), {machine_of("mw9", 22)}, same_host) == newest_first[::-1]
+    assert since_each_was_switched(newest_first, None, same_host) == newest_first[::-1]

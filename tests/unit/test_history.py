@@ -241,3 +241,26 @@ def test_a_rollback_written_before_runs_noted_the_fleet_keeps_its_meaning(tmp_pa
         db.execute("UPDATE deploys SET report = json_remove(report, '$.sets_release')")
     last = history.last_deployed(0)
     assert last is not None and last.tag == "t7"
+
+
+def test_a_slots_runs_by_a_mark_are_read_newest_first_a_page_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """finish and abort read the runs before a deploy newest first and stop once they know enough: runs_back_from
+    gives the slot's syncs and rollbacks by the mark (itself included), newest first across pages, without other
+    slots' rows or events, and reads a page only when asked for a run in it."""
+    import itertools
+
+    from sartoris import state
+
+    history = History(tmp_path)
+    for n in range(40):  # rows 3n+1 (a start), 3n+2 (slot 1's run), 3n+3 (slot 0's run tN)
+        history.record_event("start", 0, "")
+        history.begin("sync", 1, f"other{n}", "c" * 40, "", 0)
+        history.begin("rollback" if n % 3 else "sync", 0, f"t{n}", "c" * 40, "", 0)
+    assert [entry.tag for entry in history.runs_back_from(0, 3 * 38 + 3)] == [f"t{n}" for n in range(38, -1, -1)]
+    parsed: list[object] = []
+    entry = state._entry
+    monkeypatch.setattr(state, "_entry", lambda row: parsed.append(row) or entry(row))
+    assert [e.tag for e in itertools.islice(history.runs_back_from(0, 3 * 39 + 3), 3)] == ["t39", "t38", "t37"]
+    assert len(parsed) == 8  # the first page alone

@@ -627,6 +627,37 @@ def test_finish_names_the_hosts_it_did_not_target_whose_state_is_unknown_and_cal
     assert history.entries(0, 1)[0].outcome == "partial"
 
 
+def test_finish_and_abort_read_the_runs_before_the_deploy_back_to_the_last_switch_of_each_host_only(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot with a long history: finish and abort read every run it ever had (every host's record of each) to tell
+    where the hosts were at start, though the newest run that switched every host of [deploy] hosts tells it. They
+    now read back to that run (a page of rows), and say what they said."""
+    from sartoris import state
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    fleet = _fleet_of_eight(config)
+    commits = _history_of_commits(fleet.checkout_path(0), 2)
+    history = History(fleet.state_dir)
+    every = tuple(HostResult(f"mw{n}", True, Phase.DONE) for n in range(1, 9))
+    for n in range(100):
+        history.record("sync", SyncReport(0, f"t{n}", commits[0], Outcome.OK, every), "", n)
+    start(fleet, 0, "one", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "new", commits[1], Outcome.OK, every[:1]), "", 100)
+    SlotLock(fleet.state_dir, 0).update(synced="new", last_run="new")
+    parsed: list[object] = []
+    entry = state._entry
+    monkeypatch.setattr(state, "_entry", lambda row: parsed.append(row) or entry(row))
+    with pytest.raises(RefusedError, match=r"put hosts on new; `sartoris rollback --to t99` \(the release live"):
+        abort(fleet, 0, force=False)
+    assert len(parsed) < 20, len(parsed)
+    parsed.clear()
+    said = finish(fleet, 0, force=False).detail
+    assert said.startswith("slot 0 released; deployed new to 1 host(s), part of the fleet: 7 host(s) of [deploy]")
+    assert len(parsed) < 20, len(parsed)
+
+
 def test_a_deploy_started_by_an_earlier_sartoris_is_judged_by_the_runs_after_its_start_row(config: Config) -> None:
     """A start lock that notes neither the slot's release nor where the history stood (taken before Sartoris noted
     them): its runs are those after its own `start` row. They were those begun after the lock's time, which is to

@@ -327,11 +327,13 @@ def switch_command(release: RemoteRelease) -> str:
     to do is skipped by a shell test, not a process: a host pays for the git work and little else. A kept tree at
     the release (a rollback) is reused once git says its tracked files are its commit's (_matches_its_commit), else
     built again from a fresh clone. A slot already on the release says so (UNCHANGED_MARK): a run that moved none
-    of its hosts does not read like one that switched them.
+    of its hosts does not read like one that switched them; and records it on the host (_UNCHANGED_RECORD) for a
+    look at a switch whose reply was lost.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
     link_target = posixpath.relpath(tree, release.root)
+    record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
     building = f"{tree}.building"
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
@@ -348,7 +350,8 @@ def switch_command(release: RemoteRelease) -> str:
         f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
-        "kept_changed= unchanged= fresh= edited=",
+        # this switch's record (see _UNCHANGED_RECORD) starts empty: a shell test, no write, unless the last left one
+        f"kept_changed= unchanged= fresh= edited=; [ ! -s {record} ] || {{ true > {record}; }} 2>/dev/null",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
         # the live tree is the release's: unless someone changed it on the host (its HEAD, or its files), which is
@@ -357,7 +360,7 @@ def switch_command(release: RemoteRelease) -> str:
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         " exit 1; fi",
         f"  {_matches_its_commit(tree)} || {{ {_say_what_changed(tree)}; exit 1; }}",
-        f"  touch -c {q(tree)}; unchanged=1",
+        f"  touch -c {q(tree)}; unchanged=1; {{ {shell_words('echo', release.commit)} > {record}; }} 2>/dev/null",
         # A kept tree of the release (a rollback) is reused as it is, unless someone changed it on the host: then it
         # is built again, here (not live, it can be replaced), from a fresh clone. Trees share unchanged files (hard
         # links): a file edited in place is edited in every tree holding it, the live one too, and a build from a
@@ -500,6 +503,11 @@ def _switch_lock(release: RemoteRelease) -> str:
 
 
 _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
+# In a slot's state folder on a host: the commit the slot's last switch found it already on (its UNCHANGED_MARK),
+# written before its swap; emptied by every other switch, under the lock. The look at a switch whose reply was lost
+# (switch_outcome_command) reads it, as the mark printed after the swap is lost with the reply. Written with shell
+# builtins (`true`, `echo`: a failed redirection of `:` would end dash), so no switch runs a process more.
+_UNCHANGED_RECORD = "switch.unchanged"
 
 
 def _refuse_a_slot_not_ours(release: RemoteRelease) -> str:
@@ -870,14 +878,20 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
 def switch_outcome_command(release: RemoteRelease) -> str:
     """After the connection a switch ran on was lost (its script may go on without it): wait for that switch to
     end on the host, as its script holds the slot's switch lock until it ends (bounded by its own deadline), then
-    print the commit the slot's live tree has checked out, if any: whether the host ended on the release. With no
-    lock file (the switch never began) or no `flock`, it looks at once. Run under `bounded`, whose last line says
-    the look was made (nothing printed before it: no live tree)."""
+    print the commit the slot's live tree has checked out, if any: whether the host ended on the release; and
+    UNCHANGED_MARK when the switch found the slot already on the release (its record, _UNCHANGED_RECORD, names it).
+    With no lock file (the switch never began) or no `flock`, it looks at once. Run under `bounded`, whose last line
+    says the look was made (nothing printed before it: no live tree)."""
     q = shlex.quote
     lock = q(posixpath.join(release.state_dir, _SWITCH_LOCK))
     wait = f"[ -f {lock} ] && {{ exec 9>>{lock} && flock 9; exec 9>&-; }} 2>/dev/null"
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null; true"])
+    record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
+    unchanged = (
+        f'u=; [ -f {record} ] && read -r u < {record}; [ "$u" != {q(release.commit)} ] ||'
+        f" {shell_words('echo', UNCHANGED_MARK)}"
+    )
+    return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null", unchanged])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:

@@ -429,11 +429,12 @@ def seen_again(
     label: str, unseen: str, answer: CommandResult, commit: str, seconds: float, reached: Phase = Phase.CHECKOUT
 ) -> HostResult:
     """A switch whose outcome was `unseen` (its connection lost, its reply late), as the look on a new connection
-    (remote.switch_outcome_command) `answer`ed: on the release `commit`, ok, with a note saying how that was known;
-    on another tree, failed (at the phase the switch was seen to reach); no answer, failed, saying the outcome is
-    still unknown."""
+    (remote.switch_outcome_command) `answer`ed: on the release `commit`, ok, with a note saying how that was known
+    (and `unchanged` when the look says the switch found it there); on another tree, failed (at the phase the switch
+    was seen to reach); no answer, failed, saying the outcome is still unknown."""
     if answer.ok and parse_head(answer.stdout) == commit:
-        return HostResult(label, True, Phase.DONE, seconds=seconds, note=f"{unseen}; on the release {SEEN_AGAIN}")
+        note, unchanged = f"{unseen}; on the release {SEEN_AGAIN}", found_unchanged(answer.stdout)
+        return HostResult(label, True, Phase.DONE, seconds=seconds, note=note, unchanged=unchanged)
     if answer.ok and ran_to_its_end(answer.stdout):
         return HostResult(label, False, reached, f"{unseen}; the host is not on the release {SEEN_AGAIN}", seconds)
     why = answer.error_line() if not answer.ok else NOT_RUN

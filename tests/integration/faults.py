@@ -10,6 +10,7 @@ clone, which has no hook, when a build from a copy fails) takes its hook from gi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shlex
@@ -142,14 +143,22 @@ def checkout_hook(deployment: Deployment, address: str, body: str) -> Path:
     through git config as the host reads it: the fleet's home, which its hosts share, includes a file under
     remote_root, which only this host's disk holds; that file points core.hooksPath at the hook for this slot's
     trees. The returned file is the link to the hook: unlink it to remove the hook."""
+    slot, faults = f"php-slot{deployment.slot}", deployment.fleet.host_root(address) / _FAULTS
+    write_script(faults / slot / "post-checkout", body)
+    hooks = f"{deployment.fleet.remote_root}/{_FAULTS}/{slot}"
+    return _trees_config(deployment, address, f'[core]\n\thooksPath = "{hooks}"\n')
+
+
+def _trees_config(deployment: Deployment, address: str, text: str) -> Path:
+    """Git config `text` that every git in the slot's trees on one host reads (not the store's: a fetch never reads
+    it), as checkout_hook says; the file holding it, on the host's disk."""
     fleet, slot = deployment.fleet, f"php-slot{deployment.slot}"
     remote, faults = fleet.remote_root, fleet.host_root(address) / _FAULTS
     _add_once(Layout(fleet.directory).home / ".gitconfig", f'[include]\n\tpath = "{remote}/{_FAULTS}/gitconfig"\n')
     trees = f"{remote}/.sartoris/{slot}/trees/"
     _add_once(faults / "gitconfig", f'[includeIf "gitdir:{trees}"]\n\tpath = "{slot}.gitconfig"\n')
-    write_script(faults / slot / "post-checkout", body)
     config = faults / f"{slot}.gitconfig"
-    config.write_text(f'[core]\n\thooksPath = "{remote}/{_FAULTS}/{slot}"\n')
+    config.write_text(text)
     return config
 
 
@@ -173,6 +182,28 @@ def chatty_login(fleet: Fleet, address: str) -> Iterator[None]:
     finally:
         flag.unlink()
         bashrc.write_bytes(original)
+
+
+def hold_tree_git(deployment: Deployment, address: str) -> Path:
+    """Every git in the slot's trees on one host (the switch's, never the fetch's) blocks while it reads its config,
+    until `let_go`: that config (see _trees_config) includes a FIFO nobody writes. The FIFO, for let_go."""
+    held = deployment.fleet.host_root(address) / _FAULTS / f"php-slot{deployment.slot}.held"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(held)
+    _trees_config(deployment, address, f'[include]\n\tpath = "{deployment.fleet.remote_root}/{_FAULTS}/{held.name}"\n')
+    return held
+
+
+def let_go(held: Path) -> None:
+    """Let the gits `hold_tree_git` holds go on (they read an empty file) and the later ones pass (the FIFO gone: a
+    missing include is ignored). Never blocks: with no git waiting, the FIFO is only removed."""
+    try:
+        writer = os.open(held, os.O_WRONLY | os.O_NONBLOCK)  # opens the waiting reader's end too
+    except OSError:  # ENXIO: no git is waiting on it
+        writer = None
+    held.unlink()
+    if writer is not None:
+        os.close(writer)  # the reader sees the end of an empty file
 
 
 def hang_git(deployment: Deployment, address: str) -> Path:
@@ -245,6 +276,17 @@ def processes_with(text: str) -> list[int]:
                 continue
             if text in cmdline:
                 found.append(int(entry.name))
+    return found
+
+
+def host_processes_with(fleet: Fleet, address: str, text: str) -> list[int]:
+    """processes_with(text), of one host: those in its mount namespace."""
+    namespace = os.readlink(f"/proc/{sshd_pid(fleet, address)}/ns/mnt")
+    found = []
+    for pid in processes_with(text):
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            if os.readlink(f"/proc/{pid}/ns/mnt") == namespace:
+                found.append(pid)
     return found
 
 

@@ -30,8 +30,11 @@ from faults import (
     drop_connections,
     hang_git,
     hang_switch,
+    hold_tree_git,
+    host_processes_with,
     in_host_namespace,
     is_clean,
+    let_go,
     link_target,
     live_tree,
     own_fleet,
@@ -635,6 +638,55 @@ def test_a_host_whose_connection_drops_between_its_fetch_and_its_switch_is_switc
     assert "switch_connection_reopened" in stderr
     assert deployment.pool_changes() == []
     assert _on(deployment, dropped, new) and _on(deployment, slow, new)
+
+
+@pytest.mark.parametrize("output", ["json", "text"])
+def test_a_rollback_whose_connection_drops_on_a_host_already_on_its_tag_says_it_changed_nothing(
+    deployment: Deployment, output: str
+) -> None:
+    """`rollback --to T` run again, its hosts already on T, while one host's connection drops during its switch (its
+    sshd session killed, the host fine): that switch ends on the host without it, and a look on a new connection
+    settles it. The look said nothing of the switch finding the slot already on T (that line came after the swap,
+    lost with the connection): the host said `"unchanged": false` and the summary counted one host fewer as already
+    on T, though nothing moved. The look now reads the switch's record of it: both hosts unchanged."""
+    hosts = deployment.fleet.hosts[38:40]
+    deployment.group("two", hosts)
+    _short(deployment)
+    first = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two", "--json")
+    assert first.code == 0, first.stderr
+    tag, commit = str(first.json()["tag"]), str(first.json()["commit"])
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two").code == 0
+    back = ("rollback", "--slot", str(deployment.slot), "--hosts", "two", "--to", tag)
+    assert deployment.sartoris(*back).code == 0  # both hosts now on T
+    held = hold_tree_git(deployment, hosts[0])  # its switch's check of the live tree waits for the drop
+
+    def drop_then_let_go() -> None:
+        assert drop_connections(deployment.fleet, hosts[0]), "no sshd session of the host was found to kill"
+        let_go(held)
+
+    process = start_sartoris(deployment, *back, *(("--json",) if output == "json" else ()))
+    try:
+        stdout, stderr, _ = act_mid_run(
+            process,
+            lambda: bool(host_processes_with(deployment.fleet, hosts[0], "update-index -q --refresh")),
+            "the host's switch to check its live tree",
+            drop_then_let_go,
+        )
+    finally:
+        if held.exists():  # the run never got there
+            let_go(held)
+    assert process.returncode == 0, stderr
+    assert "switched_despite_lost_connection" in stderr  # settled by the look, not by the reply
+    if output == "json":
+        report = json.loads(stdout)
+        dropped = _host(report, hosts[0])
+        assert dropped["ok"] and str(dropped["note"]).endswith("(seen on a new connection)"), dropped
+        assert [h["unchanged"] for h in report["hosts"]] == [True, True], report["hosts"]
+    else:
+        assert f"  2 hosts were already on {tag}: nothing changed on them" in stdout.splitlines(), stdout
+    assert all(_on(deployment, h, commit) for h in hosts)
+    assert deployment.pool_changes() == []
 
 
 def _sync_breaking_a_host_after_its_fetch(

@@ -1576,3 +1576,27 @@ def test_the_look_after_a_lost_switch_waits_for_it_and_says_where_the_host_is(ho
         assert held.returncode == 124 and parse_head(held.stdout) is None
     seen = run_on_host(bounded(look, 30.0))
     assert seen.returncode == 0 and ran_to_its_end(seen.stdout) and parse_head(seen.stdout) == release.commit
+
+
+def test_the_look_after_a_lost_switch_says_whether_that_switch_found_the_slot_already_on_the_release(
+    host: Host,
+) -> None:
+    """The switch's line saying it found the slot already on the release comes after its swap, so a lost reply lost
+    it, and a host settled by the look said `"unchanged": false` though nothing moved (a rollback run again). The
+    look now says it, from the switch's record on the host, for that switch alone: not after one that moved the slot
+    (also back to a release an earlier switch found unchanged), nor for another release."""
+
+    def looked_unchanged(release: RemoteRelease) -> bool:
+        seen = run_on_host(bounded(switch_outcome_command(release), 30.0))
+        assert seen.returncode == 0 and parse_head(seen.stdout) == release.commit, seen.stderr
+        return found_unchanged(seen.stdout)
+
+    first = host.release()
+    assert host.deploy(first).returncode == 0 and not looked_unchanged(first)
+    assert found_unchanged(host.deploy(first).stdout) and looked_unchanged(first)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    assert host.deploy(second).returncode == 0 and not looked_unchanged(second)
+    back = host.deploy(first)  # to its kept tree: moved, though the last switch of `first` found it unchanged
+    assert back.returncode == 0 and not found_unchanged(back.stdout) and not looked_unchanged(first), back.stderr
+    assert found_unchanged(host.deploy(first).stdout) and looked_unchanged(first)

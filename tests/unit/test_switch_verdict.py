@@ -106,6 +106,16 @@ def test_a_look_that_finds_the_release_reports_the_host_ok_saying_how_it_was_see
     assert result.as_json()["note"] == result.note
 
 
+def test_a_look_that_finds_the_release_and_the_switchs_record_of_it_reports_the_host_unchanged() -> None:
+    """A switch whose reply was lost may have found the slot already on the release (a rollback run again): the look
+    says so after the commit, and the host is `unchanged`, as it would be with the reply; without that line it is
+    not."""
+    result = _looked(0, f"{RELEASE}\n{UNCHANGED_MARK}\n\n{SCRIPT_END}\n")
+    assert result.ok and result.unchanged and result.as_json()["unchanged"] is True
+    assert result.note == "timed out after 15s; on the release (seen on a new connection)"
+    assert not _looked(0, f"{RELEASE}\n\n{SCRIPT_END}\n").unchanged
+
+
 def test_a_look_that_finds_the_old_tree_fails_the_host_at_the_phase_it_reached() -> None:
     """Another commit (or no live tree at all), seen to the script's end: failed, at the phase the switch's output
     reached, saying it is not on the release."""
@@ -154,3 +164,4 @@ async def test_a_switch_that_could_not_start_on_its_new_connection_fails_at_conn
     result = await _switched(NotStarted("could not open a session: open failed"), look)
     assert (result.ok, result.phase, result.error) == (False, Phase.CONNECT, "could not open a session: open failed")
     assert looked == []
+

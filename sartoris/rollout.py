@@ -457,7 +457,9 @@ async def _switch_host(
 ) -> HostResult:
     """Run the switch on the host's session. A switch whose end was not seen (the connection lost, or the reply
     not in within `timeout`) before its swap marker came is settled by `look_again`; one that never reached the
-    host, by `switch_again` (on a new connection), else it failed at `connect`, no command having run."""
+    host, by `switch_again` (on a new connection), else it failed at `connect`, no command having run; one whose
+    session did not even open within `timeout` failed at `connect` too: its time is spent, and there is nothing
+    to look at."""
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
@@ -469,6 +471,8 @@ async def _switch_host(
     except NotStarted as exc:  # the host is as the fetch left it: nothing to look at, the switch can still run
         return await switch_again(item, exc, begin) if switch_again is not None else failed(Phase.CONNECT, str(exc))
     except CommandTimeout as exc:
+        if not exc.sent:  # the session never opened (a frozen connection): the host is as the fetch left it
+            return failed(Phase.CONNECT, str(exc))
         # the host's own deadline comes first and is answered (exit 124): no reply at all by ours is a stall on the
         # way back, which may have held back the marker of a switch that ended, swap and all, on the host
         if last_phase(exc.stdout, Phase.CHECKOUT) is not Phase.DONE:

@@ -146,11 +146,14 @@ class _Capture:
 
 
 class CommandTimeout(HostError):
-    """The remote command outlived command_timeout; `stdout` holds what it printed before."""
+    """The remote command outlived command_timeout; `stdout` holds what it printed before. `sent`: False when the
+    time ran out while the host had not even opened the session (a frozen connection), so the command was never
+    sent: nothing it would do has begun there."""
 
-    def __init__(self, message: str, stdout: str) -> None:
+    def __init__(self, message: str, stdout: str, *, sent: bool = True) -> None:
         super().__init__(message)
         self.stdout = stdout
+        self.sent = sent
 
 
 class NotStarted(HostError):
@@ -163,6 +166,20 @@ def never_sent(exc: asyncssh.ChannelOpenError) -> bool:
     the exec request got no yes (the host refused it, or the connection closed while that request was in flight and
     the host may have started the command)."""
     return exc.code != OPEN_REQUEST_SESSION_FAILED
+
+
+class _Opened:
+    """The session factory of one command: asyncssh calls it once the host confirmed the channel, and sends the
+    command right after, in the same step (no wait between: no pty, X11 or agent request is made). So while
+    `process` is None, the command was certainly never sent (asyncssh's create_process, which is create_session
+    with SSHClientProcess as the factory, does not tell)."""
+
+    def __init__(self) -> None:
+        self.process: asyncssh.SSHClientProcess[str] | None = None
+
+    def __call__(self) -> asyncssh.SSHClientProcess[str]:
+        self.process = asyncssh.SSHClientProcess()
+        return self.process
 
 
 class ConnectError(HostError):
@@ -187,24 +204,30 @@ class Session:
         """Run `command` to its end within `timeout` seconds, `stdin` its whole input (none when empty); output
         beyond OUTPUT_LIMIT is dropped. NotStarted when it provably never reached the host, CommandTimeout past
         `timeout`, HostError when the connection failed (the command may then have started)."""
-        capture = _Capture()
+        capture, opened = _Capture(), _Opened()
         try:
             async with asyncio.timeout(timeout):
                 # errors="replace": a byte that is not UTF-8 (a hook's output) must not end the connection
                 try:
-                    process = await self._connection.create_process(
-                        command, input=stdin or None, stdin=asyncssh.DEVNULL, errors="replace"
-                    )
+                    channel, _ = await self._connection.create_session(opened, command, errors="replace")
                 except asyncssh.ChannelOpenError as exc:
                     if never_sent(exc):
                         raise NotStarted(_describe(exc)) from exc
                     raise
+                process = opened.process
+                assert process is not None  # the session is open: asyncssh made it
+                if stdin:  # what create_process does with `input` (and with no input, stdin=DEVNULL): send, then EOF
+                    channel.write(stdin)
+                channel.write_eof()
                 try:
                     await asyncio.gather(_read_head(process.stdout, capture), _read_tail(process.stderr, capture))
                     await process.wait_closed()
                 finally:
                     process.close()
         except TimeoutError:
+            if opened.process is None:
+                message = f"timed out after {timeout:g}s opening a session (the command was never sent)"
+                raise CommandTimeout(message, "", sent=False) from None
             raise CommandTimeout(f"timed out after {timeout:g}s", capture.stdout_text()) from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc

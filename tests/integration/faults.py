@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -88,6 +88,29 @@ def stall_connections(fleet: Fleet, address: str) -> list[int]:
             stopped.append(pid)
             queue += children.get(pid, [])
     return stopped
+
+
+@contextlib.contextmanager
+def stalls(fleet: Fleet, address: str) -> Iterator[Callable[[], None]]:
+    """A call that stalls the host's connections (stall_connections) when a test acts, mid-run; every process it
+    stopped is resumed on leaving, pass or fail."""
+    stopped: list[int] = []
+
+    def stall() -> None:
+        stopped.extend(stall_connections(fleet, address))
+        assert stopped, "no sshd session of the host was found to stall"
+
+    try:
+        yield stall
+    finally:
+        signal_each(stopped, signal.SIGCONT)
+
+
+def signal_each(pids: Iterable[int], sig: signal.Signals) -> None:
+    """Send `sig` to each of `pids`, but those that ended meanwhile."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _children() -> dict[int, list[int]]:

@@ -8,7 +8,6 @@ hosts switched, the wall time bounded by the timeouts, and `status` telling the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -40,9 +39,10 @@ from faults import (
     own_fleet,
     processes_with,
     refuse_checkouts,
+    signal_each,
     slow_fetch,
     sshd_pid,
-    stall_connections,
+    stalls,
     start_sartoris,
     store,
     store_tags,
@@ -689,6 +689,30 @@ def test_a_rollback_whose_connection_drops_on_a_host_already_on_its_tag_says_it_
     assert deployment.pool_changes() == []
 
 
+def test_a_host_whose_connection_freezes_before_its_switch_opens_fails_at_connect_without_a_look(
+    deployment: Deployment,
+) -> None:
+    """A host's connection freezes after its fetch (its sshd session stopped, as a stalled network would; the host
+    fine, new connections served), so its switch's session never opens and the command is never sent. It was taken
+    for a switch that may have run: looked at on a new connection once its deadline and KILL were past, reported at
+    `checkout` as "not on the release (seen on a new connection)", or as possibly run had that look failed. It now
+    fails at `connect` once command_timeout is out, saying the command was never sent, with no look; depooled as any
+    failed switch, on its old tree."""
+    slow, frozen = deployment.fleet.hosts[38:40]
+    deployment.group("pair", [slow, frozen])
+    deployment.configure(command_timeout=14, connect_timeout=CONNECT_TIMEOUT)  # room for the slow fetch
+    old = _first_sync(deployment, "pair")
+    with stalls(deployment.fleet, frozen) as stall:
+        new, process, stdout, stderr = _sync_breaking_a_host_after_its_fetch(deployment, "pair", slow, frozen, stall)
+    assert process.returncode == 5, stderr
+    host = _host(json.loads(stdout), frozen)
+    assert (host["ok"], host["phase"], host["depooled"], host["stopped"]) == (False, "connect", True, False), host
+    assert host["error"] == "timed out after 14s opening a session (the command was never sent)", host
+    assert "switched_despite" not in stderr
+    assert deployment.pool_changes() == [f"depool {frozen}"]
+    assert _on(deployment, slow, new) and _on(deployment, frozen, old)
+
+
 def _sync_breaking_a_host_after_its_fetch(
     deployment: Deployment, group: str, slow: str, victim: str, act: Callable[[], object]
 ) -> tuple[str, subprocess.Popen[str], str, str]:
@@ -734,21 +758,10 @@ def test_a_switch_whose_reply_is_held_past_the_timeout_is_reported_as_it_ended_o
         target = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     checking_out = tmp_path / "checking-out"
     hang_switch(deployment, hosts[0], 2, checking_out)  # the swap comes 2 s after the stall
-    stalled: list[int] = []
     args = ("--slot", str(deployment.slot), "--hosts", "two", "--json")
     process = start_sartoris(deployment, action, *args, *(("--max-failures", "1") if action == "sync" else ()))
-    try:
-        stdout, stderr, seconds = act_mid_run(
-            process,
-            checking_out.exists,
-            "the host's checkout",
-            lambda: stalled.extend(stall_connections(deployment.fleet, hosts[0])),
-        )
-    finally:
-        for pid in stalled:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-    assert stalled, "no sshd session of the host was found to stall"
+    with stalls(deployment.fleet, hosts[0]) as stall:
+        stdout, stderr, seconds = act_mid_run(process, checking_out.exists, "the host's checkout", stall)
     assert process.returncode == 0, stderr
     report = json.loads(stdout)
     held = _host(report, hosts[0])
@@ -1255,9 +1268,7 @@ def test_keepalives_detect_a_host_that_went_silent(private_fleet: Fleet, tmp_pat
             timeout=command_timeout + 60,
         )
     finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        signal_each(frozen, signal.SIGCONT)
     seconds = time.monotonic() - began
     assert process.returncode == 5, stderr
     report = json.loads(stdout)

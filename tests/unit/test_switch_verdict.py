@@ -165,3 +165,19 @@ async def test_a_switch_that_could_not_start_on_its_new_connection_fails_at_conn
     assert (result.ok, result.phase, result.error) == (False, Phase.CONNECT, "could not open a session: open failed")
     assert looked == []
 
+
+async def test_a_switch_whose_session_never_opened_in_time_fails_at_connect_without_a_look() -> None:
+    """A connection that froze while the switch's session opened was taken for a switch that may have run: looked at
+    on a new connection, once its deadline and KILL were past, and reported as possibly run when that failed. The
+    command was never sent (see transport.Session.run): the host is on its old tree, failed at `connect` (depooled as
+    any failed switch), at once and without a look."""
+    looked: list[HostError] = []
+
+    async def look(item: _Fetched, unseen: HostError, began: float) -> HostResult:
+        looked.append(unseen)
+        return await _unseen(item, unseen, began)
+
+    never = "timed out after 8s opening a session (the command was never sent)"
+    result = await _switched(CommandTimeout(never, "", sent=False), look)
+    assert (result.ok, result.phase, result.error, result.stopped) == (False, Phase.CONNECT, never, False)
+    assert looked == []

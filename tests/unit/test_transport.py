@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -479,7 +480,7 @@ class _RefusedChannel:
     def __init__(self, error: Exception) -> None:
         self._error = error
 
-    async def create_process(self, *args: object, **kwargs: object) -> None:
+    async def create_session(self, *args: object, **kwargs: object) -> None:
         raise self._error
 
     def is_closed(self) -> bool:
@@ -514,3 +515,39 @@ async def test_a_command_that_never_reached_the_host_is_told_from_one_that_may_h
         await session.run("true", timeout=5)
     assert isinstance(raised.value, NotStarted) is never_started
     assert str(raised.value) == f"could not open a session: {reason}"
+
+
+class _FrozenChannel:
+    """An asyncssh connection that stops answering while a command's session opens: before the host confirmed the
+    channel (`confirmed` False), or once it did, when asyncssh has sent the command (it made the session)."""
+
+    def __init__(self, confirmed: bool) -> None:
+        self._confirmed = confirmed
+
+    async def create_session(self, factory: Callable[[], object], *args: object, **kwargs: object) -> None:
+        if self._confirmed:
+            factory()
+        await asyncio.Event().wait()  # no answer, ever
+
+    def is_closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize("confirmed", [False, True], ids=["frozen-before-the-channel-opened", "frozen-after"])
+async def test_a_timeout_says_whether_the_command_was_ever_sent(confirmed: bool) -> None:
+    """A connection that froze while a command's session opened timed out like one whose command ran on the host,
+    and a switch was then looked at on a new connection though it never ran. A timeout now says whether the command
+    was sent: never, while the host had not opened the session (certain: asyncssh sends it once it made the
+    session); maybe, once it had."""
+    from sartoris.inventory import Host
+    from sartoris.transport import CommandTimeout, Session
+
+    session = Session(Host("mw1", "mw1"), _FrozenChannel(confirmed), 0.0)  # type: ignore[arg-type]
+    with pytest.raises(CommandTimeout) as raised:
+        await session.run("true", timeout=0.2, stdin="script")
+    assert raised.value.sent is confirmed
+    never = "timed out after 0.2s opening a session (the command was never sent)"
+    assert str(raised.value) == ("timed out after 0.2s" if confirmed else never)

@@ -713,6 +713,8 @@ _MODULE_CHECKOUT = f'git --git-dir "$md" --work-tree "$mw" {shell_words(*_CHECKO
 # submodule's values (paths relative to the tree being built, `$B`; the store `$S`, and `$SE` for git config).
 # Their variables are their own (md, mw, dd, ...); a failure returns its status (the build, `sartoris_build`,
 # returns it in turn, and the switch may build again from a fresh clone).
+# Files are made with `true >`, never `: >`: a redirection that fails (a full disk) on `:`, a special builtin, ends
+# the whole script in dash, `|| return` or not, which left the build in place and skipped the fresh clone.
 _SWITCH_FUNCTIONS = (
     # the exit status of the build's step that failed: remove the tree being built, then exit with that status. A
     # build that filled the disk frees it now, not at the slot's next switch (_leftover_builds is for the builds a
@@ -733,7 +735,7 @@ _SWITCH_FUNCTIONS = (
     # git dir, layout id: mark a built work tree with its layout, dropping the mark of the layout it held before
     "sartoris_record_layout() {"
     f' [ -f "$1/{_LAYOUT_MARK}$2" ] || {{ rd=$1 ri=$2; set -- "$1"/{_LAYOUT_MARK}*; [ ! -e "$1" ] || rm -f "$@";'
-    f' : > "$rd/{_LAYOUT_MARK}$ri"; }}; }}',
+    f' true > "$rd/{_LAYOUT_MARK}$ri"; }}; }}',
     # the tree's git dirs, the slot's own first: see _leftovers_function
     "sartoris_clean_copied() {"
     ' if [ -d "$B/$1/logs" ]; then for cd_; do rm -rf "$B/$cd_/logs" || return; done; fi;'
@@ -763,7 +765,7 @@ _SWITCH_FUNCTIONS = (
     f' git clone {shell_words(*_CLONE_OPTIONS)} --separate-git-dir="$md" -- "$S" "$mw" || return;'
     ' if [ "$fresh" = 1 ]; then printf \'[submodule "%s"]\\n\\turl = "%s"\\n\' "$8" "$SE" >> "$B/$6/config";'
     ' else git config --file "$B/$6/config" "submodule.$1.url" "$S"; fi || return;'
-    f' : > "$md/{_LAYOUT_MARK}$mi" || return;'  # a fresh clone holds no module of another layout
+    f' true > "$md/{_LAYOUT_MARK}$mi" || return;'  # a fresh clone holds no module of another layout
     ' else { [ -d "$mw" ] || mkdir -p "$mw"; } || return; h=;'
     ' git config --file "$md/config" --unset core.worktree 2>/dev/null; fi;'
     ' printf \'%s\\n\' "$5" > "$mw/.git" || return; fi;'

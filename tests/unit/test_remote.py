@@ -22,6 +22,7 @@ from sample_repo import add_nested_submodules, commit_change, git, make_checkout
 
 from sartoris.census import host_status
 from sartoris.remote import (
+    _SWITCH_FUNCTIONS,
     ALREADY_PRESENT,
     NOTE_MARK,
     SCRIPT_END,
@@ -112,6 +113,17 @@ def test_what_a_login_shell_prints_before_a_script_is_not_read_as_its_answer(hos
     hand_made = run_sh(junk + status_command(str(host.slot), release.commit, 60.0))
     answer = census_answer(hand_made, release.commit)
     assert answer.state is HostState.MISSING and answer.error is not None and "not managed by sartoris" in answer.error
+
+
+def test_a_mark_the_switch_cannot_write_fails_its_build_not_the_whole_script() -> None:
+    """dash ends the whole script when a redirection on `:` (a special builtin) fails, `|| return` or not: a layout
+    mark that could not be written (a full disk) ended the switch there, leaving its build and trying no fresh
+    clone. The switch's functions write with `true >`, whose failure is the step's; none uses `: >`."""
+    script = "\n".join(_SWITCH_FUNCTIONS) + '\nsartoris_record_layout /nonexistent/.git 0123; echo "after $?"'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.startswith("after ") and done.stdout != "after 0\n", done.stderr
+    release = RemoteRelease("/srv/app/php-slot0", "/srv/pub.git", "t1", "a" * 40, (SubmoduleSpec("m", "m", "b" * 40),))
+    assert ": >" not in switch_command(release) and ": >" not in status_command(release.slot_path, None, 60.0)
 
 
 def test_bounded_runs_the_script_under_the_hosts_own_deadline() -> None:

@@ -49,6 +49,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "hook_timeout",
         "keep_releases",
         "canaries",
+        "umask",
     ),
     "fanout": (
         "concurrency",
@@ -87,6 +88,7 @@ class DeploySettings:
     keep_releases: int = 3
     hook_timeout: float = 120.0
     canaries: tuple[str, ...] = ()
+    umask: str = "022"  # the hosts' scripts run with it: a login's own umask must not change the files deployed
     hooks_dir_set: bool = False  # written in the file: then a missing folder is a mistake, not "no hooks"
 
 
@@ -396,6 +398,7 @@ def _deploy(section: _Section, base: Path) -> DeploySettings:
         keep_releases=section.integer("keep_releases", 3, minimum=1, maximum=MAX_KEEP_RELEASES),
         hook_timeout=section.seconds("hook_timeout", 120.0),
         canaries=section.strings("canaries"),
+        umask=section.string("umask", "022", check=_umask),
         hooks_dir_set="hooks_dir" in section.table,
     )
 
@@ -577,6 +580,11 @@ def _tag_safe(value: str) -> str | None:
     if ".." in value or value.endswith((".", ".lock")):
         return "must not contain '..' or end with '.' or '.lock' (git refuses such tag names)"
     return None
+
+
+def _umask(value: str) -> str | None:
+    """Why value is not a umask in octal ("022", "0027"), if it is not."""
+    return None if re.fullmatch(r"0?[0-7]{3}", value) else 'must be a umask in octal, like "022" or "027"'
 
 
 def _non_empty(value: str) -> str | None:

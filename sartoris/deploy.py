@@ -611,6 +611,7 @@ def _remote_release(config: Config, slot: int, release: Release) -> RemoteReleas
         commit=release.commit,
         submodules=release.submodules,
         keep_trees=config.deploy.keep_releases,
+        umask=config.deploy.umask,
     )
 
 

@@ -92,6 +92,9 @@ class RemoteRelease:
     commit: str
     submodules: tuple[SubmoduleSpec, ...] = ()
     keep_trees: int = 3
+    # Every file the scripts make gets it: the account's own umask (a `umask 077` in its shell startup files) made
+    # the files a release changed unreadable to the web server, beside links to the older, readable ones.
+    umask: str = "022"
 
     @property
     def root(self) -> str:
@@ -288,6 +291,7 @@ def fetch_command(release: RemoteRelease) -> str:
     )
     return _script(
         [
+            _umask(release),
             f"[ -d {quoted} ] || {{ {init}; }} || exit",
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
@@ -295,6 +299,11 @@ def fetch_command(release: RemoteRelease) -> str:
             f" else set --; {fetch} || exit;{remember} {_housekeeping_when_due(store)}; fi",
         ]
     )
+
+
+def _umask(release: RemoteRelease) -> str:
+    """The release's umask for what the script makes (a builtin: no process), whatever the account's login set."""
+    return shell_words("umask", release.umask)
 
 
 _FETCHED_DIR = "sartoris-fetched"  # in a slot's store: an empty file per submodule commit fetched into it
@@ -337,6 +346,7 @@ def switch_command(release: RemoteRelease) -> str:
     building = f"{tree}.building"
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
+        _umask(release),
         shell_words("cd", release.root) + " || exit",
         # the tree being built, the store, and the store as a git config value: named once, used by the functions
         f"B={q(building)} S={q(release.store)} SE={q(_config_escape(release.store))}",

@@ -69,6 +69,7 @@ def test_deploy_defaults() -> None:
     assert deploy.hosts == ()
     assert deploy.hooks_dir == BASE / "hooks"
     assert deploy.keep_releases == 3
+    assert deploy.umask == "022"
 
 
 def test_fanout_defaults() -> None:
@@ -154,6 +155,7 @@ fetch_url = "git://deploy.example/mediawiki/php-slot{slot}.git"
 hosts = ["mediawiki-installation", "canaries"]
 hooks_dir = "/opt/hooks"
 keep_releases = 5
+umask = "0027"
 
 [fanout]
 concurrency = 50
@@ -186,6 +188,7 @@ def test_full_file() -> None:
     assert config.deploy.hosts == ("mediawiki-installation", "canaries")
     assert config.deploy.hooks_dir == Path("/opt/hooks")
     assert config.deploy.keep_releases == 5
+    assert config.deploy.umask == "0027"
     assert config.fanout == FanoutSettings(50, 8, 2.5, 60.0, FailureBudget(count=3), 0)
     assert isinstance(config.fanout.command_timeout, float)
     assert config.ssh == SshSettings(
@@ -453,6 +456,10 @@ def test_toml_syntax_error_multiline_string() -> None:
         pytest.param("deploy", 'hooks_dir = ""', "hooks_dir must not be empty", id="hooks-empty"),
         pytest.param("deploy", "keep_releases = 0", "keep_releases must be from 1 to 100, not 0", id="keep-zero"),
         pytest.param("deploy", "keep_releases = 101", "keep_releases must be from 1 to 100, not 101", id="keep-big"),
+        pytest.param("deploy", 'umask = "22"', 'umask must be a umask in octal, like "022"', id="umask-short"),
+        pytest.param("deploy", 'umask = "0o22"', 'umask must be a umask in octal, like "022"', id="umask-python"),
+        pytest.param("deploy", 'umask = "089"', 'umask must be a umask in octal, like "022"', id="umask-digits"),
+        pytest.param("deploy", "umask = 18", "umask must be a string", id="umask-int"),
         pytest.param("deploy", 'hosts = ["app", ""]', "hosts must be an array of non-empty strings", id="hosts-empty"),
         pytest.param("fanout", "concurrency = 0", "concurrency must be at least 1, not 0", id="concurrency-zero"),
         pytest.param("fanout", "fetch_concurrency = -1", "fetch_concurrency must be at least 1", id="fetch-neg"),

@@ -6,6 +6,7 @@ without a fleet: first deploy, incremental deploy, rollback to a kept tree, prun
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import select
@@ -1423,6 +1424,28 @@ def test_a_first_deploy_registers_its_submodules_without_a_git_process(host: Hos
     assert done.returncode == 0, done.stderr
     assert [line for line in calls.read_text().splitlines() if line.startswith("config")] == []
     _assert_is_the_release(host.slot.resolve(), release)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [("022", 0o644), ("027", 0o640)])
+def test_the_files_deployed_get_the_configured_umask_whatever_the_login_sets(host: Host, umask: str, mode: int) -> None:
+    """An account whose shell startup sets `umask 077` made every file a release changed or added unreadable to the
+    web server (beside hard links to the older, readable ones), and a first deploy the whole tree, without a word.
+    The scripts set `[deploy] umask` (022 unless configured) themselves."""
+
+    def deploy_under_umask_077(release: RemoteRelease) -> None:
+        for command in (bounded(fetch_command(release), 120.0), bounded(switch_command(release), 120.0)):
+            done = subprocess.run(
+                ["sh", "-c", "umask 077; " + command.command], input=command.script, capture_output=True, text=True,
+                timeout=120, check=False,
+            )
+            assert done.returncode == 0, done.stderr
+
+    deploy_under_umask_077(dataclasses.replace(host.release(), umask=umask))
+    commit_change(host.checkout, "includes/added.php", "<?php // added\n")
+    deploy_under_umask_077(dataclasses.replace(host.release(), umask=umask))
+    tree = host.slot.resolve()
+    for path in ("index.php", "includes/added.php", "extensions/Ext0/includes/dir00/file0000.php"):
+        assert (tree / path).stat().st_mode & 0o777 == mode, path
 
 
 def test_submodules_point_at_their_repository_relatively_so_a_tree_can_move(host: Host) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,21 +258,51 @@ class SlotCheckout:
     def _keep_unreachable(self, heads: dict[str, str], prefix: str) -> tuple[KeptCommit, ...]:
         """Put a ref `<prefix>-<commit>` on each of `heads` (path -> HEAD before the restore) that no ref or HEAD of
         its repository reaches any more (`rev-list --not --all`: the reflog does not count, and gc empties it in
-        time). The commit in the name keeps two aborts of one second apart, and the ref is only ever created, never
-        moved (a second abort that moved it lost the commit the first kept)."""
+        time), then on each submodule commit that a commit so kept pins and no ref reaches (one an intermediate
+        commit pinned, off the submodule HEAD's line), nested ones too: each kept commit can still be checked out
+        with its submodules. The commit in the name keeps two aborts of one second apart, and the ref is only ever
+        created, never moved (a second abort that moved it lost the commit the first kept)."""
         kept = []
-        for path, head in heads.items():
-            folder, ref = str(self.path / path), f"{prefix}-{head[:12]}"
+        # the heads first: a pinned commit one of them reaches needs no ref of its own
+        to_keep: deque[tuple[str, git.Repo | None, str]] = deque((path, None, head) for path, head in heads.items())
+        while to_keep:
+            path, repo, commit = to_keep.popleft()
+            ref = f"{prefix}-{commit[:12]}"
             try:
-                if not self._git("-C", folder, "rev-list", "-n", "1", head, "--not", "--all").strip():
+                repo = repo or git.Repo(self.path / path)
+                if not _run_git(repo, self._timeout, "rev-list", "-n", "1", commit, "--not", "--all").strip():
                     continue
-                self._git("-C", folder, "update-ref", "-m", "sartoris abort: kept", ref, head, "")
-            except git.GitCommandError as exc:  # the folder is gone (a removed work tree), or git failed
-                log.warning("commit_not_kept", path=path, commit=head, error=_git_error(exc))
+                # read before the ref is made: then its commits are no longer the ones only the abort keeps
+                pinned = self._pinned_by_new_commits(repo, path, commit)
+                _run_git(repo, self._timeout, "update-ref", "-m", "sartoris abort: kept", ref, commit, "")
+            except (git.GitCommandError, git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
+                # the folder is gone (a removed work tree), the commit is not in it, or git failed
+                why = _git_error(exc) if isinstance(exc, git.GitCommandError) else f"no repository at {exc}"
+                log.warning("commit_not_kept", path=path, commit=commit, error=why)
                 continue
-            log.warning("commit_kept", path=path, commit=head, ref=ref)
-            kept.append(KeptCommit(path, head, ref))
+            log.warning("commit_kept", path=path, commit=commit, ref=ref)
+            kept.append(KeptCommit(path, commit, ref))
+            to_keep.extend(pinned)
         return tuple(kept)
+
+    def _pinned_by_new_commits(self, repo: git.Repo, path: str, commit: str) -> list[tuple[str, git.Repo, str]]:
+        """The submodule commits set by the commits of `repo` (at `path` in the checkout) that reach `commit` and
+        that no ref reaches, each with its path and repository: only those commits are read, never the whole
+        history. A submodule with no repository here is passed over (there is nothing to keep); what git cannot
+        list is said, and the commit itself is kept all the same."""
+        pinned = []
+        names: dict[str, dict[str, str]] = {}
+        try:
+            for setter, inner, sha in _gitlinks_set_by(repo, self._timeout, commit, "--not", "--all"):
+                if setter not in names:
+                    names[setter] = _submodule_names(repo, setter, self._timeout)
+                module = _submodule_repo(repo, inner, names[setter].get(inner, inner))
+                if module is not None:
+                    pinned.append((inner if path == "." else f"{path}/{inner}", module, sha))
+        except (git.GitCommandError, RefusedError) as exc:
+            why = _git_error(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+            log.warning("pinned_commits_not_kept", path=path, commit=commit, error=why)
+        return pinned
 
     def _added_submodules(self, commit: str) -> list[str]:
         """The outermost of the submodules HEAD pins, nested ones included, that `commit` does not (none when they
@@ -647,6 +678,28 @@ def _submodules_of(repo: git.Repo, commit: str, within: str, timeout: float) -> 
         if nested is not None:
             specs += _submodules_of(nested, sha, within=full, timeout=timeout)
     return specs
+
+
+def _gitlinks_set_by(repo: git.Repo, timeout: float, *revisions: str) -> list[tuple[str, str, str]]:
+    """The gitlinks set by the commits that `revisions` lists (rev-list arguments: `C --not --all`), each as
+    (commit, path, pinned commit), read by one `git log` of those commits only; a merge's against each of its
+    parents, a root commit's against nothing."""
+    listing = _run_git(
+        repo, timeout, "log", "-z", "--raw", "--no-abbrev", "--no-renames", "--no-color", "-m", "--root",
+        "--format=%x01%H", *revisions, "--",
+    )
+    gitlinks, setter = [], ""
+    records = iter(listing.split("\0"))
+    for record in records:
+        record = record.lstrip("\n")
+        if record.startswith("\x01"):  # a commit's header: the changes that follow are its
+            setter = record[1:]
+        elif record.startswith(":"):  # ":old_mode new_mode old_sha new_sha status", then the path
+            path = next(records, "")
+            _, new_mode, _, pinned, _ = record[1:].split(" ", 4)
+            if new_mode == _GITLINK_MODE:
+                gitlinks.append((setter, path, pinned))
+    return gitlinks
 
 
 def _submodule_names(repo: git.Repo, commit: str, timeout: float) -> dict[str, str]:

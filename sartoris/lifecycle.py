@@ -289,7 +289,7 @@ def _said(restored: Restored) -> str:
     """What abort says of the work trees of submodules the deploy added, which restoring the checkout left, and of
     the commits it kept under a ref (no ref reached them once the checkout was put back)."""
     leftovers = restored.leftovers
-    removed = [shown(left.path) for left in leftovers if left.kept is None]
+    removed = [shown(left.path) for left in leftovers if left.kept is None and not left.replaced]
     said = (
         f"; removed {', '.join(removed)} (the work tree of a submodule this deploy added, holding nothing its commits"
         " do not; its repository stays under .git/modules)"
@@ -297,13 +297,18 @@ def _said(restored: Restored) -> str:
         else ""
     )
     for left in leftovers:
-        if left.kept is not None:
+        if left.replaced:
+            said += (
+                f"; put back {shown(left.path)} as `start` found it, in place of the work tree of a submodule this"
+                " deploy added there, which held nothing its commits do not (its repository stays under .git/modules)"
+            )
+        elif left.kept is not None:
             said += (
                 f"; left {shown(left.path)}, the work tree of a submodule this deploy added, as an untracked folder:"
                 f" {shown(left.kept)}; remove it once nothing in it is needed"
             )
     for kept in restored.kept:
-        said += f"; kept {shown(kept.describe())} (`git -C {shown(kept.path)} log {kept.ref}`)"
+        said += f"; kept {shown(kept.describe())} (`git -C {shown(kept.git_dir or kept.path)} log {kept.ref}`)"
     return said
 
 

@@ -56,10 +56,11 @@ class Release:
 @dataclass(frozen=True, slots=True)
 class Leftover:
     """The work tree of a submodule the deploy added, which putting the checkout back left as an untracked folder:
-    removed, or kept (`kept` says why)."""
+    removed, or kept (`kept` says why); or, `replaced`, removed before, for the files `start` found there."""
 
     path: str
     kept: str | None = None
+    replaced: bool = False  # it stood where `start` found files (a tracked folder), which the restore put back
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class KeptCommit:
     path: str  # the repository: "." for the checkout, else a submodule's path in it
     commit: str
     ref: str
+    git_dir: str | None = None  # where git finds the repository when its work tree is gone (relative to the checkout)
 
     def describe(self) -> str:
         """Which repository's commit was kept where, for a line of abort's."""
@@ -222,12 +224,17 @@ class SlotCheckout:
     ) -> Restored:
         """Put HEAD (and the branch, when on one), the tree and the submodules back at `commit`; with `detach`,
         HEAD is detached at `commit` and no branch moves (the checkout was found detached). git leaves the work
-        tree of each submodule HEAD pins and `commit` does not as an untracked folder: each is removed where that
-        loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are returned.
+        tree of each submodule the deploy added and `commit` does not pin as an untracked folder: each is removed
+        where that loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are
+        returned. One standing where `commit` has files (it replaced a tracked folder) goes first, so that they
+        come back as they were; RefusedError, before anything changes, when that would lose work.
         A repository whose HEAD no ref reaches once put back (a commit made in a submodule, never pushed) keeps it
         under a ref `<keep_under>-<commit>` (see _keep_unreachable): else only its reflog had it."""
         heads = self._repository_heads()
+        listed = self.submodules_at(heads["."]) if len(heads) > 1 else ()  # read (and cached) for the heads
         added = self._added_submodules(commit)
+        in_the_way = self._standing_on_tracked_files(commit, added)
+        cleared = self._clear_the_way(in_the_way)
         self._submodules.clear()  # nested submodules initialised below become readable
         try:
             if detach:
@@ -240,11 +247,12 @@ class SlotCheckout:
                     "--recursive",
                 )
         except git.GitCommandError as exc:
-            kept = self._keep_unreachable(heads, keep_under)  # what did move must not lose a commit either
+            kept = self._keep_unreachable(heads, listed, keep_under)  # what did move must not lose a commit either
             said = "".join(f"; kept {k.describe()}" for k in kept)
             raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}{said}") from None
-        kept = self._keep_unreachable(heads, keep_under)
-        return Restored(tuple(self._clear(path, since) for path in added if (self.path / path).is_dir()), kept)
+        kept = self._keep_unreachable(heads, listed, keep_under)
+        left = [path for path in added if path not in in_the_way and (self.path / path).is_dir()]
+        return Restored(cleared + tuple(self._clear(path, since) for path in left), kept)
 
     def _repository_heads(self) -> dict[str, str]:
         """HEAD's commit in the checkout (".") and in each initialised submodule HEAD pins, nested ones too, by
@@ -255,13 +263,16 @@ class SlotCheckout:
             heads |= self.submodule_heads()
         return heads
 
-    def _keep_unreachable(self, heads: dict[str, str], prefix: str) -> tuple[KeptCommit, ...]:
-        """Put a ref `<prefix>-<commit>` on each of `heads` (path -> HEAD before the restore) that no ref or HEAD of
-        its repository reaches any more (`rev-list --not --all`: the reflog does not count, and gc empties it in
-        time), then on each submodule commit that a commit so kept pins and no ref reaches (one an intermediate
-        commit pinned, off the submodule HEAD's line), nested ones too: each kept commit can still be checked out
-        with its submodules. The commit in the name keeps two aborts of one second apart, and the ref is only ever
-        created, never moved (a second abort that moved it lost the commit the first kept)."""
+    def _keep_unreachable(
+        self, heads: dict[str, str], listed: Sequence[SubmoduleSpec], prefix: str
+    ) -> tuple[KeptCommit, ...]:
+        """Put a ref `<prefix>-<commit>` on each of `heads` (path -> HEAD before the restore, whose HEAD pinned the
+        submodules `listed`) that no ref or HEAD of its repository reaches any more (`rev-list --not --all`: the
+        reflog does not count, and gc empties it in time), then on each submodule commit that a commit so kept
+        pins and no ref reaches (one an intermediate commit pinned, off the submodule HEAD's line), nested ones
+        too: each kept commit can still be checked out with its submodules. The commit in the name keeps two
+        aborts of one second apart, and the ref is only ever created, never moved (a second abort that moved it
+        lost the commit the first kept)."""
         kept = []
         # the heads first: a pinned commit one of them reaches needs no ref of its own
         to_keep: deque[tuple[str, git.Repo | None, str]] = deque((path, None, head) for path, head in heads.items())
@@ -269,7 +280,7 @@ class SlotCheckout:
             path, repo, commit = to_keep.popleft()
             ref = f"{prefix}-{commit[:12]}"
             try:
-                repo = repo or git.Repo(self.path / path)
+                repo = repo or self._repository_at(path, listed)
                 if not _run_git(repo, self._timeout, "rev-list", "-n", "1", commit, "--not", "--all").strip():
                     continue
                 # read before the ref is made: then its commits are no longer the ones only the abort keeps
@@ -281,9 +292,21 @@ class SlotCheckout:
                 log.warning("commit_not_kept", path=path, commit=commit, error=why)
                 continue
             log.warning("commit_kept", path=path, commit=commit, ref=ref)
-            kept.append(KeptCommit(path, commit, ref))
+            git_dir = os.path.relpath(repo.git_dir, self.path) if _is_kept_git_dir(repo) else None
+            kept.append(KeptCommit(path, commit, ref, git_dir))
             to_keep.extend(pinned)
         return tuple(kept)
+
+    def _repository_at(self, path: str, listed: Sequence[SubmoduleSpec]) -> git.Repo:
+        """The repository at `path` in the checkout; for a submodule whose work tree is gone (removed for the files
+        `start` found there), the git dir git keeps for it, found through `listed`. NoSuchPathError when neither."""
+        with contextlib.suppress(git.NoSuchPathError, git.InvalidGitRepositoryError):
+            return git.Repo(self.path / path)
+        module = next((m for m in listed if m.path == path), None)
+        repo = None if module is None else _open_submodule(self._repo, module, listed)
+        if repo is None:
+            raise git.NoSuchPathError(self.path / path)
+        return repo
 
     def _pinned_by_new_commits(self, repo: git.Repo, path: str, commit: str) -> list[tuple[str, git.Repo, str]]:
         """The submodule commits set by the commits of `repo` (at `path` in the checkout) that reach `commit` and
@@ -313,6 +336,54 @@ class SlotCheckout:
         except RefusedError:
             return []
         return [path for path in added if not any(path.startswith(f"{outer}/") for outer in added)]
+
+    def _standing_on_tracked_files(self, commit: str, added: list[str]) -> list[str]:
+        """Those of `added` with a folder here where `commit` has files, in the checkout or, for one nested in a
+        submodule `commit` pins, in that submodule's commit (a submodule that replaced a tracked folder): the
+        restore would write the files into its work tree, mixed with its own. None that git cannot tell."""
+        try:
+            listed = self.submodules_at(commit)
+        except RefusedError:
+            return []
+        standing = []
+        for path in added:
+            if not (self.path / path).is_dir():
+                continue
+            within = max((m for m in listed if path.startswith(f"{m.path}/")), key=lambda m: len(m.path), default=None)
+            repo = self._repo if within is None else _open_submodule(self._repo, within, listed)
+            tree, inner = (commit, path) if within is None else (within.commit, path[len(within.path) + 1 :])
+            if repo is None:
+                continue
+            with contextlib.suppress(git.GitCommandError):
+                if _run_git(repo, self._timeout, "ls-tree", "--name-only", tree, "--", inner):
+                    standing.append(path)
+        return standing
+
+    def _clear_the_way(self, paths: list[str]) -> tuple[Leftover, ...]:
+        """Remove the work trees at `paths` (submodules standing where the restore puts tracked files back) before
+        the restore, once it is known that none holds work; RefusedError naming what one holds, before any goes.
+        An empty folder (a submodule never initialised) holds none; whatever else stands there came after
+        `start`, which found the files there (so the time of its .git file tells nothing)."""
+        for path in paths:
+            folder = self.path / path
+            why = self._why_kept(folder, since=0.0) if any(folder.iterdir()) else None
+            if why is not None:
+                raise self._not_put_back(path, f"{why}; move what is needed out of it or remove it")
+        for path in paths:
+            try:
+                shutil.rmtree(self.path / path)
+            except OSError as exc:
+                why = f"holding nothing its commits do not, it could not be removed ({exc.strerror or exc}); remove it"
+                raise self._not_put_back(path, why) from None
+            log.info("added_submodule_removed", path=path, replaced=True)
+        return tuple(Leftover(path, replaced=True) for path in paths)
+
+    def _not_put_back(self, path: str, why: str) -> RefusedError:
+        """The refusal of an abort that cannot put back the files `start` found at `path` (see _clear_the_way)."""
+        return RefusedError(
+            f"{self.path}: cannot put back {path}, files `start` found, where the work tree of a submodule this"
+            f" deploy added stands: {why}, then abort again"
+        )
 
     def _clear(self, path: str, since: float | None) -> Leftover:
         """Remove the work tree a restore left at `path`, unless _why_kept finds a reason to keep it."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sample_repo import add_nested_submodules, git, make_checkout
+import structlog
+from sample_repo import add_nested_submodules, add_submodule, git, make_checkout, make_upstream
 
 from sartoris.config import Config, parse_config
+from sartoris.errors import RefusedError
 from sartoris.lifecycle import abort, start
+from sartoris.state import SlotLock
 
 _KEPT = ("for-each-ref", "--format=%(objectname)", "refs/sartoris/aborted/")
 
@@ -75,3 +78,84 @@ def test_abort_keeps_a_nested_submodule_commit_only_an_intermediate_commit_pinne
     assert sorted(git(icons, *_KEPT).split()) == sorted([first, second])
     assert git(skin, *_KEPT) == skin_head
     assert f"; kept submodule {icons_path}'s commit {first[:12]}" in report.detail
+
+
+def _folder_replaced_by_a_submodule(config: Config, tmp_path: Path, *, same_files: bool) -> tuple[Path, dict[str, str]]:
+    """A slot whose commit tracks the folder extensions/Old, started; then the operator replaced the folder by a
+    submodule (committed): one holding the same files (a vendored library becoming a submodule), or others. The
+    checkout, and the folder's files at start by name."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=0)
+    old = checkout / "extensions/Old"
+    old.mkdir(parents=True)
+    files = {"a.php": "<?php // a\n", "b.php": "<?php // b\n"}
+    for name, text in files.items():
+        (old / name).write_text(text)
+    git(checkout, "add", "extensions/Old")
+    git(checkout, "commit", "-q", "-m", "vendor Old")
+    start(config, 0, "train", no_remote=True, force=False)
+    upstream = tmp_path / "upstream" / "Old"
+    if same_files:
+        upstream.mkdir(parents=True)
+        for name, text in files.items():
+            (upstream / name).write_text(text)
+        git(upstream, "init", "-q", "-b", "main")
+        git(upstream, "add", "--all")
+        git(upstream, "commit", "-q", "-m", "Old upstream")
+    else:
+        make_upstream(upstream, 2, "Old")
+    git(checkout, "rm", "-rq", "extensions/Old")
+    add_submodule(checkout, upstream, "Old", "extensions/Old")
+    return checkout, files
+
+
+@pytest.mark.parametrize("same_files", [True, False], ids=["same-files", "other-files"])
+def test_abort_puts_back_a_tracked_folder_a_submodule_replaced(
+    config: Config, tmp_path: Path, same_files: bool
+) -> None:
+    """A folder tracked at `start` became a submodule. abort reset the checkout, which wrote the folder's files
+    into the submodule's work tree, then removed that work tree as a submodule the deploy added: with the same
+    files, the tracked folder was deleted; with others, its files were mixed with the submodule's and its .git
+    file. The work tree now goes before the reset, which puts the folder back as it was, and abort says so."""
+    checkout, files = _folder_replaced_by_a_submodule(config, tmp_path, same_files=same_files)
+    report = abort(config, 0, force=False)
+    old = checkout / "extensions/Old"
+    assert {p.relative_to(old).as_posix(): p.read_text() for p in old.rglob("*") if p.is_file()} == files
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert (checkout / ".git/modules/Old").is_dir()
+    assert "; put back extensions/Old as `start` found it, in place of the work tree of a submodule" in report.detail
+
+
+def test_abort_keeps_the_commits_made_in_a_submodule_that_replaced_a_tracked_folder(
+    config: Config, tmp_path: Path
+) -> None:
+    """Commits made in the submodule that replaced a tracked folder, whose work tree now goes before the reset (the
+    folder is a plain one again): they are looked for in its repository under .git/modules, where its HEAD still
+    holds the last and the one an intermediate commit pinned is kept under a ref, which abort names for `git -C`
+    there (it named the folder, where no repository is any more)."""
+    checkout, files = _folder_replaced_by_a_submodule(config, tmp_path, same_files=False)
+    module, kept_in = checkout / "extensions/Old", checkout / ".git/modules/Old"
+    first, second = _pinned_on_two_lines(module, (checkout,))
+    with structlog.testing.capture_logs() as events:
+        report = abort(config, 0, force=False)
+    assert [e for e in events if e["event"] == "commit_not_kept"] == []
+    assert git(kept_in, *_KEPT) == first and git(kept_in, "rev-parse", "HEAD") == second
+    assert f"; kept submodule extensions/Old's commit {first[:12]}" in report.detail
+    assert "(`git -C .git/modules/Old log refs/sartoris/aborted/slot0-" in report.detail  # the folder is no repository
+    assert {p.relative_to(module).as_posix(): p.read_text() for p in module.rglob("*") if p.is_file()} == files
+
+
+def test_abort_refuses_to_put_a_tracked_folder_back_over_a_submodule_holding_work(
+    config: Config, tmp_path: Path
+) -> None:
+    """The submodule that replaced a tracked folder holds a file its commits do not: the reset overwrote it when
+    it had the name of one of the folder's files, and mixed it with them otherwise. abort now refuses (exit 4)
+    before anything changes, naming the file, and keeps the deploy started."""
+    checkout, _ = _folder_replaced_by_a_submodule(config, tmp_path, same_files=False)
+    old = checkout / "extensions/Old"
+    (old / "a.php").write_text("the operator's own a.php\n")
+    head = git(checkout, "rev-parse", "HEAD")
+    with pytest.raises(RefusedError, match=r"extensions/Old .*holds work its commits do not \(a\.php"):
+        abort(config, 0, force=False)
+    assert (old / "a.php").read_text() == "the operator's own a.php\n" and (old / ".git").is_file()
+    assert git(checkout, "rev-parse", "HEAD") == head
+    assert (SlotLock(config.state_dir, 0).holder() or {}).get("command") == "start"

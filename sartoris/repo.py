@@ -328,13 +328,21 @@ class SlotCheckout:
         return pinned
 
     def _added_submodules(self, commit: str) -> list[str]:
-        """The outermost of the submodules HEAD pins, nested ones included, that `commit` does not (none when they
-        cannot be listed: the restore goes on as before)."""
+        """The outermost of the submodules that `commit` does not pin and HEAD does, nested ones included, or that a
+        commit since `commit` set and HEAD has no files at (one untracked again with `git rm --cached`, whose work
+        tree stays): none when they cannot be listed (the restore goes on as before)."""
         try:
             at_commit = {m.path for m in self.submodules_at(commit)}
-            added = [m.path for m in self.submodules_at(self.head_commit()) if m.path not in at_commit]
-        except RefusedError:
+            head = self.head_commit()
+            pinned = [m.path for m in self.submodules_at(head)]
+            since = _gitlinks_set_by(self._repo, self._timeout, head, "--not", commit)
+            set_since = [path for path in dict.fromkeys(path for _, path, _ in since) if path not in pinned]
+            if set_since:  # one that HEAD tracks as files is no submodule's work tree any more: the reset sees to it
+                tracked = self._git("ls-tree", "-z", "--name-only", head, "--", *set_since).split("\0")
+                set_since = [path for path in set_since if path not in tracked]
+        except (RefusedError, git.GitCommandError):
             return []
+        added = [path for path in pinned + set_since if path not in at_commit]
         return [path for path in added if not any(path.startswith(f"{outer}/") for outer in added)]
 
     def _standing_on_tracked_files(self, commit: str, added: list[str]) -> list[str]:

@@ -159,3 +159,40 @@ def test_abort_refuses_to_put_a_tracked_folder_back_over_a_submodule_holding_wor
     assert (old / "a.php").read_text() == "the operator's own a.php\n" and (old / ".git").is_file()
     assert git(checkout, "rev-parse", "HEAD") == head
     assert (SlotLock(config.state_dir, 0).holder() or {}).get("command") == "start"
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["untracked-in-a-commit", "untracked-in-the-index"])
+def test_abort_removes_an_added_submodule_untracked_again_with_rm_cached(
+    config: Config, tmp_path: Path, committed: bool
+) -> None:
+    """A submodule added after `start`, then `git rm --cached`: committed, HEAD no longer pinned it and abort left
+    its work tree as an untracked folder without a word. The submodules the deploy's commits added count too: it
+    is removed as the others are (it holds nothing its commits do not), and abort says so."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    add_submodule(checkout, make_upstream(tmp_path / "upstream" / "New", 2, "New"), "New", "extensions/New")
+    git(checkout, "rm", "-q", "--cached", "extensions/New")
+    if committed:
+        git(checkout, "commit", "-q", "-m", "untrack New")
+    report = abort(config, 0, force=False)
+    assert not (checkout / "extensions/New").exists() and (checkout / ".git/modules/New").is_dir()
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert "; removed extensions/New (the work tree of a submodule this deploy added" in report.detail
+
+
+def test_abort_leaves_to_the_reset_a_folder_that_was_a_submodule_only_in_between(
+    config: Config, tmp_path: Path
+) -> None:
+    """A tracked folder made a submodule by one commit and a folder again by the next: a submodule a commit of the
+    deploy's set, but HEAD tracks the folder's files, so no work tree of it stands there. The reset puts the folder
+    back, and abort neither removes nor refuses anything for it."""
+    checkout, files = _folder_replaced_by_a_submodule(config, tmp_path, same_files=False)
+    at_start = git(checkout, "rev-parse", "HEAD~1")
+    git(checkout, "rm", "-q", "extensions/Old")
+    git(checkout, "checkout", at_start, "--", "extensions/Old")
+    git(checkout, "commit", "-q", "-m", "Old is a folder again")
+    report = abort(config, 0, force=False)
+    old = checkout / "extensions/Old"
+    assert {p.relative_to(old).as_posix(): p.read_text() for p in old.rglob("*") if p.is_file()} == files
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
+    assert "extensions/Old" not in report.detail

@@ -398,7 +398,7 @@ def _deploy(section: _Section, base: Path) -> DeploySettings:
         keep_releases=section.integer("keep_releases", 3, minimum=1, maximum=MAX_KEEP_RELEASES),
         hook_timeout=section.seconds("hook_timeout", 120.0),
         canaries=section.strings("canaries"),
-        umask=section.string("umask", "022", check=_umask),
+        umask=section.string("umask", "022", check=_octal_umask),
         hooks_dir_set="hooks_dir" in section.table,
     )
 
@@ -582,7 +582,7 @@ def _tag_safe(value: str) -> str | None:
     return None
 
 
-def _umask(value: str) -> str | None:
+def _octal_umask(value: str) -> str | None:
     """Why value is not a umask in octal ("022", "0027"), if it is not."""
     return None if re.fullmatch(r"0?[0-7]{3}", value) else 'must be a umask in octal, like "022" or "027"'
 

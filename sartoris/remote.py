@@ -291,7 +291,7 @@ def fetch_command(release: RemoteRelease) -> str:
     )
     return _script(
         [
-            _umask(release),
+            _umask_line(release),
             f"[ -d {quoted} ] || {{ {init}; }} || exit",
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
@@ -301,7 +301,7 @@ def fetch_command(release: RemoteRelease) -> str:
     )
 
 
-def _umask(release: RemoteRelease) -> str:
+def _umask_line(release: RemoteRelease) -> str:
     """The release's umask for what the script makes (a builtin: no process), whatever the account's login set."""
     return shell_words("umask", release.umask)
 
@@ -328,8 +328,9 @@ def _housekeeping_when_due(store: str) -> str:
 def switch_command(release: RemoteRelease) -> str:
     """Build (or reuse) the tree for the release beside the live one, then swap the slot link to it.
 
-    The new tree starts from a tree the prune would delete anyway (only what changed since is checked out), else from a
-    hard-link copy of the live tree, else from an empty clone of the store. The first two are only ways to write
+    The new tree starts from a tree the prune would delete anyway (only what changed since is checked out, and the
+    submodules whose files were changed on the host: _edited_since_built), else from a hard-link copy of the live
+    tree (the same), else from an empty clone of the store. The first two are only ways to write
     less: a build from them that fails (a live tree whose `.git` someone broke is copied broken into every build) is
     thrown away and the tree built again from the next, a fresh clone last, with a note saying why
     (_fresh_clone_note); only the last one's failure fails the host, with its own error. Every step that has nothing
@@ -346,7 +347,7 @@ def switch_command(release: RemoteRelease) -> str:
     building = f"{tree}.building"
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     lines = [
-        _umask(release),
+        _umask_line(release),
         shell_words("cd", release.root) + " || exit",
         # the tree being built, the store, and the store as a git config value: named once, used by the functions
         f"B={q(building)} S={q(release.store)} SE={q(_config_escape(release.store))}",
@@ -381,14 +382,15 @@ def switch_command(release: RemoteRelease) -> str:
         "  tried=",  # the quicker starts that failed to build, said when the fresh clone is built instead
         "  " + _retired_tree(release),
         f'  if [ -z "$kept_changed" ] && [ -n "$retired" ] && {{ tried="a retired tree ($retired)";'
-        f' mv {q(release.trees)}/"$retired" {q(building)} && {_edited_since_built(release, building)}'
+        f' mv {q(release.trees)}/"$retired" {q(building)} && {_edited_since_built(release, building, building)}'
         " && sartoris_leftovers && sartoris_build; } 2>/dev/null;"
         " then :;",
         # a live tree of ours shares the store's objects; a hand-made clone at the link would lack them
         f"  elif [ -z \"$kept_changed\" ] && [ -f {q(_objects_link(release.slot_name))} ]"
         f" && {_removed(building)}"
         ' && { tried="${tried:+$tried, then }a copy of the live tree";'
-        f" {_hard_link_copy(release.slot_name + '/.', building)} && {_edited_since_built(release, release.slot_name)}"
+        f" {_hard_link_copy(release.slot_name + '/.', building)}"
+        f" && {_edited_since_built(release, release.slot_name, building)}"
         " && sartoris_leftovers && sartoris_build; }"
         " 2>/dev/null; then :;",
         # its marker before the clone: a clone that fails is the checkout's, not the phase a quiet build reached
@@ -456,31 +458,49 @@ def _build_function(release: RemoteRelease, building: str) -> str:
     # index a second ahead saves the next deploy from hashing the whole tree again; the tree's own mtime orders the
     # prune (newest kept).
     stamp = q(posixpath.join(building, _BUILT_STAMP))
-    steps.append(f"{{ [ -d {stamp} ] || mkdir {stamp}; }} && touch -c -d '1 second' {q(building)} {q(index)} {stamp}")
+    steps.append(f"{{ [ -d {stamp} ] || mkdir {stamp}; }} && touch -c -d '1 second' {q(building)} {q(index)}")
     return "sartoris_build() {\n" + "\n".join("  " + step for step in steps) + "\n}"
 
 
-# A slot tree's build time: a folder in its `.git` (a copy makes a folder anew, where it would link a file, so each
-# tree has its own), dated at the end of the build (a second ahead, with the index). Files of the tree newer than it
-# were changed on the host after the build.
+# When a slot tree's files were last known to be its release's: a folder in its `.git` (a hard-link copy makes a
+# folder anew, where it would link a file, so each tree has its own). A fresh clone's is made at the end of its
+# build (no other tree shares its files yet); a copy's and a recycled tree's are dated when the files they share
+# are checked (_edited_since_built). A file of the tree newer than it may have been changed on the host since (or
+# was written by the build after: that submodule is checked again next time, where git writes nothing).
 _BUILT_STAMP = posixpath.join(".git", "sartoris-built")
 
 
-def _edited_since_built(release: RemoteRelease, source: str) -> str:
-    """Shell that sets `edited` to the paths in the submodules of the slot tree `source` (the live tree a build was
-    copied from, or the retired tree it recycles) changed since that tree was built: files edited or replaced, and
-    folders whose entries changed (a file deleted, or an app's cache written). Trees share unchanged files as hard
-    links, and a build checks out only the submodules whose commit the release moves; so without this, a file of
-    an unchanged submodule edited in place on the host was carried into every later tree (sartoris_module checks
-    out again each one listed here). A tree with no build time (an older Sartoris built it) lists every submodule.
-    One `find` (no git) over the submodules' files, only for a tree started from another. Succeeds always."""
+def _edited_since_built(release: RemoteRelease, source: str, building: str) -> str:
+    """Shell that sets `edited` to the paths in the submodules of the slot tree `source` (the live tree the tree
+    `building` was copied from, or the retired tree it recycles: then both are one) changed since that tree's
+    files were last known to be its release's (_BUILT_STAMP): files edited or replaced, and folders whose entries
+    changed (a file deleted, or an app's cache written). Trees share unchanged files as hard links, and a build
+    checks out only the submodules whose commit the release moves; so without this, a file of an unchanged
+    submodule edited in place on the host was carried into every later tree (sartoris_module checks out again each
+    one listed here). The stamp of `building` is dated before the search (a copy: any later change to a file it
+    shares is newer than it), or just after it when it is the tree searched (a change in between is missed, as is
+    one within the same clock tick as the stamp: file times are kept to the kernel's tick, a few milliseconds).
+    Every submodule is listed (`/`) when the tree has no stamp (an older Sartoris built it) or `find` fails (none,
+    or one without GNU `-printf`): checked out again rather than trusted. A change that keeps a file's mtime
+    (`cp -p`, `touch -r`) is not seen, as git with core.trustctime off does not see it either.
+    One `find` (no git) over the submodules' files and one `touch`, only for a tree started from another.
+    Succeeds always."""
     paths = [posixpath.join(".", path) for _, path in _modules_in(release, "")]
     if not paths:
         return "edited="
-    search = shell_words("find", *paths, "-newer", _BUILT_STAMP, "-printf", "|%p/")
-    source_stamp = shlex.quote(posixpath.join(source, _BUILT_STAMP))
-    listed = f"$(cd {shlex.quote(source)} && {search} 2>/dev/null)"
-    return f"{{ if [ -d {source_stamp} ]; then edited={listed}; else edited=/; fi; true; }}"
+    q = shlex.quote
+    # only the paths the tree has (a release may add a submodule): find fails on a missing one
+    search = (
+        f"set -- && for p in {shell_words(*paths)}; do [ ! -e \"$p\" ] || set -- \"$@\" \"$p\"; done &&"
+        f' {{ [ $# -eq 0 ] || find "$@" -newer {q(_BUILT_STAMP)} -printf {q("|%p/")} 2>/dev/null; }}'
+    )
+    stamp = q(posixpath.join(source, _BUILT_STAMP))
+    date = f"touch -c {q(posixpath.join(building, _BUILT_STAMP))} 2>/dev/null;"
+    before, after = ("", f" {date}") if source == building else (f"{date} ", "")
+    return (
+        f"{{ {before}if [ -d {stamp} ]; then edited=$(cd {q(source)} && {search}) || edited=/;{after}"
+        " else edited=/; fi; true; }"
+    )
 
 
 def _removed(path: str) -> str:
@@ -657,7 +677,8 @@ _AGAINST_HEAD = ("--ignore-submodules=untracked", "HEAD", "--")  # diff-index: t
 
 
 def _submodule_lines(release: RemoteRelease, building: str) -> list[str]:
-    """Bring each submodule whose pinned commit changed to it, from the slot's own object store: one call of
+    """Bring each submodule whose pinned commit changed to it (or whose files were changed on the host: see
+    _edited_since_built), from the slot's own object store: one call of
     `sartoris_module` (see _SWITCH_FUNCTIONS) per submodule, so a hundred submodules make a few KB of script."""
     lines = []
     gitdirs = _module_gitdirs(release)

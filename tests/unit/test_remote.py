@@ -1334,14 +1334,6 @@ def test_files_edited_on_the_host_are_the_releases_again_in_the_next_tree_and_st
     assert edited.read_text() == original + "// patched in place on the host\n" and not deleted.exists()
 
 
-def _later(*paths: Path) -> None:
-    """Date `paths` ten seconds ahead: a change made on the host well after the deploy (a tree's build time is dated a
-    second ahead, with its index)."""
-    later = time.time() + 10
-    for path in paths:
-        os.utime(path, (later, later), follow_symlinks=False)
-
-
 @pytest.mark.parametrize(
     ("keep", "change"),
     [
@@ -1363,13 +1355,11 @@ def test_files_of_an_unchanged_submodule_changed_on_the_host_are_the_releases_ag
     live = host.slot.resolve()
     target = live / "extensions" / "Ext0" / "includes" / "dir00" / "file0000.php"
     original = target.read_text()
-    if change == "edited":
+    if change == "edited":  # right after the deploy: a tree's stamp is not dated ahead
         with target.open("a") as in_place:
             in_place.write("// patched in place on the host\n")
-        _later(target)
     else:
         target.unlink()
-        _later(target.parent)
     untouched = live / "extensions" / "Ext1" / "includes" / "dir00" / "file0000.php"
     commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
     third = host.release()
@@ -1382,6 +1372,87 @@ def test_files_of_an_unchanged_submodule_changed_on_the_host_are_the_releases_ag
     assert (new / untouched.relative_to(live)).stat().st_ino == untouched.stat().st_ino
     if change == "edited":
         assert target.read_text() == original + "// patched in place on the host\n"
+
+
+def _switch_with(release: RemoteRelease, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Fetch, then switch with `bin_dir` first in PATH (a stand-in for one of the host's programs)."""
+    assert run_on_host(bounded(fetch_command(release), 120.0)).returncode == 0
+    switch = bounded(switch_command(release), 120.0)
+    return subprocess.run(
+        ["sh", "-c", switch.command], input=switch.script, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+
+
+def test_a_file_edited_on_the_host_while_the_next_tree_is_built_is_caught_by_the_one_after(
+    host: Host, tmp_path: Path
+) -> None:
+    """An edit to a live file of an unchanged submodule made while the next tree is built (after that build looked
+    for changes) lands in the new tree too, a hard link; the new tree's stamp is dated before its build, not at its
+    end, so the deploy after it checks that submodule out again. (The edit waits 50 ms: file times are kept to
+    the kernel's clock tick, so a change in the same few milliseconds as the stamp cannot be told apart.)"""
+    _two_releases(host, 5)
+    live = host.slot.resolve()
+    edited = Path("extensions") / "Ext0" / "includes" / "dir00" / "file0000.php"
+    original = (live / edited).read_text()
+    bin_dir, once = tmp_path / "bin", tmp_path / "edited-once"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(  # edits the live file as the build's first checkout starts
+        f'#!/bin/sh\ncase "$*" in *checkout*) [ -e {once} ] ||'
+        f' {{ : > {once}; sleep 0.05; echo "// meanwhile" >> {live / edited}; }};; esac\n'
+        f'exec {shutil.which("git")} "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
+    done = _switch_with(host.release(), bin_dir)
+    assert done.returncode == 0 and once.exists(), done.stderr
+    assert (host.slot / edited).read_text() == original + "// meanwhile\n"  # carried into this tree, for now
+    commit_change(host.checkout, "index.php", "<?php echo 'four';\n")
+    fourth = host.release()
+    assert host.deploy(fourth).returncode == 0
+    _assert_is_the_release(host.slot.resolve(), fourth)
+    assert (host.slot / edited).read_text() == original
+
+
+@pytest.mark.parametrize("keep", [2, 1], ids=["hard-link-copy", "recycled-tree"])
+def test_a_one_file_release_checks_out_no_submodule_nobody_changed(host: Host, tmp_path: Path, keep: int) -> None:
+    """The check for files changed on the host costs no git process where none was: a one-file release of the
+    superproject, built from a copy or a recycled tree that was itself built so, runs one checkout (a copy's own
+    folders, made after its stamp, once passed for changes: every submodule was checked out again each time)."""
+    _two_releases(host, keep)
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
+    assert host.deploy(host.release()).returncode == 0
+    calls, bin_dir = tmp_path / "git-calls", tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("git")} "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    commit_change(host.checkout, "index.php", "<?php echo 'four';\n")
+    fourth = host.release()
+    done = _switch_with(fourth, bin_dir)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), fourth)
+    assert len([line for line in calls.read_text().splitlines() if " checkout " in f" {line} "]) == 1
+
+
+def test_a_host_whose_find_cannot_list_changes_checks_every_submodule_out_again(host: Host, tmp_path: Path) -> None:
+    """A host with no GNU find (BusyBox's has no -printf) could not list what changed: the check said nothing
+    changed, and an edit was carried. Now a find that fails means every unchanged submodule is checked out again."""
+    _two_releases(host, 2)
+    live = host.slot.resolve()
+    edited = Path("extensions") / "Ext0" / "includes" / "dir00" / "file0000.php"
+    original = (live / edited).read_text()
+    with (live / edited).open("a") as in_place:
+        in_place.write("// patched in place on the host\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "find").write_text("#!/bin/sh\necho 'find: unrecognized: -printf' >&2\nexit 1\n")
+    (bin_dir / "find").chmod(0o755)
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
+    third = host.release()
+    done = _switch_with(third, bin_dir)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), third)
+    assert (host.slot / edited).read_text() == original
 
 
 def test_a_tree_without_a_build_time_has_its_unchanged_submodules_checked_out_again(host: Host) -> None:

@@ -309,7 +309,8 @@ def announcement(
     its last run, which aborted) over all of the deploy's `runs`, not its last run of it alone: a host that failed
     in one of them stays failed until a later one puts it on the release (a `--retry-failed --hosts` of one fixed
     host leaves the others failed), and a host a run of the deploy put on another release, and no later run of
-    `tag` moved, is not on it (a rollback of a few hosts leaves the rest on the release the deploy synced). A host
+    `tag` moved, is not on it (a rollback of a few hosts leaves the rest on the release the deploy synced). Hosts
+    are read by the commit they run: one another tag of `tag`'s commit took there is on it. A host
     whose switch to it was not seen to end is failed (it was depooled) but may run it: not "no host got it".
     `switching`: the lock's note of a run that died while switching, which is announced as unknown. `fleet`: the
     machines of [deploy] hosts (None: unknown) that are not on the release's commit for certain, of which a release
@@ -326,7 +327,7 @@ def announcement(
     if last.unfinished or any(run.unfinished and run.targets is None for run in own):
         return Announcement(tag, "unknown", died=True)
     replayed = _replay(runs, same_host)
-    states = [(machine.label, machine.state(tag)) for machine in replayed.values()]
+    states = [(machine.label, machine.state(last.commit)) for machine in replayed.values()]
     hosts = {
         state: tuple(label for label, s in states if s == state) for state in ("on", "failed", "unseen", "not_switched")
     }
@@ -340,7 +341,7 @@ def announcement(
         outcome = "partial" if failed or hosts["not_switched"] or part else "ok"
     left_out: list[Hashable] = []
     if outcome in ("ok", "partial") and last.action == "sync" and fleet is not None:  # a sync of some of the fleet
-        left_out = [m for m in fleet if m not in replayed or replayed[m].state(tag) is None]
+        left_out = [m for m in fleet if m not in replayed or replayed[m].state(last.commit) is None]
         outcome = "partial" if left_out else outcome
     unknown = sorted(maybe_on[m] for m in left_out if maybe_on is not None and m in maybe_on)
     return Announcement(
@@ -420,29 +421,30 @@ class _Machine:
     label: str  # as the last run that named it wrote it
     on: Release | None = None  # None: no run was seen to switch it
     maybe: frozenset[Release] = frozenset()  # of the runs since that may have switched it unseen
-    failed: frozenset[str] = frozenset()  # the tags of the runs since that failed on it (unseen or not)
-    stopped: frozenset[str] = frozenset()  # the tags of the runs since that stopped before its turn
+    failed: frozenset[str] = frozenset()  # the commits of the runs since that failed on it (unseen or not)
+    stopped: frozenset[str] = frozenset()  # the commits of the runs since that stopped before its turn
 
     def may_run(self, before: frozenset[Release]) -> frozenset[Release]:
         """Every release it may run: the one it was seen switched to (else any of `before`, where it was before
         the runs), or that of a run since that may have switched it unseen."""
         return (frozenset({self.on}) if self.on is not None else before) | self.maybe
 
-    def state(self, tag: str) -> str | None:
-        """What finish says of it for `tag`: on (seen switched to it, and no run since failed on it or may have
-        moved it); unseen (it may run `tag`, not seen there since); failed (a run of `tag` failed on it since,
-        which stays so until a run switches it); not_switched (a run of `tag` stopped before its turn, or it was
-        seen switched to another release); None: no run of `tag` named it and none switched it."""
-        maybe = {t for t, _ in self.maybe}
-        here = self.on is not None and self.on[0] == tag
-        moved = here and bool(maybe - {tag})  # seen on `tag`, then a run of another release may have moved it
-        if tag in self.failed:
-            return "unseen" if tag in maybe or moved else "failed"
+    def state(self, commit: str) -> str | None:
+        """What finish says of it for a release, by its `commit` (a host another tag of it took there runs it):
+        on (seen switched to it, and no run since failed on it or may have moved it); unseen (it may run it, not
+        seen there since); failed (a run of it failed on it since, which stays so until a run switches it);
+        not_switched (a run of it stopped before its turn, or it was seen switched to another release); None: no
+        run of it named it and none switched it."""
+        maybe = {c for _, c in self.maybe}
+        here = self.on is not None and self.on[1] == commit
+        moved = here and bool(maybe - {commit})  # seen on it, then a run of another release may have moved it
+        if commit in self.failed:
+            return "unseen" if commit in maybe or moved else "failed"
         if here:
             return "unseen" if moved else "on"
-        if tag in maybe:
+        if commit in maybe:
             return "unseen"
-        return "not_switched" if tag in self.stopped or self.on is not None else None
+        return "not_switched" if commit in self.stopped or self.on is not None else None
 
 
 def _replay(runs: Sequence[DeployRun], same_host: SameHost) -> dict[Hashable, _Machine]:
@@ -458,13 +460,13 @@ def _replay(runs: Sequence[DeployRun], same_host: SameHost) -> dict[Hashable, _M
             where[same_host(host)] = _Machine(host, release)
         for host in run.failed + run.unseen:
             machine = named(host)
-            where[same_host(host)] = replace(machine, failed=machine.failed | {run.tag})
+            where[same_host(host)] = replace(machine, failed=machine.failed | {run.commit})
         for host in run.maybe_switched:
             machine = named(host)
             where[same_host(host)] = replace(machine, maybe=machine.maybe | {release})
         for host in run.not_switched:
             machine = named(host)
-            where[same_host(host)] = replace(machine, stopped=machine.stopped | {run.tag})
+            where[same_host(host)] = replace(machine, stopped=machine.stopped | {run.commit})
     return where
 
 

@@ -376,6 +376,32 @@ def test_a_host_on_the_release_that_a_later_run_may_have_moved_off_is_not_announ
     assert announcement(refailed, X[0]).unseen == ("mw1",)
 
 
+X_AGAIN = ("mw-slot0-x-again", X[1])  # a new tag of X's commit (a sync with nothing new to deploy)
+
+
+@pytest.mark.parametrize(
+    ("first", "state"),
+    [
+        pytest.param(run(X, "ok", switched=("mw1",)), "running", id="switched"),
+        pytest.param(run(X, "partial", failed=("mw1",), unseen=("mw1",)), "unseen", id="switch-not-seen-to-end"),
+        pytest.param(run(X, "partial", failed=("mw1",)), "failed", id="failed"),
+        pytest.param(run(X, "partial", not_switched=("mw1",)), "not_switched", id="stopped-before-its-turn"),
+    ],
+)
+def test_finish_reads_a_host_by_the_commit_it_runs_whatever_tag_of_it_took_it_there(
+    first: DeployRun, state: str
+) -> None:
+    """A run of X that named mw1, then a run of another tag of X's commit that switched mw2: finish compared tags,
+    so mw1 was "not switched" to the second tag whatever the first did, though a switch to X put it on the same
+    commit (or may have, or failed to). mw1 is now read by that commit: on it, maybe on it, failed, stopped."""
+    said = announcement([first, run(X_AGAIN, "ok", switched=("mw2",))], X_AGAIN[0])
+    hosts = {"running": said.running, "unseen": said.unseen, "failed": said.failed, "not_switched": said.not_switched}
+    assert {name for name, labels in hosts.items() if "mw1" in labels} == {state} | (
+        {"failed"} if state == "unseen" else set()  # a switch not seen to end failed: the hook is told so
+    )
+    assert "mw2" in said.running
+
+
 def _random_run(rng: random.Random, machines: tuple[str, ...]) -> DeployRun:
     """A sync or rollback of a random release: each host it names switched, failed, not seen to end or stopped
     before its turn, spelt one of three ways; or a run that died while switching, naming its targets."""

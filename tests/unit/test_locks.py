@@ -848,3 +848,29 @@ def test_abort_after_a_fleet_mixed_at_start_advises_rolling_back_only_the_hosts_
     SlotLock(config.state_dir, 0).update(synced="new", last_run="new")
     with pytest.raises(RefusedError, match=r"rollback --to live --hosts ./back-to-live`, ./back-to-live listing mw1 "):
         abort(config, 0, force=False)
+
+
+def test_finish_counts_a_host_a_tag_of_the_same_commit_took_there_as_on_the_release(
+    config: Config, tmp_path: Path
+) -> None:
+    """Inside one deploy, tag A went to mw1 alone, then tag B, of the same commit, to mw2..mw8. finish compared tags:
+    it said mw1 was "not switched" to B (partial, 1 not switched) though mw1 runs B's commit. A host on the release's
+    commit now counts as on it, whatever tag took it there: deployed B, ok."""
+    from sartoris.results import HostResult, Outcome, Phase, SyncReport
+    from sartoris.state import History
+
+    fleet = _fleet_of_eight(config)
+    commit = _history_of_commits(fleet.checkout_path(0), 1)[0]
+    history = History(fleet.state_dir)
+    hook = tmp_path / "hooks" / "finish"
+    hook.parent.mkdir()
+    hook.write_text(f'#!/bin/sh\necho "$SARTORIS_OUTCOME" > {tmp_path / "announced"}\n')
+    hook.chmod(0o755)
+    start(fleet, 0, "by hand", no_remote=True, force=False)
+    history.record("sync", SyncReport(0, "A", commit, Outcome.OK, (HostResult("mw1", True, Phase.DONE),)), "", 1)
+    rest = tuple(HostResult(f"mw{n}", True, Phase.DONE) for n in range(2, 9))
+    history.record("sync", SyncReport(0, "B", commit, Outcome.OK, rest), "", 2)
+    SlotLock(fleet.state_dir, 0).update(synced="B", last_run="B")
+    assert finish(fleet, 0, force=False).detail == "slot 0 released; deployed B"
+    assert (tmp_path / "announced").read_text().split() == ["ok"]
+    assert history.entries(0, 1)[0].outcome == "ok"

@@ -383,20 +383,37 @@ def on_commit(runs: Sequence[DeployRun], commit: str, same_host: SameHost = as_w
     return OnCommit(frozenset(on), maybe)
 
 
+def left_on_reading_back(
+    newest_first: Iterable[DeployRun], runs_of_it: Iterable[DeployRun], commit: str, same_host: SameHost = as_written
+) -> list[str]:
+    """The hosts left_on names over all of a slot's runs, from them read newest first, no further back than its
+    answer depends on: only a machine a run of `commit` (`runs_of_it`, the slot's) switched or may have switched
+    can run it, and each is settled by the newest run that was seen to switch it, or that may have switched it to
+    `commit` (then it may run it, whatever came before). The same hosts, in the order the runs read name them."""
+    machines = {same_host(host) for run in runs_of_it for host in (*run.switched, *run.maybe_switched)}
+    return left_on(since_each_was_switched(newest_first, machines, same_host, or_maybe_to=commit), commit, same_host)
+
+
 def since_each_was_switched(
-    newest_first: Iterable[DeployRun], machines: Collection[Hashable] | None, same_host: SameHost = as_written
+    newest_first: Iterable[DeployRun],
+    machines: Collection[Hashable] | None,
+    same_host: SameHost = as_written,
+    *,
+    or_maybe_to: str | None = None,
 ) -> list[DeployRun]:
     """Of runs read newest first, those back to the newest that was seen to switch each of `machines`, oldest first,
     read no further: where they leave those machines is where all the runs do (a seen switch puts a machine on its
     release whatever came before it; see _replay). Every run when `machines` is None (every machine counts), or
-    when a machine was never seen switched."""
+    when a machine was never seen switched. `or_maybe_to`: a commit whose runs that may have switched a machine
+    settle it too, for a reader that asks only whether each may run that commit (left_on)."""
     wanted = None if machines is None else set(machines)
     kept: list[DeployRun] = []
     runs = iter(newest_first)
     while (wanted is None or wanted) and (run := next(runs, None)) is not None:  # not one run more than needed
         kept.append(run)
         if wanted is not None:
-            wanted.difference_update(same_host(host) for host in run.switched)
+            settled = (*run.switched, *(run.maybe_switched if run.commit == or_maybe_to else ()))
+            wanted.difference_update(same_host(host) for host in settled)
     return kept[::-1]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import structlog
 
 from sartoris.census import census
-from sartoris.closing import DeployRun, left_on
+from sartoris.closing import DeployRun, left_on_reading_back
 from sartoris.config import Config
 from sartoris.errors import (
     ConfigError,
@@ -461,9 +461,11 @@ def _names_the_whole_fleet(config: Config, targets: Sequence[Host]) -> bool:
 
 
 def _left_on(config: Config, history: History, slot: int, commit: str) -> list[Host]:
-    """The hosts the slot's runs left on `commit`, or that may run it (closing.left_on)."""
-    runs = [DeployRun.from_entry(entry) for entry in history.runs(slot)]
-    labels = left_on(runs, commit, machine_identity(config.ssh.default_port))
+    """The hosts the slot's runs left on `commit`, or that may run it (closing.left_on), from its runs of `commit`
+    and its runs newest first back to the newest that settled each host of those: not its whole history."""
+    runs_of_it = (DeployRun.from_entry(entry) for entry in history.runs_of(slot, commit))
+    newest_first = (DeployRun.from_entry(entry) for entry in history.runs_back_from(slot))
+    labels = left_on_reading_back(newest_first, runs_of_it, commit, machine_identity(config.ssh.default_port))
     return [host for label in labels if (host := recorded_host(label))]
 
 

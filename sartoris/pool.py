@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -297,8 +297,8 @@ def _on_the_releases_owed(
     owed (most often only the slot's), and what each owes."""
     from sartoris.census import census
 
-    runs = [DeployRun.from_entry(entry) for entry in history.runs(slot)]
-    owed = releases_owed(runs, hosts, slots_release, config.ssh.default_port)
+    newest_first = (DeployRun.from_entry(entry) for entry in history.runs_back_from(slot))
+    owed = releases_owed(newest_first, hosts, slots_release, config.ssh.default_port)
     on_it: set[str] = set()
     for commit in sorted(set(owed.values())):
         asked = [h for h in hosts if owed[h.label] == commit]
@@ -330,17 +330,23 @@ def _whole_pool_members(
     return chosen, tuple(held)
 
 
-def releases_owed(runs: Sequence[DeployRun], hosts: Sequence[Host], slots_release: str, port: int) -> dict[str, str]:
-    """The commit each of `hosts` must run to be caught up (by label), from the slot's runs, oldest first: the slot's
-    release, unless the newest run that named the host was a rollback of part of the fleet. That run meant to take
-    the host off the slot's release: one whose rollback failed there (depooled, still on the slot's release) was put
-    back in the pool on it, and one it did roll back was never caught up, though on the release meant for it."""
+def releases_owed(
+    newest_first: Iterable[DeployRun], hosts: Sequence[Host], slots_release: str, port: int
+) -> dict[str, str]:
+    """The commit each of `hosts` must run to be caught up (by label), from the slot's runs read newest first, no
+    further back than the newest that named each (a host none named reads them all): the slot's release, unless
+    that run was a rollback of part of the fleet. That run meant to take the host off the slot's release: one whose
+    rollback failed there (depooled, still on the slot's release) was put back in the pool on it, and one it did
+    roll back was never caught up, though on the release meant for it."""
+    wanted = {h.key(port) for h in hosts}
     newest_part_rollback: dict[tuple[str, int], str | None] = {}
-    for run in runs:
+    runs = iter(newest_first)
+    while wanted and (run := next(runs, None)) is not None:  # not one run more than needed, none of them kept
         partial_rollback = run.commit if run.action == "rollback" and not run.sets_release else None
         for named in (*run.switched, *run.failed, *run.not_switched):
-            if (machine := machine_of(named, port)) is not None:
+            if (machine := machine_of(named, port)) is not None and machine not in newest_part_rollback:
                 newest_part_rollback[machine] = partial_rollback
+                wanted.discard(machine)
     return {h.label: newest_part_rollback.get(h.key(port)) or slots_release for h in hosts}
 
 

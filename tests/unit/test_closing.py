@@ -8,7 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from sartoris.closing import DeployRun, abort_refusal, announcement, on_commit, since_each_was_switched
+from sartoris.closing import (
+    DeployRun,
+    abort_refusal,
+    announcement,
+    left_on,
+    left_on_reading_back,
+    on_commit,
+    since_each_was_switched,
+)
 from sartoris.inventory import machine_of
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
@@ -472,3 +480,23 @@ def test_the_runs_before_a_deploy_are_read_no_further_than_the_newest_switch_of_
     assert since_each_was_switched(reading(), frozenset(), same_host) == [] and read == []
     assert since_each_was_switched(reading(), {machine_of("mw9", 22)}, same_host) == newest_first[::-1]
     assert since_each_was_switched(newest_first, None, same_host) == newest_first[::-1]
+
+
+def test_the_runs_back_to_what_settles_each_host_that_ran_a_commit_say_which_hosts_may_run_it() -> None:
+    """rollback asks which hosts the slot's runs left on its release (left_on) and read the slot's whole history for
+    it. It now reads the runs newest first back to what settles each host a run of that commit named (a seen
+    switch, or a switch to that commit not seen to end). Over random histories (three spellings of a host, unseen
+    switches, runs that died switching), the hosts are those the whole history gives, and fewer runs are read."""
+    rng = random.Random(19)
+    same_host = lambda host: machine_of(host, 22)  # noqa: E731
+    saved = named = 0
+    for _ in range(400):
+        runs = [_random_run(rng, FLEET[:5]) for _ in range(rng.randint(0, 12))]
+        for _, commit in (LIVE, X, OLDER):
+            newest_first = iter(runs[::-1])
+            runs_of_it = [each for each in runs if each.commit == commit]
+            hosts = left_on_reading_back(newest_first, runs_of_it, commit, same_host)
+            assert sorted(hosts) == sorted(left_on(runs, commit, same_host))
+            saved += len(list(newest_first))  # the runs it left unread
+            named += len(hosts)
+    assert saved > 1000 and named > 1000  # the histories were cut, and hosts were on each commit

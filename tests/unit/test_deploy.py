@@ -217,3 +217,32 @@ def test_a_rollback_dry_run_says_whether_it_would_change_the_slots_release(plan:
     said = plan.describe().splitlines()
     assert (line in said) if line is not None else not any("the slot's release" in text for text in said)
     assert plan.as_json()["sets_release"] is plan.sets_release
+
+
+def test_a_rollback_reads_the_runs_back_to_the_hosts_of_its_release_not_the_slots_whole_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback asks which hosts the slot's runs left on the release it takes off (whether it covers them all, which
+    hosts beyond the fleet to add): it read every run the slot ever had, every host's record of each (2,000 syncs of
+    300 hosts: 2 s and 355 MB, twice per rollback). It now reads the runs of that release and those back to the
+    newest that settled each of their hosts (a page of rows), and answers as before."""
+    from sartoris import state
+    from sartoris.deploy import _with_the_hosts_beyond_the_fleet
+
+    config, one = _config_and_targets(tmp_path, "mw1\nmw2\nmw3\n", "mw1\n")
+    history = History(config.state_dir)
+    every = tuple(HostResult(host, True, Phase.DONE) for host in ("mw1", "mw2", "mw3"))
+    for n in range(100):
+        history.record("sync", SyncReport(0, f"t{n}", f"{n:040x}", Outcome.OK, every), "", 0.0)
+    history.record("sync", SyncReport(0, "new", "f" * 40, Outcome.OK, every[:2]), "", 0.0)  # --hosts mw1 --hosts mw2
+    parsed: list[object] = []
+    entry = state._entry
+    monkeypatch.setattr(state, "_entry", lambda row: parsed.append(row) or entry(row))
+    assert _sets_the_slots_release(config, one, history, "rollback") is False  # mw2 stays on `new`
+    assert len(parsed) < 20, len(parsed)
+    both = replace(one, targets=(*one.targets, *config.fleet()[1:2]))
+    assert _sets_the_slots_release(config, both, history, "rollback") is True
+    parsed.clear()
+    back = SyncRequest(0, config.fleet(), "", 4, FailureBudget.parse(0), action="rollback")
+    assert _with_the_hosts_beyond_the_fleet(config, back, history) == back
+    assert len(parsed) < 20, len(parsed)

@@ -1374,6 +1374,14 @@ def test_files_of_an_unchanged_submodule_changed_on_the_host_are_the_releases_ag
         assert target.read_text() == original + "// patched in place on the host\n"
 
 
+def _stand_in(bin_dir: Path, program: str, body: str) -> Path:
+    """A /bin/sh script named `program` in `bin_dir` (made if missing), to put first in PATH; `bin_dir`."""
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / program).write_text("#!/bin/sh\n" + body)
+    (bin_dir / program).chmod(0o755)
+    return bin_dir
+
+
 def _switch_with(release: RemoteRelease, bin_dir: Path) -> subprocess.CompletedProcess[str]:
     """Fetch, then switch with `bin_dir` first in PATH (a stand-in for one of the host's programs)."""
     assert run_on_host(bounded(fetch_command(release), 120.0)).returncode == 0
@@ -1395,14 +1403,13 @@ def test_a_file_edited_on_the_host_while_the_next_tree_is_built_is_caught_by_the
     live = host.slot.resolve()
     edited = Path("extensions") / "Ext0" / "includes" / "dir00" / "file0000.php"
     original = (live / edited).read_text()
-    bin_dir, once = tmp_path / "bin", tmp_path / "edited-once"
-    bin_dir.mkdir()
-    (bin_dir / "git").write_text(  # edits the live file as the build's first checkout starts
-        f'#!/bin/sh\ncase "$*" in *checkout*) [ -e {once} ] ||'
-        f' {{ : > {once}; sleep 0.05; echo "// meanwhile" >> {live / edited}; }};; esac\n'
-        f'exec {shutil.which("git")} "$@"\n'
+    once = tmp_path / "edited-once"
+    bin_dir = _stand_in(  # a git that edits the live file as the build's first checkout starts
+        tmp_path / "bin",
+        "git",
+        f'case "$*" in *checkout*) [ -e {once} ] || {{ : > {once}; sleep 0.05; echo "// meanwhile" >> {live / edited};'
+        f' }};; esac\nexec {shutil.which("git")} "$@"\n',
     )
-    (bin_dir / "git").chmod(0o755)
     commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
     done = _switch_with(host.release(), bin_dir)
     assert done.returncode == 0 and once.exists(), done.stderr
@@ -1422,10 +1429,8 @@ def test_a_one_file_release_checks_out_no_submodule_nobody_changed(host: Host, t
     _two_releases(host, keep)
     commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
     assert host.deploy(host.release()).returncode == 0
-    calls, bin_dir = tmp_path / "git-calls", tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("git")} "$@"\n')
-    (bin_dir / "git").chmod(0o755)
+    calls = tmp_path / "git-calls"
+    bin_dir = _stand_in(tmp_path / "bin", "git", f'echo "$*" >> {calls}\nexec {shutil.which("git")} "$@"\n')
     commit_change(host.checkout, "index.php", "<?php echo 'four';\n")
     fourth = host.release()
     done = _switch_with(fourth, bin_dir)
@@ -1443,10 +1448,7 @@ def test_a_host_whose_find_cannot_list_changes_checks_every_submodule_out_again(
     original = (live / edited).read_text()
     with (live / edited).open("a") as in_place:
         in_place.write("// patched in place on the host\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "find").write_text("#!/bin/sh\necho 'find: unrecognized: -printf' >&2\nexit 1\n")
-    (bin_dir / "find").chmod(0o755)
+    bin_dir = _stand_in(tmp_path / "bin", "find", "echo 'find: unrecognized: -printf' >&2\nexit 1\n")
     commit_change(host.checkout, "index.php", "<?php echo 'three';\n")
     third = host.release()
     done = _switch_with(third, bin_dir)
@@ -1480,18 +1482,9 @@ def test_a_first_deploy_registers_its_submodules_without_a_git_process(host: Hos
     (printf, a builtin) instead of running `git config` for each: the flag that said so had been lost, which cost
     a git process per submodule on every first deploy. The tree is registered all the same."""
     calls = tmp_path / "git-calls"
-    wrapper = tmp_path / "bin"
-    wrapper.mkdir()
-    real_git = shutil.which("git")
-    (wrapper / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\nexec {real_git} "$@"\n')
-    (wrapper / "git").chmod(0o755)
+    bin_dir = _stand_in(tmp_path / "bin", "git", f'printf "%s\\n" "$*" >> {calls}\nexec {shutil.which("git")} "$@"\n')
     release = host.release()
-    assert run_on_host(bounded(fetch_command(release), 120.0)).returncode == 0
-    switch = bounded(switch_command(release), 120.0)
-    done = subprocess.run(
-        ["sh", "-c", switch.command], input=switch.script, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "PATH": f"{wrapper}:{os.environ['PATH']}"},
-    )
+    done = _switch_with(release, bin_dir)
     assert done.returncode == 0, done.stderr
     assert [line for line in calls.read_text().splitlines() if line.startswith("config")] == []
     _assert_is_the_release(host.slot.resolve(), release)

@@ -247,10 +247,10 @@ class SlotCheckout:
                     "--recursive",
                 )
         except git.GitCommandError as exc:
-            kept = self._keep_unreachable(heads, listed, keep_under)  # what did move must not lose a commit either
+            kept = self._keep_unreachable(heads, listed, keep_under, commit)  # what did move must lose no commit
             said = "".join(f"; kept {k.describe()}" for k in kept)
             raise RefusedError(f"{self.path}: could not restore {commit[:12]}: {_git_error(exc)}{said}") from None
-        kept = self._keep_unreachable(heads, listed, keep_under)
+        kept = self._keep_unreachable(heads, listed, keep_under, commit)
         left = [path for path in added if path not in in_the_way and (self.path / path).is_dir()]
         return Restored(cleared + tuple(self._clear(path, since) for path in left), kept)
 
@@ -264,7 +264,7 @@ class SlotCheckout:
         return heads
 
     def _keep_unreachable(
-        self, heads: dict[str, str], listed: Sequence[SubmoduleSpec], prefix: str
+        self, heads: dict[str, str], listed: Sequence[SubmoduleSpec], prefix: str, started_at: str
     ) -> tuple[KeptCommit, ...]:
         """Put a ref `<prefix>-<commit>` on each of `heads` (path -> HEAD before the restore, whose HEAD pinned the
         submodules `listed`) that no ref or HEAD of its repository reaches any more (`rev-list --not --all`: the
@@ -272,7 +272,9 @@ class SlotCheckout:
         pins and no ref reaches (one an intermediate commit pinned, off the submodule HEAD's line), nested ones
         too: each kept commit can still be checked out with its submodules. The commit in the name keeps two
         aborts of one second apart, and the ref is only ever created, never moved (a second abort that moved it
-        lost the commit the first kept)."""
+        lost the commit the first kept). The checkout's own commits since `started_at` (where start found it) count
+        whether a ref reaches them or not: the sync tagged the deploy's last one, which kept none of what they
+        pinned before it."""
         kept = []
         # the heads first: a pinned commit one of them reaches needs no ref of its own
         to_keep: deque[tuple[str, git.Repo | None, str]] = deque((path, None, head) for path, head in heads.items())
@@ -281,10 +283,13 @@ class SlotCheckout:
             ref = f"{prefix}-{commit[:12]}"
             try:
                 repo = repo or self._repository_at(path, listed)
-                if not _run_git(repo, self._timeout, "rev-list", "-n", "1", commit, "--not", "--all").strip():
-                    continue
                 # read before the ref is made: then its commits are no longer the ones only the abort keeps
-                pinned = self._pinned_by_new_commits(repo, path, commit)
+                since = (started_at,) if path == "." else ("--all",)
+                unreached = _run_git(repo, self._timeout, "rev-list", "-n", "1", commit, "--not", "--all").strip()
+                pinned = self._pinned_by_new_commits(repo, path, commit, since) if unreached or path == "." else []
+                if not unreached:
+                    to_keep.extend(pinned)
+                    continue
                 _run_git(repo, self._timeout, "update-ref", "-m", "sartoris abort: kept", ref, commit, "")
             except (git.GitCommandError, git.NoSuchPathError, git.InvalidGitRepositoryError) as exc:
                 # the folder is gone (a removed work tree), the commit is not in it, or git failed
@@ -308,15 +313,18 @@ class SlotCheckout:
             raise git.NoSuchPathError(self.path / path)
         return repo
 
-    def _pinned_by_new_commits(self, repo: git.Repo, path: str, commit: str) -> list[tuple[str, git.Repo, str]]:
+    def _pinned_by_new_commits(
+        self, repo: git.Repo, path: str, commit: str, since: Sequence[str]
+    ) -> list[tuple[str, git.Repo, str]]:
         """The submodule commits set by the commits of `repo` (at `path` in the checkout) that reach `commit` and
-        that no ref reaches, each with its path and repository: only those commits are read, never the whole
-        history. A submodule with no repository here is passed over (there is nothing to keep); what git cannot
-        list is said, and the commit itself is kept all the same."""
+        not `since` (rev-list arguments: `--all`, the commits no ref reaches; or where start found the checkout),
+        each with its path and repository: only those commits are read, never the whole history. A submodule with
+        no repository here is passed over (there is nothing to keep); what git cannot list is said, and the commit
+        itself is kept all the same."""
         pinned = []
         names: dict[str, dict[str, str]] = {}
         try:
-            for setter, inner, sha in _gitlinks_set_by(repo, self._timeout, commit, "--not", "--all"):
+            for setter, inner, sha in _gitlinks_set_by(repo, self._timeout, commit, "--not", *since):
                 if setter not in names:
                     names[setter] = _submodule_names(repo, setter, self._timeout)
                 module = _submodule_repo(repo, inner, names[setter].get(inner, inner))

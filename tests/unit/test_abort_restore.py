@@ -62,6 +62,21 @@ def test_abort_keeps_a_submodule_commit_only_an_intermediate_commit_pinned(confi
     assert git(checkout, "submodule", "status").split()[0].lstrip(" +-") == at_start
 
 
+def test_abort_keeps_what_the_deploys_commits_pinned_though_a_tag_reaches_them(config: Config, tmp_path: Path) -> None:
+    """The usual order: commit, sync (which tags the checkout's last commit), then abort. The tag reaches C2 (and
+    C1), so abort needed no ref for them and read nothing they pinned: S1, which only C1 pinned, was left to Ext0's
+    reflog. The checkout's commits since start are read whether a ref reaches them or not."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    module = checkout / "extensions/Ext0"
+    first, second = _pinned_on_two_lines(module, (checkout,))
+    git(checkout, "tag", "-a", "-m", "the sync's tag", "mediawiki-slot0-release")
+    report = abort(config, 0, force=False)
+    assert sorted(git(module, *_KEPT).split()) == sorted([first, second])
+    assert git(checkout, *_KEPT) == ""  # the tag holds C2
+    assert f"; kept submodule extensions/Ext0's commit {first[:12]}, which no branch or tag holds" in report.detail
+
+
 def test_abort_keeps_a_nested_submodule_commit_only_an_intermediate_commit_pinned(
     config: Config, tmp_path: Path
 ) -> None:

@@ -169,10 +169,11 @@ def never_sent(exc: asyncssh.ChannelOpenError) -> bool:
 
 
 class _Opened:
-    """The session factory of one command: asyncssh calls it once the host confirmed the channel, and sends the
-    command right after, in the same step (no wait between: no pty, X11 or agent request is made). So while
-    `process` is None, the command was certainly never sent (asyncssh's create_process, which is create_session
-    with SSHClientProcess as the factory, does not tell)."""
+    """The session factory of one command: asyncssh calls it once the host confirmed the channel, then sends the
+    command (after a pty, X11 or agent-forwarding request, when an honoured ssh config asks for one). So while
+    `process` is None, the command was certainly never sent; once it is set, it may have been, and a timeout then
+    is looked at as before (asyncssh's create_process, which is create_session with SSHClientProcess as the
+    factory, does not tell the two apart)."""
 
     def __init__(self) -> None:
         self.process: asyncssh.SSHClientProcess[str] | None = None

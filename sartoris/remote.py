@@ -346,6 +346,7 @@ def switch_command(release: RemoteRelease) -> str:
     record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
     building = f"{tree}.building"
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
+    done_and_unchanged = shell_words("printf", r"%s\n%s\n", f"{PHASE_MARK}{Phase.DONE.value}", UNCHANGED_MARK)
     lines = [
         _umask_line(release),
         shell_words("cd", release.root) + " || exit",
@@ -407,9 +408,9 @@ def switch_command(release: RemoteRelease) -> str:
         f" && mv -T {q(release.slot_name + '.sartoris-new')} {q(release.slot_name)}"
         f" || {{ rc=$?; {_mark(Phase.CHECKOUT)}; exit $rc; }}",
         # switched: whatever happens to the prune below (a slow disk, the deadline), the host is on the release
-        _mark(Phase.DONE),
-        # said after the swap's marker, as that is: a line of output before the swap could stop it (see above)
-        f'[ -z "$unchanged" ] || {shell_words("echo", UNCHANGED_MARK)}',
+        # said after the swap, as its marker is (a line of output before the swap could stop it: see above), and in
+        # the same write: a reply cut between the two lines read as switched, not unchanged
+        f'if [ -n "$unchanged" ]; then {done_and_unchanged}; else {_mark(Phase.DONE)}; fi',
         _prune_lines(release),
         "} 9>&-",
     ]

@@ -331,6 +331,8 @@ def test_a_switch_says_when_it_found_the_slot_already_on_the_release(host: Host)
     again = host.deploy(first)
     assert again.returncode == 0 and found_unchanged(again.stdout), again.stderr
     assert again.stdout.index("sartoris-phase:done") < again.stdout.index(UNCHANGED_MARK)
+    # in one write with the swap's marker: a reply cut between two writes read as switched, not unchanged
+    assert f"printf '%s\\n%s\\n' sartoris-phase:done {UNCHANGED_MARK}" in switch_command(first)
     commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
     assert not found_unchanged(host.deploy(host.release()).stdout)
     back = host.deploy(first)

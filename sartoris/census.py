@@ -105,10 +105,14 @@ async def census(
         return host_status(host.label, result, expected, pooled_out, timeout)
 
     progress.phase("status", len(targets))
+    stopped = False
     try:
         return await fan_out(targets, ask, limit=concurrency)
+    except asyncio.CancelledError:
+        stopped = True  # the hosts that had not answered yet were cancelled: not run
+        raise
     finally:
-        progress.end()
+        progress.end(stopped=stopped)
         await connector.close()
 
 

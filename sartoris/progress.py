@@ -1,9 +1,10 @@
 """Progress of a fan-out on stderr: a live line on a terminal, plain lines elsewhere, nothing when quiet.
 
-On a terminal one line per phase is redrawn at most ten times a second: hosts done / failed / running out
-of N, elapsed time, and the slowest hosts still running. Without a terminal (cron, CI, pipes) a plain line
-is printed at each tenth of the way and at the end of a phase, with no control characters, so a 5,000-host
-run writes a few dozen lines, not thousands; under --log-format json those same steps are `progress` events.
+On a terminal one line per phase is redrawn at most ten times a second: hosts done (and how many of them
+failed) / not run / running out of N, elapsed time, and the slowest hosts still running. Without a terminal
+(cron, CI, pipes) a plain line is printed at each tenth of the way and at the end of a phase, with no control
+characters, so a 5,000-host run writes a few dozen lines, not thousands; under --log-format json those same
+steps are `progress` events.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ class Progress:
     def __init__(self) -> None:
         self.name = ""
         self.total = 0
-        self.done = 0
-        self.failed = 0
-        self.not_run = 0  # hosts the phase passed over (the run stopped before their turn): not failed
+        self.done = 0  # hosts whose work in this phase ended, ok or failed
+        self.failed = 0  # of those done, the ones that failed
+        self.not_run = 0  # hosts the phase passed over (the run stopped before their turn): neither done nor failed
         self.began = time.monotonic()
         self._running: dict[str, float] = {}
 
@@ -44,19 +45,28 @@ class Progress:
         self._render()
 
     def finished(self, host: str, ok: bool, *, not_run: bool = False) -> None:
-        """`host` is done in this phase: ok, failed, or passed over (`not_run`: the run stopped before its turn)."""
+        """`host` is through this phase: done, ok or failed, or passed over (`not_run`: the run stopped before its
+        turn, so it is not done)."""
         self._running.pop(host, None)
-        self.done += 1
         self.not_run += not_run
+        self.done += not not_run
         self.failed += not ok and not not_run
-        self._render(force=self.done == self.total)
+        self._render(force=self.settled() == self.total)
+
+    def settled(self) -> int:
+        """Hosts through this phase: done, or passed over."""
+        return self.done + self.not_run
 
     def in_flight(self) -> int:
         """Hosts started and not finished in this phase."""
         return len(self._running)
 
-    def end(self) -> None:
-        """The phase is over (also when it was cut short)."""
+    def end(self, *, stopped: bool = False) -> None:
+        """The phase is over (also when it was cut short). `stopped`: the run was stopped without waiting for the
+        hosts still running (their work was cancelled) or not started, so those are not run."""
+        if stopped:
+            self.not_run = self.total - self.done
+            self._running.clear()
         self._render(force=True, final=True)
 
     def slowest(self) -> list[tuple[str, float]]:
@@ -68,11 +78,11 @@ class Progress:
         elapsed = time.monotonic() - self.began
         not_run = f", {self.not_run} not run" if self.not_run else ""
         text = (
-            f"{self.name}: {self.done}/{self.total} done, {self.failed} failed{not_run}, {len(self._running)} running,"
+            f"{self.name}: {self.done}/{self.total} done ({self.failed} failed){not_run}, {len(self._running)} running,"
             f" {elapsed:.1f}s"
         )
         slowest = self.slowest()
-        if slowest and self.done < self.total:
+        if slowest and self.settled() < self.total:
             text += "; slowest: " + ", ".join(f"{host} {age:.1f}s" for host, age in slowest)
         return text
 
@@ -98,8 +108,9 @@ class LineProgress(Progress):
 
     def _step_reached(self) -> bool:
         """Whether the phase just passed its next tenth (then the one after it is the next)."""
-        if self.total and self.done * 10 >= self._next_step * self.total and self.done < self.total:
-            self._next_step = self.done * 10 // self.total + 1
+        settled = self.settled()
+        if self.total and settled * 10 >= self._next_step * self.total and settled < self.total:
+            self._next_step = settled * 10 // self.total + 1
             return True
         return False
 
@@ -136,7 +147,7 @@ class EventProgress(LineProgress):
             running=len(self._running),
             total=self.total,
             seconds=round(time.monotonic() - self.began, 1),
-            slowest=[host for host, _ in self.slowest()] if self.done < self.total else [],
+            slowest=[host for host, _ in self.slowest()] if self.settled() < self.total else [],
         )
 
 

@@ -124,7 +124,7 @@ async def roll_out(
     try:
         await fan_out(targets, fetch, limit=concurrency, on_result=keep)
     except asyncio.CancelledError:
-        progress.end()
+        progress.end(stopped=True)  # the fetches in flight were cancelled: like the hosts not begun, not run
         await _close_all(done.values(), connector)
         log.warning("interrupted", phase="fetch")
         stopped = _interrupted_fetch(targets, done, fetcher.connected)

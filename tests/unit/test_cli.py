@@ -274,12 +274,14 @@ def test_line_progress_writes_a_line_per_tenth_without_escapes(tmp_path: Path) -
     out.seek(0)
     lines = out.read().splitlines()
     assert 9 <= len(lines) <= 12
-    assert lines[-1].startswith("fetch: 1000/1000 done, 10 failed")
+    assert lines[-1].startswith("fetch: 1000/1000 done (10 failed), 0 running")
     assert not any("\x1b" in line or "\r" in line for line in lines)
 
 
-def test_hosts_a_stopped_phase_passed_over_are_not_counted_as_failed(tmp_path: Path) -> None:
-    """An interrupted switch phase read "12/12 done, 7 failed" while the report said 0 failed, 7 not switched."""
+def test_hosts_a_stopped_phase_passed_over_are_neither_done_nor_failed(tmp_path: Path) -> None:
+    """An interrupted switch phase read "12/12 done, 7 failed" while the report said 0 failed, 7 not switched; then
+    "3/3 done, 1 failed, 1 not run": a host passed over is not done either, so done, not run and running add up to
+    the phase's hosts, and the failed are shown as part of the done."""
     out = (tmp_path / "progress").open("w+")
     progress = LineProgress(out)
     progress.phase("switch", 3)
@@ -288,7 +290,21 @@ def test_hosts_a_stopped_phase_passed_over_are_not_counted_as_failed(tmp_path: P
     progress.finished("c", ok=False)
     progress.end()
     out.seek(0)
-    assert out.read().splitlines()[-1].startswith("switch: 3/3 done, 1 failed, 1 not run, 0 running")
+    assert out.read().splitlines()[-1].startswith("switch: 2/3 done (1 failed), 1 not run, 0 running")
+
+
+def test_a_phase_stopped_without_waiting_counts_its_unfinished_hosts_as_not_run(tmp_path: Path) -> None:
+    """A fetch cut short by Ctrl-C cancels the hosts in flight and never starts the rest: its last line said
+    "1/4 done, 0 failed, 2 running" though nothing ran any more, and left the fourth host out; they are not run."""
+    out = (tmp_path / "progress").open("w+")
+    progress = LineProgress(out)
+    progress.phase("fetch", 4)
+    for host in ("a", "b", "c"):
+        progress.started(host)
+    progress.finished("a", ok=True)
+    progress.end(stopped=True)
+    out.seek(0)
+    assert out.read().splitlines()[-1].startswith("fetch: 1/4 done (0 failed), 3 not run, 0 running")
 
 
 def test_live_progress_redraws_in_place(tmp_path: Path) -> None:

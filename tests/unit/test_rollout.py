@@ -5,6 +5,7 @@ before its switch reached it is switched on a new connection, or fails at `conne
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,3 +193,58 @@ async def test_no_switch_starts_on_a_new_connection_once_the_budget_is_spent_mea
     held = next(host for host in result.hosts if host.host == "mw1")
     assert held.stopped and not held.ok and "not switched" in str(held.error), held
     assert reopened.closed and reopened._ends == [SWITCHED]  # connected, and closed, with no switch run on it
+
+
+@pytest.mark.parametrize(
+    ("slow_commands_left", "switched", "last_line"),
+    [
+        pytest.param(1, 3, "switch: 3/8 done (0 failed), 5 not run, 0 running", id="switch-the-in-flight-ones-end"),
+        pytest.param(2, 0, "fetch: 1/8 done (0 failed), 7 not run, 0 running", id="fetch-the-in-flight-ones-cancelled"),
+    ],
+)
+async def test_the_progress_of_a_phase_stopped_by_ctrl_c_counts_as_done_only_the_hosts_whose_work_ended(
+    config: Config, tmp_path: Path, slow_commands_left: int, switched: int, last_line: str
+) -> None:
+    """Ctrl-C while two switches were in flight and five not begun printed "switch: 6/8 done, 0 failed, 5 not run,
+    2 running" when one host had switched: the passed-over hosts were counted as done; a fetch stopped so ended on
+    "1/8 done, 0 failed, 2 running", its cancelled and never-begun hosts in no count. Done is now the hosts whose
+    work ended: no line counts more hosts than the phase has, and the last one adds up to them, as the report."""
+    from sartoris.progress import LineProgress
+
+    in_flight = asyncio.Event()
+
+    class _Slow(_Session):
+        """The fetch (two commands left) or the switch (one left) takes a while."""
+
+        async def run(self, command: str, timeout: float, stdin: str = "") -> CommandResult:
+            if len(self._ends) == slow_commands_left:
+                in_flight.set()
+                await asyncio.sleep(0.2)
+            return await super().run(command, timeout, stdin)
+
+    labels = [f"mw{n}" for n in range(1, 9)]
+    sessions: dict[str, _Session | list[_Session | ConnectError]] = {"mw1": _Session(FETCHED, SWITCHED)}
+    sessions.update({label: _Slow(FETCHED, SWITCHED) for label in labels[1:]})
+    release = RemoteRelease("/srv/mw/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    out = (tmp_path / "progress").open("w+")
+    run = asyncio.ensure_future(roll_out(
+        config, release, [Host(label, label) for label in labels], concurrency=2, budget=FailureBudget.parse(5),
+        history=History(tmp_path / "state"), connector=_Connector(sessions),  # type: ignore[arg-type]
+        progress=LineProgress(out),
+    ))
+    await asyncio.wait_for(in_flight.wait(), 5)
+    run.cancel()
+    result = await asyncio.wait_for(run, 5)
+    assert result.interrupted
+    assert sum(host.ok for host in result.hosts) == switched
+    phase = last_line.split(":")[0]
+    counts = re.compile(rf"{phase}: (\d+)/(\d+) done,? \(?\d+ failed\)?(?:, (\d+) not run)?, (\d+) running")
+    out.seek(0)
+    lines = [line for line in out.read().splitlines() if line.startswith(f"{phase}: ")]
+    for line in lines:
+        found = counts.match(line)
+        assert found is not None, line
+        done, total, not_run, running = (int(n or 0) for n in found.groups())
+        assert total == 8 and done + not_run + running <= total, line  # the rest: waiting for their turn
+    assert lines[-1].startswith(last_line), lines
+

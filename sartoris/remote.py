@@ -48,6 +48,8 @@ WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the 
 NOTE_MARK = "sartoris-note:"
 # a stdout line after the swap's marker: the slot was already linked to the release's tree, so nothing changed there
 UNCHANGED_MARK = "sartoris-switch:unchanged"
+# a stdout line of the prune after the swap, then a tree's path: that old tree (or leftover build) could not be removed
+UNPRUNED_MARK = "sartoris-switch:unpruned"
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
 _REMOTE_MARGIN = 2.0  # the host gives up this much before the controller does
 
@@ -860,16 +862,26 @@ def _submodule_update_line(release: RemoteRelease, building: str, module: Submod
 def _prune_lines(release: RemoteRelease) -> str:
     """Keep the live tree and the `keep_trees` newest others; remove older ones and abandoned builds.
     Counting the trees is a shell glob, so `ls` runs only when there is something to remove. Tree names are
-    commit ids, so `ls` output splits safely; the subshell keeps the cwd."""
+    commit ids, so `ls` output splits safely; the subshell keeps the cwd. A tree `rm` cannot remove (a read-only
+    mount, an immutable file) is said on an UNPRUNED_MARK line (`echo`, a builtin: no process), not rm's line per
+    file, as the host is on the release all the same; it would otherwise stay past keep_trees with no word."""
     trees = shlex.quote(release.trees)
+    unpruned = f"echo {shlex.quote(f'{UNPRUNED_MARK} {release.trees}/')}\"$t\""
     return (
         f"set -- {trees}/*; if [ $# -gt {release.keep_trees + 1} ]; then"
         f" (cd {trees} && n=0 && for t in $(ls -1t); do"
-        ' case "$t" in *.building) rm -rf "$t"; continue;; esac;'
+        f' case "$t" in *.building) rm -rf "$t" 2>/dev/null || {unpruned}; continue;; esac;'
         f' [ "$t" = {shlex.quote(release.commit)} ] && continue;'
         # HEAD goes first: a tree whose removal is cut short (the deadline) is never taken for a kept release
-        f' n=$((n+1)); [ $n -gt {release.keep_trees} ] && rm -rf "$t/.git/HEAD" "$t"; done); fi; true'
+        f' n=$((n+1)); [ $n -le {release.keep_trees} ] || rm -rf "$t/.git/HEAD" "$t" 2>/dev/null || {unpruned};'
+        " done); fi; true"
     )
+
+
+def unpruned_trees(stdout: str) -> list[str]:
+    """The trees a switch's prune could not remove (its UNPRUNED_MARK lines): kept beyond keep_releases."""
+    marked = (line.partition(" ")[2].strip() for line in script_lines(stdout) if line.startswith(UNPRUNED_MARK))
+    return [tree for tree in marked if tree]
 
 
 def status_command(slot_path: str, expected: str | None, seconds: float) -> str:

@@ -50,6 +50,7 @@ from sartoris.remote import (
     ran_to_its_end,
     switch_command,
     switch_outcome_command,
+    unpruned_trees,
 )
 from sartoris.results import NOT_SEEN, NOT_SEEN_AGAIN, HostResult, Outcome, Phase
 from sartoris.state import History
@@ -494,6 +495,8 @@ async def _switch_host(
         for note in result.notes():  # a quicker start of the tree did not build, or a kept tree was changed
             log.warning("tree_built_from_a_fresh_clone", host=label, note=note)
         stdout = result.stdout
+    for tree in unpruned_trees(stdout):  # on the release all the same; the tree stays past keep_releases
+        log.warning("old_trees_not_pruned", host=label, tree=tree, error=f"{tree} could not be removed")
     seconds = item.result.seconds + time.monotonic() - begin
     unchanged = found_unchanged(stdout)  # already on the release: the run moved nothing there
     log.debug("host_switched", host=label, seconds=round(seconds, 3), unchanged=unchanged)

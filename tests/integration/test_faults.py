@@ -1142,6 +1142,38 @@ def test_a_read_only_deploy_root_fails_the_fetch_and_keeps_the_old_tree(private_
         in_host_namespace(private_fleet, frozen, "mount", "-o", "remount,bind,rw", root)
 
 
+def test_an_old_tree_the_prune_cannot_remove_is_said_and_the_host_still_switches(
+    private_fleet: Fleet, tmp_path: Path
+) -> None:
+    """A tree the switch's prune cannot remove (here a read-only mount over it) was kept past keep_releases with no
+    word, switch after switch. The host still switches and stays in the pool, and the run warns
+    `old_trees_not_pruned` for that host, naming the tree; a host whose prune worked gets no such line."""
+    deployment = deployment_on(private_fleet, tmp_path)
+    stuck, other = private_fleet.hosts[3:5]
+    deployment.group("pair", [stuck, other])
+    deployment.configure(
+        command_timeout=COMMAND_TIMEOUT, connect_timeout=CONNECT_TIMEOUT, deploy={"keep_releases": 1}
+    )
+    first = _first_sync(deployment, "pair")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    _first_sync(deployment, "pair")
+    oldest = f"{private_fleet.remote_root}/.sartoris/php-slot{deployment.slot}/trees/{first}"
+    in_host_namespace(private_fleet, stuck, "sh", "-c", f"mount --bind {oldest} {oldest}")
+    try:
+        in_host_namespace(private_fleet, stuck, "mount", "-o", "remount,bind,ro", oldest)
+        third = commit_change(deployment.checkout, "index.php", "<?php echo 'release 3';\n")
+        code, report, stderr, _ = _timed_sync(deployment, "--hosts", "pair")
+        assert code == 0, stderr
+        assert report["counts"] == {"targeted": 2, "ok": 2, "failed": 0, "depooled": 0, "not_switched": 0}
+        assert _on(deployment, stuck, third) and _on(deployment, other, third)
+        assert deployment.pool_changes() == []
+        said = [line for line in stderr.splitlines() if "old_trees_not_pruned" in line]
+        assert len(said) == 1 and stuck in said[0] and oldest in said[0], stderr
+        assert (trees(deployment, stuck) / first).is_dir() and not (trees(deployment, other) / first).exists()
+    finally:
+        in_host_namespace(private_fleet, stuck, "umount", oldest)
+
+
 def _in_host(fleet: Fleet, address: str, script: str) -> subprocess.CompletedProcess[str]:
     """A shell script run as the host sees its disk (inside its mount namespace)."""
     return subprocess.run(

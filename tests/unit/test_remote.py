@@ -48,6 +48,7 @@ from sartoris.remote import (
     submodule_ref,
     switch_command,
     switch_outcome_command,
+    unpruned_trees,
 )
 from sartoris.results import HostState, HostStatus, Phase
 from sartoris.transport import CommandResult
@@ -475,13 +476,38 @@ def test_a_store_pruned_behind_its_marks_fails_that_host_once_then_heals(host: H
 
 
 def test_old_trees_are_pruned_to_keep(host: Host) -> None:
-    """With keep_trees=2, only the live tree and the two newest others remain."""
+    """With keep_trees=2, only the live tree and the two newest others remain, and no switch says a tree stayed."""
     for n in range(5):
         commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
-        assert host.deploy(host.release()).returncode == 0
+        done = host.deploy(host.release())
+        assert done.returncode == 0 and unpruned_trees(done.stdout) == [], done
     trees = sorted(p.name for p in (host.root / ".sartoris" / "php-slot0" / "trees").iterdir())
     assert len(trees) == 3
     assert host.slot.resolve().name in trees
+
+
+def test_an_old_tree_the_prune_cannot_remove_is_named_and_the_switch_still_succeeds(host: Host) -> None:
+    """A tree past keep_trees that `rm` cannot remove (here immutable: `chattr +i`, as a read-only mount would be)
+    stayed with no word, the trees folder growing past keep_releases; the switch still ends on the release, exit 0,
+    and names that tree on an UNPRUNED_MARK line (rm's own per-file lines are not sent)."""
+    host.keep = 1
+    for n in range(2):
+        commit_change(host.checkout, "index.php", f"<?php echo {n};\n")
+        assert host.deploy(host.release()).returncode == 0
+    trees = host.root / ".sartoris" / "php-slot0" / "trees"
+    oldest = min((t for t in trees.iterdir() if not host.slot.samefile(t)), key=lambda t: t.stat().st_mtime)
+    if subprocess.run(["chattr", "+i", str(oldest)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i is not possible here (not root, or a filesystem without it)")
+    try:
+        commit_change(host.checkout, "index.php", "<?php echo 2;\n")
+        release = host.release()
+        done = host.deploy(release)
+        assert done.returncode == 0 and last_phase(done.stdout, Phase.CHECKOUT) is Phase.DONE, done
+        assert host.head() == release.commit
+        assert unpruned_trees(done.stdout) == [str(oldest)] and oldest.is_dir()
+        assert "rm:" not in done.stderr, done.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(oldest)], check=True)
 
 
 def _refuse_every_checkout(host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

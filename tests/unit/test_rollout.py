@@ -16,7 +16,7 @@ from sartoris.config import Config, parse_config
 from sartoris.errors import StateError
 from sartoris.inventory import Host
 from sartoris.policy import FailureBudget
-from sartoris.remote import SCRIPT_END, RemoteRelease
+from sartoris.remote import SCRIPT_END, UNPRUNED_MARK, RemoteRelease
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import roll_out
 from sartoris.state import History
@@ -248,3 +248,22 @@ async def test_the_progress_of_a_phase_stopped_by_ctrl_c_counts_as_done_only_the
         assert total == 8 and done + not_run + running <= total, line  # the rest: waiting for their turn
     assert lines[-1].startswith(last_line), lines
 
+
+async def test_a_tree_the_prune_could_not_remove_is_warned_of_and_the_host_is_switched(
+    config: Config, tmp_path: Path
+) -> None:
+    """A switch that swapped the link but whose prune could not remove an old tree (its UNPRUNED_MARK line) was ok
+    with no word, the tree kept past keep_releases for ever: the host is still switched, and the run warns
+    `old_trees_not_pruned` naming the host and the tree; a host whose prune said nothing gets no warning."""
+    tree = "/srv/mw/.sartoris/php-slot0/trees/" + "b" * 40
+    unpruned = CommandResult(0, SWITCHED.stdout.replace(SCRIPT_END, f"{UNPRUNED_MARK} {tree}\n{SCRIPT_END}"), "")
+    connector = _Connector({"mw1": _Session(FETCHED, unpruned), "mw2": _Session(FETCHED, SWITCHED)})
+    release = RemoteRelease("/srv/mw/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    with structlog.testing.capture_logs() as events:
+        result = await roll_out(
+            config, release, [Host("mw1", "mw1"), Host("mw2", "mw2")], concurrency=1, budget=FailureBudget.parse(0),
+            history=History(tmp_path / "state"), connector=connector,  # type: ignore[arg-type]
+        )
+    assert all(host.ok for host in result.hosts), result.hosts
+    warned = [(e["log_level"], e["host"], e["tree"]) for e in events if e["event"] == "old_trees_not_pruned"]
+    assert warned == [("warning", "mw1", tree)]

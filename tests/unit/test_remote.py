@@ -560,6 +560,24 @@ def test_a_build_that_fails_is_removed_before_the_switch_exits(
     assert host.head() == first.commit
 
 
+def test_a_host_whose_copy_and_fresh_clone_both_fail_says_the_copy_failed_first(
+    host: Host, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The live tree's `.git` is broken, so the build from its copy fails, and the build from a fresh clone then
+    fails too (the host refuses every checkout): the host's error was the fresh clone's alone, that the copy had
+    failed first (often the real cause) only in --log-file. Its error line now says both, the fresh clone's first."""
+    assert host.deploy(host.release()).returncode == 0
+    _garbage_index(host.slot.resolve() / ".git")
+    _refuse_every_checkout(host, monkeypatch, tmp_path)
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    done = host.deploy(host.release())
+    assert done.returncode == 1, done
+    assert CommandResult(done.returncode, done.stdout, done.stderr).error_line() == (
+        "post-checkout: refused; before that: the release did not build from a copy of the live tree: built from a"
+        " fresh clone"
+    )
+
+
 def test_builds_failed_switches_left_are_removed_by_the_next_switch(host: Host) -> None:
     """A tree a failed switch left half built (`<commit>.building`, of another release or of this one) is removed
     by the slot's next switch, which succeeds: left there, one that filled the disk failed every later release."""

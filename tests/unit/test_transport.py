@@ -65,6 +65,15 @@ from sartoris.transport import ERROR_LINE_LIMIT, OUTPUT_LIMIT, CommandResult, _C
             " /s/php-slot0 on this host: waiting for it to end",
             id="a-quota-is-kept-before-the-wait-note",
         ),
+        pytest.param(
+            "sartoris-wait: another run is switching /s/php-slot0 on this host: waiting for it to end\n"
+            "sartoris-note: the release did not build from a copy of the live tree: built from a fresh clone\n"
+            "error: post-checkout refused\n",
+            "error: post-checkout refused; before that: the release did not build from a copy of the live tree: built"
+            " from a fresh clone; before that: another run is switching /s/php-slot0 on this host: waiting for it to"
+            " end",
+            id="a-quicker-start-that-did-not-build-is-said-after-the-fresh-clones-cause",
+        ),
         pytest.param("", "exit status 3", id="silent-failure"),
     ],
 )
@@ -78,6 +87,15 @@ def test_error_line_is_bounded() -> None:
     """One endless stderr line cannot flood the summary, the JSON or the history."""
     line = CommandResult(1, "", "fatal: " + "x" * 100_000).error_line()
     assert len(line) == ERROR_LINE_LIMIT and line.endswith("…")
+
+
+def test_a_bounded_error_line_still_says_which_quicker_start_did_not_build_first() -> None:
+    """A long error of the fresh clone's build is cut to make room for the note that a copy of the live tree did
+    not build before it: that first failure, often the real cause, was only in --log-file."""
+    note = "the release did not build from a copy of the live tree: built from a fresh clone"
+    stderr = f"sartoris-note: {note}\nerror: unable to write file {'x' * 1000}\nfatal: No space left on device\n"
+    line = CommandResult(1, "", stderr).error_line()
+    assert len(line) <= ERROR_LINE_LIMIT and line.endswith(f"… (No space left on device); before that: {note}")
 
 
 def test_a_bounded_error_line_still_says_the_disk_is_full() -> None:

@@ -273,9 +273,10 @@ def fetch_command(release: RemoteRelease) -> str:
         f"+refs/tags/{release.tag}:refs/tags/{release.tag}",
     ) + ' "$@"'
     # only once the fetch succeeded; a mark that cannot be written costs the next fetch a refspec, nothing else
+    # (written with `true`: a failed redirection of the special builtin `:` ends dash, `2>/dev/null` or not)
     remember = (
         f' if [ $# -gt 0 ]; then {{ [ -d {fetched} ] || mkdir {fetched}; }} 2>/dev/null &&'
-        f' for r; do : > {fetched}/"${{r##*/}}"; done 2>/dev/null; fi;'
+        f' for r; do true > {fetched}/"${{r##*/}}"; done 2>/dev/null; fi;'
         if modules
         else ""
     )

@@ -453,6 +453,20 @@ def test_a_fetch_asks_only_for_submodule_commits_the_store_has_not_fetched(host:
     _assert_is_the_release(host.slot.resolve(), moved_on)
 
 
+def test_a_mark_that_cannot_be_written_does_not_fail_a_fetch_that_succeeded(host: Host) -> None:
+    """The marks of fetched submodule commits were written with `: >`, and in dash a failed redirection of that
+    special builtin ends the whole script, `2>/dev/null` or not: a fetch that succeeded failed with no end line.
+    Here a folder sits where the new commit's mark goes (as a mark the disk has no room for would fail)."""
+    assert run_sh(fetch_command(host.release())).returncode == 0
+    commit_change(host.checkout, "extensions/Ext0/new.php", "<?php // new\n")
+    moved_on = host.release()
+    store = host.root / ".sartoris" / "php-slot0" / "store.git"
+    (store / "sartoris-fetched" / moved_on.submodules[0].commit).mkdir()
+    fetched = run_on_host(bounded(fetch_command(moved_on), 60.0))
+    assert fetched.returncode == 0 and ran_to_its_end(fetched.stdout), fetched.stderr
+    assert git(store, "rev-parse", f"{moved_on.tag}^{{commit}}") == moved_on.commit
+
+
 def test_a_store_pruned_behind_its_marks_fails_that_host_once_then_heals(host: Host) -> None:
     """Someone deleted a submodule ref in a host's store and pruned its objects: the store's marks still say it
     fetched that commit, so the next release does not ask for it and the host's switch fails (reported, never a

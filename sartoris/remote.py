@@ -288,18 +288,26 @@ def fetch_command(release: RemoteRelease) -> str:
     # names, two deploy hosts) both ran `git init` on the store, and one failed ("cannot mkdir … File exists",
     # or the other's half-written config). The rename is atomic; the one that loses it uses the other's store.
     made, quoted = shlex.quote(f"{store}.init-") + "$$", shlex.quote(store)  # $$: this shell's pid, digits only
+    # An init that fails (a full disk) removes what it made: left there, each first deploy's try kept its own.
     init = (
-        shell_words("git", "init", "--quiet", "--bare", _NO_TEMPLATE, f"--object-format={object_format}")
-        + f" {made} && {{ mv -T {made} {quoted} || {{ rm -rf {made}; [ -d {quoted} ]; }}; }}"
+        f"{{ {shell_words('git', 'init', '--quiet', '--bare', _NO_TEMPLATE, f'--object-format={object_format}')}"
+        f" {made} && mv -T {made} {quoted}; }} || {{ rm -rf {made}; [ -d {quoted} ]; }}"
     )
+    # The fetch holds the store open while it runs, and removes the store's partial files when it ends (see
+    # _partial_files_removal): after its own failure, having let go of the store first, so that of two fetches
+    # failing at once the last one sees no other; after a success too, only when a shell glob finds some.
+    held, let_go = f"command exec {_HELD_FD}<{quoted}", f"command exec {_HELD_FD}<&-"
+    failed = f"{{ rc=$?; {let_go}; sartoris_drop_partial loose; exit $rc; }}"
     return _script(
         [
             _umask_line(release),
             f"[ -d {quoted} ] || {{ {init}; }} || exit",
+            _partial_files_removal(store),
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
             f" then {shell_words('echo', ALREADY_PRESENT)};"
-            f" else set --; {fetch} || exit;{remember} {_housekeeping_when_due(store)}; fi",
+            f" else set --; {held}; {fetch} {_HELD_FD}<&- || {failed};{remember}"
+            f" sartoris_drop_partial; {_housekeeping_when_due(store)}; fi",
         ]
     )
 
@@ -307,6 +315,35 @@ def fetch_command(release: RemoteRelease) -> str:
 def _umask_line(release: RemoteRelease) -> str:
     """The release's umask for what the script makes (a builtin: no process), whatever the account's login set."""
     return shell_words("umask", release.umask)
+
+
+# The file descriptor on which every fetch's shell holds its slot's store open while it runs (a builtin: no process).
+# Not its git fetch: what that leaves running a moment after it failed (an upload-pack, an ssh) would look like
+# another fetch to its own shell. Its `git gc --auto` has it, a gc git detaches too: that one writes packs as well.
+_HELD_FD = 7
+
+
+def _partial_files_removal(store: str) -> str:
+    """A shell function that removes the partial files git's object writers leave in the store when they fail
+    (`objects/pack/tmp_*` of a pack, `objects/??/tmp_obj_*` of a loose object: a full disk left 3 MB a try, kept by
+    git for two weeks), unless another fetch holds the store open (on _HELD_FD; /proc says who does): those may be
+    its files, being written. With an argument (after a failure) loose objects' too; without (after a success:
+    what a fetch killed at its deadline, or one that found another running, left) only packs'. No process but the
+    `rm`, and that only when a shell glob finds such a file."""
+    q, objects = shlex.quote, shlex.quote(posixpath.join(store, "objects"))
+    # every descriptor, not only _HELD_FD: dash moves that one aside while a command that closes it runs
+    others = (
+        "for h in /proc/[0-9]*/fd/*; do"
+        f' case "$h" in /proc/$$/*) ;; *) [ ! "$h" -ef {q(store)} ] || return 0;; esac; done'
+    )
+    return (
+        "sartoris_drop_partial() {"
+        f' loose=$1; set --; for t in {objects}/pack/tmp_*; do [ ! -e "$t" ] || set -- "$@" "$t"; done;'
+        # a loose object's are small, and looking costs a read of up to 256 folders: only after a failure
+        f' if [ -n "$loose" ]; then for t in {objects}/??/tmp_obj_*; do [ ! -e "$t" ] || set -- "$@" "$t"; done; fi;'
+        # without /proc, another fetch cannot be seen: nothing is removed
+        f' [ $# -gt 0 ] && [ -d /proc/$$/fd ] || return 0; {others}; rm -f -- "$@" 2>/dev/null; }}'
+    )
 
 
 _FETCHED_DIR = "sartoris-fetched"  # in a slot's store: an empty file per submodule commit fetched into it

@@ -1074,6 +1074,8 @@ def test_a_full_deploy_root_on_a_new_host_fails_in_the_fetch_phase(private_fleet
         _, status = _status(deployment, "pair")
         assert status[full]["state"] == "missing" and status[full]["depooled"] is True
         assert "space" in str(broken["error"]).lower(), broken["error"]
+        # nothing the failed fetch wrote is left to keep the disk full: a store made aside, partial objects
+        assert _partial_files(private_fleet, full, root) == ""
     finally:
         in_host_namespace(private_fleet, full, "umount", root)
 
@@ -1114,6 +1116,7 @@ def test_a_deploy_root_that_fills_up_keeps_the_host_on_its_old_tree(private_flee
         ).stdout
         assert seen == tree_commit(deployment, old) + "\n", seen
         assert "space" in str(broken["error"]).lower(), broken["error"]
+        assert _partial_files(private_fleet, full, root) == ""  # the partial pack or objects of the failed fetch
     finally:
         in_host_namespace(private_fleet, full, "umount", root)
 
@@ -1183,6 +1186,12 @@ def _in_host(fleet: Fleet, address: str, script: str) -> subprocess.CompletedPro
         check=False,
         timeout=60,
     )
+
+
+def _partial_files(fleet: Fleet, address: str, root: str) -> str:
+    """What failed fetches left in a host's slot stores, as the host sees its disk: git's partial packs and objects
+    (`tmp_*`), stores made aside (`store.git.init-<pid>`); one path a line."""
+    return _in_host(fleet, address, f"find {root}/.sartoris -name 'tmp_*' -o -name '*.init-*'").stdout
 
 
 def test_a_disk_that_fills_up_during_the_switch_leaves_the_host_on_its_old_tree(

@@ -753,6 +753,96 @@ def test_two_first_fetches_at_once_into_a_new_store_both_succeed(host: Host, tmp
         assert git(store / "store.git", "rev-parse", f"{release.tag}^{{commit}}") == release.commit
 
 
+def _fetch_on_a_full_disk(
+    command: HostCommand, blocks: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A fetch as a host runs it, with room for `blocks` 512-byte blocks a file: the shell's file size limit, its
+    signal ignored, fails git's writes past it (EFBIG) as a full disk fails them (ENOSPC)."""
+    return subprocess.run(
+        ["sh", "-c", f"trap '' XFSZ; ulimit -f {blocks}; {command.command}"], input=command.script,
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )
+
+
+def _partial_files(state: Path) -> list[str]:
+    """What failed fetches left under a slot's state folder on a host: git's partial objects and packs, and stores
+    made aside (`store.git.init-<pid>`)."""
+    found = (p for p in state.rglob("*") if p.name.startswith("tmp_") or ".init-" in p.name)
+    return sorted(str(p.relative_to(state)) for p in found)
+
+
+def _big_release(host: Host) -> RemoteRelease:
+    """A release adding a 1 MB file (incompressible) that needs no other object the store lacks."""
+    commit_change(host.checkout, "big.txt", os.urandom(512 * 1024).hex())
+    return host.release()
+
+
+@pytest.mark.parametrize("writer", ["init", "loose", "pack"])
+def test_a_fetch_that_fails_on_a_full_disk_leaves_none_of_its_partial_files(host: Host, writer: str) -> None:
+    """A fetch that failed on a full disk left what it had written on the host: a store it was making aside (a
+    first deploy), a partial pack or loose object (git keeps those two weeks), one more each retry, so the disk
+    stayed full after the operator freed what they could. The failed fetch now removes them; the retry on a disk
+    with room fetches and switches."""
+    state = host.root / ".sartoris" / "php-slot0"
+    if writer == "init":
+        release = host.release()
+    else:
+        assert host.deploy(host.release()).returncode == 0
+        if writer == "pack":  # git indexes a pack of even one object, instead of writing loose objects
+            git(state / "store.git", "config", "fetch.unpackLimit", "1")
+        release = _big_release(host)
+    command = bounded(fetch_command(release), 60.0)
+    for _ in range(2):  # and a retry on the same full disk
+        failed = _fetch_on_a_full_disk(command, 0 if writer == "init" else 256)
+        assert failed.returncode != 0 and "File too large" in failed.stderr, failed.stderr
+        assert _partial_files(state) == []
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), release)
+
+
+def test_a_failed_fetch_leaves_the_partial_pack_of_a_fetch_running_meanwhile_to_it(host: Host, tmp_path: Path) -> None:
+    """Two deploy hosts may fetch one slot on a host at once, unserialised. A fetch that fails must not remove the
+    partial pack the other is writing (that one would fail too): it leaves the store's partial files alone while
+    another fetch holds the store; the last fetch to end, even one that succeeds, removes what is left."""
+    assert host.deploy(host.release()).returncode == 0
+    store = host.root / ".sartoris" / "php-slot0" / "store.git"
+    git(store, "config", "fetch.unpackLimit", "1")
+    release = _big_release(host)
+    # the other fetch's pack comes 64 KiB at first, the rest once `go` exists
+    go = tmp_path / "go"
+    hook = tmp_path / "held-pack"
+    rest = f"while [ ! -e {go} ]; do sleep 0.05; done; cat"
+    hook.write_text(f'#!/bin/sh\n"$@" | {{ dd bs=4096 count=16 iflag=fullblock 2>/dev/null; {rest}; }}\n')
+    hook.chmod(0o755)
+    (tmp_path / "gitconfig").write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")
+    command = bounded(fetch_command(release), 60.0)
+    (tmp_path / "script").write_text(command.script)
+    with (tmp_path / "script").open() as script:
+        other = subprocess.Popen(
+            ["sh", "-c", command.command], stdin=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")},
+        )
+    try:
+        pack = store / "objects" / "pack"
+        deadline = time.monotonic() + 30
+        while not [p for p in pack.glob("tmp_pack_*") if p.stat().st_size > 0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        theirs = set(pack.glob("tmp_pack_*"))
+        assert theirs, "the other fetch never began its pack"
+        failed = _fetch_on_a_full_disk(command, 64)
+        assert failed.returncode != 0 and "File too large" in failed.stderr, failed.stderr
+        assert theirs <= set(pack.glob("tmp_pack_*"))  # still there, and this fetch's own beside them
+        go.touch()
+        stdout, stderr = other.communicate(timeout=60)
+    finally:
+        go.touch()
+        other.kill()
+    assert other.returncode == 0 and ran_to_its_end(stdout), stderr
+    assert _partial_files(store.parent) == []
+    assert git(store, "rev-parse", f"{release.tag}^{{commit}}") == release.commit
+
+
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:
     """A git that crashed in the live tree left index.lock: the copy carried it into every build, and every release
     failed on it. The build's copy is dropped (the live tree's own is left alone); submodules' too."""

@@ -348,6 +348,29 @@ def _partial_files_removal(store: str) -> str:
 
 _FETCHED_DIR = "sartoris-fetched"  # in a slot's store: an empty file per submodule commit fetched into it
 
+
+def damaged_store_remedy(stderr: str, release: RemoteRelease) -> str | None:
+    """What to do about a fetch that failed because the slot's object store on the host is damaged, as git's words
+    on its `stderr` show (a pack deleted: a ref of the store names an object it lacks, or the deltas the server sent
+    have no base; a loose object emptied; the store folder emptied, its HEAD or objects gone), or None. Every later
+    fetch there fails alike until the store is removed, and Sartoris does not remove it itself: every tree of the
+    slot on the host shares its objects, the live one too. Removing it is safe: the live tree's files stay, and the
+    next sync fetches the release into a new store and builds the tree from a fresh clone of it (a copy of a tree
+    whose objects are gone does not build)."""
+    store = release.store
+    objects = f"{store}/objects/"
+    lines = stderr.splitlines()
+    damaged = (
+        "unresolved deltas left after unpacking" in stderr
+        or any(line.startswith("fatal: bad object refs/") for line in lines)  # git's check of the store's refs
+        or f"not a git repository: '{store}'" in stderr
+        or any(objects in line and line.rstrip().endswith(("is empty", "is corrupt")) for line in lines)
+    )
+    if not damaged:
+        return None
+    return f"(the slot's object store on the host is damaged: remove {store} there, and the next sync fetches it anew)"
+
+
 # git's own `gc --auto` thresholds (gc.auto 6700 loose objects, sampled as 27 in objects/17; gc.autoPackLimit 50)
 _LOOSE_IN_SAMPLE_DIR = 27
 _PACKS = 50

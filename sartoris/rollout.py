@@ -42,6 +42,7 @@ from sartoris.remote import (
     HostCommand,
     RemoteRelease,
     bounded,
+    damaged_store_remedy,
     fetch_command,
     found_unchanged,
     gone_from_the_host,
@@ -110,7 +111,7 @@ async def roll_out(
     release being rolled back from, which the others are leaving), and depools each failure.
     `before_switching`: called once, just before the first host may switch (never when none will)."""
     progress = progress or Progress()
-    fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout))
+    fetcher = _Fetcher(config, connector, bounded(fetch_command(release), config.fanout.command_timeout), release)
     done: dict[str, _Fetched] = {}
 
     def keep(fetched: _Fetched) -> None:
@@ -360,9 +361,10 @@ def _hosts(count: int, noun: str = "host") -> str:
 class _Fetcher:
     """The fetch phase for one host: connect, then fetch with bounded, jittered retries on network errors."""
 
-    def __init__(self, config: Config, connector: Connector, command: HostCommand) -> None:
+    def __init__(self, config: Config, connector: Connector, command: HostCommand, release: RemoteRelease) -> None:
         self._connector = connector
         self._command = command
+        self._release = release
         self._timeout = config.fanout.command_timeout
         self._retries = config.fanout.retries
         self._fetch_slots = asyncio.Semaphore(config.fanout.fetch_concurrency)
@@ -411,7 +413,8 @@ class _Fetcher:
                 await asyncio.sleep(delay)
                 continue
             session.close()
-            return _failed_fetch(host, Phase.FETCH, result.error_line(), begin, result.stderr)
+            remedy = damaged_store_remedy(result.stderr, self._release)  # one line saying how to mend it, if known
+            return _failed_fetch(host, Phase.FETCH, result.error_line(remedy), begin, result.stderr)
 
 
 def _failed_fetch(host: Host, phase: Phase, error: str, begin: float, stderr: str = "") -> _Fetched:

@@ -93,7 +93,7 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
-    def error_line(self) -> str:
+    def error_line(self, remedy: str | None = None) -> str:
         """The most telling line of a failure, at most ERROR_LINE_LIMIT characters: Sartoris's own word
         (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
         consequences like `unpack-objects failed`), else the last stderr line; then, when that line does not say
@@ -101,7 +101,7 @@ class CommandResult:
         then the switch's note that a quicker start of the tree did not build (the first failure, often the real
         cause: the fresh clone's error alone hid it), kept whole by cutting the line before it to make room;
         then its note that it waited for another run, if it did (a timeout then is that run's doing more likely
-        than this host's)."""
+        than this host's); then `remedy`, what to do about it, kept whole (the rest is cut for it)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith((WAIT_MARK, NOTE_MARK))]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
@@ -115,6 +115,8 @@ class CommandResult:
         chosen = _cut(chosen, room) + earlier
         if (waited := self.wait_note()) is not None:
             chosen = f"{chosen}; before that: {waited}"
+        if remedy is not None:
+            chosen = _cut(chosen, max(ERROR_LINE_LIMIT - len(remedy) - 1, 1)) + " " + remedy
         return _cut(chosen, ERROR_LINE_LIMIT)
 
     def wait_note(self) -> str | None:

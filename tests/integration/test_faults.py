@@ -818,6 +818,53 @@ def test_a_corrupt_repository_fails_only_that_host_and_status_says_so(
     assert status[hosts[0]]["state"] != "missing" or status[hosts[0]]["error"], status[hosts[0]]
 
 
+def _packs_deleted(deployment: Deployment, address: str) -> None:
+    for pack in store(deployment, address).glob("objects/pack/pack-*"):
+        pack.unlink()
+
+
+def _store_folder_emptied(deployment: Deployment, address: str) -> None:
+    shutil.rmtree(store(deployment, address))
+    store(deployment, address).mkdir()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(_packs_deleted, id="packs-deleted"),
+        pytest.param(_store_folder_emptied, id="store-folder-emptied"),
+        pytest.param(_garbage_head, id="store-HEAD-garbage"),
+    ],
+)
+def test_a_damaged_store_says_how_to_mend_it_and_that_mends_the_host(
+    deployment: Deployment, damage: Callable[[Deployment, str], None]
+) -> None:
+    """A host whose slot store is damaged failed every later sync at fetch with git's words alone, though removing
+    the store mends it (Sartoris may not: every tree of the slot there shares its objects, the live one too). Its
+    error now says so, naming the store as the host sees it; done as said, the next sync puts the host on the
+    release like the others, and status calls it current."""
+    hosts = deployment.fleet.hosts[46:48]
+    deployment.group("two", hosts)
+    _short(deployment)
+    _first_sync(deployment, "two")
+    damage(deployment, hosts[0])
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "two", "--max-failures", "1")
+    assert code == 5, stderr
+    broken = _host(report, hosts[0])
+    on_the_host = f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/store.git"
+    remedy = f"(the slot's object store on the host is damaged: remove {on_the_host} there, and the next sync fetches"
+    assert broken["phase"] == "fetch" and remedy in str(broken["error"]), broken
+    assert "\n" not in str(broken["error"])
+    shutil.rmtree(store(deployment, hosts[0]))  # the remedy
+    new = commit_change(deployment.checkout, "index.php", "<?php echo 'release 3';\n")
+    code, report, stderr, _ = _timed_sync(deployment, "--hosts", "two")
+    assert code == 0, stderr
+    assert all(_on(deployment, h, new) for h in hosts)
+    status_code, status = _status(deployment, "two")
+    assert status_code == 0 and all(status[h]["state"] == "current" for h in hosts), status
+
+
 def _garbage_live_head(deployment: Deployment, address: str) -> None:
     (live_tree(deployment, address) / ".git" / "HEAD").write_text("garbage\n")
 

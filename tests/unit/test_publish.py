@@ -241,6 +241,7 @@ def test_a_clone_without_its_submodules_is_refused_before_anything_is_made(
 
 RELEASE = Release("t1", "a" * 40, ())
 HOSTS = [parse_host(f"10.0.0.{n}") for n in range(1, 4)]
+_RELEASE = RemoteRelease("/srv/app/php-slot0", "/srv/p.git", "t1", "a" * 40)  # what a _Fetcher fetches
 
 
 class StandInConnector:
@@ -397,7 +398,7 @@ async def test_a_hosts_time_is_its_connect_and_fetch_not_the_wait(outcome: IdleS
     """A host's time, fetched or failed to connect, counts its own connect and fetch, not the wait for the publish."""
     config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
                           Path("/etc/sartoris/sartoris.toml"))
-    fetcher = _Fetcher(config, OneHostConnector(outcome), HostCommand("sh -s", "true"))  # type: ignore[arg-type]
+    fetcher = _Fetcher(config, OneHostConnector(outcome), HostCommand("sh -s", "true"), _RELEASE)  # type: ignore[arg-type]
     fetched = await fetcher.fetch(HOSTS[0])
     assert fetched.result.ok is isinstance(outcome, IdleSession)
     assert 2.0 <= fetched.result.seconds < 2.25
@@ -408,6 +409,7 @@ async def test_a_fetch_whose_script_never_ran_is_a_failed_fetch() -> None:
     fetched and the host must not be switched."""
     config = parse_config('[deploy]\nname = "app"\nremote_root = "/srv/app"\npublish_url = "/srv/p.git"\n',
                           Path("/etc/sartoris/sartoris.toml"))
-    fetcher = _Fetcher(config, OneHostConnector(IdleSession(0.0, stdout="")), HostCommand("sh -s", "true"))  # type: ignore[arg-type]
+    connector = OneHostConnector(IdleSession(0.0, stdout=""))
+    fetcher = _Fetcher(config, connector, HostCommand("sh -s", "true"), _RELEASE)  # type: ignore[arg-type]
     fetched = await fetcher.fetch(HOSTS[0])
     assert (fetched.result.ok, fetched.result.phase, fetched.result.error) == (False, Phase.FETCH, NOT_RUN)

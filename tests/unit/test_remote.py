@@ -34,6 +34,7 @@ from sartoris.remote import (
     RemoteRelease,
     SubmoduleSpec,
     bounded,
+    damaged_store_remedy,
     deadline_error,
     fetch_command,
     found_unchanged,
@@ -841,6 +842,91 @@ def test_a_failed_fetch_leaves_the_partial_pack_of_a_fetch_running_meanwhile_to_
     assert other.returncode == 0 and ran_to_its_end(stdout), stderr
     assert _partial_files(store.parent) == []
     assert git(store, "rev-parse", f"{release.tag}^{{commit}}") == release.commit
+
+
+_STORE = "/srv/app/.sartoris/php-slot0/store.git"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "damaged"),
+    [
+        pytest.param("fatal: unresolved deltas left after unpacking\nfatal: index-pack failed\n", True, id="pack-gone"),
+        pytest.param(
+            f"error: object file {_STORE}/objects/10/979c3f is empty\nfatal: loose object 10979c3f (stored in"
+            f" {_STORE}/objects/10/979c3f) is corrupt\n", True, id="loose-object-emptied",
+        ),
+        pytest.param(
+            "fatal: bad object refs/sartoris/submodules/5ee19ef9\nerror: /srv/git/php-slot0.git did not send all"
+            " necessary objects\n", True, id="pack-gone-under-a-ref",
+        ),
+        pytest.param(f"fatal: not a git repository: '{_STORE}'\n", True, id="store-folder-emptied"),
+        pytest.param("remote: fatal: bad object 5ee19ef9\n", False, id="publish-repo-lacks-an-object"),
+        pytest.param(
+            "error: object file /srv/git/php-slot0.git/objects/10/979c3f is empty\n", False, id="publish-repo-damaged"
+        ),
+        pytest.param("fatal: not a git repository: '/srv/git/php-slot0.git'\n", False, id="publish-repo-missing"),
+        pytest.param("fatal: write error: No space left on device\n", False, id="full-disk"),
+        pytest.param("fatal: the remote end hung up unexpectedly\n", False, id="network"),
+    ],
+)
+def test_a_failed_fetch_says_how_to_mend_the_store_only_when_gits_words_show_it_damaged(
+    stderr: str, damaged: bool
+) -> None:
+    """A store missing objects fails every later fetch on its host with git's words and nothing said how to mend it.
+    Git's words that show the slot's store itself damaged get the remedy, naming the store; others none (the
+    publish repository's damage, served over a local path, is reported by the same git, naming its own path)."""
+    release = RemoteRelease("/srv/app/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    remedy = damaged_store_remedy(stderr, release)
+    assert (remedy is not None) is damaged
+    if remedy is not None:
+        assert remedy.startswith("(the slot's object store on the host is damaged: remove ") and _STORE in remedy
+
+
+def _objects_emptied(store: Path) -> None:
+    for loose in store.glob("objects/??/*"):
+        loose.write_bytes(b"")
+
+
+def _packs_deleted(store: Path) -> None:
+    git(store, "repack", "-a", "-d", "--quiet")
+    for pack in store.glob("objects/pack/pack-*"):
+        pack.unlink()
+
+
+def _folder_emptied(store: Path) -> None:
+    shutil.rmtree(store)
+    store.mkdir()
+
+
+def _head_garbled(store: Path) -> None:
+    (store / "HEAD").write_text("this is not a ref\n")
+
+
+@pytest.mark.parametrize("damage", [_objects_emptied, _packs_deleted, _folder_emptied, _head_garbled])
+def test_the_remedy_a_damaged_store_is_given_mends_the_host(host: Host, damage: Callable[[Path], None]) -> None:
+    """A host whose store was damaged fails the next fetch, with the remedy; done as said (the store removed, every
+    tree of the slot sharing its objects, the live one too), the next release fetches and switches, status calls the
+    host current, and a rollback to the release before builds its tree again."""
+    first = host.release()
+    assert host.deploy(first).returncode == 0
+    store = host.root / ".sartoris" / "php-slot0" / "store.git"
+    damage(store)
+    commit_change(host.checkout, "index.php", "<?php echo 'after the damage';\n")
+    second = host.release()
+    failed = run_on_host(bounded(fetch_command(second), 60.0))
+    assert failed.returncode != 0
+    remedy = damaged_store_remedy(failed.stderr, second)
+    assert remedy is not None and f"remove {store} there" in remedy, failed.stderr
+    shutil.rmtree(store)
+    done = host.deploy(second)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), second)
+    assert census_answer(run_sh(status_command(str(host.slot), second.commit, 60.0)), second.commit).state is (
+        HostState.CURRENT
+    )
+    back = host.deploy(first)
+    assert back.returncode == 0, back.stderr
+    _assert_is_the_release(host.slot.resolve(), first)
 
 
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:

@@ -105,6 +105,14 @@ def test_a_bounded_error_line_still_says_the_disk_is_full() -> None:
     assert len(line) == ERROR_LINE_LIMIT and line.endswith("… (No space left on device)")
 
 
+def test_a_remedy_is_kept_whole_at_the_end_of_a_bounded_error_line() -> None:
+    """What to do about a failure (a damaged store on the host) ends the error line whole: git's line is cut for it."""
+    remedy = "(remove /srv/.sartoris/php-slot0/store.git there)"
+    line = CommandResult(128, "", f"error: object file /srv/{'x' * 1000} is empty\n").error_line(remedy)
+    assert len(line) == ERROR_LINE_LIMIT and line.endswith(f"… {remedy}") and line.startswith("error: object file")
+    assert CommandResult(128, "", "fatal: short\n").error_line(remedy) == f"fatal: short {remedy}"
+
+
 def test_connections_skip_gss_unless_gssapi_is_installed(tmp_path: Path) -> None:
     """Without the gssapi package no GSS host is set (asyncssh would build and fail a GSS client per connection);
     with it, asyncssh's own default (the host being connected) stands."""

@@ -991,7 +991,9 @@ def switch_outcome_command(release: RemoteRelease) -> str:
     says the look was made (nothing printed before it: no live tree)."""
     q = shlex.quote
     lock = q(posixpath.join(release.state_dir, _SWITCH_LOCK))
-    wait = f"[ -f {lock} ] && {{ exec 9>>{lock} && flock 9; exec 9>&-; }} 2>/dev/null"
+    # `command exec`: a redirection of the special builtin `exec` that fails (a lock the account cannot open, a
+    # read-only disk) ends dash's whole script, and the look would say nothing of how the switch ended
+    wait = f"[ -f {lock} ] && {{ command exec 9>>{lock} && flock 9; command exec 9>&-; }} 2>/dev/null"
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
     unchanged = (

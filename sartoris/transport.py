@@ -98,25 +98,27 @@ class CommandResult:
         (`sartoris: timed out …`), else git's first `fatal:`/`error:` line (the cause; later ones are
         consequences like `unpack-objects failed`), else the last stderr line; then, when that line does not say
         it and another does, why the system refused a write (a full disk: see _SYSTEM_CAUSES), in parentheses;
-        then the switch's note that a quicker start of the tree did not build (the first failure, often the real
-        cause: the fresh clone's error alone hid it), kept whole by cutting the line before it to make room;
-        then its note that it waited for another run, if it did (a timeout then is that run's doing more likely
-        than this host's); then `remedy`, what to do about it, kept whole (the rest is cut for it)."""
+        then, each after "before that:", what the switch noted on the way (a quicker start of the tree that did not
+        build: the first failure, often the real cause, which the fresh clone's error alone hid; a kept tree changed
+        on the host) and that it waited for another run, if it did (a timeout then is that run's doing more likely
+        than this host's), room made for them by cutting the line before them (to a third of the limit at most:
+        past that, the last of them is cut); then
+        `remedy`, what to do about it, kept whole (the rest is cut for it)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith((WAIT_MARK, NOTE_MARK))]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)
         chosen = chosen or next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
         chosen = chosen or (lines[-1] if lines else f"exit status {self.exit_status}")
-        earlier = "".join(f"; before that: {note}" for note in self.notes())
-        room = max(ERROR_LINE_LIMIT - len(earlier), ERROR_LINE_LIMIT // 2)
+        waited = self.wait_note()
+        before = "".join(f"; before that: {note}" for note in [*self.notes(), *([waited] if waited else [])])
+        after = f" {remedy}" if remedy is not None else ""
+        room = max(ERROR_LINE_LIMIT - len(before) - len(after), ERROR_LINE_LIMIT // 3)
         cause = next((cause for line in lines for cause in _SYSTEM_CAUSES if cause in line), None)
         if cause is not None and cause not in chosen:
             chosen = _cut(chosen, room - len(cause) - 3) + f" ({cause})"
-        chosen = _cut(chosen, room) + earlier
-        if (waited := self.wait_note()) is not None:
-            chosen = f"{chosen}; before that: {waited}"
-        if remedy is not None:
-            chosen = _cut(chosen, max(ERROR_LINE_LIMIT - len(remedy) - 1, 1)) + " " + remedy
+        chosen = _cut(chosen, room) + before
+        if after:
+            chosen = _cut(chosen, max(ERROR_LINE_LIMIT - len(after), 1)) + after
         return _cut(chosen, ERROR_LINE_LIMIT)
 
     def wait_note(self) -> str | None:

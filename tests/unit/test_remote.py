@@ -1913,6 +1913,29 @@ def test_the_look_after_a_lost_switch_waits_for_it_and_says_where_the_host_is(ho
     assert seen.returncode == 0 and ran_to_its_end(seen.stdout) and parse_head(seen.stdout) == release.commit
 
 
+def test_the_look_after_a_lost_switch_answers_when_the_lock_cannot_be_opened(host: Host) -> None:
+    """dash ends the whole script when a redirection of the special builtin `exec` fails: a switch lock the
+    account could not open (another account's, a read-only disk; here a link to a read-only sysfs file, which
+    root cannot open for writing either) left the look with no answer, so a host on the release stayed unknown.
+    The look goes on without the lock and says where it is."""
+    read_only = Path("/sys/kernel/uevent_seqnum")
+    if not read_only.is_file():
+        pytest.skip("no sysfs file to stand for a lock that cannot be opened")
+    try:
+        read_only.open("a").close()
+    except OSError:
+        pass  # as wanted: it cannot be opened for appending
+    else:
+        pytest.skip("no read-only sysfs file to stand for a lock that cannot be opened")
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    lock = Path(release.state_dir) / "switch.lock"
+    lock.unlink()
+    lock.symlink_to(read_only)
+    seen = run_on_host(bounded(switch_outcome_command(release), 30.0))
+    assert seen.returncode == 0 and ran_to_its_end(seen.stdout) and parse_head(seen.stdout) == release.commit
+
+
 def test_the_look_after_a_lost_switch_says_whether_that_switch_found_the_slot_already_on_the_release(
     host: Host,
 ) -> None:

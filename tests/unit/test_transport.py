@@ -98,6 +98,19 @@ def test_a_bounded_error_line_still_says_which_quicker_start_did_not_build_first
     assert len(line) <= ERROR_LINE_LIMIT and line.endswith(f"… (No space left on device); before that: {note}")
 
 
+def test_a_bounded_error_line_keeps_a_long_note_and_the_wait_note_whole() -> None:
+    """A note naming the slot path (over half the limit with its prefix) left too little room: the final cut
+    trimmed the note and dropped the wait note. Room is made for every note before the line is cut, down to a
+    third of the limit for the cause; past that, the last note (the wait) is what is cut."""
+    slot = "/srv/deployment/" + "a" * 20 + "/php-slot0"
+    note = f"the live tree {slot} has no usable .git (its objects/info/alternates is gone), so it could not be copied"
+    wait = f"another run is switching {slot} on this host: waiting for it to end"
+    stderr = f"sartoris-wait: {wait}\nsartoris-note: {note}\nfatal: could not create work tree dir {'x' * 200}\n"
+    line = CommandResult(128, "", stderr).error_line()
+    assert len(line) == ERROR_LINE_LIMIT and line.startswith("fatal: could not create work tree dir")
+    assert f"; before that: {note}; before that: another run is switching" in line
+
+
 def test_a_bounded_error_line_still_says_the_disk_is_full() -> None:
     """An error line cut to its limit keeps why the system refused the write, said on a later line."""
     stderr = f"error: unable to write file {'x' * 1000}\nfatal: No space left on device\n"

@@ -312,6 +312,13 @@ def fetch_command(release: RemoteRelease) -> str:
     )
 
 
+def _keep_existing(words: str) -> str:
+    """Shell that appends to the positional parameters each of `words` (shell words, a glob among them) that
+    exists: a glob that matches nothing stays itself, and a path that is not there would fail a command given it.
+    Shell tests only: no process."""
+    return f'for w in {words}; do [ ! -e "$w" ] || set -- "$@" "$w"; done'
+
+
 def _umask_line(release: RemoteRelease) -> str:
     """The release's umask for what the script makes (a builtin: no process), whatever the account's login set."""
     return shell_words("umask", release.umask)
@@ -338,9 +345,9 @@ def _partial_files_removal(store: str) -> str:
     )
     return (
         "sartoris_drop_partial() {"
-        f' loose=$1; set --; for t in {objects}/pack/tmp_*; do [ ! -e "$t" ] || set -- "$@" "$t"; done;'
+        f" loose=$1; set --; {_keep_existing(objects + '/pack/tmp_*')};"
         # a loose object's are small, and looking costs a read of up to 256 folders: only after a failure
-        f' if [ -n "$loose" ]; then for t in {objects}/??/tmp_obj_*; do [ ! -e "$t" ] || set -- "$@" "$t"; done; fi;'
+        f" if [ -n \"$loose\" ]; then {_keep_existing(objects + '/??/tmp_obj_*')}; fi;"
         # without /proc, another fetch cannot be seen: nothing is removed
         f' [ $# -gt 0 ] && [ -d /proc/$$/fd ] || return 0; {others}; rm -f -- "$@" 2>/dev/null; }}'
     )
@@ -431,7 +438,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
         # the live tree is the release's: unless someone changed it on the host (its HEAD, or its files), which is
         # said, not hidden, nor mended in place (not atomic: the web server reads it meanwhile)
-        f"  {_read_head(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
+        f"  {_read_first_line(posixpath.join(tree, '.git', 'HEAD'))} if [ \"$h\" != {q(release.commit)} ]; then"
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         " exit 1; fi",
         f"  {_matches_its_commit(tree)} || {{ {_say_what_changed(tree)}; exit 1; }}",
@@ -555,7 +562,7 @@ def _edited_since_built(release: RemoteRelease, source: str, building: str) -> s
     q = shlex.quote
     # only the paths the tree has (a release may add a submodule): find fails on a missing one
     search = (
-        f"set -- && for p in {shell_words(*paths)}; do [ ! -e \"$p\" ] || set -- \"$@\" \"$p\"; done &&"
+        f"set -- && {_keep_existing(shell_words(*paths))} &&"
         f' {{ [ $# -eq 0 ] || find "$@" -newer {q(_BUILT_STAMP)} -printf {q("|%p/")} 2>/dev/null; }}'
     )
     stamp = q(posixpath.join(source, _BUILT_STAMP))
@@ -679,9 +686,10 @@ def _hard_link_copy(source: str, target: str) -> str:
     return shell_words("cp", "-RlP", source, target)
 
 
-def _read_head(head: str) -> str:
-    """Shell that sets `h` to the first line of the HEAD file `head` (empty when there is none): no process."""
-    return f"h=; [ -f {shlex.quote(head)} ] && read -r h < {shlex.quote(head)};"
+def _read_first_line(path: str) -> str:
+    """Shell that sets `h` to the first line of the file `path` (a HEAD file, or the switch's record), empty when
+    there is none: no process."""
+    return f"h=; [ -f {shlex.quote(path)} ] && read -r h < {shlex.quote(path)};"
 
 
 def _retired_tree(release: RemoteRelease) -> str:
@@ -703,7 +711,7 @@ def _tree_ready(release: RemoteRelease, tree: str) -> str:
     as it is when its files are its commit's too (_matches_its_commit). Shell tests only."""
     head = posixpath.join(tree, ".git", "HEAD")
     mark = _layout_mark(posixpath.join(tree, ".git"), _modules_in(release, ""))
-    return f'{{ {_read_head(head)} [ "$h" = {shlex.quote(release.commit)} ] && [ -f {shlex.quote(mark)} ]; }}'
+    return f'{{ {_read_first_line(head)} [ "$h" = {shlex.quote(release.commit)} ] && [ -f {shlex.quote(mark)} ]; }}'
 
 
 def _matches_its_commit(tree: str) -> str:
@@ -917,7 +925,7 @@ def _submodule_update_line(release: RemoteRelease, building: str, module: Submod
         "git", "-C", building, "-c", "protocol.file.allow=always", "-c", "core.trustctime=false",
         "submodule", "--quiet", "update", "--init", "--force", "--", module.path,
     )
-    return f'{_read_head(head)} [ "$h" = {shlex.quote(module.commit)} ] || {{ {set_url} && {update}; }} || return'
+    return f'{_read_first_line(head)} [ "$h" = {shlex.quote(module.commit)} ] || {{ {set_url} && {update}; }} || return'
 
 
 def _prune_lines(release: RemoteRelease) -> str:
@@ -995,11 +1003,8 @@ def switch_outcome_command(release: RemoteRelease) -> str:
     # read-only disk) ends dash's whole script, and the look would say nothing of how the switch ended
     wait = f"[ -f {lock} ] && {{ command exec 9>>{lock} && flock 9; command exec 9>&-; }} 2>/dev/null"
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
-    unchanged = (
-        f'u=; [ -f {record} ] && read -r u < {record}; [ "$u" != {q(release.commit)} ] ||'
-        f" {shell_words('echo', UNCHANGED_MARK)}"
-    )
+    record = posixpath.join(release.state_dir, _UNCHANGED_RECORD)
+    unchanged = f'{_read_first_line(record)} [ "$h" != {q(release.commit)} ] || {shell_words("echo", UNCHANGED_MARK)}'
     return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null", unchanged])
 
 

@@ -102,8 +102,8 @@ class CommandResult:
         build: the first failure, often the real cause, which the fresh clone's error alone hid; a kept tree changed
         on the host) and that it waited for another run, if it did (a timeout then is that run's doing more likely
         than this host's), room made for them by cutting the line before them (to a third of the limit at most:
-        past that, the last of them is cut); then
-        `remedy`, what to do about it, kept whole (the rest is cut for it)."""
+        past that, the last of them is cut); then `remedy`, what to do about it, kept whole (the rest is cut for
+        it)."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
         lines = [line for line in lines if not line.startswith((WAIT_MARK, NOTE_MARK))]
         chosen = next((line for line in lines if line.startswith(OWN_LINE_MARK)), None)

@@ -48,6 +48,8 @@ WAIT_MARK = "sartoris-wait:"  # a note, not an error: the switch waited for the 
 NOTE_MARK = "sartoris-note:"
 # a stdout line after the swap's marker: the slot was already linked to the release's tree, so nothing changed there
 UNCHANGED_MARK = "sartoris-switch:unchanged"
+# a stdout line of the look at a lost switch: the slot's switch record names the release (see _SWITCH_RECORD)
+RECORDED_MARK = "sartoris-switch:recorded"
 # a stdout line of the prune after the swap, then a tree's path: that old tree (or leftover build) could not be removed
 UNPRUNED_MARK = "sartoris-switch:unpruned"
 REMOTE_KILL_GRACE = 5  # seconds between the remote timeout's TERM and KILL
@@ -407,13 +409,13 @@ def switch_command(release: RemoteRelease) -> str:
     to do is skipped by a shell test, not a process: a host pays for the git work and little else. A kept tree at
     the release (a rollback) is reused once git says its tracked files are its commit's (_matches_its_commit), else
     built again from a fresh clone. A slot already on the release says so (UNCHANGED_MARK): a run that moved none
-    of its hosts does not read like one that switched them; and records it on the host (_UNCHANGED_RECORD) for a
-    look at a switch whose reply was lost.
+    of its hosts does not read like one that switched them. Just before its swap it records the release on the host
+    (_SWITCH_RECORD, with `unchanged` when it found it so) for a look at a switch whose reply was lost.
     """
     q = shlex.quote
     tree = posixpath.join(release.trees, release.commit)
     link_target = posixpath.relpath(tree, release.root)
-    record = q(posixpath.join(release.state_dir, _UNCHANGED_RECORD))
+    record = q(posixpath.join(release.state_dir, _SWITCH_RECORD))
     building = f"{tree}.building"
     clone = shell_words("git", "clone", *_CLONE_OPTIONS, release.store, building)
     done_and_unchanged = shell_words("printf", r"%s\n%s\n", f"{PHASE_MARK}{Phase.DONE.value}", UNCHANGED_MARK)
@@ -432,7 +434,7 @@ def switch_command(release: RemoteRelease) -> str:
         f"[ -d {q(release.trees)} ] || mkdir -p {q(release.trees)} || exit",
         _refuse_a_slot_not_ours(release),
         _leftover_builds(release),
-        # this switch's record (see _UNCHANGED_RECORD) starts empty: a shell test, no write, unless the last left one
+        # this switch's record (see _SWITCH_RECORD) starts empty: a shell test, no write, unless the last left one
         f"kept_changed= unchanged= fresh= edited=; [ ! -s {record} ] || {{ true > {record}; }} 2>/dev/null",
         # `-ef` (same file, links followed) instead of comparing `readlink` output: one process fewer
         f"if [ {q(release.slot_name)} -ef {q(tree)} ]; then",
@@ -442,7 +444,7 @@ def switch_command(release: RemoteRelease) -> str:
         f' echo {q(f"{OWN_LINE_MARK} the live tree {tree} is at")} "$h," {q(f"not {release.commit}: {_CHANGED}")} >&2;'
         " exit 1; fi",
         f"  {_matches_its_commit(tree)} || {{ {_say_what_changed(tree)}; exit 1; }}",
-        f"  touch -c {q(tree)}; unchanged=1; {{ {shell_words('echo', release.commit)} > {record}; }} 2>/dev/null",
+        f"  touch -c {q(tree)}; unchanged=1",
         # A kept tree of the release (a rollback) is reused as it is, unless someone changed it on the host: then it
         # is built again, here (not live, it can be replaced), from a fresh clone. Trees share unchanged files (hard
         # links): a file edited in place is edited in every tree holding it, the live one too, and a build from a
@@ -471,6 +473,9 @@ def switch_command(release: RemoteRelease) -> str:
         f"  [ ! -e {q(tree)} ] || rm -rf {q(tree)} || sartoris_give_up $?",
         f"  mv {q(building)} {q(tree)} || sartoris_give_up $?",
         "fi",
+        # the record the look reads (see _SWITCH_RECORD): written before the swap, so that a swap that fails leaves
+        # the record with the old tree live, never the new tree live without the record
+        f'{{ {shell_words("echo", release.commit)}${{unchanged:+ {UNCHANGED_WORD}}} > {record}; }} 2>/dev/null',
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. One that fails (a read-only or
         # immutable deploy root) is the checkout's failure, not the submodules': its marker is printed then, not
         # before (a switch whose connection dropped dies at its next line of output; none comes before the swap).
@@ -604,11 +609,14 @@ def _switch_lock(release: RemoteRelease) -> str:
 
 
 _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
-# In a slot's state folder on a host: the commit the slot's last switch found it already on (its UNCHANGED_MARK),
-# written before its swap; emptied by every other switch, under the lock. The look at a switch whose reply was lost
-# (switch_outcome_command) reads it, as the mark printed after the swap is lost with the reply. Written with shell
-# builtins (`true`, `echo`: a failed redirection of `:` would end dash), so no switch runs a process more.
-_UNCHANGED_RECORD = "switch.unchanged"
+# In a slot's state folder on a host: the commit the slot's last switch swapped the link to, followed by
+# UNCHANGED_WORD when it found the slot already on it (its UNCHANGED_MARK); emptied when a switch begins, under the
+# lock, and written just before its swap. The look at a switch whose reply was lost (switch_outcome_command) reads it,
+# as the marks printed after the swap are lost with the reply: the live tree at the release's commit is not enough,
+# since a switch that refused a live tree of the release changed on the host leaves it live (at that commit).
+# Written with shell builtins (`true`, `echo`: a failed redirection of `:` would end dash): no process.
+_SWITCH_RECORD = "switch.last"
+UNCHANGED_WORD = "unchanged"
 
 
 def _refuse_a_slot_not_ours(release: RemoteRelease) -> str:
@@ -993,19 +1001,23 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
 def switch_outcome_command(release: RemoteRelease) -> str:
     """After the connection a switch ran on was lost (its script may go on without it): wait for that switch to
     end on the host, as its script holds the slot's switch lock until it ends (bounded by its own deadline), then
-    print the commit the slot's live tree has checked out, if any: whether the host ended on the release; and
-    UNCHANGED_MARK when the switch found the slot already on the release (its record, _UNCHANGED_RECORD, names it).
-    With no lock file (the switch never began) or no `flock`, it looks at once. Run under `bounded`, whose last line
-    says the look was made (nothing printed before it: no live tree)."""
+    print the commit the slot's live tree has checked out, if any, and RECORDED_MARK when the slot's switch record
+    (_SWITCH_RECORD) names the release: both, and the host ended on the release; UNCHANGED_MARK too when that switch
+    found the slot already there. With no lock file (the switch never began) or no `flock`, it looks at once. Run
+    under `bounded`, whose last line says the look was made (nothing printed before it: no live tree)."""
     q = shlex.quote
     lock = q(posixpath.join(release.state_dir, _SWITCH_LOCK))
     # `command exec`: a redirection of the special builtin `exec` that fails (a lock the account cannot open, a
     # read-only disk) ends dash's whole script, and the look would say nothing of how the switch ended
     wait = f"[ -f {lock} ] && {{ command exec 9>>{lock} && flock 9; command exec 9>&-; }} 2>/dev/null"
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    record = posixpath.join(release.state_dir, _UNCHANGED_RECORD)
-    unchanged = f'{_read_first_line(record)} [ "$h" != {q(release.commit)} ] || {shell_words("echo", UNCHANGED_MARK)}'
-    return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null", unchanged])
+    record = q(posixpath.join(release.state_dir, _SWITCH_RECORD))
+    recorded = (
+        f'h= w=; [ -f {record} ] && read -r h w < {record}; if [ "$h" = {q(release.commit)} ]; then'
+        f' {shell_words("echo", RECORDED_MARK)};'
+        f' [ "$w" != {UNCHANGED_WORD} ] || {shell_words("echo", UNCHANGED_MARK)}; fi'
+    )
+    return _script([wait, f"[ -e {q(posixpath.join(release.slot_path, '.git'))} ] && {head} 2>/dev/null", recorded])
 
 
 def last_phase(stdout: str, default: Phase) -> Phase:
@@ -1019,6 +1031,11 @@ def last_phase(stdout: str, default: Phase) -> Phase:
 
 
 _PHASES = {phase.value for phase in Phase}
+
+
+def found_recorded(stdout: str) -> bool:
+    """The look at a lost switch found the slot's switch record naming the release (its RECORDED_MARK line)."""
+    return any(line.strip() == RECORDED_MARK for line in script_lines(stdout))
 
 
 def found_unchanged(stdout: str) -> bool:

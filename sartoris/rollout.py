@@ -44,6 +44,7 @@ from sartoris.remote import (
     bounded,
     damaged_store_remedy,
     fetch_command,
+    found_recorded,
     found_unchanged,
     gone_from_the_host,
     last_phase,
@@ -426,6 +427,10 @@ _OUTCOME_CHECK_SECONDS = 10.0  # for the look at a switch whose outcome is unkno
 
 
 SEEN_AGAIN = "(seen on a new connection)"
+NOT_RECORDED = (
+    "the host's live tree is at the release's commit, but the switch did not get to its swap"
+    " (it refuses a live tree changed on the host)"
+)
 NOT_REOPENED = "the fetch's connection was lost before the switch, and a new one could not be opened"
 
 
@@ -433,12 +438,16 @@ def seen_again(
     label: str, unseen: str, answer: CommandResult, commit: str, seconds: float, reached: Phase = Phase.CHECKOUT
 ) -> HostResult:
     """A switch whose outcome was `unseen` (its connection lost, its reply late), as the look on a new connection
-    (remote.switch_outcome_command) `answer`ed: on the release `commit`, ok, with a note saying how that was known
-    (and `unchanged` when the look says the switch found it there); on another tree, failed (at the phase the switch
-    was seen to reach); no answer, failed, saying the outcome is still unknown."""
-    if answer.ok and parse_head(answer.stdout) == commit:
+    (remote.switch_outcome_command) `answer`ed: on the release `commit` as the slot's switch record says, ok, with a
+    note saying how that was known (and `unchanged` when the look says the switch found it there); on another tree,
+    or at that commit with no record of it, failed (at the phase the switch was seen to reach); no answer, failed,
+    saying the outcome is still unknown."""
+    on_the_commit = answer.ok and parse_head(answer.stdout) == commit
+    if on_the_commit and found_recorded(answer.stdout):
         note, unchanged = f"{unseen}; on the release {SEEN_AGAIN}", found_unchanged(answer.stdout)
         return HostResult(label, True, Phase.DONE, seconds=seconds, note=note, unchanged=unchanged)
+    if on_the_commit:  # the live tree it had, at the release's commit: the switch refused it, changed on the host
+        return HostResult(label, False, reached, f"{unseen}; {NOT_RECORDED} {SEEN_AGAIN}", seconds)
     if answer.ok and ran_to_its_end(answer.stdout):
         return HostResult(label, False, reached, f"{unseen}; the host is not on the release {SEEN_AGAIN}", seconds)
     why = answer.error_line() if not answer.ok else NOT_RUN

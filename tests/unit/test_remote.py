@@ -37,6 +37,7 @@ from sartoris.remote import (
     damaged_store_remedy,
     deadline_error,
     fetch_command,
+    found_recorded,
     found_unchanged,
     gone_from_the_host,
     last_phase,
@@ -1936,6 +1937,29 @@ def test_the_look_after_a_lost_switch_answers_when_the_lock_cannot_be_opened(hos
     assert seen.returncode == 0 and ran_to_its_end(seen.stdout) and parse_head(seen.stdout) == release.commit
 
 
+def test_the_look_after_a_lost_switch_that_refused_an_edited_live_tree_does_not_find_it_switched(host: Host) -> None:
+    """A redeploy of the release whose live tree was changed on the host fails, and leaves that tree live, at the
+    release's commit: the look at such a switch whose reply was lost read the commit alone and called the host
+    switched. The switch's record, emptied when it began and written only before its swap, says it was not; a swap
+    that fails leaves the old tree live, whatever the record says."""
+    release = host.release()
+    assert host.deploy(release).returncode == 0
+    look = bounded(switch_outcome_command(release), 30.0)
+    assert found_recorded(run_on_host(look).stdout)
+    (host.slot / "index.php").write_text("<?php // live hack\n")
+    refused = host.deploy(release)
+    assert refused.returncode != 0 and "index.php" in refused.stderr, refused.stderr
+    seen = run_on_host(look)
+    assert seen.returncode == 0 and parse_head(seen.stdout) == release.commit and not found_recorded(seen.stdout)
+    (host.slot / "index.php").write_text(git(host.checkout, "show", "HEAD:index.php"))
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    second = host.release()
+    (host.root / "php-slot0.sartoris-new" / "in-the-way").mkdir(parents=True)  # the swap of `second` fails
+    assert host.deploy(second).returncode != 0
+    after = run_on_host(bounded(switch_outcome_command(second), 30.0))
+    assert parse_head(after.stdout) == release.commit and found_recorded(after.stdout)  # the verdict: not on it
+
+
 def test_the_look_after_a_lost_switch_says_whether_that_switch_found_the_slot_already_on_the_release(
     host: Host,
 ) -> None:
@@ -1947,6 +1971,7 @@ def test_the_look_after_a_lost_switch_says_whether_that_switch_found_the_slot_al
     def looked_unchanged(release: RemoteRelease) -> bool:
         seen = run_on_host(bounded(switch_outcome_command(release), 30.0))
         assert seen.returncode == 0 and parse_head(seen.stdout) == release.commit, seen.stderr
+        assert found_recorded(seen.stdout)
         return found_unchanged(seen.stdout)
 
     first = host.release()

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from sartoris.inventory import Host
-from sartoris.remote import NOT_RUN, SCRIPT_END, UNCHANGED_MARK, HostCommand
+from sartoris.remote import NOT_RUN, RECORDED_MARK, SCRIPT_END, UNCHANGED_MARK, HostCommand
 from sartoris.results import HostResult, Phase
-from sartoris.rollout import _Fetched, _switch_host, seen_again
+from sartoris.rollout import NOT_RECORDED, _Fetched, _switch_host, seen_again
 from sartoris.transport import CommandResult, CommandTimeout, HostError, NotStarted
 
 SWAPPED = "sartoris-phase:checkout\nsartoris-phase:done\n"  # the marker the switch prints right after the swap
@@ -98,9 +98,10 @@ def _looked(exit_status: int, stdout: str, stderr: str = "") -> HostResult:
 
 
 def test_a_look_that_finds_the_release_reports_the_host_ok_saying_how_it_was_seen() -> None:
-    """The look on a new connection prints the live tree's commit: the release's is an ok host, done, not failed,
-    with a note (added to the JSON) that says the outcome was first unknown and how it was settled."""
-    result = _looked(0, f"{RELEASE}\n\n{SCRIPT_END}\n")
+    """The look on a new connection prints the live tree's commit and whether the slot's switch record names the
+    release: both, and it is an ok host, done, not failed, with a note (added to the JSON) that says the outcome was
+    first unknown and how it was settled."""
+    result = _looked(0, f"{RELEASE}\n{RECORDED_MARK}\n\n{SCRIPT_END}\n")
     assert (result.ok, result.phase, result.error) == (True, Phase.DONE, None)
     assert result.note == "timed out after 15s; on the release (seen on a new connection)"
     assert result.as_json()["note"] == result.note
@@ -110,10 +111,19 @@ def test_a_look_that_finds_the_release_and_the_switchs_record_of_it_reports_the_
     """A switch whose reply was lost may have found the slot already on the release (a rollback run again): the look
     says so after the commit, and the host is `unchanged`, as it would be with the reply; without that line it is
     not."""
-    result = _looked(0, f"{RELEASE}\n{UNCHANGED_MARK}\n\n{SCRIPT_END}\n")
+    result = _looked(0, f"{RELEASE}\n{RECORDED_MARK}\n{UNCHANGED_MARK}\n\n{SCRIPT_END}\n")
     assert result.ok and result.unchanged and result.as_json()["unchanged"] is True
     assert result.note == "timed out after 15s; on the release (seen on a new connection)"
-    assert not _looked(0, f"{RELEASE}\n\n{SCRIPT_END}\n").unchanged
+    assert not _looked(0, f"{RELEASE}\n{RECORDED_MARK}\n\n{SCRIPT_END}\n").unchanged
+
+
+def test_a_look_that_finds_the_releases_commit_without_the_switchs_record_fails_the_host() -> None:
+    """A switch that refused a live tree of the release changed on the host (a redeploy) leaves that tree live, at
+    the release's commit, and records nothing: a look that read the commit alone called the host switched and ok.
+    Without the record it is failed, at the phase the switch reached, saying what the look saw."""
+    result = _looked(0, f"{RELEASE}\n\n{SCRIPT_END}\n")
+    assert (result.ok, result.phase, result.note) == (False, Phase.SUBMODULES, None)
+    assert result.error == f"timed out after 15s; {NOT_RECORDED} (seen on a new connection)"
 
 
 def test_a_look_that_finds_the_old_tree_fails_the_host_at_the_phase_it_reached() -> None:

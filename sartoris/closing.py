@@ -157,6 +157,16 @@ def abort_refusal(
         for machine, (_, releases) in {**start.hosts, **after}.items()
         if machine not in off and (fleet is None or machine in fleet)
     }
+    # a host the deploy moved that the hosts files no longer list (removed, renamed) is out of a fleet-wide rollback's
+    # reach: advising one would send the operator round in circles
+    gone = [label for machine, label in off.items() if fleet is not None and machine not in fleet]
+    if gone:
+        why = (
+            f"{', '.join(shown(label) for label in gone)} {'is' if len(gone) == 1 else 'are'} no longer in the hosts"
+            " files, so a rollback of the whole fleet would not reach"
+            f" {'it' if len(gone) == 1 else 'them'}: put back these hosts by name"
+        )
+        return f"slot {slot}: this deploy put hosts on {', '.join(moved)}; " + _put_back_each(homes, live, why)
     if set(homes) == {live} and all({commit for _, commit in r} == {live_commit} for r in now.values()):
         return (
             f"slot {slot}: this deploy put hosts on {', '.join(moved)}; {back} puts them back, then `sartoris abort`"
@@ -166,14 +176,18 @@ def abort_refusal(
 
 
 _DIED = " (a run of it died while switching: its hosts may run it)"
+_MIXED = (
+    "they did not all run one release at `start`, or other hosts ran another, so a rollback of the whole fleet would"
+    " move hosts this deploy did not: put back only these"
+)
 
 
-def _put_back_each(homes: Mapping[Release | None, Sequence[str]], live: Release | None) -> str:
-    """The advice when the hosts a deploy moved did not all run one release at start, or others run another: a
-    rollback of each group of them to the release it ran (a fleet-wide one would move hosts the deploy never
-    touched), in a hosts file of its own, the group of `live` (the slot's release at start) last: the rollback that
-    takes the last hosts off the deploy's release makes its own the slot's (DeployedRelease.sets_the_release), so
-    the slot's release ends as it was at start."""
+def _put_back_each(homes: Mapping[Release | None, Sequence[str]], live: Release | None, why: str = _MIXED) -> str:
+    """The advice when a rollback of the whole fleet will not do (`why`: by default, the hosts a deploy moved did
+    not all run one release at start, or others run another, which it would move): a rollback of each group of them
+    to the release it ran, in a hosts file of its own, the group of `live` (the slot's release at start) last: the
+    rollback that takes the last hosts off the deploy's release makes its own the slot's
+    (DeployedRelease.sets_the_release), so the slot's release ends as it was at start."""
     homes = dict(sorted(homes.items(), key=lambda item: item[0] == live))  # stable: the others keep their order
     steps = [
         f"`sartoris rollback --to {shown(tag)} --hosts ./back-to-{shown(tag)}`, ./back-to-{shown(tag)} listing"
@@ -181,12 +195,7 @@ def _put_back_each(homes: Mapping[Release | None, Sequence[str]], live: Release 
         for (tag, _), labels in ((home, labels) for home, labels in homes.items() if home is not None)
     ]
     unknown = homes.get(None, ())
-    text = (
-        "they did not all run one release at `start`, or other hosts ran another, so a rollback of the whole fleet"
-        " would move hosts this deploy did not: put back only these, each to the release it ran at `start`, in this"
-        " order: "
-        + "; ".join(steps)
-    )
+    text = f"{why}, each to the release it ran at `start`, in this order: " + "; ".join(steps)
     if unknown:
         return (
             text + ("; and " if steps else "")

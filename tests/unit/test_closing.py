@@ -500,3 +500,19 @@ def test_the_runs_back_to_what_settles_each_host_that_ran_a_commit_say_which_hos
             saved += len(list(newest_first))  # the runs it left unread
             named += len(hosts)
     assert saved > 1000 and named > 1000  # the histories were cut, and hosts were on each commit
+
+
+def test_abort_after_moving_a_host_the_hosts_files_no_longer_list_names_it_instead_of_a_fleet_wide_rollback() -> None:
+    """A host the deploy moved, then taken out of the hosts files (or renamed there): the advice was the fleet-wide
+    rollback to LIVE, which no longer reaches it, so abort refused with the same advice after every such rollback.
+    It now names that host, to be put back by name; the fleet-wide advice stays while every moved host is listed."""
+    runs = [run(X, "ok", switched=("mw1", "mw2")), run(LIVE, "ok", "rollback", switched=("mw1",))]
+    refusal = abort_refusal(0, LIVE, runs, [LIVE[0]], fleet={"mw1"})
+    assert refusal is not None and "mw2 is no longer in the hosts files" in refusal, refusal
+    by_name = f"`sartoris rollback --to {LIVE[0]} --hosts ./back-to-{LIVE[0]}`, ./back-to-{LIVE[0]} listing mw2 "
+    assert by_name in refusal
+    assert "(the release live at `start`) puts them back" not in refusal
+    back = [*runs, run(LIVE, "ok", "rollback", switched=("mw2",))]  # the advice followed: abort goes on
+    assert abort_refusal(0, LIVE, back, [LIVE[0]], fleet={"mw1"}) is None
+    listed = abort_refusal(0, LIVE, runs[:1], [X[0]], fleet={"mw1", "mw2"})
+    assert listed is not None and f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`)" in listed

@@ -413,7 +413,10 @@ def _roll_out_and_record(
         failed = tuple(r.host for r in report.hosts if r.failed)
         stopped = tuple(r.host for r in report.hosts if r.stopped)
         outcome = report.outcome.value
-        post_hook(config, post, action, request.slot, report.tag, outcome, failed, request.message, stopped)
+        message = request.message
+        hook_error = post_hook(config, post, action, request.slot, report.tag, outcome, failed, message, stopped)
+        if hook_error is not None:
+            report = replace(report, hook_error=hook_error)
     except KeyboardInterrupt:  # the hook is stopped (hooks.py); the run is recorded: still print its report
         interrupted = True
     if interrupted or pressed_while_recording:

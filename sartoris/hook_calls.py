@@ -48,10 +48,11 @@ def post_hook(
     failed: tuple[str, ...] = (),
     message: str = "",
     not_switched: tuple[str, ...] = (),
-) -> None:
+) -> str | None:
     """Run a post-* or finish/abort hook with the outcome, the hosts that failed and those the run stopped before
-    their turn; a failure is reported, the outcome stands. An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops the hook,
-    says so, and goes on up: the caller reports what it did all the same."""
+    their turn; a failure is reported (logged, and returned: why it failed, for the command's report), the outcome
+    stands. None when it succeeded or there is none. An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops the hook, says so,
+    and goes on up: the caller reports what it did all the same."""
     context = _context(
         config, phase, action, slot, tag, outcome=outcome, failed_hosts=failed, not_switched_hosts=not_switched,
         message=message,
@@ -64,3 +65,5 @@ def post_hook(
     if not result.ok:
         log.error("hook_failed", hook=phase.value, error=result.error)
         log.debug("hook_output", hook=phase.value, tail=result.output_tail)
+        return result.error
+    return None

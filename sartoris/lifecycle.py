@@ -35,11 +35,12 @@ class LifecycleReport:
     lock: dict[str, Any] | None
     detail: str
     hook_stopped: bool = False  # an interrupt stopped the finish or abort hook
+    hook_error: str | None = None  # why the finish or abort hook (the announcement) failed, when it did
 
     def as_json(self) -> dict[str, Any]:
         return {
             "action": self.action, "slot": self.slot, "lock": self.lock, "detail": self.detail,
-            "hook_stopped": self.hook_stopped,
+            "hook_stopped": self.hook_stopped, "hook_error": self.hook_error,
         }
 
 
@@ -312,16 +313,19 @@ def _said(restored: Restored) -> str:
     return said
 
 
-def _after_the_hook(report: LifecycleReport, hook: Callable[[], None]) -> LifecycleReport:
-    """`report`, once `hook` (finish's or abort's, run when the command is done and recorded) has run. An interrupt
-    there stops the hook; the command is done all the same, so it still reports, saying that its hook (what it
-    would have announced) was stopped: InterruptedRun, exit 130, as sync after an interrupted post hook."""
+def _after_the_hook(report: LifecycleReport, hook: Callable[[], str | None]) -> LifecycleReport:
+    """`report`, once `hook` (finish's or abort's, run when the command is done and recorded) has run, with why the
+    hook failed if it did. An interrupt there stops the hook; the command is done all the same, so it still reports,
+    saying that its hook (what it would have announced) was stopped: InterruptedRun, exit 130, as sync after an
+    interrupted post hook."""
     try:
-        hook()
+        hook_error = hook()
     except KeyboardInterrupt:
         what = f"its {report.action} hook was stopped"
         detail = f"{report.detail}; interrupted: {what} (what it announces may not have gone out)"
         stopped = replace(report, detail=detail, hook_stopped=True)
         raise InterruptedRun(stopped, f"interrupted: the {report.action} is done and recorded; {what}") from None
-    return report
+    if hook_error is None:
+        return report
+    return replace(report, detail=f"{report.detail}; {hook_error}", hook_error=hook_error)
 

@@ -66,6 +66,8 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
     if pooled and counts["depooled"]:  # some failures were depooled, these were not (past max_failures or the cap)
         lines.append(f"  failed and still in the pool (on their old tree): {len(pooled)}")
         lines += grouped({"not depooled": pooled})
+    if report.hook_error is not None:  # the hosts are as above; what the hook does (purge, announce) did not happen
+        lines.append(f"  {report.hook_error}")
     return "\n".join(lines)
 
 

@@ -123,6 +123,7 @@ class SyncReport:
     # the run makes its release the slot's: false for a rollback of part of the fleet (see deploy)
     sets_release: bool = True
     hosts_from: tuple[str, ...] = ()  # the hosts files its targets came from, as absolute paths (see slot_hosts)
+    hook_error: str | None = None  # why its post hook (cache purge, announcement) failed, when it did
 
     def __post_init__(self) -> None:
         failed = sum(not r.ok for r in self.hosts)
@@ -154,6 +155,7 @@ class SyncReport:
             "recorded": self.kept and self.not_recorded is None and not self.depools_not_recorded,
             "sets_release": self.sets_release,
             "hosts_from": list(self.hosts_from),
+            "hook_error": self.hook_error,
         }
 
 

@@ -409,6 +409,27 @@ def test_post_sync_hears_of_an_abort(deployment: Deployment) -> None:
     assert (post_env["SARTORIS_OUTCOME"], post_env["SARTORIS_FAILED_HOSTS"]) == ("aborted", faulty)
 
 
+def test_a_failing_post_sync_or_finish_hook_is_in_the_json_and_the_summary(deployment: Deployment) -> None:
+    """A post-sync hook that fails (the cache purge) leaves the sync's outcome and exit code as they are, but said so
+    only in a log line on stderr: a script reading --json, or cron, saw a deploy like any other. The JSON now says
+    why in `hook_error` (null when the hook succeeded), and so does the summary; finish (the announcement) too."""
+    slot = str(deployment.slot)
+    ok = deployment.sartoris("sync", "--slot", slot, "--json")
+    assert ok.code == 0 and ok.json()["hook_error"] is None, ok.stderr
+    write_hook(deployment, "post-sync", "echo 'varnish purge failed' >&2\nexit 1\n")
+    commit_change(deployment.checkout, "index.php", "<?php echo 'purge me';\n")
+    run = deployment.sartoris("sync", "--slot", slot, "--json")
+    assert run.code == 0 and run.json()["outcome"] == "ok", run.stderr
+    assert run.json()["hook_error"] == "post-sync hook exited 1: varnish purge failed"
+    commit_change(deployment.checkout, "index.php", "<?php echo 'purge me again';\n")
+    said = deployment.sartoris("sync", "--slot", slot)
+    assert said.code == 0 and "  post-sync hook exited 1: varnish purge failed" in said.stdout, said.stdout
+    write_hook(deployment, "finish", "echo 'irc bot away' >&2\nexit 2\n")
+    assert deployment.sartoris("start", "--slot", slot).code == 0
+    finish = deployment.sartoris("finish", "--slot", slot, "--json")
+    assert finish.code == 0 and finish.json()["hook_error"] == "finish hook exited 2: irc bot away", finish.stdout
+
+
 def test_failing_pre_sync_hook_stops_everything(deployment: Deployment) -> None:
     """A pre-sync hook that fails: exit 4 naming the hook, no tag, no host touched, lock released."""
     write_hook(deployment, "pre-sync", "echo 'varnish said no' >&2\nexit 3\n")

@@ -414,6 +414,8 @@ def test_what_a_successful_hook_printed_is_logged_at_debug(tmp_path: Path) -> No
     text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
     config = parse_config(text, tmp_path / "sartoris.toml")
     with structlog.testing.capture_logs() as events:
-        post_hook(config, HookPhase.POST_SYNC, "sync", 0, "t1", "ok")
+        assert post_hook(config, HookPhase.POST_SYNC, "sync", 0, "t1", "ok") is None  # no error for the report
     said = [e for e in events if e["event"] == "hook_output"]
     assert said and "purged 42 urls" in said[0]["tail"] and said[0]["log_level"] == "debug"
+    hook.write_text("#!/bin/sh\necho 'varnish said no' >&2\nexit 3\n")
+    assert post_hook(config, HookPhase.POST_SYNC, "sync", 0, "t1", "ok") == "post-sync hook exited 3: varnish said no"

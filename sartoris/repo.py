@@ -141,6 +141,31 @@ class SlotCheckout:
         """The first tracked path under `folder` (a repository in the checkout) with uncommitted edits, or None.
         git marks a submodule `S.M.` for any change inside it, a nested submodule's new commit included, so such
         a submodule is looked into rather than taken at its word."""
+        for kind, fields, path in self._tracked_changes(folder):
+            submodule = fields[1]
+            if kind == "u" or submodule == "N...":
+                return path
+            if submodule[2] == "M" and (inner := self._uncommitted_edit(path)) is not None:
+                return inner
+        return None
+
+    def _staged_repositories(self, folder: str) -> list[str]:
+        """The repositories under `folder` (the checkout, or a submodule in it) that were `git add`ed to the index
+        of the repository they lie in, which its HEAD does not have (a gitlink only the index holds, never
+        committed), at any depth: a restore drops them from the index and leaves their work trees as untracked
+        folders, like those of the submodules the deploy's commits added."""
+        staged = []
+        for kind, fields, path in self._tracked_changes(folder):
+            if kind == "1" and fields[2] == "000000" and fields[3] == _GITLINK_MODE:  # mode at HEAD, in the index
+                staged.append(path)
+            elif fields[1][2] == "M":  # a submodule with changes inside: what it staged is looked for there
+                staged += self._staged_repositories(path)
+        return staged
+
+    def _tracked_changes(self, folder: str) -> Iterator[tuple[str, list[str], str]]:
+        """`git status --porcelain=v2` of the repository at `folder` in the checkout, untracked files left out: each
+        changed tracked path's kind ("1" changed, "2" renamed, "u" unmerged), fields before its path, and path from
+        the checkout's root."""
         # -z: paths as they are (without it git quotes non-ASCII ones); a rename's original path is the next record
         records = iter(self._git("-C", folder, "status", "--porcelain=v2", "-z", "--untracked-files=no").split("\0"))
         for line in records:
@@ -151,13 +176,7 @@ class SlotCheckout:
             if kind == "2":
                 next(records, None)
             fields = rest.split(" ", before_path)
-            path = posixpath.normpath(posixpath.join(folder, fields[-1]))
-            submodule = fields[1]
-            if kind == "u" or submodule == "N...":
-                return path
-            if submodule[2] == "M" and (inner := self._uncommitted_edit(path)) is not None:
-                return inner
-        return None
+            yield kind, fields, posixpath.normpath(posixpath.join(folder, fields[-1]))
 
     def next_tag(self, name: str, slot: int, now: datetime) -> str:
         """A unique, sortable tag name: `<name>-slot<N>-<YYYYMMDD>-<HHMMSS>[-k]` (UTC)."""
@@ -338,8 +357,10 @@ class SlotCheckout:
     def _added_submodules(self, commit: str) -> list[str]:
         """The outermost of the submodules that `commit` does not pin and HEAD does, nested ones included, or that a
         commit since `commit` set and HEAD has no files at (one untracked again with `git rm --cached`, whose work
-        tree stays): none when they cannot be listed (the restore goes on as before)."""
+        tree stays), or that only an index holds (a repository `git add`ed and never committed): none when they
+        cannot be listed (the restore goes on as before)."""
         try:
+            staged = self._staged_repositories(".")
             at_commit = {m.path for m in self.submodules_at(commit)}
             head = self.head_commit()
             pinned = [m.path for m in self.submodules_at(head)]
@@ -350,7 +371,7 @@ class SlotCheckout:
                 set_since = [path for path in set_since if path not in tracked]
         except (RefusedError, git.GitCommandError):
             return []
-        added = [path for path in pinned + set_since if path not in at_commit]
+        added = [path for path in dict.fromkeys(pinned + set_since + staged) if path not in at_commit]
         return [path for path in added if not any(path.startswith(f"{outer}/") for outer in added)]
 
     def _standing_on_tracked_files(self, commit: str, added: list[str]) -> list[str]:

@@ -211,3 +211,27 @@ def test_abort_leaves_to_the_reset_a_folder_that_was_a_submodule_only_in_between
     assert {p.relative_to(old).as_posix(): p.read_text() for p in old.rglob("*") if p.is_file()} == files
     assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""
     assert "extensions/Old" not in report.detail
+
+
+@pytest.mark.parametrize("within", ["", "extensions/Ext0/"], ids=["in-the-checkout", "in-a-submodule"])
+def test_abort_names_a_repository_added_to_the_index_and_never_committed(
+    config: Config, tmp_path: Path, within: str
+) -> None:
+    """A repository cloned into the checkout (or into a submodule of it) during the deploy and `git add`ed, never
+    committed: a gitlink only the index held. The restore dropped it from the index and left its work tree as an
+    untracked folder without a word. It is now named as left, as when a commit added it, with every file in it
+    kept (its repository is its own .git folder, which removing it would take)."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    upstream = make_upstream(tmp_path / "upstream" / "Lib", 2, "Lib")
+    parent = checkout / within
+    git(parent, "clone", "-q", str(upstream), "vendor/Lib")
+    (parent / "vendor/Lib/mine.txt").write_text("the operator's own file\n")
+    git(parent, "add", "vendor/Lib")
+    report = abort(config, 0, force=False)
+    assert (parent / "vendor/Lib/mine.txt").read_text() == "the operator's own file\n"
+    assert git(parent / "vendor/Lib", "status", "--porcelain") == "?? mine.txt"
+    assert git(parent, "diff", "--cached", "--name-only") == ""  # out of the index, as `start` found it
+    assert f"; left {within}vendor/Lib, the work tree of a submodule this deploy added, as an untracked folder" in (
+        report.detail
+    )

@@ -331,6 +331,15 @@ def _bracket(ctx: typer.Context, action: str, slot: int | None, force: bool, jso
         _emit(exc.report.as_json(), exc.report.detail, json_output)  # type: ignore[attr-defined]
         raise
     _emit(report.as_json(), report.detail, json_output)
+    if report.partly_removed:  # the checkout is back and the lock released, but a folder is left half removed
+        from sartoris.state import shown
+
+        _stdout.error = _one_line(
+            f"the checkout is restored and the lock released, but abort could not remove all of"
+            f" {', '.join(shown(path) for path in report.partly_removed)}: its report says what is left"
+        )
+        _say(_stdout.error)
+        return EXIT_PARTIAL
     return EXIT_OK
 
 

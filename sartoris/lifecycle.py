@@ -36,11 +36,13 @@ class LifecycleReport:
     detail: str
     hook_stopped: bool = False  # an interrupt stopped the finish or abort hook
     hook_error: str | None = None  # why the finish or abort hook (the announcement) failed, when it did
+    partly_removed: tuple[str, ...] = ()  # folders abort meant to remove and could not remove whole: not done clean
 
     def as_json(self) -> dict[str, Any]:
         return {
             "action": self.action, "slot": self.slot, "lock": self.lock, "detail": self.detail,
             "hook_stopped": self.hook_stopped, "hook_error": self.hook_error,
+            "partly_removed": list(self.partly_removed),
         }
 
 
@@ -280,15 +282,16 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     with written_after_the_change("abort", slot=slot):
         history.record_event("abort", slot, held.get("message", ""), {"restored": head}, commit=head)
     detail = f"slot {slot} restored to {head[:12]} and released" + _said(restored)
-    report = LifecycleReport("abort", slot, None, detail)
+    report = LifecycleReport("abort", slot, None, detail, partly_removed=restored.partly_removed)
     return _after_the_hook(
         report, lambda: post_hook(config, HookPhase.ABORT, "abort", slot, None, "aborted", (), held.get("message", ""))
     )
 
 
 def _said(restored: Restored) -> str:
-    """What abort says of the work trees of submodules the deploy added, which restoring the checkout left, and of
-    the commits it kept under a ref (no ref reached them once the checkout was put back)."""
+    """What abort says of the work trees of submodules the deploy added, which restoring the checkout left (or could
+    remove only part of), and of the commits it kept under a ref (no ref reached them once the checkout was put
+    back)."""
     leftovers = restored.leftovers
     removed = [shown(left.path) for left in leftovers if left.kept is None and not left.replaced]
     said = (
@@ -298,7 +301,13 @@ def _said(restored: Restored) -> str:
         else ""
     )
     for left in leftovers:
-        if left.replaced:
+        if left.partly is not None:
+            said += (
+                f"; could not remove all of {shown(left.path)}, the work tree of a submodule this deploy added, which"
+                " held nothing its commits do not (its repository stays under .git/modules):"
+                f" {shown(left.partly.error)}; {shown(left.partly.describe())}; remove what is left of it"
+            )
+        elif left.replaced:
             said += (
                 f"; put back {shown(left.path)} as `start` found it, in place of the work tree of a submodule this"
                 " deploy added there, which held nothing its commits do not (its repository stays under .git/modules)"

@@ -15,6 +15,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +43,7 @@ _PORCELAIN_V2_FIELDS = {"1": 7, "2": 8, "u": 9}  # `git status --porcelain=v2`: 
 _STOP_POLL = 0.1  # seconds between looks at the stop event while a push runs
 _KILL_GRACE = 2.0  # seconds a stopped push gets to end after SIGTERM (then SIGKILL)
 _KILL_WAIT = 5.0  # seconds to see a SIGKILLed push's group gone before giving up on it
+_LEFT_NAMED = 5  # files named of what is left of a folder abort could not remove
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,27 @@ class Leftover:
     path: str
     kept: str | None = None
     replaced: bool = False  # it stood where `start` found files (a tracked folder), which the restore put back
+    # its removal failed part-way (`kept` says why): what is left of it
+    partly: PartlyRemoved | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartlyRemoved:
+    """What is left of a folder whose removal failed part-way: abort says it exactly, and does not end as a success."""
+
+    error: str  # why rmtree stopped, and at which path in the checkout
+    had: int  # files (symlinks too) in it before its removal began
+    left: tuple[str, ...]  # those still there, as paths in the checkout
+    folders: int  # folders still there, itself included
+
+    def describe(self) -> str:
+        """How much of it is left, naming the first files left, for a line of abort's."""
+        if not self.left:
+            return f"all {self.had} of its files were removed, {self.folders} empty folder(s) are left"
+        shown_files = ", ".join(self.left[:_LEFT_NAMED]) + (
+            f" and {len(self.left) - _LEFT_NAMED} more" if len(self.left) > _LEFT_NAMED else ""
+        )
+        return f"{len(self.left)} of its {self.had} files are left, in {self.folders} folder(s): {shown_files}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +108,11 @@ class Restored:
 
     leftovers: tuple[Leftover, ...] = ()
     kept: tuple[KeptCommit, ...] = ()
+
+    @property
+    def partly_removed(self) -> tuple[str, ...]:
+        """The leftovers abort meant to remove and could remove only part of (or none of): not a clean abort."""
+        return tuple(left.path for left in self.leftovers if left.partly is not None)
 
 
 class SlotCheckout:
@@ -407,11 +435,10 @@ class SlotCheckout:
             if why is not None:
                 raise self._not_put_back(path, f"{why}; move what is needed out of it or remove it")
         for path in paths:
-            try:
-                shutil.rmtree(self.path / path)
-            except OSError as exc:
-                why = f"holding nothing its commits do not, it could not be removed ({exc.strerror or exc}); remove it"
-                raise self._not_put_back(path, why) from None
+            partly = self._remove(path)
+            if partly is not None:
+                why = f"holding nothing its commits do not, it could not be removed whole ({partly.error}):"
+                raise self._not_put_back(path, f"{why} {partly.describe()}; remove what is left")
             log.info("added_submodule_removed", path=path, replaced=True)
         return tuple(Leftover(path, replaced=True) for path in paths)
 
@@ -424,18 +451,33 @@ class SlotCheckout:
 
     def _clear(self, path: str, since: float | None) -> Leftover:
         """Remove the work tree a restore left at `path`, unless _why_kept finds a reason to keep it."""
-        folder = self.path / path
-        why = self._why_kept(folder, since)
-        if why is None:
-            try:
-                shutil.rmtree(folder)
-            except OSError as exc:
-                why = f"it could not be removed ({exc.strerror or exc})"
-        if why is None:
-            log.info("added_submodule_removed", path=path)
-        else:
+        why = self._why_kept(self.path / path, since)
+        if why is not None:
             log.warning("added_submodule_left", path=path, why=why)
-        return Leftover(path, why)
+            return Leftover(path, why)
+        partly = self._remove(path)
+        if partly is not None:
+            log.warning("added_submodule_partly_removed", path=path, error=partly.error, left=len(partly.left))
+            return Leftover(path, f"it could not be removed whole ({partly.error})", partly=partly)
+        log.info("added_submodule_removed", path=path)
+        return Leftover(path)
+
+    def _remove(self, path: str) -> PartlyRemoved | None:
+        """Remove the folder at `path` in the checkout; None when it is gone, else why not and what is left of it
+        (rmtree stops at the first file it cannot remove, having removed those before it)."""
+        folder = self.path / path
+        had = sum(len(files) for _, _, files in _walk(folder))
+        failed_at: list[str] = []
+        try:
+            _rmtree(folder, failed_at)
+        except OSError as exc:
+            where = f": {os.path.relpath(failed_at[-1], self.path)}" if failed_at else ""
+            left, folders = [], 0
+            for root, _, files in _walk(folder):
+                folders += 1
+                left += [(Path(root) / name).relative_to(self.path).as_posix() for name in files]
+            return PartlyRemoved(f"{exc.strerror or exc}{where}", had, tuple(sorted(left)), folders)
+        return None
 
     def _why_kept(self, folder: Path, since: float | None) -> str | None:
         """Why the work tree at `folder` stays, or None when removing it loses nothing: git made it after `start`
@@ -547,6 +589,29 @@ class SlotCheckout:
 
     def _git(self, *args: str) -> str:
         return _run_git(self._repo, self._timeout, *args)
+
+
+def _rmtree(folder: Path, failed_at: list[str]) -> None:
+    """shutil.rmtree, noting in `failed_at` the full path of what it could not remove before it raises (its error
+    names only the entry, relative to the folder it had open)."""
+
+    def stop(_function: object, failed: str, _error: object) -> None:
+        failed_at.append(failed)
+        raise  # rmtree calls this from its `except`: the error it caught goes on
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=stop)
+    else:
+        shutil.rmtree(folder, onerror=stop)
+
+
+def _walk(folder: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk of `folder`, symlinks not followed (a link to a folder is listed with the files, as rmtree removes
+    it, never what it points to)."""
+    for root, dirs, files in os.walk(folder):
+        links = [name for name in dirs if os.path.islink(os.path.join(root, name))]
+        dirs[:] = [name for name in dirs if name not in links]
+        yield root, dirs, files + links
 
 
 def _repositories_in(folder: Path) -> Iterator[Path]:

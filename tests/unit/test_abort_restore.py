@@ -3,7 +3,11 @@ the checkout is back, and the work trees of submodules the deploy added, however
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -17,10 +21,12 @@ from sartoris.state import SlotLock
 _KEPT = ("for-each-ref", "--format=%(objectname)", "refs/sartoris/aborted/")
 
 
+_CONFIG = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/php-slot{slot}.git"\n'
-    return parse_config(text, tmp_path / "sartoris.toml")
+    return parse_config(_CONFIG, tmp_path / "sartoris.toml")
 
 
 def _commit_on_another_line(module: Path, base: str, name: str) -> str:
@@ -235,3 +241,61 @@ def test_abort_names_a_repository_added_to_the_index_and_never_committed(
     assert f"; left {within}vendor/Lib, the work tree of a submodule this deploy added, as an untracked folder" in (
         report.detail
     )
+
+
+def _unlink_failing_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make every removal of a file called `name` fail as a file on a read-only or immutable folder does, the
+    others going on: rmtree then stops part-way, having removed what it reached before it."""
+    unlink = os.unlink
+
+    def failing(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.path.basename(path) == name:
+            raise PermissionError(13, "Permission denied", path)
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", failing)
+
+
+def test_abort_that_removes_an_added_submodule_only_in_part_says_what_is_left_and_exits_5(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    cli_main: Callable[[list[str]], int],
+) -> None:
+    """The work tree of a submodule the deploy added, whose removal after the restore stopped part-way (a file it
+    could not delete): abort said it had left the folder "as an untracked folder" (half of it was gone, its .git
+    file with it), named no file, and exited 0. It now says which file stopped it and what is left of the folder,
+    and exits 5 (done, with a failure) with one line on stderr; the checkout is back and the lock released."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    add_submodule(checkout, make_upstream(tmp_path / "upstream" / "New", 4, "New"), "New", "extensions/New")
+    _unlink_failing_at(monkeypatch, "file0002.php")
+    config.path.write_text(_CONFIG)  # the command reads the file the fixture's config was parsed as
+    code = cli_main(["--config", str(config.path), "abort", "--slot", "0", "--json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    left = sorted(p.relative_to(checkout).as_posix() for p in (checkout / "extensions/New").rglob("*") if p.is_file())
+    assert code == 5 and report["partly_removed"] == ["extensions/New"]
+    assert "extensions/New/includes/dir02/file0002.php" in left and len(left) < 5  # .git and four files at first
+    said = report["detail"]
+    assert said.startswith("slot 0 restored to ") and " and released; could not remove all of extensions/New" in said
+    assert "Permission denied: extensions/New/includes/dir02/file0002.php" in said
+    assert f"{len(left)} of its 5 files are left, in " in said and all(path in said for path in left)
+    errors = [line for line in err.splitlines() if line.startswith("sartoris: ")]  # not the log's events
+    assert len(errors) == 1 and "could not remove all of extensions/New: its report says what is left" in errors[0]
+    assert SlotLock(config.state_dir, 0).holder() is None
+
+
+def test_abort_that_removes_a_submodule_standing_on_tracked_files_only_in_part_says_what_is_left(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the work tree removed before the restore (a submodule standing where `start` found a tracked
+    folder): the refusal said "it could not be removed (Permission denied); remove it", though part of it was
+    gone. It now names the file that stopped it and what is left, and the deploy stays started (exit 4)."""
+    checkout, _ = _folder_replaced_by_a_submodule(config, tmp_path, same_files=False)
+    _unlink_failing_at(monkeypatch, "file0001.php")
+    with pytest.raises(RefusedError) as refused:
+        abort(config, 0, force=False)
+    left = sorted(p.relative_to(checkout).as_posix() for p in (checkout / "extensions/Old").rglob("*") if p.is_file())
+    said = str(refused.value)
+    assert "(Permission denied: extensions/Old/includes/dir01/file0001.php)" in said
+    assert f"{len(left)} of its 3 files are left, in " in said and all(path in said for path in left)
+    assert (SlotLock(config.state_dir, 0).holder() or {}).get("command") == "start"

@@ -93,6 +93,7 @@ def abort_refusal(
     same_host: SameHost = as_written,
     before: Sequence[DeployRun] = (),
     fleet: Collection[Hashable] | None = None,
+    found: str | None = None,
 ) -> str | None:
     """Why `abort` must leave the deploy as it is, or None when every host may run only a release it ran at start (see
     `before`) or `live` (the slot's release, tag and commit, when the deploy started: a retry that finished it on a
@@ -109,7 +110,8 @@ def abort_refusal(
     others ran another, the advice is a rollback of each group of them to its own release (`--hosts`), never the
     fleet's to `live`, which would move hosts the deploy never touched. `fleet`: the machines a rollback of the
     whole fleet would switch (the config's hosts); a host only the history names (decommissioned) is not one of the
-    "others"; None: every host the history names is."""
+    "others"; None: every host the history names is. `found`: the commit `start` found the checkout at, which the
+    advice of a refusal for good names (the checkout is then put back by hand)."""
     live_tag, live_commit = live if live is not None else (None, None)
     back = f"`sartoris rollback --to {live_tag}` (the release live at `start`)" if live_tag else None
     recorded = {run.tag for run in runs}
@@ -133,8 +135,13 @@ def abort_refusal(
             " earlier Sartoris) does not name the hosts it targeted, so any may run it and no later run can show"
             " every host back: see `sartoris status`, put the hosts back"
             + (f" with {back}" if back else "")
-            + ", then end the deploy with `sartoris finish` and reset the checkout to the commit `start` found"
-            " (`sartoris log` shows it)"
+            + ", then end the deploy with `sartoris finish` and put the checkout back where `start` found it"
+            + (
+                f": `git reset --hard {shown(found)} && git submodule update --init --recursive` in the checkout"
+                " (the commits it drops stay in git's reflog)"
+                if found
+                else " (`sartoris log` shows the commit)"
+            )
         )
     start = _Start(live, _may_run(before, same_host, lambda _: frozenset()))
     after = _may_run(runs, same_host, start.of)
@@ -424,6 +431,15 @@ def since_each_was_switched(
             settled = (*run.switched, *(run.maybe_switched if run.commit == or_maybe_to else ()))
             wanted.difference_update(same_host(host) for host in settled)
     return kept[::-1]
+
+
+def targeting_every_host(runs: Sequence[DeployRun], hosts: Iterable[str]) -> list[DeployRun]:
+    """`runs`, each that died while switching and whose note (by a Sartoris before notes named them) names no
+    targets taken as having targeted every one of `hosts`: any of them may run its release until a later run
+    switched it. Read as naming none, such a note counted for no host, and hosts it may have reached passed for
+    ones still on the release before it."""
+    every = tuple(dict.fromkeys(hosts))
+    return [replace(run, targets=every) if run.unfinished and run.targets is None else run for run in runs]
 
 
 def _may_run(

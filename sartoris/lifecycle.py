@@ -13,7 +13,15 @@ from typing import Any
 
 import structlog
 
-from sartoris.closing import DeployRun, SameHost, abort_refusal, announcement, on_commit, since_each_was_switched
+from sartoris.closing import (
+    DeployRun,
+    SameHost,
+    abort_refusal,
+    announcement,
+    on_commit,
+    since_each_was_switched,
+    targeting_every_host,
+)
 from sartoris.config import Config
 from sartoris.errors import InterruptedRun, LockHeldError, RefusedError, SartorisError
 from sartoris.hook_calls import post_hook
@@ -172,8 +180,14 @@ def _same_host(config: Config) -> SameHost:
 def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
     """The machines a rollback of the whole fleet would switch ([deploy] hosts); None when the config names none
     or its hosts cannot be read (then every host the history names counts)."""
+    labels = _fleet_labels(config)
+    return None if labels is None else frozenset(same_host(label) for label in labels)
+
+
+def _fleet_labels(config: Config) -> tuple[str, ...] | None:
+    """[deploy] hosts as their group files write them; None when they cannot be read."""
     try:
-        return frozenset(same_host(host.label) for host in config.fleet())
+        return tuple(host.label for host in config.fleet())
     except (SartorisError, OSError):
         return None
 
@@ -261,10 +275,15 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         same_host = _same_host(config)
         fleet = _fleet(config, same_host)
         before = _runs_before(history, slot, mark, _and_their_hosts(fleet, runs, same_host), same_host)
-        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), same_host, before, fleet)
+        # a run before the deploy that died while switching, noted by an earlier Sartoris (no targets), may have
+        # reached any host: each the fleet or a run names may have run its release at start
+        named = (host for run in [*before, *runs] for host in run.named)
+        before = targeting_every_host(before, [*(_fleet_labels(config) or ()), *named])
+        head = held.get("head")
+        found = head if isinstance(head, str) else None
+        refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), same_host, before, fleet, found)
         if refusal is not None:
             raise RefusedError(refusal)
-        head = held.get("head")
         if not isinstance(head, str):
             raise RefusedError(f"slot {slot}: the lock does not say where the checkout was; restore it by hand")
         checkout = SlotCheckout(config.checkout_path(slot), config.fanout.command_timeout)

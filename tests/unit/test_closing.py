@@ -4,9 +4,12 @@ finish announces of its release."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sample_repo import git, make_checkout
 
 from sartoris.closing import (
     DeployRun,
@@ -17,7 +20,12 @@ from sartoris.closing import (
     on_commit,
     since_each_was_switched,
 )
+from sartoris.config import Config, parse_config
+from sartoris.errors import RefusedError
 from sartoris.inventory import machine_of
+from sartoris.lifecycle import abort, start
+from sartoris.results import HostResult, Outcome, Phase, SyncReport
+from sartoris.state import History
 
 LIVE = ("mw-slot0-live", "a" * 40)  # the slot's release when the deploy started
 X = ("mw-slot0-x", "b" * 40)  # a release the deploy made
@@ -516,3 +524,80 @@ def test_abort_after_moving_a_host_the_hosts_files_no_longer_list_names_it_inste
     assert abort_refusal(0, LIVE, back, [LIVE[0]], fleet={"mw1"}) is None
     listed = abort_refusal(0, LIVE, runs[:1], [X[0]], fleet={"mw1", "mw2"})
     assert listed is not None and f"`sartoris rollback --to {LIVE[0]}` (the release live at `start`)" in listed
+
+
+def _deploy_with_history(tmp_path: Path, before: list[str]) -> tuple[Config, History]:
+    """A slot whose fleet is mw1-mw3 and whose history holds, before the deploy, the runs `before` describes
+    (see _write_run), then started: its config and history."""
+    (tmp_path / "hosts").mkdir()
+    (tmp_path / "hosts" / "fleet").write_text("mw1\nmw2\nmw3\n")
+    text = '[deploy]\nname = "mw"\nremote_root = "/srv/mw"\npublish_url = "/srv/git/p{slot}.git"\nhosts = ["fleet"]\n'
+    config = parse_config(text, tmp_path / "sartoris.toml")
+    make_checkout(tmp_path, 0, files=2, submodules=0)
+    history = History(config.state_dir)
+    for tag in before:
+        _write_run(history, tag)
+    start(config, 0, "train", no_remote=True, force=False)
+    return config, history
+
+
+def _write_run(history: History, tag: str, action: str = "sync") -> None:
+    """Write down a run of `tag` (commit: its last letter, 40 times) that switched every host of the fleet; one of
+    "tag~" died while switching them, and so did one of "tag!", whose note names no targets, as a Sartoris before
+    notes named them wrote it."""
+    name, fleet = tag.rstrip("!~"), ("mw1", "mw2", "mw3")
+    if name != tag:
+        begun = history.begin(action, 0, name, name[-1] * 40, "", 0.0, targets=fleet)
+        if tag.endswith("!"):
+            with history._connect() as db:
+                db.execute("UPDATE deploys SET report = ? WHERE id = ?", ('{"hosts": [], "reason": null}', begun))
+        return
+    done = tuple(HostResult(host, True, Phase.DONE) for host in fleet)
+    history.record(action, SyncReport(0, name, name[-1] * 40, Outcome.OK, done), "", 0.0)
+
+
+@pytest.mark.parametrize("crashed", ["t2!", "t2~"], ids=["noted-by-an-earlier-sartoris", "noted-with-its-targets"])
+def test_a_run_that_died_long_before_the_deploy_does_not_keep_abort_refused(tmp_path: Path, crashed: str) -> None:
+    """A run that died while switching long ago, the fleet synced since: abort of a deploy that moved no host goes
+    on, and so does one after a sync and the rollback its refusal names."""
+    config, history = _deploy_with_history(tmp_path, ["t1", crashed, "t3", "t4"])
+    _write_run(history, "t5")
+    refused = "this deploy put hosts on t5; `sartoris rollback --to t4` (the release live at `start`) puts them back"
+    with pytest.raises(RefusedError, match=re.escape(refused)):
+        abort(config, 0, force=False)
+    _write_run(history, "t4", "rollback")
+    assert abort(config, 0, force=False).detail.startswith("slot 0 restored to ")
+
+
+def test_abort_counts_every_host_as_maybe_on_the_release_of_a_run_that_died_before_the_deploy_naming_none(
+    tmp_path: Path,
+) -> None:
+    """The slot's newest run before the deploy died while switching to t2, noted by an earlier Sartoris (no
+    targets): t2 was the slot's release at `start`, and any host may have run it. abort read the note as naming no
+    host, took every host for one still on t1, and advised rolling the whole fleet back to t1 host by host, which
+    makes t1 the slot's release. Such a note now counts for every host, as one naming its targets does: abort
+    advises the rollback to t2, after which it goes on."""
+    config, history = _deploy_with_history(tmp_path, ["t1", "t2!"])
+    _write_run(history, "t5")
+    with pytest.raises(RefusedError) as refused:
+        abort(config, 0, force=False)
+    assert "`sartoris rollback --to t2` (the release live at `start`) puts them back" in str(refused.value)
+    assert "--to t1" not in str(refused.value)
+    _write_run(history, "t2", "rollback")
+    assert abort(config, 0, force=False).detail.startswith("slot 0 restored to ")
+
+
+def test_abort_refused_for_good_names_the_commit_to_put_the_checkout_back_at(tmp_path: Path) -> None:
+    """A run of the deploy itself died while switching, noted by an earlier Sartoris (no targets): no later run can
+    show every host back, so abort stays refused after the rollback to the live release. Its advice told the
+    operator to reset the checkout "to the commit `start` found (`sartoris log` shows it)"; it now names that
+    commit and the commands, so the one line says all there is to do."""
+    config, history = _deploy_with_history(tmp_path, ["t1"])
+    found = git(tmp_path / "php-slot0", "rev-parse", "HEAD")
+    _write_run(history, "t5!")
+    _write_run(history, "t1", "rollback")
+    with pytest.raises(RefusedError) as refused:
+        abort(config, 0, force=False)
+    said = str(refused.value)
+    assert "then end the deploy with `sartoris finish`" in said and "\n" not in said
+    assert f"`git reset --hard {found} && git submodule update --init --recursive` in the checkout" in said

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sartoris.output_tail import closing_words
 from sartoris.process_groups import end_process_group
-from sartoris.state import shown
 
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of a hook's output kept: enough for a traceback, bounded against a runaway hook."""
@@ -55,7 +55,6 @@ KILL_WAIT = 5.0
 DRAIN_GRACE = 1.0
 """Seconds to keep reading output after the hook exits, if something it left running still holds the pipe."""
 
-_ERROR_LINE_LIMIT = 300
 _ACTIONS = frozenset({"sync", "rollback", "finish", "abort"})
 _OUTCOMES = frozenset({"ok", "partial", "aborted", "unknown"})  # unknown: finish after a run that died switching
 
@@ -311,10 +310,5 @@ def _exit_error(phase: HookPhase, status: int, tail: str) -> str:
             how = f"was killed by signal {-status}"
     else:
         how = f"exited {status}"
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    if not lines:
-        return f"{phase} hook {how}"
-    last = lines[-1]
-    if len(last) > _ERROR_LINE_LIMIT:
-        last = last[: _ERROR_LINE_LIMIT - 1] + "…"
-    return f"{phase} hook {how}: {shown(last)}"
+    words = closing_words(tail)
+    return f"{phase} hook {how}" + (f": {words}" if words is not None else "")

@@ -24,6 +24,7 @@ from sartoris.errors import ConfigError, InterruptedRun, InventoryError
 from sartoris.fanout import fan_out
 from sartoris.interrupts import despite_interrupt, run_stoppable_then
 from sartoris.inventory import Host, dedupe, machine_of, pool_member, recorded_host, unlisted
+from sartoris.output_tail import closing_words
 from sartoris.results import HostState
 from sartoris.state import History, written_after_the_change
 
@@ -61,8 +62,8 @@ async def run_pool_command(template: tuple[str, ...], host: str, timeout: float)
             return f"{argv[0]} timed out after {timeout:g}s"
         if process.returncode != 0:
             stderr.seek(max(0, os.fstat(stderr.fileno()).st_size - _STDERR_TAIL))
-            tail = stderr.read().decode(errors="replace").strip().splitlines()
-            return f"{argv[0]} exited {process.returncode}" + (f": {tail[-1]}" if tail else "")
+            words = closing_words(stderr.read().decode(errors="replace"))
+            return f"{argv[0]} exited {process.returncode}" + (f": {words}" if words is not None else "")
     return None
 
 

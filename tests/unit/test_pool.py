@@ -44,6 +44,16 @@ def test_a_failing_command_says_its_status_and_last_stderr_line() -> None:
     assert run(("sh", "-c", "echo first >&2; echo 'pool busy' >&2; exit 3")) == "sh exited 3: pool busy"
 
 
+def test_a_failing_command_is_quoted_by_its_last_message_line_not_an_indented_continuation() -> None:
+    """A depool command whose error goes on over indented lines (a usage text, a traceback's frames) was quoted by
+    its last line alone (`badctl exited 2: second`); now by the last line that starts a message, escaped when it
+    holds control characters (an escape sequence would act on the operator's terminal)."""
+    usage = "echo 'confctl: unknown pool mw1' >&2; printf '  first\\n  second\\n' >&2; exit 2"
+    assert run(("sh", "-c", usage)) == "sh exited 2: confctl: unknown pool mw1"
+    assert run(("sh", "-c", "printf '  only indented\\n' >&2; exit 2")) == "sh exited 2: only indented"
+    assert run(("sh", "-c", "printf 'bad \\033[2J pool\\n' >&2; exit 2")) == "sh exited 2: 'bad \\x1b[2J pool'"
+
+
 def test_a_missing_command_is_one_line() -> None:
     """A command that cannot be started is reported in one line: its path and the system's reason."""
     assert run(("/nonexistent/confctl", "{host}")) == "/nonexistent/confctl: No such file or directory"

@@ -32,6 +32,7 @@ import structlog
 from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError, UsageError
 from sartoris.process_groups import end_process_group, kill_with_children
 from sartoris.remote import SubmoduleSpec, submodule_ref
+from sartoris.untracked import named, overwritten_by
 
 log = structlog.get_logger("sartoris")
 
@@ -280,6 +281,7 @@ class SlotCheckout:
         heads = self._repository_heads()
         listed = self.submodules_at(heads["."]) if len(heads) > 1 else ()  # read (and cached) for the heads
         added = self._added_submodules(commit)
+        self._refuse_untracked_in_the_way(commit, added)
         in_the_way = self._standing_on_tracked_files(commit, added)
         cleared = self._clear_the_way(in_the_way)
         self._submodules.clear()  # nested submodules initialised below become readable
@@ -423,6 +425,58 @@ class SlotCheckout:
                 if _run_git(repo, self._timeout, "ls-tree", "--name-only", tree, "--", inner):
                     standing.append(path)
         return standing
+
+    def _refuse_untracked_in_the_way(self, commit: str, added: Sequence[str]) -> None:
+        """DirtyCheckoutError (exit 4), before anything changes, naming the untracked or ignored files and folders
+        that putting the checkout back at `commit` would overwrite or remove, in it or in a submodule `commit` pins
+        at another commit than the one checked out: the reset and the submodules' forced checkout write over them
+        without a word. The work trees of submodules the deploy added (`added`) are _why_kept's to judge. What git
+        cannot list is a refusal too."""
+        try:
+            found = self._untracked_in_the_way(self._repo, "", self.head_commit(), commit, added)
+            for module in self.submodules_at(commit):
+                if any(module.path == path or module.path.startswith(f"{path}/") for path in added):
+                    continue
+                try:
+                    repo = git.Repo(self.path / module.path)
+                except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+                    continue  # the submodule update makes its work tree: nothing stands in it
+                head = _head_commit(repo, self._timeout)
+                if head is not None and head != module.commit:
+                    inside = [path[len(module.path) + 1 :] for path in added if path.startswith(f"{module.path}/")]
+                    found += self._untracked_in_the_way(repo, module.path, head, module.commit, inside)
+        except git.GitCommandError as exc:
+            why = _git_error(exc)
+            raise RefusedError(f"{self.path}: cannot tell whether untracked files are in abort's way: {why}") from None
+        if found:
+            raise DirtyCheckoutError(
+                f"{self.path}: untracked or ignored files where `start` found tracked ones, which abort would overwrite"
+                f" or remove: {named(found)}; move them away or commit them, then abort again"
+            )
+
+    def _untracked_in_the_way(
+        self, repo: git.Repo, where: str, head: str, commit: str, skipped: Sequence[str]
+    ) -> list[str]:
+        """The untracked or ignored paths in `repo` (at `where` in the checkout, "" for itself) that putting it back
+        from `head` at `commit` would overwrite or remove, by their path in the checkout; those at or in `skipped`
+        are passed over. The work tree is listed only when `commit` has paths that `head` lacks."""
+        root = Path(repo.working_tree_dir or self.path)
+        changes = _run_git(repo, self._timeout, "diff-tree", "-r", "-z", "--diff-filter=A", head, commit)
+        records = iter(changes.split("\0"))  # ":<old mode> <new mode> <old> <new> A", then the path
+        added = []
+        for meta in records:
+            path = next(records, "")
+            # a submodule's work tree standing there: the caller looks into it as a submodule
+            if meta.startswith(":") and not (meta[8:14] == _GITLINK_MODE and os.path.lexists(root / path / ".git")):
+                added.append(path)
+        if not added:
+            return []
+        listing = _run_git(repo, self._timeout, "ls-files", "-z", "--others", "--directory", "--no-empty-directory")
+        untracked = [
+            entry for entry in listing.split("\0")
+            if entry and not any(entry.rstrip("/") == path or entry.startswith(f"{path}/") for path in skipped)
+        ]
+        return [posixpath.join(where, path) for path in overwritten_by(root, added, untracked)]
 
     def _clear_the_way(self, paths: list[str]) -> tuple[Leftover, ...]:
         """Remove the work trees at `paths` (submodules standing where the restore puts tracked files back) before

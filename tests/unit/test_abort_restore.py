@@ -299,3 +299,154 @@ def test_abort_that_removes_a_submodule_standing_on_tracked_files_only_in_part_s
     assert "(Permission denied: extensions/Old/includes/dir01/file0001.php)" in said
     assert f"{len(left)} of its 3 files are left, in " in said and all(path in said for path in left)
     assert (SlotLock(config.state_dir, 0).holder() or {}).get("command") == "start"
+
+
+def _refused_unchanged(config: Config, checkout: Path, named: str, kept: dict[str, str]) -> None:
+    """abort refuses (exit 4) naming `named`, and nothing changed: HEAD, the files `kept` (path -> text), the lock."""
+    head = git(checkout, "rev-parse", "HEAD")
+    with pytest.raises(RefusedError, match="untracked or ignored") as refused:
+        abort(config, 0, force=False)
+    assert refused.value.exit_code == 4
+    assert named in str(refused.value) and "move them away or commit them, then abort again" in str(refused.value)
+    assert {path: (checkout / path).read_text() for path in kept} == kept
+    assert git(checkout, "rev-parse", "HEAD") == head
+    assert (SlotLock(config.state_dir, 0).holder() or {}).get("command") == "start"
+
+
+@pytest.mark.parametrize(
+    ("ignored", "as_folder"),
+    [
+        pytest.param(False, False, id="untracked-file"),
+        pytest.param(True, False, id="ignored-file"),
+        pytest.param(False, True, id="untracked-folder-where-a-file-goes"),
+    ],
+)
+def test_abort_refuses_to_overwrite_an_untracked_file_where_start_tracked_one(
+    config: Config, tmp_path: Path, ignored: bool, as_folder: bool
+) -> None:
+    """A file the deploy removed (committed), then the operator's own file (untracked, or ignored) at its path, or a
+    folder of theirs: `git reset --hard` wrote the old file over it and abort said nothing. abort now refuses
+    (exit 4) before anything changes, naming the path, and keeps the deploy started."""
+    checkout = make_checkout(tmp_path, 0, files=4, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    git(checkout, "rm", "-q", "includes/dir00/file0000.php")
+    if ignored:
+        (checkout / ".gitignore").write_text("*.php\n")
+        git(checkout, "add", ".gitignore")
+    git(checkout, "commit", "-q", "-m", "remove file0000")
+    target = "includes/dir00/file0000.php"
+    work = f"{target}/notes.txt" if as_folder else target
+    (checkout / work).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / work).write_text("OPERATOR WORK NOT YET ADDED\n")
+    _refused_unchanged(config, checkout, target, {work: "OPERATOR WORK NOT YET ADDED\n"})
+
+
+def test_abort_refuses_to_remove_an_untracked_file_where_start_tracked_a_folder(config: Config, tmp_path: Path) -> None:
+    """The deploy removed a folder's files (committed), and the operator made a file with the folder's name: the
+    reset removed it to put the folder back. abort refuses, naming it."""
+    checkout = make_checkout(tmp_path, 0, files=60, submodules=0)
+    start(config, 0, "train", no_remote=True, force=False)
+    git(checkout, "rm", "-rq", "includes")
+    git(checkout, "commit", "-q", "-m", "remove includes")
+    (checkout / "includes").write_text("a file now\n")
+    _refused_unchanged(config, checkout, "includes", {"includes": "a file now\n"})
+
+
+def test_abort_names_a_few_of_many_untracked_files_in_the_way(config: Config, tmp_path: Path) -> None:
+    """Many untracked files where `start`'s commit has files: abort names the first few and says how many more."""
+    checkout = make_checkout(tmp_path, 0, files=60, submodules=0)
+    start(config, 0, "train", no_remote=True, force=False)
+    git(checkout, "rm", "-rq", "includes")
+    git(checkout, "commit", "-q", "-m", "remove includes")
+    kept = {f"includes/dir{n % 20:02d}/file{n:04d}.php": "mine\n" for n in range(8)}
+    for path, text in kept.items():
+        (checkout / path).parent.mkdir(parents=True)
+        (checkout / path).write_text(text)
+    named = ", ".join(sorted(kept)[:5]) + " and 3 more"
+    _refused_unchanged(config, checkout, named, kept)
+
+
+def test_abort_refuses_to_lose_an_untracked_file_in_a_folder_start_had_as_a_file(
+    config: Config, tmp_path: Path
+) -> None:
+    """The deploy replaced the file index.php by a folder of that name (committed); the operator added a file of
+    their own in it: the reset removed the folder, their file with it. abort refuses, naming their file."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=0)
+    start(config, 0, "train", no_remote=True, force=False)
+    git(checkout, "rm", "-q", "index.php")
+    (checkout / "index.php").mkdir()
+    (checkout / "index.php/main.php").write_text("<?php\n")
+    git(checkout, "add", "index.php")
+    git(checkout, "commit", "-q", "-m", "index.php becomes a folder")
+    (checkout / "index.php/mine.txt").write_text("mine\n")
+    _refused_unchanged(config, checkout, "index.php/mine.txt", {"index.php/mine.txt": "mine\n"})
+
+
+def _moved_without_file0000(checkout: Path) -> Path:
+    """Commit, in submodule Ext0 (detached), the removal of its file0000 (the checkout's commit is the caller's)."""
+    module = checkout / "extensions/Ext0"
+    git(module, "checkout", "-q", "--detach")
+    git(module, "rm", "-q", "includes/dir00/file0000.php")
+    git(module, "commit", "-q", "-m", "remove file0000")
+    return module
+
+
+def test_abort_refuses_to_overwrite_an_untracked_file_in_a_submodule(config: Config, tmp_path: Path) -> None:
+    """In a submodule the deploy moved to a commit without one of its files, the operator's untracked file at that
+    path: `git submodule update --force` wrote the old file over it. abort refuses, naming it by its path in the
+    checkout, before anything changes."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    module = _moved_without_file0000(checkout)
+    git(checkout, "commit", "-qam", "move Ext0")
+    (module / "includes/dir00").mkdir()
+    (module / "includes/dir00/file0000.php").write_text("OPERATOR WORK\n")
+    work = "extensions/Ext0/includes/dir00/file0000.php"
+    _refused_unchanged(config, checkout, work, {work: "OPERATOR WORK\n"})
+
+
+def test_abort_goes_on_with_untracked_files_nothing_puts_back(config: Config, tmp_path: Path) -> None:
+    """Untracked and ignored files, and folders, at paths `start`'s commit does not track (in the checkout and in a
+    submodule the deploy moved) are no reason to refuse: the restore leaves them as they are."""
+    checkout = make_checkout(tmp_path, 0, files=4, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    module = _moved_without_file0000(checkout)
+    git(checkout, "rm", "-q", "includes/dir01/file0001.php")
+    git(checkout, "commit", "-qam", "move Ext0, remove file0001")
+    kept = {
+        "notes.txt": "mine\n", "includes/dir00/mine.php": "mine\n", "cache/page.html": "cached\n",
+        "extensions/Ext0/mine.txt": "mine\n", "extensions/Ext0/includes/dir00/other.php": "mine\n",
+    }
+    for path, text in kept.items():
+        (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / path).write_text(text)
+    abort(config, 0, force=False)
+    assert {path: (checkout / path).read_text() for path in kept} == kept
+    assert (checkout / "includes/dir01/file0001.php").is_file() and (module / "includes/dir00/file0000.php").is_file()
+
+
+def test_abort_refuses_a_folder_of_the_operators_where_start_pinned_a_submodule(config: Config, tmp_path: Path) -> None:
+    """The deploy removed a submodule (committed), and the operator put a folder of their own at its path: the
+    submodule update checked the submodule's files out into it. abort refuses, naming the folder."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    git(checkout, "rm", "-q", "extensions/Ext0")
+    git(checkout, "commit", "-q", "-m", "remove Ext0")
+    work = "extensions/Ext0/includes/dir00/file0000.php"
+    (checkout / work).parent.mkdir(parents=True)
+    (checkout / work).write_text("OPERATOR WORK\n")
+    _refused_unchanged(config, checkout, "extensions/Ext0", {work: "OPERATOR WORK\n"})
+
+
+def test_abort_puts_back_a_submodule_untracked_with_rm_cached(config: Config, tmp_path: Path) -> None:
+    """A submodule `start` found, untracked by the deploy with `git rm --cached` (committed): its work tree stands
+    as an untracked folder where `start`'s commit pins it. That is the submodule itself, no operator's folder in the
+    way: abort goes on and the submodule is back at its commit."""
+    checkout = make_checkout(tmp_path, 0, files=2, submodules=1, submodule_files=2)
+    start(config, 0, "train", no_remote=True, force=False)
+    at_start = git(checkout / "extensions/Ext0", "rev-parse", "HEAD")
+    git(checkout, "rm", "-q", "--cached", "extensions/Ext0")
+    git(checkout, "commit", "-q", "-m", "untrack Ext0")
+    abort(config, 0, force=False)
+    assert git(checkout / "extensions/Ext0", "rev-parse", "HEAD") == at_start
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all", "--ignored") == ""

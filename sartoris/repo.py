@@ -275,7 +275,9 @@ class SlotCheckout:
         tree of each submodule the deploy added and `commit` does not pin as an untracked folder: each is removed
         where that loses nothing (see _why_kept; `since`: when start ran, None if unknown), else kept; both are
         returned. One standing where `commit` has files (it replaced a tracked folder) goes first, so that they
-        come back as they were; RefusedError, before anything changes, when that would lose work.
+        come back as they were; RefusedError, before anything changes, when that would lose work, and when an
+        untracked or ignored file stands where `commit` puts one (git would write over it; see
+        _refuse_untracked_in_the_way).
         A repository whose HEAD no ref reaches once put back (a commit made in a submodule, never pushed) keeps it
         under a ref `<keep_under>-<commit>` (see _keep_unreachable): else only its reflog had it."""
         heads = self._repository_heads()

@@ -261,7 +261,7 @@ def fetch_command(release: RemoteRelease) -> str:
         if modules
         else ""
     )
-    fetch = wanted + shell_words(
+    fetch = wanted + 'sartoris_drop_stale "$@"; ' + shell_words(
         "git",
         "--git-dir",
         store,
@@ -295,7 +295,8 @@ def fetch_command(release: RemoteRelease) -> str:
         f"{{ {shell_words('git', 'init', '--quiet', '--bare', _NO_TEMPLATE, f'--object-format={object_format}')}"
         f" {made} && mv -T {made} {quoted}; }} || {{ rm -rf {made}; [ -d {quoted} ]; }}"
     )
-    # The fetch holds the store open while it runs, and removes the store's partial files when it ends (see
+    # The fetch holds the store open while it runs; before its git, it removes the lock files that fetches killed on
+    # the host left (see _stale_files_removal), and when it ends, the store's partial files (see
     # _partial_files_removal): after its own failure, having let go of the store first, so that of two fetches
     # failing at once the last one sees no other; after a success too, only when a shell glob finds some.
     held, let_go = f"command exec {_HELD_FD}<{quoted}", f"command exec {_HELD_FD}<&-"
@@ -304,7 +305,9 @@ def fetch_command(release: RemoteRelease) -> str:
         [
             _umask_line(release),
             f"[ -d {quoted} ] || {{ {init}; }} || exit",
+            _alone_with_the_store(store),
             _partial_files_removal(store),
+            _stale_files_removal(release),
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
             f" then {shell_words('echo', ALREADY_PRESENT)};"
@@ -332,26 +335,50 @@ def _umask_line(release: RemoteRelease) -> str:
 _HELD_FD = 7
 
 
+def _alone_with_the_store(store: str) -> str:
+    """`sartoris_alone`: whether no other process holds the store open (another fetch of the slot holds it on
+    _HELD_FD while it runs; /proc says who does). False without /proc, where another fetch cannot be seen. Shell
+    tests only: no process."""
+    # every descriptor, not only _HELD_FD: dash moves that one aside while a command that closes it runs
+    return (
+        "sartoris_alone() { [ -d /proc/$$/fd ] || return 1; for h in /proc/[0-9]*/fd/*; do"
+        f' case "$h" in /proc/$$/*) ;; *) [ ! "$h" -ef {shlex.quote(store)} ] || return 1;; esac; done; }}'
+    )
+
+
 def _partial_files_removal(store: str) -> str:
     """A shell function that removes the partial files git's object writers leave in the store when they fail
     (`objects/pack/tmp_*` of a pack, `objects/??/tmp_obj_*` of a loose object: a full disk left 3 MB a try, kept by
-    git for two weeks), unless another fetch holds the store open (on _HELD_FD; /proc says who does): those may be
-    its files, being written. With an argument (after a failure) loose objects' too; without (after a success:
-    what a fetch killed at its deadline, or one that found another running, left) only packs'. No process but the
-    `rm`, and that only when a shell glob finds such a file."""
-    q, objects = shlex.quote, shlex.quote(posixpath.join(store, "objects"))
-    # every descriptor, not only _HELD_FD: dash moves that one aside while a command that closes it runs
-    others = (
-        "for h in /proc/[0-9]*/fd/*; do"
-        f' case "$h" in /proc/$$/*) ;; *) [ ! "$h" -ef {q(store)} ] || return 0;; esac; done'
-    )
+    git for two weeks), unless another fetch holds the store open (sartoris_alone): those may be its files, being
+    written. With an argument (after a failure) loose objects' too; without (after a success: what a fetch killed at
+    its deadline, or one that found another running, left) only packs'. No process but the `rm`, and that only when
+    a shell glob finds such a file."""
+    objects = shlex.quote(posixpath.join(store, "objects"))
     return (
         "sartoris_drop_partial() {"
         f" loose=$1; set --; {_keep_existing(objects + '/pack/tmp_*')};"
         # a loose object's are small, and looking costs a read of up to 256 folders: only after a failure
         f" if [ -n \"$loose\" ]; then {_keep_existing(objects + '/??/tmp_obj_*')}; fi;"
-        # without /proc, another fetch cannot be seen: nothing is removed
-        f' [ $# -gt 0 ] && [ -d /proc/$$/fd ] || return 0; {others}; rm -f -- "$@" 2>/dev/null; }}'
+        ' [ $# -gt 0 ] && sartoris_alone || return 0; rm -f -- "$@" 2>/dev/null; }'
+    )
+
+
+def _stale_files_removal(release: RemoteRelease) -> str:
+    """`sartoris_drop_stale`, run before the fetch with the submodule refspecs it asks for: removes what a fetch
+    killed on the host (the KILL after its deadline, the out-of-memory killer, a reboot) left in the slot's store
+    that fails every later one: the lock files of the refs it updates (the tag's, each submodule ref's) and of the
+    store's packed refs, shallow file and config, on which git says "cannot lock ref … File exists" again at each
+    retry, unless another fetch holds the store open (sartoris_alone): those may be its own, held. No process but
+    the `rm`, and that only when a shell test finds such a file."""
+    q, store = shlex.quote, release.store
+    fixed = [posixpath.join(store, "refs", "tags", f"{release.tag}.lock")]
+    fixed += [posixpath.join(store, f"{name}.lock") for name in ("packed-refs", "shallow", "config")]
+    return (
+        "sartoris_drop_stale() {"
+        # each refspec (+<ref>:<ref>) for the lock of the ref it updates, if there is one
+        f' for r; do shift; r={q(store)}/"${{r##*:}}".lock; [ ! -e "$r" ] || set -- "$@" "$r"; done;'
+        f" {_keep_existing(shell_words(*fixed))};"
+        ' [ $# -gt 0 ] && sartoris_alone || return 0; rm -f -- "$@" 2>/dev/null; }'
     )
 
 

@@ -845,6 +845,106 @@ def test_a_failed_fetch_leaves_the_partial_pack_of_a_fetch_running_meanwhile_to_
     assert git(store, "rev-parse", f"{release.tag}^{{commit}}") == release.commit
 
 
+def _killed_holding_a_ref_lock(release: RemoteRelease, ref: str, tmp_path: Path) -> list[str]:
+    """Fetch `release` until its git holds the lock of `ref` (git updates each ref in a transaction of its own; a
+    reference-transaction hook of the store waits at that one's), then KILL the host's `timeout` and everything
+    under it, as the KILL after the host's deadline or the out-of-memory killer does (on a TERM git removes its
+    locks itself); the lock files it left in the store."""
+    store, waiting = Path(release.store), tmp_path / "waiting"
+    hook = store / "hooks" / "reference-transaction"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(
+        f'#!/bin/sh\nupdates=$(cat)\ncase "$1 $updates" in "prepared "*" {ref}"*) touch {waiting}; sleep 60;; esac\n'
+    )
+    hook.chmod(0o755)
+    command = bounded(fetch_command(release), 60.0)
+    fetch = subprocess.Popen(
+        ["sh", "-c", command.command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert fetch.stdin is not None
+        fetch.stdin.write(command.script)
+        fetch.stdin.close()
+        deadline = time.monotonic() + 30
+        while not waiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting.exists(), f"the fetch never came to {ref}"
+        timeout = int(subprocess.run(["pgrep", "-P", str(fetch.pid)], capture_output=True, text=True).stdout)
+        os.killpg(timeout, signal.SIGKILL)  # `timeout` leads a process group of its own: git and the hook in it
+    finally:
+        fetch.kill()
+        fetch.wait(timeout=30)
+    hook.unlink()
+    return sorted(str(lock.relative_to(store)) for lock in store.rglob("*.lock"))
+
+
+@pytest.mark.parametrize("at", ["tag", "submodule-ref"])
+def test_a_fetch_killed_while_it_updated_a_ref_does_not_fail_every_later_one(
+    host: Host, tmp_path: Path, at: str
+) -> None:
+    """A fetch killed while git held the lock of a ref it was updating left the lock in the store, and every later
+    fetch of that ref on that host failed ("cannot lock ref … File exists"): each retry of the release for the
+    tag's, each release pinning that submodule commit for its ref's. A fetch now removes such locks before its own,
+    when no other fetch holds the store; it fetches, and the host switches."""
+    assert host.deploy(host.release()).returncode == 0
+    commit_change(host.checkout, "extensions/Ext0/new.php", "<?php // two\n")
+    release = host.release()
+    ref = f"refs/tags/{release.tag}" if at == "tag" else submodule_ref(release.submodules[0].commit)
+    assert _killed_holding_a_ref_lock(release, ref, tmp_path) == [f"{ref}.lock"]
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), release)
+    commit_change(host.checkout, "index.php", "<?php echo 'three';\n")  # the same submodule commits
+    after = host.release()
+    done = host.deploy(after)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), after)
+    assert list(Path(release.store).rglob("*.lock")) == []
+
+
+def test_the_lock_files_of_a_store_another_fetch_holds_are_left_to_it(host: Host) -> None:
+    """A lock file in the store may be another fetch's, running (from another deploy host): with the store held open
+    by another process, a fetch removes none, and fails on the tag's as git would; once nobody holds it, the next
+    fetch removes them all (the refs', the packed refs', the shallow file's, the config's) and succeeds."""
+    assert host.deploy(host.release()).returncode == 0
+    commit_change(host.checkout, "index.php", "<?php echo 'two';\n")
+    release = host.release()
+    store = Path(release.store)
+    locks = [store / "refs" / "tags" / f"{release.tag}.lock"]
+    locks += [store / name for name in ("packed-refs.lock", "shallow.lock", "config.lock")]
+    for lock in locks:
+        lock.write_text("")
+    other = os.open(store, os.O_RDONLY)  # as another fetch's shell holds it (see remote._HELD_FD)
+    try:
+        held = run_on_host(bounded(fetch_command(release), 60.0))
+    finally:
+        os.close(other)
+    assert held.returncode != 0 and "cannot lock ref" in held.stderr, held.stderr
+    assert all(lock.exists() for lock in locks)
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    assert [lock for lock in locks if lock.exists()] == []
+
+
+def test_a_fetch_with_nothing_left_over_runs_no_removal(host: Host, tmp_path: Path) -> None:
+    """The looks for what failed and killed fetches leave (partial files, lock files) are shell
+    tests and globs: a fetch with nothing to remove starts no `rm` (the fetch runs on every host of every deploy)."""
+    assert host.deploy(host.release()).returncode == 0
+    calls = tmp_path / "rm-calls"
+    bin_dir = _stand_in(tmp_path / "bin", "rm", f'printf "%s\\n" "$*" >> {calls}\nexec {shutil.which("rm")} "$@"\n')
+    commit_change(host.checkout, "extensions/Ext0/new.php", "<?php // two\n")
+    command = bounded(fetch_command(host.release()), 60.0)
+    path = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for _ in range(2):  # a new release, then one already present
+        done = subprocess.run(
+            ["sh", "-c", command.command], input=command.script, capture_output=True, text=True, timeout=60,
+            check=False, env=path,
+        )
+        assert done.returncode == 0 and ran_to_its_end(done.stdout), done.stderr
+    assert not calls.exists()
+
+
 _STORE = "/srv/app/.sartoris/php-slot0/store.git"
 
 

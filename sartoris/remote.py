@@ -295,8 +295,8 @@ def fetch_command(release: RemoteRelease) -> str:
         f"{{ {shell_words('git', 'init', '--quiet', '--bare', _NO_TEMPLATE, f'--object-format={object_format}')}"
         f" {made} && mv -T {made} {quoted}; }} || {{ rm -rf {made}; [ -d {quoted} ]; }}"
     )
-    # The fetch holds the store open while it runs; before its git, it removes the lock files that fetches killed on
-    # the host left (see _stale_files_removal), and when it ends, the store's partial files (see
+    # The fetch holds the store open while it runs; before its git, it removes the lock files and stores made aside
+    # that fetches killed on the host left (see _stale_files_removal), and when it ends, the store's partial files (see
     # _partial_files_removal): after its own failure, having let go of the store first, so that of two fetches
     # failing at once the last one sees no other; after a success too, only when a shell glob finds some.
     held, let_go = f"command exec {_HELD_FD}<{quoted}", f"command exec {_HELD_FD}<&-"
@@ -365,16 +365,22 @@ def _partial_files_removal(store: str) -> str:
 
 def _stale_files_removal(release: RemoteRelease) -> str:
     """`sartoris_drop_stale`, run before the fetch with the submodule refspecs it asks for: removes what a fetch
-    killed on the host (the KILL after its deadline, the out-of-memory killer, a reboot) left in the slot's store
-    that fails every later one: the lock files of the refs it updates (the tag's, each submodule ref's) and of the
-    store's packed refs, shallow file and config, on which git says "cannot lock ref … File exists" again at each
-    retry, unless another fetch holds the store open (sartoris_alone): those may be its own, held. No process but
-    the `rm`, and that only when a shell test finds such a file."""
+    killed on the host (the KILL after its deadline, the out-of-memory killer, a reboot) left in the slot's state
+    folder. The lock files of the refs it updates (the tag's, each submodule ref's) and of the store's packed refs,
+    shallow file and config, on which git says "cannot lock ref … File exists" again at each retry, unless another
+    fetch holds the store open (sartoris_alone): those may be its own, held. And the stores a first fetch was making
+    aside (`store.git.init-<pid>`, see fetch_command), kept for good, whose shell is gone from /proc: one a running
+    shell is making is its own. No process but the `rm`, and that only when a shell test or glob finds such a file."""
     q, store = shlex.quote, release.store
+    # a glob that matches nothing leaves a word that is no pid; without /proc, a running shell cannot be seen
+    made_aside = (
+        f"for d in {q(store + '.init-')}*; do p=${{d##*.init-}};"
+        ' case $p in ""|*[!0-9]*) ;; *) [ ! -d /proc/$$ ] || [ -d /proc/$p ] || rm -rf -- "$d" 2>/dev/null;; esac; done'
+    )
     fixed = [posixpath.join(store, "refs", "tags", f"{release.tag}.lock")]
     fixed += [posixpath.join(store, f"{name}.lock") for name in ("packed-refs", "shallow", "config")]
     return (
-        "sartoris_drop_stale() {"
+        f"sartoris_drop_stale() {{ {made_aside};"
         # each refspec (+<ref>:<ref>) for the lock of the ref it updates, if there is one
         f' for r; do shift; r={q(store)}/"${{r##*:}}".lock; [ ! -e "$r" ] || set -- "$@" "$r"; done;'
         f" {_keep_existing(shell_words(*fixed))};"

@@ -845,11 +845,32 @@ def test_a_failed_fetch_leaves_the_partial_pack_of_a_fetch_running_meanwhile_to_
     assert git(store, "rev-parse", f"{release.tag}^{{commit}}") == release.commit
 
 
+def _killed_once_waiting(command: HostCommand, waiting: Path, env: dict[str, str] | None = None) -> None:
+    """Run `command` as a host does until `waiting` exists (made by a stand-in that then waits), then KILL the host's
+    `timeout` and everything under it, as the KILL after the host's deadline or the out-of-memory killer does."""
+    run = subprocess.Popen(
+        ["sh", "-c", command.command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        text=True, env=env,
+    )
+    try:
+        assert run.stdin is not None
+        run.stdin.write(command.script)
+        run.stdin.close()
+        deadline = time.monotonic() + 30
+        while not waiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting.exists(), "the script never came to the point it was to be killed at"
+        timeout = int(subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout)
+        os.killpg(timeout, signal.SIGKILL)  # `timeout` leads a process group of its own: all the script runs
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+
+
 def _killed_holding_a_ref_lock(release: RemoteRelease, ref: str, tmp_path: Path) -> list[str]:
     """Fetch `release` until its git holds the lock of `ref` (git updates each ref in a transaction of its own; a
-    reference-transaction hook of the store waits at that one's), then KILL the host's `timeout` and everything
-    under it, as the KILL after the host's deadline or the out-of-memory killer does (on a TERM git removes its
-    locks itself); the lock files it left in the store."""
+    reference-transaction hook of the store waits at that one's), then KILL it (on a TERM git removes its locks
+    itself); the lock files it left in the store."""
     store, waiting = Path(release.store), tmp_path / "waiting"
     hook = store / "hooks" / "reference-transaction"
     hook.parent.mkdir(exist_ok=True)
@@ -857,24 +878,7 @@ def _killed_holding_a_ref_lock(release: RemoteRelease, ref: str, tmp_path: Path)
         f'#!/bin/sh\nupdates=$(cat)\ncase "$1 $updates" in "prepared "*" {ref}"*) touch {waiting}; sleep 60;; esac\n'
     )
     hook.chmod(0o755)
-    command = bounded(fetch_command(release), 60.0)
-    fetch = subprocess.Popen(
-        ["sh", "-c", command.command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert fetch.stdin is not None
-        fetch.stdin.write(command.script)
-        fetch.stdin.close()
-        deadline = time.monotonic() + 30
-        while not waiting.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert waiting.exists(), f"the fetch never came to {ref}"
-        timeout = int(subprocess.run(["pgrep", "-P", str(fetch.pid)], capture_output=True, text=True).stdout)
-        os.killpg(timeout, signal.SIGKILL)  # `timeout` leads a process group of its own: git and the hook in it
-    finally:
-        fetch.kill()
-        fetch.wait(timeout=30)
+    _killed_once_waiting(bounded(fetch_command(release), 60.0), waiting)
     hook.unlink()
     return sorted(str(lock.relative_to(store)) for lock in store.rglob("*.lock"))
 
@@ -927,8 +931,33 @@ def test_the_lock_files_of_a_store_another_fetch_holds_are_left_to_it(host: Host
     assert [lock for lock in locks if lock.exists()] == []
 
 
+def test_the_store_a_first_fetch_killed_in_its_init_made_aside_is_removed(host: Host, tmp_path: Path) -> None:
+    """A first fetch killed during its `git init` left the store it was making aside (`store.git.init-<pid>`) for
+    good. A fetch now removes those whose shell is gone from /proc, and leaves one a running shell is making."""
+    release = host.release()
+    waiting, real = tmp_path / "waiting", shutil.which("git")
+    bin_dir = _stand_in(
+        tmp_path / "bin", "git", f'if [ "$1" = init ]; then {real} "$@" && touch {waiting} && sleep 60; exit; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    _killed_once_waiting(
+        bounded(fetch_command(release), 60.0), waiting, {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    )
+    [killed] = Path(release.store).parent.glob("store.git.init-*")
+    shell = Path("/proc", killed.name.rpartition("-")[2])  # gone once the killed shell is reaped
+    deadline = time.monotonic() + 30
+    while shell.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not shell.exists(), (shell / "status").read_text()
+    running = Path(f"{release.store}.init-{os.getpid()}")  # a first fetch making it now
+    git(host.root, "init", "--quiet", "--bare", str(running))
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    assert not killed.exists() and running.is_dir()
+
+
 def test_a_fetch_with_nothing_left_over_runs_no_removal(host: Host, tmp_path: Path) -> None:
-    """The looks for what failed and killed fetches leave (partial files, lock files) are shell
+    """The looks for what failed and killed fetches leave (partial files, lock files, stores made aside) are shell
     tests and globs: a fetch with nothing to remove starts no `rm` (the fetch runs on every host of every deploy)."""
     assert host.deploy(host.release()).returncode == 0
     calls = tmp_path / "rm-calls"

@@ -391,14 +391,16 @@ def _stale_files_removal(release: RemoteRelease) -> str:
 _FETCHED_DIR = "sartoris-fetched"  # in a slot's store: an empty file per submodule commit fetched into it
 
 
-def damaged_store_remedy(stderr: str, release: RemoteRelease) -> str | None:
-    """What to do about a fetch that failed because the slot's object store on the host is damaged, as git's words
-    on its `stderr` show (a pack deleted: a ref of the store names an object it lacks, or the deltas the server sent
-    have no base; a loose object emptied; the store folder emptied, its HEAD or objects gone), or None. Every later
-    fetch there fails alike until the store is removed, and Sartoris does not remove it itself: every tree of the
-    slot on the host shares its objects, the live one too. Removing it is safe: the live tree's files stay, and the
-    next sync fetches the release into a new store and builds the tree from a fresh clone of it (a copy of a tree
-    whose objects are gone does not build)."""
+def damaged_store_remedy(stderr: str, release: RemoteRelease, *, switch: bool = False) -> str | None:
+    """What to do about a fetch (or, with `switch`, a switch) that failed because the slot's object store on the
+    host is damaged, as git's words on its `stderr` show (a pack deleted: a ref of the store names an object it
+    lacks, or the deltas the server sent have no base; a loose object emptied; the store folder emptied, its HEAD or
+    objects gone; at the switch, a tree or file the checkout reads gone, which the fetch does not see when the
+    store has every commit, as for a rollback or a retry), or None. Every later fetch or switch there fails alike
+    until the store is removed, and Sartoris does not remove it itself: every tree of the slot on the host shares
+    its objects, the live one too. Removing it is safe: the live tree's files stay, and the next sync fetches the
+    release into a new store and builds the tree from a fresh clone of it (a copy of a tree whose objects are gone
+    does not build)."""
     store = release.store
     objects = f"{store}/objects/"
     lines = stderr.splitlines()
@@ -407,10 +409,17 @@ def damaged_store_remedy(stderr: str, release: RemoteRelease) -> str | None:
         or any(line.startswith("fatal: bad object refs/") for line in lines)  # git's check of the store's refs
         or f"not a git repository: '{store}'" in stderr
         or any(objects in line and line.rstrip().endswith(("is empty", "is corrupt")) for line in lines)
+        or (switch and any(line.startswith(_UNREADABLE_OBJECT) for line in lines))
     )
     if not damaged:
         return None
     return f"(the slot's object store on the host is damaged: remove {store} there, and the next sync fetches it anew)"
+
+
+# git's words for an object it lacks, naming no repository. At the switch, the build's every object is the store's
+# (its clones share them: --shared); at the fetch, they may be the publish repository's, whose git (a local path)
+# writes to the same stderr.
+_UNREADABLE_OBJECT = ("error: unable to read sha1 file of ", "fatal: unable to read tree ")
 
 
 # git's own `gc --auto` thresholds (gc.auto 6700 loose objects, sampled as 27 in objects/17; gc.autoPackLimit 50)

@@ -256,7 +256,9 @@ class _SwitchPhase:
             result = held
         else:
             self._progress.started(item.host.label)
-            result = await _switch_host(item, self._command, self._timeout, self._look_again, self._switch_again)
+            result = await _switch_host(
+                item, self._release, self._command, self._timeout, self._look_again, self._switch_again
+            )
             if result.failed:
                 self.failed.append(item.host.label)
                 if len(self.failed) > self._tolerated and self.halted is None:
@@ -285,7 +287,7 @@ class _SwitchPhase:
             log.warning("switch_connection_reopened", host=label, error=str(lost))
             spent = replace(item.result, seconds=item.result.seconds + time.monotonic() - began)
             reopened = _Fetched(item.host, spent, session)
-            return await _switch_host(reopened, self._command, self._timeout, self._look_again)
+            return await _switch_host(reopened, self._release, self._command, self._timeout, self._look_again)
         finally:
             await close_sessions([session])
 
@@ -463,16 +465,18 @@ def _failed_switch(
 
 async def _switch_host(
     item: _Fetched,
+    release: RemoteRelease,
     command: HostCommand,
     timeout: float,
     look_again: Callable[[_Fetched, HostError, float], Awaitable[HostResult]],
     switch_again: Callable[[_Fetched, NotStarted, float], Awaitable[HostResult]] | None = None,
 ) -> HostResult:
-    """Run the switch on the host's session. A switch whose end was not seen (the connection lost, or the reply
-    not in within `timeout`) before its swap marker came is settled by `look_again`; one that never reached the
-    host, by `switch_again` (on a new connection), else it failed at `connect`, no command having run; one whose
-    session did not even open within `timeout` failed at `connect` too: its time is spent, and there is nothing
-    to look at."""
+    """Run the switch of `release` (its `command`) on the host's session. A switch whose end was not seen (the
+    connection lost, or the reply not in within `timeout`) before its swap marker came is settled by `look_again`;
+    one that never reached the host, by `switch_again` (on a new connection), else it failed at `connect`, no
+    command having run; one whose session did not even open within `timeout` failed at `connect` too: its time is
+    spent, and there is nothing to look at. A switch that failed says what to do about it, when that is known
+    (a damaged store: damaged_store_remedy)."""
     assert item.session is not None
     label, begin = item.host.label, time.monotonic()
 
@@ -497,7 +501,8 @@ async def _switch_host(
     else:
         reached = last_phase(result.stdout, Phase.CHECKOUT)
         if not result.ok and reached is not Phase.DONE:
-            return failed(reached, result.error_line(), result.stderr)
+            remedy = damaged_store_remedy(result.stderr, release, switch=True)  # as for a fetch's failure
+            return failed(reached, result.error_line(remedy), result.stderr)
         if reached is not Phase.DONE:  # exit 0 without the swap's marker: the script never ran (see bounded)
             return failed(reached, NOT_RUN if not ran_to_its_end(result.stdout) else "ended before the swap")
         if not result.ok:

@@ -865,6 +865,42 @@ def test_a_damaged_store_says_how_to_mend_it_and_that_mends_the_host(
     assert status_code == 0 and all(status[h]["state"] == "current" for h in hosts), status
 
 
+def test_a_store_that_lost_an_object_a_rollback_reads_says_how_to_mend_it_and_that_mends_the_host(
+    deployment: Deployment,
+) -> None:
+    """A host whose slot store lost an object of an older release (a file's, loose) has every commit of it, so a
+    rollback there fetched nothing and failed at the switch with git's words alone, on every try. Its error now ends
+    with the remedy a failed fetch's gets; done as said, the rollback again puts the host on the release like the
+    other, and status calls both current."""
+    hosts = deployment.fleet.hosts[48:50]
+    deployment.group("two", hosts)
+    _short(deployment, deploy={"hosts": ["two"]})  # the whole fleet: status then compares with the rollback's release
+    _first_sync(deployment, "two")
+    good = commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
+    synced = deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two", "--json")
+    assert synced.code == 0, synced.stderr
+    commit_change(deployment.checkout, "index.php", "<?php echo 'release 3';\n")
+    assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "two").code == 0
+    shutil.rmtree(trees(deployment, hosts[0]) / good)  # the rollback checks the good release out again there
+    blob = git(deployment.checkout, "rev-parse", f"{good}:index.php")
+    (store(deployment, hosts[0]) / "objects" / blob[:2] / blob[2:]).unlink()  # fetched loose: a one-file release
+    back = ("rollback", "--slot", str(deployment.slot), "--hosts", "two", "--to", str(synced.json()["tag"]), "--json")
+    run = deployment.sartoris(*back)
+    assert run.code == 5, run.stderr
+    broken = _host(run.json(), hosts[0])
+    on_the_host = f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/store.git"
+    remedy = f"(the slot's object store on the host is damaged: remove {on_the_host} there, and the next sync fetches"
+    assert broken["phase"] == "checkout" and broken["depooled"] and remedy in str(broken["error"]), broken
+    assert f"unable to read sha1 file of index.php ({blob})" in str(broken["error"]), broken
+    assert _on(deployment, hosts[1], good)
+    shutil.rmtree(store(deployment, hosts[0]))  # the remedy
+    run = deployment.sartoris(*back)
+    assert run.code == 0, run.stderr
+    assert all(_on(deployment, h, good) for h in hosts)
+    status_code, status = _status(deployment, "two")
+    assert status_code == 0 and all(status[h]["state"] == "current" for h in hosts), status
+
+
 def _garbage_live_head(deployment: Deployment, address: str) -> None:
     (live_tree(deployment, address) / ".git" / "HEAD").write_text("garbage\n")
 

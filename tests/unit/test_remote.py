@@ -1059,6 +1059,80 @@ def test_the_remedy_a_damaged_store_is_given_mends_the_host(host: Host, damage: 
     _assert_is_the_release(host.slot.resolve(), first)
 
 
+@pytest.mark.parametrize(
+    ("stderr", "at_the_switch"),
+    [
+        pytest.param(
+            "error: unable to read sha1 file of dir9/new.php (8d002d9630c9003140443642530d0816686541c9)\n"
+            "error: invalid object 100644 8d002d9630c9003140443642530d0816686541c9 for 'dir9/new.php'\n",
+            True, id="file-gone",
+        ),
+        pytest.param("fatal: unable to read tree 56a5d2402c54bb3807103200ac1e759a02b6c57e\n", True, id="tree-gone"),
+        pytest.param(
+            "fatal: unable to read tree 56a5d2402c54bb3807103200ac1e759a02b6c57e\n", False, id="at-the-fetch",
+        ),
+        pytest.param(
+            f"error: object file {_STORE}/objects/8d/002d9630c9003140443642530d0816686541c9 is empty\n"
+            f"fatal: loose object 8d002d9630c9003140443642530d0816686541c9 (stored in"
+            f" {_STORE}/objects/8d/002d9630c9003140443642530d0816686541c9) is corrupt\n",
+            True, id="file-emptied",
+        ),
+    ],
+)
+def test_git_s_words_for_an_object_it_lacks_show_the_store_damaged_at_the_switch_only(
+    stderr: str, at_the_switch: bool
+) -> None:
+    """At the switch, every object git reads is the store's (the build's clones share its objects), so its words
+    for an object it lacks (real git 2.39 lines from a host whose store lost a file's or a folder's object) show the
+    store damaged. At the fetch they may be the publish repository's, whose git writes to the same stderr."""
+    release = RemoteRelease("/srv/app/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
+    remedy = damaged_store_remedy(stderr, release, switch=at_the_switch)
+    assert remedy is not None and _STORE in remedy if at_the_switch else remedy is None
+
+
+def _loose_object(store: Path, checkout: Path, name: str) -> Path:
+    """The store's loose object of `name` (`HEAD:<path>`) in the deploy host's checkout."""
+    sha = git(checkout, "rev-parse", name)
+    return store / "objects" / sha[:2] / sha[2:]
+
+
+def _file_object_deleted(store: Path, checkout: Path) -> None:
+    _loose_object(store, checkout, "HEAD:dir9/new.php").unlink()
+
+
+def _folder_object_deleted(store: Path, checkout: Path) -> None:
+    _loose_object(store, checkout, "HEAD:dir9").unlink()
+
+
+def _file_object_emptied(store: Path, checkout: Path) -> None:
+    blob = _loose_object(store, checkout, "HEAD:dir9/new.php")
+    blob.chmod(0o644)
+    blob.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [_file_object_deleted, _folder_object_deleted, _file_object_emptied])
+def test_a_switch_that_fails_on_a_damaged_store_is_given_the_remedy_and_that_mends_the_host(
+    host: Host, damage: Callable[[Path, Path], None]
+) -> None:
+    """A store that lost an object of the release after its fetch (here just after; a rollback or a retry finds
+    every commit there and fetches nothing) fails the switch, on the host's every later try: its error now says how
+    to mend the store, as a fetch's does, and done as said, the release fetches and switches."""
+    assert host.deploy(host.release()).returncode == 0
+    commit_change(host.checkout, "dir9/new.php", "<?php echo 'new';\n")
+    release = host.release()
+    assert run_on_host(bounded(fetch_command(release), 60.0)).returncode == 0
+    store = Path(release.store)
+    damage(store, host.checkout)
+    failed = run_on_host(bounded(switch_command(release), 60.0))
+    assert failed.returncode != 0
+    remedy = damaged_store_remedy(failed.stderr, release, switch=True)
+    assert remedy is not None and f"remove {store} there" in remedy, failed.stderr
+    shutil.rmtree(store)
+    done = host.deploy(release)
+    assert done.returncode == 0, done.stderr
+    _assert_is_the_release(host.slot.resolve(), release)
+
+
 def test_a_stale_index_lock_in_the_live_tree_does_not_block_every_release(host: Host) -> None:
     """A git that crashed in the live tree left index.lock: the copy carried it into every build, and every release
     failed on it. The build's copy is dropped (the live tree's own is left alone); submodules' too."""

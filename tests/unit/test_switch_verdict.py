@@ -8,12 +8,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from sartoris.inventory import Host
-from sartoris.remote import NOT_RUN, RECORDED_MARK, SCRIPT_END, UNCHANGED_MARK, HostCommand
+from sartoris.remote import NOT_RUN, RECORDED_MARK, SCRIPT_END, UNCHANGED_MARK, HostCommand, RemoteRelease
 from sartoris.results import HostResult, Phase
 from sartoris.rollout import NOT_RECORDED, _Fetched, _switch_host, seen_again
 from sartoris.transport import CommandResult, CommandTimeout, HostError, NotStarted
 
 SWAPPED = "sartoris-phase:checkout\nsartoris-phase:done\n"  # the marker the switch prints right after the swap
+_RELEASE = RemoteRelease("/srv/app/php-slot0", "/srv/git/php-slot0.git", "t1", "a" * 40)
 
 
 class _Script:
@@ -39,7 +40,7 @@ async def _unseen(item: _Fetched, lost: HostError, began: float) -> HostResult:
 
 async def _switched(end: CommandResult | Exception, look: Look = _unseen) -> HostResult:
     fetched = _Fetched(Host("web1", "web1"), HostResult("web1", True, Phase.FETCH, seconds=1.0), _Script(end))  # type: ignore[arg-type]
-    return await _switch_host(fetched, HostCommand("sh -s", "switch"), 10.0, look)
+    return await _switch_host(fetched, _RELEASE, HostCommand("sh -s", "switch"), 10.0, look)
 
 
 async def test_a_deadline_that_strikes_the_prune_after_the_swap_leaves_the_host_on_the_release() -> None:
@@ -71,6 +72,23 @@ async def test_a_failure_before_the_swap_is_a_failed_checkout() -> None:
     assert not failed.ok and failed.phase is Phase.SUBMODULES
     dropped = await _switched(HostError("disconnected"))  # settled by a look on a new connection (integration)
     assert not dropped.ok and dropped.phase is Phase.CHECKOUT and dropped.error == "disconnected; not on the release"
+
+
+async def test_a_switch_that_failed_on_a_damaged_store_says_how_to_mend_it() -> None:
+    """A switch whose git could not read an object of the store (here a file's, in git 2.39's words from a host whose
+    store lost it) failed with git's words alone; its error now ends with the remedy a fetch's gets. A switch that
+    failed for another reason gets none."""
+    lost = (
+        "sartoris-note: the release did not build from a copy of the live tree: built from a fresh clone\n"
+        "error: unable to read sha1 file of dir9/new.php (8d002d9630c9003140443642530d0816686541c9)\n"
+        "error: invalid object 100644 8d002d9630c9003140443642530d0816686541c9 for 'dir9/new.php'\n"
+    )
+    damaged = await _switched(CommandResult(1, "sartoris-phase:checkout\n", lost))
+    assert not damaged.ok and damaged.phase is Phase.CHECKOUT and damaged.error is not None
+    assert damaged.error.startswith("error: unable to read sha1 file of dir9/new.php"), damaged.error
+    assert damaged.error.endswith(f"remove {_RELEASE.store} there, and the next sync fetches it anew)"), damaged.error
+    other = await _switched(CommandResult(1, "sartoris-phase:checkout\n", "fatal: x\n"))
+    assert other.error == "fatal: x"
 
 
 async def test_a_reply_late_past_the_timeout_before_the_swap_is_settled_by_a_look_not_failed_outright() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ _OUTCOME_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "aborted": EXIT_ABORTED
 class _Commands(typer.core.TyperGroup):
     """Typer's command group, except that a Ctrl-C escaping a command (a census, a listing: no run to report)
     leaves as Interrupted, so main() says it in the contract's one line (and JSON object); Typer itself would
-    turn it into a silent exit 130."""
+    turn it into a silent exit 130; and an option of one value given twice, to the group or to its command, is
+    bad usage rather than "the last one wins"."""
 
     def invoke(self, ctx: Any) -> Any:  # a click.Context, vendored by Typer
         try:
@@ -50,7 +52,41 @@ class _Commands(typer.core.TyperGroup):
                 for name in param.opts
             }
             args = completion.shell_optional(args, valued)
+        _refuse_a_repeated_option(self, ctx, args)  # the group's own options; its commands' in resolve_command
         return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, _Commands):  # a group checks its own, as above
+            unparsed = command.context_class(command, parent=ctx, info_name=name, **command.context_settings)
+            _refuse_a_repeated_option(command, unparsed, rest)
+        return name, command, rest
+
+
+def _refuse_a_repeated_option(command: Any, ctx: Any, args: list[str]) -> None:
+    """Bad usage when an option that takes one value is given more than once: click keeps the last one, so
+    `rollback --slot 1 --slot 0` rolled back slot 0. Checked before the command (or the group's callback) runs;
+    options meant to repeat (--hosts) and flags are left alone, and --help still answers."""
+    if ctx.resilient_parsing:  # shell completion: it parses what is typed so far, and must not fail
+        return
+    parser = command.make_parser(ctx)  # click's own parser, so values are read exactly as the real parse reads them
+    options = (*parser._long_opt.values(), *parser._short_opt.values())
+    single = {option for option in options if option.action == "store"}
+    for option in single:
+        option.action = "append"  # keeps every value given, not only the last
+    try:
+        given, _, _ = parser.parse_args(list(args))
+    except typer.TyperException:  # a mistake of another kind: the real parse says it, in click's words
+        return
+    helper = command.get_help_option(ctx)
+    if helper is not None and helper.name in given:
+        return
+    names = {option.dest: max(option.obj.opts, key=len) for option in single}  # --message for -m too
+    for dest, values in given.items():  # in the order they were first given
+        if dest in names and len(values) > 1:
+            times = "twice" if len(values) == 2 else f"{len(values)} times"
+            quoted = [shlex.quote(value) for value in values]
+            raise UsageError(f"{names[dest]} given {times}: {', '.join(quoted[:-1])} and {quoted[-1]}")
 
 
 def _install_completion(value: str | None) -> None:

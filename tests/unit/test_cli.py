@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,77 @@ def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...], project: Path) -> N
     done = sartoris(*args, cwd=project)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("sartoris: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(("status", "--slot", "0", "--slot", "1"), "--slot given twice: 0 and 1", id="status"),
+        pytest.param(("sync", "--slot", "0", "--slot", "1", "--dry-run"), "--slot given twice: 0 and 1", id="sync"),
+        pytest.param(("rollback", "--slot", "1", "--slot", "0"), "--slot given twice: 1 and 0", id="rollback"),
+        pytest.param(("start", "--slot", "0", "-m", "a b", "--message", "c"), "--message given twice: 'a b' and c",
+                     id="start-short-and-long"),
+        pytest.param(("log", "-n", "1", "-n", "2", "-n", "3"), "-n given 3 times: 1, 2 and 3", id="log-thrice"),
+        pytest.param(("--config", "sartoris.toml", "--config", "other.toml", "status"),
+                     "--config given twice: sartoris.toml and other.toml", id="global-option"),
+    ],
+)
+def test_a_single_value_option_given_twice_is_refused_and_changes_nothing(
+    args: tuple[str, ...], said: str, project: Path
+) -> None:
+    """click kept the last value: `status --slot 0 --slot 1` showed slot 1 only and `rollback --slot 1 --slot 0`
+    rolled back slot 0. Now it is bad usage, exit 2 and one line naming both values, before anything runs."""
+    (project / "php-slot1").mkdir()
+    done = sartoris(*args, cwd=project)
+    assert (done.returncode, done.stderr, done.stdout) == (2, f"sartoris: {said}\n", "")
+    assert not (project / ".sartoris").exists()  # no lock taken, no history written
+
+
+def _single_value_options() -> list[Any]:
+    """Every option of every command (and of the top level) that takes one value, with the words naming its
+    command: ((), "--config"), (("sync",), "--slot"), ..."""
+    from typer.main import get_command
+
+    from sartoris.cli import app
+
+    found = []
+    groups: list[tuple[tuple[str, ...], Any]] = [((), get_command(app))]
+    while groups:
+        words, command = groups.pop()
+        for param in command.params:
+            if param.param_type_name == "option" and not (param.is_flag or param.count or param.multiple):
+                name = max(param.opts, key=len)
+                found.append(pytest.param(words, name, id=" ".join([*words, name])))
+        groups += [((*words, name), sub) for name, sub in getattr(command, "commands", {}).items()]
+    return found
+
+
+@pytest.mark.parametrize(("words", "option"), _single_value_options())
+def test_every_single_value_option_given_twice_is_refused(
+    words: tuple[str, ...], option: str, cli_main: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check is general, not a list kept by hand: each option of one value, of each command, given twice."""
+    monkeypatch.chdir(tmp_path)  # where a --log-file named 8 would go, were the check missing
+    needed = {("depool",): ["mw1"], ("slots", "link"): ["0", "php-1"]}.get(words, [])
+    command = [option, "7", option, "8", "status"] if not words else [*words, option, "7", option, "8", *needed]
+    assert cli_main(command) == 2
+    assert capsys.readouterr().err == f"sartoris: {option} given twice: 7 and 8\n"
+
+
+def test_options_meant_to_repeat_still_repeat(project: Path) -> None:
+    """--hosts G may be given many times (the contract), -v counts, and a flag given twice is that flag: none is
+    refused as given twice."""
+    (project / "hosts" / "db").write_text("db1.example\n")
+    done = sartoris("-v", "-v", "hosts", "--hosts", "web", "--hosts", "db", "--json", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert [h["host"] for h in json.loads(done.stdout)["hosts"]][-1] == "db1.example"
+
+
+def test_help_answers_even_with_an_option_given_twice() -> None:
+    """--help wins, as it does over other mistakes on the line."""
+    done = sartoris("status", "--slot", "0", "--slot", "1", "--help")
+    assert done.returncode == 0 and "Usage: sartoris status" in done.stdout
 
 
 @pytest.mark.parametrize("command", ["start", "sync", "rollback", "status", "hosts", "config", "pool"])

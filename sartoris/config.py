@@ -288,9 +288,9 @@ def find_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) ->
 def locate_config(explicit: Path | None, cwd: Path, environ: Mapping[str, str]) -> tuple[Path, str]:
     """find_config, also saying which rule found the file (for `sartoris config`)."""
     if explicit is not None:
-        return _must_exist(cwd / explicit, "--config"), "--config"
+        return _must_exist(_folded(cwd / explicit), "--config"), "--config"
     if environ.get("SARTORIS_CONFIG"):
-        return _must_exist(cwd / environ["SARTORIS_CONFIG"], "$SARTORIS_CONFIG"), "$SARTORIS_CONFIG"
+        return _must_exist(_folded(cwd / environ["SARTORIS_CONFIG"]), "$SARTORIS_CONFIG"), "$SARTORIS_CONFIG"
     configured = _git_config_path(cwd, environ)
     if configured is not None:
         return _must_exist(configured, "git config sartoris.config"), "git config sartoris.config"
@@ -345,7 +345,7 @@ def _where_the_operator_is(cwd: Path, pwd: str | None) -> list[Path]:
 
 def load_config(path: Path) -> Config:
     """Read and validate the config file at path; relative paths in it are taken from its folder."""
-    path = path.absolute()
+    path = _folded(path.absolute())
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: a leading BOM is not TOML
     except UnicodeDecodeError:
@@ -653,7 +653,32 @@ def _resolve_url(location: str, base: Path) -> str:
 
 def _local_path(value: str, base: Path) -> Path:
     """A deploy-host path with ~ expanded, relative to base when not absolute."""
-    return base / os.path.expanduser(value)  # not Path.expanduser, which raises where there is no home
+    return _folded(base / os.path.expanduser(value))  # not Path.expanduser, which raises where there is no home
+
+
+def _folded(path: Path) -> Path:
+    """An absolute path with each `name/..` folded away, as the operator thinks of it (`--config ../sartoris.toml`
+    from php-slot1 is .../sartoris.toml, not .../php-slot1/../sartoris.toml), naming the same file: no link is
+    resolved (a version link stays), and a `..` after a symbolic link stays, since it is the parent of the link's
+    target there."""
+    if not path.is_absolute():
+        return path
+    kept: list[str] = []
+    for part in path.parts:
+        if part != "..":
+            kept.append(part)
+        elif len(kept) == 1:
+            continue  # the root's parent is the root
+        elif kept[-1] == ".." or _names_a_link(Path(*kept)):
+            kept.append(part)
+        else:
+            kept.pop()
+    return Path(*kept)
+
+
+def _names_a_link(path: Path) -> bool:
+    """Whether path is a symbolic link, or may be one once `{slot}` is replaced."""
+    return "{slot}" in path.name or os.path.islink(path)
 
 
 def _must_exist(path: Path, origin: str) -> Path:
@@ -682,9 +707,9 @@ def _git_config_path(cwd: Path, environ: Mapping[str, str], scope: str | None = 
         return None
     configured = Path(os.path.expanduser(value))
     if configured.is_absolute():
-        return configured
+        return _folded(configured)
     top = _git(["rev-parse", "--show-toplevel"], cwd, environ)
-    return (Path(top) if top else cwd) / configured
+    return _folded((Path(top) if top else cwd) / configured)
 
 
 def _git(args: list[str], cwd: Path, environ: Mapping[str, str]) -> str | None:

@@ -275,7 +275,7 @@ def test_slot_of(folder: str, slot: int | None) -> None:
         pytest.param("/srv/git/x{slot}.git", "/srv/git/x3.git", id="absolute"),
         pytest.param("git/x{slot}.git", "/etc/sartoris/git/x3.git", id="relative"),
         pytest.param("./git/x{slot}.git", "/etc/sartoris/git/x3.git", id="dot-relative"),
-        pytest.param("../git/x{slot}.git", "/etc/sartoris/../git/x3.git", id="parent-relative"),
+        pytest.param("../git/x{slot}.git", "/etc/git/x3.git", id="parent-relative"),
         pytest.param("./a:b/x{slot}", "/etc/sartoris/a:b/x3", id="colon-after-slash-is-path"),
         pytest.param("~/git/x{slot}.git", str(Path("~/git/x3.git").expanduser()), id="home"),
     ],
@@ -707,6 +707,15 @@ def test_find_git_config_relative_to_work_tree(tree: Path) -> None:
 
 
 @needs_git
+def test_find_git_config_with_dotdot_is_folded(tree: Path) -> None:
+    """A relative sartoris.config with `..` names the file without it, as --config does."""
+    repo = git_repo(tree / "repo", "src/../deploy/sartoris.toml")
+    target = write_config(repo / "deploy")
+    (repo / "src").mkdir()
+    assert str(find_config(None, repo / "src", no_git_environ())) == str(target)
+
+
+@needs_git
 def test_find_git_config_after_environment(tree: Path) -> None:
     """$SARTORIS_CONFIG still wins over git config."""
     repo = git_repo(tree / "repo", str(write_config(tree / "from-git")))
@@ -751,6 +760,46 @@ def test_load_config_relative_path(tree: Path, monkeypatch: pytest.MonkeyPatch) 
     config = load_config(Path("../sartoris.toml"))
     assert config.base_dir.is_absolute()
     assert config.checkout_path(0).resolve() == (tree / "php-slot0").resolve()
+
+
+@pytest.mark.parametrize("given_by", ["--config", "$SARTORIS_CONFIG", "load_config"])
+def test_a_config_path_with_dotdot_is_shown_folded(tree: Path, monkeypatch: pytest.MonkeyPatch, given_by: str) -> None:
+    """`--config ../sartoris.toml` from inside php-slot1 showed .../php-slot1/../.sartoris/locks/slot1.lock and
+    `checkout_root = ".../php-slot1/.."`: the config's path, and every path read from it, has `name/..` folded."""
+    inside = tree / "php-slot1"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    if given_by == "load_config":
+        path = Path("../sartoris.toml")
+    else:
+        explicit = Path("../sartoris.toml") if given_by == "--config" else None
+        path = find_config(explicit, inside, no_git_environ() | {"SARTORIS_CONFIG": "../sartoris.toml"})
+        assert str(path) == str(tree / "sartoris.toml")
+    config = load_config(path)
+    assert str(config.path) == str(tree / "sartoris.toml")
+    assert str(config.state_dir) == str(tree / ".sartoris")
+    assert str(config.deploy.checkout_root) == str(tree)
+    assert str(config.checkout_path(1)) == str(inside)
+
+
+def test_paths_in_the_config_are_folded_but_no_link_is_resolved(tree: Path) -> None:
+    """`..` after a real folder goes; a link stays a link (a version link names what it points at now), and a `..`
+    right after a link stays, since there it is the parent of the link's target, not of the link."""
+    (tree / "releases" / "php-slot0").mkdir(parents=True)
+    (tree / "other" / "hooks").mkdir(parents=True)
+    (tree / "current").symlink_to(tree / "other" / "hooks")
+    (tree / "live").symlink_to(tree / "releases")
+    path = tree / "sartoris.toml"
+    path.write_text(
+        MINIMAL.replace("/srv/git/mediawiki/", "deploy/../../git/")
+        + 'checkout_root = "./releases/../live"\nhooks_dir = "current/../hooks"\n'
+    )
+    (tree / "deploy").mkdir()
+    config = load_config(path)
+    assert str(config.deploy.checkout_root) == str(tree / "live")
+    assert str(config.deploy.hooks_dir) == str(tree / "current" / ".." / "hooks")
+    assert config.deploy.hooks_dir.resolve() == tree / "other" / "hooks"  # what the OS reads it as, unchanged
+    assert config.publish_url(3) == str(tree.parent / "git" / "php-slot3.git")
 
 
 def test_load_config_unreadable(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@
 # unpacks the dependencies once per build into a cache folder on first run; our own __main__.py picks that
 # folder so a clean, empty, missing or read-only HOME still works (order: $SHIV_ROOT,
 # $XDG_CACHE_HOME/sartoris/zipapp, ~/.cache/sartoris/zipapp when HOME exists (a missing HOME is never created),
-# then a private $TMPDIR/sartoris-zipapp-<uid>).
+# then a private $TMPDIR/sartoris-zipapp-<uid>). A build's first run there removes what other builds of the same
+# file name unpacked, unless a running sartoris holds it (.<name>_<build>_in_use, a shared lock each run takes).
 #
 # What goes in is the work tree's copy of the package (tracked and untracked-but-not-ignored files), plus a
 # generated sartoris/_build.py carrying the commit, "-dirty" when the packed files differ from that commit.
@@ -29,7 +30,7 @@ say() { echo "build-zipapp: $*" >&2; }
 while (($#)); do
     case $1 in
         -o|--output) (($# >= 2)) || die "$1 needs a path"; OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (usage: build-zipapp.sh [-o OUTPUT])" ;;
     esac
 done

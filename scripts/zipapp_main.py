@@ -1,14 +1,23 @@
 # Sartoris zipapp (scripts/build-zipapp.sh packs this file as the pyz's __main__.py): choose where shiv unpacks
 # the dependencies, then run shiv. Standard library only: nothing is unpacked yet when it runs.
-"""The zipapp's first frame: an unpack folder that works, then shiv's bootstrap (see scripts/build-zipapp.sh)."""
+"""The zipapp's first frame: an unpack folder that works, this run's hold on its build's unpacked folder (and, on
+the build's first run, the removal of the other builds' folders no run holds), then shiv's bootstrap (see
+scripts/build-zipapp.sh)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import stat
 import sys
+import zipfile
 from typing import NoReturn
+
+IN_USE = "_in_use"  # `.<pyz name>_<build id>_in_use`, beside shiv's `.<pyz name>_<build id>_lock`
+_held: list[int] = []  # this run's shared lock on its build's in-use file: open until the process ends
 
 
 def _usable(folder: str, private: bool) -> bool:
@@ -66,11 +75,110 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def unpacked_folder(archive: zipfile.ZipFile, root: str) -> str:
+    """Where shiv unpacks this build (its cache_path): `<root>/<pyz file name>_<build id>`."""
+    build_id = json.loads(archive.read("environment.json"))["build_id"]
+    name = os.path.basename(os.path.realpath(str(archive.filename)))
+    return os.path.join(os.path.expanduser(root), f"{name}_{build_id}")
+
+
+def hold_in_use(folder: str) -> int | None:
+    """Take a shared lock on the build's in-use file and keep it while this process runs, so that no first run of
+    another build prunes the folder under it; wait while one is pruning it (shiv then unpacks it again). None when
+    the file cannot be opened (a SHIV_ROOT of someone else's): the run goes on, unprotected as before."""
+    path = _in_use_path(folder)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if _still_named(fd, path):
+            _held.append(fd)
+            return fd
+        os.close(fd)  # a pruner removed the file while we waited: lock the one that has the name now
+
+
+def prune_other_builds(folder: str) -> list[str]:
+    """Remove the unpacked folders of the other builds of this zipapp (same file name) that no run is using: each
+    run holds its build's in-use file (hold_in_use), so a free one is unused. Called by a build's first run only,
+    before it unpacks (each build's ~42 MB stayed for good). A folder unpacked by a build older than this code has
+    no in-use file and is left alone: a run of it holds nothing to tell. Returns the folders removed; any error
+    leaves that folder be (pruning never fails a run)."""
+    return [other for other in _other_builds(folder) if _prune(other)]
+
+
+def _other_builds(folder: str) -> list[str]:
+    """The unpacked folders of the other builds of this zipapp that have an in-use file (those of this code)."""
+    root, own = os.path.split(folder)
+    prefix = own[: own.rindex("_") + 1]  # "sartoris.pyz_"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        other = name[1 : -len(IN_USE)]
+        build_id = other[len(prefix) :]  # a sha256: not another zipapp whose name starts like ours
+        if name.startswith("." + prefix) and name.endswith(IN_USE) and build_id.isalnum() and other != own:
+            found.append(os.path.join(root, other))
+    return found
+
+
+def _prune(folder: str) -> bool:
+    """Remove one build's unpacked folder when its in-use file can be locked exclusively, at once (no run holds
+    it); the folder is renamed to shiv's staging name first, so a removal cut short never leaves a half folder
+    that a run would take for an unpacked one. Whether it was removed."""
+    path = _in_use_path(folder)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _still_named(fd, path):  # another first run pruned it meanwhile
+            return False
+        staging = folder + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)  # an unpacking or a removal cut short: the same build's files
+        with contextlib.suppress(FileNotFoundError):  # no folder: a first run stopped before unpacking, say
+            os.rename(folder, staging)
+            shutil.rmtree(staging)
+        shiv_lock = os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}_lock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(shiv_lock)
+        os.unlink(path)  # last, under the lock: a run waiting for it finds the name gone and starts over
+        return True
+    except OSError:  # in use, or not ours to remove
+        return False
+    finally:
+        os.close(fd)
+
+
+def _in_use_path(folder: str) -> str:
+    root, name = os.path.split(folder)
+    return os.path.join(root, f".{name}{IN_USE}")
+
+
+def _still_named(fd: int, path: str) -> bool:
+    """Whether path still names the file open as fd (a pruner unlinks the in-use file it held)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
 def main() -> None:
-    os.environ["SHIV_ROOT"] = chosen_root()
+    root = chosen_root()
+    os.environ["SHIV_ROOT"] = root
     try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 130, not a traceback
         import _bootstrap  # shiv's runtime, packed beside this file
 
+        archive = zipfile.ZipFile(sys.argv[0])  # open for the run: shiv reads it too
+        folder = unpacked_folder(archive, root)
+        hold_in_use(folder)
+        if not os.path.isdir(os.path.join(folder, "site-packages")):  # this build's first run: it will unpack
+            prune_other_builds(folder)
+        _bootstrap.current_zipfile = lambda: contextlib.nullcontext(archive)  # read once, not twice (~4 ms)
         _bootstrap.bootstrap()
     except KeyboardInterrupt:
         _fail("interrupted", 130)

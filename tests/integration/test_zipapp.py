@@ -6,6 +6,7 @@ Built once for the module (the build resolves dependencies from the package inde
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -155,6 +156,34 @@ def test_a_missing_home_is_not_created(pyz: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert not home.exists()
     assert any((tmpdir / f"sartoris-zipapp-{os.getuid()}").glob("sartoris.pyz_*/site-packages"))
+
+
+def test_a_builds_first_run_prunes_what_other_builds_unpacked_unless_a_run_uses_it(pyz: Path, tmp_path: Path) -> None:
+    """Each build's first run left ~42 MB unpacked for good. The first run of a build (the one that unpacks it)
+    removes the other builds' folders that no running sartoris holds; a held one stays, and so does a build's
+    first run's own folder, which later runs use and do not prune again."""
+    home = tmp_path / "home"
+    cache = home / ".cache" / "sartoris" / "zipapp"
+
+    def other_build(build_id: str) -> Path:
+        (cache / f"sartoris.pyz_{build_id}" / "site-packages").mkdir(parents=True)
+        (cache / f".sartoris.pyz_{build_id}_in_use").write_text("")
+        return cache / f"sartoris.pyz_{build_id}"
+
+    unused, running = other_build("a" * 64), other_build("b" * 64)
+    held = os.open(cache / f".{running.name}_in_use", os.O_RDONLY)  # as a run of that build holds it
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)
+        first = run_pyz(str(pyz), "--version", home=home)
+        assert first.code == 0, first.stderr
+        assert not unused.exists() and running.is_dir()
+        assert len(list(cache.glob("sartoris.pyz_*/site-packages"))) == 2  # its own, and the held one
+        later = other_build("c" * 64)
+        again = run_pyz(str(pyz), "--version", home=home)
+        assert again.code == 0, again.stderr
+        assert later.is_dir()  # not the build's first run: no pruning
+    finally:
+        os.close(held)
 
 
 def test_pyz_syncs_the_fleet_and_reports_it_current(pyz: Path, deployment: Deployment, tmp_path: Path) -> None:

@@ -3,8 +3,16 @@ that works, and never a missing HOME created on the way."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
+import sys
+import threading
+import time
+import types
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,3 +85,118 @@ def test_a_shiv_root_that_can_be_used_is_used_and_made(
     """The operator's SHIV_ROOT wins over every default, made when it does not exist yet."""
     monkeypatch.setenv("SHIV_ROOT", str(tmp_path / "mine"))
     assert zipapp_main.chosen_root() == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()
+
+
+# --- pruning the folders other builds unpacked ------------------------------------------------------------
+
+OWN, OLD, RUNNING = ("sartoris.pyz_" + c * 64 for c in "cab")
+
+
+@pytest.fixture
+def held_locks() -> Iterator[None]:
+    """The in-use locks a test took through zipapp_main are let go after it (a run holds its own till it ends)."""
+    yield
+    while zipapp_main._held:
+        os.close(zipapp_main._held.pop())
+
+
+def unpacked(root: Path, name: str, in_use_file: bool = True) -> Path:
+    """A build's unpacked folder as shiv leaves it, with shiv's lock file and (from builds of this code on) the
+    in-use file."""
+    (root / name / "site-packages" / "pkg").mkdir(parents=True)
+    (root / name / "site-packages" / "pkg" / "__init__.py").write_text("")
+    (root / f".{name}_lock").write_text("")
+    if in_use_file:
+        (root / f".{name}_in_use").write_text("")
+    return root / name
+
+
+def locked_by_another(path: Path) -> bool:
+    """Whether some open file holds a lock on path (an exclusive one cannot be taken at once)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_other_builds_no_run_uses_are_pruned_and_the_rest_kept(tmp_path: Path, held_locks: None) -> None:
+    """Every build left its ~42 MB unpacked for good. The first run of a build removes the other builds' folders
+    of the same zipapp whose in-use file no run holds (with shiv's leftovers); it keeps the one a running
+    sartoris holds, a folder of a build older than this code (no in-use file: a run of it holds nothing), and
+    another zipapp's."""
+    root = tmp_path / "zipapp"
+    old = unpacked(root, OLD)
+    (root / f"{OLD}.tmp").mkdir()  # an unpacking of that build cut short
+    never_unpacked = root / ("sartoris.pyz_" + "f" * 64)  # its first run stopped before it unpacked
+    (root / f".{never_unpacked.name}_in_use").write_text("")
+    running = unpacked(root, RUNNING)
+    assert zipapp_main.hold_in_use(str(running)) is not None
+    legacy = unpacked(root, "sartoris.pyz_" + "d" * 64, in_use_file=False)
+    another = unpacked(root, "sartoris.pyz_v2.pyz_" + "e" * 64)  # another zipapp, whose name starts like ours
+    assert sorted(zipapp_main.prune_other_builds(str(root / OWN))) == [str(old), str(never_unpacked)]
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [p.name for p in (running, legacy, another)] + [f".{p.name}_{kind}" for p in (running, another)
+                                                        for kind in ("lock", "in_use")] + [f".{legacy.name}_lock"]
+    )
+
+
+def test_a_run_waiting_while_its_build_is_pruned_holds_the_new_in_use_file(tmp_path: Path, held_locks: None) -> None:
+    """A run of a build being pruned waits for the pruning, then holds the in-use file that has the name now (not
+    the removed one, which no later pruning would see), so shiv's unpacking it again is protected."""
+    folder = unpacked(tmp_path, OLD)
+    in_use = tmp_path / f".{OLD}_in_use"
+    pruning = os.open(in_use, os.O_RDONLY)
+    fcntl.flock(pruning, fcntl.LOCK_EX)
+    held: list[int | None] = []
+    waiting = threading.Thread(target=lambda: held.append(zipapp_main.hold_in_use(str(folder))))
+    waiting.start()
+    time.sleep(0.2)
+    assert waiting.is_alive()  # it waits for the pruning
+    in_use.unlink()
+    os.close(pruning)
+    waiting.join(timeout=10)
+    fd = held[0]
+    assert fd is not None and os.path.samestat(os.fstat(fd), in_use.stat())
+    assert locked_by_another(in_use)
+
+
+def fake_shiv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """A pyz holding shiv's environment.json, run as sys.argv[0], and a stand-in for shiv's _bootstrap that
+    unpacks (makes site-packages) when the build's folder has none, as shiv does. Returns the calls made."""
+    pyz = tmp_path / "sartoris.pyz"
+    with zipfile.ZipFile(pyz, "w") as archive:
+        archive.writestr("environment.json", json.dumps({"build_id": OWN.removeprefix("sartoris.pyz_")}))
+    calls: list[str] = []
+
+    def bootstrap() -> None:
+        with stub.current_zipfile() as archive:
+            assert archive.filename == str(pyz)  # the archive zipapp_main opened, not opened again
+        site = Path(os.environ["SHIV_ROOT"]) / OWN / "site-packages"
+        calls.append("ran" if site.is_dir() else "unpacked")
+        site.mkdir(parents=True, exist_ok=True)
+
+    stub = types.ModuleType("_bootstrap")
+    stub.bootstrap = bootstrap  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "_bootstrap", stub)
+    monkeypatch.setattr("sys.argv", [str(pyz), "--version"])
+    monkeypatch.setenv("SHIV_ROOT", str(tmp_path / "zipapp"))
+    return calls
+
+
+def test_only_a_builds_first_run_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_locks: None) -> None:
+    """The cost stays at start-up's first run of a build: a run of an unpacked build leaves the other builds be;
+    the run that unpacks it prunes them. Each run holds its own build's in-use file while it runs."""
+    calls = fake_shiv(monkeypatch, tmp_path)
+    root = tmp_path / "zipapp"
+    old = unpacked(root, OLD)
+    unpacked(root, OWN)
+    zipapp_main.main()
+    assert calls == ["ran"] and old.is_dir()
+    assert locked_by_another(root / f".{OWN}_in_use")
+    shutil.rmtree(root / OWN)
+    zipapp_main.main()
+    assert calls == ["ran", "unpacked"] and not old.exists()

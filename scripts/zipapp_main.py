@@ -173,12 +173,11 @@ def main() -> None:
     try:  # a Ctrl-C while the first run unpacks: the contract's one line and exit 130, not a traceback
         import _bootstrap  # shiv's runtime, packed beside this file
 
-        archive = zipfile.ZipFile(sys.argv[0])  # open for the run: shiv reads it too
-        folder = unpacked_folder(archive, root)
+        with zipfile.ZipFile(sys.argv[0]) as archive:  # shiv opens it again: its internals are not ours to patch
+            folder = unpacked_folder(archive, root)
         hold_in_use(folder)
         if not os.path.isdir(os.path.join(folder, "site-packages")):  # this build's first run: it will unpack
             prune_other_builds(folder)
-        _bootstrap.current_zipfile = lambda: contextlib.nullcontext(archive)  # read once, not twice (~4 ms)
         _bootstrap.bootstrap()
     except KeyboardInterrupt:
         _fail("interrupted", 130)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import git
 import structlog
@@ -32,6 +32,7 @@ import structlog
 from sartoris.errors import DirtyCheckoutError, PublishError, RefusedError, UsageError
 from sartoris.process_groups import end_process_group, kill_with_children
 from sartoris.remote import SubmoduleSpec, submodule_ref
+from sartoris.shared_files import explained, is_group_writable, make_folder
 from sartoris.untracked import named, overwritten_by
 
 log = structlog.get_logger("sartoris")
@@ -969,21 +970,27 @@ def _no_commit(path: Path) -> NoReturn:
 
 def _ensure_local_bare_repo(url: str, object_format: str) -> None:
     """A publish target at a local path that does not exist yet becomes a bare repository hashing like the
-    working copy (a SHA-256 tag cannot be pushed into a SHA-1 repository)."""
+    working copy (a SHA-256 tag cannot be pushed into a SHA-1 repository). Its folder is made as the umask and a
+    setgid parent say (GitPython's mkdir made it 0755), and when the umask gives the group write, the repository is
+    shared with the group (`git init --shared=group`), so another operator of the deploy host can push to it."""
     if not _is_local(url):
         return
     path = Path(url.removeprefix("file://"))
-    if path.exists():
-        return
+    made = False
     try:
-        if object_format == "sha1":  # named only when it must be: git before 2.29 has no --object-format
-            git.Repo.init(path, bare=True, mkdir=True)
-        else:
-            git.Repo.init(path, bare=True, mkdir=True, object_format=object_format)
-    except OSError as exc:
-        raise PublishError(f"cannot create the publish repository {path}: {exc.strerror or exc}") from None
-    except git.GitCommandError as exc:
-        raise PublishError(f"cannot create the publish repository {path}: {_git_error(exc)}") from None
+        if path.exists():
+            return
+        make_folder(path)
+        made = True
+        options: dict[str, Any] = {"shared": "group"} if is_group_writable(path) else {}
+        if object_format != "sha1":  # named only when it must be: git before 2.29 has no --object-format
+            options["object_format"] = object_format
+        git.Repo.init(path, bare=True, mkdir=False, **options)
+    except (OSError, git.GitCommandError) as exc:
+        if made:  # a half-made repository would stay in the way of every later push
+            shutil.rmtree(path, ignore_errors=True)
+        why = _git_error(exc) if isinstance(exc, git.GitCommandError) else explained(exc, path, write=True)
+        raise PublishError(f"cannot create the publish repository {path}: {why}") from None
 
 
 def _tagger_env(repo: git.Repo) -> dict[str, str]:

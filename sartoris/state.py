@@ -24,6 +24,7 @@ import structlog
 
 from sartoris.errors import LockHeldError, RefusedError, StateError
 from sartoris.results import CANARY_FAILED, CANARY_PHASE, SyncReport
+from sartoris.shared_files import denied, explained, make_file, make_folder
 
 log = structlog.get_logger("sartoris")
 
@@ -164,14 +165,22 @@ def written_after_the_change(what: str, **context: Any) -> Iterator[HistoryWrite
 
 
 _HISTORY_FILE = "history.sqlite3"
+_DENIED_BY_PERMISSIONS = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")  # errors a permission may be behind
 
 
 def existing_history(state_dir: Path) -> History | None:
     """The History in `state_dir` for a command that only reads it, or None where no run has been: opening one
     creates it, and reading must leave nothing behind."""
-    if state_dir.exists() and not state_dir.is_dir():  # "no history yet" would hide every run recorded elsewhere
-        raise StateError(f"the state folder {state_dir} is not a folder: move it away to let Sartoris keep its history")
-    return History(state_dir) if (state_dir / _HISTORY_FILE).exists() else None
+    path = state_dir / _HISTORY_FILE
+    try:
+        if state_dir.exists() and not state_dir.is_dir():  # "no history yet" would hide every run recorded elsewhere
+            raise StateError(
+                f"the state folder {state_dir} is not a folder: move it away to let Sartoris keep its history"
+            )
+        found = path.exists()
+    except OSError as exc:  # another operator's private state folder (a umask of 077)
+        raise StateError(f"history {path}: {explained(exc, path)}") from None
+    return History(state_dir) if found else None
 
 
 class History:
@@ -180,9 +189,14 @@ class History:
     def __init__(self, state_dir: Path) -> None:
         self._path = state_dir / _HISTORY_FILE
         try:
-            _shared_folder(state_dir)
+            make_folder(state_dir)
         except OSError as exc:
-            raise StateError(f"cannot create the state folder {state_dir}: {exc.strerror or exc}") from None
+            why = explained(exc, state_dir, write=True)
+            raise StateError(f"cannot create the state folder {state_dir}: {why}") from None
+        try:
+            make_file(self._path)
+        except OSError as exc:
+            raise StateError(f"history {self._path}: {explained(exc, self._path, write=True)}") from None
         with self._connect() as db:
             if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:  # else: read-only is enough
                 _migrate(db)
@@ -204,7 +218,8 @@ class History:
                 db.execute(f"PRAGMA user_version = {int(db.execute('PRAGMA user_version').fetchone()[0])}")
                 db.rollback()
         except sqlite3.Error as exc:
-            raise StateError(f"history {self._path} cannot be written ({exc}): the run could not be recorded") from None
+            why = self._denied(exc) or str(exc)
+            raise StateError(f"history {self._path} cannot be written ({why}): the run could not be recorded") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -212,7 +227,15 @@ class History:
             with closing(sqlite3.connect(self._path, timeout=10)) as db, db:
                 yield db
         except sqlite3.Error as exc:
-            raise StateError(f"history {self._path}: {exc}") from None
+            raise StateError(f"history {self._path}: {self._denied(exc) or exc}") from None
+
+    def _denied(self, exc: sqlite3.Error) -> str | None:
+        """The permission in the way when sqlite could not open or write the history ("unable to open database
+        file" says neither that nor whose the file is); None for any other error."""
+        if not str(getattr(exc, "sqlite_errorname", "")).startswith(_DENIED_BY_PERMISSIONS):
+            return None
+        denial = denied(self._path) or denied(self._path, write=True)
+        return None if denial is None else str(denial)
 
     def begin(
         self,
@@ -488,20 +511,6 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _shared_folder(folder: Path) -> None:
-    """Make `folder` (and its missing parents) 0755 whatever the umask: every operator of the deploy host reads the
-    locks and the history in it (under a umask of 077 they were 0700, and the next operator could not see who held
-    a lock). A folder that was there already is left as it is."""
-    missing = []
-    for step in (folder, *folder.parents):
-        if step.exists():
-            break
-        missing.append(step)
-    folder.mkdir(parents=True, exist_ok=True)
-    for made in missing:
-        made.chmod(0o755)
-
-
 def _process_start(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot, /proc/PID/stat's 22nd field), to tell it from a later
     process given the same PID (after a reboot, or PIDs wrapping); None where /proc does not say."""
@@ -535,13 +544,17 @@ class SlotLock:
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lock (user, host, pid, since, command, message, ...), or None when it is free. A lock file
-        that cannot be read names no holder: only why not, and its path (see unreadable)."""
+        that cannot be read names no holder: only why not, and its path (see unreadable); a locks folder this user
+        may not look into is a StateError (free or held cannot be told)."""
         try:
             text = self.path.read_text()
         except (FileNotFoundError, NotADirectoryError):  # no lock file, or no locks folder for one to be in
             return None
         except OSError as exc:  # someone's lock this user may not read (a umask of 077): held, never breakable
-            return self._unreadable_holder(exc.strerror or str(exc))
+            denial = denied(self.path) if isinstance(exc, PermissionError) else None
+            if denial is not None and denial.on_a_folder:  # whether anyone holds it cannot be seen at all
+                raise StateError(f"cannot look for the lock {self.path}: {denial}") from None
+            return self._unreadable_holder(str(denial) if denial is not None else exc.strerror or str(exc))
         try:
             held = json.loads(text)
         except ValueError:
@@ -560,7 +573,8 @@ class SlotLock:
     @staticmethod
     def unreadable(holder: dict[str, Any] | None) -> str | None:
         """Why the lock file `holder` was read from cannot be read (so whose lock it is is unknown): the system's
-        word ("Permission denied"), or "empty or damaged"; None for a lock that was read, or none at all."""
+        word ("permission denied: owner …, mode 0600"), or "empty or damaged"; None for a lock that was read, or none
+        at all."""
         if holder is None or holder.get(_UNREADABLE) is not True:
             return None
         return str(holder.get("why"))
@@ -603,9 +617,10 @@ class SlotLock:
         """Take the lock or raise LockHeldError naming the holder; `force` breaks only a stale lock. A lock folder
         or file that cannot be written (a file in its place, a full disk) is a StateError, and leaves no lock."""
         try:
-            _shared_folder(self.path.parent)
+            make_folder(self.path.parent)
         except OSError as exc:
-            raise StateError(f"cannot create the lock folder {self.path.parent}: {exc.strerror or exc}") from None
+            why = explained(exc, self.path.parent, write=True)
+            raise StateError(f"cannot create the lock folder {self.path.parent}: {why}") from None
         record = {
             "user": current_user(),
             "host": socket.gethostname(),
@@ -618,8 +633,7 @@ class SlotLock:
         }
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                os.fchmod(fd, 0o644)  # readable by the other operators whatever this one's umask: they see who holds it
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as the umask says (shared_files)
             except FileExistsError:
                 held = self.holder() or {}
                 if force and self.may_be_broken(held):
@@ -627,7 +641,7 @@ class SlotLock:
                     continue
                 raise LockHeldError(self.describe(held)) from None
             except OSError as exc:
-                raise StateError(f"cannot take the lock {self.path}: {exc.strerror or exc}") from None
+                raise StateError(f"cannot take the lock {self.path}: {explained(exc, self.path, write=True)}") from None
             try:
                 with os.fdopen(fd, "w") as handle:
                     json.dump(record, handle)
@@ -649,7 +663,7 @@ class SlotLock:
         if why is not None:
             text = f"slot {self.slot} is locked, but the lock file {self.path} cannot be read ({why})"
             if why != _DAMAGED:
-                return text + ", so whose it is is unknown: its owner (or root) can read it"
+                return text + ", so who holds it since when is unknown: its owner (or root) can read it"
             breakable = self.may_be_broken(held)
             return text + ("; pass --force to break it" if breakable else "; it may be being written: retry")
         text = (
@@ -673,8 +687,7 @@ class SlotLock:
             raise RefusedError(f"slot {self.slot}: the lock file {self.path} cannot be read ({why})")
         held.update(fields)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(held))
-        temporary.chmod(0o644)  # as acquire made it, whatever the umask
+        temporary.write_text(json.dumps(held))  # as acquire made it: as the umask says
         os.replace(temporary, self.path)
 
     def release(self) -> None:

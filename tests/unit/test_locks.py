@@ -350,19 +350,6 @@ def test_a_lock_this_user_may_not_read_is_held_and_never_broken(
         SlotLock(config.state_dir, 0).acquire("sync", force=True)
 
 
-def test_a_lock_file_is_readable_by_every_operator_whatever_the_umask(config: Config) -> None:
-    """Written under a umask of 077 it was 0600, and its folders 0700, so the next operator could not see who held
-    it."""
-    old = os.umask(0o077)
-    try:
-        lock = SlotLock(config.state_dir, 0)
-        lock.acquire("sync")
-    finally:
-        os.umask(old)
-    assert lock.path.stat().st_mode & 0o777 == 0o644
-    assert [p.stat().st_mode & 0o777 for p in (lock.path.parent, config.state_dir)] == [0o755, 0o755]
-
-
 def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(config: Config) -> None:
     """After a reboot (or PIDs wrapping) the dead run's PID can be alive again in another process: the lock notes
     when its process started, so that process is not taken for the run."""

@@ -129,7 +129,16 @@ class SlotCheckout:
             raise RefusedError(f"{path}: not a git working copy (the slot has no checkout)") from None
         self.path = path
         self._timeout = git_timeout
+        self._ensure_trusted()
         self._submodules: dict[str, tuple[SubmoduleSpec, ...]] = {}  # submodules_at's answers, by commit
+
+    def _ensure_trusted(self) -> None:
+        """Refuse a working copy git will not work in because another user owns it (a shared deploy host's second
+        operator, without it in `safe.directory`): every git command failed, and the first failure was misread ("no
+        commit yet", an unexpected error). Only a working copy owned by someone else costs a git process."""
+        with contextlib.suppress(OSError, git.GitCommandError):  # the commands that need it say what else is wrong
+            if self.path.stat().st_uid != os.geteuid():
+                _run_git(self._repo, self._timeout, "rev-parse", "--git-dir")  # refuses an untrusted repository
 
     def head_commit(self) -> str:
         return _head_commit(self._repo, self._timeout) or _no_commit(self.path)
@@ -817,8 +826,23 @@ def _run_git(repo: git.Repo, timeout: float, *args: str) -> str:
         kill_with_children(process, _KILL_WAIT)
         raise
     if process.returncode != 0:
+        if untrusted := _UNTRUSTED.search(_text(err)):
+            raise _untrusted(untrusted.group(1))
         raise git.GitCommandError(command, process.returncode, _text(err), _text(out))
     return _text(out).removesuffix("\n")
+
+
+_UNTRUSTED = re.compile(r"detected dubious ownership in repository at '([^'\n]*)'")
+
+
+def _untrusted(path: str) -> RefusedError:
+    """git works in no repository another user owns until safe.directory lists it (a shared deploy host's second
+    operator): every git command there fails, and the first failure read as anything else misled ("no commit yet",
+    "its commit is not in", an unexpected error)."""
+    return RefusedError(
+        f"{path}: git refuses a repository another user owns (\"detected dubious ownership\"): list it in"
+        f" safe.directory (`git config --global --add safe.directory {path}`, or in /etc/gitconfig for every operator)"
+    )
 
 
 def _text(output: bytes | None) -> str:
@@ -1008,9 +1032,11 @@ def _git_error(exc: git.GitCommandError) -> str:
 
 
 def _push_error(output: str) -> str:
-    """Why a push failed: its fatal: line (a bad object), else the refs the server rejected with their reasons
-    ("! [rejected] t -> t (already exists)", "(shallow update not allowed)"), else git's own error line, which
-    alone says only "failed to push some refs"."""
+    """Why a push failed: its fatal: line (a bad object; for a publish repository another user owns, what to do),
+    else the refs the server rejected with their reasons ("! [rejected] t -> t (already exists)", "(shallow update
+    not allowed)"), else git's own error line, which alone says only "failed to push some refs"."""
+    if untrusted := _UNTRUSTED.search(output):
+        return str(_untrusted(untrusted.group(1)))
     lines = [line.strip() for line in output.splitlines()]
     fatal = next((line for line in lines if line.startswith("fatal:")), None)
     rejected = [line.removeprefix("! ").strip() for line in lines if line.startswith("! [")]

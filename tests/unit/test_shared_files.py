@@ -283,3 +283,53 @@ def test_a_locks_folder_another_operator_may_not_look_into_is_not_called_locked(
         f" {state / 'locks'}: owner root:{SHARED_GID}, mode 2700"
     )
 
+
+@needs_root
+def test_a_working_copy_git_does_not_trust_is_refused_naming_safe_directory(shared_root: Path) -> None:
+    """git works in no repository another user owns until safe.directory lists it: the next operator's sync ended in
+    "unexpected GitCommandError" (exit 1), their start in "the working copy has no commit yet". Both now refuse
+    (exit 4) saying so, and how to list it."""
+    with umask(0o002):
+        work = make_checkout(shared_root, 0, files=3, submodules=0)
+    home = shared_root / "home"  # a git configuration of the operator's own, without safe.directory
+    home.mkdir()
+
+    def open_checkout() -> str:
+        os.environ["HOME"] = str(home)
+        SlotCheckout(work, 60).head_commit()
+        return "no error"
+
+    answer = as_another_operator(open_checkout)
+    assert answer.startswith(f"RefusedError: {work}: git refuses a repository another user owns")
+    assert f"git config --global --add safe.directory {work}" in answer
+    assert SlotCheckout(work, 60).head_commit() == git(work, "rev-parse", "HEAD")  # its owner's git works as ever
+
+
+@needs_root
+def test_a_submodule_or_publish_repository_git_does_not_trust_is_named_with_safe_directory(shared_root: Path) -> None:
+    """With only the working copy in safe.directory, the next operator's sync failed on its submodule with "its
+    commit … is not in … (fetch it there)", and on the publish repository with git's bare "dubious ownership": each
+    is now named as a repository git refuses, with the safe.directory line to add."""
+    url = shared_root / "git" / "php-slot0.git"
+    with umask(0o002):
+        checkout = SlotCheckout(make_checkout(shared_root, 0, files=3, submodules=1), 60)
+        checkout.publish(checkout.tag_release("t1", "release"), str(url))
+    work, module = checkout.path, checkout.path / "extensions" / "Ext0"
+    home = shared_root / "home"
+    home.mkdir()
+
+    def sync_trusting(trusted: Path) -> str:
+        (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = {work}\n\tdirectory = {trusted}\n")
+
+        def sync() -> str:
+            os.environ["HOME"] = str(home)
+            mine = SlotCheckout(work, 60)
+            mine.ensure_submodules_initialised(mine.head_commit())
+            mine.publish(mine.tag_release("t2", "release"), str(url))
+            return "no error"
+
+        return as_another_operator(sync)
+
+    advice = "git refuses a repository another user owns (\"detected dubious ownership\"): list it in safe.directory"
+    assert sync_trusting(url).startswith(f"RefusedError: {module}: {advice}")
+    assert sync_trusting(module).startswith(f"PublishError: push to {url} failed: {url}: {advice}")

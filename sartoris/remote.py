@@ -212,6 +212,13 @@ def deadline_error(exit_status: int, seconds: float) -> str | None:
     return {124: _timed_out(seconds), 137: _killed(seconds)}.get(exit_status)
 
 
+def stopped_on_the_host(exit_status: int) -> bool:
+    """A command run under the host's own deadline (_host_timeout) was stopped by it: timed out (124) or killed (137,
+    see deadline_error). Its processes' last words (git's "early EOF" of an upload-pack the kill ended) are not the
+    reason it failed, and a retry has no time left to succeed."""
+    return deadline_error(exit_status, 0.0) is not None
+
+
 def host_deadline(seconds: float) -> float:
     """The host's own deadline for a command the controller gives `seconds`: the margin less, or half the time when
     that is too short for one, so the host never outlives the controller."""

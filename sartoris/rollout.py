@@ -50,6 +50,7 @@ from sartoris.remote import (
     last_phase,
     parse_head,
     ran_to_its_end,
+    stopped_on_the_host,
     switch_command,
     switch_outcome_command,
     unpruned_trees,
@@ -408,6 +409,7 @@ class _Fetcher:
             delay = retry_delay(attempt, self._random)
             if (
                 attempt < self._retries
+                and not stopped_on_the_host(result.exit_status)  # its "early EOF" is the kill's, not the network's
                 and is_transient_fetch_error(result.stderr)
                 and time.monotonic() + delay < deadline
             ):

@@ -236,9 +236,9 @@ class Session:
                     process.close()
         except TimeoutError:
             if opened.process is None:
-                message = f"timed out after {timeout:g}s opening a session (the command was never sent)"
+                message = f"timed out after {round(timeout, 1):g}s opening a session (the command was never sent)"
                 raise CommandTimeout(message, "", sent=False) from None
-            raise CommandTimeout(f"timed out after {timeout:g}s", capture.stdout_text()) from None
+            raise CommandTimeout(f"timed out after {round(timeout, 1):g}s", capture.stdout_text()) from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc
         finally:

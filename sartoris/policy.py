@@ -223,9 +223,10 @@ RETRY_CAP_SECONDS = 8.0
 
 def outcome_of_stopped_run(hosts: Sequence[HostResult]) -> Outcome:
     """The verdict of a run stopped early (a canary failed, or Ctrl-C before or between switches): `aborted`
-    only while it is true that no host switched and nobody was depooled, as exit 3 promises; else `ok` when
-    every host ended on the release, else `partial`."""
-    if not any((r.ok and r.phase is Phase.DONE) or r.depooled for r in hosts):
+    only while it is true that no host switched and nobody was depooled, as exit 3 promises (a host its switch
+    found already on the release's commit, `unchanged`, was not switched); else `ok` when every host ended on the
+    release, else `partial`."""
+    if not any((r.ok and r.phase is Phase.DONE and not r.unchanged) or r.depooled for r in hosts):
         return Outcome.ABORTED
     return Outcome.OK if all(r.ok for r in hosts) else Outcome.PARTIAL
 

@@ -166,6 +166,17 @@ def test_a_switched_host_makes_a_stopped_run_partial() -> None:
     assert outcome_of_stopped_run([switched, broken, skipped]) is Outcome.PARTIAL
 
 
+def test_canaries_found_already_on_the_commit_leave_a_stopped_run_aborted() -> None:
+    """A new tag of the commit the fleet runs: the canaries' switches found them already on it (`unchanged`), then
+    the run stopped before the rest. Nothing switched and nobody was depooled, yet the run said `partial`, exit 5;
+    it is `aborted` (exit 3), as the contract promises for a run that changed nothing."""
+    canary = HostResult("c1", True, Phase.DONE, unchanged=True)
+    skipped = HostResult("h2", False, Phase.FETCH, "not switched: the run aborted")
+    assert outcome_of_stopped_run([canary, skipped]) is Outcome.ABORTED
+    moved = HostResult("c2", True, Phase.DONE)
+    assert outcome_of_stopped_run([canary, moved, skipped]) is Outcome.PARTIAL
+
+
 def test_a_depooled_host_alone_makes_a_stopped_run_partial() -> None:
     """A depooled host makes a stopped run partial even though no host switched: the pool was changed."""
     depooled = HostResult("h1", False, Phase.CONNECT, "connection refused", depooled=True)

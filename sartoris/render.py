@@ -62,10 +62,15 @@ def sync_summary(report: SyncReport, action: str = "sync") -> str:
         for host, error in not_out.items():
             by_error.setdefault(f"depool: {error}", []).append(host)
         lines += grouped(by_error)
-    pooled = [r.host for r in report.hosts if r.failed and not r.depooled and not r.depool_error]
+    pooled = [
+        r.host for r in report.hosts if r.failed and not r.depooled and not r.depool_error and not r.depooled_before
+    ]
     if pooled and counts["depooled"]:  # some failures were depooled, these were not (past max_failures or the cap)
         lines.append(f"  failed and still in the pool (on their old tree): {len(pooled)}")
         lines += grouped({"not depooled": pooled})
+    out_before = [r.host for r in report.hosts if r.depooled_before]
+    if out_before:  # not depooled by this run, but out of the pool all the same
+        lines += grouped({"failed, out of the pool since before this run": out_before})
     if report.hook_error is not None:  # the hosts are as above; what the hook does (purge, announce) did not happen
         lines.append(f"  {report.hook_error}")
     return "\n".join(lines)

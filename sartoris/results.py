@@ -75,6 +75,9 @@ class HostResult:
     # it was settled, e.g. "timed out after 15s; on the release (seen on a new connection)"
     note: str | None = None
     unchanged: bool = False  # on the release before the run: its switch found the slot there and changed nothing
+    # a failed host this run did not depool (past max_failures or max_depooled) that an earlier run or an operator
+    # had taken out of the pool: it is out, not "left in the pool"
+    depooled_before: bool = False
 
     def __post_init__(self) -> None:
         if self.ok == bool(self.error):
@@ -103,6 +106,7 @@ class HostResult:
             "depool_error": self.depool_error,
             "note": self.note,
             "unchanged": self.unchanged,
+            "depooled_before": self.depooled_before,
         }
 
 

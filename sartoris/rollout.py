@@ -214,11 +214,19 @@ async def _decide_and_switch(
         config, history, [by_label[label].host for label in allowed], depools, before_the_switch=False
     )
     interrupted = interrupted or interrupted_late
-    finals = tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched)
+    finals = _out_before(tuple(depools.mark(switched.get(f.host.label, f.result)) for f in fetched), already_out)
     if interrupted or switch.halted is not None:  # aborted only while no host switched, nobody depooled
-        why = "interrupted" if interrupted else switch.outcome(len(beyond))
+        why = "interrupted" if interrupted else switch.outcome(len(set(beyond) - already_out))
         return RolloutResult(outcome_of_stopped_run(finals), finals, why, interrupted=interrupted)
     return RolloutResult(Outcome.OK if all(r.ok for r in finals) else Outcome.PARTIAL, finals)
+
+
+def _out_before(results: tuple[HostResult, ...], already_out: frozenset[str]) -> tuple[HostResult, ...]:
+    """`results`, each failed host this run did not depool but that was out of the pool before it marked so."""
+    return tuple(
+        replace(r, depooled_before=True) if r.failed and not r.depooled and r.host in already_out else r
+        for r in results
+    )
 
 
 class _SwitchPhase:

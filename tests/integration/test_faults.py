@@ -405,7 +405,8 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     """A release whose switch fails host after host does not take the fleet out of the pool: switch failures count
     against max_failures with the fetch's; past it no further switch starts. The host that failed within the
     budget is depooled; the one past it and those not reached stay pooled, all on the old tag (exit 5, the
-    reason said). With no budget left, the first failure stops a run nobody switched in: aborted (exit 3)."""
+    reason said). With no budget left, the first failure stops a run nobody switched in: aborted (exit 3); the host
+    that failed was depooled by the run before, which the report says (`depooled_before`), not "left in the pool"."""
     hosts = deployment.fleet.hosts[24:29]
     deployment.group("five", hosts)
     _short(deployment)
@@ -430,6 +431,8 @@ def test_switch_failures_past_max_failures_stop_the_switch_and_depool_only_withi
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "five", "--max-failures", "0", "--concurrency", "1")
     assert code == 3 and report["outcome"] == "aborted", stderr
     assert "1 host failed to switch, more than max_failures (0): 4 hosts not switched" in str(report["reason"])
+    # the host that failed again was depooled by the first run: out of the pool, not "left in the pool" (audit)
+    assert "left in the pool" not in str(report["reason"]) and _host(report, hosts[0])["depooled_before"] is True
     assert all(_on(deployment, address, old) for address in hosts)
     assert deployment.pool_changes() == [f"depool {hosts[0]}"]
 

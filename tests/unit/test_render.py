@@ -97,6 +97,22 @@ def test_a_stopped_switch_says_which_failed_hosts_are_still_in_the_pool() -> Non
     ]
 
 
+def test_a_failed_host_depooled_before_the_run_is_not_said_to_be_in_the_pool() -> None:
+    """A failed host past max_failures that an earlier run had depooled was listed as "failed and still in the
+    pool": an operator was told a broken host served traffic. It is listed as out of the pool since before."""
+    hosts = (
+        HostResult("mw1", False, Phase.CHECKOUT, "error: refused", 0.2, depooled=True),
+        HostResult("mw2", False, Phase.CHECKOUT, "error: refused", 0.2, depooled_before=True),
+        HostResult("mw3", True, Phase.DONE, None, 0.2),
+    )
+    reason = "2 hosts failed to switch, more than max_failures (1): every host had already started"
+    report = SyncReport(0, "app-slot0-1", "a" * 40, Outcome.PARTIAL, hosts, 0.5, reason)
+    lines = sync_summary(report).splitlines()
+    assert "failed and still in the pool" not in "\n".join(lines)
+    assert lines[-2:] == ["  [1] failed, out of the pool since before this run", "      mw2"]
+    assert report.as_json()["hosts"][1]["depooled_before"] is True
+
+
 def test_a_message_of_several_lines_keeps_its_log_row_one_line() -> None:
     """`-m $'first\\nsartoris: fake'` printed its second line as a row of its own in `log`, which could pass for an
     entry; a row now shows the first line and ` …`."""

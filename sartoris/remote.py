@@ -869,6 +869,9 @@ def _leftovers_function(release: RemoteRelease) -> str:
 _MODULE_CHECKOUT = f'git --git-dir "$md" --work-tree "$mw" {shell_words(*_CHECKOUT_OPTIONS)} "$mc"'
 
 
+_FULL_DISK_KB = 1024  # a deploy root's disk with less free than this after a failed build is called full
+
+
 # Shell functions every switch script defines once: the work per submodule, written once, called with each
 # submodule's values (paths relative to the tree being built, `$B`; the store `$S`, and `$SE` for git config).
 # Their variables are their own (md, mw, dd, ...); a failure returns its status (the build, `sartoris_build`,
@@ -879,7 +882,15 @@ _SWITCH_FUNCTIONS = (
     # the exit status of the build's step that failed: remove the tree being built, then exit with that status. A
     # build that filled the disk frees it now, not at the slot's next switch (_leftover_builds is for the builds a
     # KILL at the deadline leaves); a removal that fails leaves it to that switch, and says nothing over the error.
-    'sartoris_give_up() { rm -rf "$B" 2>/dev/null; exit "$1"; }',
+    # Before, a full disk is said (sartoris_say_if_full): git's "failed to write new configuration file" does not.
+    'sartoris_give_up() { sartoris_say_if_full; rm -rf "$B" 2>/dev/null; exit "$1"; }',
+    # On a failed build only (a process, `df`): when the deploy root's disk has less than _FULL_DISK_KB left, a line
+    # saying so in the words a full disk's write error uses, which the error line then adds as the cause
+    # (CommandResult.error_line): where git failed on a full disk without saying why, the operator learns it.
+    "sartoris_say_if_full() {"
+    " df -Pk . 2>/dev/null | { read -r _ && read -r _ _ _ a _ &&"
+    f' [ "$a" -lt {_FULL_DISK_KB} ] 2>/dev/null && echo "$PWD: No space left on device ($a KB free)" >&2; }}; }}',
+
     # git dir, work tree (from $B), layout id, then the paths its submodules keep. Before the checkout of a work
     # tree that held another commit (a copied or recycled slot tree, a submodule moving on), remove the work tree
     # of each submodule in it that the new commit no longer has at that path (dropped, or moved: its git dir

@@ -305,9 +305,10 @@ def fetch_command(release: RemoteRelease) -> str:
     # The fetch holds the store open while it runs; before its git, it removes the lock files and stores made aside
     # that fetches killed on the host left (see _stale_files_removal), and when it ends, the store's partial files (see
     # _partial_files_removal): after its own failure, having let go of the store first, so that of two fetches
-    # failing at once the last one sees no other; after a success too, only when a shell glob finds some.
+    # failing at once the last one sees no other; after a success too, only when a shell glob finds some. A fetch
+    # killed on the host runs neither: the store's fetch mark (_fetch_mark) tells the next one to.
     held, let_go = f"command exec {_HELD_FD}<{quoted}", f"command exec {_HELD_FD}<&-"
-    failed = f"{{ rc=$?; {let_go}; sartoris_drop_partial loose; exit $rc; }}"
+    failed = f"{{ rc=$?; {let_go}; sartoris_drop_partial loose || dirty=1; sartoris_unmark; exit $rc; }}"
     return _script(
         [
             _umask_line(release),
@@ -315,11 +316,12 @@ def fetch_command(release: RemoteRelease) -> str:
             _alone_with_the_store(store),
             _partial_files_removal(store),
             _stale_files_removal(release),
+            *_fetch_mark(store),
             # a known tag with a commit missing (a store someone pruned) asks for every commit again, marks or not
             f"again=; if [ -f {shlex.quote(tag_ref)} ] && {{ again=1; {present}; }};"
             f" then {shell_words('echo', ALREADY_PRESENT)};"
-            f" else set --; {held}; {fetch} {_HELD_FD}<&- || {failed};{remember}"
-            f" sartoris_drop_partial; {_housekeeping_when_due(store)}; fi",
+            f" else set --; {held}; sartoris_mark; {fetch} {_HELD_FD}<&- || {failed};{remember}"
+            f" sartoris_drop_partial; {_housekeeping_when_due(store)}; fi; sartoris_unmark",
         ]
     )
 
@@ -355,19 +357,49 @@ def _alone_with_the_store(store: str) -> str:
 
 def _partial_files_removal(store: str) -> str:
     """A shell function that removes the partial files git's object writers leave in the store when they fail
-    (`objects/pack/tmp_*` of a pack, `objects/??/tmp_obj_*` of a loose object: a full disk left 3 MB a try, kept by
-    git for two weeks), unless another fetch holds the store open (sartoris_alone): those may be its files, being
-    written. With an argument (after a failure) loose objects' too; without (after a success: what a fetch killed at
-    its deadline, or one that found another running, left) only packs'. No process but the `rm`, and that only when
-    a shell glob finds such a file."""
+    (`objects/pack/tmp_*` of a pack, `objects/??/tmp_obj_*` of a loose object, `objects/tmp_obj_*` of one over
+    core.bigFileThreshold, which git streams: a full disk left 3 MB a try, kept by git for two weeks), unless another
+    fetch holds the store open (sartoris_alone): those may be its files, being written; it fails then (the files are
+    left), else succeeds. With an argument (after a failure, or when the fetch mark says a fetch was killed: see
+    _fetch_mark) loose objects' too; without (after a success: what a fetch that found another running left) only
+    packs'. No process but the `rm`, and that only when a shell glob finds such a file."""
     objects = shlex.quote(posixpath.join(store, "objects"))
     return (
         "sartoris_drop_partial() {"
         f" loose=$1; set --; {_keep_existing(objects + '/pack/tmp_*')};"
-        # a loose object's are small, and looking costs a read of up to 256 folders: only after a failure
-        f" if [ -n \"$loose\" ]; then {_keep_existing(objects + '/??/tmp_obj_*')}; fi;"
-        ' [ $# -gt 0 ] && sartoris_alone || return 0; rm -f -- "$@" 2>/dev/null; }'
+        # looking for a loose object's costs a read of up to 256 folders: only when one may have been left
+        f" if [ -n \"$loose\" ]; then {_keep_existing(objects + '/??/tmp_obj_* ' + objects + '/tmp_obj_*')}; fi;"
+        ' [ $# -gt 0 ] || return 0; sartoris_alone || return 1; rm -f -- "$@" 2>/dev/null; }'
     )
+
+
+# In a slot's store on a host: the pid of the fetch whose git is running (or was, when it was killed), else empty.
+_FETCH_MARK = "sartoris-fetching"
+
+
+def _fetch_mark(store: str) -> list[str]:
+    """The store's fetch mark, read at the start of a fetch and written around its git (`sartoris_mark`, then
+    `sartoris_unmark` once the fetch ended, as it succeeded or failed), with shell builtins only (`read`, `echo`,
+    `true`: no process, no `rm`). A fetch killed on the host (its deadline's KILL takes the whole script: no failure
+    handler runs) left partial loose objects, tens of MB for a big file, that a successful fetch does not look for
+    (see _partial_files_removal); it also left its pid in the mark, so the next fetch, finding the mark not empty,
+    looks for them and removes them (sartoris_drop_partial loose), then empties it. So does the first fetch into a
+    store with no mark (made before Sartoris kept one: what fetches killed then left). A fetch leaves the mark as it
+    is (`dirty`) when its removal was put off by another fetch holding the store, or when it found the mark full as
+    it marked it (another fetch of the slot, from another deploy host, running: it may yet be killed), and empties
+    it only while it holds its own pid; the next fetch looks again then. Only two fetches marking the store at the
+    same instant, the one whose pid is overwritten then killed, leave their files to the next failed or killed
+    fetch."""
+    mark = shlex.quote(posixpath.join(store, _FETCH_MARK))
+    return [
+        f'sartoris_mark() {{ mine=$$; {{ m=; read -r m < {mark}; [ -z "$m" ] || dirty=1; echo $$ > {mark}; }}'
+        " 2>/dev/null; }",
+        'sartoris_unmark() { [ -n "$dirty" ] || [ -z "$mine" ] ||'
+        f' {{ m=; read -r m < {mark}; [ "$m" != "$mine" ] || true > {mark}; }} 2>/dev/null; }}',
+        # a mark that cannot be read (none yet) says as much as one left full; `mine`: what this fetch may empty
+        f'mine=unmarked dirty=; {{ [ ! -f {mark} ] || read -r mine < {mark}; }} 2>/dev/null; if [ -n "$mine" ]; then'
+        " if sartoris_drop_partial loose; then sartoris_unmark; else dirty=1; fi; fi",
+    ]
 
 
 def _stale_files_removal(release: RemoteRelease) -> str:

@@ -15,7 +15,15 @@ from sartoris.fanout import fan_out
 from sartoris.inventory import Host
 from sartoris.pool import depooled_among
 from sartoris.progress import Progress
-from sartoris.remote import NOT_A_CHECKOUT, deadline_error, not_ours, parse_head, script_lines, status_command
+from sartoris.remote import (
+    NOT_A_CHECKOUT,
+    deadline_error,
+    gone_tree,
+    not_ours,
+    parse_head,
+    script_lines,
+    status_command,
+)
 from sartoris.results import HostState, HostStatus, StatusReport
 from sartoris.slot_hosts import beyond_the_fleet
 from sartoris.slots import refuse_an_unknown_slot
@@ -25,6 +33,12 @@ from sartoris.transport import CommandResult, Connector, ensure_open_files
 log = structlog.get_logger("sartoris")
 
 _NOT_A_CHECKOUT = "the slot links to a tree with no git checkout (its `.git` is gone)"
+
+
+def _tree_gone(target: str) -> str:
+    """The error of a host whose slot links to a tree of the slot's that is gone: git's own words were a bare
+    "cannot change to …: No such file or directory", and the host was called unreachable."""
+    return f"the slot link points to {target}, which does not exist (the next sync links the slot anew)"
 
 
 def status(
@@ -120,7 +134,8 @@ def host_status(label: str, result: CommandResult, expected: str | None, depoole
     """What a host's status script (status_command, given `seconds`) said, as its state against the `expected` commit.
     A slot path the next switch refuses (a folder, a link Sartoris did not make) is never current, whatever commit
     its checkout has (named, when it can be read): `missing`, as no release of Sartoris's is there, saying why in the
-    switch's words. A git the host stopped at its own deadline is unreachable, saying so (timeout itself is silent)."""
+    switch's words; so is a slot linking to a tree that is gone, or to one with no `.git`, saying which. A git the
+    host stopped at its own deadline is unreachable, saying so (timeout itself is silent)."""
     if (why := not_ours(result.stdout)) is not None:
         return HostStatus(label, HostState.MISSING, parse_head(result.stdout), depooled=depooled, error=why)
     if not result.ok:
@@ -128,6 +143,8 @@ def host_status(label: str, result: CommandResult, expected: str | None, depoole
         return HostStatus(label, HostState.UNREACHABLE, depooled=depooled, error=error)
     if NOT_A_CHECKOUT in script_lines(result.stdout):
         return HostStatus(label, HostState.MISSING, depooled=depooled, error=_NOT_A_CHECKOUT)
+    if (target := gone_tree(result.stdout)) is not None:
+        return HostStatus(label, HostState.MISSING, depooled=depooled, error=_tree_gone(target))
     head = parse_head(result.stdout)
     if head is None:
         state = HostState.MISSING

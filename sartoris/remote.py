@@ -37,6 +37,7 @@ from sartoris.results import Phase
 PHASE_MARK = "sartoris-phase:"
 ALREADY_PRESENT = "sartoris-fetch:present"
 NOT_A_CHECKOUT = "sartoris-status:not-a-checkout"
+TREE_GONE = "sartoris-status:tree-gone "  # then the target of the slot's link, a tree of the slot's that is gone
 NOT_OURS = "sartoris-status:not-ours "  # then why: a status line saying the slot path is not Sartoris's
 SCRIPT_END = "sartoris-script:end"  # the last line of every bounded script: it ran, and to its end
 # the first line of every script's output: what comes before it is the login shell's (see script_lines)
@@ -713,7 +714,8 @@ def _unless_ours(slot: str, slot_path: str, say: Callable[[str], str]) -> str:
     slot's trees folder, to a tree there or, dangling, to one removed since. A plain directory, or a link Sartoris
     did not make (to /etc, to a clone made by hand elsewhere, dangling elsewhere), is someone's. Shell tests: a link
     to a folder has its parent as `<link>/..`, so `-ef` tells one into the trees folder from the rest without
-    reading it; only a link that is dangling or not ours is read (`readlink`), to say where it points."""
+    reading it; only a link that is dangling or not ours is read (`readlink`), to say where it points. The shell
+    variable `t` is left holding the target of a dangling link of Sartoris's (status_command says it)."""
     q, trees = shlex.quote, posixpath.join(_state_dir(slot_path), "trees")
     directory = q(f"{OWN_LINE_MARK} {slot_path} is not managed by sartoris (a directory, not a link); move it away")
     not_ours = (
@@ -1060,8 +1062,9 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     host's own deadline (`timeout`, one process more, as the other scripts run: a hung git is not left behind when
     the controller gives up; deadline_error names the exit). A slot path Sartoris did not make (see _unless_ours)
     prints NOT_OURS and why, then the commit its checkout has, if any: the next switch refuses it, so it is not
-    current. Nothing when there is no slot at all, and NOT_A_CHECKOUT for a tree with no `.git` (git there would walk
-    up and report whatever repository holds it). A slot that cannot be read (a dangling link, a folder the user may
+    current. Nothing when there is no slot at all, NOT_A_CHECKOUT for a tree with no `.git` (git there would walk
+    up and report whatever repository holds it), and TREE_GONE then the link's target for a link of Sartoris's
+    whose tree is gone (see _tree_gone). A slot that cannot be read otherwise (a link through a folder the user may
     not enter, a corrupt repository) fails, with git's reason."""
     q = shlex.quote
     root, name = posixpath.split(slot_path.rstrip("/"))
@@ -1084,10 +1087,22 @@ def status_command(slot_path: str, expected: str | None, seconds: float) -> str:
     its_commit = f"[ -e {checkout} ] && {quiet_git}; exit 0"
     lines += [
         _unless_ours(name, slot_path, lambda why: f"printf '%s\\n' {q(NOT_OURS)}{why}; {its_commit}"),
+        f"if [ -L {slot} ] && [ ! -e {slot} ] && {_tree_gone()};"
+        f" then printf '%s%s\\n' {q(TREE_GONE)} \"$t\"; exit 0; fi",
         f"if [ -e {checkout} ] || {{ [ -L {slot} ] && [ ! -e {slot} ]; }} || {{ [ -d {slot} ] && [ ! -x {slot} ]; }};"
         f" then {git}; elif [ -e {slot} ]; then {shell_words('echo', NOT_A_CHECKOUT)}; fi",
     ]
     return _script(lines)
+
+
+def _tree_gone() -> str:
+    """Shell that succeeds when the path `$t` (a dangling link's target, from the deploy root where the shell runs)
+    does not exist: the nearest of its folders that does (or the deploy root) can be searched, so `-e` failed for
+    want of the next one, not of a permission or a loop of links. Shell tests: no process."""
+    return (
+        '{ p=$t; while [ ! -e "$p" ] && [ ! -L "$p" ] && [ -n "${p%/*}" ] && [ "${p%/*}" != "$p" ]; do p=${p%/*};'
+        ' done; { [ ! -e "$p" ] && [ ! -L "$p" ]; } || { [ "$p" != "$t" ] && [ -d "$p" ] && [ -x "$p" ]; }; }'
+    )
 
 
 def switch_outcome_command(release: RemoteRelease) -> str:
@@ -1138,7 +1153,7 @@ def found_unchanged(stdout: str) -> bool:
 def parse_head(stdout: str) -> str | None:
     """The commit a status script printed (40 hex digits, or 64 in a SHA-256 repository), or None."""
     for line in script_lines(stdout):
-        if line.startswith(NOT_OURS):  # a link's target may be named like a commit
+        if line.startswith((NOT_OURS, TREE_GONE)):  # a link's target may be named like a commit
             continue
         for word in line.split():
             if len(word) in (40, 64) and all(c in "0123456789abcdef" for c in word):
@@ -1151,4 +1166,13 @@ def not_ours(stdout: str) -> str | None:
     for line in script_lines(stdout):
         if line.startswith(NOT_OURS):
             return line[len(NOT_OURS) :].strip()
+    return None
+
+
+def gone_tree(stdout: str) -> str | None:
+    """The target of the slot's link, when a status script found it a tree of the slot's that is gone (its TREE_GONE
+    line), or None."""
+    for line in script_lines(stdout):
+        if line.startswith(TREE_GONE):
+            return line[len(TREE_GONE) :]
     return None

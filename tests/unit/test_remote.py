@@ -1561,13 +1561,24 @@ def test_status_of_a_tree_whose_repository_was_deleted_is_never_current_and_a_sy
     _assert_is_the_release(host.slot.resolve(), second)
 
 
-def test_status_of_a_dangling_slot_link_fails_with_gits_reason(host: Host) -> None:
-    """A slot link into the slot's trees folder whose tree is gone is Sartoris's, and not `missing`: the status
-    script fails and says why."""
-    host.slot.symlink_to(".sartoris/php-slot0/trees/" + "d" * 40)
-    done = run_sh(status_command(str(host.slot), "d" * 40, 60.0))
-    assert done.returncode != 0 and script_lines(done.stdout) == []
-    assert "cannot change to" in done.stderr or "No such file" in done.stderr
+@pytest.mark.parametrize("gone", ["tree", "trees-folder", "state-folder"])
+def test_status_of_a_slot_linking_to_a_tree_that_is_gone_is_missing_and_says_so(host: Host, gone: str) -> None:
+    """A slot link into the slot's trees folder whose tree is gone (`ln -sfn .sartoris/php-slot0/trees/<gone>`) is
+    Sartoris's, and the next sync replaces it; status called the host unreachable, with git's bare "cannot change to
+    …: No such file or directory". It is `missing` now, saying where the link points."""
+    target = ".sartoris/php-slot0/trees/" + "d" * 40
+    release = host.release()
+    if gone != "state-folder":
+        assert host.deploy(release).returncode == 0
+        host.slot.unlink()
+    if gone == "trees-folder":
+        shutil.rmtree(host.root / ".sartoris" / "php-slot0" / "trees")
+    host.slot.symlink_to(target)
+    said = f"the slot link points to {target}, which does not exist (the next sync links the slot anew)"
+    for expected in (release.commit, None):
+        done = run_sh(status_command(str(host.slot), expected, 60.0))
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        assert census_answer(done, expected) == HostStatus("mw1", HostState.MISSING, error=said)
 
 
 def test_a_computed_wait_is_said_to_a_tenth_of_a_second() -> None:

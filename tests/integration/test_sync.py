@@ -144,26 +144,33 @@ def test_status_reports_every_host_current_after_a_sync(deployment: Deployment) 
 
 def test_status_tells_behind_missing_and_unreachable_apart(deployment: Deployment) -> None:
     """A host left behind, a host never deployed, a host whose slot is a hand-made directory (missing too, saying
-    why) and the fault hosts each get their own state; exit 5."""
+    why), one whose slot links to a tree that is gone (missing, saying where it points: it answered) and the fault
+    hosts each get their own state; exit 5."""
     fleet = deployment.fleet
-    old_hosts, fresh_host, hand_made = fleet.hosts[:3], fleet.hosts[3], fleet.hosts[4]
+    old_hosts, fresh_host, hand_made, gone = fleet.hosts[:3], fleet.hosts[3], fleet.hosts[4], fleet.hosts[5]
     deployment.host_slot(hand_made).mkdir(parents=True)
     (deployment.host_slot(hand_made) / "index.php").write_text("<?php // copied by hand\n")
-    deployment.group("old", old_hosts)
+    deployment.group("old", [*old_hosts, gone])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "old").code == 0
+    gone_tree = f".sartoris/{deployment.host_slot(gone).name}/trees/{'d' * 40}"
+    deployment.host_slot(gone).unlink()
+    deployment.host_slot(gone).symlink_to(gone_tree)
     commit_change(deployment.checkout, "index.php", "<?php echo 'release 2';\n")
     deployment.group("new", old_hosts[:2])
     assert deployment.sartoris("sync", "--slot", str(deployment.slot), "--hosts", "new").code == 0
     faulty = unreachable_faults(fleet)
-    deployment.group("census", [*old_hosts, fresh_host, hand_made, *faulty])
+    deployment.group("census", [*old_hosts, fresh_host, hand_made, gone, *faulty])
     run = deployment.sartoris("status", "--slot", str(deployment.slot), "--hosts", "census", "--json")
     assert run.code == 5
     states = {h["host"]: h["state"] for h in run.json()["hosts"]}
     assert states[old_hosts[0]] == states[old_hosts[1]] == "current"
     assert states[old_hosts[2]] == "behind"
-    assert states[fresh_host] == states[hand_made] == "missing"
+    assert states[fresh_host] == states[hand_made] == states[gone] == "missing"
     errors = {h["host"]: h["error"] for h in run.json()["hosts"]}
     assert errors[fresh_host] is None and "is not managed by sartoris (a directory, not a link)" in errors[hand_made]
+    assert errors[gone] == (
+        f"the slot link points to {gone_tree}, which does not exist (the next sync links the slot anew)"
+    )
     assert {states[h] for h in faulty} == {"unreachable"}
 
 

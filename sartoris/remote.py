@@ -388,8 +388,10 @@ def _fetch_mark(store: str) -> list[str]:
     store with no mark (made before Sartoris kept one: what fetches killed then left). A fetch leaves the mark as it
     is (`dirty`) when its removal was put off by another fetch holding the store, or when it found the mark full as
     it marked it (another fetch of the slot, from another deploy host, running: it may yet be killed), and empties
-    it only while it holds its own pid; the next fetch looks again then. Only two fetches marking the store at the
-    same instant, the one whose pid is overwritten then killed, leave their files to the next failed or killed
+    it only while it holds its own pid; the next fetch looks again then. A full mark found while another fetch holds
+    the store (sartoris_alone: a /proc scan, only then) may be that fetch's, in progress: neither it nor any partial
+    file is touched. A store with no mark gets an empty one once looked at. Only two fetches marking the store at
+    the same instant, the one whose pid is overwritten then killed, leave their files to the next failed or killed
     fetch."""
     mark = shlex.quote(posixpath.join(store, _FETCH_MARK))
     return [
@@ -398,8 +400,14 @@ def _fetch_mark(store: str) -> list[str]:
         'sartoris_unmark() { [ -n "$dirty" ] || [ -z "$mine" ] ||'
         f' {{ m=; read -r m < {mark}; [ "$m" != "$mine" ] || true > {mark}; }} 2>/dev/null; }}',
         # a mark that cannot be read (none yet) says as much as one left full; `mine`: what this fetch may empty
-        f'mine=unmarked dirty=; {{ [ ! -f {mark} ] || read -r mine < {mark}; }} 2>/dev/null; if [ -n "$mine" ]; then'
-        " if sartoris_drop_partial loose; then sartoris_unmark; else dirty=1; fi; fi",
+        f"mine=unmarked dirty=; {{ [ ! -f {mark} ] || read -r mine < {mark}; }} 2>/dev/null;"
+        ' if [ -z "$mine" ]; then true;'
+        # another fetch holding the store (from another deploy host) may have marked it: its mark and files are its own
+        ' elif ! sartoris_alone; then dirty=1;'
+        " elif ! sartoris_drop_partial loose; then dirty=1;"
+        # a store from before the mark gets one, empty: its next fetches do not look again
+        f' elif [ "$mine" = unmarked ]; then {{ true > {mark}; }} 2>/dev/null;'
+        " else sartoris_unmark; fi",
     ]
 
 

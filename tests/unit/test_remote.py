@@ -33,6 +33,7 @@ from sartoris.remote import (
     HostCommand,
     RemoteRelease,
     SubmoduleSpec,
+    _alone_with_the_store,
     _fetch_mark,
     bounded,
     damaged_store_remedy,
@@ -1055,6 +1056,7 @@ def test_a_fetch_that_marked_the_store_while_another_ran_leaves_the_mark_full(tm
     mark.write_text("")
     looked = tmp_path / "looked"
     script = [
+        _alone_with_the_store(str(store)),
         f"sartoris_drop_partial() {{ touch {looked}; }}",
         *_fetch_mark(str(store)),
         f"echo 4242 > {mark}",  # the other fetch marks the store, after this one read the mark
@@ -1065,6 +1067,32 @@ def test_a_fetch_that_marked_the_store_while_another_ran_leaves_the_mark_full(tm
     assert not looked.exists() and mark.read_text().strip().isdigit()
     alone = run_sh("\n".join([*script[:-2], "sartoris_mark; sartoris_unmark"]))  # the fetch after: it looks
     assert alone.returncode == 0 and looked.exists() and mark.read_text() == "", alone.stderr
+
+
+def test_a_fetch_leaves_the_mark_of_a_fetch_still_running_and_marks_a_store_that_had_none(tmp_path: Path) -> None:
+    """A fetch that found no partial file emptied the mark at its start whatever it held, also the pid of another
+    fetch of the slot still running (from another deploy host), whose files, should it be killed, were then left for
+    good (review). A full mark found while another fetch holds the store is now left whole, and no file is looked at.
+    A store with no mark (made before Sartoris kept one) gets an empty one once looked at, so that its next fetches
+    do not look again."""
+    store = tmp_path / "store.git"
+    store.mkdir()
+    mark = store / "sartoris-fetching"
+    looked = tmp_path / "looked"
+    drop = f"sartoris_drop_partial() {{ touch {looked}; }}"
+    script = "\n".join([_alone_with_the_store(str(store)), drop, *_fetch_mark(str(store))])
+    mark.write_text("4242\n")  # as another fetch's shell marked it, and holds the store while it runs
+    other = os.open(store, os.O_RDONLY)
+    try:
+        assert run_sh(script).returncode == 0
+    finally:
+        os.close(other)
+    assert not looked.exists() and mark.read_text() == "4242\n"
+    assert run_sh(script).returncode == 0 and looked.exists() and mark.read_text() == ""  # alone: it looks
+    looked.unlink()
+    mark.unlink()
+    assert run_sh(script).returncode == 0
+    assert looked.exists() and mark.exists() and mark.read_text() == ""
 
 
 # what a fetch's shell might start to look at, remove, or mark files (each a builtin of dash where one exists)

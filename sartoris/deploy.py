@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -617,6 +618,7 @@ def _remote_release(config: Config, slot: int, release: Release) -> RemoteReleas
         submodules=release.submodules,
         keep_trees=config.deploy.keep_releases,
         umask=config.deploy.umask,
+        run=secrets.token_hex(8),
     )
 
 

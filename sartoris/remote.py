@@ -100,6 +100,14 @@ class RemoteRelease:
     # Every file the scripts make gets it: the account's own umask (a `umask 077` in its shell startup files) made
     # the files a release changed unreadable to the web server, beside links to the older, readable ones.
     umask: str = "022"
+    # this run's token (random, see deploy): its switch writes it in the slot's record (_SWITCH_RECORD), so that the
+    # look at a lost switch reads that switch's record, not one an earlier run of the same commit left
+    run: str = ""
+
+    @property
+    def run_word(self) -> str:
+        """The run's token as one shell word of the record: `-` for none."""
+        return self.run or "-"
 
     @property
     def root(self) -> str:
@@ -565,7 +573,8 @@ def switch_command(release: RemoteRelease) -> str:
         "fi",
         # the record the look reads (see _SWITCH_RECORD): written before the swap, so that a swap that fails leaves
         # the record with the old tree live, never the new tree live without the record
-        f'{{ {shell_words("echo", release.commit)}${{unchanged:+ {UNCHANGED_WORD}}} > {record}; }} 2>/dev/null',
+        f'{{ {shell_words("echo", release.commit, release.run_word)}${{unchanged:+ {UNCHANGED_WORD}}} > {record}; }}'
+        " 2>/dev/null",
         # The swap: a new link renamed over the old one is atomic; `ln -sfn` is not. One that fails (a read-only or
         # immutable deploy root) is the checkout's failure, not the submodules': its marker is printed then, not
         # before (a switch whose connection dropped dies at its next line of output; none comes before the swap).
@@ -699,9 +708,11 @@ def _switch_lock(release: RemoteRelease) -> str:
 
 
 _SWITCH_LOCK = "switch.lock"  # in a slot's state folder on a host: held (flock) by the switch running there
-# In a slot's state folder on a host: the commit the slot's last switch swapped the link to, followed by
-# UNCHANGED_WORD when it found the slot already on it (its UNCHANGED_MARK); emptied when a switch begins, under the
-# lock, and written just before its swap. The look at a switch whose reply was lost (switch_outcome_command) reads it,
+# In a slot's state folder on a host: the commit the slot's last switch swapped the link to and its run's token
+# (RemoteRelease.run), followed by UNCHANGED_WORD when it found the slot already on it (its UNCHANGED_MARK); the
+# token tells this run's switch from an earlier one of the same commit (which the lost one may be queued behind, the
+# record not yet emptied, when the look gets the lock first); emptied when a switch begins, under the lock, and
+# written just before its swap. The look at a switch whose reply was lost (switch_outcome_command) reads it,
 # as the marks printed after the swap are lost with the reply: the live tree at the release's commit is not enough,
 # since a switch that refused a live tree of the release changed on the host leaves it live (at that commit).
 # Written with shell builtins (`true`, `echo`: a failed redirection of `:` would end dash): no process.
@@ -1128,7 +1139,8 @@ def switch_outcome_command(release: RemoteRelease) -> str:
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     record = q(posixpath.join(release.state_dir, _SWITCH_RECORD))
     recorded = (
-        f'h= w=; [ -f {record} ] && read -r h w < {record}; if [ "$h" = {q(release.commit)} ]; then'
+        f"h= r= w=; [ -f {record} ] && read -r h r w < {record};"
+        f' if [ "$h" = {q(release.commit)} ] && [ "$r" = {q(release.run_word)} ]; then'
         f' {shell_words("echo", RECORDED_MARK)};'
         f' [ "$w" != {UNCHANGED_WORD} ] || {shell_words("echo", UNCHANGED_MARK)}; fi'
     )

@@ -2324,6 +2324,20 @@ def test_the_look_after_a_lost_switch_that_refused_an_edited_live_tree_does_not_
     assert parse_head(after.stdout) == release.commit and found_recorded(after.stdout)  # the verdict: not on it
 
 
+def test_the_look_after_a_lost_switch_reads_that_runs_record_not_an_earlier_runs_of_the_same_commit(
+    host: Host,
+) -> None:
+    """The switch's record named a commit alone: a switch lost while queued behind another (its record not yet
+    emptied), or that never ran, was read as switched by the record an earlier run of the same commit left, though a
+    live tree changed since stayed live (review). The record carries the run's token, and the look wants its own."""
+    earlier = dataclasses.replace(host.release(), run="0123456789abcdef")
+    assert host.deploy(earlier).returncode == 0
+    this_run = dataclasses.replace(earlier, run="fedcba9876543210")
+    seen = run_on_host(bounded(switch_outcome_command(this_run), 30.0))
+    assert parse_head(seen.stdout) == earlier.commit and not found_recorded(seen.stdout), seen.stdout
+    assert found_recorded(run_on_host(bounded(switch_outcome_command(earlier), 30.0)).stdout)
+
+
 def test_the_look_after_a_lost_switch_says_whether_that_switch_found_the_slot_already_on_the_release(
     host: Host,
 ) -> None:

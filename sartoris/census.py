@@ -73,8 +73,9 @@ def status(
 
 def _lock_as_seen(lock: SlotLock) -> dict[str, Any] | None:
     """The slot lock's holder for `status`, marked `stale` when the run that took it is gone from this host: status
-    showed a killed run's lock like a live one, and only the next sync or start said it could be broken."""
-    held = lock.holder()
+    showed a killed run's lock like a live one, and only the next sync or start said it could be broken. A locks
+    folder this user may not look into is a lock that cannot be read: the census is not thrown away over it."""
+    held = lock.holder_as_seen()
     if held is not None and lock.is_stale(held):
         return {**held, "stale": True}
     return held

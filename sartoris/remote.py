@@ -224,7 +224,8 @@ def deadline_error(exit_status: int, seconds: float) -> str | None:
 def stopped_on_the_host(exit_status: int) -> bool:
     """A command run under the host's own deadline (_host_timeout) was stopped by it: timed out (124) or killed (137,
     see deadline_error). Its processes' last words (git's "early EOF" of an upload-pack the kill ended) are not the
-    reason it failed, and a retry has no time left to succeed."""
+    reason it failed, and a retry has no time left to succeed. (A 137 may also be the out-of-memory killer's: not
+    retried either.)"""
     return deadline_error(exit_status, 0.0) is not None
 
 
@@ -937,12 +938,13 @@ _SWITCH_FUNCTIONS = (
     # KILL at the deadline leaves); a removal that fails leaves it to that switch, and says nothing over the error.
     # Before, a full disk is said (sartoris_say_if_full): git's "failed to write new configuration file" does not.
     'sartoris_give_up() { sartoris_say_if_full; rm -rf "$B" 2>/dev/null; exit "$1"; }',
-    # On a failed build only (a process, `df`): when the deploy root's disk has less than _FULL_DISK_KB left, a line
-    # saying so in the words a full disk's write error uses, which the error line then adds as the cause
-    # (CommandResult.error_line): where git failed on a full disk without saying why, the operator learns it.
+    # On a failed build only (a process, `df`): when the disk of the trees' folder (the deploy root's, unless the
+    # state folder is a mount of its own) has less than _FULL_DISK_KB left, a line saying so in the words a full
+    # disk's write error uses, which the error line then adds as the cause (CommandResult.error_line): where git
+    # failed on a full disk without saying why, the operator learns it.
     "sartoris_say_if_full() {"
-    " df -Pk . 2>/dev/null | { read -r _ && read -r _ _ _ a _ &&"
-    f' [ "$a" -lt {_FULL_DISK_KB} ] 2>/dev/null && echo "$PWD: No space left on device ($a KB free)" >&2; }}; }}',
+    ' df -Pk "${B%/*}" 2>/dev/null | { read -r _ && read -r _ _ _ a _ &&'
+    f' [ "$a" -lt {_FULL_DISK_KB} ] 2>/dev/null && echo "${{B%/*}}: No space left on device ($a KB free)" >&2; }}; }}',
 
     # git dir, work tree (from $B), layout id, then the paths its submodules keep. Before the checkout of a work
     # tree that held another commit (a copied or recycled slot tree, a submodule moving on), remove the work tree

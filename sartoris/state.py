@@ -564,6 +564,14 @@ class SlotLock:
         held.pop(_UNREADABLE, None)  # a lock is unreadable by this reading only, never by what its file says
         return held
 
+    def holder_as_seen(self) -> dict[str, Any] | None:
+        """holder(), for a report that must not be lost over it (status): a locks folder this user may not look into
+        gives a holder that cannot be read, saying why, instead of a StateError."""
+        try:
+            return self.holder()
+        except StateError as exc:
+            return self._unreadable_holder(str(exc))
+
     def _unreadable_holder(self, why: str) -> dict[str, Any]:
         """The holder of a lock file that cannot be read: no one named (the holder's keys are there, null, as status
         --json has always had them), `unreadable` true, why not, and where the file is."""

@@ -13,10 +13,12 @@ import os
 import shutil
 import stat
 import sys
+import time
 import zipfile
 from typing import NoReturn
 
 IN_USE = "_in_use"  # `.<pyz name>_<build id>_in_use`, beside shiv's `.<pyz name>_<build id>_lock`
+_PRUNE_WAIT = 30.0  # seconds a run waits for a pruning of its build's folder, then goes on unprotected
 _held: list[int] = []  # this run's shared lock on its build's in-use file: open until the process ends
 
 
@@ -84,19 +86,35 @@ def unpacked_folder(archive: zipfile.ZipFile, root: str) -> str:
 
 def hold_in_use(folder: str) -> int | None:
     """Take a shared lock on the build's in-use file and keep it while this process runs, so that no first run of
-    another build prunes the folder under it; wait while one is pruning it (shiv then unpacks it again). None when
-    the file cannot be opened (a SHIV_ROOT of someone else's): the run goes on, unprotected as before."""
+    another build prunes the folder under it; wait while one is pruning it (shiv then unpacks it again), at most
+    _PRUNE_WAIT. None when the file cannot be opened (a SHIV_ROOT of someone else's), or the wait ran out: the run
+    goes on, unprotected as before."""
     path = _in_use_path(folder)
     while True:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:
             return None
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not _locked_within(fd, fcntl.LOCK_SH, _PRUNE_WAIT):  # a pruner stopped (Ctrl-Z, a hung disk)
+            os.close(fd)
+            return None
         if _still_named(fd, path):
             _held.append(fd)
             return fd
         os.close(fd)  # a pruner removed the file while we waited: lock the one that has the name now
+
+
+def _locked_within(fd: int, kind: int, seconds: float) -> bool:
+    """Take the lock `kind` on `fd`, waiting at most `seconds` (polled: flock itself waits without end)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def prune_other_builds(folder: str) -> list[str]:

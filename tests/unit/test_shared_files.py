@@ -267,7 +267,8 @@ def test_a_lock_another_operator_may_not_read_names_its_owner(shared_root: Path)
 @needs_root
 def test_a_locks_folder_another_operator_may_not_look_into_is_not_called_locked(shared_root: Path) -> None:
     """A locks folder made under umask 077 hides whether there is a lock at all: every look from another operator
-    said the slot was locked by someone unknown, though nobody held it. It now says what is in the way."""
+    said the slot was locked by someone unknown, though nobody held it. It now says what is in the way; `status`,
+    which reads the lock after its census of the fleet, shows the lock as unreadable, saying why, not an error."""
     state = shared_root / ".sartoris"
     with umask(0o002):
         History(state)  # the state folder the group may use
@@ -280,6 +281,15 @@ def test_a_locks_folder_another_operator_may_not_look_into_is_not_called_locked(
 
     assert as_another_operator(look) == (
         f"StateError: cannot look for the lock {state / 'locks' / 'slot5.lock'}: permission denied on the folder"
+        f" {state / 'locks'}: owner root:{SHARED_GID}, mode 2700"
+    )
+
+    def as_status_sees_it() -> str:  # a census of the fleet is not thrown away over it (review)
+        held = SlotLock(state, 5).holder_as_seen() or {}
+        return f"{held.get('unreadable')} {held.get('why')}"
+
+    assert as_another_operator(as_status_sees_it) == (
+        f"True cannot look for the lock {state / 'locks' / 'slot5.lock'}: permission denied on the folder"
         f" {state / 'locks'}: owner root:{SHARED_GID}, mode 2700"
     )
 

@@ -164,6 +164,24 @@ def test_a_run_waiting_while_its_build_is_pruned_holds_the_new_in_use_file(tmp_p
     assert locked_by_another(in_use)
 
 
+def test_a_run_waits_for_a_stopped_pruning_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_locks: None
+) -> None:
+    """A pruning stopped half-way (Ctrl-Z, a disk that hangs) held every run of that build waiting without end
+    (review); a run now waits for it at most _PRUNE_WAIT, then goes on unprotected, as when the file cannot be
+    opened."""
+    monkeypatch.setattr(zipapp_main, "_PRUNE_WAIT", 0.3)
+    folder = unpacked(tmp_path, OLD)
+    pruning = os.open(tmp_path / f".{OLD}_in_use", os.O_RDONLY)
+    fcntl.flock(pruning, fcntl.LOCK_EX)  # and never let go
+    try:
+        began = time.monotonic()
+        assert zipapp_main.hold_in_use(str(folder)) is None
+        assert time.monotonic() - began < 5
+    finally:
+        os.close(pruning)
+
+
 def fake_shiv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """A pyz holding shiv's environment.json, run as sys.argv[0], and a stand-in for shiv's _bootstrap that
     unpacks (makes site-packages) when the build's folder has none, as shiv does. Returns the calls made."""

@@ -308,9 +308,12 @@ def fetch_command(release: RemoteRelease) -> str:
     # or the other's half-written config). The rename is atomic; the one that loses it uses the other's store.
     made, quoted = shlex.quote(f"{store}.init-") + "$$", shlex.quote(store)  # $$: this shell's pid, digits only
     # An init that fails (a full disk) removes what it made: left there, each first deploy's try kept its own.
+    # a new store gets its fetch mark, empty (a builtin): nothing was left in it to look for
+    new_mark = f"{made}/{shlex.quote(_FETCH_MARK)}"
     init = (
         f"{{ {shell_words('git', 'init', '--quiet', '--bare', _NO_TEMPLATE, f'--object-format={object_format}')}"
-        f" {made} && mv -T {made} {quoted}; }} || {{ rm -rf {made}; [ -d {quoted} ]; }}"
+        f" {made} && {{ {{ true > {new_mark}; }} 2>/dev/null; mv -T {made} {quoted}; }}; }}"
+        f" || {{ rm -rf {made}; [ -d {quoted} ]; }}"
     )
     # The fetch holds the store open while it runs; before its git, it removes the lock files and stores made aside
     # that fetches killed on the host left (see _stale_files_removal), and when it ends, the store's partial files (see
@@ -412,7 +415,8 @@ def _fetch_mark(store: str) -> list[str]:
         f"mine=unmarked dirty=; {{ [ ! -f {mark} ] || read -r mine < {mark}; }} 2>/dev/null;"
         ' if [ -z "$mine" ]; then true;'
         # another fetch holding the store (from another deploy host) may have marked it: its mark and files are its own
-        ' elif ! sartoris_alone; then dirty=1;'
+        # (a /proc scan: only for a full mark, after a killed fetch or beside a running one)
+        ' elif [ "$mine" != unmarked ] && ! sartoris_alone; then dirty=1;'
         " elif ! sartoris_drop_partial loose; then dirty=1;"
         # a store from before the mark gets one, empty: its next fetches do not look again
         f' elif [ "$mine" = unmarked ]; then {{ true > {mark}; }} 2>/dev/null;'

@@ -177,10 +177,9 @@ def _same_host(config: Config) -> SameHost:
     return machine_identity(config.ssh.default_port)
 
 
-def _fleet(config: Config, same_host: SameHost) -> frozenset[Hashable] | None:
-    """The machines a rollback of the whole fleet would switch ([deploy] hosts); None when the config names none
-    or its hosts cannot be read (then every host the history names counts)."""
-    labels = _fleet_labels(config)
+def _fleet(labels: tuple[str, ...] | None, same_host: SameHost) -> frozenset[Hashable] | None:
+    """The machines a rollback of the whole fleet would switch ([deploy] hosts, their `labels`: _fleet_labels); None
+    when the config names none or its hosts cannot be read (then every host the history names counts)."""
     return None if labels is None else frozenset(same_host(label) for label in labels)
 
 
@@ -230,7 +229,7 @@ def finish(config: Config, slot: int, *, force: bool) -> LifecycleReport:
     _refuse_an_unknown_slot(config, slot)
     history = History(config.state_dir)
     same_host = _same_host(config)
-    fleet = _fleet(config, same_host)
+    fleet = _fleet(_fleet_labels(config), same_host)
     with _started_deploy(config, slot, "finish", force) as (lock, held):
         # unknown: its release is announced as not in the history
         _, runs, mark = _deploy_runs(history, slot, held)
@@ -273,12 +272,13 @@ def abort(config: Config, slot: int, *, force: bool) -> LifecycleReport:
         noted = [tag for tag in (held.get("synced"), held.get("last_run")) if isinstance(tag, str) and tag]
         # the switching note is made before a run's first switch and cleared when it ends: that run died
         same_host = _same_host(config)
-        fleet = _fleet(config, same_host)
+        labels = _fleet_labels(config)  # the hosts files read once
+        fleet = _fleet(labels, same_host)
         before = _runs_before(history, slot, mark, _and_their_hosts(fleet, runs, same_host), same_host)
         # a run before the deploy that died while switching, noted by an earlier Sartoris (no targets), may have
         # reached any host: each the fleet or a run names may have run its release at start
         named = (host for run in [*before, *runs] for host in run.named)
-        before = targeting_every_host(before, [*(_fleet_labels(config) or ()), *named])
+        before = targeting_every_host(before, [*(labels or ()), *named])
         head = held.get("head")
         found = head if isinstance(head, str) else None
         refusal = abort_refusal(slot, live, runs, noted, held.get("switching"), same_host, before, fleet, found)

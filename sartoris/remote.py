@@ -801,10 +801,11 @@ def _hard_link_copy(source: str, target: str) -> str:
     return shell_words("cp", "-RlP", source, target)
 
 
-def _read_first_line(path: str) -> str:
-    """Shell that sets `h` to the first line of the file `path` (a HEAD file, or the switch's record), empty when
-    there is none: no process."""
-    return f"h=; [ -f {shlex.quote(path)} ] && read -r h < {shlex.quote(path)};"
+def _read_first_line(path: str, names: str = "h") -> str:
+    """Shell that sets `h` (or the variables `names`, split as `read` splits) to the first line of the file `path` (a
+    HEAD file, or the switch's record), empty when there is none: no process."""
+    empty = "".join(f"{name}= " for name in names.split())
+    return f"{empty.rstrip()}; [ -f {shlex.quote(path)} ] && read -r {names} < {shlex.quote(path)};"
 
 
 def _retired_tree(release: RemoteRelease) -> str:
@@ -1143,9 +1144,8 @@ def switch_outcome_command(release: RemoteRelease) -> str:
     # read-only disk) ends dash's whole script, and the look would say nothing of how the switch ended
     wait = f"[ -f {lock} ] && {{ command exec 9>>{lock} && flock 9; command exec 9>&-; }} 2>/dev/null"
     head = shell_words("git", "-C", release.slot_path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    record = q(posixpath.join(release.state_dir, _SWITCH_RECORD))
     recorded = (
-        f"h= r= w=; [ -f {record} ] && read -r h r w < {record};"
+        f"{_read_first_line(posixpath.join(release.state_dir, _SWITCH_RECORD), 'h r w')}"
         f' if [ "$h" = {q(release.commit)} ] && [ "$r" = {q(release.run_word)} ]; then'
         f' {shell_words("echo", RECORDED_MARK)};'
         f' [ "$w" != {UNCHANGED_WORD} ] || {shell_words("echo", UNCHANGED_MARK)}; fi'
@@ -1168,12 +1168,17 @@ _PHASES = {phase.value for phase in Phase}
 
 def found_recorded(stdout: str) -> bool:
     """The look at a lost switch found the slot's switch record naming the release (its RECORDED_MARK line)."""
-    return any(line.strip() == RECORDED_MARK for line in script_lines(stdout))
+    return _has_line(stdout, RECORDED_MARK)
 
 
 def found_unchanged(stdout: str) -> bool:
     """The switch found the slot already on the release (its UNCHANGED_MARK line): it changed nothing there."""
-    return any(line.strip() == UNCHANGED_MARK for line in script_lines(stdout))
+    return _has_line(stdout, UNCHANGED_MARK)
+
+
+def _has_line(stdout: str, mark: str) -> bool:
+    """Whether a script printed the line `mark`, alone."""
+    return any(line.strip() == mark for line in script_lines(stdout))
 
 
 def parse_head(stdout: str) -> str | None:
@@ -1189,16 +1194,16 @@ def parse_head(stdout: str) -> str | None:
 
 def not_ours(stdout: str) -> str | None:
     """Why a status script found the slot path not Sartoris's (its NOT_OURS line), or None."""
-    for line in script_lines(stdout):
-        if line.startswith(NOT_OURS):
-            return line[len(NOT_OURS) :].strip()
-    return None
+    why = _after_mark(stdout, NOT_OURS)
+    return None if why is None else why.strip()
 
 
 def gone_tree(stdout: str) -> str | None:
     """The target of the slot's link, when a status script found it a tree of the slot's that is gone (its TREE_GONE
     line), or None."""
-    for line in script_lines(stdout):
-        if line.startswith(TREE_GONE):
-            return line[len(TREE_GONE) :]
-    return None
+    return _after_mark(stdout, TREE_GONE)
+
+
+def _after_mark(stdout: str, mark: str) -> str | None:
+    """What follows `mark` on the first line a script printed starting with it, or None when it printed none."""
+    return next((line[len(mark) :] for line in script_lines(stdout) if line.startswith(mark)), None)

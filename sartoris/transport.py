@@ -235,10 +235,11 @@ class Session:
                 finally:
                     process.close()
         except TimeoutError:
+            timed_out = f"timed out after {round(timeout, 1):g}s"
             if opened.process is None:
-                message = f"timed out after {round(timeout, 1):g}s opening a session (the command was never sent)"
+                message = f"{timed_out} opening a session (the command was never sent)"
                 raise CommandTimeout(message, "", sent=False) from None
-            raise CommandTimeout(f"timed out after {round(timeout, 1):g}s", capture.stdout_text()) from None
+            raise CommandTimeout(timed_out, capture.stdout_text()) from None
         except (asyncssh.Error, OSError) as exc:
             raise HostError(_describe(exc)) from exc
         finally:

@@ -831,6 +831,13 @@ def _store_folder_emptied(deployment: Deployment, address: str) -> None:
     store(deployment, address).mkdir()
 
 
+def _store_remedy(deployment: Deployment) -> str:
+    """The start of the remedy a host's error ends with when its slot store is damaged, naming the store as the host
+    sees it."""
+    on_the_host = f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/store.git"
+    return f"(the slot's object store on the host is damaged: remove {on_the_host} there, and the next sync fetches"
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -855,8 +862,7 @@ def test_a_damaged_store_says_how_to_mend_it_and_that_mends_the_host(
     code, report, stderr, _ = _timed_sync(deployment, "--hosts", "two", "--max-failures", "1")
     assert code == 5, stderr
     broken = _host(report, hosts[0])
-    on_the_host = f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/store.git"
-    remedy = f"(the slot's object store on the host is damaged: remove {on_the_host} there, and the next sync fetches"
+    remedy = _store_remedy(deployment)
     assert broken["phase"] == "fetch" and remedy in str(broken["error"]), broken
     assert "\n" not in str(broken["error"])
     shutil.rmtree(store(deployment, hosts[0]))  # the remedy
@@ -891,8 +897,7 @@ def test_a_store_that_lost_an_object_a_rollback_reads_says_how_to_mend_it_and_th
     run = deployment.sartoris(*back)
     assert run.code == 5, run.stderr
     broken = _host(run.json(), hosts[0])
-    on_the_host = f"{deployment.fleet.remote_root}/.sartoris/php-slot{deployment.slot}/store.git"
-    remedy = f"(the slot's object store on the host is damaged: remove {on_the_host} there, and the next sync fetches"
+    remedy = _store_remedy(deployment)
     assert broken["phase"] == "checkout" and broken["depooled"] and remedy in str(broken["error"]), broken
     assert f"unable to read sha1 file of index.php ({blob})" in str(broken["error"]), broken
     assert _on(deployment, hosts[1], good)
